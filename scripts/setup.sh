@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages thinkeys needs to build and test. Idempotent:
+# when everything is present it only checks and returns.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libtorch-dev
+  # libtorch-dev accepts any libblas.so.3; the reference BLAS is ~25x slower
+  # than OpenBLAS for our GEMMs, so install OpenBLAS (it takes over the alternative).
+  libopenblas0-pthread
+  nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libsentencepiece-dev libhwy-dev libpcre2-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  clang-format
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "setup: all build dependencies present"

@@ -1,0 +1,60 @@
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "eval/perplexity.h"
+#include "io/model_loader.h"
+#include "util/error.h"
+#include "util/text_file.h"
+
+namespace thinkeys::cli {
+
+Command add_eval(CLI::App& app) {
+  struct Opts {
+    std::string model, tokenizer, data;
+    int ctx = 512, stride = 256;
+    int64_t max_tokens = 0;
+    bool json = false, no_bos = false;
+  };
+  auto opts = std::make_shared<Opts>();
+  auto* sub = app.add_subcommand("eval", "Sliding-window perplexity over a text file");
+  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")->required();
+  sub->add_option("--data", opts->data, "UTF-8 text file, scored as one document")->required();
+  sub->add_option("--ctx", opts->ctx, "Window length in tokens");
+  sub->add_option("--stride", opts->stride, "Window advance in tokens (<= ctx)");
+  sub->add_option("--max-tokens", opts->max_tokens, "Score only the first N tokens of the file");
+  sub->add_option("--tokenizer", opts->tokenizer, "Tokenizer file or directory (default: beside the model)");
+  sub->add_flag("--no-bos", opts->no_bos, "Do not prepend BOS to the document");
+  sub->add_flag("--json", opts->json, "Print JSON");
+  return {sub, [opts] {
+            PerplexityOptions po{opts->ctx, opts->stride, !opts->json};
+            po.validate();  // before the (possibly slow) load
+            std::string text = read_file_bytes(opts->data);
+            if (text.empty()) throw Error("data file " + opts->data + " is empty");
+            Model m = load_model(opts->model);
+            auto tok = tokenizer_for(opts->model, opts->tokenizer, m);
+            auto tokens = prompt_tokens(m, *tok, text, opts->no_bos ? 0 : -1);
+            if (opts->max_tokens > 0 && static_cast<int64_t>(tokens.size()) > opts->max_tokens)
+              tokens.resize(static_cast<size_t>(opts->max_tokens));
+            auto r = evaluate_perplexity(m, tokens, po);
+            if (opts->json) {
+              nlohmann::json j = {{"model", opts->model},       {"data", opts->data},
+                                  {"ctx", po.ctx},              {"stride", po.stride},
+                                  {"tokens", r.tokens_total},   {"tokens_scored", r.tokens_scored},
+                                  {"windows", r.windows},       {"mean_nll", r.mean_nll},
+                                  {"perplexity", r.perplexity}, {"seconds", r.seconds},
+                                  {"tokens_per_second", r.tokens_per_second}};
+              std::printf("%s\n", j.dump(2).c_str());
+              return;
+            }
+            std::printf("data          %s (%lld tokens)\n", opts->data.c_str(), static_cast<long long>(r.tokens_total));
+            std::printf("windows       %lld (ctx %d, stride %d)\n", static_cast<long long>(r.windows), po.ctx, po.stride);
+            std::printf("tokens scored %lld\n", static_cast<long long>(r.tokens_scored));
+            std::printf("mean NLL      %.4f nats/token\n", r.mean_nll);
+            std::printf("perplexity    %.4f\n", r.perplexity);
+            std::printf("speed         %.0f tokens/s (%.1f s)\n", r.tokens_per_second, r.seconds);
+          }};
+}
+
+}  // namespace thinkeys::cli

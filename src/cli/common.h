@@ -1,0 +1,24 @@
+#pragma once
+// Helpers shared by subcommands: loading a model with its tokenizer, deciding
+// on BOS, and formatting numbers.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/weights.h"
+#include "tokenizer/tokenizer.h"
+
+namespace thinkeys::cli {
+
+std::unique_ptr<Tokenizer> tokenizer_for(const std::string& model_path,
+                                         const std::string& tokenizer_path, const Model& model);
+
+// Prompt tokens: BOS first for families trained with it (Llama/llama2.c), or
+// when the prompt is empty and there is nothing else to condition on.
+std::vector<int32_t> prompt_tokens(const Model& model, const Tokenizer& tok, const std::string& text,
+                                   int bos_mode);  // -1 auto, 0 never, 1 always
+
+std::string human_bytes(double bytes);
+
+}  // namespace thinkeys::cli

@@ -1,0 +1,69 @@
+#include "eval/perplexity.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "model/kv_cache.h"
+#include "model/transformer.h"
+#include "util/error.h"
+#include "util/progress.h"
+
+namespace thinkeys {
+
+void PerplexityOptions::validate() const {
+  if (ctx <= 0) throw Error("--ctx must be positive (got " + std::to_string(ctx) + ")");
+  if (stride <= 0) throw Error("--stride must be positive (got " + std::to_string(stride) + ")");
+  if (stride > ctx)
+    throw Error("--stride (" + std::to_string(stride) + ") must not exceed --ctx (" +
+                std::to_string(ctx) + "): tokens between windows would never be scored");
+}
+
+PerplexityResult evaluate_perplexity(const Model& model, std::span<const int32_t> tokens,
+                                     const PerplexityOptions& opt, const WindowObserver& observer) {
+  opt.validate();
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n < 2) throw Error("evaluation needs at least 2 tokens (got " + std::to_string(n) + ")");
+  if (model.config.positions == PositionKind::Learned && opt.ctx > model.config.max_positions)
+    throw Error("--ctx " + std::to_string(opt.ctx) + " exceeds the model's " +
+                std::to_string(model.config.max_positions) + " learned positions");
+
+  PerplexityResult res;
+  res.tokens_total = n;
+  KVCache cache(model.config, static_cast<int>(std::min<int64_t>(opt.ctx, n)));
+  double nll_sum = 0.0;
+  int64_t processed = 0;
+  const int64_t windows_total = n <= opt.ctx ? 1 : 1 + (n - opt.ctx + opt.stride - 1) / opt.stride;
+  Progress progress("eval", windows_total, "win");
+  if (!opt.show_progress) progress.finish();
+
+  int64_t prev_end = 0;
+  for (int64_t begin = 0;; begin += opt.stride) {
+    const int64_t end = std::min(begin + opt.ctx, n);
+    const int64_t first = std::max(prev_end, begin + 1);  // first target scored here
+    cache.clear();
+    at::Tensor logits = forward(model, tokens.subspan(begin, end - begin), cache);
+    processed += end - begin;
+    if (first < end) {
+      // Logit row i predicts token begin + i + 1.
+      at::Tensor rows = logits.narrow(0, first - 1 - begin, end - first);
+      at::Tensor logp = at::log_softmax(rows.to(at::kDouble), -1);
+      at::Tensor targets = at::from_blob(const_cast<int32_t*>(tokens.data() + first), {end - first},
+                                         at::kInt).to(at::kLong);
+      nll_sum -= logp.gather(1, targets.unsqueeze(1)).sum().item<double>();
+      res.tokens_scored += end - first;
+    }
+    if (observer) observer(logits, begin, first);
+    ++res.windows;
+    if (opt.show_progress) progress.advance(1);
+    prev_end = end;
+    if (end == n) break;
+  }
+  progress.finish();
+  res.seconds = progress.elapsed_seconds();
+  res.mean_nll = nll_sum / static_cast<double>(res.tokens_scored);
+  res.perplexity = std::exp(res.mean_nll);
+  res.tokens_per_second = res.seconds > 0 ? static_cast<double>(processed) / res.seconds : 0.0;
+  return res;
+}
+
+}  // namespace thinkeys

@@ -1,0 +1,37 @@
+#pragma once
+// Sliding-window perplexity: windows of ctx tokens advance by stride; each
+// window scores only the tokens no earlier window scored, so every scored token
+// (after the first window) sees at least ctx - stride tokens of context.
+#include <cstdint>
+#include <functional>
+#include <span>
+
+#include "model/weights.h"
+
+namespace thinkeys {
+
+struct PerplexityOptions {
+  int ctx = 512;
+  int stride = 256;
+  bool show_progress = true;
+  void validate() const;
+};
+
+struct PerplexityResult {
+  int64_t tokens_total = 0;
+  int64_t tokens_scored = 0;
+  int64_t windows = 0;
+  double mean_nll = 0;
+  double perplexity = 0;
+  double seconds = 0;
+  double tokens_per_second = 0;  // tokens run through the model per second
+};
+
+// Per-window hook: logits [n, V] of the window and the index of its first token.
+using WindowObserver = std::function<void(const at::Tensor& logits, int64_t begin, int64_t first_scored)>;
+
+PerplexityResult evaluate_perplexity(const Model& model, std::span<const int32_t> tokens,
+                                     const PerplexityOptions& options,
+                                     const WindowObserver& observer = {});
+
+}  // namespace thinkeys

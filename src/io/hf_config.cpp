@@ -1,0 +1,237 @@
+#include "io/hf_config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+#include "util/text_file.h"
+
+using nlohmann::json;
+
+namespace thinkeys {
+namespace {
+
+class Fields {
+ public:
+  Fields(const json& j, std::string origin) : j_(j), origin_(std::move(origin)) {}
+
+  bool has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
+
+  template <typename T>
+  T get(const char* key) const {
+    if (!has(key)) throw Error(origin_ + ": missing field '" + key + "'");
+    return as<T>(key);
+  }
+  template <typename T>
+  T get_or(const char* key, T fallback) const {
+    return has(key) ? as<T>(key) : fallback;
+  }
+  [[noreturn]] void fail(const std::string& what) const { throw Error(origin_ + ": " + what); }
+  const json& raw(const char* key) const { return j_.at(key); }
+
+ private:
+  template <typename T>
+  T as(const char* key) const {
+    try {
+      return j_.at(key).get<T>();
+    } catch (const json::exception&) {
+      throw Error(origin_ + ": field '" + std::string(key) + "' has the wrong type");
+    }
+  }
+  const json& j_;
+  std::string origin_;
+};
+
+std::optional<int> optional_token(const Fields& f, const char* key) {
+  if (!f.has(key)) return std::nullopt;
+  const json& v = f.raw(key);
+  if (v.is_number_integer()) return v.get<int>();
+  if (v.is_array() && !v.empty() && v.front().is_number_integer()) return v.front().get<int>();
+  return std::nullopt;
+}
+
+void read_gpt2(const Fields& f, ModelConfig& c) {
+  c.vocab_size = f.get<int>("vocab_size");
+  c.dim = f.get<int>("n_embd");
+  c.n_layers = f.get<int>("n_layer");
+  c.n_heads = f.get<int>("n_head");
+  c.n_kv_heads = c.n_heads;
+  if (c.n_heads <= 0 || c.dim % c.n_heads != 0)
+    f.fail("n_embd (" + std::to_string(c.dim) + ") is not divisible by n_head (" +
+           std::to_string(c.n_heads) + ")");
+  c.head_dim = c.dim / c.n_heads;
+  c.hidden_dim = f.get_or<int>("n_inner", 4 * c.dim);
+  c.max_positions = f.get_or<int>("n_positions", f.get_or<int>("n_ctx", 1024));
+  c.norm = NormKind::LayerNorm;
+  c.norm_eps = f.get_or<double>("layer_norm_epsilon", 1e-5);
+  auto act = f.get_or<std::string>("activation_function", "gelu_new");
+  if (act != "gelu_new" && act != "gelu_pytorch_tanh" && act != "gelu_fast")
+    f.fail("activation_function '" + act + "' is not supported (expected gelu_new)");
+  c.mlp = MlpKind::GeluTanh;
+  c.positions = PositionKind::Learned;
+  if (f.get_or<bool>("scale_attn_by_inverse_layer_idx", false))
+    f.fail("scale_attn_by_inverse_layer_idx=true is not supported");
+  if (!f.get_or<bool>("scale_attn_weights", true)) f.fail("scale_attn_weights=false is not supported");
+  c.tied_embeddings = f.get_or<bool>("tie_word_embeddings", true);
+  c.qkv_bias = c.o_bias = c.mlp_bias = true;
+}
+
+void read_llama_family(const Fields& f, ModelConfig& c) {
+  c.vocab_size = f.get<int>("vocab_size");
+  c.dim = f.get<int>("hidden_size");
+  c.n_layers = f.get<int>("num_hidden_layers");
+  c.n_heads = f.get<int>("num_attention_heads");
+  c.n_kv_heads = f.get_or<int>("num_key_value_heads", c.n_heads);
+  if (f.has("head_dim")) {
+    c.head_dim = f.get<int>("head_dim");
+  } else {
+    if (c.n_heads <= 0 || c.dim % c.n_heads != 0)
+      f.fail("hidden_size (" + std::to_string(c.dim) + ") is not divisible by num_attention_heads (" +
+             std::to_string(c.n_heads) + ")");
+    c.head_dim = c.dim / c.n_heads;
+  }
+  c.hidden_dim = f.get<int>("intermediate_size");
+  c.max_positions = f.get_or<int>("max_position_embeddings", 2048);
+  c.norm = NormKind::RMSNorm;
+  c.norm_eps = f.get_or<double>("rms_norm_eps", 1e-6);
+  auto act = f.get_or<std::string>("hidden_act", "silu");
+  if (act != "silu") f.fail("hidden_act '" + act + "' is not supported (expected silu)");
+  c.mlp = MlpKind::SwiGLU;
+  c.positions = PositionKind::Rope;
+  c.rope_theta = f.get_or<double>("rope_theta", 10000.0);
+  if (f.has("rope_scaling")) {
+    const json& rs = f.raw("rope_scaling");
+    std::string type = rs.value("rope_type", rs.value("type", std::string("unknown")));
+    if (type != "default")
+      f.fail("rope_scaling type '" + type + "' is not supported (only unscaled RoPE)");
+  }
+  if (f.get_or<double>("partial_rotary_factor", 1.0) != 1.0)
+    f.fail("partial_rotary_factor != 1 is not supported");
+  c.tied_embeddings = f.get_or<bool>("tie_word_embeddings", false);
+
+  if (c.model_type == "qwen2") {
+    c.qkv_bias = true;
+    if (f.get_or<bool>("use_sliding_window", false))
+      f.fail("use_sliding_window=true is not supported for qwen2 (per-layer windows)");
+  } else {
+    bool attention_bias = f.get_or<bool>("attention_bias", false);
+    c.qkv_bias = c.o_bias = attention_bias;
+    c.mlp_bias = f.get_or<bool>("mlp_bias", false);
+    if (c.model_type == "mistral" && f.has("sliding_window"))
+      c.sliding_window = f.get<int>("sliding_window");
+  }
+}
+
+}  // namespace
+
+ModelConfig parse_hf_config(const std::string& json_text, const std::string& origin) {
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const json::exception& e) {
+    throw Error(origin + ": malformed JSON (" + std::string(e.what()) + ")");
+  }
+  if (!j.is_object()) throw Error(origin + ": expected a JSON object");
+  Fields f(j, origin);
+
+  ModelConfig c;
+  if (f.has("architectures") && f.raw("architectures").is_array() &&
+      !f.raw("architectures").empty() && f.raw("architectures").front().is_string())
+    c.architecture = f.raw("architectures").front().get<std::string>();
+  c.model_type = f.get_or<std::string>("model_type", "");
+  if (c.architecture.empty() && c.model_type.empty())
+    f.fail("neither 'architectures' nor 'model_type' is set; cannot tell the architecture");
+
+  if (c.architecture == "GPT2LMHeadModel" || (c.architecture.empty() && c.model_type == "gpt2")) {
+    c.architecture = "GPT2LMHeadModel";
+    c.model_type = "gpt2";
+    read_gpt2(f, c);
+  } else if (c.architecture == "LlamaForCausalLM" || c.architecture == "MistralForCausalLM" ||
+             c.architecture == "Qwen2ForCausalLM" ||
+             (c.architecture.empty() &&
+              (c.model_type == "llama" || c.model_type == "mistral" || c.model_type == "qwen2"))) {
+    if (c.model_type.empty()) {
+      c.model_type = c.architecture == "MistralForCausalLM" ? "mistral"
+                     : c.architecture == "Qwen2ForCausalLM" ? "qwen2"
+                                                            : "llama";
+    }
+    if (c.architecture.empty())
+      c.architecture = c.model_type == "mistral" ? "MistralForCausalLM"
+                       : c.model_type == "qwen2" ? "Qwen2ForCausalLM"
+                                                 : "LlamaForCausalLM";
+    read_llama_family(f, c);
+  } else {
+    f.fail("unknown architecture '" + (c.architecture.empty() ? c.model_type : c.architecture) +
+           "' (supported: GPT2LMHeadModel, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+  }
+
+  c.weight_dtype = f.get_or<std::string>("torch_dtype", "float32");
+  c.bos_id = optional_token(f, "bos_token_id");
+  c.eos_id = optional_token(f, "eos_token_id");
+
+  if (f.has("thin_keys")) {
+    const json& tk = f.raw("thin_keys");
+    if (!tk.is_object() || !tk.contains("key_rank") || !tk.at("key_rank").is_array())
+      f.fail("'thin_keys' must be an object with a 'key_rank' list");
+    try {
+      c.key_rank = tk.at("key_rank").get<std::vector<int>>();
+    } catch (const json::exception&) {
+      f.fail("'thin_keys.key_rank' must be a list of integers");
+    }
+  }
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    throw Error(origin + ": " + e.what());
+  }
+  return c;
+}
+
+ModelConfig read_hf_config(const std::filesystem::path& config_json) {
+  if (!std::filesystem::exists(config_json))
+    throw Error("missing " + config_json.string() + " (a Hugging Face model directory needs config.json)");
+  return parse_hf_config(read_file_bytes(config_json), config_json.string());
+}
+
+std::string hf_config_json(const ModelConfig& c) {
+  json j;
+  j["architectures"] = {c.architecture};
+  j["model_type"] = c.model_type;
+  j["vocab_size"] = c.vocab_size;
+  j["torch_dtype"] = c.weight_dtype;
+  if (c.bos_id) j["bos_token_id"] = *c.bos_id;
+  if (c.eos_id) j["eos_token_id"] = *c.eos_id;
+  j["tie_word_embeddings"] = c.tied_embeddings;
+  if (c.model_type == "gpt2") {
+    j["n_embd"] = c.dim;
+    j["n_layer"] = c.n_layers;
+    j["n_head"] = c.n_heads;
+    j["n_inner"] = c.hidden_dim;
+    j["n_positions"] = c.max_positions;
+    j["n_ctx"] = c.max_positions;
+    j["layer_norm_epsilon"] = c.norm_eps;
+    j["activation_function"] = "gelu_new";
+  } else {
+    j["hidden_size"] = c.dim;
+    j["num_hidden_layers"] = c.n_layers;
+    j["num_attention_heads"] = c.n_heads;
+    j["num_key_value_heads"] = c.n_kv_heads;
+    j["head_dim"] = c.head_dim;
+    j["intermediate_size"] = c.hidden_dim;
+    j["max_position_embeddings"] = c.max_positions;
+    j["rms_norm_eps"] = c.norm_eps;
+    j["hidden_act"] = "silu";
+    j["rope_theta"] = c.rope_theta;
+    if (c.model_type == "qwen2") {
+      j["use_sliding_window"] = false;
+    } else {
+      j["attention_bias"] = c.qkv_bias;
+      j["mlp_bias"] = c.mlp_bias;
+    }
+    if (c.model_type == "mistral")
+      j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
+  }
+  if (!c.key_rank.empty()) j["thin_keys"] = {{"key_rank", c.key_rank}};
+  return j.dump(2) + "\n";
+}
+
+}  // namespace thinkeys

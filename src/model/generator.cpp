@@ -1,0 +1,52 @@
+#include "model/generator.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "model/kv_cache.h"
+#include "model/transformer.h"
+#include "util/error.h"
+
+namespace thinkeys {
+
+std::vector<int32_t> generate(const Model& model, std::span<const int32_t> prompt,
+                              const GenerateOptions& options,
+                              const std::function<void(int32_t)>& on_token, GenerateStats* stats) {
+  const ModelConfig& c = model.config;
+  if (prompt.empty()) throw Error("generate: the prompt has no tokens (and the model has no BOS)");
+  if (options.max_new_tokens < 0) throw Error("number of tokens to generate must be >= 0");
+  int capacity = static_cast<int>(prompt.size()) + options.max_new_tokens;
+  if (c.positions == PositionKind::Learned && capacity > c.max_positions) {
+    if (static_cast<int>(prompt.size()) >= c.max_positions)
+      throw Error("prompt of " + std::to_string(prompt.size()) + " tokens does not fit the model's " +
+                  std::to_string(c.max_positions) + " positions");
+    capacity = c.max_positions;
+  }
+  Sampler sampler(options.sampling);
+  KVCache cache(c, capacity);
+  std::vector<int32_t> out;
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  at::Tensor logits = forward(model, prompt, cache, Logits::Last);
+  auto t1 = clock::now();
+  const int limit = capacity - static_cast<int>(prompt.size());
+  for (int i = 0; i < limit; ++i) {
+    at::Tensor row = logits[0].contiguous();
+    int32_t next = sampler.sample({row.data_ptr<float>(), static_cast<size_t>(row.numel())});
+    if (options.stop_at_end_of_text && ((c.eos_id && next == *c.eos_id) || (c.bos_id && next == *c.bos_id)))
+      break;
+    out.push_back(next);
+    if (on_token) on_token(next);
+    if (i + 1 < limit) logits = forward(model, std::span<const int32_t>(&out.back(), 1), cache, Logits::Last);
+  }
+  auto t2 = clock::now();
+  if (stats) {
+    stats->prompt_tokens = static_cast<int>(prompt.size());
+    stats->generated_tokens = static_cast<int>(out.size());
+    stats->prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
+    stats->decode_seconds = std::chrono::duration<double>(t2 - t1).count();
+  }
+  return out;
+}
+
+}  // namespace thinkeys

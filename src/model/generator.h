@@ -1,0 +1,33 @@
+#pragma once
+// Autoregressive generation: prefill the prompt, then decode token by token.
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "model/sampler.h"
+#include "model/weights.h"
+
+namespace thinkeys {
+
+struct GenerateOptions {
+  int max_new_tokens = 256;
+  SamplingParams sampling;
+  // Stop at EOS, and at BOS (llama2.c-trained models emit BOS between documents).
+  bool stop_at_end_of_text = true;
+};
+
+struct GenerateStats {
+  int prompt_tokens = 0;
+  int generated_tokens = 0;
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+};
+
+// Calls on_token for each new token as soon as it is chosen; returns the new tokens.
+std::vector<int32_t> generate(const Model& model, std::span<const int32_t> prompt,
+                              const GenerateOptions& options,
+                              const std::function<void(int32_t)>& on_token = {},
+                              GenerateStats* stats = nullptr);
+
+}  // namespace thinkeys

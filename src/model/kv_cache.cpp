@@ -1,0 +1,26 @@
+#include "model/kv_cache.h"
+
+#include "util/error.h"
+
+namespace thinkeys {
+
+KVCache::KVCache(const ModelConfig& c, int capacity) : capacity_(capacity) {
+  if (capacity <= 0) throw Error("KV cache capacity must be positive");
+  for (int l = 0; l < c.n_layers; ++l) {
+    keys_.push_back(at::empty({c.n_kv_heads, capacity, c.key_width(l)}, at::kFloat));
+    values_.push_back(at::empty({c.n_kv_heads, capacity, c.head_dim}, at::kFloat));
+  }
+}
+
+void KVCache::truncate(int n) {
+  if (n < 0 || n > length_) throw Error("KV cache truncate out of range");
+  length_ = n;
+}
+
+int64_t KVCache::allocated_bytes() const {
+  int64_t n = 0;
+  for (size_t l = 0; l < keys_.size(); ++l) n += keys_[l].nbytes() + values_[l].nbytes();
+  return n;
+}
+
+}  // namespace thinkeys

@@ -1,0 +1,95 @@
+#include "model/weights.h"
+
+#include <cmath>
+
+namespace thinkeys {
+namespace {
+
+at::Tensor maybe_cat(const std::vector<at::Tensor>& parts) {
+  for (const auto& p : parts)
+    if (!p.defined()) return {};
+  return at::cat(parts, 0).contiguous();
+}
+
+}  // namespace
+
+std::vector<int64_t> expected_shape_q(const ModelConfig& c, int layer) {
+  return {static_cast<int64_t>(c.n_heads) * c.key_width(layer), c.dim};
+}
+std::vector<int64_t> expected_shape_k(const ModelConfig& c, int layer) {
+  return {static_cast<int64_t>(c.n_kv_heads) * c.key_width(layer), c.dim};
+}
+
+void Model::finalize() {
+  for (auto& L : weights.layers) {
+    int64_t nq = L.wq.size(0), nk = L.wk.size(0), nv = L.wv.size(0);
+    L.wqkv = at::cat({L.wq, L.wk, L.wv}, 0).contiguous();
+    L.wq = L.wqkv.narrow(0, 0, nq);
+    L.wk = L.wqkv.narrow(0, nq, nk);
+    L.wv = L.wqkv.narrow(0, nq + nk, nv);
+    if (L.bq.defined() || L.bk.defined() || L.bv.defined()) {
+      auto zeros_if_missing = [](const at::Tensor& b, int64_t n) {
+        return b.defined() ? b : at::zeros({n}, at::kFloat);
+      };
+      L.bqkv = at::cat({zeros_if_missing(L.bq, nq), zeros_if_missing(L.bk, nk),
+                        zeros_if_missing(L.bv, nv)})
+                   .contiguous();
+      L.bq = L.bqkv.narrow(0, 0, nq);
+      L.bk = L.bqkv.narrow(0, nq, nk);
+      L.bv = L.bqkv.narrow(0, nq + nk, nv);
+    } else {
+      L.bqkv = at::Tensor();
+    }
+    if (config.mlp == MlpKind::SwiGLU) {
+      int64_t f = L.w_gate.size(0);
+      L.w_gate_up = at::cat({L.w_gate, L.w_up}, 0).contiguous();
+      L.w_gate = L.w_gate_up.narrow(0, 0, f);
+      L.w_up = L.w_gate_up.narrow(0, f, f);
+      L.b_gate_up = maybe_cat({L.b_gate, L.b_up});
+      if (L.b_gate_up.defined()) {
+        L.b_gate = L.b_gate_up.narrow(0, 0, f);
+        L.b_up = L.b_gate_up.narrow(0, f, f);
+      }
+    }
+  }
+  if (config.tied_embeddings) weights.lm_head = weights.tok_emb;
+  if (config.positions == PositionKind::Rope) {
+    int half = config.head_dim / 2;
+    rope_inv_freq = at::empty({half}, at::kFloat);
+    auto* p = rope_inv_freq.data_ptr<float>();
+    for (int i = 0; i < half; ++i)
+      p[i] = static_cast<float>(1.0 / std::pow(config.rope_theta, 2.0 * i / config.head_dim));
+  }
+}
+
+int64_t Model::parameter_count() const {
+  int64_t n = weights.tok_emb.numel();
+  if (weights.pos_emb.defined()) n += weights.pos_emb.numel();
+  for (const auto& L : weights.layers) {
+    for (const at::Tensor* t : {&L.attn_norm, &L.attn_norm_bias, &L.wqkv, &L.bqkv, &L.wo, &L.bo,
+                                &L.mlp_norm, &L.mlp_norm_bias, &L.w_down, &L.b_down})
+      if (t->defined()) n += t->numel();
+    if (config.mlp == MlpKind::SwiGLU) {
+      n += L.w_gate_up.numel();
+      if (L.b_gate_up.defined()) n += L.b_gate_up.numel();
+    } else {
+      n += L.w_up.numel();
+      if (L.b_up.defined()) n += L.b_up.numel();
+    }
+  }
+  n += weights.final_norm.numel();
+  if (weights.final_norm_bias.defined()) n += weights.final_norm_bias.numel();
+  if (!config.tied_embeddings) n += weights.lm_head.numel();
+  return n;
+}
+
+int64_t Model::weight_bytes() const {
+  // A decode step reads every weight except the embedding table (one row) and
+  // the position table (one row); a tied head is read once, as the head.
+  int64_t n = parameter_count() - weights.tok_emb.numel();
+  if (weights.pos_emb.defined()) n -= weights.pos_emb.numel();
+  if (config.tied_embeddings) n += weights.lm_head.numel();
+  return n * static_cast<int64_t>(sizeof(float));
+}
+
+}  // namespace thinkeys

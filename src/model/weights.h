@@ -1,0 +1,49 @@
+#pragma once
+// Weights of a decoder-only transformer in one canonical layout, whatever file
+// they came from: Linear weights are [out, in]; RoPE pairs are (i, i + d/2)
+// ("rotate-half"); query head h reads KV head h / group_size.
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "model/model_config.h"
+
+namespace thinkeys {
+
+struct LayerWeights {
+  at::Tensor attn_norm, attn_norm_bias;  // bias only for LayerNorm
+  at::Tensor wq, wk, wv, bq, bk, bv;     // [H*r, D], [Hkv*r, D], [Hkv*d, D]
+  at::Tensor wo, bo;                     // [D, H*d]
+  at::Tensor mlp_norm, mlp_norm_bias;
+  at::Tensor w_gate, w_up, w_down;  // w_gate only for SwiGLU
+  at::Tensor b_up, b_down, b_gate;
+
+  // Fused copies used by the forward pass (one GEMM instead of three); the
+  // separate tensors above are views into them after fuse().
+  at::Tensor wqkv, bqkv, w_gate_up, b_gate_up;
+};
+
+struct Weights {
+  at::Tensor tok_emb;  // [V, D]
+  at::Tensor pos_emb;  // [P, D], learned positions only
+  std::vector<LayerWeights> layers;
+  at::Tensor final_norm, final_norm_bias;
+  at::Tensor lm_head;  // [V, D]; shares storage with tok_emb when tied
+};
+
+struct Model {
+  ModelConfig config;
+  Weights weights;
+  at::Tensor rope_inv_freq;  // [d/2], RoPE only
+
+  // Builds fused tensors and RoPE tables; call after weights change.
+  void finalize();
+  int64_t parameter_count() const;
+  int64_t weight_bytes() const;  // bytes the forward pass reads per decode step
+};
+
+// Expected shape of every weight, so loaders can check files against the config.
+std::vector<int64_t> expected_shape_q(const ModelConfig& c, int layer);
+std::vector<int64_t> expected_shape_k(const ModelConfig& c, int layer);
+
+}  // namespace thinkeys

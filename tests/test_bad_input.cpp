@@ -1,0 +1,209 @@
+// Bad input through the real CLI: each case must end with exit status 1 and
+// exactly one "error: ..." line on stderr that names the problem — never a
+// crash, a hang or a silent success. CI also runs this under ASan + UBSan.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+
+#include "io/model_loader.h"
+#include "model/random_init.h"
+#include "test_support.h"
+
+namespace thinkeys {
+namespace {
+
+struct CliResult {
+  int status = -1;
+  bool signaled = false;
+  std::string out, err;
+};
+
+CliResult run_cli(const std::string& args) {
+  test::TempDir io;
+  std::string cmd = "timeout 120 " + std::string(THINKEYS_CLI_PATH) + " " + args + " >" +
+                    (io / "out").string() + " 2>" + (io / "err").string() + " </dev/null";
+  int raw = std::system(cmd.c_str());
+  CliResult r;
+  r.signaled = WIFSIGNALED(raw);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  r.out = test::read_bytes(io / "out");
+  r.err = test::read_bytes(io / "err");
+  return r;
+}
+
+// One clear line mentioning `needle`, exit status 1.
+void expect_clean_failure(const CliResult& r, const std::string& needle) {
+  EXPECT_FALSE(r.signaled);
+  EXPECT_EQ(r.status, 1) << "stderr: " << r.err;
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << "stderr: " << r.err;
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "more than one line: " << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr lacks '" << needle << "': " << r.err;
+}
+
+ModelConfig tiny_llama() {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.model_type = "llama";
+  c.vocab_size = 64;
+  c.dim = 16;
+  c.n_layers = 1;
+  c.n_heads = 2;
+  c.n_kv_heads = 1;
+  c.head_dim = 8;
+  c.hidden_dim = 32;
+  c.max_positions = 64;
+  c.bos_id = 1;
+  c.eos_id = 2;
+  return c;
+}
+
+// A valid checkpoint directory to corrupt piece by piece.
+class BadCheckpoint : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    save_model(random_model(tiny_llama(), 1), dir_.path() / "m", DType::F32);
+    model_ = dir_.path() / "m";
+  }
+  nlohmann::json config() const {
+    return nlohmann::json::parse(test::read_bytes(model_ / "config.json"));
+  }
+  void set_config(const nlohmann::json& j) { test::write_bytes(model_ / "config.json", j.dump()); }
+  std::string info() const { return "info " + model_.string(); }
+
+  test::TempDir dir_;
+  std::filesystem::path model_;
+};
+
+TEST_F(BadCheckpoint, ValidCheckpointLoads) {
+  auto r = run_cli(info());
+  EXPECT_EQ(r.status, 0) << r.err;
+}
+
+TEST_F(BadCheckpoint, MissingConfig) {
+  std::filesystem::remove(model_ / "config.json");
+  expect_clean_failure(run_cli(info()), "config.json");
+}
+
+TEST_F(BadCheckpoint, TruncatedSafetensors) {
+  auto bytes = test::read_bytes(model_ / "model.safetensors");
+  test::write_bytes(model_ / "model.safetensors", bytes.substr(0, bytes.size() - 100));
+  expect_clean_failure(run_cli(info()), "model.safetensors");
+}
+
+TEST_F(BadCheckpoint, FileShorterThanHeaderLength) {
+  test::write_bytes(model_ / "model.safetensors", std::string("\x10\x00\x00", 3));
+  expect_clean_failure(run_cli(info()), "truncated");
+}
+
+TEST_F(BadCheckpoint, HeaderLengthPastEndOfFile) {
+  auto bytes = test::read_bytes(model_ / "model.safetensors");
+  bytes[5] = '\x01';  // header length now about 2^40
+  test::write_bytes(model_ / "model.safetensors", bytes);
+  expect_clean_failure(run_cli(info()), "past the end");
+}
+
+TEST_F(BadCheckpoint, MalformedHeaderJson) {
+  auto bytes = test::read_bytes(model_ / "model.safetensors");
+  bytes[8] = '[';
+  bytes[9] = '}';
+  test::write_bytes(model_ / "model.safetensors", bytes);
+  expect_clean_failure(run_cli(info()), "malformed");
+}
+
+TEST_F(BadCheckpoint, ShapeDisagreesWithConfig) {
+  auto j = config();
+  j["intermediate_size"] = 48;
+  set_config(j);
+  expect_clean_failure(run_cli(info()), "shape");
+}
+
+TEST_F(BadCheckpoint, UnsupportedDtype) {
+  // Rewrite one tensor's header entry as I32 (same byte size as F32).
+  auto bytes = test::read_bytes(model_ / "model.safetensors");
+  uint64_t len = 0;
+  for (int i = 7; i >= 0; --i) len = (len << 8) | static_cast<uint8_t>(bytes[i]);
+  std::string header = bytes.substr(8, len);
+  auto pos = header.find("\"F32\"");
+  ASSERT_NE(pos, std::string::npos);
+  header.replace(pos, 5, "\"I32\"");
+  test::write_bytes(model_ / "model.safetensors", bytes.substr(0, 8) + header + bytes.substr(8 + len));
+  expect_clean_failure(run_cli(info()), "unsupported dtype");
+}
+
+TEST_F(BadCheckpoint, UnknownArchitecture) {
+  auto j = config();
+  j["architectures"] = {"BertForMaskedLM"};
+  j["model_type"] = "bert";
+  set_config(j);
+  expect_clean_failure(run_cli(info()), "BertForMaskedLM");
+}
+
+TEST_F(BadCheckpoint, UnsupportedRopeScaling) {
+  auto j = config();
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  set_config(j);
+  expect_clean_failure(run_cli(info()), "rope_scaling");
+}
+
+TEST_F(BadCheckpoint, HeadsNotDividingKvHeads) {
+  auto j = config();
+  j["num_key_value_heads"] = 3;
+  set_config(j);
+  expect_clean_failure(run_cli(info()), "num_key_value_heads");
+}
+
+TEST_F(BadCheckpoint, MalformedConfigJson) {
+  test::write_bytes(model_ / "config.json", "{\"architectures\": [");
+  expect_clean_failure(run_cli(info()), "malformed JSON");
+}
+
+TEST(BadInput, MissingModel) {
+  expect_clean_failure(run_cli("info /nonexistent/model"), "not found");
+}
+
+TEST(BadInput, TruncatedLlama2cCheckpoint) {
+  THINKEYS_REQUIRE_SHARED(model, "models/stories260K/stories260K.bin");
+  test::TempDir dir;
+  test::write_bytes(dir / "cut.bin", test::read_bytes(model).substr(0, 5000));
+  expect_clean_failure(run_cli("info " + (dir / "cut.bin").string()), "does not match");
+}
+
+class BadEval : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto shared = test::shared_file("models/stories260K/stories260K.bin");
+    if (!shared) GTEST_SKIP() << "shared data not found; set THINKEYS_SHARED";
+    model_ = *shared;
+    test::write_bytes(dir_ / "text.txt", "Once upon a time there was a cat.\n");
+    test::write_bytes(dir_ / "empty.txt", "");
+  }
+  std::string eval(const std::string& file, const std::string& extra) const {
+    return "eval " + model_.string() + " --data " + (dir_ / file).string() + " " + extra;
+  }
+  test::TempDir dir_;
+  std::filesystem::path model_;
+};
+
+TEST_F(BadEval, EmptyFile) { expect_clean_failure(run_cli(eval("empty.txt", "")), "empty"); }
+TEST_F(BadEval, MissingFile) { expect_clean_failure(run_cli(eval("nope.txt", "")), "not found"); }
+TEST_F(BadEval, ZeroCtx) { expect_clean_failure(run_cli(eval("text.txt", "--ctx 0")), "--ctx"); }
+TEST_F(BadEval, NegativeCtx) { expect_clean_failure(run_cli(eval("text.txt", "--ctx=-4")), "--ctx"); }
+TEST_F(BadEval, StrideAboveCtx) {
+  expect_clean_failure(run_cli(eval("text.txt", "--ctx 8 --stride 9")), "--stride");
+}
+TEST_F(BadEval, ValidRunSucceeds) {
+  auto r = run_cli(eval("text.txt", "--ctx 8 --stride 4 --json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["perplexity"].get<double>(), 1.0);
+}
+
+TEST(BadInput, GenerateBadTopP) {
+  THINKEYS_REQUIRE_SHARED(model, "models/stories260K/stories260K.bin");
+  expect_clean_failure(run_cli("generate " + model.string() + " -n 4 --temp 1 --top-p 2"), "top-p");
+}
+
+}  // namespace
+}  // namespace thinkeys

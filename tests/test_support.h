@@ -1,0 +1,59 @@
+#pragma once
+// Helpers for tests: locating ../shared, scratch directories, running the CLI.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <random>
+#include <string>
+
+#include "util/shared_data.h"
+
+namespace thinkeys::test {
+
+inline std::optional<std::filesystem::path> shared_file(const std::string& rel) {
+  auto dir = find_shared_dir();
+  if (!dir || !std::filesystem::exists(*dir / rel)) return std::nullopt;
+  return *dir / rel;
+}
+
+#define THINKEYS_REQUIRE_SHARED(var, rel)                                                     \
+  auto var##_opt = ::thinkeys::test::shared_file(rel);                                        \
+  if (!var##_opt) GTEST_SKIP() << "shared data not found (" << rel                            \
+                               << "); set THINKEYS_SHARED or place ../shared beside the repo"; \
+  const std::filesystem::path var = *var##_opt
+
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() /
+            ("thinkeys-test-" + std::to_string(rd()) + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline void write_bytes(const std::filesystem::path& p, const std::string& bytes) {
+  std::ofstream out(p, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+inline std::string read_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace thinkeys::test
