@@ -140,53 +140,73 @@ enum class Arch { kGpt2, kLlama, kQwen2 };
 
 struct Spec {
   std::string name;
-  Arch arch;
-  int vocab;
-  int dim;
-  int layers;
-  int heads;
-  int kv_heads;
-  int head_dim_field;  // written to config.json when non-zero
-  int inner;
-  int positions;  // n_positions / max_position_embeddings
-  double eps;
-  double rope_theta;
-  bool tied;
-  bool bf16;
-  bool sharded;
-  uint32_t seed;
+  Arch arch = Arch::kLlama;
+  int vocab = 61;
+  int dim = 32;
+  int layers = 2;
+  int heads = 4;
+  int kv_heads = 2;
+  int head_dim_field = 0;  // written to config.json when non-zero
+  int inner = 48;
+  int positions = 64;  // n_positions / max_position_embeddings
+  // Differs from the HF defaults (1e-5 for GPT-2, 1e-6 for Llama) and is large
+  // enough to matter, so ignoring the field would be caught.
+  double eps = 1e-4;
+  double rope_theta = 10000;
+  bool tied = false;
+  bool bf16 = false;
+  bool sharded = false;
+  uint32_t seed = 1;
 
   int head_dim() const { return head_dim_field ? head_dim_field : dim / heads; }
 };
 
+Spec make_spec(std::string name, Arch arch, uint32_t seed) {
+  Spec s;
+  s.name = std::move(name);
+  s.arch = arch;
+  s.seed = seed;
+  return s;
+}
+
 const std::vector<Spec>& specs() {
-  // eps values differ from the HF defaults (1e-5 for GPT-2, 1e-6 for Llama)
-  // and are large enough to matter, so ignoring the field would be caught.
-  static const std::vector<Spec> all = {
-      {.name = "Gpt2", .arch = Arch::kGpt2, .vocab = 61, .dim = 32, .layers = 2, .heads = 4,
-       .kv_heads = 4, .head_dim_field = 0, .inner = 64, .positions = 40, .eps = 1e-3,
-       .rope_theta = 0, .tied = true, .bf16 = false, .sharded = false, .seed = 11},
-      {.name = "LlamaGqaUntied", .arch = Arch::kLlama, .vocab = 67, .dim = 32, .layers = 2,
-       .heads = 4, .kv_heads = 2, .head_dim_field = 0, .inner = 48, .positions = 64,
-       .eps = 1e-4, .rope_theta = 500000, .tied = false, .bf16 = false, .sharded = false,
-       .seed = 22},
-      {.name = "Qwen2BiasTied", .arch = Arch::kQwen2, .vocab = 53, .dim = 32, .layers = 2,
-       .heads = 4, .kv_heads = 2, .head_dim_field = 0, .inner = 40, .positions = 64,
-       .eps = 1e-4, .rope_theta = 1000000, .tied = true, .bf16 = false, .sharded = false,
-       .seed = 33},
-      {.name = "LlamaShardedMqa", .arch = Arch::kLlama, .vocab = 59, .dim = 32, .layers = 3,
-       .heads = 4, .kv_heads = 1, .head_dim_field = 0, .inner = 48, .positions = 64,
-       .eps = 1e-4, .rope_theta = 10000, .tied = false, .bf16 = false, .sharded = true,
-       .seed = 44},
-      {.name = "Qwen2Bf16", .arch = Arch::kQwen2, .vocab = 57, .dim = 32, .layers = 2,
-       .heads = 4, .kv_heads = 2, .head_dim_field = 0, .inner = 40, .positions = 64,
-       .eps = 1e-4, .rope_theta = 1000000, .tied = false, .bf16 = true, .sharded = false,
-       .seed = 55},
-      {.name = "LlamaExplicitHeadDim", .arch = Arch::kLlama, .vocab = 61, .dim = 32,
-       .layers = 2, .heads = 4, .kv_heads = 2, .head_dim_field = 16, .inner = 48,
-       .positions = 64, .eps = 1e-4, .rope_theta = 500000, .tied = false, .bf16 = false,
-       .sharded = false, .seed = 66},
-  };
+  static const std::vector<Spec> all = [] {
+    Spec gpt2 = make_spec("Gpt2", Arch::kGpt2, 11);
+    gpt2.kv_heads = 4;
+    gpt2.inner = 64;  // n_inner, not the 4 * n_embd default
+    gpt2.positions = 40;
+    gpt2.eps = 1e-3;
+    gpt2.tied = true;
+
+    Spec llama = make_spec("LlamaGqaUntied", Arch::kLlama, 22);
+    llama.vocab = 67;
+    llama.rope_theta = 500000;
+
+    Spec qwen = make_spec("Qwen2BiasTied", Arch::kQwen2, 33);
+    qwen.vocab = 53;
+    qwen.inner = 40;
+    qwen.rope_theta = 1000000;
+    qwen.tied = true;
+
+    Spec sharded = make_spec("LlamaShardedMqa", Arch::kLlama, 44);
+    sharded.vocab = 59;
+    sharded.layers = 3;
+    sharded.kv_heads = 1;
+    sharded.sharded = true;
+
+    Spec bf16 = make_spec("Qwen2Bf16", Arch::kQwen2, 55);
+    bf16.vocab = 57;
+    bf16.inner = 40;
+    bf16.rope_theta = 1000000;
+    bf16.bf16 = true;
+
+    // head_dim 16 with hidden_size 32 and 4 heads: projections are wider than D.
+    Spec wide = make_spec("LlamaExplicitHeadDim", Arch::kLlama, 66);
+    wide.head_dim_field = 16;
+    wide.rope_theta = 500000;
+
+    return std::vector<Spec>{gpt2, llama, qwen, sharded, bf16, wide};
+  }();
   return all;
 }
 
@@ -335,7 +355,8 @@ void write_checkpoint(const Spec& s, const TensorMap& weights, const fs::path& d
     weight_map[all[i].first] = shard_names[i % 2];
   }
   size_t total = 0;
-  for (int k = 0; k < 2; ++k) total += write_safetensors_file(dir / shard_names[k], shards[k], s.bf16);
+  for (int k = 0; k < 2; ++k)
+    total += write_safetensors_file(dir / shard_names[k], shards[k], s.bf16);
   json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
   test::write_bytes(dir / "model.safetensors.index.json", index.dump(2));
 }
@@ -349,12 +370,12 @@ using Matrix = std::vector<Vec>;  // [T][n]
 // Deliberate departures from the HF conventions, used only to show that the
 // comparison notices each of them.
 struct Variant {
-  bool rope_adjacent_pairs = false;       // GPT-J pairing (2i, 2i+1) instead of rotate-half
-  bool gqa_interleaved = false;           // query head h reads KV head h % Hkv
-  bool gpt2_proj_as_linear = false;       // read the square attn.c_proj as [out, in]
-  std::optional<double> rope_theta;       // override config
-  std::optional<double> eps;              // override config
-  std::optional<int> sliding_window;      // attend to the last W positions only
+  bool rope_adjacent_pairs = false;   // GPT-J pairing (2i, 2i+1) instead of rotate-half
+  bool gqa_interleaved = false;       // query head h reads KV head h % Hkv
+  bool gpt2_proj_as_linear = false;   // read the square attn.c_proj as [out, in]
+  std::optional<double> rope_theta;   // override config
+  std::optional<double> eps;          // override config
+  std::optional<int> sliding_window;  // attend to the last W positions only
 };
 
 const HfTensor& tensor(const TensorMap& w, const std::string& name) {
@@ -487,11 +508,11 @@ Matrix reference_gpt2(const Spec& s, const TensorMap& w, const std::vector<int32
 
   for (int l = 0; l < s.layers; ++l) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
-    auto T_ = [&](const std::string& n) -> const HfTensor& { return tensor(w, p + n); };
+    auto get = [&](const std::string& n) -> const HfTensor& { return tensor(w, p + n); };
     Matrix q(T), k(T), v(T);
     for (int t = 0; t < T; ++t) {
-      Vec h = layer_norm(x[t], T_("ln_1.weight"), T_("ln_1.bias"), eps);
-      Vec qkv = conv1d(T_("attn.c_attn.weight"), h, &T_("attn.c_attn.bias"));
+      Vec h = layer_norm(x[t], get("ln_1.weight"), get("ln_1.bias"), eps);
+      Vec qkv = conv1d(get("attn.c_attn.weight"), h, &get("attn.c_attn.bias"));
       q[t].assign(qkv.begin(), qkv.begin() + D);
       k[t].assign(qkv.begin() + D, qkv.begin() + 2 * D);
       v[t].assign(qkv.begin() + 2 * D, qkv.end());
@@ -499,13 +520,13 @@ Matrix reference_gpt2(const Spec& s, const TensorMap& w, const std::vector<int32
     Matrix a = attention(q, k, v, H, H, d, var);
     for (int t = 0; t < T; ++t) {
       Vec o = var.gpt2_proj_as_linear
-                  ? linear(T_("attn.c_proj.weight"), a[t], &T_("attn.c_proj.bias"))
-                  : conv1d(T_("attn.c_proj.weight"), a[t], &T_("attn.c_proj.bias"));
+                  ? linear(get("attn.c_proj.weight"), a[t], &get("attn.c_proj.bias"))
+                  : conv1d(get("attn.c_proj.weight"), a[t], &get("attn.c_proj.bias"));
       for (int j = 0; j < D; ++j) x[t][j] += o[j];
-      Vec h = layer_norm(x[t], T_("ln_2.weight"), T_("ln_2.bias"), eps);
-      Vec f = conv1d(T_("mlp.c_fc.weight"), h, &T_("mlp.c_fc.bias"));
+      Vec h = layer_norm(x[t], get("ln_2.weight"), get("ln_2.bias"), eps);
+      Vec f = conv1d(get("mlp.c_fc.weight"), h, &get("mlp.c_fc.bias"));
       for (double& z : f) z = gelu_tanh(z);
-      Vec m = conv1d(T_("mlp.c_proj.weight"), f, &T_("mlp.c_proj.bias"));
+      Vec m = conv1d(get("mlp.c_proj.weight"), f, &get("mlp.c_proj.bias"));
       for (int j = 0; j < D; ++j) x[t][j] += m[j];
     }
   }
@@ -527,27 +548,27 @@ Matrix reference_llama(const Spec& s, const TensorMap& w, const std::vector<int3
 
   for (int l = 0; l < s.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    auto T_ = [&](const std::string& n) -> const HfTensor& { return tensor(w, p + n); };
+    auto get = [&](const std::string& n) -> const HfTensor& { return tensor(w, p + n); };
     // Qwen2 has q/k/v biases; whatever is present in the file is applied.
-    auto B_ = [&](const std::string& n) { return optional_tensor(w, p + n); };
+    auto maybe = [&](const std::string& n) { return optional_tensor(w, p + n); };
     Matrix q(T), k(T), v(T);
     for (int t = 0; t < T; ++t) {
-      Vec h = rms_norm(x[t], T_("input_layernorm.weight"), eps);
-      q[t] = linear(T_("self_attn.q_proj.weight"), h, B_("self_attn.q_proj.bias"));
-      k[t] = linear(T_("self_attn.k_proj.weight"), h, B_("self_attn.k_proj.bias"));
-      v[t] = linear(T_("self_attn.v_proj.weight"), h, B_("self_attn.v_proj.bias"));
+      Vec h = rms_norm(x[t], get("input_layernorm.weight"), eps);
+      q[t] = linear(get("self_attn.q_proj.weight"), h, maybe("self_attn.q_proj.bias"));
+      k[t] = linear(get("self_attn.k_proj.weight"), h, maybe("self_attn.k_proj.bias"));
+      v[t] = linear(get("self_attn.v_proj.weight"), h, maybe("self_attn.v_proj.bias"));
       rope(q[t], H, d, t, theta, var.rope_adjacent_pairs);
       rope(k[t], Hkv, d, t, theta, var.rope_adjacent_pairs);
     }
     Matrix a = attention(q, k, v, H, Hkv, d, var);
     for (int t = 0; t < T; ++t) {
-      Vec o = linear(T_("self_attn.o_proj.weight"), a[t], B_("self_attn.o_proj.bias"));
+      Vec o = linear(get("self_attn.o_proj.weight"), a[t], maybe("self_attn.o_proj.bias"));
       for (int j = 0; j < D; ++j) x[t][j] += o[j];
-      Vec h = rms_norm(x[t], T_("post_attention_layernorm.weight"), eps);
-      Vec g = linear(T_("mlp.gate_proj.weight"), h);
-      Vec u = linear(T_("mlp.up_proj.weight"), h);
+      Vec h = rms_norm(x[t], get("post_attention_layernorm.weight"), eps);
+      Vec g = linear(get("mlp.gate_proj.weight"), h);
+      Vec u = linear(get("mlp.up_proj.weight"), h);
       for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
-      Vec m = linear(T_("mlp.down_proj.weight"), g);
+      Vec m = linear(get("mlp.down_proj.weight"), g);
       for (int j = 0; j < D; ++j) x[t][j] += m[j];
     }
   }
@@ -634,7 +655,9 @@ TEST_P(HfReference, ConfigFieldsAreHonoured) {
   EXPECT_DOUBLE_EQ(c.norm_eps, s.eps);
   EXPECT_EQ(c.tied_embeddings, s.tied);
   EXPECT_FALSE(c.sliding_window.has_value()) << "use_sliding_window=false must disable the window";
-  if (s.arch != Arch::kGpt2) EXPECT_DOUBLE_EQ(c.rope_theta, s.rope_theta);
+  if (s.arch != Arch::kGpt2) {
+    EXPECT_DOUBLE_EQ(c.rope_theta, s.rope_theta);
+  }
 }
 
 TEST_P(HfReference, PrefillMatchesPlainReference) {
@@ -659,6 +682,31 @@ TEST_P(HfReference, TokenByTokenDecodeMatchesPrefill) {
   EXPECT_LE(err, kTolerance);
   // Also against the reference, so a bug shared by both paths cannot hide.
   EXPECT_LE(max_relative_error(decode, reference_logits(s, weights_, kTokens)), kTolerance);
+}
+
+// A prompt fed in two chunks, into a cache with spare room: the causal mask
+// must be offset by what is already cached, and unused cache rows ignored.
+TEST_P(HfReference, ChunkedPrefillMatchesReference) {
+  const Spec& s = GetParam();
+  Model model = load_model(dir_.path());
+  KVCache cache(model.config, static_cast<int>(kTokens.size()) + 7);
+  const std::span<const int32_t> all(kTokens);
+  Matrix got = to_matrix(forward(model, all.first(5), cache));
+  const Matrix rest = to_matrix(forward(model, all.subspan(5), cache));
+  got.insert(got.end(), rest.begin(), rest.end());
+  EXPECT_EQ(cache.length(), static_cast<int>(kTokens.size()));
+  const double err = max_relative_error(got, reference_logits(s, weights_, kTokens));
+  report(s.name + " two-chunk prefill vs reference", err);
+  EXPECT_LE(err, kTolerance);
+}
+
+TEST_P(HfReference, LastLogitsAreTheLastRow) {
+  Model model = load_model(dir_.path());
+  KVCache cache(model.config, static_cast<int>(kTokens.size()));
+  const Matrix last = to_matrix(forward(model, kTokens, cache, Logits::Last));
+  ASSERT_EQ(last.size(), 1u);
+  const Matrix want = reference_logits(GetParam(), weights_, kTokens);
+  EXPECT_LE(max_relative_error(last, {want.back()}), kTolerance);
 }
 
 TEST_P(HfReference, SaveAsF32AndReloadIsExact) {
@@ -694,7 +742,9 @@ TEST_P(HfReference, SaveAsF32AndReloadIsExact) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Checkpoints, HfReference, ::testing::ValuesIn(specs()),
-                         [](const ::testing::TestParamInfo<Spec>& info) { return info.param.name; });
+                         [](const ::testing::TestParamInfo<Spec>& info) {
+                           return info.param.name;
+                         });
 
 // ---------------------------------------------------------------------------
 // The reference must be able to fail: each deliberate mistake below has to
@@ -704,9 +754,25 @@ INSTANTIATE_TEST_SUITE_P(Checkpoints, HfReference, ::testing::ValuesIn(specs()),
 struct Mistake {
   std::string what;
   Variant variant;
-  std::string perturbed_tensor;  // when set, one element of this tensor is shifted
+  std::string perturbed_tensor;  // when set, one element of this tensor is shifted by 0.1
   size_t perturbed_index = 0;
 };
+
+Mistake shifted(std::string what, std::string tensor_name, size_t index) {
+  Mistake m;
+  m.what = std::move(what);
+  m.perturbed_tensor = std::move(tensor_name);
+  m.perturbed_index = index;
+  return m;
+}
+
+template <typename Edit>
+Mistake misread(std::string what, Edit edit) {
+  Mistake m;
+  m.what = std::move(what);
+  edit(m.variant);
+  return m;
+}
 
 void expect_every_mistake_detected(const Spec& s, const std::vector<Mistake>& mistakes) {
   test::TempDir dir;
@@ -716,7 +782,8 @@ void expect_every_mistake_detected(const Spec& s, const std::vector<Mistake>& mi
   ASSERT_LE(max_relative_error(got, reference_logits(s, weights, kTokens)), kTolerance);
   for (const Mistake& m : mistakes) {
     TensorMap altered = weights;
-    if (!m.perturbed_tensor.empty()) altered.at(m.perturbed_tensor).data.at(m.perturbed_index) += 0.1f;
+    if (!m.perturbed_tensor.empty())
+      altered.at(m.perturbed_tensor).data.at(m.perturbed_index) += 0.1f;
     const double err = max_relative_error(got, reference_logits(s, altered, kTokens, m.variant));
     report(s.name + " with " + m.what, err);
     EXPECT_GT(err, 10 * kTolerance) << s.name << ": the comparison does not notice " << m.what;
@@ -724,42 +791,33 @@ void expect_every_mistake_detected(const Spec& s, const std::vector<Mistake>& mi
 }
 
 TEST(HfReferenceSensitivity, Gpt2) {
+  // Row 5, key column 7 of the [32, 96] Conv1D weight.
   expect_every_mistake_detected(
       spec_named("Gpt2"),
-      {{.what = "one key weight of layer 1 shifted by 0.1",
-        .variant = {},
-        .perturbed_tensor = "transformer.h.1.attn.c_attn.weight",
-        .perturbed_index = 5 * 96 + 32 + 7},  // row 5, key column 7 of [32, 96]
-       {.what = "attn.c_proj read as [out, in]", .variant = {.gpt2_proj_as_linear = true}},
-       {.what = "the default layer_norm_epsilon", .variant = {.eps = 1e-5}},
-       {.what = "exact tanh-free attention window of 4", .variant = {.sliding_window = 4}}});
+      {shifted("one key weight of layer 1 shifted", "transformer.h.1.attn.c_attn.weight",
+               5 * 96 + 32 + 7),
+       misread("attn.c_proj read as [out, in]", [](Variant& v) { v.gpt2_proj_as_linear = true; }),
+       misread("the default layer_norm_epsilon", [](Variant& v) { v.eps = 1e-5; }),
+       misread("a sliding window of 4", [](Variant& v) { v.sliding_window = 4; })});
 }
 
 TEST(HfReferenceSensitivity, Llama) {
   expect_every_mistake_detected(
       spec_named("LlamaGqaUntied"),
-      {{.what = "one k_proj weight of layer 0 shifted by 0.1",
-        .variant = {},
-        .perturbed_tensor = "model.layers.0.self_attn.k_proj.weight",
-        .perturbed_index = 9 * 32 + 4},
-       {.what = "one lm_head weight shifted by 0.1",
-        .variant = {},
-        .perturbed_tensor = "lm_head.weight",
-        .perturbed_index = 17 * 32 + 3},
-       {.what = "adjacent-pair RoPE", .variant = {.rope_adjacent_pairs = true}},
-       {.what = "the default rope_theta 10000", .variant = {.rope_theta = 10000.0}},
-       {.what = "interleaved GQA grouping", .variant = {.gqa_interleaved = true}},
-       {.what = "the default rms_norm_eps", .variant = {.eps = 1e-6}}});
+      {shifted("one k_proj weight of layer 0 shifted", "model.layers.0.self_attn.k_proj.weight",
+               9 * 32 + 4),
+       shifted("one lm_head weight shifted", "lm_head.weight", 17 * 32 + 3),
+       misread("adjacent-pair RoPE", [](Variant& v) { v.rope_adjacent_pairs = true; }),
+       misread("the default rope_theta 10000", [](Variant& v) { v.rope_theta = 10000.0; }),
+       misread("interleaved GQA grouping", [](Variant& v) { v.gqa_interleaved = true; }),
+       misread("the default rms_norm_eps", [](Variant& v) { v.eps = 1e-6; })});
 }
 
 TEST(HfReferenceSensitivity, Qwen2) {
   expect_every_mistake_detected(
       spec_named("Qwen2BiasTied"),
-      {{.what = "one q_proj bias of layer 1 shifted by 0.1",
-        .variant = {},
-        .perturbed_tensor = "model.layers.1.self_attn.q_proj.bias",
-        .perturbed_index = 3},
-       {.what = "the disabled sliding window of 4", .variant = {.sliding_window = 4}}});
+      {shifted("one q_proj bias of layer 1 shifted", "model.layers.1.self_attn.q_proj.bias", 3),
+       misread("the disabled sliding window of 4", [](Variant& v) { v.sliding_window = 4; })});
 }
 
 }  // namespace

@@ -102,6 +102,28 @@ TEST(Stories260K, PrefillAndDecodeGiveTheSameLogits) {
   EXPECT_LE(max_relative_error(at::cat(tail, 0), prefill), 1e-4);
 }
 
+TEST(Stories260K, ConvertedToHuggingFaceFormatGivesTheSameLogits) {
+  // llama2.c rotates adjacent pairs; the HF layout rotates (i, i + d/2). The
+  // saved checkpoint must be a standard HF Llama whose scores are unchanged.
+  THINKEYS_REQUIRE_SHARED(model_path, "models/stories260K/stories260K.bin");
+  Model m = load_model(model_path);
+  test::TempDir dir;
+  for (DType dt : {DType::F32, DType::BF16}) {
+    save_model(m, dir / "hf", dt, model_path);
+    Model back = load_model(dir / "hf");
+    EXPECT_EQ(back.config.architecture, "LlamaForCausalLM");
+    EXPECT_EQ(back.config.n_kv_heads, 4);
+    std::vector<int32_t> tokens = {1, 403, 407, 261, 378, 280, 290, 376, 266, 261, 300};
+    KVCache a(m.config, 16), b(back.config, 16);
+    double err = max_relative_error(forward(back, tokens, b), forward(m, tokens, a));
+    if (dt == DType::F32)
+      EXPECT_LE(err, 1e-6);
+    else
+      EXPECT_LE(err, 0.1) << "bf16 weights should perturb, not break, the logits";
+    EXPECT_TRUE(std::filesystem::exists(dir / "hf" / "tokenizer.bin"));
+  }
+}
+
 TEST(Stories260K, CacheBytesMatchTheFormula) {
   THINKEYS_REQUIRE_SHARED(model_path, "models/stories260K/stories260K.bin");
   Model m = load_model(model_path);

@@ -101,6 +101,18 @@ class Reader {
   std::string prefix_;
 };
 
+void load_thin_maps(const Reader& r, const std::string& p, const ModelConfig& c, int layer,
+                    LayerWeights& L) {
+  const int64_t nk = c.key_heads(), sd = static_cast<int64_t>(c.key_share()) * c.head_dim;
+  const int64_t rk = c.key_width(layer);
+  if (c.rope_mode() == RopeMode::Post) {
+    L.k_down = r.get(p + "k_down.weight", {nk, sd, rk});
+    L.q_down = r.get(p + "q_down.weight", {c.n_heads, c.head_dim, rk});
+  } else if (c.rope_mode() == RopeMode::Latent) {
+    L.k_up = r.get(p + "k_up.weight", {nk, sd, rk});
+  }
+}
+
 void load_gpt2(const TensorSource& src, Model& m) {
   const auto& c = m.config;
   std::string prefix = src.contains("transformer.wte.weight") ? "transformer." : "";
@@ -114,15 +126,18 @@ void load_gpt2(const TensorSource& src, Model& m) {
     LayerWeights L;
     L.attn_norm = r.get(p + "ln_1.weight", {D});
     L.attn_norm_bias = r.get(p + "ln_1.bias", {D});
-    // Conv1D stores [in, out]; the fused c_attn output is [q | k | v].
-    at::Tensor c_attn = r.get(p + "attn.c_attn.weight", {D, 3 * D}).t();
-    at::Tensor c_attn_b = r.get(p + "attn.c_attn.bias", {3 * D});
-    L.wq = c_attn.narrow(0, 0, D).contiguous();
-    L.wk = c_attn.narrow(0, D, D).contiguous();
-    L.wv = c_attn.narrow(0, 2 * D, D).contiguous();
-    L.bq = c_attn_b.narrow(0, 0, D).contiguous();
-    L.bk = c_attn_b.narrow(0, D, D).contiguous();
-    L.bv = c_attn_b.narrow(0, 2 * D, D).contiguous();
+    // Conv1D stores [in, out]; the fused c_attn output is [q | k | v] (q and k
+    // narrower than v in a thin-key checkpoint).
+    const int64_t nq = expected_shape_q(c, i)[0], nk = expected_shape_k(c, i)[0];
+    at::Tensor c_attn = r.get(p + "attn.c_attn.weight", {D, nq + nk + D}).t();
+    at::Tensor c_attn_b = r.get(p + "attn.c_attn.bias", {nq + nk + D});
+    L.wq = c_attn.narrow(0, 0, nq).contiguous();
+    L.wk = c_attn.narrow(0, nq, nk).contiguous();
+    L.wv = c_attn.narrow(0, nq + nk, D).contiguous();
+    L.bq = c_attn_b.narrow(0, 0, nq).contiguous();
+    L.bk = c_attn_b.narrow(0, nq, nk).contiguous();
+    L.bv = c_attn_b.narrow(0, nq + nk, D).contiguous();
+    load_thin_maps(r, p + "attn.", c, i, L);
     L.wo = r.get(p + "attn.c_proj.weight", {D, D}).t().contiguous();
     L.bo = r.get(p + "attn.c_proj.bias", {D});
     L.mlp_norm = r.get(p + "ln_2.weight", {D});
@@ -148,21 +163,22 @@ void load_llama(const TensorSource& src, Model& m) {
   for (int i = 0; i < c.n_layers; ++i) {
     std::string p = "layers." + std::to_string(i) + ".";
     LayerWeights L;
-    const int64_t rk = c.key_width(i);
+    const int64_t nq = expected_shape_q(c, i)[0], nk = expected_shape_k(c, i)[0];
     L.attn_norm = r.get(p + "input_layernorm.weight", {D});
-    L.wq = r.get(p + "self_attn.q_proj.weight", {c.n_heads * rk, D});
-    L.wk = r.get(p + "self_attn.k_proj.weight", {c.n_kv_heads * rk, D});
+    L.wq = r.get(p + "self_attn.q_proj.weight", {nq, D});
+    L.wk = r.get(p + "self_attn.k_proj.weight", {nk, D});
     L.wv = r.get(p + "self_attn.v_proj.weight", {c.n_kv_heads * d, D});
     L.wo = r.get(p + "self_attn.o_proj.weight", {D, c.n_heads * d});
     if (c.qkv_bias) {
-      L.bq = r.get(p + "self_attn.q_proj.bias", {c.n_heads * rk});
-      // Thin-key checkpoints drop the key bias exactly (it shifts each score row
-      // by a constant), so it may legitimately be absent.
-      L.bk = c.has_thin_keys() ? r.get_optional(p + "self_attn.k_proj.bias", {c.n_kv_heads * rk})
-                               : r.get(p + "self_attn.k_proj.bias", {c.n_kv_heads * rk});
+      L.bq = r.get(p + "self_attn.q_proj.bias", {nq});
+      // Thin-key checkpoints may drop the key bias exactly (it shifts each score
+      // row by a constant), so it may legitimately be absent.
+      L.bk = c.thin_keys ? r.get_optional(p + "self_attn.k_proj.bias", {nk})
+                         : r.get(p + "self_attn.k_proj.bias", {nk});
       L.bv = r.get(p + "self_attn.v_proj.bias", {c.n_kv_heads * d});
     }
     if (c.o_bias) L.bo = r.get(p + "self_attn.o_proj.bias", {D});
+    load_thin_maps(r, p + "self_attn.", c, i, L);
     L.mlp_norm = r.get(p + "post_attention_layernorm.weight", {D});
     L.w_gate = r.get(p + "mlp.gate_proj.weight", {F, D});
     L.w_up = r.get(p + "mlp.up_proj.weight", {F, D});
@@ -201,6 +217,9 @@ std::vector<NamedTensor> hf_tensors(const Model& m) {
       add(p + "ln_1.bias", L.attn_norm_bias);
       add(p + "attn.c_attn.weight", at::cat({L.wq, L.wk, L.wv}, 0).t());
       add(p + "attn.c_attn.bias", at::cat({L.bq, L.bk, L.bv}, 0));
+      add(p + "attn.k_down.weight", L.k_down);
+      add(p + "attn.q_down.weight", L.q_down);
+      add(p + "attn.k_up.weight", L.k_up);
       add(p + "attn.c_proj.weight", L.wo.t());
       add(p + "attn.c_proj.bias", L.bo);
       add(p + "ln_2.weight", L.mlp_norm);
@@ -222,6 +241,9 @@ std::vector<NamedTensor> hf_tensors(const Model& m) {
       add(p + "self_attn.k_proj.weight", L.wk);
       add(p + "self_attn.v_proj.weight", L.wv);
       add(p + "self_attn.o_proj.weight", L.wo);
+      add(p + "self_attn.k_down.weight", L.k_down);
+      add(p + "self_attn.q_down.weight", L.q_down);
+      add(p + "self_attn.k_up.weight", L.k_up);
       if (c.qkv_bias) {
         add(p + "self_attn.q_proj.bias", L.bq);
         add(p + "self_attn.k_proj.bias", L.bk);

@@ -121,6 +121,21 @@ void read_llama_family(const Fields& f, ModelConfig& c) {
   }
 }
 
+void read_thin_keys(const Fields& f, ModelConfig& c) {
+  ThinKeysInfo tk;
+  tk.method = f.get_or<std::string>("method", "unknown");
+  tk.target = f.get_or<std::string>("target", "keys");
+  try {
+    tk.rope = parse_rope_mode(f.get_or<std::string>("rope_mode", "full"));
+  } catch (const Error& e) {
+    f.fail(e.what());
+  }
+  tk.share = f.get_or<int>("share", 1);
+  c.key_rank = f.get<std::vector<int>>("key_rank");
+  if (f.has("rope_planes")) c.rope_planes = f.get<std::vector<std::vector<std::vector<int>>>>("rope_planes");
+  c.thin_keys = tk;
+}
+
 }  // namespace
 
 ModelConfig parse_hf_config(const std::string& json_text, const std::string& origin) {
@@ -168,16 +183,7 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& ori
   c.bos_id = optional_token(f, "bos_token_id");
   c.eos_id = optional_token(f, "eos_token_id");
 
-  if (f.has("thin_keys")) {
-    const json& tk = f.raw("thin_keys");
-    if (!tk.is_object() || !tk.contains("key_rank") || !tk.at("key_rank").is_array())
-      f.fail("'thin_keys' must be an object with a 'key_rank' list");
-    try {
-      c.key_rank = tk.at("key_rank").get<std::vector<int>>();
-    } catch (const json::exception&) {
-      f.fail("'thin_keys.key_rank' must be a list of integers");
-    }
-  }
+  if (f.has("thin_keys")) read_thin_keys(Fields(f.raw("thin_keys"), origin + ": thin_keys"), c);
   try {
     c.validate();
   } catch (const Error& e) {
@@ -230,7 +236,17 @@ std::string hf_config_json(const ModelConfig& c) {
     if (c.model_type == "mistral")
       j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
   }
-  if (!c.key_rank.empty()) j["thin_keys"] = {{"key_rank", c.key_rank}};
+  if (c.thin_keys) {
+    json tk = {{"method", c.thin_keys->method},
+               {"target", c.thin_keys->target},
+               {"rope_mode", to_string(c.thin_keys->rope)},
+               {"share", c.thin_keys->share},
+               {"key_rank", c.key_rank}};
+    if (!c.rope_planes.empty()) tk["rope_planes"] = c.rope_planes;
+    j["thin_keys"] = tk;
+  } else if (!c.key_rank.empty()) {
+    j["thin_keys"] = {{"method", "trained"}, {"rope_mode", "full"}, {"key_rank", c.key_rank}};
+  }
   return j.dump(2) + "\n";
 }
 

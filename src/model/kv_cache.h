@@ -1,7 +1,7 @@
 #pragma once
 // Contiguous per-sequence KV cache in f32: layer l stores key_width(l) values
-// per KV head per token for keys and head_dim for values, so thin keys take
-// physically fewer bytes. Allocated once for a fixed capacity.
+// per key head per token for keys and head_dim per KV head for values, so thin
+// keys take physically fewer bytes. Allocated once for a fixed capacity.
 #include <ATen/ATen.h>
 
 #include <vector>
@@ -20,7 +20,7 @@ class KVCache {
   // Drops everything after the first n tokens (for sliding-window evaluation).
   void truncate(int n);
 
-  at::Tensor& keys(int layer) { return keys_[layer]; }      // [Hkv, capacity, r_l]
+  at::Tensor& keys(int layer) { return keys_[layer]; }      // [key heads, capacity, r_l]
   at::Tensor& values(int layer) { return values_[layer]; }  // [Hkv, capacity, d]
   void advance(int n) { length_ += n; }
 

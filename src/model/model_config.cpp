@@ -35,14 +35,44 @@ void ModelConfig::validate() const {
   require(!sliding_window || *sliding_window > 0, "sliding_window must be positive");
   require(key_rank.empty() || static_cast<int>(key_rank.size()) == n_layers,
           "key_rank must list one rank per layer");
+  const int share = key_share();
+  require(share >= 1 && n_kv_heads % share == 0,
+          "thin_keys.share must divide the number of KV heads");
   for (int r : key_rank)
-    require(r >= 1 && r <= head_dim, "key rank " + std::to_string(r) + " outside [1, head_dim]");
+    require(r >= 1 && r <= head_dim * share,
+            "key rank " + std::to_string(r) + " outside [1, " + std::to_string(head_dim * share) + "]");
+  if (rope_mode() == RopeMode::Pairs) {
+    require(positions == PositionKind::Rope, "RoPE mode 'pairs' needs a RoPE model");
+    require(share == 1, "RoPE mode 'pairs' keeps planes per KV head (share must be 1)");
+    require(static_cast<int>(rope_planes.size()) == n_layers, "rope_planes must list every layer");
+    for (int l = 0; l < n_layers; ++l) {
+      require(key_width(l) % 2 == 0, "RoPE mode 'pairs' needs even key ranks");
+      require(static_cast<int>(rope_planes[l].size()) == n_kv_heads, "rope_planes: one list per KV head");
+      for (const auto& planes : rope_planes[l]) {
+        require(static_cast<int>(planes.size()) == key_width(l) / 2, "rope_planes: r/2 planes per head");
+        for (int p : planes) require(p >= 0 && p < head_dim / 2, "rope_planes: plane out of range");
+      }
+    }
+  }
+  if (positions == PositionKind::Rope && rope_mode() == RopeMode::Full)
+    for (int l = 0; l < n_layers; ++l)
+      require(key_width(l) % 2 == 0 && share == 1 && key_width(l) <= head_dim,
+              "thin keys on a RoPE model need a RoPE mode (post, latent or pairs) or an even width");
+}
+
+int ModelConfig::q_rows_per_head(int layer) const {
+  auto m = rope_mode();
+  return m == RopeMode::Post || m == RopeMode::Latent ? head_dim : key_width(layer);
+}
+
+int ModelConfig::k_rows(int layer) const {
+  return rope_mode() == RopeMode::Post ? n_kv_heads * head_dim : key_heads() * key_width(layer);
 }
 
 int64_t ModelConfig::kv_bytes_per_token_layer(int layer, double key_bytes,
                                               double value_bytes) const {
   return static_cast<int64_t>(
-      std::llround(n_kv_heads * (key_width(layer) * key_bytes + head_dim * value_bytes)));
+      std::llround(key_heads() * key_width(layer) * key_bytes + n_kv_heads * head_dim * value_bytes));
 }
 
 int64_t ModelConfig::kv_bytes_per_token(double key_bytes, double value_bytes) const {
@@ -53,6 +83,24 @@ int64_t ModelConfig::kv_bytes_per_token(double key_bytes, double value_bytes) co
 
 const char* to_string(NormKind k) { return k == NormKind::LayerNorm ? "LayerNorm" : "RMSNorm"; }
 const char* to_string(MlpKind k) { return k == MlpKind::GeluTanh ? "GELU(tanh)" : "SwiGLU"; }
+const char* to_string(RopeMode m) {
+  switch (m) {
+    case RopeMode::Full: return "full";
+    case RopeMode::Post: return "post";
+    case RopeMode::Latent: return "latent";
+    case RopeMode::Pairs: return "pairs";
+  }
+  return "?";
+}
+
+RopeMode parse_rope_mode(const std::string& s) {
+  if (s == "full") return RopeMode::Full;
+  if (s == "post") return RopeMode::Post;
+  if (s == "latent") return RopeMode::Latent;
+  if (s == "pairs") return RopeMode::Pairs;
+  throw Error("unknown RoPE mode '" + s + "' (expected post, latent or pairs)");
+}
+
 const char* to_string(PositionKind k) {
   return k == PositionKind::Learned ? "learned positions" : "RoPE";
 }

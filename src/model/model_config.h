@@ -12,6 +12,23 @@ enum class NormKind { LayerNorm, RMSNorm };
 enum class MlpKind { GeluTanh, SwiGLU };
 enum class PositionKind { Learned, Rope };
 
+// How a thin key meets rotary embeddings (design.md section 4).
+//   Full:   ordinary RoPE on q and k of the cached width (also for models
+//           without RoPE, where nothing is rotated).
+//   Post:   rotate full-width q and k, then project: the cache holds A^T R k.
+//   Latent: the cache holds the pre-rotation latent A^T k; attention
+//           reconstructs P c, rotates it and dots it with the rotated query.
+//   Pairs:  keep r/2 whole frequency planes per KV head; rotate those.
+enum class RopeMode { Full, Post, Latent, Pairs };
+
+// Provenance of a compressed key cache (config.json "thin_keys").
+struct ThinKeysInfo {
+  std::string method;      // "svd", "kqsvd"
+  std::string target = "keys";
+  RopeMode rope = RopeMode::Full;
+  int share = 1;           // KV heads that share one cached key latent
+};
+
 struct ModelConfig {
   std::string architecture;   // Hugging Face class name, e.g. "LlamaForCausalLM"
   std::string model_type;     // "gpt2", "llama", "mistral", "qwen2"
@@ -42,12 +59,23 @@ struct ModelConfig {
   std::optional<int> bos_id;
   std::optional<int> eos_id;
 
-  // Cached key width per KV head, per layer. Equals head_dim for an ordinary
+  // Cached key width per key head, per layer. Equals head_dim for an ordinary
   // model; thin-key models store fewer dimensions.
   std::vector<int> key_rank;
+  std::optional<ThinKeysInfo> thin_keys;
+  // Pairs mode: kept RoPE frequency planes, [layer][kv head][r/2].
+  std::vector<std::vector<std::vector<int>>> rope_planes;
 
   int group_size() const { return n_heads / n_kv_heads; }
   int key_width(int layer) const { return key_rank.empty() ? head_dim : key_rank[layer]; }
+  RopeMode rope_mode() const { return thin_keys ? thin_keys->rope : RopeMode::Full; }
+  int key_share() const { return thin_keys ? thin_keys->share : 1; }
+  // Number of cached key heads per layer (KV heads / share).
+  int key_heads() const { return n_kv_heads / key_share(); }
+  // Rows of W_Q per query head and of W_K in total: full width where the
+  // projection happens after rotation (Post) or the key is rebuilt (Latent).
+  int q_rows_per_head(int layer) const;
+  int k_rows(int layer) const;
   bool has_thin_keys() const;
 
   // Checks internal consistency; throws Error naming the offending field.
@@ -61,5 +89,7 @@ struct ModelConfig {
 const char* to_string(NormKind k);
 const char* to_string(MlpKind k);
 const char* to_string(PositionKind k);
+const char* to_string(RopeMode m);
+RopeMode parse_rope_mode(const std::string& s);  // throws Error on unknown names
 
 }  // namespace thinkeys

@@ -24,6 +24,87 @@ at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
   return at::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
 }
 
+// Scores of T queries against S cached keys, softmax, values. Query head h
+// reads key head h / (H / key_heads) and value head h / (H / Hkv); both
+// groupings keep the heads in order, so one view turns one into the other.
+at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& K,
+                  const at::Tensor& V, const at::Tensor& mask) {
+  const int64_t T = q.size(0), H = q.size(1), w = q.size(2);
+  const int64_t nk = K.size(0), S = K.size(1), Hkv = V.size(0), d = V.size(2);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  at::Tensor qg = q.view({T, nk, H / nk, w}).permute({1, 2, 0, 3}).reshape({nk, H / nk * T, w});
+  at::Tensor scores = at::bmm(qg, K.transpose(1, 2)).mul_(scale);  // [nk, (H/nk)*T, S]
+  if (mask.defined()) scores.view({nk, H / nk, T, S}).add_(mask);
+  at::Tensor probs = at::softmax(scores, -1).view({Hkv, H / Hkv * T, S});
+  return at::bmm(probs, V).view({Hkv, H / Hkv, T, d}).permute({2, 0, 1, 3}).reshape({T, H * d});
+}
+
+// [T, heads, a] x [heads, a, b] -> [T, heads, b], one small map per head.
+at::Tensor per_head_map(const at::Tensor& x, const at::Tensor& maps) {
+  return at::bmm(x.transpose(0, 1), maps).transpose(0, 1);
+}
+
+at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::Tensor& cos,
+                     const at::Tensor& sin, const at::Tensor& mask, KVCache& cache, int64_t start) {
+  const ModelConfig& c = model.config;
+  const LayerWeights& L = model.weights.layers[l];
+  const int64_t T = h.size(0), H = c.n_heads, Hkv = c.n_kv_heads, d = c.head_dim;
+  const int64_t nk = c.key_heads(), r = c.key_width(l), share = c.key_share();
+  const int64_t qr = c.q_rows_per_head(l), kr = c.k_rows(l), S = start + T;
+  const bool rope = c.positions == PositionKind::Rope;
+
+  at::Tensor qkv = L.bqkv.defined() ? at::linear(h, L.wqkv, L.bqkv) : at::linear(h, L.wqkv);
+  at::Tensor q = qkv.narrow(1, 0, H * qr).view({T, H, qr});
+  at::Tensor k = qkv.narrow(1, H * qr, kr);
+  at::Tensor v = qkv.narrow(1, H * qr + kr, Hkv * d).view({T, Hkv, d});
+  cache.values(l).narrow(1, start, T).copy_(v.transpose(0, 1));
+  at::Tensor V = cache.values(l).narrow(1, 0, S);  // [Hkv, S, d]
+
+  switch (c.rope_mode()) {
+    case RopeMode::Full: {
+      k = k.view({T, nk, r});
+      if (rope) {
+        q = rotate(q, cos, sin);
+        k = rotate(k, cos, sin);
+      }
+      break;
+    }
+    case RopeMode::Pairs: {
+      // Each KV head rotates its own kept planes; its query heads use the same.
+      at::Tensor pos = at::arange(start, start + T, at::kFloat).view({T, 1, 1});
+      at::Tensor ang_k = pos * L.rope_inv_freq.unsqueeze(0);  // [T, Hkv, r/2]
+      at::Tensor ang_q = ang_k.repeat_interleave(H / Hkv, 1);  // [T, H, r/2]
+      k = rotate(k.view({T, nk, r}), at::cos(ang_k), at::sin(ang_k));
+      q = rotate(q, at::cos(ang_q), at::sin(ang_q));
+      break;
+    }
+    case RopeMode::Post: {
+      at::Tensor kf = rotate(k.view({T, Hkv, d}), cos, sin).reshape({T, nk, share * d});
+      k = per_head_map(kf, L.k_down);                     // [T, nk, r]
+      q = per_head_map(rotate(q, cos, sin), L.q_down);   // [T, H, r]
+      break;
+    }
+    case RopeMode::Latent: {
+      cache.keys(l).narrow(1, start, T).copy_(k.view({T, nk, r}).transpose(0, 1));
+      // Rebuild every cached key from its latent, then rotate it at its position.
+      at::Tensor C = cache.keys(l).narrow(1, 0, S);                       // [nk, S, r]
+      at::Tensor K = at::bmm(C, L.k_up.transpose(1, 2))                  // [nk, S, share*d]
+                         .view({nk, S, share, d})
+                         .permute({0, 2, 1, 3})
+                         .reshape({Hkv, S, d})
+                         .transpose(0, 1);                                // [S, Hkv, d]
+      if (rope) {
+        at::Tensor ang = at::outer(at::arange(0, S, at::kFloat), model.rope_inv_freq);
+        K = rotate(K, at::cos(ang).unsqueeze(1), at::sin(ang).unsqueeze(1));
+        q = rotate(q, cos, sin);
+      }
+      return attend(c, q, K.transpose(0, 1).contiguous(), V, mask);
+    }
+  }
+  cache.keys(l).narrow(1, start, T).copy_(k.transpose(0, 1));
+  return attend(c, q, cache.keys(l).narrow(1, 0, S), V, mask);
+}
+
 }  // namespace
 
 at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache& cache,
@@ -57,9 +138,7 @@ at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache&
     sin = at::sin(ang).unsqueeze(1);
   }
 
-  const int64_t H = c.n_heads, Hkv = c.n_kv_heads, G = c.group_size(), d = c.head_dim;
   const int64_t S = start + T;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
 
   // Causal (and sliding-window) mask shared by all layers: query t sees key s
   // iff s <= start + t and, with a window W, s > start + t - W.
@@ -74,30 +153,8 @@ at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache&
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[l];
-    const int64_t r = c.key_width(l);
     at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);
-    at::Tensor qkv = L.bqkv.defined() ? at::linear(h, L.wqkv, L.bqkv) : at::linear(h, L.wqkv);
-    at::Tensor q = qkv.narrow(1, 0, H * r).view({T, H, r});
-    at::Tensor k = qkv.narrow(1, H * r, Hkv * r).view({T, Hkv, r});
-    at::Tensor v = qkv.narrow(1, H * r + Hkv * r, Hkv * d).view({T, Hkv, d});
-    if (c.positions == PositionKind::Rope) {
-      q = rotate(q, cos, sin);
-      k = rotate(k, cos, sin);
-    }
-    cache.keys(l).narrow(1, start, T).copy_(k.transpose(0, 1));
-    cache.values(l).narrow(1, start, T).copy_(v.transpose(0, 1));
-    at::Tensor K = cache.keys(l).narrow(1, 0, S);    // [Hkv, S, r]
-    at::Tensor V = cache.values(l).narrow(1, 0, S);  // [Hkv, S, d]
-
-    // Group the G query heads of each KV head so K and V are never repeated.
-    at::Tensor qg = q.view({T, Hkv, G, r}).permute({1, 2, 0, 3}).reshape({Hkv, G * T, r});
-    at::Tensor scores = at::bmm(qg, K.transpose(1, 2)).mul_(scale);  // [Hkv, G*T, S]
-    if (mask.defined()) scores.view({Hkv, G, T, S}).add_(mask);
-    at::Tensor probs = at::softmax(scores, -1);
-    at::Tensor attn = at::bmm(probs, V)                               // [Hkv, G*T, d]
-                          .view({Hkv, G, T, d})
-                          .permute({2, 0, 1, 3})
-                          .reshape({T, H * d});
+    at::Tensor attn = attention(model, l, h, cos, sin, mask, cache, start);
     x = x + (L.bo.defined() ? at::linear(attn, L.wo, L.bo) : at::linear(attn, L.wo));
 
     h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);

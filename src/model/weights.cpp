@@ -14,10 +14,10 @@ at::Tensor maybe_cat(const std::vector<at::Tensor>& parts) {
 }  // namespace
 
 std::vector<int64_t> expected_shape_q(const ModelConfig& c, int layer) {
-  return {static_cast<int64_t>(c.n_heads) * c.key_width(layer), c.dim};
+  return {static_cast<int64_t>(c.n_heads) * c.q_rows_per_head(layer), c.dim};
 }
 std::vector<int64_t> expected_shape_k(const ModelConfig& c, int layer) {
-  return {static_cast<int64_t>(c.n_kv_heads) * c.key_width(layer), c.dim};
+  return {c.k_rows(layer), c.dim};
 }
 
 void Model::finalize() {
@@ -59,6 +59,15 @@ void Model::finalize() {
     auto* p = rope_inv_freq.data_ptr<float>();
     for (int i = 0; i < half; ++i)
       p[i] = static_cast<float>(1.0 / std::pow(config.rope_theta, 2.0 * i / config.head_dim));
+    if (config.rope_mode() == RopeMode::Pairs) {
+      for (int l = 0; l < config.n_layers; ++l) {
+        const auto& planes = config.rope_planes[l];
+        at::Tensor idx = at::empty({config.n_kv_heads, config.key_width(l) / 2}, at::kLong);
+        for (int g = 0; g < config.n_kv_heads; ++g)
+          for (size_t j = 0; j < planes[g].size(); ++j) idx[g][static_cast<int64_t>(j)] = planes[g][j];
+        weights.layers[l].rope_inv_freq = rope_inv_freq.index({idx});
+      }
+    }
   }
 }
 
@@ -67,7 +76,8 @@ int64_t Model::parameter_count() const {
   if (weights.pos_emb.defined()) n += weights.pos_emb.numel();
   for (const auto& L : weights.layers) {
     for (const at::Tensor* t : {&L.attn_norm, &L.attn_norm_bias, &L.wqkv, &L.bqkv, &L.wo, &L.bo,
-                                &L.mlp_norm, &L.mlp_norm_bias, &L.w_down, &L.b_down})
+                                &L.mlp_norm, &L.mlp_norm_bias, &L.w_down, &L.b_down, &L.k_down,
+                                &L.q_down, &L.k_up})
       if (t->defined()) n += t->numel();
     if (config.mlp == MlpKind::SwiGLU) {
       n += L.w_gate_up.numel();

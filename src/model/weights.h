@@ -12,7 +12,12 @@ namespace thinkeys {
 
 struct LayerWeights {
   at::Tensor attn_norm, attn_norm_bias;  // bias only for LayerNorm
-  at::Tensor wq, wk, wv, bq, bk, bv;     // [H*r, D], [Hkv*r, D], [Hkv*d, D]
+  at::Tensor wq, wk, wv, bq, bk, bv;  // [H*q_rows, D], [k_rows, D], [Hkv*d, D]
+  // Thin-key maps (empty for ordinary models), see RopeMode.
+  at::Tensor k_down;         // Post: [key_heads, share*d, r], cached k' = A^T (R k)
+  at::Tensor q_down;         // Post: [H, d, r], q' = B_h^T (R q)
+  at::Tensor k_up;           // Latent: [key_heads, share*d, r], rebuilt k = P c
+  at::Tensor rope_inv_freq;  // Pairs: [Hkv, r/2] frequencies of the kept planes
   at::Tensor wo, bo;                     // [D, H*d]
   at::Tensor mlp_norm, mlp_norm_bias;
   at::Tensor w_gate, w_up, w_down;  // w_gate only for SwiGLU
