@@ -2,8 +2,6 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include <ATen/Parallel.h>
-
 #include "bench/bandwidth_probe.h"
 #include "bench/runtime_bench.h"
 #include "cli/commands.h"
@@ -30,7 +28,7 @@ Command add_bench(CLI::App& app) {
   sub->add_option("--repeats", opts->repeats, "Repeats (best is reported)")->check(CLI::PositiveNumber);
   sub->add_flag("--json", opts->json, "Print JSON");
   return {sub, [opts] {
-            const int threads = at::get_num_threads();
+            const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
             auto bw = probe_read_bandwidth(threads);
             std::vector<RuntimeBenchResult> rows;
             auto run = [&](const Model& m, const std::string& name) {

@@ -1,7 +1,5 @@
 // thinkeys command line. Every failure below is reported here as one line on
 // stderr with a non-zero exit status.
-#include <ATen/Parallel.h>
-
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
@@ -10,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "util/error.h"
+#include "util/threads.h"
 
 namespace {
 
@@ -24,7 +23,7 @@ int main(int argc, char** argv) {
   CLI::App app{"thinkeys: thin-key KV caches for transformer inference"};
   app.require_subcommand(1);
   int threads = 0;
-  app.add_option("--threads", threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "BLAS threads (default: all cores)")->check(CLI::NonNegativeNumber);
   const thinkeys::cli::Command commands[] = {
       thinkeys::cli::add_info(app),  thinkeys::cli::add_generate(app), thinkeys::cli::add_eval(app),
       thinkeys::cli::add_bench(app), thinkeys::cli::add_convert(app),
@@ -35,8 +34,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
-    int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    at::set_num_threads(n);
+    thinkeys::configure_threads(threads);
     for (const auto& cmd : commands)
       if (cmd.app->parsed()) cmd.run();
   } catch (const thinkeys::Error& e) {

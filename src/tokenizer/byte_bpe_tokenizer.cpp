@@ -104,7 +104,7 @@ class Regex {
 struct BpeSpec {
   std::string source;  // file name(s) for error messages
   std::string description;
-  std::vector<std::optional<std::string>> id_to_token;  // nullopt: unused id
+  std::vector<std::optional<std::string>> id_to_token;      // nullopt: unused id
   std::vector<std::pair<std::string, std::string>> merges;  // in rank order
   std::vector<std::pair<std::string, int32_t>> added;       // literal text matched in input
   std::vector<std::pair<std::string, bool>> patterns;       // (pattern, literal), in order
@@ -130,8 +130,8 @@ class ByteBpeTokenizer final : public Tokenizer {
       decoded_[id] = unmap_bytes(token);
       auto [it, inserted] = token_to_id_.emplace(token, id);
       if (!inserted) {
-        throw Error(source_ + ": token '" + token + "' has two ids (" +
-                    std::to_string(it->second) + " and " + std::to_string(id) + ")");
+        throw Error(source_ + ": token '" + token + "' has two ids (" + std::to_string(it->second) +
+                    " and " + std::to_string(id) + ")");
       }
     }
     for (int b = 0; b < 256; ++b) {
@@ -140,11 +140,12 @@ class ByteBpeTokenizer final : public Tokenizer {
     }
     for (std::size_t rank = 0; rank < spec.merges.size(); ++rank) {
       const auto& [a, b] = spec.merges[rank];
-      const int32_t ia = lookup(a), ib = lookup(b), iab = lookup(a + b);
+      const std::string ab = a + b;
+      const int32_t ia = lookup(a), ib = lookup(b), iab = lookup(ab);
       if (ia < 0 || ib < 0 || iab < 0) {
+        const std::string& missing = ia < 0 ? a : (ib < 0 ? b : ab);
         throw Error(source_ + ": merge #" + std::to_string(rank + 1) + " '" + a + " " + b +
-                    "' refers to '" + (ia < 0 ? a : ib < 0 ? b : a + b) +
-                    "', which is not in the vocabulary");
+                    "' refers to '" + missing + "', which is not in the vocabulary");
       }
       // A repeated merge keeps its last rank, as both GPT-2's reference code and
       // HF tokenizers do (they build a dict/map from the list).
@@ -472,8 +473,7 @@ BpeSpec read_tokenizer_json(const json& j, BpeSpec spec) {
     // all text); other normalizers would change ids and are refused.
     const std::string norm = j["normalizer"].value("type", "");
     if (norm != "NFC") {
-      throw UnsupportedTokenizerJson(spec.source + ": normalizer '" + norm +
-                                     "' is not supported");
+      throw UnsupportedTokenizerJson(spec.source + ": normalizer '" + norm + "' is not supported");
     }
   }
   bool byte_level = false;

@@ -59,8 +59,7 @@ class Reader {
 
 class Llama2cTokenizer final : public Tokenizer {
  public:
-  Llama2cTokenizer(const fs::path& path, std::optional<int32_t> vocab_size)
-      : path_(path.string()) {
+  Llama2cTokenizer(const fs::path& path, std::optional<int32_t> vocab_size) : path_(path.string()) {
     const std::string bytes = detail::read_file_bytes(path, "llama2.c tokenizer");
     parse(bytes, vocab_size);
     for (int32_t id = 0; id < static_cast<int32_t>(pieces_.size()); ++id) {
@@ -120,7 +119,8 @@ class Llama2cTokenizer final : public Tokenizer {
     // The export stores <s> and </s> as "\n<s>\n" and "\n</s>\n"; like
     // SentencePiece, treat them as markers that contribute no text.
     if (id == kBos || id == kEos) return {};
-    if (id >= kFirstByte && id < kMinVocab) return std::string(1, static_cast<char>(id - kFirstByte));
+    if (id >= kFirstByte && id < kMinVocab)
+      return std::string(1, static_cast<char>(id - kFirstByte));
     const std::string& piece = pieces_[id];
     // run.c strips the space after BOS; at the start of a text it is the dummy prefix.
     const bool strip = prev == kBos || (prev < 0 && dummy_prefix_);
@@ -158,8 +158,8 @@ class Llama2cTokenizer final : public Tokenizer {
       const auto score = in.read<float>();
       const auto len = in.read<int32_t>();
       if (len < 0 || len > max_token_length_) {
-        throw Error(where + ": " + token + " has length " + std::to_string(len) +
-                    " outside 0.." + std::to_string(max_token_length_) + " (corrupt file?)");
+        throw Error(where + ": " + token + " has length " + std::to_string(len) + " outside 0.." +
+                    std::to_string(max_token_length_) + " (corrupt file?)");
       }
       if (!in.has(static_cast<std::size_t>(len))) throw Error(where + " is truncated in " + token);
       scores_.push_back(score);
@@ -199,7 +199,9 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const fs::path& file,
 bool looks_like_llama2c_tokenizer(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) return false;
-  auto read_i32 = [&](int32_t& v) { return static_cast<bool>(in.read(reinterpret_cast<char*>(&v), 4)); };
+  auto read_i32 = [&](int32_t& v) {
+    return static_cast<bool>(in.read(reinterpret_cast<char*>(&v), 4));
+  };
   int32_t max_len = 0;
   if (!read_i32(max_len) || max_len <= 0 || max_len > kMaxTokenLength) return false;
   std::string piece;

@@ -151,13 +151,11 @@ class SentencePieceTokenizer final : public Tokenizer {
 
   void load(SentencePieceBackend& sp, const std::string& bytes) const {
     if (auto err = sp.load_serialized(bytes); !err.empty()) {
-      throw Error(where() + " cannot be loaded (corrupt or not a SentencePiece model): " +
-                  err);
+      throw Error(where() + " cannot be loaded (corrupt or not a SentencePiece model): " + err);
     }
   }
 
-  static bool starts_with_meta_space(const SentencePieceBackend& sp,
-                                     std::string_view text) {
+  static bool starts_with_meta_space(const SentencePieceBackend& sp, std::string_view text) {
     std::vector<std::string> pieces;
     return sp.encode_pieces(text, &pieces).empty() && !pieces.empty() &&
            std::string_view(pieces.front()).starts_with(kMetaSpace);
@@ -173,7 +171,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::unique_ptr<SentencePieceBackend> no_prefix_;  // loaded only with a dummy prefix
   bool dummy_prefix_ = false;
   std::array<int, 256> byte_ids_{};  // -1 where the model has no <0xXX> piece
-  std::vector<std::string> text_;  // decoded bytes of each piece
+  std::vector<std::string> text_;    // decoded bytes of each piece
   std::vector<bool> is_byte_;
 };
 

@@ -146,8 +146,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& path,
   // tokenizer that can emit ids the model lacks is an error.
   if (expected_vocab && tok->vocab_size() > *expected_vocab) {
     throw Error("tokenizer " + tok->describe() + " loaded from " + quoted(path) + " has " +
-                std::to_string(tok->vocab_size()) + " tokens, more than the model's vocabulary of " +
-                std::to_string(*expected_vocab));
+                std::to_string(tok->vocab_size()) +
+                " tokens, more than the model's vocabulary of " + std::to_string(*expected_vocab));
   }
   return tok;
 }

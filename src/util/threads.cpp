@@ -1,0 +1,20 @@
+#include "util/threads.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <thread>
+
+// Present when libblas.so.3 is OpenBLAS (Debian's alternative); weak so any
+// other BLAS still links and simply keeps its own threading.
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+
+namespace thinkeys {
+
+void configure_threads(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(1);
+  if (openblas_set_num_threads != nullptr) openblas_set_num_threads(threads);
+}
+
+}  // namespace thinkeys
