@@ -1,4 +1,6 @@
+#include <cmath>
 #include <cstdio>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -12,7 +14,7 @@ namespace thinkeys::cli {
 
 Command add_eval(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer, data;
+    std::string model, tokenizer, data, reference;
     int ctx = 512, stride = 256;
     int64_t max_tokens = 0;
     bool json = false, no_bos = false;
@@ -26,6 +28,8 @@ Command add_eval(CLI::App& app) {
   sub->add_option("--max-tokens", opts->max_tokens, "Score only the first N tokens of the file");
   sub->add_option("--tokenizer", opts->tokenizer, "Tokenizer file or directory (default: beside the model)");
   sub->add_flag("--no-bos", opts->no_bos, "Do not prepend BOS to the document");
+  sub->add_option("--reference", opts->reference,
+                  "Original model: also report KL(original || model) and top-1 agreement");
   sub->add_flag("--json", opts->json, "Print JSON");
   return {sub, [opts] {
             PerplexityOptions po{opts->ctx, opts->stride, !opts->json};
@@ -37,7 +41,9 @@ Command add_eval(CLI::App& app) {
             auto tokens = prompt_tokens(m, *tok, text, opts->no_bos ? 0 : -1);
             if (opts->max_tokens > 0 && static_cast<int64_t>(tokens.size()) > opts->max_tokens)
               tokens.resize(static_cast<size_t>(opts->max_tokens));
-            auto r = evaluate_perplexity(m, tokens, po);
+            std::optional<Model> ref;
+            if (!opts->reference.empty()) ref = load_model(opts->reference);
+            auto r = evaluate_perplexity(m, tokens, po, {}, ref ? &*ref : nullptr);
             if (opts->json) {
               nlohmann::json j = {{"model", opts->model},       {"data", opts->data},
                                   {"ctx", po.ctx},              {"stride", po.stride},
@@ -45,6 +51,12 @@ Command add_eval(CLI::App& app) {
                                   {"windows", r.windows},       {"mean_nll", r.mean_nll},
                                   {"perplexity", r.perplexity}, {"seconds", r.seconds},
                                   {"tokens_per_second", r.tokens_per_second}};
+              if (r.has_reference) {
+                j["reference"] = opts->reference;
+                j["kl_mean"] = r.kl_mean;
+                j["top1_agreement"] = r.top1_agreement;
+                j["reference_perplexity"] = std::exp(r.reference_nll);
+              }
               std::printf("%s\n", j.dump(2).c_str());
               return;
             }
@@ -53,6 +65,11 @@ Command add_eval(CLI::App& app) {
             std::printf("tokens scored %lld\n", static_cast<long long>(r.tokens_scored));
             std::printf("mean NLL      %.4f nats/token\n", r.mean_nll);
             std::printf("perplexity    %.4f\n", r.perplexity);
+            if (r.has_reference) {
+              std::printf("reference     %s: perplexity %.4f\n", opts->reference.c_str(), std::exp(r.reference_nll));
+              std::printf("KL(ref||this) %.5f nats/token\n", r.kl_mean);
+              std::printf("top-1 agree   %.2f%%\n", 100.0 * r.top1_agreement);
+            }
             std::printf("speed         %.0f tokens/s (%.1f s)\n", r.tokens_per_second, r.seconds);
           }};
 }

@@ -16,5 +16,6 @@ Command add_generate(CLI::App& app);
 Command add_eval(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_convert(CLI::App& app);
+Command add_compress(CLI::App& app);
 
 }  // namespace thinkeys::cli

@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "BLAS threads (default: all cores)")->check(CLI::NonNegativeNumber);
   const thinkeys::cli::Command commands[] = {
       thinkeys::cli::add_info(app),  thinkeys::cli::add_generate(app), thinkeys::cli::add_eval(app),
-      thinkeys::cli::add_bench(app), thinkeys::cli::add_convert(app),
+      thinkeys::cli::add_bench(app), thinkeys::cli::add_convert(app), thinkeys::cli::add_compress(app),
   };
   try {
     app.parse(argc, argv);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "model/kv_cache.h"
 #include "model/transformer.h"
@@ -19,7 +20,8 @@ void PerplexityOptions::validate() const {
 }
 
 PerplexityResult evaluate_perplexity(const Model& model, std::span<const int32_t> tokens,
-                                     const PerplexityOptions& opt, const WindowObserver& observer) {
+                                     const PerplexityOptions& opt, const WindowObserver& observer,
+                                     const Model* reference) {
   opt.validate();
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n < 2) throw Error("evaluation needs at least 2 tokens (got " + std::to_string(n) + ")");
@@ -29,8 +31,15 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int32_t
 
   PerplexityResult res;
   res.tokens_total = n;
+  if (reference && reference->config.vocab_size != model.config.vocab_size)
+    throw Error("reference model has a different vocabulary (" +
+                std::to_string(reference->config.vocab_size) + " vs " +
+                std::to_string(model.config.vocab_size) + ")");
   KVCache cache(model.config, static_cast<int>(std::min<int64_t>(opt.ctx, n)));
-  double nll_sum = 0.0;
+  std::optional<KVCache> ref_cache;
+  if (reference) ref_cache.emplace(reference->config, static_cast<int>(std::min<int64_t>(opt.ctx, n)));
+  double nll_sum = 0.0, kl_sum = 0.0, ref_nll_sum = 0.0;
+  int64_t agree = 0;
   int64_t processed = 0;
   const int64_t windows_total = n <= opt.ctx ? 1 : 1 + (n - opt.ctx + opt.stride - 1) / opt.stride;
   Progress progress("eval", windows_total, "win");
@@ -51,6 +60,15 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int32_t
                                          at::kInt).to(at::kLong);
       nll_sum -= logp.gather(1, targets.unsqueeze(1)).sum().item<double>();
       res.tokens_scored += end - first;
+      if (reference) {
+        ref_cache->clear();
+        at::Tensor ref_logits = forward(*reference, tokens.subspan(begin, end - begin), *ref_cache);
+        at::Tensor ref_logp =
+            at::log_softmax(ref_logits.narrow(0, first - 1 - begin, end - first).to(at::kDouble), -1);
+        kl_sum += (ref_logp.exp() * (ref_logp - logp)).sum().item<double>();
+        agree += (ref_logp.argmax(-1) == logp.argmax(-1)).sum().item<int64_t>();
+        ref_nll_sum -= ref_logp.gather(1, targets.unsqueeze(1)).sum().item<double>();
+      }
     }
     if (observer) observer(logits, begin, first);
     ++res.windows;
@@ -62,6 +80,13 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int32_t
   res.seconds = progress.elapsed_seconds();
   res.mean_nll = nll_sum / static_cast<double>(res.tokens_scored);
   res.perplexity = std::exp(res.mean_nll);
+  if (reference) {
+    const double scored = static_cast<double>(res.tokens_scored);
+    res.has_reference = true;
+    res.kl_mean = kl_sum / scored;
+    res.top1_agreement = static_cast<double>(agree) / scored;
+    res.reference_nll = ref_nll_sum / scored;
+  }
   res.tokens_per_second = res.seconds > 0 ? static_cast<double>(processed) / res.seconds : 0.0;
   return res;
 }

@@ -25,6 +25,11 @@ struct PerplexityResult {
   double perplexity = 0;
   double seconds = 0;
   double tokens_per_second = 0;  // tokens run through the model per second
+  // Against a reference model (same tokens, same windows), per scored token:
+  bool has_reference = false;
+  double kl_mean = 0;          // mean KL(reference || model), nats
+  double top1_agreement = 0;   // fraction where both argmaxes agree
+  double reference_nll = 0;    // the reference's own mean NLL on these tokens
 };
 
 // Per-window hook: logits [n, V] of the window and the index of its first token.
@@ -32,6 +37,7 @@ using WindowObserver = std::function<void(const at::Tensor& logits, int64_t begi
 
 PerplexityResult evaluate_perplexity(const Model& model, std::span<const int32_t> tokens,
                                      const PerplexityOptions& options,
-                                     const WindowObserver& observer = {});
+                                     const WindowObserver& observer = {},
+                                     const Model* reference = nullptr);
 
 }  // namespace thinkeys

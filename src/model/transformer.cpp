@@ -56,7 +56,8 @@ at::Tensor per_head_map(const at::Tensor& x, const at::Tensor& maps) {
 }
 
 at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::Tensor& cos,
-                     const at::Tensor& sin, const at::Tensor& mask, KVCache& cache, int64_t start) {
+                     const at::Tensor& sin, const at::Tensor& mask, KVCache& cache, int64_t start,
+                     const QKObserver* observer) {
   const ModelConfig& c = model.config;
   const LayerWeights& L = model.weights.layers[l];
   const int64_t T = h.size(0), H = c.n_heads, Hkv = c.n_kv_heads, d = c.head_dim;
@@ -74,10 +75,12 @@ at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::T
   switch (c.rope_mode()) {
     case RopeMode::Full: {
       k = k.view({T, nk, r});
+      at::Tensor q0 = q, k0 = k;
       if (rope) {
         q = rotate(q, cos, sin);
         k = rotate(k, cos, sin);
       }
+      if (observer) (*observer)(l, q0, k0, q, k);
       break;
     }
     case RopeMode::Pairs: {
@@ -119,7 +122,7 @@ at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::T
 }  // namespace
 
 at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache& cache,
-                   Logits which) {
+                   Logits which, const QKObserver* observer) {
   const ModelConfig& c = model.config;
   const auto& w = model.weights;
   const int64_t T = static_cast<int64_t>(tokens.size());
@@ -165,7 +168,7 @@ at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache&
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[l];
     at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);
-    at::Tensor attn = attention(model, l, h, cos, sin, mask, cache, start);
+    at::Tensor attn = attention(model, l, h, cos, sin, mask, cache, start, observer);
     x = x + project(attn, L.wo, L.bo);
 
     h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);
