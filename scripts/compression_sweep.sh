@@ -2,7 +2,7 @@
 # Reproduces the stories260K rows of docs/results/compression.md:
 # {svd, kqsvd} x {post, latent, pairs} x key ratio {1/2, 1/4, 1/8}, per-head and
 # per-layer sharing, and the queries-only row. Calibration: first 200 KB of the
-# TinyStories head; evaluation: its last 60 KB (disjoint), ctx 256, stride 128.
+# TinyStories head; evaluation: its last 30 KB (disjoint), ctx 256, stride 256.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tk=$root/build/thinkeys
@@ -12,9 +12,9 @@ data=$shared/data/tinystories/tinystories_val_head.txt
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -c 200000 "$data" >"$work/calib.txt"
-tail -c 60000 "$data" >"$work/test.txt"
+tail -c 30000 "$data" >"$work/test.txt"
 ctx=${CTX:-256}
-stride=${STRIDE:-128}
+stride=${STRIDE:-256}
 
 row() {  # label, compress args...
   local label=$1

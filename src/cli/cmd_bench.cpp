@@ -1,79 +1,139 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <thread>
 
 #include "bench/bandwidth_probe.h"
 #include "bench/runtime_bench.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "compress/compressor.h"
 #include "io/model_loader.h"
 #include "model/random_init.h"
 #include "util/shared_data.h"
 
 namespace thinkeys::cli {
 
+namespace {
+
+// Seconds to compress every layer's keys of GPT-2-small's shape: weight SVD
+// (data-free) and KQ-SVD including calibration on 2048 tokens.
+void bench_compression(bool json) {
+  Model m = random_model(gpt2_small_config(), 11);
+  std::mt19937 rng(5);
+  std::vector<int32_t> calib(2048);
+  for (auto& t : calib) t = static_cast<int32_t>(rng() % 50257);
+  nlohmann::json rows = nlohmann::json::array();
+  if (!json) {
+    std::printf("| method | key ratio | calibration tokens | seconds |\n|---|---:|---:|---:|\n");
+  }
+  for (const char* method : {"svd", "kqsvd"}) {
+    CompressOptions o;
+    o.method = method;
+    o.ranks.key_ratio = 0.25;
+    o.calibration.tokens = 2048;
+    o.calibration.ctx = 512;
+    o.calibration.show_progress = false;
+    CompressReport rep;
+    compress_model(m, o, calib, &rep);
+    if (json)
+      rows.push_back({{"method", method},
+                      {"key_ratio", 0.25},
+                      {"calibration_tokens", rep.calibration_tokens},
+                      {"seconds", rep.seconds}});
+    else
+      std::printf("| %s | 1/4 | %lld | %.2f |\n", method,
+                  static_cast<long long>(rep.calibration_tokens), rep.seconds);
+  }
+  if (json)
+    std::printf(
+        "%s\n",
+        nlohmann::json{{"model", "gpt2-small-shaped (random)"}, {"rows", rows}}.dump(2).c_str());
+}
+
+}  // namespace
+
 Command add_bench(CLI::App& app) {
   struct Opts {
     std::vector<std::string> models;
     int ctx = 1024, decode = 64, repeats = 3;
-    bool json = false;
+    bool json = false, compress = false;
   };
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand(
-      "bench", "Prefill/decode throughput against the weight-read bound (default models: stories260K "
-               "from ../shared and a random GPT-2-small-shaped model)");
+      "bench",
+      "Prefill/decode throughput against the weight-read bound (default models: stories260K "
+      "from ../shared and a random GPT-2-small-shaped model)");
   sub->add_option("--model", opts->models, "Model(s) to benchmark instead of the defaults");
   sub->add_option("--ctx", opts->ctx, "Context length")->check(CLI::Range(2, 1 << 20));
-  sub->add_option("--decode-tokens", opts->decode, "Decode steps measured (ending at ctx)")->check(CLI::PositiveNumber);
-  sub->add_option("--repeats", opts->repeats, "Repeats (best is reported)")->check(CLI::PositiveNumber);
+  sub->add_option("--decode-tokens", opts->decode, "Decode steps measured (ending at ctx)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--repeats", opts->repeats, "Repeats (best is reported)")
+      ->check(CLI::PositiveNumber);
   sub->add_flag("--json", opts->json, "Print JSON");
-  return {sub, [opts] {
-            const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-            auto bw = probe_read_bandwidth(threads);
-            std::vector<RuntimeBenchResult> rows;
-            auto run = [&](const Model& m, const std::string& name) {
-              if (!opts->json) std::fprintf(stderr, "benchmarking %s ...\n", name.c_str());
-              rows.push_back(bench_runtime(m, name, opts->ctx, opts->decode, bw.gb_per_s, opts->repeats));
-            };
-            if (opts->models.empty()) {
-              if (auto shared = find_shared_dir()) {
-                auto p = *shared / "models/stories260K/stories260K.bin";
-                if (std::filesystem::exists(p)) run(load_model(p), "stories260K");
-              } else if (!opts->json) {
-                std::fprintf(stderr, "note: ../shared not found (set THINKEYS_SHARED); skipping stories260K\n");
-              }
-              run(random_model(gpt2_small_config(), 7), "gpt2-small-shaped (random)");
-            } else {
-              for (const auto& p : opts->models) run(load_model(p), p);
-            }
-            if (opts->json) {
-              nlohmann::json j = {{"threads", threads}, {"read_bandwidth_gb_s", bw.gb_per_s}, {"ctx", opts->ctx},
-                                  {"decode_tokens", opts->decode}, {"models", nlohmann::json::array()}};
-              for (const auto& r : rows)
-                j["models"].push_back({{"name", r.name},
-                                       {"parameters", r.parameters},
-                                       {"weight_bytes", r.weight_bytes},
-                                       {"kv_bytes_read", r.kv_bytes_read},
-                                       {"prefill_tokens_per_s", r.prefill_tokens_per_s},
-                                       {"decode_tokens_per_s", r.decode_tokens_per_s},
-                                       {"decode_ms", r.decode_ms},
-                                       {"weight_bound_ms", r.weight_bound_ms},
-                                       {"decode_over_bound", r.decode_ms / r.weight_bound_ms}});
-              std::printf("%s\n", j.dump(2).c_str());
-              return;
-            }
-            std::printf("threads %d, measured read bandwidth %.1f GB/s (streaming sum over %s)\n", threads,
-                        bw.gb_per_s, human_bytes(static_cast<double>(bw.bytes)).c_str());
-            std::printf("ctx %d; decode = last %d positions, f32 weights and cache\n\n", opts->ctx, opts->decode);
-            std::printf("| model | params | weights read/step | prefill tok/s | decode tok/s | decode ms/tok | "
-                        "weight-read bound ms | decode / bound |\n");
-            std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-            for (const auto& r : rows)
-              std::printf("| %s | %lld | %s | %.0f | %.1f | %.3f | %.3f | %.2fx |\n", r.name.c_str(),
-                          static_cast<long long>(r.parameters), human_bytes(static_cast<double>(r.weight_bytes)).c_str(),
-                          r.prefill_tokens_per_s, r.decode_tokens_per_s, r.decode_ms, r.weight_bound_ms,
-                          r.decode_ms / r.weight_bound_ms);
-          }};
+  sub->add_flag(
+      "--compress", opts->compress,
+      "Instead: time key compression of a random GPT-2-small-shaped model (12 layers, width 768)");
+  return {
+      sub, [opts] {
+        if (opts->compress) {
+          bench_compression(opts->json);
+          return;
+        }
+        const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        auto bw = probe_read_bandwidth(threads);
+        std::vector<RuntimeBenchResult> rows;
+        auto run = [&](const Model& m, const std::string& name) {
+          if (!opts->json) std::fprintf(stderr, "benchmarking %s ...\n", name.c_str());
+          rows.push_back(
+              bench_runtime(m, name, opts->ctx, opts->decode, bw.gb_per_s, opts->repeats));
+        };
+        if (opts->models.empty()) {
+          if (auto shared = find_shared_dir()) {
+            auto p = *shared / "models/stories260K/stories260K.bin";
+            if (std::filesystem::exists(p)) run(load_model(p), "stories260K");
+          } else if (!opts->json) {
+            std::fprintf(stderr,
+                         "note: ../shared not found (set THINKEYS_SHARED); skipping stories260K\n");
+          }
+          run(random_model(gpt2_small_config(), 7), "gpt2-small-shaped (random)");
+        } else {
+          for (const auto& p : opts->models) run(load_model(p), p);
+        }
+        if (opts->json) {
+          nlohmann::json j = {{"threads", threads},
+                              {"read_bandwidth_gb_s", bw.gb_per_s},
+                              {"ctx", opts->ctx},
+                              {"decode_tokens", opts->decode},
+                              {"models", nlohmann::json::array()}};
+          for (const auto& r : rows)
+            j["models"].push_back({{"name", r.name},
+                                   {"parameters", r.parameters},
+                                   {"weight_bytes", r.weight_bytes},
+                                   {"kv_bytes_read", r.kv_bytes_read},
+                                   {"prefill_tokens_per_s", r.prefill_tokens_per_s},
+                                   {"decode_tokens_per_s", r.decode_tokens_per_s},
+                                   {"decode_ms", r.decode_ms},
+                                   {"weight_bound_ms", r.weight_bound_ms},
+                                   {"decode_over_bound", r.decode_ms / r.weight_bound_ms}});
+          std::printf("%s\n", j.dump(2).c_str());
+          return;
+        }
+        std::printf("threads %d, measured read bandwidth %.1f GB/s (streaming sum over %s)\n",
+                    threads, bw.gb_per_s, human_bytes(static_cast<double>(bw.bytes)).c_str());
+        std::printf("ctx %d; decode = last %d positions, f32 weights and cache\n\n", opts->ctx,
+                    opts->decode);
+        std::printf(
+            "| model | params | weights read/step | prefill tok/s | decode tok/s | decode ms/tok | "
+            "weight-read bound ms | decode / bound |\n");
+        std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (const auto& r : rows)
+          std::printf("| %s | %lld | %s | %.0f | %.1f | %.3f | %.3f | %.2fx |\n", r.name.c_str(),
+                      static_cast<long long>(r.parameters),
+                      human_bytes(static_cast<double>(r.weight_bytes)).c_str(),
+                      r.prefill_tokens_per_s, r.decode_tokens_per_s, r.decode_ms, r.weight_bound_ms,
+                      r.decode_ms / r.weight_bound_ms);
+      }};
 }
 
 }  // namespace thinkeys::cli

@@ -16,70 +16,107 @@ Command add_info(CLI::App& app) {
   };
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("info", "Architecture, parameters and KV-cache size of a model");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")->required();
-  sub->add_option("--ctx", opts->ctx, "Context length for the cache total (default: the model's maximum)")
+  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
+      ->required();
+  sub->add_option("--ctx", opts->ctx,
+                  "Context length for the cache total (default: the model's maximum)")
       ->check(CLI::PositiveNumber);
   sub->add_flag("--json", opts->json, "Print JSON");
-  return {sub, [opts] {
-            Model m = load_model(opts->model);
-            const ModelConfig& c = m.config;
-            const int ctx = opts->ctx > 0 ? opts->ctx : c.max_positions;
-            // Per-token bytes come from a real one-token allocation of the runtime cache.
-            KVCache one(c, 1);
-            const int64_t per_token = one.allocated_bytes();
-            std::vector<int64_t> per_layer;
-            for (int l = 0; l < c.n_layers; ++l) per_layer.push_back(c.kv_bytes_per_token_layer(l, 4, 4));
-            const int64_t f16_per_token = c.kv_bytes_per_token(2, 2);
-            if (opts->json) {
-              nlohmann::json j = {
-                  {"architecture", c.architecture},
-                  {"model_type", c.model_type},
-                  {"source_format", c.source_format},
-                  {"weight_dtype", c.weight_dtype},
-                  {"parameters", m.parameter_count()},
-                  {"vocab_size", c.vocab_size},
-                  {"hidden_size", c.dim},
-                  {"layers", c.n_layers},
-                  {"heads", c.n_heads},
-                  {"kv_heads", c.n_kv_heads},
-                  {"head_dim", c.head_dim},
-                  {"intermediate_size", c.hidden_dim},
-                  {"max_positions", c.max_positions},
-                  {"positions", to_string(c.positions)},
-                  {"rope_theta", c.positions == PositionKind::Rope ? nlohmann::json(c.rope_theta) : nlohmann::json()},
-                  {"key_rank", c.key_rank.empty() ? std::vector<int>(c.n_layers, c.head_dim) : c.key_rank},
-                  {"kv_cache_dtype", "float32"},
-                  {"kv_bytes_per_token", per_token},
-                  {"kv_bytes_per_token_per_layer", per_layer},
-                  {"kv_bytes_per_token_f16", f16_per_token},
-                  {"ctx", ctx},
-                  {"kv_bytes_at_ctx", per_token * ctx},
-              };
-              std::printf("%s\n", j.dump(2).c_str());
-              return;
-            }
-            std::printf("model         %s\n", opts->model.c_str());
-            std::printf("architecture  %s (%s, loaded from %s, weights %s)\n", c.architecture.c_str(),
-                        c.model_type.c_str(), c.source_format.c_str(), c.weight_dtype.c_str());
-            std::printf("parameters    %lld\n", static_cast<long long>(m.parameter_count()));
-            std::printf("shape         %d layers, width %d, %d heads, %d KV heads (group %d), head dim %d, MLP %d\n",
-                        c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.group_size(), c.head_dim, c.hidden_dim);
-            std::printf("vocab         %d\n", c.vocab_size);
-            std::printf("blocks        %s, %s, %s", to_string(c.norm), to_string(c.mlp), to_string(c.positions));
-            if (c.positions == PositionKind::Rope) std::printf(" (theta %g, rotate-half pairs)", c.rope_theta);
-            std::printf("\n");
-            if (c.sliding_window) std::printf("window        %d tokens\n", *c.sliding_window);
-            std::printf("embeddings    %s\n", c.tied_embeddings ? "tied" : "separate head");
-            std::printf("max context   %d\n", c.max_positions);
-            std::printf("KV cache (runtime f32, measured from the allocation):\n");
-            for (int l = 0; l < c.n_layers; ++l)
-              std::printf("  layer %-3d   K %d x %d + V %d x %d per token = %lld B\n", l, c.n_kv_heads,
-                          c.key_width(l), c.n_kv_heads, c.head_dim, static_cast<long long>(per_layer[l]));
-            std::printf("  per token   %lld B (%s); as f16 it would be %lld B\n", static_cast<long long>(per_token),
-                        human_bytes(static_cast<double>(per_token)).c_str(), static_cast<long long>(f16_per_token));
-            std::printf("  at ctx %d  %s (f32), %s (f16)\n", ctx, human_bytes(static_cast<double>(per_token) * ctx).c_str(),
-                        human_bytes(static_cast<double>(f16_per_token) * ctx).c_str());
-          }};
+  return {
+      sub, [opts] {
+        Model m = load_model(opts->model);
+        const ModelConfig& c = m.config;
+        const int ctx = opts->ctx > 0 ? opts->ctx : c.max_positions;
+        // Per-token bytes come from a real one-token allocation of the runtime cache.
+        KVCache one(c, 1);
+        const int64_t per_token = one.allocated_bytes();
+        std::vector<int64_t> per_layer;
+        for (int l = 0; l < c.n_layers; ++l)
+          per_layer.push_back(c.kv_bytes_per_token_layer(l, 4, 4));
+        const int64_t f16_per_token = c.kv_bytes_per_token(2, 2);
+        // The same model with full-width keys, also measured from an allocation.
+        ModelConfig full = c;
+        full.thin_keys.reset();
+        full.key_rank.clear();
+        full.rope_planes.clear();
+        const int64_t full_per_token = KVCache(full, 1).allocated_bytes();
+        if (opts->json) {
+          nlohmann::json j = {
+              {"architecture", c.architecture},
+              {"model_type", c.model_type},
+              {"source_format", c.source_format},
+              {"weight_dtype", c.weight_dtype},
+              {"parameters", m.parameter_count()},
+              {"vocab_size", c.vocab_size},
+              {"hidden_size", c.dim},
+              {"layers", c.n_layers},
+              {"heads", c.n_heads},
+              {"kv_heads", c.n_kv_heads},
+              {"head_dim", c.head_dim},
+              {"intermediate_size", c.hidden_dim},
+              {"max_positions", c.max_positions},
+              {"positions", to_string(c.positions)},
+              {"rope_theta",
+               c.positions == PositionKind::Rope ? nlohmann::json(c.rope_theta) : nlohmann::json()},
+              {"key_rank",
+               c.key_rank.empty() ? std::vector<int>(c.n_layers, c.head_dim) : c.key_rank},
+              {"kv_cache_dtype", "float32"},
+              {"kv_bytes_per_token", per_token},
+              {"kv_bytes_per_token_per_layer", per_layer},
+              {"kv_bytes_per_token_f16", f16_per_token},
+              {"kv_bytes_per_token_uncompressed", full_per_token},
+              {"key_heads", c.key_heads()},
+              {"thin_keys", c.thin_keys
+                                ? nlohmann::json{{"method", c.thin_keys->method},
+                                                 {"target", c.thin_keys->target},
+                                                 {"rope_mode", to_string(c.thin_keys->rope)},
+                                                 {"share", c.thin_keys->share}}
+                                : nlohmann::json()},
+              {"ctx", ctx},
+              {"kv_bytes_at_ctx", per_token * ctx},
+          };
+          std::printf("%s\n", j.dump(2).c_str());
+          return;
+        }
+        std::printf("model         %s\n", opts->model.c_str());
+        std::printf("architecture  %s (%s, loaded from %s, weights %s)\n", c.architecture.c_str(),
+                    c.model_type.c_str(), c.source_format.c_str(), c.weight_dtype.c_str());
+        std::printf("parameters    %lld\n", static_cast<long long>(m.parameter_count()));
+        std::printf(
+            "shape         %d layers, width %d, %d heads, %d KV heads (group %d), head dim %d, MLP "
+            "%d\n",
+            c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.group_size(), c.head_dim, c.hidden_dim);
+        std::printf("vocab         %d\n", c.vocab_size);
+        std::printf("blocks        %s, %s, %s", to_string(c.norm), to_string(c.mlp),
+                    to_string(c.positions));
+        if (c.positions == PositionKind::Rope)
+          std::printf(" (theta %g, rotate-half pairs)", c.rope_theta);
+        std::printf("\n");
+        if (c.sliding_window) std::printf("window        %d tokens\n", *c.sliding_window);
+        std::printf("embeddings    %s\n", c.tied_embeddings ? "tied" : "separate head");
+        std::printf("max context   %d\n", c.max_positions);
+        if (c.thin_keys)
+          std::printf("thin keys     %s on %s, RoPE mode %s, %d KV head(s) per key latent\n",
+                      c.thin_keys->method.c_str(), c.thin_keys->target.c_str(),
+                      to_string(c.thin_keys->rope), c.thin_keys->share);
+        std::printf("KV cache (runtime f32, measured from the allocation):\n");
+        for (int l = 0; l < c.n_layers; ++l)
+          std::printf("  layer %-3d   K %d x %d + V %d x %d per token = %lld B\n", l, c.key_heads(),
+                      c.key_width(l), c.n_kv_heads, c.head_dim,
+                      static_cast<long long>(per_layer[l]));
+        std::printf("  per token   %lld B (%s); as f16 it would be %lld B\n",
+                    static_cast<long long>(per_token),
+                    human_bytes(static_cast<double>(per_token)).c_str(),
+                    static_cast<long long>(f16_per_token));
+        if (full_per_token != per_token)
+          std::printf(
+              "  full keys   %lld B per token: this cache is %.1f%% smaller\n",
+              static_cast<long long>(full_per_token),
+              100.0 * (1.0 - static_cast<double>(per_token) / static_cast<double>(full_per_token)));
+        std::printf("  at ctx %d  %s (f32), %s (f16)\n", ctx,
+                    human_bytes(static_cast<double>(per_token) * ctx).c_str(),
+                    human_bytes(static_cast<double>(f16_per_token) * ctx).c_str());
+      }};
 }
 
 }  // namespace thinkeys::cli

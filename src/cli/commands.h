@@ -17,5 +17,7 @@ Command add_eval(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_convert(CLI::App& app);
 Command add_compress(CLI::App& app);
+Command add_spectrum(CLI::App& app);
+Command add_fidelity(CLI::App& app);
 
 }  // namespace thinkeys::cli

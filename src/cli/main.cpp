@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   const thinkeys::cli::Command commands[] = {
       thinkeys::cli::add_info(app),  thinkeys::cli::add_generate(app), thinkeys::cli::add_eval(app),
       thinkeys::cli::add_bench(app), thinkeys::cli::add_convert(app), thinkeys::cli::add_compress(app),
+      thinkeys::cli::add_spectrum(app), thinkeys::cli::add_fidelity(app),
   };
   try {
     app.parse(argc, argv);

@@ -39,7 +39,8 @@ at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
 // reads key head h / (H / key_heads) and value head h / (H / Hkv); both
 // groupings keep the heads in order, so one view turns one into the other.
 at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& K,
-                  const at::Tensor& V, const at::Tensor& mask) {
+                  const at::Tensor& V, const at::Tensor& mask, int layer,
+                  const AttentionObserver* observer) {
   const int64_t T = q.size(0), H = q.size(1), w = q.size(2);
   const int64_t nk = K.size(0), S = K.size(1), Hkv = V.size(0), d = V.size(2);
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
@@ -47,7 +48,11 @@ at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& K
   at::Tensor scores = at::bmm(qg, K.transpose(1, 2)).mul_(scale);  // [nk, (H/nk)*T, S]
   if (mask.defined()) scores.view({nk, H / nk, T, S}).add_(mask);
   at::Tensor probs = at::softmax(scores, -1).view({Hkv, H / Hkv * T, S});
-  return at::bmm(probs, V).view({Hkv, H / Hkv, T, d}).permute({2, 0, 1, 3}).reshape({T, H * d});
+  at::Tensor out =
+      at::bmm(probs, V).view({Hkv, H / Hkv, T, d}).permute({2, 0, 1, 3}).reshape({T, H * d});
+  // Neither scores (past its mask) nor probs is written again, so views suffice.
+  if (observer) (*observer)(layer, scores.view({H, T, S}), probs.view({H, T, S}), out);
+  return out;
 }
 
 // [T, heads, a] x [heads, a, b] -> [T, heads, b], one small map per head.
@@ -57,7 +62,7 @@ at::Tensor per_head_map(const at::Tensor& x, const at::Tensor& maps) {
 
 at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::Tensor& cos,
                      const at::Tensor& sin, const at::Tensor& mask, KVCache& cache, int64_t start,
-                     const QKObserver* observer) {
+                     const QKObserver* observer, const AttentionObserver* attention_observer) {
   const ModelConfig& c = model.config;
   const LayerWeights& L = model.weights.layers[l];
   const int64_t T = h.size(0), H = c.n_heads, Hkv = c.n_kv_heads, d = c.head_dim;
@@ -112,17 +117,18 @@ at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::T
         K = rotate(K, at::cos(ang).unsqueeze(1), at::sin(ang).unsqueeze(1));
         q = rotate(q, cos, sin);
       }
-      return attend(c, q, K.transpose(0, 1).contiguous(), V, mask);
+      return attend(c, q, K.transpose(0, 1).contiguous(), V, mask, l, attention_observer);
     }
   }
   cache.keys(l).narrow(1, start, T).copy_(k.transpose(0, 1));
-  return attend(c, q, cache.keys(l).narrow(1, 0, S), V, mask);
+  return attend(c, q, cache.keys(l).narrow(1, 0, S), V, mask, l, attention_observer);
 }
 
 }  // namespace
 
 at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache& cache,
-                   Logits which, const QKObserver* observer) {
+                   Logits which, const QKObserver* observer,
+                   const AttentionObserver* attention_observer) {
   const ModelConfig& c = model.config;
   const auto& w = model.weights;
   const int64_t T = static_cast<int64_t>(tokens.size());
@@ -168,7 +174,8 @@ at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache&
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[l];
     at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);
-    at::Tensor attn = attention(model, l, h, cos, sin, mask, cache, start, observer);
+    at::Tensor attn =
+        attention(model, l, h, cos, sin, mask, cache, start, observer, attention_observer);
     x = x + project(attn, L.wo, L.bo);
 
     h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);
