@@ -1,0 +1,55 @@
+#include "cache/block_pool.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "util/error.h"
+
+namespace thinkeys {
+
+void BlockPool::Free::operator()(std::byte* p) const { std::free(p); }
+
+BlockPool::BlockPool(std::size_t block_bytes, std::size_t budget_bytes) {
+  if (block_bytes == 0) throw Error("cache block size must be positive");
+  block_bytes_ = (block_bytes + kAlignment - 1) / kAlignment * kAlignment;
+  const std::size_t n = budget_bytes / block_bytes_;
+  if (n == 0)
+    throw Error("cache budget of " + std::to_string(budget_bytes) +
+                " bytes is smaller than one block (" + std::to_string(block_bytes_) + " bytes)");
+  if (n > static_cast<std::size_t>(1) << 30) throw Error("cache budget holds too many blocks");
+  total_ = static_cast<int>(n);
+  // Pages are touched only when blocks are written, so a generous budget
+  // costs address space, not memory.
+  void* p = std::aligned_alloc(kAlignment, capacity_bytes() + kTailSlack);
+  if (!p)
+    throw Error("cannot allocate a KV cache pool of " + std::to_string(capacity_bytes()) +
+                " bytes");
+  base_.reset(static_cast<std::byte*>(p));
+  free_.reserve(total_);
+  for (int i = total_ - 1; i >= 0; --i) free_.push_back(i);  // hand out low ids first
+  in_use_.assign(total_, 0);
+}
+
+void BlockPool::take(int n, std::vector<int>& out) {
+  if (n < 0) throw Error("negative block request");
+  out.reserve(out.size() + n);
+  if (n > free_blocks())
+    throw Error("KV cache pool exhausted: need " + std::to_string(n) + " more blocks of " +
+                std::to_string(block_bytes_) + " bytes, " + std::to_string(free_blocks()) + " of " +
+                std::to_string(total_) + " free");
+  for (int i = 0; i < n; ++i) {
+    const int b = free_.back();
+    free_.pop_back();
+    in_use_[b] = 1;
+    out.push_back(b);
+  }
+}
+
+void BlockPool::give(int block) {
+  if (block < 0 || block >= total_ || !in_use_[block])
+    throw Error("returning block " + std::to_string(block) + " that is not in use");
+  in_use_[block] = 0;
+  free_.push_back(block);
+}
+
+}  // namespace thinkeys

@@ -1,0 +1,50 @@
+#pragma once
+// A fixed budget of equally sized cache blocks carved from one aligned
+// allocation. Blocks are handed out and returned by id; the pool never grows,
+// so running out is an error the caller sees before anything is written.
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+namespace thinkeys {
+
+class BlockPool {
+ public:
+  // Rows are read with whole-vector loads that may run past a row's end, so
+  // the allocation carries this much slack after the last block.
+  static constexpr std::size_t kAlignment = 64;
+  static constexpr std::size_t kTailSlack = 128;
+
+  // block_bytes is rounded up to kAlignment; the pool holds
+  // budget_bytes / block_bytes blocks (at least one, or it throws).
+  BlockPool(std::size_t block_bytes, std::size_t budget_bytes);
+
+  std::size_t block_bytes() const { return block_bytes_; }
+  int total_blocks() const { return total_; }
+  int free_blocks() const { return static_cast<int>(free_.size()); }
+  int used_blocks() const { return total_ - free_blocks(); }
+  std::size_t capacity_bytes() const { return block_bytes_ * total_; }
+  std::size_t used_bytes() const { return block_bytes_ * used_blocks(); }
+  // Bytes obtained from the allocator, slack included.
+  std::size_t allocated_bytes() const { return capacity_bytes() + kTailSlack; }
+
+  // Appends n block ids to `out`, or none: throws Error (leaving the pool and
+  // `out` unchanged) when fewer than n are free.
+  void take(int n, std::vector<int>& out);
+  void give(int block);
+
+  std::byte* data(int block) { return base_.get() + block_bytes_ * block; }
+  const std::byte* data(int block) const { return base_.get() + block_bytes_ * block; }
+
+ private:
+  struct Free {
+    void operator()(std::byte* p) const;
+  };
+  std::size_t block_bytes_;
+  int total_;
+  std::unique_ptr<std::byte, Free> base_;
+  std::vector<int> free_;     // stack of free ids
+  std::vector<char> in_use_;  // catches double returns
+};
+
+}  // namespace thinkeys

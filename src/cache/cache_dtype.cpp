@@ -1,0 +1,65 @@
+#include "cache/cache_dtype.h"
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace thinkeys {
+
+const char* to_string(CacheDType t) {
+  switch (t) {
+    case CacheDType::F32:
+      return "f32";
+    case CacheDType::F16:
+      return "f16";
+    case CacheDType::BF16:
+      return "bf16";
+    case CacheDType::Int8:
+      return "int8";
+    case CacheDType::Int4:
+      return "int4";
+  }
+  return "?";
+}
+
+CacheDType parse_cache_dtype(const std::string& name) {
+  for (CacheDType t :
+       {CacheDType::F32, CacheDType::F16, CacheDType::BF16, CacheDType::Int8, CacheDType::Int4})
+    if (name == to_string(t)) return t;
+  throw Error("unknown cache dtype '" + name + "' (expected f32, f16, bf16, int8 or int4)");
+}
+
+bool is_quantized(CacheDType t) { return t == CacheDType::Int8 || t == CacheDType::Int4; }
+
+std::size_t RowFormat::data_bytes() const {
+  switch (dtype) {
+    case CacheDType::F32:
+      return 4 * static_cast<std::size_t>(width);
+    case CacheDType::F16:
+    case CacheDType::BF16:
+      return 2 * static_cast<std::size_t>(width);
+    case CacheDType::Int8:
+      return static_cast<std::size_t>(width);
+    case CacheDType::Int4:
+      return (static_cast<std::size_t>(width) + 1) / 2;
+  }
+  return 0;
+}
+
+int RowFormat::levels() const {
+  return dtype == CacheDType::Int8 ? 127 : dtype == CacheDType::Int4 ? 7 : 0;
+}
+
+RowFormat make_row_format(CacheDType dtype, int width, int group) {
+  if (width <= 0) throw Error("cache row width must be positive");
+  RowFormat f;
+  f.dtype = dtype;
+  f.width = width;
+  if (is_quantized(dtype)) {
+    if (group <= 0) throw Error("quantization group size must be positive");
+    f.group = std::min(group, width);
+  }
+  return f;
+}
+
+}  // namespace thinkeys

@@ -1,0 +1,44 @@
+#pragma once
+// Element types of the paged KV cache and the byte layout of one cached row
+// (one token of one head). Keys and values choose their dtypes independently.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace thinkeys {
+
+enum class CacheDType : uint8_t { F32, F16, BF16, Int8, Int4 };
+
+const char* to_string(CacheDType t);
+CacheDType parse_cache_dtype(const std::string& name);  // throws Error on unknown names
+bool is_quantized(CacheDType t);
+
+// Values per quantization group unless the caller says otherwise: small enough
+// that one outlier does not flatten its neighbours, large enough that the f32
+// scale adds only one bit per value.
+inline constexpr int kDefaultQuantGroup = 32;
+
+// One cached row: `width` values, then (quantized types only) one f32 scale
+// per group of `group` consecutive values. Int8 stores round(x / s) with
+// s = max|x| / 127; int4 stores round(x / s) + 8 with s = max|x| / 7, element
+// i < half in the low nibble of byte i and element half + i in its high
+// nibble (half = ceil(width / 2)), so both halves unpack with whole-vector ops.
+// Either way |x - s * q| <= s / 2.
+struct RowFormat {
+  CacheDType dtype = CacheDType::F32;
+  int width = 0;
+  int group = 0;  // 0 for float types
+
+  int groups() const { return group > 0 ? (width + group - 1) / group : 0; }
+  std::size_t data_bytes() const;
+  std::size_t scale_offset() const { return data_bytes(); }
+  std::size_t bytes() const { return data_bytes() + sizeof(float) * groups(); }
+  // Largest representable level: the scale of a group is max|x| / levels().
+  int levels() const;
+};
+
+// Clamps the group to the row width (a rank-3 key gets one scale, not a
+// 32-wide group of which 29 are padding).
+RowFormat make_row_format(CacheDType dtype, int width, int group = kDefaultQuantGroup);
+
+}  // namespace thinkeys

@@ -1,0 +1,159 @@
+#include "cache/paged_kv_cache.h"
+
+#include <string>
+
+#include "kernels/quantize.h"
+#include "util/error.h"
+
+namespace thinkeys {
+namespace {
+
+std::size_t align_up(std::size_t n) {
+  return (n + BlockPool::kAlignment - 1) / BlockPool::kAlignment * BlockPool::kAlignment;
+}
+
+}  // namespace
+
+std::vector<CacheLayerShape> cache_shape(const ModelConfig& c) {
+  std::vector<CacheLayerShape> out;
+  for (int l = 0; l < c.n_layers; ++l)
+    out.push_back({c.key_heads(), c.key_width(l), c.n_kv_heads, c.head_dim});
+  return out;
+}
+
+PagedKVCache::PagedKVCache(std::vector<CacheLayerShape> layers, const CacheSpec& spec)
+    : layers_(std::move(layers)),
+      spec_(spec),
+      layout_bytes_(plan_layout()),
+      pool_(layout_bytes_, spec.budget_bytes) {}
+
+std::size_t PagedKVCache::plan_layout() {
+  if (layers_.empty()) throw Error("paged KV cache needs at least one layer");
+  if (spec_.block_tokens <= 0) throw Error("tokens per cache block must be positive");
+  std::size_t at = 0;
+  for (const auto& L : layers_) {
+    if (L.key_heads <= 0 || L.key_width <= 0 || L.value_heads <= 0 || L.value_width <= 0)
+      throw Error("paged KV cache layer shape must be positive");
+    key_formats_.push_back(make_row_format(spec_.key_dtype, L.key_width, spec_.group));
+    value_formats_.push_back(make_row_format(spec_.value_dtype, L.value_width, spec_.group));
+    // Each head's rows start on a cache line so vector loads never straddle
+    // two heads' first rows.
+    key_offsets_.push_back(at);
+    at += L.key_heads * align_up(key_formats_.back().bytes() * spec_.block_tokens);
+    value_offsets_.push_back(at);
+    at += L.value_heads * align_up(value_formats_.back().bytes() * spec_.block_tokens);
+  }
+  return at;
+}
+
+std::size_t PagedKVCache::key_head_stride(int layer) const {
+  return align_up(key_formats_[layer].bytes() * spec_.block_tokens);
+}
+std::size_t PagedKVCache::value_head_stride(int layer) const {
+  return align_up(value_formats_[layer].bytes() * spec_.block_tokens);
+}
+
+int PagedKVCache::add_sequence() {
+  for (std::size_t i = 0; i < seqs_.size(); ++i)
+    if (!seqs_[i].live) {
+      seqs_[i].live = true;
+      return static_cast<int>(i);
+    }
+  seqs_.push_back({});
+  seqs_.back().live = true;
+  return static_cast<int>(seqs_.size() - 1);
+}
+
+const PagedKVCache::Sequence& PagedKVCache::seq(int id) const {
+  if (id < 0 || id >= static_cast<int>(seqs_.size()) || !seqs_[id].live)
+    throw Error("no cached sequence with id " + std::to_string(id));
+  return seqs_[id];
+}
+PagedKVCache::Sequence& PagedKVCache::seq(int id) {
+  return const_cast<Sequence&>(static_cast<const PagedKVCache*>(this)->seq(id));
+}
+
+void PagedKVCache::remove_sequence(int id) {
+  Sequence& s = seq(id);
+  for (int b : s.blocks) pool_.give(b);
+  s = Sequence{};
+}
+
+bool PagedKVCache::has_sequence(int id) const {
+  return id >= 0 && id < static_cast<int>(seqs_.size()) && seqs_[id].live;
+}
+
+int PagedKVCache::sequences() const {
+  int n = 0;
+  for (const auto& s : seqs_) n += s.live;
+  return n;
+}
+
+void PagedKVCache::reserve(int id, int tokens) {
+  Sequence& s = seq(id);
+  const int need = (tokens + spec_.block_tokens - 1) / spec_.block_tokens;
+  const int have = static_cast<int>(s.blocks.size());
+  if (need <= have) return;
+  pool_.take(need - have, s.blocks);
+  for (int i = have; i < need; ++i) s.addresses.push_back(pool_.data(s.blocks[i]));
+}
+
+int PagedKVCache::capacity(int id) const {
+  return static_cast<int>(seq(id).blocks.size()) * spec_.block_tokens;
+}
+int PagedKVCache::length(int id) const { return seq(id).length; }
+int PagedKVCache::blocks_of(int id) const { return static_cast<int>(seq(id).blocks.size()); }
+
+void PagedKVCache::set_length(int id, int tokens) {
+  if (tokens < 0 || tokens > capacity(id))
+    throw Error("sequence length " + std::to_string(tokens) + " outside its reserved capacity of " +
+                std::to_string(capacity(id)) + " tokens");
+  seq(id).length = tokens;
+}
+
+std::byte* PagedKVCache::row_address(int id, std::size_t offset, const RowFormat& f, int pos) {
+  Sequence& s = seq(id);
+  if (pos < 0 || pos >= static_cast<int>(s.blocks.size()) * spec_.block_tokens)
+    throw Error("cache write at position " + std::to_string(pos) +
+                " outside the sequence's reserved capacity of " + std::to_string(capacity(id)) +
+                " tokens");
+  return pool_.data(s.blocks[pos / spec_.block_tokens]) + offset +
+         f.bytes() * static_cast<std::size_t>(pos % spec_.block_tokens);
+}
+
+void PagedKVCache::write_key(int id, int layer, int head, int pos, const float* row) {
+  const RowFormat& f = key_formats_.at(layer);
+  if (head < 0 || head >= layers_[layer].key_heads) throw Error("key head out of range");
+  encode_row(f, row, row_address(id, key_offsets_[layer] + head * key_head_stride(layer), f, pos));
+}
+
+void PagedKVCache::write_value(int id, int layer, int head, int pos, const float* row) {
+  const RowFormat& f = value_formats_.at(layer);
+  if (head < 0 || head >= layers_[layer].value_heads) throw Error("value head out of range");
+  encode_row(f, row,
+             row_address(id, value_offsets_[layer] + head * value_head_stride(layer), f, pos));
+}
+
+PagedRows PagedKVCache::keys(int id, int layer, int head) const {
+  return {seq(id).addresses.data(), key_offsets_[layer] + head * key_head_stride(layer),
+          key_formats_[layer], spec_.block_tokens};
+}
+
+PagedRows PagedKVCache::values(int id, int layer, int head) const {
+  return {seq(id).addresses.data(), value_offsets_[layer] + head * value_head_stride(layer),
+          value_formats_[layer], spec_.block_tokens};
+}
+
+std::size_t PagedKVCache::payload_bytes_per_token() const {
+  std::size_t n = 0;
+  for (std::size_t l = 0; l < layers_.size(); ++l)
+    n += layers_[l].key_heads * key_formats_[l].bytes() +
+         layers_[l].value_heads * value_formats_[l].bytes();
+  return n;
+}
+
+double PagedKVCache::bytes_per_token() const {
+  return static_cast<double>(pool_.block_bytes()) / spec_.block_tokens;
+}
+
+}  // namespace thinkeys

@@ -1,0 +1,100 @@
+#pragma once
+// Paged KV cache for many sequences: one BlockPool with a byte budget, a block
+// table per sequence, and a block layout holding every layer's key and value
+// rows for block_tokens tokens. Key width may differ per layer (thin ranks),
+// and keys and values each have their own dtype.
+#include <cstddef>
+#include <vector>
+
+#include "cache/block_pool.h"
+#include "cache/cache_dtype.h"
+#include "cache/paged_rows.h"
+#include "model/model_config.h"
+
+namespace thinkeys {
+
+struct CacheLayerShape {
+  int key_heads = 0, key_width = 0;  // cached key rows per token and their width
+  int value_heads = 0, value_width = 0;
+};
+
+// One layer shape per model layer: key heads (KV heads / share) of the
+// layer's cached key width, KV heads of head_dim values.
+std::vector<CacheLayerShape> cache_shape(const ModelConfig& config);
+
+struct CacheSpec {
+  CacheDType key_dtype = CacheDType::F16;
+  CacheDType value_dtype = CacheDType::F16;
+  int group = kDefaultQuantGroup;  // values per scale for int8/int4
+  int block_tokens = 16;
+  std::size_t budget_bytes = std::size_t{1} << 30;
+};
+
+class PagedKVCache {
+ public:
+  PagedKVCache(std::vector<CacheLayerShape> layers, const CacheSpec& spec);
+
+  // Sequence ids are small integers, reused after remove_sequence.
+  int add_sequence();
+  void remove_sequence(int id);  // returns its blocks to the pool
+  bool has_sequence(int id) const;
+  int sequences() const;
+
+  // Makes room for `tokens` tokens in total, taking whole blocks; throws
+  // Error without taking any when the pool cannot supply them all.
+  void reserve(int id, int tokens);
+  int capacity(int id) const;  // tokens that fit in the blocks already taken
+  int length(int id) const;
+  void set_length(int id, int tokens);  // at most capacity(id)
+
+  // Encode one token's row (f32 in, the layer's dtype stored); pos < capacity(id).
+  void write_key(int id, int layer, int head, int pos, const float* row);
+  void write_value(int id, int layer, int head, int pos, const float* row);
+  // Rows of one head for the decode kernels; valid until the next reserve
+  // or remove of this sequence.
+  PagedRows keys(int id, int layer, int head) const;
+  PagedRows values(int id, int layer, int head) const;
+
+  const CacheSpec& spec() const { return spec_; }
+  const std::vector<CacheLayerShape>& layers() const { return layers_; }
+  const RowFormat& key_format(int layer) const { return key_formats_[layer]; }
+  const RowFormat& value_format(int layer) const { return value_formats_[layer]; }
+  int block_tokens() const { return spec_.block_tokens; }
+
+  // Accounting. payload: bytes of rows and scales one token needs (design.md
+  // section 7); per_token: what the pool actually spends per token, block
+  // alignment included; used/capacity: whole blocks in and available to use.
+  std::size_t payload_bytes_per_token() const;
+  double bytes_per_token() const;
+  std::size_t block_bytes() const { return pool_.block_bytes(); }
+  std::size_t used_bytes() const { return pool_.used_bytes(); }
+  std::size_t capacity_bytes() const { return pool_.capacity_bytes(); }
+  std::size_t allocated_bytes() const { return pool_.allocated_bytes(); }
+  int total_blocks() const { return pool_.total_blocks(); }
+  int free_blocks() const { return pool_.free_blocks(); }
+  int blocks_of(int id) const;
+
+ private:
+  struct Sequence {
+    bool live = false;
+    int length = 0;
+    std::vector<int> blocks;
+    std::vector<const std::byte*> addresses;
+  };
+  const Sequence& seq(int id) const;
+  Sequence& seq(int id);
+  std::byte* row_address(int id, std::size_t offset, const RowFormat& f, int pos);
+  std::size_t plan_layout();  // fills formats and offsets, returns bytes per block
+  std::size_t key_head_stride(int layer) const;
+  std::size_t value_head_stride(int layer) const;
+
+  std::vector<CacheLayerShape> layers_;
+  CacheSpec spec_;
+  std::vector<RowFormat> key_formats_, value_formats_;
+  std::vector<std::size_t> key_offsets_, value_offsets_;  // per layer, head 0
+  std::size_t layout_bytes_ = 0;
+  BlockPool pool_;
+  std::vector<Sequence> seqs_;
+};
+
+}  // namespace thinkeys

@@ -1,0 +1,105 @@
+#pragma once
+// Fused single-token attention over a paged, possibly thin and quantized KV
+// cache. One task is one cached key head of one sequence together with all
+// query heads that read it: each block of the sequence is read once, scores
+// of every query come from the same decoded rows, an online softmax keeps a
+// running max and sum, and values are accumulated in the same pass.
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "cache/paged_rows.h"
+
+namespace thinkeys {
+
+class WorkPool;
+
+// Latent RoPE mode (design.md section 4): the cache holds c = A^T k of width
+// r for `share` KV heads at once; attention rebuilds k = P c (share * d wide),
+// rotates each d-wide slice at the key's position (pairs i, i + d/2) and dots
+// it with the rotated query.
+struct RopeSteps;
+
+struct LatentKeys {
+  const float* up_t = nullptr;  // P^T, [r][share * head_dim]: column j of P is contiguous
+  int share = 1;
+  const RopeSteps* rope = nullptr;  // nullptr: keys are not rotated
+};
+
+// Rotation by t positions for t in [0, block_tokens], per frequency, in
+// double: the kernel walks the angle of each key by complex multiplication,
+// so it needs no sin/cos per token and drifts only by double rounding.
+struct RopeSteps {
+  int half = 0;  // head_dim / 2
+  int block_tokens = 0;
+  std::vector<double> inv_freq;  // [half]
+  std::vector<double> cos, sin;  // [block_tokens + 1][half]
+};
+RopeSteps make_rope_steps(std::span<const float> inv_freq, int block_tokens);
+
+struct AttentionTask {
+  const float* q = nullptr;  // [n_queries][query width], rotated as the keys will be
+  int n_queries = 0;         // query heads reading this key head
+  PagedRows keys;
+  const PagedRows* values = nullptr;  // n_values value heads; query g uses value
+  int n_values = 1;                   // head g / (n_queries / n_values)
+  int begin = 0, end = 0;             // attend to tokens [begin, end)
+  float* out = nullptr;               // [n_queries][value width]
+};
+
+struct AttentionShape {
+  int head_dim = 0;       // d: value width and, in latent mode, rebuilt key width
+  int max_queries = 1;    // largest n_queries of any task
+  int max_key_width = 0;  // widest cached key row
+  int block_tokens = 16;
+  float scale = 1.0f;  // multiplies every score (1 / sqrt(head_dim))
+  int max_share = 1;   // widest latent key (share * head_dim rebuilt per token)
+};
+
+// Per-thread working memory sized once for a shape, so decode steps allocate
+// nothing.
+class AttentionScratch {
+ public:
+  explicit AttentionScratch(const AttentionShape& shape);
+  float* queries() { return q_.get(); }
+  float* keys() { return k_.get(); }
+  float* latents() { return c_.get(); }
+  float* values() { return v_.get(); }
+  float* scores() { return s_.get(); }
+  float* accum() { return acc_.get(); }
+  double* rope() { return rope_.get(); }
+
+ private:
+  struct Free {
+    void operator()(void* p) const;
+  };
+  using Buffer = std::unique_ptr<float, Free>;
+  static Buffer alloc(std::size_t floats);
+  Buffer q_, k_, c_, v_, s_, acc_;
+  std::unique_ptr<double, Free> rope_;
+};
+
+// Query heads per key head the kernel handles (GQA groups times share).
+inline constexpr int kMaxQueries = 64;
+
+// Row stride (floats) of every scratch row: widths rounded up to the widest
+// vector so loops need no tails.
+inline constexpr int kScratchLanes = 16;
+inline int padded(int n) { return (n + kScratchLanes - 1) / kScratchLanes * kScratchLanes; }
+
+// One task on the calling thread. latent may be nullptr (keys are used as
+// stored, query width = key width).
+void decode_attention(const AttentionShape& shape, const AttentionTask& task,
+                      const LatentKeys* latent, AttentionScratch& scratch);
+
+// All tasks, split over the pool's threads; scratch has one entry per pool
+// thread. latents: empty, or one per task.
+void run_decode_attention(const AttentionShape& shape, std::span<const AttentionTask> tasks,
+                          std::span<const LatentKeys* const> latents, WorkPool& pool,
+                          std::span<AttentionScratch> scratch);
+
+// Name of the instruction set the dispatcher picked on this machine.
+const char* decode_attention_target();
+
+}  // namespace thinkeys

@@ -1,0 +1,405 @@
+// Every decode-attention variant against a plain-loop reference attention.
+// Float caches must agree to 1e-5 (relative to the largest output of the
+// head); quantized caches must agree exactly-up-to-rounding with attention
+// over the dequantized rows, and stay within an error bound derived from the
+// quantization step when compared with attention over the original rows.
+#include <gtest/gtest.h>
+#include <hwy/targets.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cache/paged_kv_cache.h"
+#include "kernels/decode_attention.h"
+#include "kernels/quantize.h"
+#include "util/work_pool.h"
+
+namespace thinkeys {
+namespace {
+
+struct Case {
+  int d = 64, r = 64, G = 1, share = 1, length = 1, begin = 0, block_tokens = 16;
+  CacheDType kt = CacheDType::F32, vt = CacheDType::F32;
+  bool latent = false, rope = true;
+  float q_scale = 1.0f;
+};
+
+std::string describe(const Case& c) {
+  return "d=" + std::to_string(c.d) + " r=" + std::to_string(c.r) + " G=" + std::to_string(c.G) +
+         " share=" + std::to_string(c.share) + " len=" + std::to_string(c.length) +
+         " begin=" + std::to_string(c.begin) + " bt=" + std::to_string(c.block_tokens) +
+         " K=" + to_string(c.kt) + " V=" + to_string(c.vt) + (c.latent ? " latent" : "") +
+         (c.latent && c.rope ? "+rope" : "");
+}
+
+// Plain attention of G queries over keys [S][qw] and per-query values.
+// Returns outputs [G][d] and, through max_abs_score_err, nothing else: the
+// caller supplies keys already rebuilt and rotated.
+std::vector<double> reference(
+    const std::vector<std::vector<double>>& q,                  // [G][qw]
+    const std::vector<std::vector<std::vector<double>>>& keys,  // [G][S][qw]
+    const std::vector<std::vector<std::vector<double>>>& vals,  // [G][S][d]
+    int begin, int end, double scale) {
+  const int G = static_cast<int>(q.size());
+  const int d = static_cast<int>(vals[0][0].size());
+  std::vector<double> out(G * d, 0.0);
+  for (int g = 0; g < G; ++g) {
+    std::vector<double> s;
+    for (int t = begin; t < end; ++t) {
+      double dot = 0;
+      for (size_t i = 0; i < q[g].size(); ++i) dot += q[g][i] * keys[g][t][i];
+      s.push_back(dot * scale);
+    }
+    const double m = *std::max_element(s.begin(), s.end());
+    double z = 0;
+    for (double& x : s) z += (x = std::exp(x - m));
+    for (int t = begin; t < end; ++t)
+      for (int i = 0; i < d; ++i) out[g * d + i] += s[t - begin] / z * vals[g][t][i];
+  }
+  return out;
+}
+
+struct Built {
+  std::vector<float> kernel_out;
+  std::vector<double> ref_stored, ref_original;
+  double score_bound = 0;               // max over queries and tokens
+  std::vector<double> value_err, vmax;  // per [g][i]
+};
+
+Built run_case(const Case& c, std::mt19937& rng) {
+  const int nv = c.latent ? c.share : std::max(1, std::min(c.share, c.G));
+  std::normal_distribution<float> N(0.0f, 1.0f);
+  CacheSpec spec{c.kt, c.vt, 32, c.block_tokens, std::size_t{64} << 20};
+  PagedKVCache cache({{1, c.r, nv, c.d}}, spec);
+  const int id = cache.add_sequence();
+  cache.reserve(id, c.length);
+  cache.set_length(id, c.length);
+  const RowFormat kf = cache.key_format(0), vf = cache.value_format(0);
+
+  // Stored rows (f32 originals and what the cache returns after decoding).
+  std::vector<std::vector<float>> k_orig(c.length), k_dec(c.length);
+  std::vector<std::vector<std::vector<float>>> v_orig(nv), v_dec(nv);
+  std::vector<std::vector<double>> k_scale(c.length);  // per element quantization step
+  for (int t = 0; t < c.length; ++t) {
+    k_orig[t].resize(c.r);
+    for (auto& x : k_orig[t]) x = N(rng);
+    cache.write_key(id, 0, 0, t, k_orig[t].data());
+    k_dec[t].resize(c.r);
+    const std::byte* row = cache.keys(id, 0, 0).row(t);
+    decode_row(kf, row, k_dec[t].data());
+    for (int i = 0; i < c.r; ++i) {
+      double step = 0;
+      if (is_quantized(c.kt))
+        step = row_scale(kf, row, i / kf.group);
+      else if (c.kt == CacheDType::F16)
+        step = std::ldexp(std::fabs(k_orig[t][i]), -10);
+      else if (c.kt == CacheDType::BF16)
+        step = std::ldexp(std::fabs(k_orig[t][i]), -7);
+      k_scale[t].push_back(step);  // |k - k_stored| <= step / 2
+    }
+  }
+  for (int h = 0; h < nv; ++h)
+    for (int t = 0; t < c.length; ++t) {
+      std::vector<float> v(c.d), y(c.d);
+      for (auto& x : v) x = N(rng);
+      cache.write_value(id, 0, h, t, v.data());
+      decode_row(vf, cache.values(id, 0, h).row(t), y.data());
+      v_orig[h].push_back(v);
+      v_dec[h].push_back(y);
+    }
+
+  const int qw = c.latent ? c.d : c.r;
+  std::vector<float> q(c.G * qw);
+  for (auto& x : q) x = N(rng) * c.q_scale;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+
+  // Latent: P^T [r][share*d] and RoPE frequencies.
+  std::vector<float> up_t, inv_freq;
+  RopeSteps steps;
+  LatentKeys lat;
+  if (c.latent) {
+    up_t.resize(static_cast<size_t>(c.r) * c.share * c.d);
+    for (auto& x : up_t) x = N(rng) / std::sqrt(static_cast<float>(c.r));
+    for (int i = 0; i < c.d / 2; ++i) inv_freq.push_back(std::pow(10000.0f, -2.0f * i / c.d));
+    steps = make_rope_steps(inv_freq, c.block_tokens);
+    lat = {up_t.data(), c.share, c.rope ? &steps : nullptr};
+  }
+
+  // Keys as each query sees them ([G][S][qw]), from stored or original rows,
+  // and the per-token score error bound sum_i |(effective query)_i| * step_i / 2.
+  const int per_value = c.G / nv;
+  auto keys_for = [&](const std::vector<std::vector<float>>& k) {
+    std::vector<std::vector<std::vector<double>>> out(c.G);
+    for (int g = 0; g < c.G; ++g)
+      for (int t = 0; t < c.length; ++t) {
+        if (!c.latent) {
+          out[g].emplace_back(k[t].begin(), k[t].end());
+          continue;
+        }
+        const int seg = g / per_value;
+        std::vector<double> full(c.d, 0.0);
+        for (int i = 0; i < c.d; ++i)
+          for (int j = 0; j < c.r; ++j)
+            full[i] += static_cast<double>(k[t][j]) *
+                       up_t[static_cast<size_t>(j) * c.share * c.d + seg * c.d + i];
+        if (c.rope)
+          for (int i = 0; i < c.d / 2; ++i) {
+            const double a = t * static_cast<double>(inv_freq[i]);
+            const double x1 = full[i], x2 = full[i + c.d / 2];
+            full[i] = x1 * std::cos(a) - x2 * std::sin(a);
+            full[i + c.d / 2] = x2 * std::cos(a) + x1 * std::sin(a);
+          }
+        out[g].push_back(full);
+      }
+    return out;
+  };
+  std::vector<std::vector<double>> qd(c.G);
+  for (int g = 0; g < c.G; ++g) qd[g].assign(q.begin() + g * qw, q.begin() + (g + 1) * qw);
+  auto vals_for = [&](const std::vector<std::vector<std::vector<float>>>& v) {
+    std::vector<std::vector<std::vector<double>>> out(c.G);
+    for (int g = 0; g < c.G; ++g)
+      for (const auto& row : v[g / per_value]) out[g].emplace_back(row.begin(), row.end());
+    return out;
+  };
+
+  Built b;
+  b.ref_stored = reference(qd, keys_for(k_dec), vals_for(v_dec), c.begin, c.length, scale);
+  b.ref_original = reference(qd, keys_for(k_orig), vals_for(v_orig), c.begin, c.length, scale);
+
+  // Score bound: the latent score is linear in c through w = P^T R^T q, so
+  // the bound uses |w_j| in place of |q_j|.
+  for (int g = 0; g < c.G; ++g)
+    for (int t = c.begin; t < c.length; ++t) {
+      double e = 0;
+      for (int j = 0; j < c.r; ++j) {
+        double w = 0;
+        if (c.latent) {
+          // q . R_t P e_j, the weight of latent coordinate j in the score.
+          const int seg = g / per_value;
+          for (int i = 0; i < c.d / 2; ++i) {
+            const double a = c.rope ? t * static_cast<double>(inv_freq[i]) : 0.0;
+            const double p1 = up_t[static_cast<size_t>(j) * c.share * c.d + seg * c.d + i];
+            const double p2 =
+                up_t[static_cast<size_t>(j) * c.share * c.d + seg * c.d + i + c.d / 2];
+            w += qd[g][i] * (p1 * std::cos(a) - p2 * std::sin(a)) +
+                 qd[g][i + c.d / 2] * (p2 * std::cos(a) + p1 * std::sin(a));
+          }
+        } else {
+          w = qd[g][j];
+        }
+        e += std::fabs(w) * k_scale[t][j] / 2;
+      }
+      b.score_bound = std::max(b.score_bound, e * scale);
+    }
+  b.value_err.assign(c.G * c.d, 0.0);
+  b.vmax.assign(c.G * c.d, 0.0);
+  for (int g = 0; g < c.G; ++g)
+    for (int t = c.begin; t < c.length; ++t)
+      for (int i = 0; i < c.d; ++i) {
+        const auto& vo = v_orig[g / per_value][t];
+        const auto& vd = v_dec[g / per_value][t];
+        b.value_err[g * c.d + i] =
+            std::max<double>(b.value_err[g * c.d + i], std::fabs(vo[i] - vd[i]));
+        b.vmax[g * c.d + i] = std::max<double>(b.vmax[g * c.d + i], std::fabs(vo[i]));
+      }
+
+  AttentionShape shape;
+  shape.head_dim = c.d;
+  shape.max_queries = c.G;
+  shape.max_key_width = c.r;
+  shape.block_tokens = c.block_tokens;
+  shape.scale = static_cast<float>(scale);
+  shape.max_share = c.share;
+  AttentionScratch scratch(shape);
+  std::vector<PagedRows> values;
+  for (int h = 0; h < nv; ++h) values.push_back(cache.values(id, 0, h));
+  b.kernel_out.assign(c.G * c.d, std::nanf(""));
+  AttentionTask task{q.data(), c.G,      cache.keys(id, 0, 0), values.data(), nv,
+                     c.begin,  c.length, b.kernel_out.data()};
+  decode_attention(shape, task, c.latent ? &lat : nullptr, scratch);
+  return b;
+}
+
+void check(const Case& c, std::mt19937& rng) {
+  SCOPED_TRACE(describe(c));
+  Built b = run_case(c, rng);
+  const int d = c.d;
+  for (int g = 0; g < c.G; ++g) {
+    double row_max = 0;
+    for (int i = 0; i < d; ++i) row_max = std::max(row_max, std::fabs(b.ref_stored[g * d + i]));
+    // Against the rows actually stored: only float rounding differs. The
+    // latent path rebuilds keys in f32, which costs a little more.
+    const double tol = (c.latent ? 1e-4 : 1e-5) * std::max(row_max, 1e-3);
+    for (int i = 0; i < d; ++i)
+      ASSERT_NEAR(b.kernel_out[g * d + i], b.ref_stored[g * d + i], tol) << "g=" << g << " i=" << i;
+    // Against the original rows: with every score off by at most E, each
+    // softmax weight moves by a factor within e^{+-2E}, so the weights move by
+    // at most e^{2E} - 1 in L1; values add at most their own error.
+    const double spread = std::expm1(2 * b.score_bound);
+    for (int i = 0; i < d; ++i) {
+      const double bound = spread * b.vmax[g * d + i] + b.value_err[g * d + i] + tol;
+      ASSERT_LE(std::fabs(b.kernel_out[g * d + i] - b.ref_original[g * d + i]), bound)
+          << "g=" << g << " i=" << i << " score bound " << b.score_bound;
+    }
+  }
+}
+
+// Runs fn once per instruction set this machine supports and the kernels
+// were compiled for (e.g. AVX-512, AVX2, SSE4), so every dispatch target is
+// checked, not just the best one.
+template <class F>
+void on_every_target(F fn) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    fn();
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+TEST(DecodeAttention, ChecksMoreThanOneTarget) {
+  std::vector<std::string> names;
+  on_every_target([&] { names.push_back(decode_attention_target()); });
+  for (const auto& n : names) std::printf("decode attention target: %s\n", n.c_str());
+  EXPECT_GE(names.size(), 1u);
+  EXPECT_EQ(std::set<std::string>(names.begin(), names.end()).size(), names.size());
+}
+
+const CacheDType kAll[] = {CacheDType::F32, CacheDType::F16, CacheDType::BF16, CacheDType::Int8,
+                           CacheDType::Int4};
+
+TEST(DecodeAttention, FloatCacheMatchesReferenceOverShapes) {
+  on_every_target([&] {
+    std::mt19937 rng(7);
+    for (int d : {64, 40})
+      for (int r : {1, 3, 8, d})
+        for (int G : {1, 2, 4, 8})
+          for (int length : {1, 15, 16, 17, 100}) {
+            Case c;
+            c.d = d, c.r = r, c.G = G, c.length = length;
+            c.q_scale = r == 1 ? 4.0f : 1.0f;
+            check(c, rng);
+          }
+  });
+}
+
+TEST(DecodeAttention, EveryDtypePairWithinDerivedBound) {
+  on_every_target([&] {
+    std::mt19937 rng(11);
+    for (CacheDType kt : kAll)
+      for (CacheDType vt : kAll)
+        for (int r : {1, 3, 8, 64})
+          for (int G : {1, 4}) {
+            Case c;
+            c.r = r, c.G = G, c.kt = kt, c.vt = vt, c.length = 1 + static_cast<int>(rng() % 70);
+            check(c, rng);
+          }
+  });
+}
+
+TEST(DecodeAttention, LongContextsAndBlockSizes) {
+  on_every_target([&] {
+    std::mt19937 rng(13);
+    for (int bt : {1, 16, 32, 7})
+      for (int length : {bt, bt + 1, 4 * bt - 1, 4096})
+        for (CacheDType kt : {CacheDType::F32, CacheDType::Int4}) {
+          Case c;
+          c.d = 64, c.r = 16, c.G = 4, c.block_tokens = bt, c.length = length, c.kt = kt;
+          c.vt = kt == CacheDType::F32 ? CacheDType::F32 : CacheDType::Int8;
+          c.q_scale = 3.0f;  // peaky softmax: the running max moves between blocks
+          check(c, rng);
+        }
+  });
+}
+
+TEST(DecodeAttention, WindowStartsInsideABlock) {
+  on_every_target([&] {
+    std::mt19937 rng(17);
+    for (int begin : {1, 15, 16, 40}) {
+      Case c;
+      c.r = 8, c.G = 2, c.length = 60, c.begin = begin;
+      check(c, rng);
+    }
+  });
+}
+
+TEST(DecodeAttention, SharedKeyHeadServesSeveralValueHeads) {
+  on_every_target([&] {
+    std::mt19937 rng(19);
+    for (int G : {2, 4, 8}) {
+      Case c;
+      c.r = 8, c.G = G, c.share = 2, c.length = 50, c.kt = CacheDType::Int8, c.vt = CacheDType::F16;
+      check(c, rng);
+    }
+  });
+}
+
+TEST(DecodeAttention, LatentRopeRebuildsAndRotatesKeys) {
+  on_every_target([&] {
+    std::mt19937 rng(23);
+    for (int share : {1, 2})
+      for (int r : {1, 3, 8, 64})
+        for (bool rope : {true, false})
+          for (CacheDType kt : {CacheDType::F32, CacheDType::F16, CacheDType::Int4})
+            for (int length : {1, 17, 300}) {
+              Case c;
+              c.d = 64, c.r = r, c.G = 2 * share, c.share = share, c.latent = true, c.rope = rope;
+              c.kt = kt, c.length = length;
+              check(c, rng);
+            }
+    Case c;  // long: the angle walk must not drift
+    c.d = 64, c.r = 16, c.G = 4, c.latent = true, c.length = 4096, c.block_tokens = 32;
+    check(c, rng);
+  });
+}
+
+TEST(DecodeAttention, PoolRunsTasksOnEveryThread) {
+  // Same task list on 1 and 3 threads gives identical outputs.
+  std::mt19937 rng(29);
+  CacheSpec spec{CacheDType::F16, CacheDType::F16, 32, 16, std::size_t{16} << 20};
+  PagedKVCache cache({{4, 8, 4, 32}}, spec);
+  std::normal_distribution<float> N;
+  std::vector<int> ids;
+  for (int s = 0; s < 5; ++s) {
+    int id = cache.add_sequence();
+    int len = 1 + s * 37;
+    cache.reserve(id, len);
+    cache.set_length(id, len);
+    std::vector<float> row(32);
+    for (int h = 0; h < 4; ++h)
+      for (int t = 0; t < len; ++t) {
+        for (auto& x : row) x = N(rng);
+        cache.write_key(id, 0, h, t, row.data());
+        cache.write_value(id, 0, h, t, row.data());
+      }
+    ids.push_back(id);
+  }
+  AttentionShape shape{32, 2, 8, 16, 0.2f, 1};
+  std::vector<float> q(5 * 4 * 2 * 8);
+  for (auto& x : q) x = N(rng);
+  auto run = [&](int threads) {
+    WorkPool pool(threads);
+    std::vector<AttentionScratch> scratch;
+    for (int t = 0; t < threads; ++t) scratch.emplace_back(shape);
+    std::vector<PagedRows> vals;
+    for (int id : ids)
+      for (int h = 0; h < 4; ++h) vals.push_back(cache.values(id, 0, h));
+    std::vector<float> out(5 * 4 * 2 * 32);
+    std::vector<AttentionTask> tasks;
+    for (int s = 0; s < 5; ++s)
+      for (int h = 0; h < 4; ++h)
+        tasks.push_back({q.data() + (s * 4 + h) * 16, 2, cache.keys(ids[s], 0, h), &vals[s * 4 + h],
+                         1, 0, cache.length(ids[s]), out.data() + (s * 4 + h) * 64});
+    run_decode_attention(shape, tasks, {}, pool, scratch);
+    return out;
+  };
+  EXPECT_EQ(run(1), run(3));
+  EXPECT_STRNE(decode_attention_target(), "");
+}
+
+}  // namespace
+}  // namespace thinkeys

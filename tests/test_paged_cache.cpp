@@ -1,0 +1,236 @@
+// Paged KV cache: byte accounting against independent arithmetic and the
+// allocator's own books, block reuse, exhaustion, and row encodings.
+#include <gtest/gtest.h>
+#include <malloc.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "cache/paged_kv_cache.h"
+#include "kernels/quantize.h"
+#include "util/error.h"
+
+namespace thinkeys {
+namespace {
+
+std::size_t round64(std::size_t n) { return (n + 63) / 64 * 64; }
+
+std::vector<float> random_row(std::mt19937& rng, int w, float sd = 1.0f) {
+  std::normal_distribution<float> N(0.0f, sd);
+  std::vector<float> x(w);
+  for (auto& v : x) v = N(rng);
+  return x;
+}
+
+TEST(RowFormat, BytesIncludeScales) {
+  // f16 row of 128: 256 bytes; int8: 128 + 4 scales of 32; int4: 64 + 4 * 4.
+  EXPECT_EQ(make_row_format(CacheDType::F16, 128).bytes(), 256u);
+  EXPECT_EQ(make_row_format(CacheDType::BF16, 128).bytes(), 256u);
+  EXPECT_EQ(make_row_format(CacheDType::F32, 3).bytes(), 12u);
+  EXPECT_EQ(make_row_format(CacheDType::Int8, 128).bytes(), 128u + 16u);
+  EXPECT_EQ(make_row_format(CacheDType::Int4, 128).bytes(), 64u + 16u);
+  // Odd widths and groups larger than the row: one scale, rounded-up nibbles.
+  EXPECT_EQ(make_row_format(CacheDType::Int4, 3).bytes(), 2u + 4u);
+  EXPECT_EQ(make_row_format(CacheDType::Int8, 1).bytes(), 1u + 4u);
+  EXPECT_EQ(make_row_format(CacheDType::Int4, 100, 64).bytes(), 50u + 8u);
+  // Thin r = d/4 int4 keys against full-width f16 keys: 16x fewer data bytes;
+  // with one f32 scale per 32 values the row is 20 bytes, 12.8x fewer.
+  RowFormat thin = make_row_format(CacheDType::Int4, 32),
+            full = make_row_format(CacheDType::F16, 128);
+  EXPECT_EQ(full.data_bytes(), 16 * thin.data_bytes());
+  EXPECT_EQ(thin.bytes(), 20u);
+  EXPECT_THROW(parse_cache_dtype("int3"), Error);
+  EXPECT_EQ(parse_cache_dtype("bf16"), CacheDType::BF16);
+}
+
+TEST(RowFormat, RoundTripWithinQuantizationStep) {
+  std::mt19937 rng(1);
+  for (CacheDType t :
+       {CacheDType::F32, CacheDType::F16, CacheDType::BF16, CacheDType::Int8, CacheDType::Int4})
+    for (int w : {1, 2, 3, 7, 8, 31, 33, 64, 100, 128})
+      for (int group : {8, 32}) {
+        RowFormat f = make_row_format(t, w, group);
+        auto x = random_row(rng, w, 3.0f);
+        std::vector<std::byte> buf(f.bytes() + 16);
+        std::vector<float> y(w);
+        encode_row(f, x.data(), buf.data());
+        decode_row(f, buf.data(), y.data());
+        for (int i = 0; i < w; ++i) {
+          double bound;
+          if (t == CacheDType::F32)
+            bound = 0;
+          else if (t == CacheDType::F16)
+            bound = std::ldexp(std::fabs(x[i]), -11);
+          else if (t == CacheDType::BF16)
+            bound = std::ldexp(std::fabs(x[i]), -8);
+          else {
+            // s = max|x in group| / levels, and the stored scale is that s.
+            int g = i / f.group;
+            float amax = 0;
+            for (int j = g * f.group; j < std::min(w, (g + 1) * f.group); ++j)
+              amax = std::max(amax, std::fabs(x[j]));
+            const double s = amax / f.levels();
+            EXPECT_NEAR(row_scale(f, buf.data(), g), s, 1e-6 * s);
+            bound = s / 2 * (1 + 1e-5);
+          }
+          EXPECT_LE(std::fabs(x[i] - y[i]), bound + 1e-12)
+              << to_string(t) << " w=" << w << " i=" << i;
+        }
+      }
+}
+
+std::vector<CacheLayerShape> thin_model_shape() {
+  // Three layers with different thin ranks, GQA (8 query heads would read 2 KV heads).
+  return {{2, 16, 2, 64}, {2, 3, 2, 64}, {2, 64, 2, 64}};
+}
+
+TEST(PagedKVCache, AccountingMatchesLayout) {
+  for (CacheDType kt : {CacheDType::F16, CacheDType::Int4, CacheDType::Int8})
+    for (CacheDType vt : {CacheDType::F32, CacheDType::BF16, CacheDType::Int8}) {
+      CacheSpec spec{kt, vt, 32, 16, 1 << 20};
+      PagedKVCache cache(thin_model_shape(), spec);
+      std::size_t block = 0, payload = 0;
+      for (const auto& L : thin_model_shape()) {
+        const std::size_t kb = make_row_format(kt, L.key_width).bytes();
+        const std::size_t vb = make_row_format(vt, L.value_width).bytes();
+        block += L.key_heads * round64(16 * kb) + L.value_heads * round64(16 * vb);
+        payload += L.key_heads * kb + L.value_heads * vb;
+      }
+      block = round64(block);
+      EXPECT_EQ(cache.block_bytes(), block);
+      EXPECT_EQ(cache.payload_bytes_per_token(), payload);
+      EXPECT_DOUBLE_EQ(cache.bytes_per_token(), block / 16.0);
+      EXPECT_EQ(cache.total_blocks(), static_cast<int>((1 << 20) / block));
+      EXPECT_EQ(cache.capacity_bytes(), cache.total_blocks() * block);
+      EXPECT_EQ(cache.used_bytes(), 0u);
+
+      int a = cache.add_sequence(), b = cache.add_sequence();
+      cache.reserve(a, 1);
+      cache.reserve(b, 33);  // 3 blocks
+      cache.reserve(a, 16);  // still 1
+      EXPECT_EQ(cache.blocks_of(a), 1);
+      EXPECT_EQ(cache.blocks_of(b), 3);
+      EXPECT_EQ(cache.used_bytes(), 4 * block);
+      EXPECT_EQ(cache.free_blocks(), cache.total_blocks() - 4);
+      cache.remove_sequence(b);
+      EXPECT_EQ(cache.used_bytes(), block);
+      cache.remove_sequence(a);
+      EXPECT_EQ(cache.used_bytes(), 0u);
+      EXPECT_EQ(cache.free_blocks(), cache.total_blocks());
+    }
+}
+
+TEST(PagedKVCache, DesignDocumentCacheSizes) {
+  // design.md section 7: 7B MHA (L=32, H=32, d=128) at 128,000 tokens, f16.
+  auto shape = [](int r) { return std::vector<CacheLayerShape>(32, {32, r, 32, 128}); };
+  CacheSpec spec{CacheDType::F16, CacheDType::F16, 32, 16, std::size_t{1} << 30};
+  PagedKVCache full(shape(128), spec), thin(shape(32), spec);
+  EXPECT_NEAR(full.payload_bytes_per_token() * 128000.0 / 1e9, 67.1, 0.1);
+  EXPECT_NEAR(thin.payload_bytes_per_token() * 128000.0 / 1e9, 41.9, 0.1);
+  // Rows are multiples of 64 bytes here, so blocks carry no padding.
+  EXPECT_DOUBLE_EQ(full.bytes_per_token(), full.payload_bytes_per_token());
+}
+
+TEST(PagedKVCache, PoolBytesAreWhatTheAllocatorHandedOut) {
+  CacheSpec spec{CacheDType::Int4, CacheDType::F16, 32, 32, std::size_t{48} << 20};
+  const std::size_t before = mallinfo2().hblkhd;  // bytes in mmap'ed chunks
+  {
+    PagedKVCache cache(thin_model_shape(), spec);
+    const std::size_t grown = mallinfo2().hblkhd - before;
+    EXPECT_GE(grown, cache.allocated_bytes());
+    EXPECT_LE(grown, cache.allocated_bytes() + 3 * 4096);  // page rounding and alignment
+    EXPECT_EQ(cache.allocated_bytes(), cache.capacity_bytes() + BlockPool::kTailSlack);
+    EXPECT_LE(cache.capacity_bytes(), spec.budget_bytes);
+    EXPECT_GT(cache.capacity_bytes() + cache.block_bytes(), spec.budget_bytes);
+  }
+  EXPECT_EQ(mallinfo2().hblkhd, before);
+}
+
+TEST(PagedKVCache, BlocksNeverOverlap) {
+  BlockPool pool(1000, 64 * 1024);
+  EXPECT_EQ(pool.block_bytes(), 1024u);
+  std::vector<int> ids;
+  pool.take(pool.total_blocks(), ids);
+  std::set<const std::byte*> seen;
+  const std::byte* lo = pool.data(0);
+  for (int id : ids) {
+    const std::byte* p = pool.data(id);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
+    EXPECT_GE(p, lo);
+    EXPECT_LE(p + pool.block_bytes(), lo + pool.capacity_bytes());
+    EXPECT_TRUE(seen.insert(p).second);
+  }
+  EXPECT_THROW(pool.give(-1), Error);
+  pool.give(ids[0]);
+  EXPECT_THROW(pool.give(ids[0]), Error);  // double return
+}
+
+TEST(PagedKVCache, ExhaustionIsAnErrorAndLeavesOthersIntact) {
+  const std::vector<CacheLayerShape> shape = {{1, 8, 1, 16}};
+  CacheSpec spec{CacheDType::F32, CacheDType::Int8, 32, 4, 0};
+  spec.budget_bytes =
+      PagedKVCache(shape, {CacheDType::F32, CacheDType::Int8, 32, 4, 1 << 20}).block_bytes() * 10;
+  PagedKVCache cache(shape, spec);
+  ASSERT_EQ(cache.total_blocks(), 10);
+  std::mt19937 rng(3);
+  int a = cache.add_sequence();
+  cache.reserve(a, 24);  // 6 blocks
+  std::vector<std::vector<float>> keys, values;
+  for (int t = 0; t < 24; ++t) {
+    keys.push_back(random_row(rng, 8));
+    values.push_back(random_row(rng, 16));
+    cache.write_key(a, 0, 0, t, keys.back().data());
+    cache.write_value(a, 0, 0, t, values.back().data());
+  }
+  cache.set_length(a, 24);
+  auto snapshot = [&] {
+    std::vector<float> all;
+    for (int t = 0; t < 24; ++t) {
+      std::vector<float> k(8), v(16);
+      decode_row(cache.key_format(0), cache.keys(a, 0, 0).row(t), k.data());
+      decode_row(cache.value_format(0), cache.values(a, 0, 0).row(t), v.data());
+      all.insert(all.end(), k.begin(), k.end());
+      all.insert(all.end(), v.begin(), v.end());
+    }
+    return all;
+  };
+  const auto before = snapshot();
+  for (int t = 0; t < 24; ++t)
+    EXPECT_EQ(std::memcmp(before.data() + t * 24, keys[t].data(), 32), 0);
+
+  int b = cache.add_sequence();
+  cache.reserve(b, 8);  // 2 blocks, 2 left
+  try {
+    cache.reserve(b, 8 + 12);  // needs 3 more
+    FAIL() << "expected the pool to run out";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("exhausted"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(cache.blocks_of(b), 2);  // nothing half-taken
+  EXPECT_EQ(cache.free_blocks(), 2);
+  // Writing past what b owns must not land in a's blocks.
+  std::vector<float> junk(16, 1e3f);
+  EXPECT_THROW(cache.write_key(b, 0, 0, 8, junk.data()), Error);
+  EXPECT_THROW(cache.write_value(b, 0, 0, 100, junk.data()), Error);
+  EXPECT_THROW(cache.set_length(b, 9), Error);
+  for (int t = 0; t < 8; ++t) {
+    cache.write_key(b, 0, 0, t, junk.data());
+    cache.write_value(b, 0, 0, t, junk.data());
+  }
+  EXPECT_EQ(snapshot(), before);
+  EXPECT_THROW(cache.keys(42, 0, 0), Error);
+
+  // Ending b frees its blocks for a new sequence; a is still untouched.
+  cache.remove_sequence(b);
+  int c = cache.add_sequence();
+  cache.reserve(c, 16);
+  EXPECT_EQ(cache.free_blocks(), 0);
+  EXPECT_EQ(snapshot(), before);
+  EXPECT_THROW(PagedKVCache(shape, CacheSpec{CacheDType::F32, CacheDType::F32, 32, 4, 100}), Error);
+}
+
+}  // namespace
+}  // namespace thinkeys
