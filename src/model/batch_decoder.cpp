@@ -1,0 +1,237 @@
+#include "model/batch_decoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "model/kv_cache.h"
+#include "model/transformer.h"
+#include "util/error.h"
+
+namespace thinkeys {
+namespace {
+
+// The same arithmetic as the dense forward pass (transformer.cpp), applied to
+// a batch of single tokens at different positions.
+at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {}) {
+  if (x.size(0) == 1) {
+    at::Tensor row = x.select(0, 0);
+    return (b.defined() ? at::addmv(b, w, row) : at::mv(w, row)).unsqueeze(0);
+  }
+  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+
+at::Tensor normalize(const ModelConfig& c, const at::Tensor& x, const at::Tensor& w,
+                     const at::Tensor& b) {
+  if (c.norm == NormKind::LayerNorm) return at::layer_norm(x, {x.size(-1)}, w, b, c.norm_eps);
+  at::Tensor inv = at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + c.norm_eps);
+  return x * inv * w;
+}
+
+at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  int64_t half = x.size(-1) / 2;
+  at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  at::Tensor c = cos.narrow(-1, 0, half), s = sin.narrow(-1, 0, half);
+  return at::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
+}
+
+at::Tensor per_head_map(const at::Tensor& x, const at::Tensor& maps) {
+  return at::bmm(x.transpose(0, 1), maps).transpose(0, 1);
+}
+
+}  // namespace
+
+BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& options)
+    : model_(model), cache_(cache_shape(model.config), options.cache), pool_(options.threads) {
+  const ModelConfig& c = model.config;
+  const bool latent = c.rope_mode() == RopeMode::Latent;
+  shape_.head_dim = c.head_dim;
+  shape_.max_queries = c.n_heads / c.key_heads();
+  for (int l = 0; l < c.n_layers; ++l)
+    shape_.max_key_width = std::max(shape_.max_key_width, c.key_width(l));
+  shape_.block_tokens = options.cache.block_tokens;
+  shape_.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+  shape_.max_share = latent ? c.key_share() : 1;
+  for (int t = 0; t < pool_.threads(); ++t) scratch_.emplace_back(shape_);
+  if (latent) {
+    if (c.positions == PositionKind::Rope) {
+      at::Tensor f = model.rope_inv_freq.contiguous();
+      rope_steps_ = std::make_unique<RopeSteps>(make_rope_steps(
+          std::span<const float>(f.data_ptr<float>(), f.numel()), shape_.block_tokens));
+    }
+    latent_.resize(c.n_layers);
+    for (int l = 0; l < c.n_layers; ++l) {
+      up_t_.push_back(model.weights.layers[l].k_up.transpose(1, 2).contiguous());
+      for (int kh = 0; kh < c.key_heads(); ++kh)
+        latent_[l].push_back({up_t_[l][kh].data_ptr<float>(), c.key_share(), rope_steps_.get()});
+    }
+  }
+}
+
+BatchDecoder::~BatchDecoder() = default;
+
+int BatchDecoder::add(std::span<const int32_t> prompt, at::Tensor* last_logits) {
+  const ModelConfig& c = model_.config;
+  if (prompt.empty()) throw Error("a sequence needs at least one prompt token");
+  const int n = static_cast<int>(prompt.size());
+  const int id = cache_.add_sequence();
+  try {
+    cache_.reserve(id, n);
+    KVCache dense(c, n);
+    at::Tensor logits = forward(model_, prompt, dense, Logits::Last);
+    for (int l = 0; l < c.n_layers; ++l) {
+      // [heads, n, width], contiguous: row (h, t) starts at (h * n + t) * width.
+      at::Tensor K = dense.keys(l).contiguous(), V = dense.values(l).contiguous();
+      const float* kp = K.data_ptr<float>();
+      const float* vp = V.data_ptr<float>();
+      const int64_t kw = K.size(2), vw = V.size(2);
+      for (int h = 0; h < K.size(0); ++h)
+        for (int t = 0; t < n; ++t) cache_.write_key(id, l, h, t, kp + (int64_t{h} * n + t) * kw);
+      for (int h = 0; h < V.size(0); ++h)
+        for (int t = 0; t < n; ++t) cache_.write_value(id, l, h, t, vp + (int64_t{h} * n + t) * vw);
+    }
+    cache_.set_length(id, n);
+    if (last_logits) *last_logits = logits;
+  } catch (...) {
+    cache_.remove_sequence(id);
+    throw;
+  }
+  return id;
+}
+
+void BatchDecoder::remove(int id) { cache_.remove_sequence(id); }
+
+at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const at::Tensor& cos,
+                                         const at::Tensor& sin, const at::Tensor& positions,
+                                         std::span<const int> ids) {
+  const ModelConfig& c = model_.config;
+  const LayerWeights& L = model_.weights.layers[l];
+  const int64_t B = h.size(0), H = c.n_heads, Hkv = c.n_kv_heads, d = c.head_dim;
+  const int64_t nk = c.key_heads(), r = c.key_width(l), share = c.key_share();
+  const int64_t qr = c.q_rows_per_head(l), kr = c.k_rows(l);
+  const bool rope = c.positions == PositionKind::Rope;
+
+  at::Tensor qkv = project(h, L.wqkv, L.bqkv);
+  at::Tensor q = qkv.narrow(1, 0, H * qr).view({B, H, qr});
+  at::Tensor k = qkv.narrow(1, H * qr, kr);
+  at::Tensor v = qkv.narrow(1, H * qr + kr, Hkv * d).view({B, Hkv, d});
+  switch (c.rope_mode()) {
+    case RopeMode::Full:
+      k = k.view({B, nk, r});
+      if (rope) {
+        q = rotate(q, cos, sin);
+        k = rotate(k, cos, sin);
+      }
+      break;
+    case RopeMode::Pairs: {
+      at::Tensor ang_k = positions.view({B, 1, 1}) * L.rope_inv_freq.unsqueeze(0);
+      at::Tensor ang_q = ang_k.repeat_interleave(H / Hkv, 1);
+      k = rotate(k.view({B, nk, r}), at::cos(ang_k), at::sin(ang_k));
+      q = rotate(q, at::cos(ang_q), at::sin(ang_q));
+      break;
+    }
+    case RopeMode::Post: {
+      at::Tensor kf = rotate(k.view({B, Hkv, d}), cos, sin).reshape({B, nk, share * d});
+      k = per_head_map(kf, L.k_down);
+      q = per_head_map(rotate(q, cos, sin), L.q_down);
+      break;
+    }
+    case RopeMode::Latent:
+      k = k.view({B, nk, r});  // the latent, rotated inside the kernel
+      if (rope) q = rotate(q, cos, sin);
+      break;
+  }
+  q = q.contiguous();
+  k = k.contiguous();
+  v = v.contiguous();
+
+  const int qw = static_cast<int>(q.size(2));
+  const int G = static_cast<int>(H / nk);
+  at::Tensor out = at::empty({B, H * d}, at::kFloat);
+  tasks_.clear();
+  value_rows_.clear();
+  task_latent_.clear();
+  value_rows_.reserve(B * Hkv);  // tasks point into it
+  for (int64_t b = 0; b < B; ++b) {
+    const int id = ids[b], pos = cache_.length(id);
+    for (int64_t kh = 0; kh < nk; ++kh)
+      cache_.write_key(id, l, static_cast<int>(kh), pos, k[b][kh].data_ptr<float>());
+    for (int64_t vh = 0; vh < Hkv; ++vh) {
+      cache_.write_value(id, l, static_cast<int>(vh), pos, v[b][vh].data_ptr<float>());
+      value_rows_.push_back(cache_.values(id, l, static_cast<int>(vh)));
+    }
+    const int end = pos + 1;
+    const int begin = c.sliding_window ? std::max(0, end - *c.sliding_window) : 0;
+    for (int64_t kh = 0; kh < nk; ++kh) {
+      AttentionTask t;
+      t.q = q.data_ptr<float>() + (b * H + kh * G) * qw;
+      t.n_queries = G;
+      t.keys = cache_.keys(id, l, static_cast<int>(kh));
+      t.values = &value_rows_[b * Hkv + kh * share];
+      t.n_values = static_cast<int>(share);
+      t.begin = begin;
+      t.end = end;
+      t.out = out.data_ptr<float>() + (b * H + kh * G) * d;
+      tasks_.push_back(t);
+      if (!latent_.empty()) task_latent_.push_back(&latent_[l][kh]);
+    }
+  }
+  run_decode_attention(shape_, tasks_, task_latent_, pool_, scratch_);
+  return out;
+}
+
+at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t> tokens) {
+  const ModelConfig& c = model_.config;
+  const auto& w = model_.weights;
+  const int64_t B = static_cast<int64_t>(ids.size());
+  if (B == 0) throw Error("decode step with no sequences");
+  if (tokens.size() != ids.size()) throw Error("decode step needs one token per sequence");
+  std::vector<int64_t> pos(B);
+  for (int64_t b = 0; b < B; ++b) {
+    if (std::count(ids.begin(), ids.end(), ids[b]) != 1)
+      throw Error("sequence " + std::to_string(ids[b]) + " appears twice in one decode step");
+    if (tokens[b] < 0 || tokens[b] >= c.vocab_size)
+      throw Error("token id " + std::to_string(tokens[b]) + " outside the vocabulary (" +
+                  std::to_string(c.vocab_size) + ")");
+    pos[b] = cache_.length(ids[b]);
+    if (c.positions == PositionKind::Learned && pos[b] + 1 > c.max_positions)
+      throw Error("context of " + std::to_string(pos[b] + 1) +
+                  " tokens exceeds the model's learned positions (" +
+                  std::to_string(c.max_positions) + ")");
+  }
+  // Grow every sequence first: running out here leaves all lengths as they were.
+  for (int64_t b = 0; b < B; ++b) cache_.reserve(ids[b], static_cast<int>(pos[b]) + 1);
+
+  at::NoGradGuard no_grad;
+  at::Tensor tok = at::tensor(std::vector<int64_t>(tokens.begin(), tokens.end()), at::kLong);
+  at::Tensor positions = at::tensor(pos, at::kLong);
+  at::Tensor x = w.tok_emb.index_select(0, tok);
+  if (c.positions == PositionKind::Learned) x = x + w.pos_emb.index_select(0, positions);
+  at::Tensor pf = positions.to(at::kFloat);
+  at::Tensor cos, sin;
+  if (c.positions == PositionKind::Rope) {
+    at::Tensor ang = at::outer(pf, model_.rope_inv_freq);  // [B, d/2]
+    cos = at::cos(ang).unsqueeze(1);
+    sin = at::sin(ang).unsqueeze(1);
+  }
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = w.layers[l];
+    at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);
+    x = x + project(layer_attention(l, h, cos, sin, pf, ids), L.wo, L.bo);
+    h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);
+    at::Tensor m;
+    if (c.mlp == MlpKind::SwiGLU) {
+      at::Tensor gu = project(h, L.w_gate_up, L.b_gate_up);
+      int64_t f = c.hidden_dim;
+      m = at::silu(gu.narrow(1, 0, f)) * gu.narrow(1, f, f);
+    } else {
+      m = at::gelu(project(h, L.w_up, L.b_up), "tanh");
+    }
+    x = x + project(m, L.w_down, L.b_down);
+  }
+  for (int64_t b = 0; b < B; ++b) cache_.set_length(ids[b], static_cast<int>(pos[b]) + 1);
+  x = normalize(c, x, w.final_norm, w.final_norm_bias);
+  return project(x, w.lm_head);
+}
+
+}  // namespace thinkeys

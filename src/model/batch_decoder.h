@@ -1,0 +1,67 @@
+#pragma once
+// Batched decode over the paged KV cache: many sequences of different lengths
+// step together (one new token each), and sequences join and leave between
+// steps. A new sequence is prefilled with the dense forward pass and its keys
+// and values are then encoded into its cache blocks; decode steps run the
+// projections and MLP as one batch and attention with the fused kernels.
+// This is the interface a server drives.
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "cache/paged_kv_cache.h"
+#include "kernels/decode_attention.h"
+#include "model/weights.h"
+#include "util/work_pool.h"
+
+namespace thinkeys {
+
+struct BatchDecoderOptions {
+  CacheSpec cache;
+  int threads = 1;  // attention threads (sequences x key heads are split over them)
+};
+
+class BatchDecoder {
+ public:
+  // The model must outlive the decoder.
+  BatchDecoder(const Model& model, const BatchDecoderOptions& options);
+  ~BatchDecoder();
+
+  // Prefills a new sequence and returns its id; `last_logits` (optional)
+  // receives the logits [1, V] after the prompt's last token. Throws Error,
+  // leaving other sequences untouched, if the pool cannot hold the prompt.
+  int add(std::span<const int32_t> prompt, at::Tensor* last_logits = nullptr);
+  void remove(int id);
+  int length(int id) const { return cache_.length(id); }
+
+  // Appends tokens[i] to sequence ids[i] (ids distinct) and returns logits
+  // [ids.size(), V]. Throws Error before changing any sequence's length if a
+  // token is out of range or the pool cannot grow every sequence by one.
+  at::Tensor step(std::span<const int> ids, std::span<const int32_t> tokens);
+
+  const PagedKVCache& cache() const { return cache_; }
+  const AttentionShape& attention_shape() const { return shape_; }
+
+ private:
+  at::Tensor layer_attention(int layer, const at::Tensor& h, const at::Tensor& cos,
+                             const at::Tensor& sin, const at::Tensor& positions,
+                             std::span<const int> ids);
+
+  const Model& model_;
+  PagedKVCache cache_;
+  AttentionShape shape_;
+  WorkPool pool_;
+  std::vector<AttentionScratch> scratch_;
+  std::unique_ptr<RopeSteps> rope_steps_;        // latent mode only
+  std::vector<at::Tensor> up_t_;                 // latent: per layer [key heads, r, share*d]
+  std::vector<std::vector<LatentKeys>> latent_;  // [layer][key head]
+  // Reused across steps so the attention call itself does not allocate.
+  std::vector<AttentionTask> tasks_;
+  std::vector<PagedRows> value_rows_;
+  std::vector<const LatentKeys*> task_latent_;
+};
+
+}  // namespace thinkeys
