@@ -6,6 +6,9 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev
+  # c10d's ProcessGroupGloo headers include <gloo/...> (libtorch links libgloo0 itself);
+  # without them data-parallel training is compiled out.
+  libgloo-dev
   # libtorch-dev accepts any libblas.so.3; the reference BLAS is ~25x slower
   # than OpenBLAS for our GEMMs, so install OpenBLAS (it takes over the alternative).
   libopenblas0-pthread

@@ -1,0 +1,29 @@
+# Training: trainable models, the trainer, data parallelism and the training
+# subcommands. Included from the top-level CMakeLists.txt after the thinkeys
+# executable is defined.
+
+# c10d's ProcessGroupGloo headers include <gloo/...>, which Debian ships in
+# libgloo-dev (libtorch itself links libgloo0). Without them the build still
+# works and data-parallel training reports that it is unavailable.
+find_path(THINKEYS_GLOO_INCLUDE_DIR gloo/context.h)
+
+add_library(thinkeys_train STATIC
+  src/train/model_builder.cpp
+  src/train/trainable.cpp
+  src/train/training_forward.cpp
+  src/train/window_dataset.cpp
+  src/train/token_cache.cpp
+  src/train/trainer.cpp
+  src/train/data_parallel.cpp
+)
+target_link_libraries(thinkeys_train PUBLIC thinkeys_engine)
+target_compile_options(thinkeys_train PRIVATE -Wall -Wextra)
+if(THINKEYS_GLOO_INCLUDE_DIR)
+  target_include_directories(thinkeys_train PRIVATE ${THINKEYS_GLOO_INCLUDE_DIR})
+  target_compile_definitions(thinkeys_train PRIVATE THINKEYS_HAVE_GLOO USE_C10D_GLOO)
+  message(STATUS "thinkeys: data-parallel training with Gloo")
+else()
+  message(STATUS "thinkeys: gloo headers not found (install libgloo-dev); no data-parallel training")
+endif()
+
+target_link_libraries(thinkeys PRIVATE thinkeys_train)

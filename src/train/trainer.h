@@ -1,0 +1,139 @@
+#pragma once
+// Training loop: AdamW, linear warmup + cosine decay to a floor, gradient
+// clipping and accumulation, optional data parallelism, periodic validation,
+// JSONL logs, a progress line, and checkpoints that resume bit-identically.
+//
+// Typical use (see src/cli/cmd_train.cpp):
+//   Model model = init_model(make_model_config(arch), seed);
+//   WindowDataset data(tokens, cfg.seq_len, cfg.seed);
+//   Trainer trainer(model, cfg, data.source());
+//   trainer.set_validation(validation_batches);
+//   if (resuming) trainer.load_checkpoint(dir);
+//   trainer.run();
+//   write_hf_checkpoint(inference_model(model), out, DType::F32);
+//
+// Determinism: the data of step s is a pure function of (seed, sample index),
+// the model draws no random numbers, and a checkpoint stores weights (f32),
+// AdamW moments and step counts, the sample position and the torch CPU RNG, so
+// N steps, or k steps + save + load + N - k steps, give identical bits (same
+// thread count and build).
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/weights.h"
+#include "train/batch.h"
+#include "train/trainable.h"
+
+namespace thinkeys {
+
+class DataParallel;
+
+enum class LossKind {
+  LM,  // next-token cross-entropy on the targets
+  KD,  // KL(teacher || student) on the positions the targets score (needs a teacher)
+};
+LossKind parse_loss_kind(const std::string& s);  // "lm" or "kd"
+
+struct TrainConfig {
+  int64_t steps = 1000;  // optimizer steps
+  int batch_size = 8;    // sequences per micro-batch (per rank)
+  int grad_accum = 1;    // micro-batches per optimizer step
+  double lr = 3e-4;      // peak learning rate
+  int64_t warmup_steps = 100;
+  double min_lr_ratio = 0.1;  // cosine decays to lr * min_lr_ratio at the last step
+  double weight_decay = 0.1;  // decoupled; applied to matrices only, not to norms/biases
+  double beta1 = 0.9, beta2 = 0.95, adam_eps = 1e-8;
+  double grad_clip = 1.0;  // max global L2 norm; 0 disables clipping
+  uint64_t seed = 42;      // data order (and whatever else draws randomness)
+  TrainScope scope = TrainScope::All;
+  LossKind loss = LossKind::LM;
+  int64_t eval_every = 0;         // validate every N steps (and at the end); 0: only at the end
+  int64_t checkpoint_every = 0;   // checkpoint every N steps (and at the end); 0: only at the end
+  int64_t log_every = 10;         // JSONL/console line every N steps
+  std::filesystem::path out_dir;  // train_log.jsonl and checkpoint/; empty: no files
+  bool show_progress = true;      // progress line on a terminal (stderr)
+  bool print_log = false;         // also print log lines (JSON) to stdout
+
+  void validate() const;  // throws Error naming the bad field
+};
+
+// Learning rate of (0-based) step `step`: linear warmup to lr over
+// warmup_steps, then cosine to lr * min_lr_ratio at step `steps - 1`.
+double learning_rate(const TrainConfig& config, int64_t step);
+
+struct StepStats {
+  int64_t step = 0;      // steps completed, including this one
+  double loss = 0;       // mean over the step's micro-batches (and ranks)
+  double grad_norm = 0;  // global norm before clipping
+  double lr = 0;
+  int64_t tokens = 0;  // tokens processed so far (all ranks)
+  double seconds = 0;  // wall time of this step
+};
+
+struct TrainSummary {
+  int64_t steps = 0;
+  double final_loss = 0;         // last step's training loss
+  double final_val_loss = -1;    // -1 when there is no validation data
+  double tokens_per_second = 0;  // over this run (all ranks)
+  int64_t tokens = 0;            // tokens processed in this run
+  double seconds = 0;
+};
+
+class Trainer {
+ public:
+  // `model` is prepared for training in place (see trainable.h) and must
+  // outlive the trainer; pass it through inference_model() to save or run it.
+  Trainer(Model& model, const TrainConfig& config, SampleSource train);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Validation batches, scored by mean token loss (LM) at eval points.
+  void set_validation(std::vector<Batch> batches);
+  // Teacher for LossKind::KD (must outlive the trainer; its logits carry no gradient).
+  void set_teacher(const Model* teacher);
+  // Averages gradients across ranks; rank r takes samples r*B.. of each
+  // micro-batch's world*B. Broadcasts rank 0's weights at once.
+  void set_data_parallel(DataParallel* dp);
+  // Called after every step (e.g. for custom evaluation).
+  void set_step_callback(std::function<void(const StepStats&)> callback);
+
+  StepStats step();         // one optimizer step
+  double validate() const;  // mean validation loss; throws if no validation data
+  TrainSummary run();       // steps until config.steps, with logs/evals/checkpoints
+
+  // A checkpoint directory is a loadable HF model (config.json,
+  // model.safetensors in f32) plus optimizer.pt, rng.pt and trainer_state.json.
+  // Written atomically; in data-parallel runs only rank 0 writes.
+  void save_checkpoint(const std::filesystem::path& dir) const;
+  // Restores weights, optimizer, RNG and data position; the model must have
+  // the same architecture and the run the same global batch.
+  void load_checkpoint(const std::filesystem::path& dir);
+
+  int64_t steps_done() const { return step_; }
+  int64_t samples_done() const { return samples_; }
+  const std::vector<NamedParameter>& parameters() const { return params_; }
+  const TrainConfig& config() const { return config_; }
+
+ private:
+  void log_line(const std::string& json_line) const;
+  at::Tensor micro_batch_loss(const Batch& batch) const;
+
+  struct Optim;
+  Model& model_;
+  TrainConfig config_;
+  SampleSource train_;
+  std::vector<Batch> validation_;
+  const Model* teacher_ = nullptr;
+  DataParallel* dp_ = nullptr;
+  std::function<void(const StepStats&)> callback_;
+  std::vector<NamedParameter> params_;
+  std::unique_ptr<Optim> optim_;
+  int64_t step_ = 0, samples_ = 0, tokens_ = 0;
+};
+
+}  // namespace thinkeys

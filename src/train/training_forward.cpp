@@ -1,0 +1,162 @@
+#include "train/training_forward.h"
+
+#include <cmath>
+
+#include "util/error.h"
+
+namespace thinkeys {
+namespace {
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+
+// Same arithmetic as the runtime's normalize() so the two agree to rounding.
+at::Tensor normalize(const ModelConfig& c, const at::Tensor& x, const at::Tensor& w,
+                     const at::Tensor& b) {
+  if (c.norm == NormKind::LayerNorm) return at::layer_norm(x, {x.size(-1)}, w, b, c.norm_eps);
+  return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + c.norm_eps) * w;
+}
+
+// Rotate-half RoPE on [B, T, heads, width] with cos/sin broadcastable to
+// [T, heads, >= width/2]; a thin width uses the first width/2 frequencies.
+at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  int64_t half = x.size(-1) / 2;
+  at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  at::Tensor c = cos.narrow(-1, 0, half), s = sin.narrow(-1, 0, half);
+  return at::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
+}
+
+// [B, T, heads, a] x [heads, a, b] -> [B, T, heads, b]: one small map per head.
+at::Tensor per_head_map(const at::Tensor& x, const at::Tensor& maps) {
+  return at::einsum("ztna,nab->ztnb", {x, maps});
+}
+
+// q [B, T, H, w], K [B, S, nk, w], V [B, S, Hkv, d] -> [B, T, H*d]. Query head
+// h reads key head h / (H/nk) and value head h / (H/Hkv), as in the runtime.
+at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& K,
+                  const at::Tensor& V, const at::Tensor& mask) {
+  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), w = q.size(3);
+  const int64_t S = K.size(1), nk = K.size(2), Hkv = V.size(2), d = V.size(3);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  at::Tensor qg = q.reshape({B, T, nk, H / nk, w}).permute({0, 2, 3, 1, 4});  // [B,nk,g,T,w]
+  at::Tensor kt = K.permute({0, 2, 3, 1}).unsqueeze(2);                       // [B,nk,1,w,S]
+  at::Tensor scores = at::matmul(qg, kt) * scale + mask;                      // [B,nk,g,T,S]
+  at::Tensor probs = at::softmax(scores, -1).reshape({B, Hkv, H / Hkv, T, S});
+  at::Tensor v = V.permute({0, 2, 1, 3}).unsqueeze(2);  // [B,Hkv,1,S,d]
+  return at::matmul(probs, v).permute({0, 3, 1, 2, 4}).reshape({B, T, H * d});
+}
+
+at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::Tensor& cos,
+                     const at::Tensor& sin, const at::Tensor& mask) {
+  const ModelConfig& c = model.config;
+  const LayerWeights& L = model.weights.layers[l];
+  const int64_t B = h.size(0), T = h.size(1), H = c.n_heads, Hkv = c.n_kv_heads, d = c.head_dim;
+  const int64_t nk = c.key_heads(), r = c.key_width(l), share = c.key_share();
+  const int64_t qr = c.q_rows_per_head(l);
+  const bool rope = c.positions == PositionKind::Rope;
+
+  at::Tensor q = linear(h, L.wq, L.bq).view({B, T, H, qr});
+  at::Tensor k = linear(h, L.wk, L.bk);
+  at::Tensor v = linear(h, L.wv, L.bv).view({B, T, Hkv, d});
+
+  switch (c.rope_mode()) {
+    case RopeMode::Full:
+      k = k.view({B, T, nk, r});
+      if (rope) {
+        q = rotate(q, cos, sin);
+        k = rotate(k, cos, sin);
+      }
+      break;
+    case RopeMode::Pairs: {
+      at::Tensor pos = at::arange(0, T, at::kFloat).view({T, 1, 1});
+      at::Tensor ang_k = pos * L.rope_inv_freq.unsqueeze(0);   // [T, Hkv, r/2]
+      at::Tensor ang_q = ang_k.repeat_interleave(H / Hkv, 1);  // [T, H, r/2]
+      k = rotate(k.view({B, T, nk, r}), at::cos(ang_k), at::sin(ang_k));
+      q = rotate(q, at::cos(ang_q), at::sin(ang_q));
+      break;
+    }
+    case RopeMode::Post: {
+      at::Tensor kf = rotate(k.view({B, T, Hkv, d}), cos, sin).reshape({B, T, nk, share * d});
+      k = per_head_map(kf, L.k_down);                   // [B, T, nk, r]
+      q = per_head_map(rotate(q, cos, sin), L.q_down);  // [B, T, H, r]
+      break;
+    }
+    case RopeMode::Latent: {
+      // Keys rebuilt from their latents, then rotated at their positions.
+      at::Tensor K = per_head_map(k.view({B, T, nk, r}), L.k_up.transpose(1, 2))
+                         .reshape({B, T, Hkv, d});  // share*d splits into share heads of d
+      if (rope) {
+        K = rotate(K, cos, sin);
+        q = rotate(q, cos, sin);
+      }
+      return attend(c, q, K, v, mask);
+    }
+  }
+  return attend(c, q, k, v, mask);
+}
+
+}  // namespace
+
+at::Tensor training_forward(const Model& model, const at::Tensor& tokens) {
+  const ModelConfig& c = model.config;
+  const auto& w = model.weights;
+  if (tokens.dim() != 2) throw Error("training_forward: tokens must be [batch, time]");
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  if (B == 0 || T == 0) throw Error("training_forward: empty batch");
+  if (c.positions == PositionKind::Learned && T > c.max_positions)
+    throw Error("sequence of " + std::to_string(T) +
+                " tokens exceeds the model's learned positions (" +
+                std::to_string(c.max_positions) + ")");
+  at::Tensor ids = tokens.to(at::kLong);
+  if (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= c.vocab_size)
+    throw Error("token id outside the vocabulary (" + std::to_string(c.vocab_size) + ")");
+
+  at::Tensor x = at::embedding(w.tok_emb, ids);  // [B, T, D]
+  if (c.positions == PositionKind::Learned) x = x + w.pos_emb.narrow(0, 0, T);
+
+  at::Tensor cos, sin;
+  if (c.positions == PositionKind::Rope) {
+    at::Tensor ang = at::outer(at::arange(0, T, at::kFloat), model.rope_inv_freq);  // [T, d/2]
+    cos = at::cos(ang).unsqueeze(1);
+    sin = at::sin(ang).unsqueeze(1);
+  }
+
+  // Causal (and sliding-window) additive mask, as in the runtime.
+  at::Tensor qpos = at::arange(0, T, at::kLong).unsqueeze(1);
+  at::Tensor kpos = at::arange(0, T, at::kLong).unsqueeze(0);
+  at::Tensor blocked = kpos > qpos;
+  if (c.sliding_window) blocked = blocked.logical_or(kpos <= qpos - *c.sliding_window);
+  at::Tensor mask = at::zeros({T, T}, at::kFloat).masked_fill(blocked, -INFINITY);
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = w.layers[l];
+    at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);
+    x = x + linear(attention(model, l, h, cos, sin, mask), L.wo, L.bo);
+    h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);
+    at::Tensor m = c.mlp == MlpKind::SwiGLU
+                       ? at::silu(linear(h, L.w_gate, L.b_gate)) * linear(h, L.w_up, L.b_up)
+                       : at::gelu(linear(h, L.w_up, L.b_up), "tanh");
+    x = x + linear(m, L.w_down, L.b_down);
+  }
+  x = normalize(c, x, w.final_norm, w.final_norm_bias);
+  return at::linear(x, w.lm_head);
+}
+
+at::Tensor lm_loss(const at::Tensor& logits, const at::Tensor& targets) {
+  const int64_t V = logits.size(-1);
+  return at::cross_entropy_loss(logits.reshape({-1, V}), targets.reshape({-1}).to(at::kLong), {},
+                                at::Reduction::Mean, kIgnoreIndex);
+}
+
+at::Tensor kd_loss(const at::Tensor& student_logits, const at::Tensor& teacher_logits,
+                   const at::Tensor& targets) {
+  const int64_t V = student_logits.size(-1);
+  at::Tensor log_s = at::log_softmax(student_logits.reshape({-1, V}), -1);
+  at::Tensor log_t = at::log_softmax(teacher_logits.detach().reshape({-1, V}), -1);
+  at::Tensor per_pos = (log_t.exp() * (log_t - log_s)).sum(-1);  // [B*T]
+  at::Tensor keep = targets.reshape({-1}).ne(kIgnoreIndex).to(at::kFloat);
+  return (per_pos * keep).sum() / keep.sum().clamp_min(1.0);
+}
+
+}  // namespace thinkeys

@@ -1,0 +1,284 @@
+// Training: the training forward equals the runtime forward; a few steps
+// reduce the loss; resume is bit-identical; QK fine-tuning freezes everything
+// else bit for bit; bad architectures fail with one clear error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <random>
+
+#include "compress/compressor.h"
+#include "io/hf_checkpoint.h"
+#include "model/kv_cache.h"
+#include "model/random_init.h"
+#include "model/transformer.h"
+#include "test_support.h"
+#include "train/model_builder.h"
+#include "train/trainable.h"
+#include "train/trainer.h"
+#include "train/training_forward.h"
+#include "train/window_dataset.h"
+#include "util/error.h"
+
+namespace thinkeys {
+namespace {
+
+ArchConfig tiny_arch(const std::string& arch) {
+  ArchConfig a;
+  a.arch = arch;
+  a.vocab_size = 61;
+  a.dim = 32;
+  a.n_layers = 2;
+  a.n_heads = 4;
+  a.ctx = 32;
+  a.hidden_dim = 48;
+  return a;
+}
+
+std::vector<int32_t> random_tokens(int n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
+  return t;
+}
+
+// A learnable stream: a repeated random phrase with occasional noise.
+std::vector<int32_t> patterned_tokens(int n, int vocab, uint32_t seed) {
+  auto phrase = random_tokens(13, vocab, seed);
+  std::mt19937 rng(seed + 1);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i)
+    t[static_cast<size_t>(i)] =
+        rng() % 10 == 0 ? static_cast<int32_t>(rng() % vocab) : phrase[i % 13];
+  return t;
+}
+
+// Max |a - b| / max |b| between the training forward on a batch and the
+// runtime forward on each row separately.
+double forward_mismatch(const Model& m, int batch, int T, uint32_t seed) {
+  auto toks = random_tokens(batch * T, m.config.vocab_size, seed);
+  at::Tensor ids = at::tensor(toks, at::kInt).view({batch, T}).to(at::kLong);
+  at::Tensor got;
+  {
+    at::NoGradGuard g;
+    got = training_forward(m, ids);
+  }
+  double worst = 0;
+  for (int b = 0; b < batch; ++b) {
+    KVCache cache(m.config, T);
+    at::Tensor want = forward(m, std::span<const int32_t>(toks.data() + b * T, T), cache);
+    double err = (got[b] - want).abs().max().item<double>() / want.abs().max().item<double>();
+    worst = std::max(worst, err);
+  }
+  return worst;
+}
+
+TEST(TrainingForward, MatchesRuntimeGpt2) {
+  Model m = random_model(make_model_config(tiny_arch("gpt2")), 1, 0.1);
+  EXPECT_LE(forward_mismatch(m, 3, 17, 2), 1e-4);
+}
+
+TEST(TrainingForward, MatchesRuntimeGpt2ThinKeys) {
+  ArchConfig a = tiny_arch("gpt2");
+  a.d_select = 12;  // 3 dims per head
+  Model m = random_model(make_model_config(a), 3, 0.1);
+  ASSERT_EQ(m.config.key_width(0), 3);
+  EXPECT_LE(forward_mismatch(m, 2, 20, 4), 1e-4);
+}
+
+TEST(TrainingForward, MatchesRuntimeLlamaGqaThinKeys) {
+  ArchConfig a = tiny_arch("llama");
+  a.n_kv_heads = 2;
+  a.d_select = 16;  // 4 of 8 dims per head, RoPE on those 4
+  Model m = random_model(make_model_config(a), 5, 0.1);
+  EXPECT_LE(forward_mismatch(m, 3, 19, 6), 1e-4);
+}
+
+TEST(TrainingForward, MatchesRuntimeLlamaMqaUntied) {
+  ArchConfig a = tiny_arch("llama");
+  a.n_kv_heads = 1;
+  a.tied_embeddings = false;
+  Model m = random_model(make_model_config(a), 7, 0.1);
+  EXPECT_LE(forward_mismatch(m, 2, 16, 8), 1e-4);
+}
+
+TEST(TrainingForward, MatchesRuntimeOnCompressedRopeModes) {
+  ArchConfig a = tiny_arch("llama");
+  a.n_kv_heads = 2;
+  Model base = random_model(make_model_config(a), 9, 0.1);
+  for (RopeMode mode : {RopeMode::Post, RopeMode::Latent, RopeMode::Pairs}) {
+    CompressOptions o;
+    o.method = "svd";
+    o.rope = mode;
+    o.ranks.key_rank = 4;
+    Model c = compress_model(base, o, {});
+    EXPECT_LE(forward_mismatch(c, 2, 15, 10), 1e-4) << to_string(mode);
+  }
+}
+
+TEST(TrainingForward, WorksOnPreparedModelAndExportsBack) {
+  ArchConfig a = tiny_arch("llama");
+  a.n_kv_heads = 2;
+  Model m = random_model(make_model_config(a), 11, 0.1);
+  Model ref = inference_model(m);
+  prepare_for_training(m, TrainScope::All);
+  EXPECT_EQ(m.weights.layers[0].wqkv.defined(), false);
+  Model back = inference_model(m);
+  EXPECT_LE(forward_mismatch(back, 1, 12, 12), 1e-4);
+  auto toks = random_tokens(12, a.vocab_size, 12);
+  KVCache c1(ref.config, 12), c2(back.config, 12);
+  EXPECT_TRUE(at::equal(forward(ref, toks, c1), forward(back, toks, c2)));
+}
+
+TEST(ModelBuilder, BadArchitecturesFailClearly) {
+  auto message = [](ArchConfig a) {
+    try {
+      make_model_config(a);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  ArchConfig a = tiny_arch("llama");
+  a.n_heads = 5;
+  EXPECT_NE(message(a).find("must divide the width"), std::string::npos) << message(a);
+  a = tiny_arch("llama");
+  a.n_kv_heads = 3;
+  EXPECT_NE(message(a).find("KV heads (3) must divide"), std::string::npos) << message(a);
+  a = tiny_arch("llama");
+  a.d_select = 64;  // 16 per head > head_dim 8
+  EXPECT_NE(message(a).find("exceeds the head dimension"), std::string::npos) << message(a);
+  a = tiny_arch("llama");
+  a.d_select = 6;
+  EXPECT_NE(message(a).find("multiple of the number of heads"), std::string::npos) << message(a);
+  a = tiny_arch("gpt2");
+  a.n_kv_heads = 2;
+  EXPECT_NE(message(a).find("no grouped-query"), std::string::npos) << message(a);
+  a = tiny_arch("bert");
+  EXPECT_NE(message(a).find("unknown --arch"), std::string::npos) << message(a);
+}
+
+TrainConfig tiny_train_config() {
+  TrainConfig t;
+  t.steps = 30;
+  t.batch_size = 4;
+  t.lr = 3e-3;
+  t.warmup_steps = 3;
+  t.weight_decay = 0.01;
+  t.show_progress = false;
+  t.log_every = 0;
+  return t;
+}
+
+TEST(Trainer, FewStepsReduceTheLoss) {
+  ArchConfig a = tiny_arch("llama");
+  a.n_kv_heads = 2;
+  a.d_select = 8;
+  Model m = init_model(make_model_config(a), 1);
+  WindowDataset data(patterned_tokens(4000, a.vocab_size, 3), 24, 42);
+  TrainConfig t = tiny_train_config();
+  Trainer trainer(m, t, data.source());
+  trainer.set_validation({data.windows_in_order(0, 4)});
+  double before = trainer.validate();
+  EXPECT_NEAR(before, std::log(61.0), 0.3);  // near-uniform at initialisation
+  auto sum = trainer.run();
+  EXPECT_LT(sum.final_val_loss, before - 1.0);
+  EXPECT_EQ(trainer.steps_done(), 30);
+}
+
+TEST(Trainer, LearningRateSchedule) {
+  TrainConfig t;
+  t.steps = 101;
+  t.lr = 1.0;
+  t.warmup_steps = 10;
+  t.min_lr_ratio = 0.1;
+  EXPECT_DOUBLE_EQ(learning_rate(t, 0), 0.1);
+  EXPECT_DOUBLE_EQ(learning_rate(t, 9), 1.0);
+  EXPECT_DOUBLE_EQ(learning_rate(t, 10), 1.0);
+  EXPECT_NEAR(learning_rate(t, 55), 0.55, 1e-12);  // halfway down the cosine
+  EXPECT_NEAR(learning_rate(t, 100), 0.1, 1e-12);
+}
+
+std::map<std::string, at::Tensor> snapshot(const std::vector<NamedParameter>& ps) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& p : ps) out[p.name] = p.tensor.detach().clone();
+  return out;
+}
+
+TEST(Trainer, ResumeIsBitIdentical) {
+  test::TempDir tmp;
+  ArchConfig a = tiny_arch("gpt2");
+  a.d_select = 8;
+  ModelConfig mc = make_model_config(a);
+  WindowDataset data(patterned_tokens(3000, a.vocab_size, 5), 16, 7);
+  TrainConfig t = tiny_train_config();
+  t.steps = 8;
+  t.grad_accum = 2;
+
+  Model straight = init_model(mc, 2);
+  Trainer t1(straight, t, data.source());
+  for (int i = 0; i < 8; ++i) t1.step();
+
+  Model first = init_model(mc, 2);
+  {
+    Trainer t2(first, t, data.source());
+    for (int i = 0; i < 3; ++i) t2.step();
+    t2.save_checkpoint(tmp / "ckpt");
+  }
+  Model resumed = init_model(mc, 99);  // different weights: all must come from the checkpoint
+  Trainer t3(resumed, t, data.source());
+  t3.load_checkpoint(tmp / "ckpt");
+  EXPECT_EQ(t3.steps_done(), 3);
+  for (int i = 0; i < 5; ++i) t3.step();
+
+  auto want = snapshot(t1.parameters()), got = snapshot(t3.parameters());
+  ASSERT_EQ(want.size(), got.size());
+  for (const auto& [name, w] : want) EXPECT_TRUE(at::equal(w, got.at(name))) << name;
+
+  // The checkpoint is an ordinary model directory.
+  Model loaded = load_hf_checkpoint(tmp / "ckpt");
+  EXPECT_EQ(loaded.config.key_width(0), 2);
+}
+
+TEST(Trainer, QkScopeLeavesEverythingElseBitIdentical) {
+  ArchConfig a = tiny_arch("llama");
+  a.n_kv_heads = 2;
+  Model base = random_model(make_model_config(a), 13, 0.1);
+  CompressOptions o;
+  o.method = "svd";
+  o.rope = RopeMode::Post;
+  o.ranks.key_rank = 4;
+  Model m = compress_model(base, o, {});
+  Model before = inference_model(m);
+  WindowDataset data(patterned_tokens(2000, a.vocab_size, 9), 16, 1);
+  TrainConfig t = tiny_train_config();
+  t.steps = 4;
+  t.scope = TrainScope::QK;
+  t.loss = LossKind::KD;
+  Trainer trainer(m, t, data.source());
+  trainer.set_teacher(&base);
+  trainer.run();
+
+  Model before_copy = before;
+  auto old_params = snapshot(prepare_for_training(before_copy, TrainScope::All));
+  int changed = 0, frozen = 0;
+  for (const auto& p : trainer.parameters()) {
+    const at::Tensor& old = old_params.at(p.name);
+    if (p.trainable) {
+      changed += !at::equal(old, p.tensor);
+      EXPECT_TRUE(p.name.find(".wq") != std::string::npos ||
+                  p.name.find(".wk") != std::string::npos ||
+                  p.name.find("_down") != std::string::npos)
+          << p.name;
+    } else {
+      ++frozen;
+      EXPECT_TRUE(at::equal(old, p.tensor)) << p.name;
+    }
+  }
+  EXPECT_GE(changed, 4);  // wq, wk, k_down, q_down of both layers moved
+  EXPECT_GT(frozen, 10);
+}
+
+}  // namespace
+}  // namespace thinkeys
