@@ -35,6 +35,23 @@ at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
   return at::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
 }
 
+// Decode: one query per head. Per-head GEMV streams each cached key and value
+// once; a batched one-row GEMM would first pack (copy) the whole cache slice.
+// The G query heads of a group re-read their KV head from L2, not memory.
+at::Tensor attend_one(const at::Tensor& q, const at::Tensor& K, const at::Tensor& V, double scale) {
+  const int64_t H = q.size(1), nk = K.size(0), Hkv = V.size(0), d = V.size(2);
+  at::Tensor out = at::empty({1, H * d}, q.options());
+  at::Tensor s = at::empty({K.size(1)}, q.options()), p = at::empty_like(s);
+  for (int64_t h = 0; h < H; ++h) {
+    at::mv_out(s, K[h / (H / nk)], q[0][h]);
+    s.mul_(scale);
+    at::softmax_out(p, s, 0);
+    at::Tensor o = out[0].narrow(0, h * d, d);
+    at::mv_out(o, V[h / (H / Hkv)].t(), p);
+  }
+  return out;
+}
+
 // Scores of T queries against S cached keys, softmax, values. Query head h
 // reads key head h / (H / key_heads) and value head h / (H / Hkv); both
 // groupings keep the heads in order, so one view turns one into the other.
@@ -44,6 +61,7 @@ at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& K
   const int64_t T = q.size(0), H = q.size(1), w = q.size(2);
   const int64_t nk = K.size(0), S = K.size(1), Hkv = V.size(0), d = V.size(2);
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  if (T == 1 && !mask.defined() && !observer) return attend_one(q, K, V, scale);
   at::Tensor qg = q.view({T, nk, H / nk, w}).permute({1, 2, 0, 3}).reshape({nk, H / nk * T, w});
   at::Tensor scores = at::bmm(qg, K.transpose(1, 2)).mul_(scale);  // [nk, (H/nk)*T, S]
   if (mask.defined()) scores.view({nk, H / nk, T, S}).add_(mask);
@@ -91,7 +109,7 @@ at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::T
     case RopeMode::Pairs: {
       // Each KV head rotates its own kept planes; its query heads use the same.
       at::Tensor pos = at::arange(start, start + T, at::kFloat).view({T, 1, 1});
-      at::Tensor ang_k = pos * L.rope_inv_freq.unsqueeze(0);  // [T, Hkv, r/2]
+      at::Tensor ang_k = pos * L.rope_inv_freq.unsqueeze(0);   // [T, Hkv, r/2]
       at::Tensor ang_q = ang_k.repeat_interleave(H / Hkv, 1);  // [T, H, r/2]
       k = rotate(k.view({T, nk, r}), at::cos(ang_k), at::sin(ang_k));
       q = rotate(q, at::cos(ang_q), at::sin(ang_q));
@@ -99,19 +117,19 @@ at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::T
     }
     case RopeMode::Post: {
       at::Tensor kf = rotate(k.view({T, Hkv, d}), cos, sin).reshape({T, nk, share * d});
-      k = per_head_map(kf, L.k_down);                     // [T, nk, r]
-      q = per_head_map(rotate(q, cos, sin), L.q_down);   // [T, H, r]
+      k = per_head_map(kf, L.k_down);                   // [T, nk, r]
+      q = per_head_map(rotate(q, cos, sin), L.q_down);  // [T, H, r]
       break;
     }
     case RopeMode::Latent: {
       cache.keys(l).narrow(1, start, T).copy_(k.view({T, nk, r}).transpose(0, 1));
       // Rebuild every cached key from its latent, then rotate it at its position.
-      at::Tensor C = cache.keys(l).narrow(1, 0, S);                       // [nk, S, r]
-      at::Tensor K = at::bmm(C, L.k_up.transpose(1, 2))                  // [nk, S, share*d]
+      at::Tensor C = cache.keys(l).narrow(1, 0, S);      // [nk, S, r]
+      at::Tensor K = at::bmm(C, L.k_up.transpose(1, 2))  // [nk, S, share*d]
                          .view({nk, S, share, d})
                          .permute({0, 2, 1, 3})
                          .reshape({Hkv, S, d})
-                         .transpose(0, 1);                                // [S, Hkv, d]
+                         .transpose(0, 1);  // [S, Hkv, d]
       if (rope) {
         at::Tensor ang = at::outer(at::arange(0, S, at::kFloat), model.rope_inv_freq);
         K = rotate(K, at::cos(ang).unsqueeze(1), at::sin(ang).unsqueeze(1));
@@ -135,11 +153,12 @@ at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache&
   const int64_t start = cache.length();
   if (T == 0) throw Error("forward: no tokens");
   if (start + T > cache.capacity())
-    throw Error("context of " + std::to_string(start + T) + " tokens exceeds the cache capacity of " +
-                std::to_string(cache.capacity()));
+    throw Error("context of " + std::to_string(start + T) +
+                " tokens exceeds the cache capacity of " + std::to_string(cache.capacity()));
   if (c.positions == PositionKind::Learned && start + T > c.max_positions)
     throw Error("context of " + std::to_string(start + T) +
-                " tokens exceeds the model's learned positions (" + std::to_string(c.max_positions) + ")");
+                " tokens exceeds the model's learned positions (" +
+                std::to_string(c.max_positions) + ")");
   for (int32_t t : tokens)
     if (t < 0 || t >= c.vocab_size)
       throw Error("token id " + std::to_string(t) + " outside the vocabulary (" +
@@ -154,7 +173,7 @@ at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache&
   if (c.positions == PositionKind::Rope) {
     at::Tensor pos = at::arange(start, start + T, at::kFloat);
     at::Tensor ang = at::outer(pos, model.rope_inv_freq);  // [T, d/2]
-    cos = at::cos(ang).unsqueeze(1);                        // broadcast over heads
+    cos = at::cos(ang).unsqueeze(1);                       // broadcast over heads
     sin = at::sin(ang).unsqueeze(1);
   }
 
