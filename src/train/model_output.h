@@ -1,0 +1,19 @@
+#pragma once
+// Saving trained models so every other subcommand (info, eval, generate,
+// compress) can use them: an HF directory plus the tokenizer files.
+#include <filesystem>
+
+#include "io/safetensors.h"
+#include "model/weights.h"
+
+namespace thinkeys {
+
+// Writes config.json, model.safetensors and copies of the tokenizer's files
+// into `out` (created if needed). Each file appears whole (written beside it,
+// then renamed); other files in `out` (logs, checkpoint/) are left alone. Refuses
+// a non-empty `out` that holds neither a model nor a training run.
+// `tokenizer_source` is a tokenizer file or directory (empty: none copied).
+void save_trained_model(const Model& model, const std::filesystem::path& out,
+                        const std::filesystem::path& tokenizer_source, DType dtype = DType::F32);
+
+}  // namespace thinkeys

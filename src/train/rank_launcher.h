@@ -1,0 +1,18 @@
+#pragma once
+// `thinkeys train --nproc N`: re-runs this program as N data-parallel ranks on
+// this machine, the way torchrun would: each child gets RANK, WORLD_SIZE,
+// MASTER_ADDR=127.0.0.1 and a free MASTER_PORT, the same arguments minus
+// --nproc, and an equal share of the cores.
+#include <string>
+#include <vector>
+
+namespace thinkeys {
+
+// This process's argv (from /proc/self/cmdline).
+std::vector<std::string> own_command_line();
+
+// Starts the ranks, waits for all of them, and throws Error naming the first
+// rank that failed. Only rank 0 should print results.
+void launch_ranks(int nproc, std::vector<std::string> args);
+
+}  // namespace thinkeys
