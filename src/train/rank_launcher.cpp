@@ -20,6 +20,21 @@ extern char** environ;
 namespace thinkeys {
 namespace {
 
+std::vector<std::string> without_nproc(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--nproc") {
+      ++i;
+      continue;
+    }
+    if (args[i].rfind("--nproc=", 0) == 0) continue;
+    out.push_back(args[i]);
+  }
+  return out;
+}
+
+}  // namespace
+
 // Asks the kernel for a free loopback port. Another process could take it
 // before rank 0 binds it; the store then fails with a clear error.
 int free_loopback_port() {
@@ -38,21 +53,6 @@ int free_loopback_port() {
   ::close(fd);
   return ntohs(a.sin_port);
 }
-
-std::vector<std::string> without_nproc(const std::vector<std::string>& args) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--nproc") {
-      ++i;
-      continue;
-    }
-    if (args[i].rfind("--nproc=", 0) == 0) continue;
-    out.push_back(args[i]);
-  }
-  return out;
-}
-
-}  // namespace
 
 std::vector<std::string> own_command_line() {
   std::ifstream in("/proc/self/cmdline", std::ios::binary);

@@ -11,6 +11,9 @@ namespace thinkeys {
 // This process's argv (from /proc/self/cmdline).
 std::vector<std::string> own_command_line();
 
+// A loopback TCP port that was free a moment ago (for MASTER_PORT).
+int free_loopback_port();
+
 // Starts the ranks, waits for all of them, and throws Error naming the first
 // rank that failed. Only rank 0 should print results.
 void launch_ranks(int nproc, std::vector<std::string> args);
