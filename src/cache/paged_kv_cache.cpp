@@ -144,6 +144,12 @@ PagedRows PagedKVCache::values(int id, int layer, int head) const {
           value_formats_[layer], spec_.block_tokens};
 }
 
+std::byte* PagedKVCache::block_data(int id, int i) {
+  const Sequence& s = seq(id);
+  if (i < 0 || i >= static_cast<int>(s.blocks.size())) throw Error("block index out of range");
+  return pool_.data(s.blocks[i]);
+}
+
 std::size_t PagedKVCache::payload_bytes_per_token() const {
   std::size_t n = 0;
   for (std::size_t l = 0; l < layers_.size(); ++l)

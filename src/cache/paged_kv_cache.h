@@ -54,6 +54,9 @@ class PagedKVCache {
   // or remove of this sequence.
   PagedRows keys(int id, int layer, int head) const;
   PagedRows values(int id, int layer, int head) const;
+  // Raw bytes of the sequence's i-th block, for bulk loaders (benchmarks fill
+  // one block and replicate it).
+  std::byte* block_data(int id, int i);
 
   const CacheSpec& spec() const { return spec_; }
   const std::vector<CacheLayerShape>& layers() const { return layers_; }

@@ -6,7 +6,10 @@
 #include <hwy/foreach_target.h>  // must come before highway.h
 #include <hwy/highway.h>
 #include <hwy/contrib/math/math-inl.h>
+#include <hwy/cache_control.h>
 // clang-format on
+
+#include "kernels/decode_attention.h"
 
 #include <algorithm>
 #include <cmath>
@@ -14,7 +17,6 @@
 #include <cstring>
 #include <limits>
 
-#include "kernels/decode_attention.h"
 #include "kernels/quantize.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -160,19 +162,206 @@ float ExpShiftSum(float m, float* x, int n) {
   return hn::GetLane(hn::SumOfLanes(df, sum));
 }
 
-// k[0, W) = sum_j c_j * P[:, j] for one token: P^T rows are contiguous, so
-// this is r scaled adds of W-wide rows.
-void Rebuild(const float* c, int r, const float* up_t, int W, float* k) {
+// Row loaders: lanes [i, i + N) of row t as f32, straight from the cache
+// (float dtypes) or from decoded scratch rows.
+struct ScratchRows {
+  const float* base;
+  std::size_t stride;  // floats
+  HWY_INLINE hn::Vec<DF> operator()(int t, int i) const {
+    return hn::LoadU(DF(), base + stride * t + i);
+  }
+};
+struct F32Rows {
+  const std::byte* base;
+  std::size_t stride;  // bytes
+  HWY_INLINE hn::Vec<DF> operator()(int t, int i) const {
+    return hn::LoadU(DF(), reinterpret_cast<const float*>(base + stride * t) + i);
+  }
+};
+struct F16Rows {
+  const std::byte* base;
+  std::size_t stride;
+  HWY_INLINE hn::Vec<DF> operator()(int t, int i) const {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    return hn::PromoteTo(
+        DF(), hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(base + stride * t) + i));
+  }
+};
+struct BF16Rows {
+  const std::byte* base;
+  std::size_t stride;
+  HWY_INLINE hn::Vec<DF> operator()(int t, int i) const {
+    const hn::Rebind<hwy::bfloat16_t, DF> db;
+    return hn::PromoteTo(
+        DF(), hn::LoadU(db, reinterpret_cast<const hwy::bfloat16_t*>(base + stride * t) + i));
+  }
+};
+
+// Quantized rows read directly when every vector lies inside one group and
+// one nibble half (checked by WithRows): levels times the group's scale.
+struct Int8Rows {
+  const std::byte* base;
+  std::size_t stride;
+  std::size_t scale_offset;
+  int group;
+  HWY_INLINE hn::Vec<DF> operator()(int t, int i) const {
+    const DF df;
+    const hn::Rebind<int8_t, DF> d8;
+    const hn::Rebind<int32_t, DF> di;
+    const std::byte* row = base + stride * t;
+    float sc;
+    std::memcpy(&sc, row + scale_offset + sizeof(float) * (i / group), sizeof(float));
+    const auto x = hn::ConvertTo(
+        df, hn::PromoteTo(di, hn::LoadU(d8, reinterpret_cast<const int8_t*>(row) + i)));
+    return hn::Mul(x, hn::Set(df, sc));
+  }
+};
+struct Int4Rows {
+  const std::byte* base;
+  std::size_t stride;
+  std::size_t scale_offset;
+  int group, half;
+  HWY_INLINE hn::Vec<DF> operator()(int t, int i) const {
+    const DF df;
+    const hn::Rebind<uint8_t, DF> d8;
+    const hn::Rebind<int32_t, DF> di;
+    const std::byte* row = base + stride * t;
+    float sc;
+    std::memcpy(&sc, row + scale_offset + sizeof(float) * (i / group), sizeof(float));
+    const bool high = i >= half;
+    const auto b = hn::PromoteTo(
+        di, hn::LoadU(d8, reinterpret_cast<const uint8_t*>(row) + (high ? i - half : i)));
+    const auto level = high ? hn::ShiftRight<4>(b) : hn::And(b, hn::Set(di, 15));
+    return hn::Mul(hn::ConvertTo(df, hn::Sub(level, hn::Set(di, 8))), hn::Set(df, sc));
+  }
+};
+
+// Queries handled per pass with their accumulators in registers.
+constexpr int kRegQueries = 8;
+
+// s[g][t] = q_g . k_t for g in [g0, g1), t in [0, n); each key chunk is
+// loaded (and converted) once for all queries. w is a multiple of the lanes.
+template <class Rows>
+void Scores(const Rows& rows, int n, int w, const float* q, int ldq, int g0, int g1, float* s,
+            int lds) {
   const DF df;
   const int N = static_cast<int>(hn::Lanes(df));
-  std::fill(k, k + W, 0.0f);
-  for (int j = 0; j < r; ++j) {
-    const float* p = up_t + static_cast<std::size_t>(j) * W;
-    const auto vc = hn::Set(df, c[j]);
+  for (int ga = g0; ga < g1; ga += kRegQueries) {
+    const int gn = std::min(kRegQueries, g1 - ga);
+    for (int t = 0; t < n; ++t) {
+      hn::Vec<DF> acc[kRegQueries];
+      for (int j = 0; j < gn; ++j) acc[j] = hn::Zero(df);
+      for (int i = 0; i < w; i += N) {
+        const auto k = rows(t, i);
+        for (int j = 0; j < gn; ++j)
+          acc[j] = hn::MulAdd(hn::LoadU(df, q + (ga + j) * ldq + i), k, acc[j]);
+      }
+      for (int j = 0; j < gn; ++j) s[(ga + j) * lds + t] = hn::GetLane(hn::SumOfLanes(df, acc[j]));
+    }
+  }
+}
+
+// acc_g += sum_t p[g][t] * v_t for g in [g0, g1): one chunk of every value
+// row is loaded once and feeds all queries' accumulators.
+template <class Rows>
+void Accumulate(const Rows& rows, int n, int w, const float* p, int lds, int g0, int g1, float* acc,
+                int ldv) {
+  const DF df;
+  const int N = static_cast<int>(hn::Lanes(df));
+  for (int ga = g0; ga < g1; ga += kRegQueries) {
+    const int gn = std::min(kRegQueries, g1 - ga);
+    for (int i = 0; i < w; i += N) {
+      hn::Vec<DF> a[kRegQueries];
+      for (int j = 0; j < gn; ++j) a[j] = hn::LoadU(df, acc + (ga + j) * ldv + i);
+      for (int t = 0; t < n; ++t) {
+        const auto v = rows(t, i);
+        for (int j = 0; j < gn; ++j) a[j] = hn::MulAdd(hn::Set(df, p[(ga + j) * lds + t]), v, a[j]);
+      }
+      for (int j = 0; j < gn; ++j) hn::StoreU(a[j], df, acc + (ga + j) * ldv + i);
+    }
+  }
+}
+
+// Calls fn with a loader for n stored rows: direct for float types whose
+// width is whole vectors, otherwise decoded into scratch (stride ld) first.
+// Passes the width to loop over (whole vectors, zero-padded in scratch).
+template <class Fn>
+void WithRows(const RowFormat& f, const std::byte* src, int n, float* scratch, int ld, Fn&& fn) {
+  const int N = static_cast<int>(hn::Lanes(DF()));
+  const std::size_t rb = f.bytes();
+  if (f.width % N == 0) {
+    switch (f.dtype) {
+      case CacheDType::F32:
+        return fn(F32Rows{src, rb}, f.width);
+      case CacheDType::F16:
+        return fn(F16Rows{src, rb}, f.width);
+      case CacheDType::BF16:
+        return fn(BF16Rows{src, rb}, f.width);
+      case CacheDType::Int8:
+        if (f.group % N == 0) return fn(Int8Rows{src, rb, f.scale_offset(), f.group}, f.width);
+        break;
+      case CacheDType::Int4:
+        if (f.group % N == 0 && f.width % 2 == 0 && (f.width / 2) % N == 0)
+          return fn(Int4Rows{src, rb, f.scale_offset(), f.group, f.width / 2}, f.width);
+        break;
+    }
+  }
+  DecodeRows(f, src, n, scratch, ld);
+  fn(ScratchRows{scratch, static_cast<std::size_t>(ld)}, ld);
+}
+
+// Touch the next block's rows of this head while the current one is being
+// computed: each head's rows are a short run inside a large block, too short
+// for the hardware prefetcher to pick up on its own.
+void PrefetchRows(const std::byte* p, std::size_t bytes) {
+  for (std::size_t o = 0; o < bytes; o += 64) hwy::Prefetch(p + o);
+}
+
+// k_t[0, W) = sum_j c_t[j] * P[:, j] for n tokens (rows of stride ldc in,
+// ldk out). Four tokens share each loaded chunk of P, and the chunk of k
+// stays in registers across j, so the loop is bound by FMAs, not loads.
+void Rebuild(const float* c, int ldc, int n, int r, const float* up_t, int W, float* k, int ldk) {
+  const DF df;
+  const int N = static_cast<int>(hn::Lanes(df));
+  constexpr int kTok = 4;
+  for (int t0 = 0; t0 < n; t0 += kTok) {
+    const int tn = std::min(kTok, n - t0);
     int i = 0;
-    for (; i + N <= W; i += N)
-      hn::StoreU(hn::MulAdd(vc, hn::LoadU(df, p + i), hn::LoadU(df, k + i)), df, k + i);
-    for (; i < W; ++i) k[i] += c[j] * p[i];
+    for (; i + N <= W; i += N) {
+      hn::Vec<DF> a[kTok];
+      for (int u = 0; u < kTok; ++u) a[u] = hn::Zero(df);
+      for (int j = 0; j < r; ++j) {
+        const auto p = hn::LoadU(df, up_t + static_cast<std::size_t>(j) * W + i);
+        for (int u = 0; u < tn; ++u) a[u] = hn::MulAdd(hn::Set(df, c[(t0 + u) * ldc + j]), p, a[u]);
+      }
+      for (int u = 0; u < tn; ++u)
+        hn::StoreU(a[u], df, k + static_cast<std::size_t>(t0 + u) * ldk + i);
+    }
+    for (; i < W; ++i)
+      for (int u = 0; u < tn; ++u) {
+        float acc = 0;
+        for (int j = 0; j < r; ++j)
+          acc += c[(t0 + u) * ldc + j] * up_t[static_cast<std::size_t>(j) * W + i];
+        k[static_cast<std::size_t>(t0 + u) * ldk + i] = acc;
+      }
+  }
+}
+
+// (x1, x2) <- (x1 c - x2 s, x2 c + x1 s) over n pairs.
+void RotatePairs(float* x1, float* x2, const float* c, const float* s, int n) {
+  const DF df;
+  const int N = static_cast<int>(hn::Lanes(df));
+  int i = 0;
+  for (; i + N <= n; i += N) {
+    const auto a = hn::LoadU(df, x1 + i), b = hn::LoadU(df, x2 + i);
+    const auto vc = hn::LoadU(df, c + i), vs = hn::LoadU(df, s + i);
+    hn::StoreU(hn::NegMulAdd(b, vs, hn::Mul(a, vc)), df, x1 + i);
+    hn::StoreU(hn::MulAdd(a, vs, hn::Mul(b, vc)), df, x2 + i);
+  }
+  for (; i < n; ++i) {
+    const float a = x1[i], b = x2[i];
+    x1[i] = a * c[i] - b * s[i];
+    x2[i] = b * c[i] + a * s[i];
   }
 }
 
@@ -223,9 +412,9 @@ void Attend(const AttentionShape& shape, const AttentionTask& task, const Latent
     if (latent) {
       const int W = share * d;
       DecodeRows(task.keys.format, task.keys.row(t0), n, cbuf, ldc);
+      Rebuild(cbuf, ldc, n, r, latent->up_t, W, kbuf, ldk);
       for (int t = 0; t < n; ++t) {
         float* k = kbuf + static_cast<std::size_t>(t) * ldk;
-        Rebuild(cbuf + static_cast<std::size_t>(t) * ldc, r, latent->up_t, W, k);
         std::fill(k + W, k + ldk, 0.0f);
         if (!rope) continue;
         const double* sc = rope->cos.data() + static_cast<std::size_t>(t) * half;
@@ -234,15 +423,8 @@ void Attend(const AttentionShape& shape, const AttentionTask& task, const Latent
           tok_c[i] = static_cast<float>(base_c[i] * sc[i] - base_s[i] * ss[i]);
           tok_s[i] = static_cast<float>(base_s[i] * sc[i] + base_c[i] * ss[i]);
         }
-        for (int seg = 0; seg < share; ++seg) {
-          float* x1 = k + seg * d;
-          float* x2 = x1 + half;
-          for (int i = 0; i < half; ++i) {
-            const float a = x1[i], b = x2[i];
-            x1[i] = a * tok_c[i] - b * tok_s[i];
-            x2[i] = b * tok_c[i] + a * tok_s[i];
-          }
-        }
+        for (int seg = 0; seg < share; ++seg)
+          RotatePairs(k + seg * d, k + seg * d + half, tok_c, tok_s, half);
       }
       if (rope) {
         const double* sc = rope->cos.data() + static_cast<std::size_t>(n) * half;
@@ -253,16 +435,26 @@ void Attend(const AttentionShape& shape, const AttentionTask& task, const Latent
           base_c[i] = c;
         }
       }
+    }
+
+    if (t1 < task.end) {
+      PrefetchRows(task.keys.row(t1), task.keys.format.bytes() * std::min(BT, task.end - t1));
+      for (int vh = 0; vh < task.n_values; ++vh)
+        PrefetchRows(task.values[vh].row(t1),
+                     task.values[vh].format.bytes() * std::min(BT, task.end - t1));
+    }
+
+    if (latent) {
+      for (int seg = 0; seg < share; ++seg)
+        Scores(ScratchRows{kbuf + seg * d, static_cast<std::size_t>(ldk)}, n, ldq, q, ldq,
+               seg * (G / share), (seg + 1) * (G / share), s, lds);
     } else {
-      DecodeRows(task.keys.format, task.keys.row(t0), n, kbuf, ldk);
+      WithRows(task.keys.format, task.keys.row(t0), n, kbuf, ldk,
+               [&](const auto& rows, int w) { Scores(rows, n, w, q, ldq, 0, G, s, lds); });
     }
 
     for (int g = 0; g < G; ++g) {
       float* sg = s + g * lds;
-      const float* qg = q + g * ldq;
-      const int off = latent ? (g / (G / share)) * d : 0;
-      for (int t = 0; t < n; ++t)
-        sg[t] = Dot(qg, kbuf + static_cast<std::size_t>(t) * ldk + off, ldq);
       std::fill(sg + n, sg + lds, -std::numeric_limits<float>::infinity());
       const float m_new = std::max(m[g], Max(sg, lds));
       if (m_new > m[g]) {
@@ -276,12 +468,9 @@ void Attend(const AttentionShape& shape, const AttentionTask& task, const Latent
 
     for (int vh = 0; vh < task.n_values; ++vh) {
       const PagedRows& V = task.values[vh];
-      DecodeRows(V.format, V.row(t0), n, vbuf, ldv);
-      for (int t = 0; t < n; ++t) {
-        const float* vt = vbuf + static_cast<std::size_t>(t) * ldv;
-        for (int g = vh * per_value; g < (vh + 1) * per_value; ++g)
-          Axpy(s[g * lds + t], vt, acc + g * ldv, ldv);
-      }
+      WithRows(V.format, V.row(t0), n, vbuf, ldv, [&](const auto& rows, int w) {
+        Accumulate(rows, n, w, s, lds, vh * per_value, (vh + 1) * per_value, acc, ldv);
+      });
     }
     t0 = t1;
   }

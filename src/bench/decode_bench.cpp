@@ -1,0 +1,129 @@
+#include "bench/decode_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "cache/paged_kv_cache.h"
+#include "kernels/decode_attention.h"
+#include "util/error.h"
+#include "util/work_pool.h"
+
+namespace thinkeys {
+
+std::vector<DecodeBenchShape> decode_bench_shapes() {
+  return {{"mha", 32, 32, 128}, {"gqa", 32, 8, 128}};
+}
+
+std::vector<DecodeBenchCache> decode_bench_caches() {
+  return {{"full-f16", 1.0, CacheDType::F16, CacheDType::F16, false},
+          {"thin-f16", 0.25, CacheDType::F16, CacheDType::F16, false},
+          {"thin-int8", 0.25, CacheDType::Int8, CacheDType::F16, false},
+          {"thin-int4", 0.25, CacheDType::Int4, CacheDType::F16, false},
+          {"latent-f16", 0.25, CacheDType::F16, CacheDType::F16, true}};
+}
+
+DecodeBenchCache find_decode_bench_cache(const std::string& name) {
+  std::string known;
+  for (const auto& c : decode_bench_caches()) {
+    if (c.name == name) return c;
+    known += (known.empty() ? "" : ", ") + c.name;
+  }
+  throw Error("unknown decode bench cache '" + name + "' (expected one of " + known + ")");
+}
+
+DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBenchCache& cc,
+                                      int ctx, int batch, int threads, int repeats,
+                                      int block_tokens) {
+  const int d = sh.head_dim, nk = sh.n_kv_heads, G = sh.n_heads / sh.n_kv_heads;
+  const int r = std::max(1, static_cast<int>(std::lround(cc.key_ratio * d)));
+  const std::vector<CacheLayerShape> layers = {{nk, r, nk, d}};
+  CacheSpec spec{cc.key_dtype, cc.value_dtype, kDefaultQuantGroup, block_tokens, 0};
+  const int blocks_per_seq = (ctx + block_tokens - 1) / block_tokens;
+  spec.budget_bytes = PagedKVCache(layers, CacheSpec{spec.key_dtype, spec.value_dtype, spec.group,
+                                                     block_tokens, std::size_t{1} << 24})
+                          .block_bytes() *
+                      blocks_per_seq * batch;
+  PagedKVCache cache(layers, spec);
+
+  // Encode one block of random rows per sequence and copy it to the rest:
+  // the kernel's speed does not depend on the values.
+  std::mt19937 rng(1);
+  std::normal_distribution<float> N;
+  std::vector<float> row(std::max(r, d));
+  std::vector<int> ids;
+  for (int b = 0; b < batch; ++b) {
+    const int id = cache.add_sequence();
+    cache.reserve(id, ctx);
+    cache.set_length(id, ctx);
+    for (int t = 0; t < std::min(ctx, block_tokens); ++t)
+      for (int h = 0; h < nk; ++h) {
+        for (auto& x : row) x = N(rng);
+        cache.write_key(id, 0, h, t, row.data());
+        cache.write_value(id, 0, h, t, row.data());
+      }
+    for (int i = 1; i < blocks_per_seq; ++i)
+      std::memcpy(cache.block_data(id, i), cache.block_data(id, 0), cache.block_bytes());
+    ids.push_back(id);
+  }
+
+  AttentionShape shape;
+  shape.head_dim = d;
+  shape.max_queries = G;
+  shape.max_key_width = r;
+  shape.block_tokens = block_tokens;
+  shape.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  shape.max_share = 1;
+  WorkPool pool(threads);
+  std::vector<AttentionScratch> scratch;
+  for (int t = 0; t < threads; ++t) scratch.emplace_back(shape);
+
+  std::vector<float> up_t(static_cast<std::size_t>(r) * d), inv_freq(d / 2);
+  for (auto& x : up_t) x = N(rng) / std::sqrt(static_cast<float>(r));
+  for (int i = 0; i < d / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / d);
+  const RopeSteps steps = make_rope_steps(inv_freq, block_tokens);
+  const LatentKeys latent{up_t.data(), 1, &steps};
+
+  const int qw = cc.latent ? d : r;
+  std::vector<float> q(static_cast<std::size_t>(batch) * sh.n_heads * qw);
+  for (auto& x : q) x = N(rng);
+  std::vector<float> out(static_cast<std::size_t>(batch) * sh.n_heads * d);
+  std::vector<PagedRows> values;
+  for (int id : ids)
+    for (int h = 0; h < nk; ++h) values.push_back(cache.values(id, 0, h));
+  std::vector<AttentionTask> tasks;
+  std::vector<const LatentKeys*> latents;
+  for (int b = 0; b < batch; ++b)
+    for (int h = 0; h < nk; ++h) {
+      const std::size_t head0 = static_cast<std::size_t>(b) * sh.n_heads + h * G;
+      tasks.push_back({q.data() + head0 * qw, G, cache.keys(ids[b], 0, h),
+                       &values[static_cast<std::size_t>(b) * nk + h], 1, 0, ctx,
+                       out.data() + head0 * d});
+      if (cc.latent) latents.push_back(&latent);
+    }
+
+  double best = 1e30;
+  for (int rep = 0; rep <= repeats; ++rep) {  // the first run warms up
+    const auto t0 = std::chrono::steady_clock::now();
+    run_decode_attention(shape, tasks, latents, pool, scratch);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (rep > 0) best = std::min(best, s);
+  }
+
+  DecodeBenchRow row_out;
+  row_out.shape = sh.name;
+  row_out.cache = cc.name;
+  row_out.ctx = ctx;
+  row_out.batch = batch;
+  row_out.key_width = r;
+  row_out.bytes_read =
+      static_cast<int64_t>(ctx) * batch * nk *
+      static_cast<int64_t>(cache.key_format(0).bytes() + cache.value_format(0).bytes());
+  row_out.seconds = best;
+  row_out.gb_per_s = row_out.bytes_read / best / 1e9;
+  return row_out;
+}
+
+}  // namespace thinkeys

@@ -1,0 +1,42 @@
+#pragma once
+// Decode-attention benchmark over the paged cache: one layer of an MHA- or
+// GQA-shaped model, `batch` sequences of `ctx` tokens, one decode step's
+// attention timed (best of several). Reports the cached bytes each step reads
+// and the resulting bandwidth, for comparison with the read-bandwidth probe.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cache/cache_dtype.h"
+
+namespace thinkeys {
+
+struct DecodeBenchShape {
+  std::string name;  // "mha", "gqa"
+  int n_heads = 32, n_kv_heads = 32, head_dim = 128;
+};
+
+struct DecodeBenchCache {
+  std::string name;        // e.g. "thin-int4"
+  double key_ratio = 1.0;  // r = key_ratio * head_dim
+  CacheDType key_dtype = CacheDType::F16, value_dtype = CacheDType::F16;
+  bool latent = false;  // cache the latent, rebuild and rotate keys in the kernel
+};
+
+struct DecodeBenchRow {
+  std::string shape, cache;
+  int ctx = 0, batch = 0, key_width = 0;
+  int64_t bytes_read = 0;  // cached bytes per layer-step
+  double seconds = 0;      // attention of one layer, one step, all sequences
+  double gb_per_s = 0;
+};
+
+std::vector<DecodeBenchShape> decode_bench_shapes();                // mha, gqa (7B-like attention)
+std::vector<DecodeBenchCache> decode_bench_caches();                // full-f16 ... latent
+DecodeBenchCache find_decode_bench_cache(const std::string& name);  // throws Error
+
+DecodeBenchRow bench_decode_attention(const DecodeBenchShape& shape, const DecodeBenchCache& cache,
+                                      int ctx, int batch, int threads, int repeats,
+                                      int block_tokens = 16);
+
+}  // namespace thinkeys

@@ -1,0 +1,110 @@
+#include "cli/bench_decode.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <tuple>
+
+#include "bench/bandwidth_probe.h"
+#include "bench/decode_bench.h"
+#include "cli/common.h"
+#include "kernels/decode_attention.h"
+#include "util/error.h"
+
+namespace thinkeys::cli {
+
+void run_decode_bench(const DecodeBenchOptions& o) {
+  const int threads = o.threads > 0
+                          ? o.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<DecodeBenchShape> shapes;
+  for (const auto& s : decode_bench_shapes())
+    if (o.shapes.empty() || std::count(o.shapes.begin(), o.shapes.end(), s.name))
+      shapes.push_back(s);
+  if (shapes.empty()) throw Error("no decode bench shape matches (expected mha or gqa)");
+  std::vector<DecodeBenchCache> caches;
+  if (o.caches.empty()) caches = decode_bench_caches();
+  for (const auto& n : o.caches) caches.push_back(find_decode_bench_cache(n));
+
+  // Bandwidth before and after the sweep: the machine is shared, so the
+  // spread says how much to trust ratios against it.
+  const BandwidthResult bw0 = probe_read_bandwidth(threads);
+  std::vector<DecodeBenchRow> rows;
+  for (const auto& sh : shapes)
+    for (int ctx : o.ctx)
+      for (int batch : o.batch)
+        for (const auto& cc : caches) {
+          if (!o.json)
+            std::fprintf(stderr, "%s %s ctx %d batch %d ...\n", sh.name.c_str(), cc.name.c_str(),
+                         ctx, batch);
+          rows.push_back(
+              bench_decode_attention(sh, cc, ctx, batch, threads, o.repeats, o.block_tokens));
+        }
+  const BandwidthResult bw1 = probe_read_bandwidth(threads);
+  const double bw = std::max(bw0.gb_per_s, bw1.gb_per_s);
+
+  // Time relative to full width f16 in the same (shape, ctx, batch).
+  std::map<std::tuple<std::string, int, int>, double> full;
+  for (const auto& r : rows)
+    if (r.cache == "full-f16") full[{r.shape, r.ctx, r.batch}] = r.seconds;
+  auto vs_full = [&](const DecodeBenchRow& r) {
+    auto it = full.find({r.shape, r.ctx, r.batch});
+    return it == full.end() ? 0.0 : r.seconds / it->second;
+  };
+  auto tok_s = [&](const DecodeBenchRow& r) { return r.batch / (o.layers * r.seconds); };
+
+  if (o.json) {
+    nlohmann::json j = {{"threads", threads},
+                        {"target", decode_attention_target()},
+                        {"read_bandwidth_gb_s_before", bw0.gb_per_s},
+                        {"read_bandwidth_gb_s_after", bw1.gb_per_s},
+                        {"block_tokens", o.block_tokens},
+                        {"layers_for_tokens_per_s", o.layers},
+                        {"rows", nlohmann::json::array()}};
+    for (const auto& r : rows) {
+      const auto cc = find_decode_bench_cache(r.cache);
+      j["rows"].push_back({{"shape", r.shape},
+                           {"cache", r.cache},
+                           {"key_dtype", to_string(cc.key_dtype)},
+                           {"value_dtype", to_string(cc.value_dtype)},
+                           {"key_width", r.key_width},
+                           {"ctx", r.ctx},
+                           {"batch", r.batch},
+                           {"bytes_read", r.bytes_read},
+                           {"ms", r.seconds * 1e3},
+                           {"gb_per_s", r.gb_per_s},
+                           {"fraction_of_read_bandwidth", r.gb_per_s / bw},
+                           {"time_vs_full_f16", vs_full(r)},
+                           {"attention_only_tokens_per_s", tok_s(r)}});
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::printf(
+      "decode attention, one layer per step; kernel target %s, %d threads, %d tokens per block\n",
+      decode_attention_target(), threads, o.block_tokens);
+  std::printf(
+      "read bandwidth (streaming sum, %d threads): %.1f GB/s before, %.1f GB/s after; "
+      "%% of bandwidth uses the higher\n",
+      threads, bw0.gb_per_s, bw1.gb_per_s);
+  std::printf(
+      "shapes: mha = 32 query / 32 KV heads, gqa = 32 query / 8 KV heads, head_dim 128; "
+      "tok/s = batch / (%d layers x attention time), attention only\n\n",
+      o.layers);
+  std::printf(
+      "| shape | cache | K | V | r | ctx | batch | bytes/step | ms | GB/s | %% of bw | "
+      "time vs full-f16 | attn-only tok/s |\n");
+  std::printf("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const auto& r : rows) {
+    const auto cc = find_decode_bench_cache(r.cache);
+    std::printf("| %s | %s | %s | %s | %d | %d | %d | %s | %.3f | %.1f | %.0f%% | %.2fx | %.1f |\n",
+                r.shape.c_str(), r.cache.c_str(), to_string(cc.key_dtype),
+                to_string(cc.value_dtype), r.key_width, r.ctx, r.batch,
+                human_bytes(static_cast<double>(r.bytes_read)).c_str(), r.seconds * 1e3, r.gb_per_s,
+                100 * r.gb_per_s / bw, vs_full(r), tok_s(r));
+  }
+}
+
+}  // namespace thinkeys::cli
