@@ -1,0 +1,228 @@
+#include "train/selection_experiment.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <optional>
+#include <tuple>
+
+#include "train/model_builder.h"
+#include "train/trainable.h"
+#include "train/trainer.h"
+#include "train/training_forward.h"
+#include "util/error.h"
+#include "util/progress.h"
+
+namespace thinkeys {
+namespace {
+
+bool is_position(const SelectionRun& r) { return r.task == SelectionTask::Position; }
+
+CopyBackSpec copy_back_spec(const SelectionRun& r) {
+  CopyBackSpec s;
+  s.vocab = r.n;
+  return s;
+}
+
+RetrievalSpec retrieval_spec(const SelectionRun& r) { return {r.n, r.pairs}; }
+
+int task_vocab(const SelectionRun& r) { return is_position(r) ? r.n : retrieval_spec(r).vocab(); }
+
+Batch task_batch(const SelectionRun& r, uint64_t seed, int64_t first, int count) {
+  return is_position(r) ? copy_back_batch(copy_back_spec(r), seed, first, count)
+                        : retrieval_batch(retrieval_spec(r), seed, first, count);
+}
+
+ArchConfig arch_for(const SelectionRun& r) {
+  ArchConfig a;
+  a.arch = "gpt2";
+  a.vocab_size = task_vocab(r);
+  a.dim = r.dim;
+  a.n_layers = r.layers;
+  a.n_heads = r.heads;
+  a.hidden_dim = r.hidden;
+  a.d_select = r.d_select == r.dim ? 0 : r.d_select;
+  a.ctx = 512;  // the paper's learned position table; only the first 64 slots are used
+  a.tied_embeddings = false;
+  return a;
+}
+
+TrainConfig train_config(const SelectionRun& r) {
+  // The paper's torch.optim.Adam(lr=1e-3): constant rate, default betas, no
+  // weight decay, no clipping. AdamW with zero decay is Adam.
+  TrainConfig c;
+  c.steps = r.steps;
+  c.batch_size = r.batch;
+  c.lr = r.lr;
+  c.warmup_steps = 0;
+  c.min_lr_ratio = 1.0;
+  c.weight_decay = 0.0;
+  c.beta1 = 0.9;
+  c.beta2 = 0.999;
+  c.grad_clip = 0.0;
+  c.seed = r.seed;
+  c.eval_every = 0;
+  c.log_every = 0;
+  c.show_progress = false;
+  return c;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+SelectionRun SelectionRun::resolved() const {
+  SelectionRun r = *this;
+  const bool pos = is_position(r);
+  if (r.layers == 0) r.layers = pos ? 2 : 4;
+  if (r.steps == 0) r.steps = pos ? 1500 : 3000;
+  if (r.batch == 0) r.batch = pos ? 32 : 64;
+  if (r.eval_sequences == 0) r.eval_sequences = pos ? 128 : 512;
+  if (r.threshold == 0) r.threshold = pos ? 0.99 : 0.95;
+  if (!pos && r.pairs == 0 && r.n >= 1) r.pairs = default_retrieval_pairs(r.n);
+  auto require = [](bool ok, const std::string& m) {
+    if (!ok) throw Error("selection experiment: " + m);
+  };
+  require(r.n >= 2, "N must be at least 2 (got " + std::to_string(r.n) + ")");
+  if (pos)
+    copy_back_spec(r).validate();
+  else
+    retrieval_spec(r).validate();
+  require(r.heads > 0 && r.dim > 0 && r.dim % r.heads == 0, "heads (" + std::to_string(r.heads) +
+                                                                ") must divide the width (" +
+                                                                std::to_string(r.dim) + ")");
+  require(r.d_select > 0 && r.d_select % r.heads == 0, "d_select " + std::to_string(r.d_select) +
+                                                           " must be a positive multiple of the " +
+                                                           std::to_string(r.heads) + " heads");
+  require(r.d_select <= r.dim, "d_select " + std::to_string(r.d_select) +
+                                   " exceeds the model width " + std::to_string(r.dim));
+  require(r.layers > 0 && r.hidden > 0, "layers and hidden width must be positive");
+  require(r.steps > 0 && r.batch > 0 && r.eval_every > 0 && r.eval_sequences > 0,
+          "steps, batch, eval interval and eval sequences must be positive");
+  require(r.threshold > 0 && r.threshold <= 1, "threshold must be in (0, 1]");
+  require(r.lr > 0, "learning rate must be positive");
+  make_model_config(arch_for(r));  // the builder's own checks, with its messages
+  return r;
+}
+
+uint64_t selection_eval_seed(uint64_t seed) { return seed ^ 0x5EEDE7A1C0FFEE11ULL; }
+
+double selection_accuracy(const Model& model, const SelectionRun& run, uint64_t seed, int64_t first,
+                          int count) {
+  const SelectionRun r = run.resolved();
+  at::NoGradGuard no_grad;
+  int64_t correct = 0, scored = 0;
+  constexpr int kChunk = 256;  // bounds the logits tensor for long evaluations
+  for (int done = 0; done < count; done += kChunk) {
+    const int n = std::min(kChunk, count - done);
+    Batch b = task_batch(r, seed, first + done, n);
+    at::Tensor pred = training_forward(model, b.inputs).argmax(-1);
+    at::Tensor mask = b.targets.ne(kIgnoreIndex);
+    correct += (pred.eq(b.targets) & mask).sum().item<int64_t>();
+    scored += mask.sum().item<int64_t>();
+  }
+  return scored > 0 ? static_cast<double>(correct) / static_cast<double>(scored) : 0.0;
+}
+
+SelectionRunResult run_selection(const SelectionRun& run,
+                                 const std::function<void(int64_t)>& on_step, Model* trained) {
+  const auto t0 = std::chrono::steady_clock::now();
+  SelectionRunResult res;
+  res.run = run.resolved();
+  const SelectionRun& r = res.run;
+  Model model = init_model(make_model_config(arch_for(r)), r.seed);
+  SampleSource source = [r](int64_t first, int count) {
+    return task_batch(r, r.seed, first, count);
+  };
+  Trainer trainer(model, train_config(r), source);
+  const uint64_t eval_seed = selection_eval_seed(r.seed);
+  int held = 0;
+  for (int64_t step = 1; step <= r.steps; ++step) {
+    res.final_loss = trainer.step().loss;
+    res.steps_run = step;
+    if (on_step) on_step(step);
+    if (step % r.eval_every != 0) continue;
+    // Fresh sequences at every evaluation, as in the paper.
+    const int64_t eval_index = step / r.eval_every - 1;
+    const double acc =
+        selection_accuracy(model, r, eval_seed, eval_index * r.eval_sequences, r.eval_sequences);
+    res.evals.push_back({step, acc});
+    res.best_accuracy = std::max(res.best_accuracy, acc);
+    if (acc >= r.threshold) {
+      if (res.converge_step < 0)
+        res.converge_step = step;
+      else
+        ++held;
+    } else if (res.converge_step >= 0) {
+      held = 0;
+    }
+    if (r.hold >= 0 && res.converge_step >= 0 && held >= r.hold) {
+      res.stopped_early = step < r.steps;
+      break;
+    }
+  }
+  if (trained != nullptr) *trained = inference_model(model);
+  res.seconds = seconds_since(t0);
+  return res;
+}
+
+std::vector<SelectionRun> plan_sweep(const SweepOptions& o) {
+  if (!o.position && !o.retrieval) throw Error("selection sweep: no task chosen");
+  if (o.d_selects.empty()) throw Error("selection sweep: no d_select values");
+  if (o.retrieval && o.ns.empty()) throw Error("selection sweep: no N values");
+  std::vector<SelectionRun> runs;
+  auto add = [&](SelectionTask task, int n) {
+    for (int d : o.d_selects) {
+      SelectionRun r = o.base;
+      r.task = task;
+      r.n = n;
+      r.d_select = d;
+      r.pairs = task == SelectionTask::Retrieval ? o.base.pairs : 0;
+      runs.push_back(r.resolved());
+    }
+  };
+  if (o.position) add(SelectionTask::Position, 16);  // the paper's vocabulary of 16
+  if (o.retrieval)
+    for (int n : o.ns) add(SelectionTask::Retrieval, n);
+  return runs;
+}
+
+SweepResult run_sweep(const SweepOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<SelectionRun> runs = plan_sweep(o);
+  if (!o.full_grid)  // ascending per (task, N), so the first converged run is the smallest
+    std::stable_sort(runs.begin(), runs.end(), [](const SelectionRun& a, const SelectionRun& b) {
+      return std::tie(a.task, a.n, a.d_select) < std::tie(b.task, b.n, b.d_select);
+    });
+  int64_t total = 0;
+  for (const auto& r : runs) total += r.steps;
+  std::optional<Progress> progress;
+  if (o.show_progress) progress.emplace("selection", total, "steps");
+  SweepResult out;
+  for (const auto& r : runs) {
+    if (out.summary.empty() || out.summary.back().task != r.task || out.summary.back().n != r.n)
+      out.summary.push_back({r.task, r.n, std::log2(static_cast<double>(r.n)), -1, r.heads, {}});
+    SweepSummary& s = out.summary.back();
+    const bool skip = !o.full_grid && r.task == SelectionTask::Retrieval && s.smallest_d_select > 0;
+    if (skip) {
+      s.skipped.push_back(r.d_select);
+      if (progress) progress->advance(r.steps);
+      continue;
+    }
+    SelectionRunResult res = run_selection(r, [&](int64_t) {
+      if (progress) progress->advance(1);
+    });
+    // An early stop skips the remaining steps; count them so the ETA stays honest.
+    if (progress) progress->advance(r.steps - res.steps_run);
+    if (res.converge_step >= 0 && (s.smallest_d_select < 0 || r.d_select < s.smallest_d_select))
+      s.smallest_d_select = r.d_select;
+    out.runs.push_back(std::move(res));
+  }
+  if (progress) progress->finish();
+  out.seconds = seconds_since(t0);
+  return out;
+}
+
+}  // namespace thinkeys

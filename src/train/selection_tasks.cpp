@@ -1,0 +1,136 @@
+#include "train/selection_tasks.h"
+
+#include <numeric>
+
+#include "train/training_forward.h"
+#include "util/error.h"
+
+namespace thinkeys {
+namespace {
+
+// splitmix64: a tiny, fully specified generator, so a stream is the same on
+// every platform and standard library (std:: distributions are not).
+class SampleRng {
+ public:
+  SampleRng(uint64_t seed, int64_t index)
+      : state_(seed * 0x9E3779B97F4A7C15ULL ^
+               (static_cast<uint64_t>(index) + 0x632BE59BD9B4E019ULL)) {
+    next();
+  }
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, n) by rejection, so small vocabularies carry no modulo bias.
+  int below(int n) {
+    const uint64_t range = static_cast<uint64_t>(n);
+    const uint64_t limit = UINT64_MAX - UINT64_MAX % range;
+    uint64_t x;
+    do x = next();
+    while (x >= limit);
+    return static_cast<int>(x % range);
+  }
+
+ private:
+  uint64_t state_;
+};
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw Error(message);
+}
+
+void check_request(int64_t first, int count) {
+  require(first >= 0 && count > 0, "selection samples: first must be >= 0 and count positive");
+}
+
+}  // namespace
+
+SelectionTask parse_selection_task(const std::string& s) {
+  if (s == "position") return SelectionTask::Position;
+  if (s == "retrieval") return SelectionTask::Retrieval;
+  throw Error("unknown selection task '" + s + "' (expected position or retrieval)");
+}
+
+const char* to_string(SelectionTask t) {
+  return t == SelectionTask::Position ? "position" : "retrieval";
+}
+
+void CopyBackSpec::validate() const {
+  require(vocab >= 2, "copy-back task: vocabulary must have at least 2 symbols");
+  require(period >= 1, "copy-back task: period must be positive");
+  require(length > period, "copy-back task: length must exceed the period");
+}
+
+void RetrievalSpec::validate() const {
+  require(n >= 2,
+          "retrieval task: N (number of keys) must be at least 2, got " + std::to_string(n));
+  require(pairs >= 1 && pairs <= n, "retrieval task: pairs per sequence must be in [1, N = " +
+                                        std::to_string(n) + "], got " + std::to_string(pairs));
+}
+
+int default_retrieval_pairs(int n) { return std::min(n, 8); }
+
+Batch copy_back_batch(const CopyBackSpec& spec, uint64_t seed, int64_t first, int count) {
+  spec.validate();
+  check_request(first, count);
+  const int T = spec.length - 1;
+  at::Tensor inputs = at::empty({count, T}, at::kLong);
+  at::Tensor targets = at::empty({count, T}, at::kLong);
+  auto in = inputs.accessor<int64_t, 2>();
+  auto tg = targets.accessor<int64_t, 2>();
+  std::vector<int64_t> seq(static_cast<size_t>(spec.length));
+  for (int b = 0; b < count; ++b) {
+    SampleRng rng(seed, first + b);
+    for (int t = 0; t < spec.period; ++t) seq[t] = rng.below(spec.vocab);
+    for (int t = spec.period; t < spec.length; ++t) seq[t] = seq[t - spec.period];
+    for (int t = 0; t < T; ++t) {
+      in[b][t] = seq[t];
+      // Output t predicts x_{t+1}, which the prefix determines once t+1 >= period.
+      tg[b][t] = t + 1 >= spec.period ? seq[t + 1] : kIgnoreIndex;
+    }
+  }
+  return {inputs, targets};
+}
+
+Batch retrieval_batch(const RetrievalSpec& spec, uint64_t seed, int64_t first, int count) {
+  spec.validate();
+  check_request(first, count);
+  const int T = spec.length();
+  at::Tensor inputs = at::empty({count, T}, at::kLong);
+  at::Tensor targets = at::full({count, T}, kIgnoreIndex, at::kLong);
+  auto in = inputs.accessor<int64_t, 2>();
+  auto tg = targets.accessor<int64_t, 2>();
+  std::vector<int> keys(static_cast<size_t>(spec.n)), values(static_cast<size_t>(spec.pairs));
+  for (int b = 0; b < count; ++b) {
+    SampleRng rng(seed, first + b);
+    // Partial Fisher-Yates: the first `pairs` entries are distinct keys in random order.
+    std::iota(keys.begin(), keys.end(), 0);
+    for (int i = 0; i < spec.pairs; ++i) std::swap(keys[i], keys[i + rng.below(spec.n - i)]);
+    for (int i = 0; i < spec.pairs; ++i) {
+      values[i] = spec.n + rng.below(spec.n);
+      in[b][2 * i] = keys[i];
+      in[b][2 * i + 1] = values[i];
+    }
+    const int asked = rng.below(spec.pairs);
+    in[b][T - 2] = spec.sep();
+    in[b][T - 1] = keys[asked];
+    tg[b][T - 1] = values[asked];
+  }
+  return {inputs, targets};
+}
+
+SampleSource copy_back_source(const CopyBackSpec& spec, uint64_t seed) {
+  spec.validate();
+  return
+      [spec, seed](int64_t first, int count) { return copy_back_batch(spec, seed, first, count); };
+}
+
+SampleSource retrieval_source(const RetrievalSpec& spec, uint64_t seed) {
+  spec.validate();
+  return
+      [spec, seed](int64_t first, int count) { return retrieval_batch(spec, seed, first, count); };
+}
+
+}  // namespace thinkeys
