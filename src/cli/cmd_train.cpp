@@ -175,6 +175,13 @@ Command add_train(CLI::App& app) {
         }
         if (!fs::exists(o->data)) throw Error("training data " + o->data + " not found");
 
+        {
+          // Architecture errors first: loading a tokenizer can take seconds.
+          ArchConfig check = arch;
+          check.vocab_size = 1;
+          make_model_config(check);
+          o->train.validate();
+        }
         auto tok = load_tokenizer(o->tokenizer);
         arch.vocab_size = tok->vocab_size();
         arch.bos_id = tok->bos_id();
@@ -188,6 +195,7 @@ Command add_train(CLI::App& app) {
         if (o->tokens > 0) tc.steps = std::max<int64_t>(1, o->tokens / tokens_per_step);
         tc.warmup_steps = std::min(tc.warmup_steps, tc.steps);
         tc.out_dir = o->out;
+        tc.checkpoint_dir = fs::path(o->out) / "checkpoint";
         tc.show_progress = !o->json && rank0;
         tc.print_log = false;
 

@@ -3,31 +3,12 @@
 #include <random>
 
 #include "io/hf_checkpoint.h"
+#include "train/token_cache.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
 
 namespace thinkeys {
-namespace {
-
-// Tokenizer files the loader recognises (tokenizer/tokenizer.h).
-bool is_tokenizer_file(const fs::path& p) {
-  static const char* names[] = {"tokenizer.json",
-                                "vocab.json",
-                                "merges.txt",
-                                "encoder.json",
-                                "vocab.bpe",
-                                "tokenizer.model",
-                                "tokenizer.bin",
-                                "tokenizer_config.json",
-                                "special_tokens_map.json"};
-  const std::string n = p.filename().string();
-  for (const char* x : names)
-    if (n == x) return true;
-  return n.rfind("tok", 0) == 0 && p.extension() == ".bin";
-}
-
-}  // namespace
 
 void save_trained_model(const Model& model, const fs::path& out, const fs::path& tokenizer_source,
                         DType dtype) {

@@ -74,6 +74,22 @@ bool read_cache(const fs::path& p, std::vector<int32_t>& out) {
 
 }  // namespace
 
+bool is_tokenizer_file(const fs::path& p) {
+  static const char* names[] = {"tokenizer.json",
+                                "vocab.json",
+                                "merges.txt",
+                                "encoder.json",
+                                "vocab.bpe",
+                                "tokenizer.model",
+                                "tokenizer.bin",
+                                "tokenizer_config.json",
+                                "special_tokens_map.json"};
+  const std::string n = p.filename().string();
+  for (const char* x : names)
+    if (n == x) return true;
+  return n.rfind("tok", 0) == 0 && p.extension() == ".bin";
+}
+
 fs::path default_cache_dir() {
   if (const char* d = std::getenv("THINKEYS_CACHE_DIR"); d && *d) return d;
   if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return fs::path(d) / "thinkeys";
@@ -87,7 +103,7 @@ std::string tokenizer_fingerprint(const Tokenizer& tok, const fs::path& loaded_f
   if (fs::is_directory(loaded_from, ec)) {
     std::vector<fs::path> files;
     for (const auto& e : fs::directory_iterator(loaded_from, ec))
-      if (e.is_regular_file()) files.push_back(e.path());
+      if (e.is_regular_file() && is_tokenizer_file(e.path())) files.push_back(e.path());
     std::sort(files.begin(), files.end());
     for (const auto& f : files) s += "|" + file_stamp(f);
   } else {

@@ -17,8 +17,14 @@ namespace thinkeys {
 std::filesystem::path default_cache_dir();
 
 // Identity of a tokenizer for cache keys: its description and vocabulary plus
-// the names, sizes and modification times of the files it was loaded from.
+// the names, sizes and modification times of the file it was loaded from (for
+// a directory: of its tokenizer files only, so a model directory and its
+// compressed copy with the same tokenizer share cached ids).
 std::string tokenizer_fingerprint(const Tokenizer& tok, const std::filesystem::path& loaded_from);
+
+// Names the tokenizer loader recognises (tokenizer.json, encoder.json,
+// vocab.bpe, tokenizer.model, tokenizer.bin, tok<N>.bin, ...).
+bool is_tokenizer_file(const std::filesystem::path& p);
 
 struct TokenizeOptions {
   std::filesystem::path cache_dir;  // empty: default_cache_dir()

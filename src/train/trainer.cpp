@@ -267,9 +267,9 @@ TrainSummary Trainer::run() {
       sum.final_val_loss = v;
       log_line(json{{"step", step_}, {"val_loss", v}, {"val_ppl", std::exp(v)}}.dump());
     }
-    if (!config_.out_dir.empty() &&
+    if (!config_.checkpoint_dir.empty() &&
         (last || (config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0)))
-      save_checkpoint(config_.out_dir / "checkpoint");
+      save_checkpoint(config_.checkpoint_dir);
   }
   if (progress) progress->finish();
   sum.steps = step_;

@@ -54,9 +54,10 @@ struct TrainConfig {
   int64_t eval_every = 0;         // validate every N steps (and at the end); 0: only at the end
   int64_t checkpoint_every = 0;   // checkpoint every N steps (and at the end); 0: only at the end
   int64_t log_every = 10;         // JSONL/console line every N steps
-  std::filesystem::path out_dir;  // train_log.jsonl and checkpoint/; empty: no files
-  bool show_progress = true;      // progress line on a terminal (stderr)
-  bool print_log = false;         // also print log lines (JSON) to stdout
+  std::filesystem::path out_dir;  // train_log.jsonl goes here; empty: no log file
+  std::filesystem::path checkpoint_dir;  // checkpoints go here; empty: none
+  bool show_progress = true;             // progress line on a terminal (stderr)
+  bool print_log = false;                // also print log lines (JSON) to stdout
 
   void validate() const;  // throws Error naming the bad field
 };

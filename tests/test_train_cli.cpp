@@ -1,0 +1,152 @@
+// thinkeys train / finetune through the command line: bad configurations fail
+// with one clear line; a tiny training produces a model the other commands
+// load; `finetune --train qk` changes only query/key maps, bit for bit.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <map>
+#include <random>
+
+#include "compress/compressor.h"
+#include "io/hf_checkpoint.h"
+#include "model/random_init.h"
+#include "test_support.h"
+#include "train/model_builder.h"
+#include "train/model_output.h"
+#include "train/trainable.h"
+
+namespace thinkeys {
+namespace {
+
+struct CliResult {
+  int status = -1;
+  std::string out, err;
+};
+
+CliResult run_cli(const std::string& args) {
+  test::TempDir io;
+  std::string cmd = "timeout 300 " + std::string(THINKEYS_CLI_PATH) + " --threads 1 " + args +
+                    " >" + (io / "out").string() + " 2>" + (io / "err").string() + " </dev/null";
+  int raw = std::system(cmd.c_str());
+  CliResult r;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  r.out = test::read_bytes(io / "out");
+  r.err = test::read_bytes(io / "err");
+  return r;
+}
+
+void expect_clean_failure(const CliResult& r, const std::string& needle) {
+  EXPECT_EQ(r.status, 1) << "stderr: " << r.err;
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << "stderr: " << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "more than one line: " << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr lacks '" << needle << "': " << r.err;
+}
+
+std::string some_text() {
+  std::string s;
+  std::mt19937 rng(3);
+  const char* words[] = {"the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "slept"};
+  for (int i = 0; i < 3000; ++i) s += std::string(words[rng() % 10]) + (i % 12 == 11 ? ".\n" : " ");
+  return s;
+}
+
+class TrainCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto tok = test::shared_file("models/gpt2-tokenizer");
+    if (!tok) GTEST_SKIP() << "shared gpt2-tokenizer not found";
+    tokenizer_ = *tok;
+    test::write_bytes(tmp_ / "data.txt", some_text());
+    common_ = " --tokenizer " + tokenizer_.string() + " --data " + (tmp_ / "data.txt").string() +
+              " --cache-dir " + (tmp_ / "cache").string();
+  }
+  test::TempDir tmp_;
+  std::filesystem::path tokenizer_;
+  std::string common_;
+};
+
+TEST_F(TrainCli, BadConfigsFailWithOneClearLine) {
+  const std::string out = " -o " + (tmp_ / "m").string();
+  expect_clean_failure(run_cli("train --dim 32 --heads 5" + common_ + out),
+                       "heads (5) must divide the width (32)");
+  expect_clean_failure(run_cli("train --dim 32 --heads 4 --kv-heads 3" + common_ + out),
+                       "KV heads (3) must divide the number of heads (4)");
+  expect_clean_failure(run_cli("train --dim 32 --heads 4 --d-select 64" + common_ + out),
+                       "exceeds the head dimension");
+  expect_clean_failure(run_cli("train --arch gpt2 --dim 32 --heads 4 --kv-heads 2" + common_ + out),
+                       "no grouped-query attention");
+  expect_clean_failure(run_cli("train --dim 32 --heads 4 --tokenizer " + tokenizer_.string() +
+                               " --data " + (tmp_ / "missing.txt").string() + out),
+                       "not found");
+  expect_clean_failure(run_cli("train --dim 32 --heads 4 --lr -1" + common_ + out),
+                       "learning rate");
+  EXPECT_FALSE(std::filesystem::exists(tmp_ / "m" / "config.json"));
+}
+
+TEST_F(TrainCli, TinyTrainingGivesAModelTheRuntimeLoads) {
+  const auto out = tmp_ / "m";
+  test::write_bytes(tmp_ / "cfg.json", R"({"arch": "llama", "dim": 32, "layers": 1, "heads": 4,
+      "kv_heads": 2, "d_select": 16, "ctx": 16, "batch": 2, "steps": 3, "warmup": 1})");
+  auto r = run_cli("train --config " + (tmp_ / "cfg.json").string() + " --steps 4" + common_ +
+                   " --json -o " + out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("\"steps\": 4"), std::string::npos) << r.out;  // the flag overrides the file
+  Model m = load_hf_checkpoint(out);
+  EXPECT_EQ(m.config.n_kv_heads, 2);
+  EXPECT_EQ(m.config.key_width(0), 4);
+  EXPECT_TRUE(std::filesystem::exists(out / "encoder.json"));
+  EXPECT_TRUE(std::filesystem::exists(out / "checkpoint" / "optimizer.pt"));
+  auto info = run_cli("info " + out.string());
+  EXPECT_EQ(info.status, 0) << info.err;
+  auto ev = run_cli("eval " + out.string() + " --data " + (tmp_ / "data.txt").string() +
+                    " --ctx 16 --stride 8 --max-tokens 64 --json");
+  EXPECT_EQ(ev.status, 0) << ev.err;
+}
+
+std::map<std::string, at::Tensor> canonical(Model m) {
+  std::map<std::string, at::Tensor> out;
+  for (auto& p : prepare_for_training(m, TrainScope::All)) out[p.name] = p.tensor;
+  return out;
+}
+
+TEST_F(TrainCli, FinetuneQkLeavesEveryOtherTensorBitIdentical) {
+  ModelConfig c = gpt2_small_config();
+  c.vocab_size = 50257;
+  c.dim = 32;
+  c.n_layers = 2;
+  c.n_heads = c.n_kv_heads = 4;
+  c.head_dim = 8;
+  c.hidden_dim = 64;
+  c.max_positions = 32;
+  Model base = random_model(c, 3, 0.05);
+  CompressOptions o;
+  o.method = "svd";
+  o.ranks.key_rank = 3;
+  Model comp = compress_model(base, o, {});
+  save_trained_model(base, tmp_ / "base", tokenizer_);
+  save_trained_model(comp, tmp_ / "comp", tokenizer_);
+
+  auto r =
+      run_cli("finetune " + (tmp_ / "comp").string() + " --train qk --loss kd --teacher " +
+              (tmp_ / "base").string() + " --data " + (tmp_ / "data.txt").string() +
+              " --cache-dir " + (tmp_ / "cache").string() +
+              " --ctx 16 --batch 2 --max-tokens 200 --lr 1e-2 --json -o " + (tmp_ / "ft").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto before = canonical(load_hf_checkpoint(tmp_ / "comp"));
+  auto after = canonical(load_hf_checkpoint(tmp_ / "ft"));
+  ASSERT_EQ(before.size(), after.size());
+  int moved = 0;
+  for (const auto& [name, t] : before) {
+    const bool qk = name.ends_with(".wq") || name.ends_with(".wk") || name.ends_with(".bq") ||
+                    name.ends_with(".bk");
+    if (qk) {
+      moved += !at::equal(t, after.at(name));
+    } else {
+      EXPECT_TRUE(at::equal(t, after.at(name))) << name << " changed";
+    }
+  }
+  EXPECT_GE(moved, 4) << "the query/key maps did not train";
+}
+
+}  // namespace
+}  // namespace thinkeys
