@@ -13,8 +13,11 @@ add_library(thinkeys_train STATIC
   src/train/training_forward.cpp
   src/train/window_dataset.cpp
   src/train/token_cache.cpp
+  src/train/training_data.cpp
+  src/train/model_output.cpp
   src/train/trainer.cpp
   src/train/data_parallel.cpp
+  src/train/rank_launcher.cpp
 )
 target_link_libraries(thinkeys_train PUBLIC thinkeys_engine)
 target_compile_options(thinkeys_train PRIVATE -Wall -Wextra)
@@ -27,3 +30,7 @@ else()
 endif()
 
 target_link_libraries(thinkeys PRIVATE thinkeys_train)
+target_sources(thinkeys PRIVATE
+  src/cli/cmd_train.cpp
+  src/cli/cmd_finetune.cpp
+)
