@@ -29,6 +29,9 @@ struct DecodeBenchRow {
   int64_t bytes_read = 0;  // cached bytes per layer-step
   double seconds = 0;      // attention of one layer, one step, all sequences
   double gb_per_s = 0;
+  // Process CPU seconds over the best run: on a shared machine cpu_seconds /
+  // (seconds * threads) below 1 means the kernel did not get its cores.
+  double cpu_seconds = 0;
 };
 
 std::vector<DecodeBenchShape> decode_bench_shapes();                // mha, gqa (7B-like attention)

@@ -75,6 +75,7 @@ void run_decode_bench(const DecodeBenchOptions& o) {
                            {"bytes_read", r.bytes_read},
                            {"ms", r.seconds * 1e3},
                            {"gb_per_s", r.gb_per_s},
+                           {"cpu_seconds", r.cpu_seconds},
                            {"fraction_of_read_bandwidth", r.gb_per_s / bw},
                            {"time_vs_full_f16", vs_full(r)},
                            {"attention_only_tokens_per_s", tok_s(r)}});
@@ -91,19 +92,22 @@ void run_decode_bench(const DecodeBenchOptions& o) {
       threads, bw0.gb_per_s, bw1.gb_per_s);
   std::printf(
       "shapes: mha = 32 query / 32 KV heads, gqa = 32 query / 8 KV heads, head_dim 128; "
-      "tok/s = batch / (%d layers x attention time), attention only\n\n",
+      "tok/s = batch / (%d layers x attention time), attention only; cpu util = process CPU time / "
+      "(wall time x threads) over the timed run\n\n",
       o.layers);
   std::printf(
       "| shape | cache | K | V | r | ctx | batch | bytes/step | ms | GB/s | %% of bw | "
-      "time vs full-f16 | attn-only tok/s |\n");
-  std::printf("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      "time vs full-f16 | attn-only tok/s | cpu util |\n");
+  std::printf("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const auto& r : rows) {
     const auto cc = find_decode_bench_cache(r.cache);
-    std::printf("| %s | %s | %s | %s | %d | %d | %d | %s | %.3f | %.1f | %.0f%% | %.2fx | %.1f |\n",
-                r.shape.c_str(), r.cache.c_str(), to_string(cc.key_dtype),
-                to_string(cc.value_dtype), r.key_width, r.ctx, r.batch,
-                human_bytes(static_cast<double>(r.bytes_read)).c_str(), r.seconds * 1e3, r.gb_per_s,
-                100 * r.gb_per_s / bw, vs_full(r), tok_s(r));
+    std::printf(
+        "| %s | %s | %s | %s | %d | %d | %d | %s | %.3f | %.1f | %.0f%% | %.2fx | %.1f | %.0f%% "
+        "|\n",
+        r.shape.c_str(), r.cache.c_str(), to_string(cc.key_dtype), to_string(cc.value_dtype),
+        r.key_width, r.ctx, r.batch, human_bytes(static_cast<double>(r.bytes_read)).c_str(),
+        r.seconds * 1e3, r.gb_per_s, 100 * r.gb_per_s / bw, vs_full(r), tok_s(r),
+        100 * r.cpu_seconds / (r.seconds * threads));
   }
 }
 
