@@ -5,6 +5,11 @@
 
 #include "tokenizer/sentencepiece_backend.h"
 
+// Not in the installed headers, but exported by libsentencepiece.
+namespace sentencepiece::logging {
+void SetMinLogLevel(int v);
+}
+
 namespace thinkeys {
 namespace {
 
@@ -18,7 +23,8 @@ class Processor final : public SentencePieceBackend {
   std::string encode_ids(std::string_view text, std::vector<int>* ids) const override {
     return message(sp_.Encode(text, ids));
   }
-  std::string encode_pieces(std::string_view text, std::vector<std::string>* pieces) const override {
+  std::string encode_pieces(std::string_view text,
+                            std::vector<std::string>* pieces) const override {
     return message(sp_.Encode(text, pieces));
   }
   int piece_size() const override { return sp_.GetPieceSize(); }
@@ -30,7 +36,22 @@ class Processor final : public SentencePieceBackend {
   int bos_id() const override { return sp_.bos_id(); }
   int eos_id() const override { return sp_.eos_id(); }
   std::string train(const std::string& flags) override {
-    return message(sentencepiece::SentencePieceTrainer::Train(flags));
+    // The trainer logs to std::cerr. Under RTLD_DEEPBIND this module binds
+    // std::cerr to libstdc++'s own, never-constructed object instead of the
+    // executable's copy-relocated one, so any log line crashes. Failures still
+    // come back as a Status, so silence the log entirely.
+    sentencepiece::logging::SetMinLogLevel(4);
+    // --random_seed is spm_train's flag, not a TrainerSpec field: apply it here.
+    std::string rest = flags;
+    const std::string key = "--random_seed=";
+    if (auto pos = rest.find(key); pos != std::string::npos) {
+      auto end = rest.find(' ', pos);
+      std::string value =
+          rest.substr(pos + key.size(), end == std::string::npos ? end : end - pos - key.size());
+      sentencepiece::SetRandomGeneratorSeed(static_cast<unsigned>(std::stoul(value)));
+      rest.erase(pos, end == std::string::npos ? end : end - pos + 1);
+    }
+    return message(sentencepiece::SentencePieceTrainer::Train(rest));
   }
 
  private:

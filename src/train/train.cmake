@@ -18,6 +18,7 @@ add_library(thinkeys_train STATIC
   src/train/trainer.cpp
   src/train/data_parallel.cpp
   src/train/rank_launcher.cpp
+  src/train/tokenizer_trainer.cpp
 )
 target_link_libraries(thinkeys_train PUBLIC thinkeys_engine)
 target_compile_options(thinkeys_train PRIVATE -Wall -Wextra)
@@ -33,4 +34,5 @@ target_link_libraries(thinkeys PRIVATE thinkeys_train)
 target_sources(thinkeys PRIVATE
   src/cli/cmd_train.cpp
   src/cli/cmd_finetune.cpp
+  src/cli/cmd_tokenizer.cpp
 )
