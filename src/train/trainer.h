@@ -4,13 +4,17 @@
 // JSONL logs, a progress line, and checkpoints that resume bit-identically.
 //
 // Typical use (see src/cli/cmd_train.cpp):
-//   Model model = init_model(make_model_config(arch), seed);
-//   WindowDataset data(tokens, cfg.seq_len, cfg.seed);
+//   Model model = init_model(make_model_config(arch), cfg.seed);
+//   WindowDataset data(tokens, seq_len, cfg.seed);   // or any SampleSource
+//   cfg.checkpoint_dir = out / "checkpoint";          // optional
 //   Trainer trainer(model, cfg, data.source());
 //   trainer.set_validation(validation_batches);
-//   if (resuming) trainer.load_checkpoint(dir);
-//   trainer.run();
-//   write_hf_checkpoint(inference_model(model), out, DType::F32);
+//   if (resuming) trainer.load_checkpoint(cfg.checkpoint_dir);
+//   trainer.run();                                    // or call step() yourself
+//   save_trained_model(inference_model(model), out, tokenizer_dir);  // model_output.h
+//
+// Losses: LM (targets, kIgnoreIndex = not scored, so synthetic tasks can score
+// only some positions) or KD against a teacher. Scope All or QK (trainable.h).
 //
 // Determinism: the data of step s is a pure function of (seed, sample index),
 // the model draws no random numbers, and a checkpoint stores weights (f32),
