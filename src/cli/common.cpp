@@ -1,8 +1,10 @@
 #include "cli/common.h"
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "util/error.h"
+#include "util/threads.h"
 
 namespace thinkeys::cli {
 
@@ -35,6 +37,10 @@ std::string human_bytes(double b) {
   char buf[32];
   std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", b, units[u]);
   return buf;
+}
+
+void single_blas_thread_unless_asked(CLI::App& root) {
+  if (root.get_option("--threads")->count() == 0) configure_threads(1);
 }
 
 }  // namespace thinkeys::cli

@@ -9,6 +9,10 @@
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
+namespace CLI {
+class App;
+}
+
 namespace thinkeys::cli {
 
 std::unique_ptr<Tokenizer> tokenizer_for(const std::string& model_path,
@@ -20,5 +24,11 @@ std::vector<int32_t> prompt_tokens(const Model& model, const Tokenizer& tok, con
                                    int bos_mode);  // -1 auto, 0 never, 1 always
 
 std::string human_bytes(double bytes);
+
+// For commands that train tiny models (selection, demo): one BLAS thread per
+// run, because BLAS threads on such small matrices only add hand-over cost
+// (OpenBLAS threads spin and yield on a loaded machine); those commands spread
+// whole runs over the cores instead. An explicit global --threads still wins.
+void single_blas_thread_unless_asked(CLI::App& root);
 
 }  // namespace thinkeys::cli
