@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# The main job: build, then run a real model end to end (greedy generation and
-# perplexity) on stories260K from ../shared (or $THINKEYS_SHARED).
+# The main job: build, then `thinkeys demo` (small models learn key-value
+# retrieval with full and thin keys, the full model's keys are compressed after
+# training; accuracy and real KV bytes per token; plus stories260K perplexity
+# before/after key compression when ../shared or $THINKEYS_SHARED exists), then
+# greedy generation with stories260K when it is there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/build.sh --target thinkeys >/dev/null 2>&1 || scripts/build.sh
 tk=build/thinkeys
 
+echo "== thinkeys demo (a couple of minutes on 2 cores)"
+$tk demo
+echo
+
 shared=${THINKEYS_SHARED:-$root/../shared}
 model=$shared/models/stories260K/stories260K.bin
-data=$shared/data/tinystories/tinystories_val_head.txt
 if [ ! -f "$model" ]; then
   cat <<TXT
-thinkeys is built ($tk), but the shared models were not found at $shared.
+The shared models were not found at $shared, so the demo ran without stories260K.
 Point THINKEYS_SHARED at the directory holding models/ and data/, or run on your own files:
   $tk info MODEL_DIR_OR_LLAMA2C_BIN
   $tk generate MODEL --prompt "Once upon a time" -n 64
@@ -26,6 +32,3 @@ $tk info "$model" --ctx 512
 echo
 echo "== thinkeys generate (greedy from BOS; matches the model card's published output)"
 $tk generate "$model" -n 256
-echo
-echo "== thinkeys eval (TinyStories validation head, ctx 512, stride 256)"
-$tk eval "$model" --data "$data" --ctx 512 --stride 256
