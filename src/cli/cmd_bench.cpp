@@ -5,6 +5,7 @@
 
 #include "bench/bandwidth_probe.h"
 #include "bench/runtime_bench.h"
+#include "cli/bench_decode.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "compress/compressor.h"
@@ -58,6 +59,8 @@ Command add_bench(CLI::App& app) {
     std::vector<std::string> models;
     int ctx = 1024, decode = 64, repeats = 3;
     bool json = false, compress = false;
+    bool decode_sweep = false, quick = false;
+    DecodeBenchOptions dec;
   };
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand(
@@ -74,10 +77,37 @@ Command add_bench(CLI::App& app) {
   sub->add_flag(
       "--compress", opts->compress,
       "Instead: time key compression of a random GPT-2-small-shaped model (12 layers, width 768)");
+  sub->add_flag("--decode", opts->decode_sweep,
+                "Instead: decode-attention sweep over the paged cache (contexts x batch x cache "
+                "layouts x MHA/GQA shapes) beside the measured read bandwidth");
+  sub->add_option("--decode-ctx", opts->dec.ctx, "--decode: context lengths")->delimiter(',');
+  sub->add_option("--decode-batch", opts->dec.batch, "--decode: batch sizes")->delimiter(',');
+  sub->add_option("--decode-cache", opts->dec.caches,
+                  "--decode: cache layouts (full-f16, thin-f16, thin-int8, thin-int4, latent-f16)")
+      ->delimiter(',');
+  sub->add_option("--decode-shape", opts->dec.shapes, "--decode: model shapes (mha, gqa)")
+      ->delimiter(',');
+  sub->add_option("--threads", opts->dec.threads,
+                  "--decode: attention threads (default: all cores)");
+  sub->add_option("--block-tokens", opts->dec.block_tokens, "--decode: tokens per cache block")
+      ->check(CLI::Range(1, 4096));
+  sub->add_flag("--quick", opts->quick,
+                "--decode: contexts 1K and 8K, batch 1 only (a quick subset)");
   return {
       sub, [opts] {
         if (opts->compress) {
           bench_compression(opts->json);
+          return;
+        }
+        if (opts->decode_sweep) {
+          DecodeBenchOptions d = opts->dec;
+          if (opts->quick) {
+            d.ctx = {1024, 8192};
+            d.batch = {1};
+          }
+          d.repeats = opts->repeats;
+          d.json = opts->json;
+          run_decode_bench(d);
           return;
         }
         const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -1,15 +1,61 @@
+#include <algorithm>
 #include <cstdio>
+#include <thread>
 
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/model_loader.h"
+#include "model/batch_generator.h"
 #include "model/generator.h"
 
 namespace thinkeys::cli {
 
+namespace {
+
+// Several prompts decoded together; each finished text is printed whole, in
+// prompt order, since the streams interleave.
+void run_batched(const Model& m, const Tokenizer& tok, std::vector<std::string> texts, int bos_mode,
+                 const BatchGenerateOptions& options, bool quiet) {
+  if (texts.empty()) texts.push_back("");
+  std::vector<std::vector<int32_t>> prompts;
+  for (const auto& t : texts) prompts.push_back(prompt_tokens(m, tok, t, bos_mode));
+  BatchGenerateStats st;
+  auto outs = generate_batch(m, prompts, options, &st);
+  for (std::size_t i = 0; i < outs.size(); ++i) {
+    std::string text = texts[i];
+    int32_t prev = prompts[i].back();
+    for (int32_t id : outs[i]) {
+      text += tok.decode_next(prev, id);
+      prev = id;
+    }
+    if (texts.size() > 1) std::printf("--- [%zu]\n", i);
+    std::printf("%s\n", text.c_str());
+  }
+  if (!quiet) {
+    std::fprintf(stderr,
+                 "%d prompts (%d tokens) prefilled in %.3f s; %d tokens in %d batched steps at "
+                 "%.1f tokens/s\n",
+                 st.prompts, st.prompt_tokens, st.prefill_seconds, st.generated_tokens, st.steps,
+                 st.decode_seconds > 0 ? st.generated_tokens / st.decode_seconds : 0.0);
+    std::fprintf(stderr,
+                 "paged cache: K %s, V %s, %d tokens/block, %.1f bytes/token, peak %s of %s\n",
+                 to_string(options.cache.key_dtype), to_string(options.cache.value_dtype),
+                 options.cache.block_tokens, st.cache_bytes_per_token,
+                 human_bytes(static_cast<double>(st.peak_cache_bytes)).c_str(),
+                 human_bytes(static_cast<double>(st.cache_capacity_bytes)).c_str());
+  }
+}
+
+}  // namespace
+
 Command add_generate(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer, prompt;
+    std::string model, tokenizer;
+    std::vector<std::string> prompts;
+    bool paged = false;
+    std::string cache_k = "f16", cache_v = "f16";
+    int block_tokens = 16, max_batch = 8, threads = 0;
+    double cache_mb = 1024;
     int n = 256;
     double temp = 0.0, top_p = 1.0;
     uint64_t seed = 0;
@@ -18,7 +64,22 @@ Command add_generate(CLI::App& app) {
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("generate", "Generate text, streaming tokens as they are chosen");
   sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")->required();
-  sub->add_option("--prompt,-p", opts->prompt, "Prompt text (default: empty, start from BOS)");
+  sub->add_option("--prompt,-p", opts->prompts,
+                  "Prompt text (default: empty, start from BOS); repeat for several prompts, which "
+                  "then decode together over the paged KV cache");
+  sub->add_flag("--paged", opts->paged,
+                "Use the paged KV cache and batched decoder even for one prompt");
+  sub->add_option("--cache-k", opts->cache_k, "Paged cache key dtype: f32, f16, bf16, int8, int4");
+  sub->add_option("--cache-v", opts->cache_v,
+                  "Paged cache value dtype: f32, f16, bf16, int8, int4");
+  sub->add_option("--block-tokens", opts->block_tokens, "Paged cache tokens per block")
+      ->check(CLI::Range(1, 4096));
+  sub->add_option("--cache-mb", opts->cache_mb, "Paged cache budget in MiB")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--max-batch", opts->max_batch, "Sequences decoded together (others wait)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--threads", opts->threads,
+                  "Attention threads for batched decode (default: all cores)");
   sub->add_option("-n,--tokens", opts->n, "Maximum new tokens")->check(CLI::NonNegativeNumber);
   sub->add_option("--temp,-t", opts->temp, "Temperature (0 = greedy)")->check(CLI::NonNegativeNumber);
   sub->add_option("--top-p", opts->top_p, "Nucleus sampling mass in (0, 1]");
@@ -31,11 +92,27 @@ Command add_generate(CLI::App& app) {
             Model m = load_model(opts->model);
             auto tok = tokenizer_for(opts->model, opts->tokenizer, m);
             int bos_mode = opts->bos ? 1 : opts->no_bos ? 0 : -1;
-            auto prompt = prompt_tokens(m, *tok, opts->prompt, bos_mode);
+            if (opts->prompts.size() > 1 || opts->paged) {
+              BatchGenerateOptions b;
+              b.generate.max_new_tokens = opts->n;
+              b.generate.sampling = {opts->temp, opts->top_p, opts->seed};
+              b.cache.key_dtype = parse_cache_dtype(opts->cache_k);
+              b.cache.value_dtype = parse_cache_dtype(opts->cache_v);
+              b.cache.block_tokens = opts->block_tokens;
+              b.cache.budget_bytes = static_cast<std::size_t>(opts->cache_mb * (1 << 20));
+              b.max_batch = opts->max_batch;
+              b.threads = opts->threads > 0
+                              ? opts->threads
+                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+              run_batched(m, *tok, opts->prompts, bos_mode, b, opts->quiet);
+              return;
+            }
+            const std::string text = opts->prompts.empty() ? std::string() : opts->prompts[0];
+            auto prompt = prompt_tokens(m, *tok, text, bos_mode);
             GenerateOptions g;
             g.max_new_tokens = opts->n;
             g.sampling = {opts->temp, opts->top_p, opts->seed};
-            std::fwrite(opts->prompt.data(), 1, opts->prompt.size(), stdout);
+            std::fwrite(text.data(), 1, text.size(), stdout);
             std::fflush(stdout);
             int32_t prev = prompt.back();
             GenerateStats stats;

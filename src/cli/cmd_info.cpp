@@ -1,6 +1,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "cache/paged_kv_cache.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/model_loader.h"
@@ -40,6 +41,24 @@ Command add_info(CLI::App& app) {
         full.key_rank.clear();
         full.rope_planes.clear();
         const int64_t full_per_token = KVCache(full, 1).allocated_bytes();
+        // Paged decode cache: bytes per token from the block layout the pool
+        // really uses (quantization scales and block alignment included).
+        struct PagedRow {
+          CacheDType k, v;
+          std::size_t payload = 0;
+          double pool = 0;
+        };
+        std::vector<PagedRow> paged = {{CacheDType::F16, CacheDType::F16},
+                                       {CacheDType::Int8, CacheDType::F16},
+                                       {CacheDType::Int4, CacheDType::F16},
+                                       {CacheDType::Int4, CacheDType::Int8}};
+        for (auto& p : paged) {
+          // A generous budget costs address space only: pages are touched on write.
+          PagedKVCache pc(cache_shape(c),
+                          CacheSpec{p.k, p.v, kDefaultQuantGroup, 16, std::size_t{1} << 28});
+          p.payload = pc.payload_bytes_per_token();
+          p.pool = pc.bytes_per_token();
+        }
         if (opts->json) {
           nlohmann::json j = {
               {"architecture", c.architecture},
@@ -74,7 +93,16 @@ Command add_info(CLI::App& app) {
                                 : nlohmann::json()},
               {"ctx", ctx},
               {"kv_bytes_at_ctx", per_token * ctx},
+              {"paged_cache", nlohmann::json::array()},
           };
+          for (const auto& p : paged)
+            j["paged_cache"].push_back({{"key_dtype", to_string(p.k)},
+                                        {"value_dtype", to_string(p.v)},
+                                        {"quant_group", kDefaultQuantGroup},
+                                        {"block_tokens", 16},
+                                        {"payload_bytes_per_token", p.payload},
+                                        {"pool_bytes_per_token", p.pool},
+                                        {"pool_bytes_at_ctx", p.pool * ctx}});
           std::printf("%s\n", j.dump(2).c_str());
           return;
         }
@@ -116,6 +144,13 @@ Command add_info(CLI::App& app) {
         std::printf("  at ctx %d  %s (f32), %s (f16)\n", ctx,
                     human_bytes(static_cast<double>(per_token) * ctx).c_str(),
                     human_bytes(static_cast<double>(f16_per_token) * ctx).c_str());
+        std::printf("paged decode cache (16 tokens/block, int scales: one f32 per %d values):\n",
+                    kDefaultQuantGroup);
+        for (const auto& p : paged)
+          std::printf(
+              "  K %-4s V %-4s %8zu B/token payload, %8.1f B/token in the pool, %s at ctx %d\n",
+              to_string(p.k), to_string(p.v), p.payload, p.pool, human_bytes(p.pool * ctx).c_str(),
+              ctx);
       }};
 }
 

@@ -19,5 +19,10 @@ Command add_convert(CLI::App& app);
 Command add_compress(CLI::App& app);
 Command add_spectrum(CLI::App& app);
 Command add_fidelity(CLI::App& app);
+Command add_selection(CLI::App& app);
+Command add_demo(CLI::App& app);
+Command add_train(CLI::App& app);
+Command add_finetune(CLI::App& app);
+Command add_tokenizer(CLI::App& app);
 
 }  // namespace thinkeys::cli

@@ -28,6 +28,9 @@ int main(int argc, char** argv) {
       thinkeys::cli::add_info(app),  thinkeys::cli::add_generate(app), thinkeys::cli::add_eval(app),
       thinkeys::cli::add_bench(app), thinkeys::cli::add_convert(app), thinkeys::cli::add_compress(app),
       thinkeys::cli::add_spectrum(app), thinkeys::cli::add_fidelity(app),
+      thinkeys::cli::add_selection(app), thinkeys::cli::add_demo(app),
+      thinkeys::cli::add_train(app), thinkeys::cli::add_finetune(app),
+      thinkeys::cli::add_tokenizer(app),
   };
   try {
     app.parse(argc, argv);
