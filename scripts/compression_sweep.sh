@@ -1,30 +1,44 @@
 #!/usr/bin/env bash
-# Reproduces the stories260K rows of docs/results/compression.md:
+# The compression grid of docs/results/compression.md for one model:
 # {svd, kqsvd} x {post, latent, pairs} x key ratio {1/2, 1/4, 1/8}, per-head and
-# per-layer sharing, and the queries-only row. Calibration: first 200 KB of the
-# TinyStories head; evaluation: its last 30 KB (disjoint), ctx 256, stride 256.
+# per-layer sharing, and the queries-only row. A variant the model cannot take
+# (e.g. pairs at one dimension per head) is printed as refused, with the reason.
+#
+#   scripts/compression_sweep.sh                       # stories260K on TinyStories
+#   MODEL=DIR CALIB=FILE TEST=FILE scripts/compression_sweep.sh
+#
+# Defaults: calibration on the first 200 KB of the TinyStories validation head,
+# evaluation on its last 30 KB (disjoint), ctx 256, stride 256.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-tk=$root/build/thinkeys
+tk=${THINKEYS_BIN:-$root/build/thinkeys}
 shared=${THINKEYS_SHARED:-$root/../shared}
-M=$shared/models/stories260K/stories260K.bin
-data=$shared/data/tinystories/tinystories_val_head.txt
+M=${MODEL:-$shared/models/stories260K/stories260K.bin}
+tiny=$shared/data/tinystories/tinystories_val_head.txt
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-head -c 200000 "$data" >"$work/calib.txt"
-tail -c 30000 "$data" >"$work/test.txt"
+head -c 200000 "${CALIB:-$tiny}" >"$work/calib.txt"
+if [ -n "${TEST:-}" ]; then head -c 30000 "$TEST" >"$work/test.txt"; else tail -c 30000 "$tiny" >"$work/test.txt"; fi
 ctx=${CTX:-256}
 stride=${STRIDE:-256}
+ratios=${RATIOS:-0.5 0.25 0.125}
 
 row() {  # label, compress args...
   local label=$1
   shift
-  "$tk" compress "$M" -o "$work/m" --calib "$work/calib.txt" --calib-tokens 40000 --calib-ctx "$ctx" "$@" --json >"$work/c.json"
+  if ! "$tk" compress "$M" -o "$work/m" --calib "$work/calib.txt" --calib-tokens 40000 \
+      --calib-ctx "$ctx" "$@" --json >"$work/c.json" 2>"$work/err"; then
+    echo "| $label | refused: $(tr '\n' ' ' <"$work/err") | | | | | |"
+    return
+  fi
   "$tk" eval "$work/m" --data "$work/test.txt" --ctx "$ctx" --stride "$stride" --reference "$M" --json >"$work/e.json"
-  python3 - "$label" "$work/c.json" "$work/e.json" "$("$tk" info "$work/m" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kv_bytes_per_token"])')" <<'PY'
+  "$tk" info "$work/m" --json >"$work/i.json"
+  python3 - "$label" "$work/c.json" "$work/e.json" "$work/i.json" <<'PY'
 import json, sys
-label, c, e, kvb = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3])), int(sys.argv[4])
-print(f"| {label} | {c['ranks'][0]} | {e['perplexity']:.4f} | {e['kl_mean']:.4f} | {100*e['top1_agreement']:.1f}% | {c['kv_bytes_per_token_f16_after']} | {kvb} |")
+label = sys.argv[1]
+c, e, i = (json.load(open(p)) for p in sys.argv[2:5])
+print(f"| {label} | {c['ranks'][0]} | {e['perplexity']:.4f} | {e['kl_mean']:.4f} | "
+      f"{100*e['top1_agreement']:.1f}% | {c['kv_bytes_per_token_f16_after']} | {i['kv_bytes_per_token']} |")
 PY
 }
 
@@ -33,10 +47,9 @@ python3 -c "import json; j=json.load(open('$work/base.json')); print(f\"original
 echo
 echo "| variant | rank/key head | PPL | KL(orig‖comp) | top-1 agree | KV B/token (f16) | KV B/token (runtime f32, allocated) |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-for ratio in 0.5 0.25 0.125; do
+for ratio in $ratios; do
   for method in svd kqsvd; do
     for rope in post latent pairs; do
-      if [ "$rope" = pairs ] && [ "$ratio" = 0.125 ]; then continue; fi  # r=1 cannot hold a plane
       row "$method $rope r=$ratio" --method "$method" --rope "$rope" --key-ratio "$ratio"
     done
     for rope in post latent; do
