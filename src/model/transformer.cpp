@@ -2,38 +2,11 @@
 
 #include <cmath>
 
+#include "model/layer_ops.h"
 #include "util/error.h"
 
 namespace thinkeys {
 namespace {
-
-// y = x W^T + b. A single row goes through GEMV: OpenBLAS 0.3.21 runs a
-// one-row GEMM by packing the whole weight matrix first, 3-5x slower than
-// streaming it once, and decode is exactly that case.
-at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {}) {
-  if (x.size(0) == 1) {
-    at::Tensor row = x.select(0, 0);
-    return (b.defined() ? at::addmv(b, w, row) : at::mv(w, row)).unsqueeze(0);
-  }
-  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
-}
-
-at::Tensor normalize(const ModelConfig& c, const at::Tensor& x, const at::Tensor& w,
-                     const at::Tensor& b) {
-  if (c.norm == NormKind::LayerNorm) return at::layer_norm(x, {x.size(-1)}, w, b, c.norm_eps);
-  at::Tensor inv = at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + c.norm_eps);
-  return x * inv * w;
-}
-
-// Rotate-half RoPE on [T, heads, width]; width may be below head_dim for thin
-// keys trained with RoPE on their own dimensions, in which case the first
-// width/2 frequencies are used.
-at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  int64_t half = x.size(-1) / 2;
-  at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
-  at::Tensor c = cos.narrow(-1, 0, half), s = sin.narrow(-1, 0, half);
-  return at::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
-}
 
 // Decode: one query per head. Per-head GEMV streams each cached key and value
 // once; a batched one-row GEMM would first pack (copy) the whole cache slice.

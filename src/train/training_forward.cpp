@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "model/layer_ops.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -9,22 +10,6 @@ namespace {
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
-}
-
-// Same arithmetic as the runtime's normalize() so the two agree to rounding.
-at::Tensor normalize(const ModelConfig& c, const at::Tensor& x, const at::Tensor& w,
-                     const at::Tensor& b) {
-  if (c.norm == NormKind::LayerNorm) return at::layer_norm(x, {x.size(-1)}, w, b, c.norm_eps);
-  return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + c.norm_eps) * w;
-}
-
-// Rotate-half RoPE on [B, T, heads, width] with cos/sin broadcastable to
-// [T, heads, >= width/2]; a thin width uses the first width/2 frequencies.
-at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  int64_t half = x.size(-1) / 2;
-  at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
-  at::Tensor c = cos.narrow(-1, 0, half), s = sin.narrow(-1, 0, half);
-  return at::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
 }
 
 // [B, T, heads, a] x [heads, a, b] -> [B, T, heads, b]: one small map per head.

@@ -1,0 +1,25 @@
+#pragma once
+// The small tensor operations every forward path shares (dense prefill and
+// decode, batched decode, training), so that they cannot drift apart.
+#include <ATen/ATen.h>
+
+#include "model/model_config.h"
+
+namespace thinkeys {
+
+// y = x W^T + b for x [rows, in]. A single row goes through GEMV: OpenBLAS
+// 0.3.21 runs a one-row GEMM by packing the whole weight matrix first, 3-5x
+// slower than streaming it once, and decode is exactly that case.
+at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
+
+// LayerNorm or RMSNorm over the last dimension, as the config says.
+at::Tensor normalize(const ModelConfig& c, const at::Tensor& x, const at::Tensor& w,
+                     const at::Tensor& b);
+
+// Rotate-half RoPE over the last dimension of x, with cos/sin broadcastable to
+// x's shape but half its width or more: a thin width (keys trained with RoPE
+// on their own dimensions) uses the first width/2 frequencies. Out of place,
+// so autograd can go through it.
+at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+}  // namespace thinkeys
