@@ -196,15 +196,7 @@ at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t>
     at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);
     x = x + project(layer_attention(l, h, cos, sin, pf, ids), L.wo, L.bo);
     h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);
-    at::Tensor m;
-    if (c.mlp == MlpKind::SwiGLU) {
-      at::Tensor gu = project(h, L.w_gate_up, L.b_gate_up);
-      int64_t f = c.hidden_dim;
-      m = at::silu(gu.narrow(1, 0, f)) * gu.narrow(1, f, f);
-    } else {
-      m = at::gelu(project(h, L.w_up, L.b_up), "tanh");
-    }
-    x = x + project(m, L.w_down, L.b_down);
+    x = x + feed_forward(c, L, h);
   }
   for (int64_t b = 0; b < B; ++b) cache_.set_length(ids[b], static_cast<int>(pos[b]) + 1);
   x = normalize(c, x, w.final_norm, w.final_norm_bias);

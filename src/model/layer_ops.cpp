@@ -23,4 +23,16 @@ at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
   return at::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
 }
 
+at::Tensor feed_forward(const ModelConfig& c, const LayerWeights& L, const at::Tensor& h) {
+  at::Tensor m;
+  if (c.mlp == MlpKind::SwiGLU) {
+    at::Tensor gu = project(h, L.w_gate_up, L.b_gate_up);
+    const int64_t f = c.hidden_dim;
+    m = at::silu(gu.narrow(1, 0, f)) * gu.narrow(1, f, f);
+  } else {
+    m = at::gelu(project(h, L.w_up, L.b_up), "tanh");
+  }
+  return project(m, L.w_down, L.b_down);
+}
+
 }  // namespace thinkeys

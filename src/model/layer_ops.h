@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include "model/model_config.h"
+#include "model/weights.h"
 
 namespace thinkeys {
 
@@ -21,5 +22,8 @@ at::Tensor normalize(const ModelConfig& c, const at::Tensor& x, const at::Tensor
 // on their own dimensions) uses the first width/2 frequencies. Out of place,
 // so autograd can go through it.
 at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+// The MLP of one layer on normalized rows h [rows, D], from the fused weights.
+at::Tensor feed_forward(const ModelConfig& c, const LayerWeights& L, const at::Tensor& h);
 
 }  // namespace thinkeys

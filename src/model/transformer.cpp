@@ -171,15 +171,7 @@ at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache&
     x = x + project(attn, L.wo, L.bo);
 
     h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);
-    at::Tensor m;
-    if (c.mlp == MlpKind::SwiGLU) {
-      at::Tensor gu = project(h, L.w_gate_up, L.b_gate_up);
-      int64_t f = c.hidden_dim;
-      m = at::silu(gu.narrow(1, 0, f)) * gu.narrow(1, f, f);
-    } else {
-      m = at::gelu(project(h, L.w_up, L.b_up), "tanh");
-    }
-    x = x + project(m, L.w_down, L.b_down);
+    x = x + feed_forward(c, L, h);
   }
   cache.advance(static_cast<int>(T));
 
