@@ -40,6 +40,7 @@ Command add_info(CLI::App& app) {
         full.thin_keys.reset();
         full.key_rank.clear();
         full.rope_planes.clear();
+        full.attention = AttentionVariant{};  // MLA/LRKV against MHA of the same heads
         const int64_t full_per_token = KVCache(full, 1).allocated_bytes();
         // Paged decode cache: bytes per token from the block layout the pool
         // really uses (quantization scales and block alignment included).
@@ -52,6 +53,7 @@ Command add_info(CLI::App& app) {
                                        {CacheDType::Int8, CacheDType::F16},
                                        {CacheDType::Int4, CacheDType::F16},
                                        {CacheDType::Int4, CacheDType::Int8}};
+        if (!c.is_standard_attention()) paged.clear();  // dense cache only
         for (auto& p : paged) {
           // A generous budget costs address space only: pages are touched on write.
           PagedKVCache pc(cache_shape(c),
@@ -84,7 +86,14 @@ Command add_info(CLI::App& app) {
               {"kv_bytes_per_token_per_layer", per_layer},
               {"kv_bytes_per_token_f16", f16_per_token},
               {"kv_bytes_per_token_uncompressed", full_per_token},
-              {"key_heads", c.key_heads()},
+              {"key_heads", c.cache_key_heads(0)},
+              {"attention", c.is_mla() ? nlohmann::json{{"kind", "mla"},
+                                                        {"kv_lora_rank", c.attention.latent},
+                                                        {"qk_rope_head_dim", c.attention.rope_dim},
+                                                        {"qk_nope_head_dim", c.attention.nope_dim}}
+                            : c.is_lrkv()
+                                ? nlohmann::json{{"kind", "lrkv"}, {"rank", c.attention.rank}}
+                                : nlohmann::json{{"kind", "standard"}}},
               {"thin_keys", c.thin_keys
                                 ? nlohmann::json{{"method", c.thin_keys->method},
                                                  {"target", c.thin_keys->target},
@@ -127,23 +136,42 @@ Command add_info(CLI::App& app) {
           std::printf("thin keys     %s on %s, RoPE mode %s, %d KV head(s) per key latent\n",
                       c.thin_keys->method.c_str(), c.thin_keys->target.c_str(),
                       to_string(c.thin_keys->rope), c.thin_keys->share);
+        if (c.is_mla())
+          std::printf(
+              "attention     MLA: cached latent %d + shared RoPE key %d per token; per-head "
+              "query/key %d (+%d RoPE), values %d\n",
+              c.attention.latent, c.attention.rope_dim, c.attention.nope_dim, c.attention.rope_dim,
+              c.head_dim);
+        if (c.is_lrkv())
+          std::printf(
+              "attention     LRKV: shared key/value head of %d plus rank-%d residuals per "
+              "head (RoPE on the shared key)\n",
+              c.head_dim, c.attention.rank);
         std::printf("KV cache (runtime f32, measured from the allocation):\n");
         for (int l = 0; l < c.n_layers; ++l)
-          std::printf("  layer %-3d   K %d x %d + V %d x %d per token = %lld B\n", l, c.key_heads(),
-                      c.key_width(l), c.n_kv_heads, c.head_dim,
-                      static_cast<long long>(per_layer[l]));
+          std::printf("  layer %-3d   K %d x %d + V %d x %d per token = %lld B\n", l,
+                      c.cache_key_heads(l), c.cache_key_width(l), c.cache_value_heads(),
+                      c.cache_value_width(), static_cast<long long>(per_layer[l]));
         std::printf("  per token   %lld B (%s); as f16 it would be %lld B\n",
                     static_cast<long long>(per_token),
                     human_bytes(static_cast<double>(per_token)).c_str(),
                     static_cast<long long>(f16_per_token));
         if (full_per_token != per_token)
           std::printf(
-              "  full keys   %lld B per token: this cache is %.1f%% smaller\n",
+              c.is_standard_attention()
+                  ? "  full keys   %lld B per token: this cache is %.1f%% smaller\n"
+                  : "  MHA         %lld B per token with the same heads: this cache is %.1f%% "
+                    "smaller\n",
               static_cast<long long>(full_per_token),
               100.0 * (1.0 - static_cast<double>(per_token) / static_cast<double>(full_per_token)));
         std::printf("  at ctx %d  %s (f32), %s (f16)\n", ctx,
                     human_bytes(static_cast<double>(per_token) * ctx).c_str(),
                     human_bytes(static_cast<double>(f16_per_token) * ctx).c_str());
+        if (!c.is_standard_attention()) {
+          std::printf("paged decode cache: not available for %s (dense runtime cache only)\n",
+                      to_string(c.attention.kind));
+          return;
+        }
         std::printf("paged decode cache (16 tokens/block, int scales: one f32 per %d values):\n",
                     kDefaultQuantGroup);
         for (const auto& p : paged)

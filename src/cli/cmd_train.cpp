@@ -94,6 +94,14 @@ Command add_train(CLI::App& app) {
                   "Thin keys: query/key width summed over all query heads (the paper's d_select); "
                   "each head gets d_select / heads dims. Default: ordinary attention");
   sub->add_option("--qk-dim", o->qk_dim, "Thin keys, per head: same as --d-select qk_dim*heads");
+  sub->add_option("--mla-latent", a.mla_latent,
+                  "MLA (DeepSeek-V2): cache a latent of this width per token and layer plus one "
+                  "shared RoPE key; per-head keys/values are up-projections of it");
+  sub->add_option("--mla-rope-dim", a.mla_rope_dim,
+                  "MLA: width of the decoupled RoPE key (default head_dim / 2)");
+  sub->add_option("--lrkv-rank", a.lrkv_rank,
+                  "LRKV: one shared key/value head plus rank-r residuals per head (RoPE on the "
+                  "shared key only)");
   sub->add_option("--hidden", a.hidden_dim,
                   "MLP width (default 4*dim for gpt2, ~8/3*dim for llama)");
   sub->add_option("--ctx", a.ctx, "Context length: training sequence length and max positions")
@@ -230,9 +238,10 @@ Command add_train(CLI::App& app) {
         if (rank0 && !o->json) {
           std::printf(
               "model    %s, %d layers, width %d, %d heads (%d KV), head dim %d, key "
-              "width %d per head, %.2fM parameters\n",
+              "width %d per head, %s attention, %.2fM parameters, KV %lld B/token (f16)\n",
               mc.model_type.c_str(), mc.n_layers, mc.dim, mc.n_heads, mc.n_kv_heads, mc.head_dim,
-              mc.key_width(0), static_cast<double>(params) / 1e6);
+              mc.key_width(0), to_string(mc.attention.kind), static_cast<double>(params) / 1e6,
+              static_cast<long long>(mc.kv_bytes_per_token(2, 2)));
           std::printf(
               "data     %lld training tokens (%lld windows of %d), %zu validation "
               "batches%s\n",

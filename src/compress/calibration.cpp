@@ -12,6 +12,7 @@ namespace thinkeys {
 CalibrationStats calibrate(const Model& model, std::span<const int32_t> tokens,
                            const CalibrationOptions& opt) {
   const ModelConfig& c = model.config;
+  c.require_standard_attention("calibration");
   if (c.thin_keys) throw Error("calibration needs an uncompressed model");
   if (opt.ctx < 2) throw Error("--calib-ctx must be at least 2");
   if (opt.share < 1 || c.n_kv_heads % opt.share != 0)

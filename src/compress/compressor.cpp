@@ -160,6 +160,7 @@ at::Tensor plane_rows(int64_t h, int64_t d, const std::vector<int>& planes) {
 
 Model truncate_queries(const Model& original, const CompressOptions& o, CompressReport* report) {
   const ModelConfig& c = original.config;
+  c.require_standard_attention("query truncation");
   Model m = original;
   m.weights.layers = original.weights.layers;
   std::vector<int> ranks(c.n_layers);
@@ -196,6 +197,7 @@ Model compress_model(const Model& original, const CompressOptions& o,
                      std::span<const int32_t> calibration_tokens, CompressReport* report) {
   auto t0 = std::chrono::steady_clock::now();
   const ModelConfig& c = original.config;
+  c.require_standard_attention("key compression");
   validate(c, o, !calibration_tokens.empty());
   if (o.target == "queries") {
     if (o.ranks.key_rank <= 0 && o.ranks.key_ratio <= 0)

@@ -40,6 +40,8 @@ double sq(const at::Tensor& t) { return t.pow(2).sum().item<double>(); }
 FidelityReport measure_fidelity(const Model& model, const Model& reference,
                                 std::span<const int32_t> tokens, int ctx, bool progress) {
   const ModelConfig& c = model.config;
+  c.require_standard_attention("fidelity");
+  reference.config.require_standard_attention("fidelity");
   check_compatible(c, reference.config);
   if (ctx < 1) throw Error("--ctx must be positive (got " + std::to_string(ctx) + ")");
   const int64_t n = static_cast<int64_t>(tokens.size());

@@ -77,6 +77,7 @@ HeadSpectrum summarize_spectrum(std::vector<double> squared, int head_dim) {
 SpectrumReport measure_spectrum(const Model& model, std::span<const int32_t> tokens,
                                 const SpectrumOptions& options) {
   const ModelConfig& c = model.config;
+  c.require_standard_attention("spectrum");
   SpectrumReport rep;
   rep.head_dim = c.head_dim;
   rep.compressed = c.thin_keys.has_value() || c.has_thin_keys();

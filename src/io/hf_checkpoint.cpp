@@ -41,7 +41,8 @@ class TensorSource {
         throw Error(index.string() + ": missing 'weight_map'");
       std::map<std::string, size_t> opened;
       for (auto& [name, file] : j["weight_map"].items()) {
-        if (!file.is_string()) throw Error(index.string() + ": weight_map entries must be file names");
+        if (!file.is_string())
+          throw Error(index.string() + ": weight_map entries must be file names");
         auto fname = file.get<std::string>();
         if (fname.find('/') != std::string::npos || fname.find("..") != std::string::npos)
           throw Error(index.string() + ": shard name '" + fname + "' must be a plain file name");
@@ -53,7 +54,8 @@ class TensorSource {
       files_.push_back(std::make_unique<SafetensorsFile>(single));
       for (const auto& [name, view] : files_[0]->tensors()) owner_[name] = 0;
     } else if (fs::exists(dir / "pytorch_model.bin")) {
-      throw Error(dir.string() + ": only safetensors checkpoints are supported (found pytorch_model.bin)");
+      throw Error(dir.string() +
+                  ": only safetensors checkpoints are supported (found pytorch_model.bin)");
     } else {
       throw Error(dir.string() + ": no model.safetensors or model.safetensors.index.json");
     }
@@ -63,7 +65,8 @@ class TensorSource {
 
   const TensorView& view(const std::string& name) const {
     auto it = owner_.find(name);
-    if (it == owner_.end()) throw Error(dir_.string() + ": checkpoint has no tensor '" + name + "'");
+    if (it == owner_.end())
+      throw Error(dir_.string() + ": checkpoint has no tensor '" + name + "'");
     return files_[it->second]->at(name);
   }
 
@@ -166,8 +169,24 @@ void load_llama(const TensorSource& src, Model& m) {
     const int64_t nq = expected_shape_q(c, i)[0], nk = expected_shape_k(c, i)[0];
     L.attn_norm = r.get(p + "input_layernorm.weight", {D});
     L.wq = r.get(p + "self_attn.q_proj.weight", {nq, D});
-    L.wk = r.get(p + "self_attn.k_proj.weight", {nk, D});
-    L.wv = r.get(p + "self_attn.v_proj.weight", {c.n_kv_heads * d, D});
+    if (c.is_mla()) {
+      // DeepSeek-V2's tensor names (without its optional query LoRA).
+      const int64_t dc = c.attention.latent;
+      L.wk = r.get(p + "self_attn.kv_a_proj_with_mqa.weight", {nk, D});
+      L.kv_norm = r.get(p + "self_attn.kv_a_layernorm.weight", {dc});
+      L.kv_up =
+          r.get(p + "self_attn.kv_b_proj.weight", {c.n_heads * (c.attention.nope_dim + d), dc});
+    } else {
+      L.wk = r.get(p + "self_attn.k_proj.weight", {nk, D});
+      L.wv = r.get(p + "self_attn.v_proj.weight", {c.v_rows(), D});
+    }
+    if (c.is_lrkv()) {
+      const int64_t hr = c.n_heads * c.attention.rank, hd = c.n_heads * d, rk = c.attention.rank;
+      L.k_res_down = r.get(p + "self_attn.k_res_a_proj.weight", {hr, D});
+      L.k_res_up = r.get(p + "self_attn.k_res_b_proj.weight", {hd, rk});
+      L.v_res_down = r.get(p + "self_attn.v_res_a_proj.weight", {hr, D});
+      L.v_res_up = r.get(p + "self_attn.v_res_b_proj.weight", {hd, rk});
+    }
     L.wo = r.get(p + "self_attn.o_proj.weight", {D, c.n_heads * d});
     if (c.qkv_bias) {
       L.bq = r.get(p + "self_attn.q_proj.bias", {nq});
@@ -238,8 +257,15 @@ std::vector<NamedTensor> hf_tensors(const Model& m) {
       std::string p = "model.layers." + std::to_string(i) + ".";
       add(p + "input_layernorm.weight", L.attn_norm);
       add(p + "self_attn.q_proj.weight", L.wq);
-      add(p + "self_attn.k_proj.weight", L.wk);
+      add(p + (c.is_mla() ? "self_attn.kv_a_proj_with_mqa.weight" : "self_attn.k_proj.weight"),
+          L.wk);
+      add(p + "self_attn.kv_a_layernorm.weight", L.kv_norm);
+      add(p + "self_attn.kv_b_proj.weight", L.kv_up);
       add(p + "self_attn.v_proj.weight", L.wv);
+      add(p + "self_attn.k_res_a_proj.weight", L.k_res_down);
+      add(p + "self_attn.k_res_b_proj.weight", L.k_res_up);
+      add(p + "self_attn.v_res_a_proj.weight", L.v_res_down);
+      add(p + "self_attn.v_res_b_proj.weight", L.v_res_up);
       add(p + "self_attn.o_proj.weight", L.wo);
       add(p + "self_attn.k_down.weight", L.k_down);
       add(p + "self_attn.q_down.weight", L.q_down);
@@ -275,9 +301,15 @@ const char* torch_dtype_name(DType d) {
 at::Tensor tensor_to_float(const TensorView& v, const std::string& where) {
   at::ScalarType st;
   switch (v.dtype) {
-    case DType::F32: st = at::kFloat; break;
-    case DType::F16: st = at::kHalf; break;
-    case DType::BF16: st = at::kBFloat16; break;
+    case DType::F32:
+      st = at::kFloat;
+      break;
+    case DType::F16:
+      st = at::kHalf;
+      break;
+    case DType::BF16:
+      st = at::kBFloat16;
+      break;
     default:
       throw Error("tensor '" + where + "' has unsupported dtype " + dtype_name(v.dtype) +
                   " (supported: F32, F16, BF16)");
@@ -307,7 +339,9 @@ Model load_hf_checkpoint(const fs::path& dir) {
 void write_hf_checkpoint(const Model& model, const fs::path& dir, DType dtype) {
   if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16)
     throw Error("can only save weights as F32, F16 or BF16");
-  at::ScalarType st = dtype == DType::F32 ? at::kFloat : dtype == DType::F16 ? at::kHalf : at::kBFloat16;
+  at::ScalarType st = dtype == DType::F32   ? at::kFloat
+                      : dtype == DType::F16 ? at::kHalf
+                                            : at::kBFloat16;
   auto named = hf_tensors(model);
   std::vector<at::Tensor> keep;
   std::vector<TensorToWrite> out;

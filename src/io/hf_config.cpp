@@ -70,7 +70,8 @@ void read_gpt2(const Fields& f, ModelConfig& c) {
   c.positions = PositionKind::Learned;
   if (f.get_or<bool>("scale_attn_by_inverse_layer_idx", false))
     f.fail("scale_attn_by_inverse_layer_idx=true is not supported");
-  if (!f.get_or<bool>("scale_attn_weights", true)) f.fail("scale_attn_weights=false is not supported");
+  if (!f.get_or<bool>("scale_attn_weights", true))
+    f.fail("scale_attn_weights=false is not supported");
   c.tied_embeddings = f.get_or<bool>("tie_word_embeddings", true);
   c.qkv_bias = c.o_bias = c.mlp_bias = true;
 }
@@ -85,8 +86,8 @@ void read_llama_family(const Fields& f, ModelConfig& c) {
     c.head_dim = f.get<int>("head_dim");
   } else {
     if (c.n_heads <= 0 || c.dim % c.n_heads != 0)
-      f.fail("hidden_size (" + std::to_string(c.dim) + ") is not divisible by num_attention_heads (" +
-             std::to_string(c.n_heads) + ")");
+      f.fail("hidden_size (" + std::to_string(c.dim) +
+             ") is not divisible by num_attention_heads (" + std::to_string(c.n_heads) + ")");
     c.head_dim = c.dim / c.n_heads;
   }
   c.hidden_dim = f.get<int>("intermediate_size");
@@ -132,8 +133,26 @@ void read_thin_keys(const Fields& f, ModelConfig& c) {
   }
   tk.share = f.get_or<int>("share", 1);
   c.key_rank = f.get<std::vector<int>>("key_rank");
-  if (f.has("rope_planes")) c.rope_planes = f.get<std::vector<std::vector<std::vector<int>>>>("rope_planes");
+  if (f.has("rope_planes"))
+    c.rope_planes = f.get<std::vector<std::vector<std::vector<int>>>>("rope_planes");
   c.thin_keys = tk;
+}
+
+void read_attention_variant(const Fields& f, ModelConfig& c) {
+  const auto kind = f.get<std::string>("kind");
+  if (kind == "mla") {
+    c.attention.kind = AttentionKind::MLA;
+    c.attention.latent = f.get<int>("kv_lora_rank");
+    c.attention.rope_dim = f.get<int>("qk_rope_head_dim");
+    c.attention.nope_dim = f.get<int>("qk_nope_head_dim");
+    if (f.get_or<int>("v_head_dim", c.head_dim) != c.head_dim)
+      f.fail("v_head_dim must equal head_dim");
+  } else if (kind == "lrkv") {
+    c.attention.kind = AttentionKind::LRKV;
+    c.attention.rank = f.get<int>("rank");
+  } else {
+    f.fail("unknown attention kind '" + kind + "' (expected mla or lrkv)");
+  }
 }
 
 }  // namespace
@@ -175,8 +194,9 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& ori
                                                  : "LlamaForCausalLM";
     read_llama_family(f, c);
   } else {
-    f.fail("unknown architecture '" + (c.architecture.empty() ? c.model_type : c.architecture) +
-           "' (supported: GPT2LMHeadModel, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+    f.fail(
+        "unknown architecture '" + (c.architecture.empty() ? c.model_type : c.architecture) +
+        "' (supported: GPT2LMHeadModel, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
   }
 
   c.weight_dtype = f.get_or<std::string>("torch_dtype", "float32");
@@ -184,6 +204,10 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& ori
   c.eos_id = optional_token(f, "eos_token_id");
 
   if (f.has("thin_keys")) read_thin_keys(Fields(f.raw("thin_keys"), origin + ": thin_keys"), c);
+  if (f.has("attention_variant")) {
+    if (!f.raw("attention_variant").is_object()) f.fail("'attention_variant' must be an object");
+    read_attention_variant(Fields(f.raw("attention_variant"), origin + ": attention_variant"), c);
+  }
   try {
     c.validate();
   } catch (const Error& e) {
@@ -194,7 +218,8 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& ori
 
 ModelConfig read_hf_config(const std::filesystem::path& config_json) {
   if (!std::filesystem::exists(config_json))
-    throw Error("missing " + config_json.string() + " (a Hugging Face model directory needs config.json)");
+    throw Error("missing " + config_json.string() +
+                " (a Hugging Face model directory needs config.json)");
   return parse_hf_config(read_file_bytes(config_json), config_json.string());
 }
 
@@ -247,6 +272,14 @@ std::string hf_config_json(const ModelConfig& c) {
   } else if (!c.key_rank.empty()) {
     j["thin_keys"] = {{"method", "trained"}, {"rope_mode", "full"}, {"key_rank", c.key_rank}};
   }
+  if (c.is_mla())
+    j["attention_variant"] = {{"kind", "mla"},
+                              {"kv_lora_rank", c.attention.latent},
+                              {"qk_rope_head_dim", c.attention.rope_dim},
+                              {"qk_nope_head_dim", c.attention.nope_dim},
+                              {"v_head_dim", c.head_dim}};
+  else if (c.is_lrkv())
+    j["attention_variant"] = {{"kind", "lrkv"}, {"rank", c.attention.rank}};
   return j.dump(2) + "\n";
 }
 

@@ -7,8 +7,9 @@ namespace thinkeys {
 KVCache::KVCache(const ModelConfig& c, int capacity) : capacity_(capacity) {
   if (capacity <= 0) throw Error("KV cache capacity must be positive");
   for (int l = 0; l < c.n_layers; ++l) {
-    keys_.push_back(at::empty({c.key_heads(), capacity, c.key_width(l)}, at::kFloat));
-    values_.push_back(at::empty({c.n_kv_heads, capacity, c.head_dim}, at::kFloat));
+    keys_.push_back(at::empty({c.cache_key_heads(l), capacity, c.cache_key_width(l)}, at::kFloat));
+    values_.push_back(
+        at::empty({c.cache_value_heads(), capacity, c.cache_value_width()}, at::kFloat));
   }
 }
 

@@ -39,40 +39,95 @@ void ModelConfig::validate() const {
   require(share >= 1 && n_kv_heads % share == 0,
           "thin_keys.share must divide the number of KV heads");
   for (int r : key_rank)
-    require(r >= 1 && r <= head_dim * share,
-            "key rank " + std::to_string(r) + " outside [1, " + std::to_string(head_dim * share) + "]");
+    require(r >= 1 && r <= head_dim * share, "key rank " + std::to_string(r) + " outside [1, " +
+                                                 std::to_string(head_dim * share) + "]");
   if (rope_mode() == RopeMode::Pairs) {
     require(positions == PositionKind::Rope, "RoPE mode 'pairs' needs a RoPE model");
     require(share == 1, "RoPE mode 'pairs' keeps planes per KV head (share must be 1)");
     require(static_cast<int>(rope_planes.size()) == n_layers, "rope_planes must list every layer");
     for (int l = 0; l < n_layers; ++l) {
       require(key_width(l) % 2 == 0, "RoPE mode 'pairs' needs even key ranks");
-      require(static_cast<int>(rope_planes[l].size()) == n_kv_heads, "rope_planes: one list per KV head");
+      require(static_cast<int>(rope_planes[l].size()) == n_kv_heads,
+              "rope_planes: one list per KV head");
       for (const auto& planes : rope_planes[l]) {
-        require(static_cast<int>(planes.size()) == key_width(l) / 2, "rope_planes: r/2 planes per head");
+        require(static_cast<int>(planes.size()) == key_width(l) / 2,
+                "rope_planes: r/2 planes per head");
         for (int p : planes) require(p >= 0 && p < head_dim / 2, "rope_planes: plane out of range");
       }
     }
   }
+  if (!is_standard_attention()) {
+    const std::string kind = to_string(attention.kind);
+    require(positions == PositionKind::Rope, kind + " needs a RoPE (Llama-style) model");
+    require(key_rank.empty() && !thin_keys, kind + " cannot also have thin keys");
+    require(!qkv_bias, kind + " has no query/key/value biases");
+    require(n_kv_heads == n_heads, kind +
+                                       " derives per-head keys and values itself: "
+                                       "num_key_value_heads must equal num_attention_heads");
+    if (is_mla()) {
+      require(attention.latent > 0, "MLA kv_lora_rank must be positive");
+      require(attention.rope_dim > 0 && attention.rope_dim % 2 == 0,
+              "MLA qk_rope_head_dim must be positive and even");
+      require(attention.nope_dim > 0, "MLA qk_nope_head_dim must be positive");
+    } else {
+      require(attention.rank >= 1 && attention.rank <= head_dim,
+              "LRKV rank " + std::to_string(attention.rank) +
+                  " outside [1, head_dim = " + std::to_string(head_dim) + "]");
+    }
+  }
   if (positions == PositionKind::Rope && rope_mode() == RopeMode::Full)
     for (int l = 0; l < n_layers; ++l)
-      require(key_width(l) % 2 == 0 && share == 1 && key_width(l) <= head_dim,
-              "thin keys on a RoPE model need a RoPE mode (post, latent or pairs) or an even width");
+      require(
+          key_width(l) % 2 == 0 && share == 1 && key_width(l) <= head_dim,
+          "thin keys on a RoPE model need a RoPE mode (post, latent or pairs) or an even width");
+}
+
+void ModelConfig::require_standard_attention(const std::string& feature) const {
+  if (!is_standard_attention())
+    throw Error(feature + " supports MHA, GQA, MQA and thin-key models; this model uses " +
+                to_string(attention.kind) +
+                " attention (the dense runtime, eval and training "
+                "support it)");
+}
+
+double ModelConfig::score_scale() const {
+  const int width = is_mla() ? attention.nope_dim + attention.rope_dim : head_dim;
+  return 1.0 / std::sqrt(static_cast<double>(width));
+}
+
+int ModelConfig::cache_key_heads(int) const { return is_standard_attention() ? key_heads() : 1; }
+int ModelConfig::cache_key_width(int layer) const {
+  if (is_mla()) return attention.latent + attention.rope_dim;
+  if (is_lrkv()) return head_dim + n_heads * attention.rank;
+  return key_width(layer);
+}
+int ModelConfig::cache_value_heads() const { return is_mla() ? 0 : is_lrkv() ? 1 : n_kv_heads; }
+int ModelConfig::cache_value_width() const {
+  return is_mla() ? 0 : is_lrkv() ? head_dim + n_heads * attention.rank : head_dim;
+}
+int ModelConfig::v_rows() const {
+  return is_mla() ? 0 : is_lrkv() ? head_dim : n_kv_heads * head_dim;
 }
 
 int ModelConfig::q_rows_per_head(int layer) const {
+  if (is_mla()) return attention.nope_dim + attention.rope_dim;
+  if (is_lrkv()) return head_dim;
   auto m = rope_mode();
   return m == RopeMode::Post || m == RopeMode::Latent ? head_dim : key_width(layer);
 }
 
 int ModelConfig::k_rows(int layer) const {
+  if (is_mla()) return attention.latent + attention.rope_dim;
+  if (is_lrkv()) return head_dim;
   return rope_mode() == RopeMode::Post ? n_kv_heads * head_dim : key_heads() * key_width(layer);
 }
 
 int64_t ModelConfig::kv_bytes_per_token_layer(int layer, double key_bytes,
                                               double value_bytes) const {
-  return static_cast<int64_t>(
-      std::llround(key_heads() * key_width(layer) * key_bytes + n_kv_heads * head_dim * value_bytes));
+  // MLA's latent is both key and value: it is stored once, at the key dtype.
+  return static_cast<int64_t>(std::llround(
+      static_cast<double>(cache_key_heads(layer)) * cache_key_width(layer) * key_bytes +
+      static_cast<double>(cache_value_heads()) * cache_value_width() * value_bytes));
 }
 
 int64_t ModelConfig::kv_bytes_per_token(double key_bytes, double value_bytes) const {
@@ -81,14 +136,30 @@ int64_t ModelConfig::kv_bytes_per_token(double key_bytes, double value_bytes) co
   return total;
 }
 
+const char* to_string(AttentionKind k) {
+  switch (k) {
+    case AttentionKind::Standard:
+      return "standard";
+    case AttentionKind::MLA:
+      return "MLA";
+    case AttentionKind::LRKV:
+      return "LRKV";
+  }
+  return "?";
+}
+
 const char* to_string(NormKind k) { return k == NormKind::LayerNorm ? "LayerNorm" : "RMSNorm"; }
 const char* to_string(MlpKind k) { return k == MlpKind::GeluTanh ? "GELU(tanh)" : "SwiGLU"; }
 const char* to_string(RopeMode m) {
   switch (m) {
-    case RopeMode::Full: return "full";
-    case RopeMode::Post: return "post";
-    case RopeMode::Latent: return "latent";
-    case RopeMode::Pairs: return "pairs";
+    case RopeMode::Full:
+      return "full";
+    case RopeMode::Post:
+      return "post";
+    case RopeMode::Latent:
+      return "latent";
+    case RopeMode::Pairs:
+      return "pairs";
   }
   return "?";
 }

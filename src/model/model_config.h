@@ -21,18 +21,38 @@ enum class PositionKind { Learned, Rope };
 //   Pairs:  keep r/2 whole frequency planes per KV head; rotate those.
 enum class RopeMode { Full, Post, Latent, Pairs };
 
+// Attention designs trained from scratch beside MHA/GQA/MQA/thin keys
+// (design.md section 6). Both cache one shared row per token and layer, so the
+// runtime sees a single cached "head" whose width the helpers below report.
+//   MLA:  DeepSeek-V2 latent attention. Cache [RMSNorm(c) ; rotated k_rope]
+//         (latent + rope_dim); the key/value up-projections are absorbed into
+//         the query and the output at decode. head_dim is the value width.
+//   LRKV: shared full-rank key/value head plus per-head rank-r residuals.
+//         Cache [rotated k_shared ; z_1..z_H] and [v_shared ; y_1..y_H]. RoPE
+//         acts on the shared key only, so the residual's query side absorbs
+//         (score = R q . R k_s + (U_h^T q) . z_h) and nothing is rebuilt.
+enum class AttentionKind { Standard, MLA, LRKV };
+
+struct AttentionVariant {
+  AttentionKind kind = AttentionKind::Standard;
+  int latent = 0;    // MLA: kv_lora_rank d_c
+  int rope_dim = 0;  // MLA: decoupled RoPE key width d_R (shared by all heads)
+  int nope_dim = 0;  // MLA: per-head query/key width without RoPE
+  int rank = 0;      // LRKV: residual rank r per head
+};
+
 // Provenance of a compressed key cache (config.json "thin_keys").
 struct ThinKeysInfo {
-  std::string method;      // "svd", "kqsvd"
+  std::string method;  // "svd", "kqsvd"
   std::string target = "keys";
   RopeMode rope = RopeMode::Full;
-  int share = 1;           // KV heads that share one cached key latent
+  int share = 1;  // KV heads that share one cached key latent
 };
 
 struct ModelConfig {
-  std::string architecture;   // Hugging Face class name, e.g. "LlamaForCausalLM"
-  std::string model_type;     // "gpt2", "llama", "mistral", "qwen2"
-  std::string source_format;  // where it was loaded from: "safetensors" or "llama2c"
+  std::string architecture;              // Hugging Face class name, e.g. "LlamaForCausalLM"
+  std::string model_type;                // "gpt2", "llama", "mistral", "qwen2"
+  std::string source_format;             // where it was loaded from: "safetensors" or "llama2c"
   std::string weight_dtype = "float32";  // dtype as stored on disk
 
   int vocab_size = 0;
@@ -65,6 +85,25 @@ struct ModelConfig {
   std::optional<ThinKeysInfo> thin_keys;
   // Pairs mode: kept RoPE frequency planes, [layer][kv head][r/2].
   std::vector<std::vector<std::vector<int>>> rope_planes;
+  AttentionVariant attention;
+
+  bool is_mla() const { return attention.kind == AttentionKind::MLA; }
+  bool is_lrkv() const { return attention.kind == AttentionKind::LRKV; }
+  bool is_standard_attention() const { return attention.kind == AttentionKind::Standard; }
+  // Throws a clear Error naming `feature` for MLA/LRKV models, which only the
+  // dense runtime, training and evaluation support.
+  void require_standard_attention(const std::string& feature) const;
+  // Softmax temperature: 1/sqrt of the width the scores were trained with.
+  double score_scale() const;
+  // Width the RoPE frequency table is built for (MLA rotates only rope_dim).
+  int rope_table_dim() const { return is_mla() ? attention.rope_dim : head_dim; }
+  // Physical runtime cache layout per layer: heads x width per token.
+  int cache_key_heads(int layer) const;
+  int cache_key_width(int layer) const;
+  int cache_value_heads() const;
+  int cache_value_width() const;
+  // Rows of W_V (0 for MLA, whose values come from the cached latent).
+  int v_rows() const;
 
   int group_size() const { return n_heads / n_kv_heads; }
   int key_width(int layer) const { return key_rank.empty() ? head_dim : key_rank[layer]; }
@@ -90,6 +129,7 @@ const char* to_string(NormKind k);
 const char* to_string(MlpKind k);
 const char* to_string(PositionKind k);
 const char* to_string(RopeMode m);
+const char* to_string(AttentionKind k);
 RopeMode parse_rope_mode(const std::string& s);  // throws Error on unknown names
 
 }  // namespace thinkeys

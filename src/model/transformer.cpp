@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "model/attention_variants.h"
 #include "model/layer_ops.h"
 #include "util/error.h"
 
@@ -33,7 +34,7 @@ at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& K
                   const AttentionObserver* observer) {
   const int64_t T = q.size(0), H = q.size(1), w = q.size(2);
   const int64_t nk = K.size(0), S = K.size(1), Hkv = V.size(0), d = V.size(2);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  const double scale = c.score_scale();
   if (T == 1 && !mask.defined() && !observer) return attend_one(q, K, V, scale);
   at::Tensor qg = q.view({T, nk, H / nk, w}).permute({1, 2, 0, 3}).reshape({nk, H / nk * T, w});
   at::Tensor scores = at::bmm(qg, K.transpose(1, 2)).mul_(scale);  // [nk, (H/nk)*T, S]
@@ -51,9 +52,29 @@ at::Tensor per_head_map(const at::Tensor& x, const at::Tensor& maps) {
   return at::bmm(x.transpose(0, 1), maps).transpose(0, 1);
 }
 
+// MLA / LRKV: write this step's cache rows, attend over all of them.
+at::Tensor variant_attention(const Model& model, int l, const at::Tensor& h, const at::Tensor& cos,
+                             const at::Tensor& sin, const at::Tensor& mask, KVCache& cache,
+                             int64_t start) {
+  const ModelConfig& c = model.config;
+  const LayerWeights& L = model.weights.layers[l];
+  const int64_t T = h.size(0), S = start + T;
+  VariantProjections p = split_variant_projections(c, project(h, L.wqkv).unsqueeze(0));
+  cache.keys(l).narrow(1, start, T).copy_(variant_key_rows(c, L, p, cos, sin));
+  at::Tensor values;
+  if (c.is_lrkv()) {
+    cache.values(l).narrow(1, start, T).copy_(variant_value_rows(c, p));
+    values = cache.values(l).narrow(1, 0, S);
+  }
+  return variant_attend(c, L, p.q, cache.keys(l).narrow(1, 0, S), values, cos, sin, mask)
+      .squeeze(0);
+}
+
 at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::Tensor& cos,
                      const at::Tensor& sin, const at::Tensor& mask, KVCache& cache, int64_t start,
                      const QKObserver* observer, const AttentionObserver* attention_observer) {
+  if (!model.config.is_standard_attention())
+    return variant_attention(model, l, h, cos, sin, mask, cache, start);
   const ModelConfig& c = model.config;
   const LayerWeights& L = model.weights.layers[l];
   const int64_t T = h.size(0), H = c.n_heads, Hkv = c.n_kv_heads, d = c.head_dim;

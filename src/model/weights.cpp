@@ -22,11 +22,21 @@ std::vector<int64_t> expected_shape_k(const ModelConfig& c, int layer) {
 
 void Model::finalize() {
   for (auto& L : weights.layers) {
-    int64_t nq = L.wq.size(0), nk = L.wk.size(0), nv = L.wv.size(0);
-    L.wqkv = at::cat({L.wq, L.wk, L.wv}, 0).contiguous();
-    L.wq = L.wqkv.narrow(0, 0, nq);
-    L.wk = L.wqkv.narrow(0, nq, nk);
-    L.wv = L.wqkv.narrow(0, nq + nk, nv);
+    // Everything the layer input feeds goes into one GEMM; the parts become
+    // views (MLA has no wv, LRKV adds its residual down-projections).
+    std::vector<at::Tensor*> parts;
+    for (at::Tensor* t : {&L.wq, &L.wk, &L.wv, &L.k_res_down, &L.v_res_down})
+      if (t->defined()) parts.push_back(t);
+    std::vector<at::Tensor> cat_parts;
+    for (at::Tensor* t : parts) cat_parts.push_back(*t);
+    L.wqkv = at::cat(cat_parts, 0).contiguous();
+    int64_t offset = 0;
+    for (at::Tensor* t : parts) {
+      const int64_t rows = t->size(0);
+      *t = L.wqkv.narrow(0, offset, rows);
+      offset += rows;
+    }
+    const int64_t nq = L.wq.size(0), nk = L.wk.size(0), nv = L.wv.defined() ? L.wv.size(0) : 0;
     if (L.bq.defined() || L.bk.defined() || L.bv.defined()) {
       auto zeros_if_missing = [](const at::Tensor& b, int64_t n) {
         return b.defined() ? b : at::zeros({n}, at::kFloat);
@@ -54,17 +64,18 @@ void Model::finalize() {
   }
   if (config.tied_embeddings) weights.lm_head = weights.tok_emb;
   if (config.positions == PositionKind::Rope) {
-    int half = config.head_dim / 2;
+    const int table = config.rope_table_dim(), half = table / 2;
     rope_inv_freq = at::empty({half}, at::kFloat);
     auto* p = rope_inv_freq.data_ptr<float>();
     for (int i = 0; i < half; ++i)
-      p[i] = static_cast<float>(1.0 / std::pow(config.rope_theta, 2.0 * i / config.head_dim));
+      p[i] = static_cast<float>(1.0 / std::pow(config.rope_theta, 2.0 * i / table));
     if (config.rope_mode() == RopeMode::Pairs) {
       for (int l = 0; l < config.n_layers; ++l) {
         const auto& planes = config.rope_planes[l];
         at::Tensor idx = at::empty({config.n_kv_heads, config.key_width(l) / 2}, at::kLong);
         for (int g = 0; g < config.n_kv_heads; ++g)
-          for (size_t j = 0; j < planes[g].size(); ++j) idx[g][static_cast<int64_t>(j)] = planes[g][j];
+          for (size_t j = 0; j < planes[g].size(); ++j)
+            idx[g][static_cast<int64_t>(j)] = planes[g][j];
         weights.layers[l].rope_inv_freq = rope_inv_freq.index({idx});
       }
     }
@@ -77,7 +88,7 @@ int64_t Model::parameter_count() const {
   for (const auto& L : weights.layers) {
     for (const at::Tensor* t : {&L.attn_norm, &L.attn_norm_bias, &L.wqkv, &L.bqkv, &L.wo, &L.bo,
                                 &L.mlp_norm, &L.mlp_norm_bias, &L.w_down, &L.b_down, &L.k_down,
-                                &L.q_down, &L.k_up})
+                                &L.q_down, &L.k_up, &L.kv_norm, &L.kv_up, &L.k_res_up, &L.v_res_up})
       if (t->defined()) n += t->numel();
     if (config.mlp == MlpKind::SwiGLU) {
       n += L.w_gate_up.numel();

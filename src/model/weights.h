@@ -12,13 +12,19 @@ namespace thinkeys {
 
 struct LayerWeights {
   at::Tensor attn_norm, attn_norm_bias;  // bias only for LayerNorm
-  at::Tensor wq, wk, wv, bq, bk, bv;  // [H*q_rows, D], [k_rows, D], [Hkv*d, D]
+  at::Tensor wq, wk, wv, bq, bk, bv;     // [H*q_rows, D], [k_rows, D], [Hkv*d, D]
   // Thin-key maps (empty for ordinary models), see RopeMode.
   at::Tensor k_down;         // Post: [key_heads, share*d, r], cached k' = A^T (R k)
   at::Tensor q_down;         // Post: [H, d, r], q' = B_h^T (R q)
   at::Tensor k_up;           // Latent: [key_heads, share*d, r], rebuilt k = P c
   at::Tensor rope_inv_freq;  // Pairs: [Hkv, r/2] frequencies of the kept planes
-  at::Tensor wo, bo;                     // [D, H*d]
+  // MLA: wq is [H*(nope+rope), D], wk is W_DKV [latent+rope, D], no wv.
+  at::Tensor kv_norm;  // [latent] RMSNorm weight of the cached latent
+  at::Tensor kv_up;    // [H*(nope+d), latent]: per head W_UK rows then W_UV rows
+  // LRKV: wk, wv are the shared [d, D] maps; residual factors per head.
+  at::Tensor k_res_down, v_res_down;  // [H*r, D]: z_h = V_h x
+  at::Tensor k_res_up, v_res_up;      // [H*d, r]: head h adds U_h z_h
+  at::Tensor wo, bo;                  // [D, H*d]
   at::Tensor mlp_norm, mlp_norm_bias;
   at::Tensor w_gate, w_up, w_down;  // w_gate only for SwiGLU
   at::Tensor b_up, b_down, b_gate;

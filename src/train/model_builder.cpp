@@ -61,6 +61,24 @@ ModelConfig make_model_config(const ArchConfig& a) {
     require(a.d_select == 0, "d_select must be positive");
   }
 
+  require(a.mla_latent >= 0 && a.mla_rope_dim >= 0 && a.lrkv_rank >= 0,
+          "MLA and LRKV sizes must be positive");
+  require(!(a.mla_latent > 0 && a.lrkv_rank > 0), "choose MLA or LRKV, not both");
+  require(a.mla_latent > 0 || a.mla_rope_dim == 0, "--mla-rope-dim needs --mla-latent");
+  if (a.mla_latent > 0 || a.lrkv_rank > 0) {
+    const char* kind = a.mla_latent > 0 ? "MLA" : "LRKV";
+    require(!gpt2,
+            std::string(kind) + " is built on the llama architecture (RoPE); use --arch llama");
+    require(a.d_select == 0, std::string(kind) + " cannot be combined with thin keys (d_select)");
+    require(kv == a.n_heads,
+            std::string(kind) + " derives per-head keys and values itself; leave --kv-heads unset");
+    require(a.lrkv_rank <= d,
+            "LRKV rank (" + num(a.lrkv_rank) + ") exceeds the head dimension (" + num(d) + ")");
+    const int dr = a.mla_rope_dim > 0 ? a.mla_rope_dim : d / 2;
+    require(a.mla_latent == 0 || dr % 2 == 0,
+            "MLA's RoPE key needs an even width (got " + num(dr) + ")");
+  }
+
   ModelConfig c;
   c.architecture = gpt2 ? "GPT2LMHeadModel" : "LlamaForCausalLM";
   c.model_type = gpt2 ? "gpt2" : "llama";
@@ -85,6 +103,15 @@ ModelConfig make_model_config(const ArchConfig& a) {
   c.bos_id = a.bos_id;
   c.eos_id = a.eos_id;
   if (r != d) c.key_rank.assign(a.n_layers, r);
+  if (a.mla_latent > 0) {
+    c.attention.kind = AttentionKind::MLA;
+    c.attention.latent = a.mla_latent;
+    c.attention.rope_dim = a.mla_rope_dim > 0 ? a.mla_rope_dim : d / 2;
+    c.attention.nope_dim = d;
+  } else if (a.lrkv_rank > 0) {
+    c.attention.kind = AttentionKind::LRKV;
+    c.attention.rank = a.lrkv_rank;
+  }
   c.validate();
   return c;
 }
@@ -107,7 +134,7 @@ Model init_model(const ModelConfig& c, uint64_t seed) {
   if (c.positions == PositionKind::Learned) w.pos_emb = normal({c.max_positions, D}, std0);
   for (int l = 0; l < c.n_layers; ++l) {
     LayerWeights L;
-    const int64_t qr = H * c.q_rows_per_head(l), kr = c.k_rows(l), vr = c.n_kv_heads * d;
+    const int64_t qr = H * c.q_rows_per_head(l), kr = c.k_rows(l), vr = c.v_rows();
     L.attn_norm = ones(D);
     L.mlp_norm = ones(D);
     if (ln) {
@@ -116,7 +143,17 @@ Model init_model(const ModelConfig& c, uint64_t seed) {
     }
     L.wq = normal({qr, D}, std0);
     L.wk = normal({kr, D}, std0);
-    L.wv = normal({vr, D}, std0);
+    if (vr > 0) L.wv = normal({vr, D}, std0);
+    if (c.is_mla()) {
+      L.kv_norm = ones(c.attention.latent);
+      L.kv_up = normal({H * (c.attention.nope_dim + d), c.attention.latent}, std0);
+    } else if (c.is_lrkv()) {
+      const int64_t r = c.attention.rank;
+      L.k_res_down = normal({H * r, D}, std0);
+      L.v_res_down = normal({H * r, D}, std0);
+      L.k_res_up = normal({H * d, r}, std0);
+      L.v_res_up = normal({H * d, r}, std0);
+    }
     L.wo = normal({D, H * d}, std_out);
     if (c.qkv_bias) {
       L.bq = zeros(qr);

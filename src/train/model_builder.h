@@ -26,6 +26,13 @@ struct ArchConfig {
   // Thin keys: total query/key width summed over query heads (the paper's
   // d_select), so r = d_select / n_heads per head. 0: ordinary attention.
   int d_select = 0;
+  // MLA (DeepSeek-V2): cached latent width d_c; > 0 selects MLA. The decoupled
+  // RoPE key has mla_rope_dim dims (0: head_dim / 2); the per-head query/key
+  // part without RoPE has head_dim dims.
+  int mla_latent = 0;
+  int mla_rope_dim = 0;
+  // LRKV: per-head residual rank r over a shared key/value head; > 0 selects LRKV.
+  int lrkv_rank = 0;
   int hidden_dim = 0;  // 0: 4*dim (gpt2) or 8/3*dim rounded up to a multiple of 32 (llama)
   int ctx = 256;       // maximum positions
   double rope_theta = 10000.0;

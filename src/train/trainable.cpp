@@ -26,7 +26,13 @@ void for_each_weight(Model& m,
     fn(p + "k_down", L.k_down, true);
     fn(p + "q_down", L.q_down, true);
     fn(p + "k_up", L.k_up, true);
+    fn(p + "kv_norm", L.kv_norm, false);  // MLA: the latent also carries the values
+    fn(p + "kv_up", L.kv_up, false);
+    fn(p + "k_res_down", L.k_res_down, true);
+    fn(p + "k_res_up", L.k_res_up, true);
     fn(p + "wv", L.wv, false);
+    fn(p + "v_res_down", L.v_res_down, false);
+    fn(p + "v_res_up", L.v_res_up, false);
     fn(p + "bv", L.bv, false);
     fn(p + "wo", L.wo, false);
     fn(p + "bo", L.bo, false);
@@ -53,6 +59,8 @@ TrainScope parse_train_scope(const std::string& s) {
 }
 
 std::vector<NamedParameter> prepare_for_training(Model& model, TrainScope scope) {
+  if (scope == TrainScope::QK && model.config.is_mla())
+    throw Error("--train qk is not defined for MLA: its cached latent feeds keys and values alike");
   at::NoGradGuard no_grad;
   std::vector<NamedParameter> out;
   for_each_weight(model, [&](const std::string& name, at::Tensor& t, bool qk) {

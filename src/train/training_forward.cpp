@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "model/attention_variants.h"
 #include "model/layer_ops.h"
 #include "util/error.h"
 
@@ -23,7 +24,7 @@ at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& K
                   const at::Tensor& V, const at::Tensor& mask) {
   const int64_t B = q.size(0), T = q.size(1), H = q.size(2), w = q.size(3);
   const int64_t S = K.size(1), nk = K.size(2), Hkv = V.size(2), d = V.size(3);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  const double scale = c.score_scale();
   at::Tensor qg = q.reshape({B, T, nk, H / nk, w}).permute({0, 2, 3, 1, 4});  // [B,nk,g,T,w]
   at::Tensor kt = K.permute({0, 2, 3, 1}).unsqueeze(2);                       // [B,nk,1,w,S]
   at::Tensor scores = at::matmul(qg, kt) * scale + mask;                      // [B,nk,g,T,S]
@@ -40,6 +41,15 @@ at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::T
   const int64_t nk = c.key_heads(), r = c.key_width(l), share = c.key_share();
   const int64_t qr = c.q_rows_per_head(l);
   const bool rope = c.positions == PositionKind::Rope;
+  if (!c.is_standard_attention()) {
+    // Training keeps the parts separate (the fused copy is dropped for autograd).
+    std::vector<at::Tensor> parts;
+    for (const at::Tensor* t : {&L.wq, &L.wk, &L.wv, &L.k_res_down, &L.v_res_down})
+      if (t->defined()) parts.push_back(*t);
+    VariantProjections p = split_variant_projections(c, at::linear(h, at::cat(parts, 0)));
+    return variant_attend(c, L, p.q, variant_key_rows(c, L, p, cos, sin), variant_value_rows(c, p),
+                          cos, sin, mask);
+  }
 
   at::Tensor q = linear(h, L.wq, L.bq).view({B, T, H, qr});
   at::Tensor k = linear(h, L.wk, L.bk);

@@ -1,0 +1,299 @@
+// MLA and LRKV: the runtime's absorbed attention equals a plain per-head
+// reference written from the papers' definitions (explicit keys and values per
+// head); LRKV with zero residuals is exactly MQA; incremental decode equals
+// prefill equals the training forward; checkpoints round-trip; the cache holds
+// the hand-derived number of bytes; training lowers the loss; refusals.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "cache/paged_kv_cache.h"
+#include "compress/compressor.h"
+#include "io/hf_checkpoint.h"
+#include "io/hf_config.h"
+#include "model/kv_cache.h"
+#include "model/transformer.h"
+#include "test_support.h"
+#include "train/model_builder.h"
+#include "train/trainable.h"
+#include "train/trainer.h"
+#include "train/training_forward.h"
+#include "train/window_dataset.h"
+#include "util/error.h"
+
+namespace thinkeys {
+namespace {
+
+ArchConfig variant_arch(int mla_latent, int lrkv_rank) {
+  ArchConfig a;
+  a.arch = "llama";
+  a.vocab_size = 53;
+  a.dim = 32;
+  a.n_layers = 1;
+  a.n_heads = 4;
+  a.head_dim = 8;
+  a.ctx = 24;
+  a.hidden_dim = 40;
+  a.mla_latent = mla_latent;
+  a.mla_rope_dim = mla_latent > 0 ? 4 : 0;
+  a.lrkv_rank = lrkv_rank;
+  return a;
+}
+
+std::vector<int32_t> random_tokens(int n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
+  return t;
+}
+
+// Larger random weights than the training init, so attention is far from
+// uniform and a wrong key/value path shows.
+Model random_variant(const ArchConfig& a, uint64_t seed) {
+  Model m = init_model(make_model_config(a), seed);
+  at::NoGradGuard g;
+  at::manual_seed(static_cast<uint64_t>(seed));
+  for (auto& L : m.weights.layers) {
+    for (at::Tensor* t :
+         {&L.wq, &L.wk, &L.wv, &L.kv_up, &L.k_res_down, &L.k_res_up, &L.v_res_down, &L.v_res_up})
+      if (t->defined()) t->copy_(at::randn(t->sizes()) * 0.3);
+    if (L.kv_norm.defined()) L.kv_norm.copy_(at::rand(L.kv_norm.sizes()) + 0.5);
+  }
+  return m;
+}
+
+// Plain RoPE in double: pairs (i, i + w/2) rotated by pos * theta^(-2i/w).
+at::Tensor rope(const at::Tensor& x, double theta) {  // x [T, w]
+  const int64_t T = x.size(0), w = x.size(1), half = w / 2;
+  at::Tensor out = x.clone();
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      const double a = static_cast<double>(t) * std::pow(theta, -2.0 * i / w);
+      const double x1 = x[t][i].item<double>(), x2 = x[t][i + half].item<double>();
+      out[t][i] = x1 * std::cos(a) - x2 * std::sin(a);
+      out[t][i + half] = x2 * std::cos(a) + x1 * std::sin(a);
+    }
+  return out;
+}
+
+at::Tensor rms(const at::Tensor& x, const at::Tensor& w, double eps) {
+  return x * at::rsqrt(x.pow(2).mean(-1, true) + eps) * w;
+}
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            double scale) {
+  const int64_t T = q.size(0);
+  at::Tensor s = at::matmul(q, k.t()) * scale;
+  s = s.masked_fill(at::ones({T, T}, at::kBool).triu(1), -INFINITY);
+  return at::matmul(at::softmax(s, -1), v);
+}
+
+// Logits of a one-layer model whose MLP output is zero, with attention written
+// per head from explicit keys and values (nothing absorbed), in double.
+at::Tensor reference_logits(const Model& m, const std::vector<int32_t>& toks) {
+  const ModelConfig& c = m.config;
+  const LayerWeights& L = m.weights.layers[0];
+  auto D = [](const at::Tensor& t) { return t.to(at::kDouble); };
+  const int64_t T = static_cast<int64_t>(toks.size()), H = c.n_heads, d = c.head_dim;
+  at::Tensor ids = at::tensor(std::vector<int64_t>(toks.begin(), toks.end()), at::kLong);
+  at::Tensor x = D(m.weights.tok_emb).index_select(0, ids);
+  at::Tensor h = rms(x, D(L.attn_norm), c.norm_eps);
+  std::vector<at::Tensor> heads;
+  if (c.is_mla()) {
+    const int64_t dn = c.attention.nope_dim, dr = c.attention.rope_dim, dc = c.attention.latent;
+    at::Tensor a = at::matmul(h, D(L.wk).t());
+    at::Tensor lat = rms(a.narrow(1, 0, dc), D(L.kv_norm), c.norm_eps);
+    at::Tensor k_rope = rope(a.narrow(1, dc, dr), c.rope_theta);
+    at::Tensor q = at::matmul(h, D(L.wq).t());
+    for (int64_t i = 0; i < H; ++i) {
+      at::Tensor up = D(L.kv_up).narrow(0, i * (dn + d), dn + d);
+      at::Tensor k = at::cat({at::matmul(lat, up.narrow(0, 0, dn).t()), k_rope}, 1);
+      at::Tensor v = at::matmul(lat, up.narrow(0, dn, d).t());
+      at::Tensor qi = q.narrow(1, i * (dn + dr), dn + dr);
+      qi = at::cat({qi.narrow(1, 0, dn), rope(qi.narrow(1, dn, dr), c.rope_theta)}, 1);
+      heads.push_back(causal_attention(qi, k, v, 1.0 / std::sqrt(double(dn + dr))));
+    }
+  } else {
+    // W_K,h = W_K,shared + U_h V_h with RoPE on the shared part only.
+    const int64_t r = c.attention.rank;
+    at::Tensor ks = rope(at::matmul(h, D(L.wk).t()), c.rope_theta);
+    at::Tensor vs = at::matmul(h, D(L.wv).t());
+    at::Tensor q = at::matmul(h, D(L.wq).t());
+    for (int64_t i = 0; i < H; ++i) {
+      at::Tensor wk_res = at::matmul(D(L.k_res_up).narrow(0, i * d, d),
+                                     D(L.k_res_down).narrow(0, i * r, r));  // [d, D]
+      at::Tensor wv_res =
+          at::matmul(D(L.v_res_up).narrow(0, i * d, d), D(L.v_res_down).narrow(0, i * r, r));
+      at::Tensor qi = q.narrow(1, i * d, d);
+      at::Tensor s = at::matmul(rope(qi, c.rope_theta), ks.t()) +
+                     at::matmul(qi, at::matmul(h, wk_res.t()).t());
+      s = s * (1.0 / std::sqrt(double(d)));
+      s = s.masked_fill(at::ones({T, T}, at::kBool).triu(1), -INFINITY);
+      heads.push_back(at::matmul(at::softmax(s, -1), vs + at::matmul(h, wv_res.t())));
+    }
+  }
+  x = x + at::matmul(at::cat(heads, 1), D(L.wo).t());
+  x = rms(x, D(m.weights.final_norm), c.norm_eps);
+  return at::matmul(x, D(m.weights.lm_head).t()).to(at::kFloat);
+}
+
+double rel_err(const at::Tensor& got, const at::Tensor& want) {
+  return (got - want).abs().max().item<double>() / want.abs().max().item<double>();
+}
+
+class VariantTest : public ::testing::TestWithParam<bool> {
+ protected:
+  ArchConfig arch() const { return GetParam() ? variant_arch(12, 0) : variant_arch(0, 3); }
+};
+
+TEST_P(VariantTest, RuntimeMatchesPlainPerHeadReference) {
+  Model m = random_variant(arch(), 3);
+  m.weights.layers[0].w_down.zero_();  // MLP adds nothing: the layer is attention
+  auto toks = random_tokens(17, m.config.vocab_size, 5);
+  KVCache cache(m.config, 24);
+  at::Tensor got = forward(m, toks, cache);
+  EXPECT_LT(rel_err(got, reference_logits(m, toks)), 1e-5);
+}
+
+TEST_P(VariantTest, DecodeEqualsPrefillEqualsTrainingForward) {
+  ArchConfig a = arch();
+  a.n_layers = 2;
+  Model m = random_variant(a, 7);
+  auto toks = random_tokens(20, m.config.vocab_size, 9);
+  KVCache full(m.config, 24);
+  at::Tensor prefill = forward(m, toks, full);
+  KVCache step(m.config, 24);
+  // Prefill 5 tokens, then one at a time: later tokens read cached rows.
+  forward(m, std::span<const int32_t>(toks.data(), 5), step);
+  for (size_t t = 5; t < toks.size(); ++t) {
+    at::Tensor row = forward(m, std::span<const int32_t>(toks.data() + t, 1), step);
+    EXPECT_LT(rel_err(row[0], prefill[static_cast<int64_t>(t)]), 1e-5) << "position " << t;
+  }
+  at::NoGradGuard g;
+  at::Tensor ids =
+      at::tensor(std::vector<int64_t>(toks.begin(), toks.end()), at::kLong).view({1, -1});
+  EXPECT_LT(rel_err(training_forward(m, ids)[0], prefill), 1e-5);
+}
+
+TEST_P(VariantTest, CacheHoldsTheHandDerivedBytes) {
+  Model m = random_variant(arch(), 1);
+  const ModelConfig& c = m.config;
+  // MLA: latent 12 + RoPE key 4, stored once. LRKV: 2 x (shared 8 + 4 heads x rank 3).
+  const int64_t floats = c.is_mla() ? 12 + 4 : 2 * (8 + 4 * 3);
+  EXPECT_EQ(KVCache(c, 100).allocated_bytes(), floats * 4 * 100);
+  EXPECT_EQ(c.kv_bytes_per_token(2, 2), floats * 2);
+  EXPECT_LT(c.kv_bytes_per_token(2, 2), 2 * 4 * 8 * 2);  // MHA: 2 x heads x d x 2 bytes
+}
+
+TEST_P(VariantTest, CheckpointRoundTripsExactly) {
+  Model m = random_variant(arch(), 11);
+  test::TempDir dir;
+  write_hf_checkpoint(m, dir.path(), DType::F32);
+  Model back = load_hf_checkpoint(dir.path());
+  EXPECT_EQ(back.config.attention.kind, m.config.attention.kind);
+  EXPECT_EQ(back.parameter_count(), m.parameter_count());
+  auto toks = random_tokens(12, m.config.vocab_size, 2);
+  KVCache c1(m.config, 12), c2(back.config, 12);
+  EXPECT_TRUE(at::equal(forward(m, toks, c1), forward(back, toks, c2)));
+}
+
+TEST_P(VariantTest, FewTrainingStepsReduceTheLoss) {
+  ArchConfig a = arch();
+  a.n_layers = 2;
+  Model m = init_model(make_model_config(a), 1);
+  auto phrase = random_tokens(11, a.vocab_size, 4);
+  std::vector<int32_t> stream(3000);
+  for (size_t i = 0; i < stream.size(); ++i) stream[i] = phrase[i % phrase.size()];
+  WindowDataset data(stream, 20, 42);
+  TrainConfig t;
+  t.steps = 25;
+  t.batch_size = 4;
+  t.lr = 3e-3;
+  t.warmup_steps = 3;
+  t.show_progress = false;
+  t.log_every = 0;
+  Trainer trainer(m, t, data.source());
+  trainer.set_validation({data.windows_in_order(0, 4)});
+  const double before = trainer.validate();
+  EXPECT_LT(trainer.run().final_val_loss, before - 1.0);
+}
+
+INSTANTIATE_TEST_SUITE_P(MlaAndLrkv, VariantTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "MLA" : "LRKV"; });
+
+TEST(Lrkv, ZeroResidualsIsExactlyMqa) {
+  Model lrkv = random_variant(variant_arch(0, 3), 5);
+  for (auto& L : lrkv.weights.layers) L.k_res_up.zero_(), L.v_res_up.zero_();
+  ArchConfig a = variant_arch(0, 0);
+  a.n_kv_heads = 1;
+  Model mqa = init_model(make_model_config(a), 99);
+  {
+    at::NoGradGuard g;
+    mqa.weights = lrkv.weights;  // shallow copy; the MQA layout ignores residual maps
+    for (auto& L : mqa.weights.layers) {
+      L.k_res_down = L.v_res_down = L.k_res_up = L.v_res_up = at::Tensor();
+      L.wq = L.wq.clone(), L.wk = L.wk.clone(), L.wv = L.wv.clone();
+    }
+    mqa.finalize();
+  }
+  auto toks = random_tokens(15, a.vocab_size, 8);
+  KVCache c1(lrkv.config, 16), c2(mqa.config, 16);
+  EXPECT_LT(rel_err(forward(lrkv, toks, c1), forward(mqa, toks, c2)), 1e-5);
+}
+
+std::string arch_error(const ArchConfig& a) {
+  try {
+    make_model_config(a);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Variants, BadConfigurationsFailClearly) {
+  ArchConfig a = variant_arch(12, 0);
+  a.arch = "gpt2";
+  a.head_dim = 0;
+  EXPECT_NE(arch_error(a).find("llama architecture"), std::string::npos) << arch_error(a);
+  a = variant_arch(12, 3);
+  EXPECT_NE(arch_error(a).find("not both"), std::string::npos) << arch_error(a);
+  a = variant_arch(0, 9);
+  EXPECT_NE(arch_error(a).find("exceeds the head dimension"), std::string::npos) << arch_error(a);
+  a = variant_arch(12, 0);
+  a.n_kv_heads = 2;
+  EXPECT_NE(arch_error(a).find("--kv-heads"), std::string::npos) << arch_error(a);
+  a = variant_arch(12, 0);
+  a.mla_rope_dim = 3;
+  EXPECT_NE(arch_error(a).find("even"), std::string::npos) << arch_error(a);
+  a = variant_arch(0, 3);
+  a.d_select = 8;
+  EXPECT_NE(arch_error(a).find("thin keys"), std::string::npos) << arch_error(a);
+
+  EXPECT_THROW(parse_hf_config(R"({"model_type":"llama","vocab_size":10,"hidden_size":8,
+      "num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":8,
+      "attention_variant":{"kind":"sparse"}})",
+                               "config.json"),
+               Error);
+}
+
+TEST(Variants, UnsupportedPathsRefuseWithTheReason) {
+  Model m = random_variant(variant_arch(12, 0), 2);
+  auto says_mla = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what()).find("MLA attention") != std::string::npos;
+    }
+    return false;
+  };
+  EXPECT_TRUE(says_mla([&] { cache_shape(m.config); }));
+  CompressOptions o;
+  o.method = "svd";
+  o.ranks.key_ratio = 0.5;
+  EXPECT_TRUE(says_mla([&] { compress_model(m, o, {}, nullptr); }));
+  EXPECT_THROW(prepare_for_training(m, TrainScope::QK), Error);
+}
+
+}  // namespace
+}  // namespace thinkeys
