@@ -21,7 +21,7 @@ void PerplexityOptions::validate() const {
 
 PerplexityResult evaluate_perplexity(const Model& model, std::span<const int32_t> tokens,
                                      const PerplexityOptions& opt, const WindowObserver& observer,
-                                     const Model* reference) {
+                                     const Model* reference, const WindowLogits& window_logits) {
   opt.validate();
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n < 2) throw Error("evaluation needs at least 2 tokens (got " + std::to_string(n) + ")");
@@ -37,7 +37,8 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int32_t
                 std::to_string(model.config.vocab_size) + ")");
   KVCache cache(model.config, static_cast<int>(std::min<int64_t>(opt.ctx, n)));
   std::optional<KVCache> ref_cache;
-  if (reference) ref_cache.emplace(reference->config, static_cast<int>(std::min<int64_t>(opt.ctx, n)));
+  if (reference)
+    ref_cache.emplace(reference->config, static_cast<int>(std::min<int64_t>(opt.ctx, n)));
   double nll_sum = 0.0, kl_sum = 0.0, ref_nll_sum = 0.0;
   int64_t agree = 0;
   int64_t processed = 0;
@@ -49,22 +50,28 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int32_t
   for (int64_t begin = 0;; begin += opt.stride) {
     const int64_t end = std::min(begin + opt.ctx, n);
     const int64_t first = std::max(prev_end, begin + 1);  // first target scored here
-    cache.clear();
-    at::Tensor logits = forward(model, tokens.subspan(begin, end - begin), cache);
+    at::Tensor logits;
+    if (window_logits) {
+      logits = window_logits(tokens.subspan(begin, end - begin));
+    } else {
+      cache.clear();
+      logits = forward(model, tokens.subspan(begin, end - begin), cache);
+    }
     processed += end - begin;
     if (first < end) {
       // Logit row i predicts token begin + i + 1.
       at::Tensor rows = logits.narrow(0, first - 1 - begin, end - first);
       at::Tensor logp = at::log_softmax(rows.to(at::kDouble), -1);
-      at::Tensor targets = at::from_blob(const_cast<int32_t*>(tokens.data() + first), {end - first},
-                                         at::kInt).to(at::kLong);
+      at::Tensor targets =
+          at::from_blob(const_cast<int32_t*>(tokens.data() + first), {end - first}, at::kInt)
+              .to(at::kLong);
       nll_sum -= logp.gather(1, targets.unsqueeze(1)).sum().item<double>();
       res.tokens_scored += end - first;
       if (reference) {
         ref_cache->clear();
         at::Tensor ref_logits = forward(*reference, tokens.subspan(begin, end - begin), *ref_cache);
-        at::Tensor ref_logp =
-            at::log_softmax(ref_logits.narrow(0, first - 1 - begin, end - first).to(at::kDouble), -1);
+        at::Tensor ref_logp = at::log_softmax(
+            ref_logits.narrow(0, first - 1 - begin, end - first).to(at::kDouble), -1);
         kl_sum += (ref_logp.exp() * (ref_logp - logp)).sum().item<double>();
         agree += (ref_logp.argmax(-1) == logp.argmax(-1)).sum().item<int64_t>();
         ref_nll_sum -= ref_logp.gather(1, targets.unsqueeze(1)).sum().item<double>();

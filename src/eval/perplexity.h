@@ -27,17 +27,24 @@ struct PerplexityResult {
   double tokens_per_second = 0;  // tokens run through the model per second
   // Against a reference model (same tokens, same windows), per scored token:
   bool has_reference = false;
-  double kl_mean = 0;          // mean KL(reference || model), nats
-  double top1_agreement = 0;   // fraction where both argmaxes agree
-  double reference_nll = 0;    // the reference's own mean NLL on these tokens
+  double kl_mean = 0;         // mean KL(reference || model), nats
+  double top1_agreement = 0;  // fraction where both argmaxes agree
+  double reference_nll = 0;   // the reference's own mean NLL on these tokens
 };
 
+// Logits [n, V] of one window of n tokens run from an empty cache. The
+// default is the dense forward pass; paged_window_logits (eval/paged_logits.h)
+// runs every token through the paged, possibly quantized, decode cache.
+using WindowLogits = std::function<at::Tensor(std::span<const int32_t> window)>;
+
 // Per-window hook: logits [n, V] of the window and the index of its first token.
-using WindowObserver = std::function<void(const at::Tensor& logits, int64_t begin, int64_t first_scored)>;
+using WindowObserver =
+    std::function<void(const at::Tensor& logits, int64_t begin, int64_t first_scored)>;
 
 PerplexityResult evaluate_perplexity(const Model& model, std::span<const int32_t> tokens,
                                      const PerplexityOptions& options,
                                      const WindowObserver& observer = {},
-                                     const Model* reference = nullptr);
+                                     const Model* reference = nullptr,
+                                     const WindowLogits& window_logits = {});
 
 }  // namespace thinkeys
