@@ -41,12 +41,7 @@ ArchConfig variant_arch(int mla_latent, int lrkv_rank) {
   return a;
 }
 
-std::vector<int32_t> random_tokens(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
-  return t;
-}
+using test::random_tokens;
 
 // Larger random weights than the training init, so attention is far from
 // uniform and a wrong key/value path shows.

@@ -2,12 +2,14 @@
 // Helpers for tests: locating ../shared, scratch directories, running the CLI.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "util/shared_data.h"
 
@@ -19,10 +21,11 @@ inline std::optional<std::filesystem::path> shared_file(const std::string& rel) 
   return *dir / rel;
 }
 
-#define THINKEYS_REQUIRE_SHARED(var, rel)                                                     \
-  auto var##_opt = ::thinkeys::test::shared_file(rel);                                        \
-  if (!var##_opt) GTEST_SKIP() << "shared data not found (" << rel                            \
-                               << "); set THINKEYS_SHARED or place ../shared beside the repo"; \
+#define THINKEYS_REQUIRE_SHARED(var, rel)                                        \
+  auto var##_opt = ::thinkeys::test::shared_file(rel);                           \
+  if (!var##_opt)                                                                \
+    GTEST_SKIP() << "shared data not found (" << rel                             \
+                 << "); set THINKEYS_SHARED or place ../shared beside the repo"; \
   const std::filesystem::path var = *var##_opt
 
 class TempDir {
@@ -54,6 +57,14 @@ inline void write_bytes(const std::filesystem::path& p, const std::string& bytes
 inline std::string read_bytes(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// n tokens drawn uniformly from [0, vocab), reproducibly from `seed`.
+inline std::vector<int32_t> random_tokens(int n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
+  return t;
 }
 
 }  // namespace thinkeys::test

@@ -39,12 +39,7 @@ ArchConfig tiny_arch(const std::string& arch) {
   return a;
 }
 
-std::vector<int32_t> random_tokens(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
-  return t;
-}
+using test::random_tokens;
 
 // A learnable stream: a repeated random phrase with occasional noise.
 std::vector<int32_t> patterned_tokens(int n, int vocab, uint32_t seed) {
