@@ -3,6 +3,7 @@
 // sequences of different lengths join and leave between steps.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <random>
 #include <vector>
@@ -197,6 +198,97 @@ TEST(BatchDecoder, ExhaustedPoolIsAnErrorAndOthersContinue) {
   }
   EXPECT_THROW(dec.step(std::vector<int>{a, a}, std::vector<int32_t>{1, 1}), Error);
   EXPECT_THROW(dec.step(std::vector<int>{a}, std::vector<int32_t>{61}), Error);
+}
+
+// add_synthetic (benchmarks only): the synthetic rows are what the cache
+// holds, so copying them into a dense cache must give the dense path's logits
+// step for step, alone and batched with a prompted sequence, and after
+// truncate. Also: determinism by seed, accounting, roughly unit variance,
+// and rows repeating after kSyntheticPeriod tokens.
+TEST(BatchDecoder, SyntheticPrefixDecodesLikeDenseWithTheSameRows) {
+  ModelConfig c = tiny_llama();
+  c.key_rank = {4, 8};
+  Model m = random_model(c, 11, 0.1);
+  BatchDecoder dec(m, {f32_spec(4), 2});
+  const int n = BatchDecoder::kSyntheticPeriod + 7;
+  const int s = dec.add_synthetic(n, 3);
+  EXPECT_EQ(dec.length(s), n);
+  EXPECT_EQ(dec.cache().blocks_of(s), (n + 3) / 4);
+  const int same = dec.add_synthetic(n, 3), other = dec.add_synthetic(n, 4);
+  for (int t : {BatchDecoder::kSyntheticPeriod, n - 1}) {
+    const PagedRows v = dec.cache().values(s, 1, 1);
+    EXPECT_EQ(std::memcmp(v.row(t), v.row(t - BatchDecoder::kSyntheticPeriod), 16 * 4), 0);
+    EXPECT_NE(std::memcmp(v.row(t), v.row(t - 1), 16 * 4), 0);
+  }
+
+  KVCache dense(c, n + 16);
+  double sum = 0, sq = 0, count = 0;
+  bool all_same = true, any_other_same = false;
+  auto copy = [&](PagedRows rows, PagedRows same_rows, PagedRows other_rows, at::Tensor dst) {
+    const int w = static_cast<int>(dst.size(1));
+    for (int t = 0; t < n; ++t) {
+      const float* p = reinterpret_cast<const float*>(rows.row(t));
+      all_same &= std::memcmp(p, same_rows.row(t), w * sizeof(float)) == 0;
+      any_other_same |= std::memcmp(p, other_rows.row(t), w * sizeof(float)) == 0;
+      for (int j = 0; j < w; ++j) {
+        dst[t][j] = p[j];
+        sum += p[j];
+        sq += double{p[j]} * p[j];
+        ++count;
+      }
+    }
+  };
+  const PagedKVCache& pc = dec.cache();
+  for (int l = 0; l < c.n_layers; ++l) {
+    for (int h = 0; h < c.key_heads(); ++h)
+      copy(pc.keys(s, l, h), pc.keys(same, l, h), pc.keys(other, l, h), dense.keys(l)[h]);
+    for (int h = 0; h < c.n_kv_heads; ++h)
+      copy(pc.values(s, l, h), pc.values(same, l, h), pc.values(other, l, h), dense.values(l)[h]);
+  }
+  dense.advance(n);
+  EXPECT_TRUE(all_same);
+  EXPECT_FALSE(any_other_same);
+  EXPECT_LT(std::abs(sum / count), 0.1);
+  EXPECT_NEAR(sq / count, 1.0, 0.15);
+  dec.remove(same);
+  dec.remove(other);
+
+  std::mt19937 rng(12);
+  auto prompt = tokens(rng, 6, c.vocab_size);
+  KVCache dp(c, 64);
+  forward(m, prompt, dp, Logits::Last);
+  const int p = dec.add(prompt);
+  for (int step = 0; step < 6; ++step) {
+    if (step == 3) {  // back to 7 tokens in both caches
+      dec.truncate(s, 7);
+      dense.truncate(7);
+      EXPECT_EQ(dec.length(s), 7);
+    }
+    const std::vector<int32_t> next = tokens(rng, 2, c.vocab_size);
+    const std::vector<int> ids = step % 2 ? std::vector<int>{s, p} : std::vector<int>{s};
+    at::Tensor got = dec.step(ids, std::span<const int32_t>(next.data(), ids.size()));
+    at::Tensor want = forward(m, std::span<const int32_t>(&next[0], 1), dense, Logits::Last);
+    EXPECT_LT(rel_err(got[0].unsqueeze(0), want), 1e-4) << "step " << step;
+    if (ids.size() == 2) {
+      at::Tensor want_p = forward(m, std::span<const int32_t>(&next[1], 1), dp, Logits::Last);
+      EXPECT_LT(rel_err(got[1].unsqueeze(0), want_p), 1e-4) << "step " << step;
+    }
+    EXPECT_EQ(dec.length(s), dense.length());
+  }
+  EXPECT_THROW(dec.truncate(s, dec.length(s) + 1), Error);
+  EXPECT_THROW(dec.add_synthetic(0, 1), Error);
+  const int live = dec.cache().sequences(), free_blocks = dec.cache().free_blocks();
+  EXPECT_THROW(dec.add_synthetic(1 << 20, 1), Error);  // far beyond the 8 MiB pool
+  EXPECT_EQ(dec.cache().sequences(), live);
+  EXPECT_EQ(dec.cache().free_blocks(), free_blocks);
+
+  // Quantized keys go through the same encoder; the step just has to run.
+  CacheSpec q{CacheDType::Int4, CacheDType::F16, 8, 4, std::size_t{8} << 20};
+  BatchDecoder qdec(m, {q, 2});
+  const int qs = qdec.add_synthetic(n, 3);
+  at::Tensor logits = qdec.step(std::vector<int>{qs}, std::vector<int32_t>{5});
+  EXPECT_TRUE(logits.isfinite().all().item<bool>());
+  EXPECT_EQ(qdec.length(qs), n + 1);
 }
 
 TEST(BatchGenerate, GreedyMatchesOnePromptAtATime) {

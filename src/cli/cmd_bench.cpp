@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -6,6 +7,7 @@
 #include "bench/bandwidth_probe.h"
 #include "bench/runtime_bench.h"
 #include "cli/bench_decode.h"
+#include "cli/bench_model_decode.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "compress/compressor.h"
@@ -59,7 +61,8 @@ Command add_bench(CLI::App& app) {
     std::vector<std::string> models;
     int ctx = 1024, decode = 64, repeats = 3;
     bool json = false, compress = false;
-    bool decode_sweep = false, quick = false;
+    bool decode_sweep = false, quick = false, decode_model = false;
+    int decode_steps = 5;
     DecodeBenchOptions dec;
   };
   auto opts = std::make_shared<Opts>();
@@ -80,16 +83,27 @@ Command add_bench(CLI::App& app) {
   sub->add_flag("--decode", opts->decode_sweep,
                 "Instead: decode-attention sweep over the paged cache (contexts x batch x cache "
                 "layouts x MHA/GQA shapes) beside the measured read bandwidth");
-  sub->add_option("--decode-ctx", opts->dec.ctx, "--decode: context lengths")->delimiter(',');
-  sub->add_option("--decode-batch", opts->dec.batch, "--decode: batch sizes")->delimiter(',');
+  sub->add_flag("--decode-model", opts->decode_model,
+                "Instead: whole-model decode tokens/s (12 layers, width 768, GQA and MHA) over the "
+                "paged cache at long contexts, synthetic cached prefix, full vs thin keys");
+  sub->add_option("--decode-ctx", opts->dec.ctx, "--decode/--decode-model: context lengths")
+      ->delimiter(',');
+  sub->add_option("--decode-batch", opts->dec.batch, "--decode/--decode-model: batch sizes")
+      ->delimiter(',');
   sub->add_option("--decode-cache", opts->dec.caches,
-                  "--decode: cache layouts (full-f16, thin-f16, thin-int8, thin-int4, latent-f16)")
+                  "--decode/--decode-model: cache layouts (full-f16, thin-f16, thin-int8, "
+                  "thin-int4; latent-f16 for --decode only)")
       ->delimiter(',');
-  sub->add_option("--decode-shape", opts->dec.shapes, "--decode: model shapes (mha, gqa)")
+  sub->add_option("--decode-shape", opts->dec.shapes,
+                  "--decode/--decode-model: model shapes (mha, gqa)")
       ->delimiter(',');
+  sub->add_option("--decode-steps", opts->decode_steps,
+                  "--decode-model: timed steps per row after one warm-up (at most 3 at ctx >= 16K)")
+      ->check(CLI::PositiveNumber);
   sub->add_option("--threads", opts->dec.threads,
-                  "--decode: attention threads (default: all cores)");
-  sub->add_option("--block-tokens", opts->dec.block_tokens, "--decode: tokens per cache block")
+                  "--decode/--decode-model: attention threads (default: all cores)");
+  sub->add_option("--block-tokens", opts->dec.block_tokens,
+                  "--decode/--decode-model: tokens per cache block")
       ->check(CLI::Range(1, 4096));
   sub->add_flag("--quick", opts->quick,
                 "--decode: contexts 1K and 8K, batch 1 only (a quick subset)");
@@ -97,6 +111,20 @@ Command add_bench(CLI::App& app) {
       sub, [opts] {
         if (opts->compress) {
           bench_compression(opts->json);
+          return;
+        }
+        if (opts->decode_model) {
+          ModelDecodeCliOptions m;
+          m.bench.ctx = opts->dec.ctx;
+          m.bench.batch = opts->dec.batch;
+          m.bench.threads = opts->dec.threads;
+          m.bench.block_tokens = opts->dec.block_tokens;
+          m.bench.steps = opts->decode_steps;
+          m.bench.long_steps = std::min(3, opts->decode_steps);
+          m.shapes = opts->dec.shapes;
+          m.caches = opts->dec.caches;
+          m.json = opts->json;
+          run_model_decode_bench(m);
           return;
         }
         if (opts->decode_sweep) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "model/kv_cache.h"
@@ -14,6 +15,24 @@ namespace {
 
 at::Tensor per_head_map(const at::Tensor& x, const at::Tensor& maps) {
   return at::bmm(x.transpose(0, 1), maps).transpose(0, 1);
+}
+
+uint64_t mix64(uint64_t z) {  // splitmix64's finalizer
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Counter-based (element i of a row is a hash of the row's key and i) so rows
+// do not depend on fill order and layers can be filled on any thread; one
+// hash gives two uniform values scaled to unit variance.
+void synthetic_row(uint64_t key, int width, float* out) {
+  constexpr float kScale = 1.7320508f / 8388608.0f;  // sqrt(3) / 2^23: [-sqrt 3, sqrt 3)
+  for (int j = 0; j < width; j += 2) {
+    const uint64_t z = mix64(key + static_cast<uint64_t>(j / 2 + 1) * 0x9E3779B97F4A7C15ull);
+    out[j] = (static_cast<float>(static_cast<uint32_t>(z) >> 8) - 8388608.0f) * kScale;
+    if (j + 1 < width) out[j + 1] = (static_cast<float>(z >> 40) - 8388608.0f) * kScale;
+  }
 }
 
 }  // namespace
@@ -74,6 +93,66 @@ int BatchDecoder::add(std::span<const int32_t> prompt, at::Tensor* last_logits) 
     throw;
   }
   return id;
+}
+
+int BatchDecoder::add_synthetic(int length, uint64_t seed) {
+  const ModelConfig& c = model_.config;
+  if (length < 1) throw Error("a synthetic sequence needs at least one cached token");
+  if (c.positions == PositionKind::Learned && length > c.max_positions)
+    throw Error("synthetic context of " + std::to_string(length) +
+                " tokens exceeds the model's learned positions (" +
+                std::to_string(c.max_positions) + ")");
+  const std::vector<CacheLayerShape>& layers = cache_.layers();
+  int width = 0;
+  for (const auto& L : layers) width = std::max({width, L.key_width, L.value_width});
+  const int id = cache_.add_sequence();
+  try {
+    cache_.reserve(id, length);
+    const int bt = cache_.block_tokens();
+    const int period_blocks = (kSyntheticPeriod + bt - 1) / bt;
+    const int encoded = std::min(length, period_blocks * bt);
+    std::vector<std::vector<float>> rows(pool_.threads(), std::vector<float>(width));
+    // Writers touch disjoint rows of reserved blocks, so layers run in parallel.
+    pool_.run(c.n_layers, [&](int l, int thread) {
+      float* row = rows[thread].data();
+      const CacheLayerShape& L = layers[l];
+      for (int kind = 0; kind < 2; ++kind) {
+        const int heads = kind ? L.value_heads : L.key_heads;
+        const int w = kind ? L.value_width : L.key_width;
+        for (int h = 0; h < heads; ++h) {
+          const uint64_t head_key = mix64(
+              seed ^ mix64((uint64_t{1} << 62) * kind + (static_cast<uint64_t>(l) << 32) + h));
+          for (int t = 0; t < encoded; ++t) {
+            synthetic_row(head_key + static_cast<uint64_t>(t) * (width + 1) * 0x9E3779B97F4A7C15ull,
+                          w, row);
+            if (kind)
+              cache_.write_value(id, l, h, t, row);
+            else
+              cache_.write_key(id, l, h, t, row);
+          }
+        }
+      }
+    });
+    const int blocks = cache_.blocks_of(id);
+    if (blocks > period_blocks)
+      pool_.run(blocks - period_blocks, [&](int i, int) {
+        const int b = period_blocks + i;
+        std::memcpy(cache_.block_data(id, b), cache_.block_data(id, b % period_blocks),
+                    cache_.block_bytes());
+      });
+    cache_.set_length(id, length);
+  } catch (...) {
+    cache_.remove_sequence(id);
+    throw;
+  }
+  return id;
+}
+
+void BatchDecoder::truncate(int id, int length) {
+  if (length < 0 || length > cache_.length(id))
+    throw Error("cannot truncate sequence " + std::to_string(id) + " of " +
+                std::to_string(cache_.length(id)) + " tokens to " + std::to_string(length));
+  cache_.set_length(id, length);
 }
 
 void BatchDecoder::remove(int id) { cache_.remove_sequence(id); }

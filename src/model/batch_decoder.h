@@ -37,6 +37,23 @@ class BatchDecoder {
   void remove(int id);
   int length(int id) const { return cache_.length(id); }
 
+  // For benchmarks only: starts a sequence whose first `length` cached rows
+  // are synthetic, so decode can be timed at contexts whose dense prefill
+  // would take far too long (32K tokens on 2 cores). Every layer's key and
+  // value rows are deterministic pseudo-random values (unit variance, from
+  // `seed`) written through the same encoding as add(); they stand for
+  // already-rotated keys, so the next step() is position `length`. Only the
+  // first kSyntheticPeriod tokens (rounded up to whole blocks) are encoded;
+  // later blocks are byte copies of them, since encoding 8 x 32K tokens takes
+  // minutes on a loaded 2-core machine and decode speed does not depend on
+  // the values. There are no logits for the synthetic prefix. Throws Error,
+  // adding nothing, if the pool cannot hold `length` tokens.
+  static constexpr int kSyntheticPeriod = 1024;
+  int add_synthetic(int length, uint64_t seed);
+  // Forgets all but the first `length` cached tokens of a sequence (keeping
+  // its blocks), so a benchmark can reuse one long fill at shorter contexts.
+  void truncate(int id, int length);
+
   // Appends tokens[i] to sequence ids[i] (ids distinct) and returns logits
   // [ids.size(), V]. Throws Error before changing any sequence's length if a
   // token is out of range or the pool cannot grow every sequence by one.

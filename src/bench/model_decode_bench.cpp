@@ -1,0 +1,240 @@
+#include "bench/model_decode_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <span>
+#include <sstream>
+
+#include "cache/paged_kv_cache.h"
+#include "model/batch_decoder.h"
+#include "util/error.h"
+
+namespace thinkeys {
+namespace {
+
+double cpu_now() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+// Bytes the kernel can still get without pushing the machine into swap or
+// the OOM killer; 0 if /proc/meminfo is unreadable (then nothing is refused).
+std::size_t available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  std::size_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
+
+std::string gib(double bytes) {
+  std::ostringstream s;
+  s.precision(1);
+  s << std::fixed << bytes / (1 << 30) << " GiB";
+  return s.str();
+}
+
+}  // namespace
+
+std::vector<ModelDecodeShape> model_decode_shapes() { return {{"gqa", 4}, {"mha", 12}}; }
+
+ModelConfig model_decode_config(const ModelDecodeShape& shape, int key_divisor) {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.model_type = "llama";
+  c.source_format = "random";
+  c.vocab_size = 32000;
+  c.dim = 768;
+  c.n_layers = 12;
+  c.n_heads = 12;
+  c.n_kv_heads = shape.kv_heads;
+  c.head_dim = 64;
+  c.hidden_dim = 2048;
+  c.max_positions = 1 << 17;
+  if (key_divisor > 1) c.key_rank.assign(c.n_layers, c.head_dim / key_divisor);
+  c.validate();
+  return c;
+}
+
+std::vector<ModelDecodeCache> model_decode_caches() {
+  return {{"full-f16", 1, CacheDType::F16},
+          {"thin-f16", 4, CacheDType::F16},
+          {"thin-int8", 4, CacheDType::Int8},
+          {"thin-int4", 4, CacheDType::Int4}};
+}
+
+ModelDecodeCache find_model_decode_cache(const std::string& name) {
+  std::string known;
+  for (const auto& c : model_decode_caches()) {
+    if (c.name == name) return c;
+    known += (known.empty() ? "" : ", ") + c.name;
+  }
+  throw Error("unknown whole-model decode cache '" + name + "' (expected one of " + known + ")");
+}
+
+ModelDecodeShape find_model_decode_shape(const std::string& name) {
+  for (const auto& s : model_decode_shapes())
+    if (s.name == name) return s;
+  throw Error("unknown whole-model decode shape '" + name + "' (expected gqa or mha)");
+}
+
+namespace {
+
+void check_options(const ModelDecodeBenchOptions& o) {
+  if (o.ctx.empty() || o.batch.empty()) throw Error("whole-model decode: no contexts or batches");
+  if (o.steps < 1 || o.long_steps < 1) throw Error("whole-model decode: need at least one step");
+  for (int n : o.ctx)
+    if (n < 1) throw Error("whole-model decode: context lengths must be positive");
+  for (int b : o.batch)
+    if (b < 1) throw Error("whole-model decode: batch sizes must be positive");
+}
+
+int max_steps(const ModelDecodeBenchOptions& o) { return 1 + std::max(o.steps, o.long_steps); }
+
+BatchDecoderOptions decoder_options(const Model& model, const ModelDecodeCache& cc,
+                                    const ModelDecodeBenchOptions& o) {
+  BatchDecoderOptions d;
+  d.cache.key_dtype = cc.key_dtype;
+  d.cache.value_dtype = CacheDType::F16;
+  d.cache.block_tokens = o.block_tokens;
+  d.cache.budget_bytes = std::size_t{1} << 24;
+  const PagedKVCache probe(cache_shape(model.config), d.cache);
+  const int max_ctx = *std::max_element(o.ctx.begin(), o.ctx.end());
+  const int max_batch = *std::max_element(o.batch.begin(), o.batch.end());
+  const std::size_t blocks_per_seq =
+      (static_cast<std::size_t>(max_ctx) + max_steps(o) + o.block_tokens - 1) / o.block_tokens;
+  d.cache.budget_bytes = probe.block_bytes() * blocks_per_seq * max_batch;
+  d.threads = o.threads;
+  return d;
+}
+
+}  // namespace
+
+std::size_t available_memory_bytes() { return available_memory(); }
+
+std::size_t model_decode_cache_bytes(const ModelDecodeCase& c, const ModelDecodeBenchOptions& o) {
+  check_options(o);
+  return decoder_options(*c.model, c.cache, o).cache.budget_bytes;
+}
+
+std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
+                                               const std::vector<ModelDecodeCase>& cases,
+                                               const ModelDecodeBenchOptions& o) {
+  check_options(o);
+  if (cases.empty()) throw Error("whole-model decode: no cache layouts");
+  std::vector<int> ctxs = o.ctx;
+  std::sort(ctxs.rbegin(), ctxs.rend());  // truncation only shortens
+  std::vector<int> batches = o.batch;
+  std::sort(batches.begin(), batches.end());
+  const int max_ctx = ctxs.front(), max_batch = batches.back();
+  const int n = static_cast<int>(cases.size());
+
+  std::vector<BatchDecoderOptions> dopts;
+  std::size_t total = 0;
+  for (const auto& c : cases) {
+    dopts.push_back(decoder_options(*c.model, c.cache, o));
+    total += dopts.back().cache.budget_bytes;
+  }
+  auto base_row = [&](int i, int ctx, int batch) {
+    ModelDecodeRow r;
+    r.shape = shape_name;
+    r.cache = cases[i].cache.name;
+    r.ctx = ctx;
+    r.batch = batch;
+    r.key_width = cases[i].model->config.key_width(0);
+    r.weight_bytes = cases[i].model->weight_bytes();
+    const PagedKVCache probe(cache_shape(cases[i].model->config),
+                             CacheSpec{dopts[i].cache.key_dtype, dopts[i].cache.value_dtype,
+                                       dopts[i].cache.group, o.block_tokens, std::size_t{1} << 24});
+    r.kv_bytes_read = static_cast<int64_t>(probe.payload_bytes_per_token()) * (ctx + 1) * batch;
+    r.interleaved = n > 1;
+    return r;
+  };
+  // rows[i] holds case i's rows, longest context first.
+  std::vector<std::vector<ModelDecodeRow>> rows(n);
+  const std::size_t avail = available_memory();
+  if (avail > 0 && total > o.memory_fraction * avail) {
+    for (int i = 0; i < n; ++i)
+      for (int ctx : ctxs)
+        for (int batch : batches) {
+          ModelDecodeRow r = base_row(i, ctx, batch);
+          r.skipped = true;
+          r.note = "caches of " + gib(static_cast<double>(total)) + " for " +
+                   std::to_string(max_batch) + " x " + std::to_string(max_ctx) + " tokens exceed " +
+                   std::to_string(static_cast<int>(100 * o.memory_fraction)) +
+                   "% of available memory (" + gib(static_cast<double>(avail)) + ")";
+          rows[i].push_back(r);
+        }
+  } else {
+    std::vector<std::unique_ptr<BatchDecoder>> decs;
+    std::vector<std::vector<int>> ids(n);
+    for (int i = 0; i < n; ++i) {
+      const auto f0 = std::chrono::steady_clock::now();
+      decs.push_back(std::make_unique<BatchDecoder>(*cases[i].model, dopts[i]));
+      for (int b = 0; b < max_batch; ++b)
+        ids[i].push_back(decs[i]->add_synthetic(max_ctx, 1000 + b));
+      if (o.progress)
+        std::fprintf(stderr, "  %s %s: filled %d x %d synthetic tokens in %.1f s\n",
+                     shape_name.c_str(), cases[i].cache.name.c_str(), max_batch, max_ctx,
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - f0).count());
+    }
+    std::mt19937 rng(7);
+    std::vector<int32_t> tokens(static_cast<std::size_t>(max_steps(o)) * max_batch);
+    for (auto& t : tokens) t = static_cast<int32_t>(rng() % cases[0].model->config.vocab_size);
+    std::vector<std::vector<double>> times(n, std::vector<double>(max_steps(o)));
+    std::vector<double> cpu(n), wall(n);
+
+    for (int ctx : ctxs)
+      for (int batch : batches) {
+        const int steps = ctx >= 16384 ? o.long_steps : o.steps;
+        for (int i = 0; i < n; ++i) {
+          for (int b = 0; b < batch; ++b) decs[i]->truncate(ids[i][b], ctx);
+          cpu[i] = wall[i] = 0;
+        }
+        // Round-robin over the layouts, one step each, so a change in the
+        // machine's load hits all of them alike and their ratios hold.
+        for (int s = 0; s <= steps; ++s)  // step 0 warms up
+          for (int i = 0; i < n; ++i) {
+            const std::span<const int> step_ids(ids[i].data(), batch);
+            const std::span<const int32_t> toks(tokens.data() + static_cast<std::size_t>(s) * batch,
+                                                batch);
+            const double c0 = cpu_now();
+            const auto t0 = std::chrono::steady_clock::now();
+            at::Tensor logits = decs[i]->step(step_ids, toks);
+            const double sec =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            if (s > 0) {
+              times[i][s - 1] = sec;
+              wall[i] += sec;
+              cpu[i] += cpu_now() - c0;
+            }
+          }
+        for (int i = 0; i < n; ++i) {
+          ModelDecodeRow r = base_row(i, ctx, batch);
+          r.steps = steps;
+          std::vector<double>& t = times[i];
+          std::sort(t.begin(), t.begin() + steps);
+          r.best_s = t[0];
+          r.median_s = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
+          r.cpu_util = cpu[i] / (wall[i] * o.threads);
+          if (o.progress)
+            std::fprintf(stderr, "  %s %s ctx %d batch %d: median %.1f ms/step\n",
+                         shape_name.c_str(), r.cache.c_str(), ctx, batch, 1e3 * r.median_s);
+          rows[i].push_back(r);
+        }
+      }
+  }
+  std::vector<ModelDecodeRow> out;
+  for (auto& r : rows) out.insert(out.end(), r.begin(), r.end());
+  return out;
+}
+
+}  // namespace thinkeys

@@ -1,0 +1,81 @@
+#pragma once
+// Whole-model decode at long context: BatchDecoder::step over the paged cache,
+// i.e. every layer's projections, attention and MLP plus the LM head, for
+// `batch` sequences of `ctx` cached tokens. The cached prefix is synthetic
+// (BatchDecoder::add_synthetic): dense prefill of 32K tokens is far too slow
+// here, and decode speed does not depend on what the cached rows hold.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cache/cache_dtype.h"
+#include "model/model_config.h"
+#include "model/weights.h"
+
+namespace thinkeys {
+
+struct ModelDecodeShape {
+  std::string name;  // "gqa", "mha"
+  int kv_heads = 0;
+};
+
+struct ModelDecodeCache {
+  std::string name;     // e.g. "thin-int4"
+  int key_divisor = 1;  // key rank = head_dim / key_divisor (RoPE on the thin key, Full mode)
+  CacheDType key_dtype = CacheDType::F16;
+};
+
+// 12 layers, width 768, 12 query heads of 64, SwiGLU 2048, vocab 32000, RoPE,
+// f32 weights, untied head; gqa: 4 KV heads, mha: 12.
+std::vector<ModelDecodeShape> model_decode_shapes();
+ModelConfig model_decode_config(const ModelDecodeShape& shape, int key_divisor);
+std::vector<ModelDecodeCache> model_decode_caches();  // full-f16, thin-f16, thin-int8, thin-int4
+ModelDecodeCache find_model_decode_cache(const std::string& name);  // throws Error
+ModelDecodeShape find_model_decode_shape(const std::string& name);  // throws Error
+
+struct ModelDecodeRow {
+  std::string shape, cache;
+  int ctx = 0, batch = 0, key_width = 0;
+  int steps = 0;              // timed steps (after one warm-up step)
+  int64_t weight_bytes = 0;   // weights one step reads (embedding table excluded)
+  int64_t kv_bytes_read = 0;  // cached key/value bytes (scales included) one step reads
+  double best_s = 0, median_s = 0;
+  // Process CPU seconds / (wall seconds x threads) over the timed steps: below
+  // 1 on a shared machine means the step did not get its cores.
+  double cpu_util = 0;
+  bool interleaved = false;  // stepped round-robin with the other layouts of its model shape
+  bool skipped = false;
+  std::string note;  // why a row was skipped
+};
+
+struct ModelDecodeBenchOptions {
+  std::vector<int> ctx = {1024, 4096, 16384, 32768};
+  std::vector<int> batch = {1, 8};
+  int threads = 2;     // attention threads; BLAS threads are set globally
+  int steps = 5;       // timed steps below 16K context
+  int long_steps = 3;  // timed steps at 16K context and beyond
+  int block_tokens = 16;
+  double memory_fraction = 0.7;  // of MemAvailable the cache may take
+  bool progress = true;          // one line per row on stderr
+};
+
+struct ModelDecodeCase {
+  const Model* model = nullptr;  // built by model_decode_config with the cache's key divisor
+  ModelDecodeCache cache;
+};
+
+// Bytes of cache pool one case holds (max(batch) sequences of max(ctx) tokens
+// plus the timed steps) and the machine's MemAvailable (0 if unknown).
+std::size_t model_decode_cache_bytes(const ModelDecodeCase& c, const ModelDecodeBenchOptions& o);
+std::size_t available_memory_bytes();
+
+// Fills max(batch) synthetic sequences of max(ctx) tokens once per case, then
+// times each (ctx, batch) after truncating to ctx, longest first, stepping
+// the cases round-robin. Returns skipped rows (with a note) if the caches
+// together would not fit in memory. Rows are grouped by case.
+std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
+                                               const std::vector<ModelDecodeCase>& cases,
+                                               const ModelDecodeBenchOptions& options);
+
+}  // namespace thinkeys

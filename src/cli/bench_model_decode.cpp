@@ -1,0 +1,175 @@
+#include "cli/bench_model_decode.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <tuple>
+
+#include "bench/bandwidth_probe.h"
+#include "cli/common.h"
+#include "model/random_init.h"
+#include "util/error.h"
+
+namespace thinkeys::cli {
+namespace {
+
+std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  double a = 0, b = 0, c = 0;
+  if (!(in >> a >> b >> c)) return "unknown";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", a, b, c);
+  return buf;
+}
+
+}  // namespace
+
+void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
+  ModelDecodeBenchOptions o = opt.bench;
+  if (o.threads <= 0)
+    o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  o.progress = !opt.json;
+  std::vector<ModelDecodeShape> shapes;
+  if (opt.shapes.empty()) shapes = model_decode_shapes();
+  for (const auto& n : opt.shapes) shapes.push_back(find_model_decode_shape(n));
+  std::vector<ModelDecodeCache> caches;
+  if (opt.caches.empty()) caches = model_decode_caches();
+  for (const auto& n : opt.caches) caches.push_back(find_model_decode_cache(n));
+
+  // The machine may be shared: the load and the bandwidth before and after
+  // say how far to trust absolute figures; ratios within a run hold better.
+  const std::string load0 = load_average();
+  const BandwidthResult bw0 = probe_read_bandwidth(o.threads);
+  std::vector<ModelDecodeRow> rows;
+  std::vector<std::string> notes;
+  for (const auto& sh : shapes) {
+    // One model per key width, shared by the layouts that use it.
+    std::vector<std::unique_ptr<Model>> models;
+    std::vector<ModelDecodeCase> cases;
+    for (int divisor : {1, 4}) {
+      bool used = false;
+      for (const auto& cc : caches) used |= cc.key_divisor == divisor;
+      if (!used) continue;
+      models.push_back(std::make_unique<Model>(random_model(model_decode_config(sh, divisor), 17)));
+      for (const auto& cc : caches)
+        if (cc.key_divisor == divisor) cases.push_back({models.back().get(), cc});
+    }
+    std::size_t total = 0;
+    for (const auto& c : cases) total += model_decode_cache_bytes(c, o);
+    const std::size_t avail = available_memory_bytes();
+    if (avail == 0 || total <= o.memory_fraction * avail) {
+      auto r = bench_model_decode(sh.name, cases, o);
+      rows.insert(rows.end(), r.begin(), r.end());
+    } else {
+      notes.push_back(sh.name + ": the layouts together need " + human_bytes(total) +
+                      " of cache (more than " +
+                      std::to_string(static_cast<int>(100 * o.memory_fraction)) + "% of " +
+                      human_bytes(avail) + " available), so they ran one after another");
+      for (const auto& c : cases) {
+        auto r = bench_model_decode(sh.name, {c}, o);
+        rows.insert(rows.end(), r.begin(), r.end());
+      }
+    }
+  }
+  const BandwidthResult bw1 = probe_read_bandwidth(o.threads);
+  const std::string load1 = load_average();
+  const double bw = std::max(bw0.gb_per_s, bw1.gb_per_s) * 1e9;
+
+  std::map<std::tuple<std::string, int, int>, const ModelDecodeRow*> full;
+  for (const auto& r : rows)
+    if (r.cache == "full-f16" && !r.skipped) full[{r.shape, r.ctx, r.batch}] = &r;
+  auto vs_full = [&](const ModelDecodeRow& r, bool median) {
+    auto it = full.find({r.shape, r.ctx, r.batch});
+    if (it == full.end()) return 0.0;
+    return median ? r.median_s / it->second->median_s : r.best_s / it->second->best_s;
+  };
+  auto weight_bound = [&](const ModelDecodeRow& r) { return r.weight_bytes / bw; };
+  auto full_bound = [&](const ModelDecodeRow& r) {
+    return static_cast<double>(r.weight_bytes + r.kv_bytes_read) / bw;
+  };
+
+  if (opt.json) {
+    nlohmann::json j = {{"threads", o.threads},
+                        {"block_tokens", o.block_tokens},
+                        {"load_average_before", load0},
+                        {"load_average_after", load1},
+                        {"read_bandwidth_gb_s_before", bw0.gb_per_s},
+                        {"read_bandwidth_gb_s_after", bw1.gb_per_s},
+                        {"notes", notes},
+                        {"rows", nlohmann::json::array()}};
+    for (const auto& r : rows) {
+      nlohmann::json row = {{"shape", r.shape},
+                            {"cache", r.cache},
+                            {"key_width", r.key_width},
+                            {"ctx", r.ctx},
+                            {"batch", r.batch},
+                            {"weight_bytes", r.weight_bytes},
+                            {"kv_bytes_read", r.kv_bytes_read},
+                            {"interleaved", r.interleaved},
+                            {"skipped", r.skipped}};
+      if (r.skipped) {
+        row["note"] = r.note;
+      } else {
+        row.update({{"steps", r.steps},
+                    {"best_ms", 1e3 * r.best_s},
+                    {"median_ms", 1e3 * r.median_s},
+                    {"tokens_per_s", r.batch / r.median_s},
+                    {"time_vs_full_f16_median", vs_full(r, true)},
+                    {"time_vs_full_f16_best", vs_full(r, false)},
+                    {"weight_bound_ms", 1e3 * weight_bound(r)},
+                    {"weight_and_kv_bound_ms", 1e3 * full_bound(r)},
+                    {"cpu_util", r.cpu_util}});
+      }
+      j["rows"].push_back(row);
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::printf(
+      "whole-model decode over the paged cache: 12 layers, width 768, 12 query heads of 64, "
+      "SwiGLU 2048, vocab 32000, f32 weights; gqa = 4 KV heads, mha = 12; values f16\n");
+  std::printf("%d attention threads, %d tokens per block; load average %s before, %s after\n",
+              o.threads, o.block_tokens, load0.c_str(), load1.c_str());
+  std::printf(
+      "read bandwidth (streaming sum): %.1f GB/s before, %.1f GB/s after; bounds use the higher\n",
+      bw0.gb_per_s, bw1.gb_per_s);
+  std::printf(
+      "one warm-up step, then %d timed steps (%d at ctx >= 16K); tok/s = batch / median; vs full = "
+      "time / full-f16's at the same model, ctx, batch; weight bound = weights / bandwidth; "
+      "W+KV bound = (weights + KV read) / bandwidth\n",
+      o.steps, o.long_steps);
+  std::printf(
+      "layouts of one model are stepped round-robin (one step each in turn) so load changes hit "
+      "them alike%s\n",
+      notes.empty() ? "" : ", except:");
+  for (const auto& n : notes) std::printf("  %s\n", n.c_str());
+  std::printf("\n");
+  std::printf(
+      "| model | cache | r | ctx | batch | weights/step | KV/step | best ms | median ms | tok/s | "
+      "vs full (median) | vs full (best) | weight bound ms | W+KV bound ms | median / W+KV bound | "
+      "cpu util |\n");
+  std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const auto& r : rows) {
+    if (r.skipped) {
+      std::printf("| %s | %s | %d | %d | %d | %s | %s | skipped: %s |||||||||\n", r.shape.c_str(),
+                  r.cache.c_str(), r.key_width, r.ctx, r.batch,
+                  human_bytes(static_cast<double>(r.weight_bytes)).c_str(),
+                  human_bytes(static_cast<double>(r.kv_bytes_read)).c_str(), r.note.c_str());
+      continue;
+    }
+    std::printf(
+        "| %s | %s | %d | %d | %d | %s | %s | %.1f | %.1f | %.1f | %.2fx | %.2fx | %.1f | %.1f | "
+        "%.2fx | %.0f%% |\n",
+        r.shape.c_str(), r.cache.c_str(), r.key_width, r.ctx, r.batch,
+        human_bytes(static_cast<double>(r.weight_bytes)).c_str(),
+        human_bytes(static_cast<double>(r.kv_bytes_read)).c_str(), 1e3 * r.best_s, 1e3 * r.median_s,
+        r.batch / r.median_s, vs_full(r, true), vs_full(r, false), 1e3 * weight_bound(r),
+        1e3 * full_bound(r), r.median_s / full_bound(r), 100 * r.cpu_util);
+  }
+}
+
+}  // namespace thinkeys::cli
