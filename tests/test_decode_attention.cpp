@@ -357,6 +357,43 @@ TEST(DecodeAttention, LatentRopeRebuildsAndRotatesKeys) {
   });
 }
 
+// The kernel scores 4 tokens at a time (then single tokens), keeps up to 4
+// queries per pass in registers (then 2, then 1) and accumulates values in
+// tiles of 8, 4, 2, 1 vectors: group sizes, widths and lengths that leave
+// every kind of remainder, with block sizes that split those tiles.
+TEST(DecodeAttention, TileRemaindersOfTokensQueriesAndWidths) {
+  on_every_target([&] {
+    std::mt19937 rng(31);
+    for (int d : {128, 96, 40, 16})
+      for (int G : {3, 5, 6, 16})
+        for (int length : {1, 3, 4, 5, 9, 35, 131})
+          for (int bt : {16, 64, 6}) {
+            Case c;
+            c.d = d, c.r = d / 4 == 0 ? 1 : d / 4, c.G = G, c.length = length, c.block_tokens = bt;
+            const int pick = static_cast<int>(rng() % 4);
+            c.kt = pick == 0 ? CacheDType::F32 : pick == 1 ? CacheDType::Int8 : CacheDType::F16;
+            c.vt = pick == 3 ? CacheDType::BF16 : CacheDType::F16;
+            c.q_scale = 2.0f;
+            check(c, rng);
+          }
+  });
+}
+
+// Two value heads per key head with 3 and 6 queries each (passes of 2 + 1 and
+// 4 + 2 queries), full-width keys, windows that start inside a block.
+TEST(DecodeAttention, SharedKeyHeadWithOddGroups) {
+  on_every_target([&] {
+    std::mt19937 rng(37);
+    for (int G : {6, 12})
+      for (int begin : {0, 5, 33}) {
+        Case c;
+        c.d = 64, c.r = 64, c.G = G, c.share = 2, c.length = 150, c.begin = begin;
+        c.kt = CacheDType::F16, c.vt = CacheDType::F16;
+        check(c, rng);
+      }
+  });
+}
+
 TEST(DecodeAttention, PoolRunsTasksOnEveryThread) {
   // Same task list on 1 and 3 threads gives identical outputs.
   std::mt19937 rng(29);

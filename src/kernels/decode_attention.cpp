@@ -6,7 +6,6 @@
 #include <hwy/foreach_target.h>  // must come before highway.h
 #include <hwy/highway.h>
 #include <hwy/contrib/math/math-inl.h>
-#include <hwy/cache_control.h>
 // clang-format on
 
 #include "kernels/decode_attention.h"
@@ -110,36 +109,6 @@ void DecodeRows(const RowFormat& f, const std::byte* src, int n, float* dst, int
   }
 }
 
-// n is a multiple of kScratchLanes, hence of the lane count.
-float Dot(const float* a, const float* b, int n) {
-  const DF df;
-  const int N = static_cast<int>(hn::Lanes(df));
-  auto s0 = hn::Zero(df), s1 = hn::Zero(df);
-  int i = 0;
-  for (; i + 2 * N <= n; i += 2 * N) {
-    s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
-    s1 = hn::MulAdd(hn::LoadU(df, a + i + N), hn::LoadU(df, b + i + N), s1);
-  }
-  for (; i < n; i += N) s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
-  return hn::GetLane(hn::SumOfLanes(df, hn::Add(s0, s1)));
-}
-
-// acc += p * x over n floats (n a multiple of kScratchLanes).
-void Axpy(float p, const float* x, float* acc, int n) {
-  const DF df;
-  const int N = static_cast<int>(hn::Lanes(df));
-  const auto vp = hn::Set(df, p);
-  for (int i = 0; i < n; i += N)
-    hn::StoreU(hn::MulAdd(vp, hn::LoadU(df, x + i), hn::LoadU(df, acc + i)), df, acc + i);
-}
-
-void Scale(float a, float* x, int n) {
-  const DF df;
-  const int N = static_cast<int>(hn::Lanes(df));
-  const auto va = hn::Set(df, a);
-  for (int i = 0; i < n; i += N) hn::StoreU(hn::Mul(va, hn::LoadU(df, x + i)), df, x + i);
-}
-
 float Max(const float* x, int n) {
   const DF df;
   const int N = static_cast<int>(hn::Lanes(df));
@@ -236,50 +205,196 @@ struct Int4Rows {
   }
 };
 
-// Queries handled per pass with their accumulators in registers.
-constexpr int kRegQueries = 8;
+// Register budget. Every accumulator below is a compile-time-sized array of
+// vectors, so it stays in registers (a runtime-sized one is spilled to the
+// stack and turns every FMA into a store/reload chain). AVX-512 has 32
+// vector registers, the other x86 targets 16.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr int kPassQueries = 4;  // queries per pass in Scores: 4 x 4 accumulators
+constexpr int kAccRegs = 16;     // value accumulators per pass in Accumulate
+#else
+constexpr int kPassQueries = 2;
+constexpr int kAccRegs = 8;
+#endif
+// Tokens scored together: their four lane sums are reduced at once.
+constexpr int kTokens = 4;
 
-// s[g][t] = q_g . k_t for g in [g0, g1), t in [0, n); each key chunk is
-// loaded (and converted) once for all queries. w is a multiple of the lanes.
-template <class Rows>
-void Scores(const Rows& rows, int n, int w, const float* q, int ldq, int g0, int g1, float* s,
-            int lds) {
+// Sums of the lanes of a, b, c, e into out[0..3]. Within every 128-bit block
+// two interleave-add rounds transpose and add, then the blocks are folded
+// together: 3 + log2(blocks) shuffle-adds instead of four full reductions.
+HWY_INLINE void StoreSums4(hn::Vec<DF> a, hn::Vec<DF> b, hn::Vec<DF> c, hn::Vec<DF> e, float* out) {
+  const DF df;
+#if HWY_TARGET == HWY_SCALAR
+  out[0] = hn::GetLane(a), out[1] = hn::GetLane(b), out[2] = hn::GetLane(c);
+  out[3] = hn::GetLane(e);
+  (void)df;
+#else
+  const hn::RepartitionToWide<hn::RebindToUnsigned<DF> > du64;
+  // [a0+a2, b0+b2, a1+a3, b1+b3] per block, and likewise for c, e.
+  const auto ab = hn::Add(hn::InterleaveLower(df, a, b), hn::InterleaveUpper(df, a, b));
+  const auto ce = hn::Add(hn::InterleaveLower(df, c, e), hn::InterleaveUpper(df, c, e));
+  const auto ab64 = hn::BitCast(du64, ab), ce64 = hn::BitCast(du64, ce);
+  auto sum = hn::Add(hn::BitCast(df, hn::InterleaveLower(du64, ab64, ce64)),
+                     hn::BitCast(df, hn::InterleaveUpper(du64, ab64, ce64)));
+  if constexpr (hn::MaxLanes(df) > 8) {  // 512-bit: fold four blocks to two
+    const hn::Half<DF> dh;
+    const auto h = hn::Add(hn::LowerHalf(dh, sum), hn::UpperHalf(dh, sum));
+    const hn::Half<decltype(dh)> dq;
+    hn::StoreU(hn::Add(hn::LowerHalf(dq, h), hn::UpperHalf(dq, h)), dq, out);
+  } else if constexpr (hn::MaxLanes(df) > 4) {  // 256-bit: two blocks to one
+    const hn::Half<DF> dh;
+    hn::StoreU(hn::Add(hn::LowerHalf(dh, sum), hn::UpperHalf(dh, sum)), dh, out);
+  } else {
+    hn::StoreU(sum, df, out);
+  }
+#endif
+}
+
+// Each head's rows in a block are a short run (4 KiB for 16 full-width f16
+// rows, 1 KiB thin) inside a large block, too short for the hardware
+// prefetcher to pick up on its own, so the kernel prefetches the run of the
+// block kPrefetchBlocks ahead. The requests are spread over the tokens of the
+// current block: at(t) asks for row t of the later block (and, at the current
+// block's last token, any rows left), so they stay in flight while this block
+// is computed instead of stalling the core in one burst. In (noisy) A/B runs
+// on the loaded development VM, distance 2 with the non-temporal hint was
+// best or tied against distances 1, 3, 4, the T0 and T2 hints, and a burst
+// of the next block's rows (docs/results/decode.md).
+constexpr int kPrefetchBlocks = 2;
+struct Ahead {
+  const std::byte* p = nullptr;  // row 0 of the later block, or nullptr
+  std::size_t row_bytes = 0;
+  int rows = 0;  // rows of the later block to fetch
+  int last = 0;  // last token index of the current block
+  HWY_INLINE void at(int t) const {
+    if (!p || t >= rows) return;
+    const std::size_t to = row_bytes * (t == last ? rows : t + 1);
+    for (std::size_t o = row_bytes * t / 64 * 64; o < to; o += 64)
+      __builtin_prefetch(p + o, 0, 0);  // non-temporal: every row is read once
+  }
+};
+
+// s[j][t] = q_j . k_t for NQ queries (rows of q, stride ldq) and T tokens
+// starting at t0. Each key vector is loaded (and converted) once for all NQ
+// queries; NQ x T independent FMA chains hide the FMA latency.
+template <int NQ, int T, class Rows>
+HWY_INLINE void ScoreTile(const Rows& rows, int t0, int w, const float* q, int ldq, float* s,
+                          int lds) {
   const DF df;
   const int N = static_cast<int>(hn::Lanes(df));
-  for (int ga = g0; ga < g1; ga += kRegQueries) {
-    const int gn = std::min(kRegQueries, g1 - ga);
-    for (int t = 0; t < n; ++t) {
-      hn::Vec<DF> acc[kRegQueries];
-      for (int j = 0; j < gn; ++j) acc[j] = hn::Zero(df);
-      for (int i = 0; i < w; i += N) {
-        const auto k = rows(t, i);
-        for (int j = 0; j < gn; ++j)
-          acc[j] = hn::MulAdd(hn::LoadU(df, q + (ga + j) * ldq + i), k, acc[j]);
-      }
-      for (int j = 0; j < gn; ++j) s[(ga + j) * lds + t] = hn::GetLane(hn::SumOfLanes(df, acc[j]));
+  hn::Vec<DF> acc[NQ][T];
+  for (int j = 0; j < NQ; ++j)
+    for (int u = 0; u < T; ++u) acc[j][u] = hn::Zero(df);
+  for (int i = 0; i < w; i += N) {
+    hn::Vec<DF> k[T];
+    for (int u = 0; u < T; ++u) k[u] = rows(t0 + u, i);
+    for (int j = 0; j < NQ; ++j) {
+      const auto qv = hn::LoadU(df, q + j * ldq + i);
+      for (int u = 0; u < T; ++u) acc[j][u] = hn::MulAdd(qv, k[u], acc[j][u]);
+    }
+  }
+  for (int j = 0; j < NQ; ++j) {
+    if constexpr (T == 4) {
+      StoreSums4(acc[j][0], acc[j][1], acc[j][2], acc[j][3], s + j * lds + t0);
+    } else {
+      for (int u = 0; u < T; ++u) s[j * lds + t0 + u] = hn::GetLane(hn::SumOfLanes(df, acc[j][u]));
     }
   }
 }
 
-// acc_g += sum_t p[g][t] * v_t for g in [g0, g1): one chunk of every value
-// row is loaded once and feeds all queries' accumulators.
+template <int NQ, class Rows>
+void ScorePass(const Rows& rows, int n, int w, const float* q, int ldq, float* s, int lds,
+               const Ahead& ahead) {
+  int t = 0;
+  for (; t + kTokens <= n; t += kTokens) {
+    for (int u = 0; u < kTokens; ++u) ahead.at(t + u);
+    ScoreTile<NQ, kTokens>(rows, t, w, q, ldq, s, lds);
+  }
+  for (; t < n; ++t) {
+    ahead.at(t);
+    ScoreTile<NQ, 1>(rows, t, w, q, ldq, s, lds);
+  }
+}
+
+// s[g][t] = q_g . k_t for g in [g0, g1), t in [0, n), in passes of up to
+// kPassQueries queries. w is a multiple of the lanes.
+// The first pass also prefetches `ahead`.
 template <class Rows>
-void Accumulate(const Rows& rows, int n, int w, const float* p, int lds, int g0, int g1, float* acc,
-                int ldv) {
+void Scores(const Rows& rows, int n, int w, const float* q, int ldq, int g0, int g1, float* s,
+            int lds, Ahead ahead) {
+  int g = g0;
+  for (; g + kPassQueries <= g1; g += kPassQueries, ahead = Ahead{})
+    ScorePass<kPassQueries>(rows, n, w, q + g * ldq, ldq, s + g * lds, lds, ahead);
+  if (kPassQueries > 2 && g + 2 <= g1) {
+    ScorePass<2>(rows, n, w, q + g * ldq, ldq, s + g * lds, lds, ahead);
+    g += 2;
+    ahead = Ahead{};
+  }
+  if (g < g1) ScorePass<1>(rows, n, w, q + g * ldq, ldq, s + g * lds, lds, ahead);
+}
+
+// Lanes [i, i + C * N) of acc_j = alpha_j * acc_j + sum_t p[j][t] * v_t for
+// NQ queries: the C x NQ accumulators stay in registers over all n tokens,
+// each value vector is loaded (and converted) once for the NQ queries, and
+// the softmax rescale costs one multiply per accumulator per block.
+template <int NQ, int C, class Rows>
+HWY_INLINE void AccumulateTile(const Rows& rows, int n, int i, const float* p, int lds,
+                               const float* alpha, float* acc, int ldv, const Ahead& ahead) {
   const DF df;
   const int N = static_cast<int>(hn::Lanes(df));
-  for (int ga = g0; ga < g1; ga += kRegQueries) {
-    const int gn = std::min(kRegQueries, g1 - ga);
-    for (int i = 0; i < w; i += N) {
-      hn::Vec<DF> a[kRegQueries];
-      for (int j = 0; j < gn; ++j) a[j] = hn::LoadU(df, acc + (ga + j) * ldv + i);
-      for (int t = 0; t < n; ++t) {
-        const auto v = rows(t, i);
-        for (int j = 0; j < gn; ++j) a[j] = hn::MulAdd(hn::Set(df, p[(ga + j) * lds + t]), v, a[j]);
-      }
-      for (int j = 0; j < gn; ++j) hn::StoreU(a[j], df, acc + (ga + j) * ldv + i);
+  hn::Vec<DF> a[NQ][C];
+  for (int j = 0; j < NQ; ++j) {
+    const auto va = hn::Set(df, alpha[j]);
+    for (int c = 0; c < C; ++c) a[j][c] = hn::Mul(hn::LoadU(df, acc + j * ldv + i + c * N), va);
+  }
+  for (int t = 0; t < n; ++t) {
+    ahead.at(t);
+    hn::Vec<DF> v[C];
+    for (int c = 0; c < C; ++c) v[c] = rows(t, i + c * N);
+    for (int j = 0; j < NQ; ++j) {
+      const auto pj = hn::Set(df, p[j * lds + t]);
+      for (int c = 0; c < C; ++c) a[j][c] = hn::MulAdd(pj, v[c], a[j][c]);
     }
   }
+  for (int j = 0; j < NQ; ++j)
+    for (int c = 0; c < C; ++c) hn::StoreU(a[j][c], df, acc + j * ldv + i + c * N);
+}
+
+// Whole row width in tiles of C vectors, then C / 2, ... down to 1; the
+// first tile prefetches `ahead`.
+template <int NQ, int C, class Rows>
+HWY_INLINE void AccumulateFrom(const Rows& rows, int n, int i, int w, const float* p, int lds,
+                               const float* alpha, float* acc, int ldv, Ahead& ahead) {
+  const int N = static_cast<int>(hn::Lanes(DF()));
+  for (; i + C * N <= w; i += C * N, ahead = Ahead{})
+    AccumulateTile<NQ, C>(rows, n, i, p, lds, alpha, acc, ldv, ahead);
+  if constexpr (C > 1) AccumulateFrom<NQ, C / 2>(rows, n, i, w, p, lds, alpha, acc, ldv, ahead);
+}
+
+constexpr int TileVectors(int nq) {
+  const int c = kAccRegs / nq;
+  return c >= 8 ? 8 : c >= 4 ? 4 : c >= 2 ? 2 : 1;
+}
+
+template <int NQ, class Rows>
+void AccumulatePass(const Rows& rows, int n, int w, const float* p, int lds, const float* alpha,
+                    float* acc, int ldv, Ahead& ahead) {
+  AccumulateFrom<NQ, TileVectors(NQ)>(rows, n, 0, w, p, lds, alpha, acc, ldv, ahead);
+}
+
+// acc_g = alpha_g * acc_g + sum_t p[g][t] * v_t for g in [g0, g1) over the
+// n rows of one value head.
+template <class Rows>
+void Accumulate(const Rows& rows, int n, int w, const float* p, int lds, const float* alpha, int g0,
+                int g1, float* acc, int ldv, Ahead ahead) {
+  int g = g0;
+  for (; g + 4 <= g1; g += 4)
+    AccumulatePass<4>(rows, n, w, p + g * lds, lds, alpha + g, acc + g * ldv, ldv, ahead);
+  if (g + 2 <= g1) {
+    AccumulatePass<2>(rows, n, w, p + g * lds, lds, alpha + g, acc + g * ldv, ldv, ahead);
+    g += 2;
+  }
+  if (g < g1) AccumulatePass<1>(rows, n, w, p + g * lds, lds, alpha + g, acc + g * ldv, ldv, ahead);
 }
 
 // Calls fn with a loader for n stored rows: direct for float types whose
@@ -308,13 +423,6 @@ void WithRows(const RowFormat& f, const std::byte* src, int n, float* scratch, i
   }
   DecodeRows(f, src, n, scratch, ld);
   fn(ScratchRows{scratch, static_cast<std::size_t>(ld)}, ld);
-}
-
-// Touch the next block's rows of this head while the current one is being
-// computed: each head's rows are a short run inside a large block, too short
-// for the hardware prefetcher to pick up on its own.
-void PrefetchRows(const std::byte* p, std::size_t bytes) {
-  for (std::size_t o = 0; o < bytes; o += 64) hwy::Prefetch(p + o);
 }
 
 // k_t[0, W) = sum_j c_t[j] * P[:, j] for n tokens (rows of stride ldc in,
@@ -383,7 +491,7 @@ void Attend(const AttentionShape& shape, const AttentionTask& task, const Latent
   float* kbuf = scratch.keys();
   float* vbuf = scratch.values();
   float* cbuf = scratch.latents();
-  float m[kMaxQueries], l[kMaxQueries];
+  float m[kMaxQueries], l[kMaxQueries], alpha[kMaxQueries];
   for (int g = 0; g < G; ++g) {
     for (int i = 0; i < qw; ++i) q[g * ldq + i] = task.q[g * qw + i] * shape.scale;
     std::fill(q + g * ldq + qw, q + (g + 1) * ldq, 0.0f);
@@ -406,6 +514,18 @@ void Attend(const AttentionShape& shape, const AttentionTask& task, const Latent
       base_c[i] = task.begin ? std::cos(a) : 1.0;
       base_s[i] = task.begin ? std::sin(a) : 0.0;
     }
+
+  // The loop below prefetches kPrefetchBlocks ahead; request the first
+  // blocks' runs now so that they, too, arrive in parallel.
+  for (int b = task.begin / BT, i = 0; i < kPrefetchBlocks && b * BT < task.end; ++b, ++i) {
+    const int tb = std::max(task.begin, b * BT), nb = std::min(task.end, (b + 1) * BT) - tb;
+    const Ahead k{task.keys.row(tb), task.keys.format.bytes(), nb, 0};
+    k.at(0);
+    for (int vh = 0; vh < task.n_values; ++vh) {
+      const Ahead v{task.values[vh].row(tb), task.values[vh].format.bytes(), nb, 0};
+      v.at(0);
+    }
+  }
 
   for (int t0 = task.begin; t0 < task.end;) {
     const int t1 = std::min(task.end, (t0 / BT + 1) * BT), n = t1 - t0;
@@ -437,30 +557,35 @@ void Attend(const AttentionShape& shape, const AttentionTask& task, const Latent
       }
     }
 
-    if (t1 < task.end) {
-      PrefetchRows(task.keys.row(t1), task.keys.format.bytes() * std::min(BT, task.end - t1));
-      for (int vh = 0; vh < task.n_values; ++vh)
-        PrefetchRows(task.values[vh].row(t1),
-                     task.values[vh].format.bytes() * std::min(BT, task.end - t1));
-    }
+    // Rows of the block kPrefetchBlocks ahead, fetched while this one runs.
+    const int tp = (t0 / BT + kPrefetchBlocks) * BT, np = std::min(BT, task.end - tp);
+    auto ahead = [&](const PagedRows& rows) {
+      return tp < task.end ? Ahead{rows.row(tp), rows.format.bytes(), np, n - 1} : Ahead{};
+    };
 
     if (latent) {
+      const Ahead key_ahead = ahead(task.keys);  // few bytes: at once
+      for (int t = 0; t < n; ++t) key_ahead.at(t);
       for (int seg = 0; seg < share; ++seg)
         Scores(ScratchRows{kbuf + seg * d, static_cast<std::size_t>(ldk)}, n, ldq, q, ldq,
-               seg * (G / share), (seg + 1) * (G / share), s, lds);
+               seg * (G / share), (seg + 1) * (G / share), s, lds, Ahead{});
     } else {
-      WithRows(task.keys.format, task.keys.row(t0), n, kbuf, ldk,
-               [&](const auto& rows, int w) { Scores(rows, n, w, q, ldq, 0, G, s, lds); });
+      WithRows(task.keys.format, task.keys.row(t0), n, kbuf, ldk, [&](const auto& rows, int w) {
+        Scores(rows, n, w, q, ldq, 0, G, s, lds, ahead(task.keys));
+      });
     }
 
+    // Online softmax, once per block: the block's max, the factor that
+    // rescales what was accumulated so far (applied inside Accumulate), the
+    // block's weights in place of its scores.
     for (int g = 0; g < G; ++g) {
       float* sg = s + g * lds;
       std::fill(sg + n, sg + lds, -std::numeric_limits<float>::infinity());
       const float m_new = std::max(m[g], Max(sg, lds));
+      alpha[g] = 1.0f;
       if (m_new > m[g]) {
-        const float alpha = std::exp(m[g] - m_new);  // 0 on the first block
-        l[g] *= alpha;
-        Scale(alpha, acc + g * ldv, ldv);
+        alpha[g] = std::exp(m[g] - m_new);  // 0 on the first block
+        l[g] *= alpha[g];
         m[g] = m_new;
       }
       l[g] += ExpShiftSum(m[g], sg, lds);
@@ -469,7 +594,8 @@ void Attend(const AttentionShape& shape, const AttentionTask& task, const Latent
     for (int vh = 0; vh < task.n_values; ++vh) {
       const PagedRows& V = task.values[vh];
       WithRows(V.format, V.row(t0), n, vbuf, ldv, [&](const auto& rows, int w) {
-        Accumulate(rows, n, w, s, lds, vh * per_value, (vh + 1) * per_value, acc, ldv);
+        Accumulate(rows, n, w, s, lds, alpha, vh * per_value, (vh + 1) * per_value, acc, ldv,
+                   ahead(V));
       });
     }
     t0 = t1;
