@@ -47,7 +47,18 @@ python3 -c "import json; j=json.load(open('$work/base.json')); print(f\"original
 echo
 echo "| variant | rank/key head | PPL | KL(orig‖comp) | top-1 agree | KV B/token (f16) | KV B/token (runtime f32, allocated) |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
+# Models without RoPE (GPT-2) take no --rope: their keys compress exactly as
+# they are, so the grid is method x sharing.
+uses_rope=$("$tk" info "$M" --json | python3 -c "import json,sys; print(int(json.load(sys.stdin)['positions'] == 'RoPE'))")
 for ratio in $ratios; do
+  if [ "$uses_rope" = 0 ]; then
+    for method in svd kqsvd; do
+      row "$method r=$ratio" --method "$method" --key-ratio "$ratio"
+      row "$method r=$ratio share=layer" --method "$method" --key-ratio "$ratio" --share layer
+    done
+    row "queries-only svd r=$ratio" --method svd --target queries --key-ratio "$ratio"
+    continue
+  fi
   for method in svd kqsvd; do
     for rope in post latent pairs; do
       row "$method $rope r=$ratio" --method "$method" --rope "$rope" --key-ratio "$ratio"
