@@ -12,6 +12,7 @@
 #include "compress/compressor.h"
 #include "io/hf_checkpoint.h"
 #include "io/hf_config.h"
+#include "model/batch_decoder.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
 #include "test_support.h"
@@ -235,6 +236,50 @@ TEST(Lrkv, ZeroResidualsIsExactlyMqa) {
   auto toks = random_tokens(15, a.vocab_size, 8);
   KVCache c1(lrkv.config, 16), c2(mqa.config, 16);
   EXPECT_LT(rel_err(forward(lrkv, toks, c1), forward(mqa, toks, c2)), 1e-5);
+}
+
+// query_pre_attn_scalar s scales scores by s^-1/2 instead of head_dim^-1/2:
+// the same function as the default scale with W_Q multiplied by sqrt(d / s).
+TEST(ScoreScale, EqualsRescaledQueriesInEveryPathAndRoundTrips) {
+  ArchConfig a = variant_arch(0, 0);
+  a.n_layers = 2;
+  a.n_kv_heads = 2;
+  a.d_select = 16;  // thin keys, 4 per head; the paper's scale is 1/sqrt(4)
+  a.query_pre_attn_scalar = 4;
+  Model scaled = random_variant(a, 21);
+  a.query_pre_attn_scalar = 0;
+  Model plain = init_model(make_model_config(a), 1);
+  {
+    at::NoGradGuard g;
+    plain.weights = scaled.weights;  // shallow; the query map is replaced below
+    for (auto& L : plain.weights.layers) {
+      L.wq = L.wq.clone() * std::sqrt(8.0 / 4.0);  // sqrt(head_dim / scalar)
+      L.wk = L.wk.clone(), L.wv = L.wv.clone();
+    }
+    plain.finalize();
+  }
+  auto toks = random_tokens(14, a.vocab_size, 3);
+  KVCache c1(scaled.config, 16), c2(plain.config, 16);
+  at::Tensor want = forward(plain, toks, c2);
+  EXPECT_LT(rel_err(forward(scaled, toks, c1), want), 1e-5);
+  at::Tensor ids =
+      at::tensor(std::vector<int64_t>(toks.begin(), toks.end()), at::kLong).view({1, -1});
+  {
+    at::NoGradGuard g;
+    EXPECT_LT(rel_err(training_forward(scaled, ids)[0], want), 1e-5);
+  }
+  // The paged decode path reads the same scale.
+  BatchDecoder dec(scaled, {CacheSpec{CacheDType::F32, CacheDType::F32, 32, 4, 1 << 20}, 1});
+  at::Tensor last;
+  const int id = dec.add(std::span<const int32_t>(toks.data(), 5), &last);
+  for (size_t t = 5; t < toks.size(); ++t) {
+    const int ids1[1] = {id};
+    last = dec.step(ids1, std::span<const int32_t>(toks.data() + t, 1));
+    EXPECT_LT(rel_err(last[0], want[static_cast<int64_t>(t)]), 1e-4) << t;
+  }
+  test::TempDir dir;
+  write_hf_checkpoint(scaled, dir.path(), DType::F32);
+  EXPECT_EQ(load_hf_checkpoint(dir.path()).config.query_pre_attn_scalar, 4.0);
 }
 
 std::string arch_error(const ArchConfig& a) {

@@ -94,6 +94,9 @@ Command add_train(CLI::App& app) {
                   "Thin keys: query/key width summed over all query heads (the paper's d_select); "
                   "each head gets d_select / heads dims. Default: ordinary attention");
   sub->add_option("--qk-dim", o->qk_dim, "Thin keys, per head: same as --d-select qk_dim*heads");
+  sub->add_option("--query-pre-attn-scalar", a.query_pre_attn_scalar,
+                  "Scale scores by this^(-1/2) instead of head_dim^(-1/2) (e.g. the thin key width "
+                  "per head, as in the paper)");
   sub->add_option("--mla-latent", a.mla_latent,
                   "MLA (DeepSeek-V2): cache a latent of this width per token and layer plus one "
                   "shared RoPE key; per-head keys/values are up-projections of it");

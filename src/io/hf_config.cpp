@@ -200,6 +200,8 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& ori
   }
 
   c.weight_dtype = f.get_or<std::string>("torch_dtype", "float32");
+  if (f.has("query_pre_attn_scalar"))
+    c.query_pre_attn_scalar = f.get<double>("query_pre_attn_scalar");
   c.bos_id = optional_token(f, "bos_token_id");
   c.eos_id = optional_token(f, "eos_token_id");
 
@@ -272,6 +274,7 @@ std::string hf_config_json(const ModelConfig& c) {
   } else if (!c.key_rank.empty()) {
     j["thin_keys"] = {{"method", "trained"}, {"rope_mode", "full"}, {"key_rank", c.key_rank}};
   }
+  if (c.query_pre_attn_scalar) j["query_pre_attn_scalar"] = *c.query_pre_attn_scalar;
   if (c.is_mla())
     j["attention_variant"] = {{"kind", "mla"},
                               {"kv_lora_rank", c.attention.latent},

@@ -46,7 +46,7 @@ BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& option
   for (int l = 0; l < c.n_layers; ++l)
     shape_.max_key_width = std::max(shape_.max_key_width, c.key_width(l));
   shape_.block_tokens = options.cache.block_tokens;
-  shape_.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+  shape_.scale = static_cast<float>(c.score_scale());
   shape_.max_share = latent ? c.key_share() : 1;
   for (int t = 0; t < pool_.threads(); ++t) scratch_.emplace_back(shape_);
   if (latent) {

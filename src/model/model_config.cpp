@@ -33,6 +33,8 @@ void ModelConfig::validate() const {
     require(rope_theta > 0, "rope_theta must be positive");
   }
   require(!sliding_window || *sliding_window > 0, "sliding_window must be positive");
+  require(!query_pre_attn_scalar || *query_pre_attn_scalar > 0,
+          "query_pre_attn_scalar must be positive");
   require(key_rank.empty() || static_cast<int>(key_rank.size()) == n_layers,
           "key_rank must list one rank per layer");
   const int share = key_share();
@@ -91,6 +93,7 @@ void ModelConfig::require_standard_attention(const std::string& feature) const {
 }
 
 double ModelConfig::score_scale() const {
+  if (query_pre_attn_scalar) return 1.0 / std::sqrt(*query_pre_attn_scalar);
   const int width = is_mla() ? attention.nope_dim + attention.rope_dim : head_dim;
   return 1.0 / std::sqrt(static_cast<double>(width));
 }

@@ -69,7 +69,11 @@ struct ModelConfig {
   MlpKind mlp = MlpKind::SwiGLU;
   PositionKind positions = PositionKind::Rope;
   double rope_theta = 10000.0;
-  std::optional<int> sliding_window;  // attend to at most this many most recent tokens
+  std::optional<int> sliding_window;
+  // Scores are scaled by query_pre_attn_scalar^(-1/2) when set (the Hugging
+  // Face name, from Gemma 2), else by head_dim^(-1/2). Thin keys trained from
+  // scratch use it to scale by their own width, as the paper does.
+  std::optional<double> query_pre_attn_scalar;  // attend to at most this many most recent tokens
 
   bool tied_embeddings = false;
   bool qkv_bias = false;

@@ -103,6 +103,8 @@ ModelConfig make_model_config(const ArchConfig& a) {
   c.bos_id = a.bos_id;
   c.eos_id = a.eos_id;
   if (r != d) c.key_rank.assign(a.n_layers, r);
+  require(a.query_pre_attn_scalar >= 0, "query_pre_attn_scalar must be positive");
+  if (a.query_pre_attn_scalar > 0) c.query_pre_attn_scalar = a.query_pre_attn_scalar;
   if (a.mla_latent > 0) {
     c.attention.kind = AttentionKind::MLA;
     c.attention.latent = a.mla_latent;

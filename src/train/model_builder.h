@@ -33,6 +33,9 @@ struct ArchConfig {
   int mla_rope_dim = 0;
   // LRKV: per-head residual rank r over a shared key/value head; > 0 selects LRKV.
   int lrkv_rank = 0;
+  // Scores scale by this^(-1/2) (0: head_dim). The paper scales thin keys by
+  // their own width: set it to d_select / heads for that.
+  double query_pre_attn_scalar = 0;
   int hidden_dim = 0;  // 0: 4*dim (gpt2) or 8/3*dim rounded up to a multiple of 32 (llama)
   int ctx = 256;       // maximum positions
   double rope_theta = 10000.0;
