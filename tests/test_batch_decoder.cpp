@@ -121,8 +121,11 @@ TEST(BatchDecoder, FullWidthGqaMatchesDense) {
 TEST(BatchDecoder, ThinKeysPerLayerRanksMatchDense) {
   ModelConfig c = tiny_llama();
   c.key_rank = {4, 8};  // RoPE on the thin dimensions (Full mode), rank differs by layer
-  Model m = random_model(c, 2, 0.1);
-  EXPECT_LT(max_batched_error(m, f32_spec()), 1e-4);
+  for (RopeTable table : {RopeTable::HeadDim, RopeTable::KeyWidth}) {
+    c.rope_table = table;
+    Model m = random_model(c, 2, 0.1);
+    EXPECT_LT(max_batched_error(m, f32_spec()), 1e-4) << to_string(table);
+  }
 }
 
 TEST(BatchDecoder, CompressedRopeModesMatchDense) {

@@ -5,12 +5,14 @@
 
 #include <cmath>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <thread>
 
 #include "compress/compressor.h"
 #include "io/hf_checkpoint.h"
+#include "io/hf_config.h"
 #include "model/kv_cache.h"
 #include "model/random_init.h"
 #include "model/transformer.h"
@@ -91,6 +93,80 @@ TEST(TrainingForward, MatchesRuntimeLlamaGqaThinKeys) {
   a.d_select = 16;  // 4 of 8 dims per head, RoPE on those 4
   Model m = random_model(make_model_config(a), 5, 0.1);
   EXPECT_LE(forward_mismatch(m, 3, 19, 6), 1e-4);
+}
+
+TEST(TrainingForward, MatchesRuntimeLlamaThinKeysWithEitherRopeTable) {
+  ArchConfig a = tiny_arch("llama");
+  a.d_select = 16;
+  for (const char* table : {"head_dim", "key_width"}) {
+    a.thin_rope_table = table;
+    Model m = random_model(make_model_config(a), 5, 0.1);
+    EXPECT_EQ(to_string(m.config.rope_table), std::string(table));
+    EXPECT_LE(forward_mismatch(m, 2, 19, 6), 1e-4) << table;
+  }
+}
+
+// A tiny Llama with thin keys of width 4 per head (head_dim 16).
+ArchConfig thin_rope_arch(const char* table) {
+  ArchConfig a = tiny_arch("llama");
+  a.dim = 64;
+  a.d_select = 16;
+  a.thin_rope_table = table;
+  return a;
+}
+
+TEST(ThinKeyRope, KeyWidthTableIsHandDerivedAndEqualsEveryFourthPlane) {
+  Model own = random_model(make_model_config(thin_rope_arch("key_width")), 21, 0.3);
+  ASSERT_EQ(own.config.key_width(0), 4);
+  // theta^(-2i/r) for r = 4, theta = 10^4: 1 and 10^-2.
+  at::Tensor f = own.weights.layers[1].rope_inv_freq;
+  ASSERT_EQ(f.numel(), 2);
+  EXPECT_FLOAT_EQ(f[0].item<float>(), 1.0f);
+  EXPECT_FLOAT_EQ(f[1].item<float>(), 0.01f);
+
+  // The same weights as a 'pairs' model keeping planes {0, 4} of the head_dim
+  // table, whose frequencies are 10^(-4*0/16) and 10^(-4*8/16): the same.
+  Model pairs;
+  pairs.config = own.config;
+  pairs.config.rope_table = RopeTable::HeadDim;
+  pairs.config.thin_keys = ThinKeysInfo{"svd", "keys", RopeMode::Pairs, 1};
+  pairs.config.rope_planes.assign(pairs.config.n_layers,
+                                  std::vector<std::vector<int>>(pairs.config.n_kv_heads, {0, 4}));
+  pairs.weights = own.weights;
+  for (auto& L : pairs.weights.layers) L.rope_inv_freq = at::Tensor();
+  pairs.finalize();
+  auto toks = random_tokens(40, own.config.vocab_size, 22);
+  KVCache c1(own.config, 40), c2(pairs.config, 40);
+  at::Tensor a = forward(own, toks, c1), b = forward(pairs, toks, c2);
+  EXPECT_LE((a - b).abs().max().item<double>() / b.abs().max().item<double>(), 1e-5);
+
+  // The old table (planes 0 and 1) gives other logits: the choice matters.
+  Model old = own;
+  old.config.rope_table = RopeTable::HeadDim;
+  for (auto& L : old.weights.layers) L.rope_inv_freq = at::Tensor();
+  old.finalize();
+  KVCache c3(old.config, 40);
+  EXPECT_GT((forward(old, toks, c3) - b).abs().max().item<double>() / b.abs().max().item<double>(),
+            1e-3);
+}
+
+TEST(ThinKeyRope, TableRoundTripsAndOldConfigsMeanHeadDim) {
+  Model m = random_model(make_model_config(thin_rope_arch("key_width")), 23, 0.1);
+  test::TempDir dir;
+  write_hf_checkpoint(m, dir.path(), DType::F32);
+  Model back = load_hf_checkpoint(dir.path());
+  EXPECT_EQ(back.config.rope_table, RopeTable::KeyWidth);
+  auto toks = random_tokens(12, m.config.vocab_size, 24);
+  KVCache c1(m.config, 12), c2(back.config, 12);
+  EXPECT_TRUE(at::equal(forward(m, toks, c1), forward(back, toks, c2)));
+
+  // A config written before the field existed: no "rope_table" key.
+  nlohmann::json j = nlohmann::json::parse(hf_config_json(m.config));
+  ASSERT_EQ(j["thin_keys"]["rope_table"], "key_width");
+  j["thin_keys"].erase("rope_table");
+  EXPECT_EQ(parse_hf_config(j.dump(), "legacy").rope_table, RopeTable::HeadDim);
+  j["thin_keys"]["rope_table"] = "planes";
+  EXPECT_THROW(parse_hf_config(j.dump(), "bad"), Error);
 }
 
 TEST(TrainingForward, MatchesRuntimeLlamaMqaUntied) {

@@ -79,6 +79,7 @@ Command add_info(CLI::App& app) {
               {"positions", to_string(c.positions)},
               {"rope_theta",
                c.positions == PositionKind::Rope ? nlohmann::json(c.rope_theta) : nlohmann::json()},
+              {"thin_key_rope_table", to_string(c.rope_table)},
               {"key_rank",
                c.key_rank.empty() ? std::vector<int>(c.n_layers, c.head_dim) : c.key_rank},
               {"kv_cache_dtype", "float32"},
@@ -136,6 +137,8 @@ Command add_info(CLI::App& app) {
           std::printf("thin keys     %s on %s, RoPE mode %s, %d KV head(s) per key latent\n",
                       c.thin_keys->method.c_str(), c.thin_keys->target.c_str(),
                       to_string(c.thin_keys->rope), c.thin_keys->share);
+        if (c.rope_table == RopeTable::KeyWidth)
+          std::printf("thin key RoPE own table over the key width (theta^(-2i/r))\n");
         if (c.is_mla())
           std::printf(
               "attention     MLA: cached latent %d + shared RoPE key %d per token; per-head "

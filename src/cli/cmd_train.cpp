@@ -97,6 +97,12 @@ Command add_train(CLI::App& app) {
   sub->add_option("--query-pre-attn-scalar", a.query_pre_attn_scalar,
                   "Scale scores by this^(-1/2) instead of head_dim^(-1/2) (e.g. the thin key width "
                   "per head, as in the paper)");
+  sub->add_option("--thin-rope-table", a.thin_rope_table,
+                  "Thin keys: RoPE frequencies for the r dims, key_width (a table over r, all "
+                  "periods) or head_dim (the r/2 fastest planes of the head_dim table, as models "
+                  "trained before this option)")
+      ->check(CLI::IsMember({"key_width", "head_dim"}))
+      ->capture_default_str();
   sub->add_option("--mla-latent", a.mla_latent,
                   "MLA (DeepSeek-V2): cache a latent of this width per token and layer plus one "
                   "shared RoPE key; per-head keys/values are up-projections of it");

@@ -128,6 +128,8 @@ void read_thin_keys(const Fields& f, ModelConfig& c) {
   tk.target = f.get_or<std::string>("target", "keys");
   try {
     tk.rope = parse_rope_mode(f.get_or<std::string>("rope_mode", "full"));
+    // Absent in configs written before the choice existed: those mean head_dim.
+    c.rope_table = parse_rope_table(f.get_or<std::string>("rope_table", "head_dim"));
   } catch (const Error& e) {
     f.fail(e.what());
   }
@@ -270,9 +272,11 @@ std::string hf_config_json(const ModelConfig& c) {
                {"share", c.thin_keys->share},
                {"key_rank", c.key_rank}};
     if (!c.rope_planes.empty()) tk["rope_planes"] = c.rope_planes;
+    if (c.rope_table != RopeTable::HeadDim) tk["rope_table"] = to_string(c.rope_table);
     j["thin_keys"] = tk;
   } else if (!c.key_rank.empty()) {
     j["thin_keys"] = {{"method", "trained"}, {"rope_mode", "full"}, {"key_rank", c.key_rank}};
+    if (c.rope_table != RopeTable::HeadDim) j["thin_keys"]["rope_table"] = to_string(c.rope_table);
   }
   if (c.query_pre_attn_scalar) j["query_pre_attn_scalar"] = *c.query_pre_attn_scalar;
   if (c.is_mla())

@@ -7,6 +7,7 @@
 
 #include "model/kv_cache.h"
 #include "model/layer_ops.h"
+#include "model/rope.h"
 #include "model/transformer.h"
 #include "util/error.h"
 
@@ -175,8 +176,9 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const at::T
     case RopeMode::Full:
       k = k.view({B, nk, r});
       if (rope) {
-        q = rotate(q, cos, sin);
-        k = rotate(k, cos, sin);
+        auto [lc, ls] = layer_cos_sin(L.rope_inv_freq, positions, cos, sin);
+        q = rotate(q, lc, ls);
+        k = rotate(k, lc, ls);
       }
       break;
     case RopeMode::Pairs: {
@@ -266,9 +268,7 @@ at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t>
   at::Tensor pf = positions.to(at::kFloat);
   at::Tensor cos, sin;
   if (c.positions == PositionKind::Rope) {
-    at::Tensor ang = at::outer(pf, model_.rope_inv_freq);  // [B, d/2]
-    cos = at::cos(ang).unsqueeze(1);
-    sin = at::sin(ang).unsqueeze(1);
+    std::tie(cos, sin) = rope_cos_sin(pf, model_.rope_inv_freq);
   }
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[l];

@@ -77,6 +77,10 @@ void ModelConfig::validate() const {
                   " outside [1, head_dim = " + std::to_string(head_dim) + "]");
     }
   }
+  if (rope_table == RopeTable::KeyWidth)
+    require(
+        positions == PositionKind::Rope && rope_mode() == RopeMode::Full && is_standard_attention(),
+        "rope_table 'key_width' applies to trained thin keys on a RoPE model (RoPE mode full)");
   if (positions == PositionKind::Rope && rope_mode() == RopeMode::Full)
     for (int l = 0; l < n_layers; ++l)
       require(
@@ -165,6 +169,14 @@ const char* to_string(RopeMode m) {
       return "pairs";
   }
   return "?";
+}
+
+const char* to_string(RopeTable t) { return t == RopeTable::KeyWidth ? "key_width" : "head_dim"; }
+
+RopeTable parse_rope_table(const std::string& s) {
+  if (s == "head_dim") return RopeTable::HeadDim;
+  if (s == "key_width") return RopeTable::KeyWidth;
+  throw Error("unknown RoPE table '" + s + "' (expected head_dim or key_width)");
 }
 
 RopeMode parse_rope_mode(const std::string& s) {

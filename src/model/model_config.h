@@ -21,6 +21,16 @@ enum class PositionKind { Learned, Rope };
 //   Pairs:  keep r/2 whole frequency planes per KV head; rotate those.
 enum class RopeMode { Full, Post, Latent, Pairs };
 
+// Which frequencies rotate a thin key's r dims in Full mode on a RoPE model.
+//   HeadDim:  the first r/2 planes of the head_dim table, i.e. the fastest
+//             ones. At r = d/8 only periods of a few tokens remain, so the
+//             key loses the slow planes that carry long-range position.
+//             Models trained before this choice existed mean this.
+//   KeyWidth: a table over r itself, theta^(-2i/r), spanning the same range
+//             of periods as a full head (for d/r integer it is every
+//             (d/r)-th plane of the head_dim table).
+enum class RopeTable { HeadDim, KeyWidth };
+
 // Attention designs trained from scratch beside MHA/GQA/MQA/thin keys
 // (design.md section 6). Both cache one shared row per token and layer, so the
 // runtime sees a single cached "head" whose width the helpers below report.
@@ -89,6 +99,7 @@ struct ModelConfig {
   std::optional<ThinKeysInfo> thin_keys;
   // Pairs mode: kept RoPE frequency planes, [layer][kv head][r/2].
   std::vector<std::vector<std::vector<int>>> rope_planes;
+  RopeTable rope_table = RopeTable::HeadDim;
   AttentionVariant attention;
 
   bool is_mla() const { return attention.kind == AttentionKind::MLA; }
@@ -133,7 +144,9 @@ const char* to_string(NormKind k);
 const char* to_string(MlpKind k);
 const char* to_string(PositionKind k);
 const char* to_string(RopeMode m);
+const char* to_string(RopeTable t);
 const char* to_string(AttentionKind k);
-RopeMode parse_rope_mode(const std::string& s);  // throws Error on unknown names
+RopeMode parse_rope_mode(const std::string& s);    // throws Error on unknown names
+RopeTable parse_rope_table(const std::string& s);  // "head_dim" or "key_width"
 
 }  // namespace thinkeys

@@ -4,6 +4,7 @@
 
 #include "model/attention_variants.h"
 #include "model/layer_ops.h"
+#include "model/rope.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -94,8 +95,10 @@ at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::T
       k = k.view({T, nk, r});
       at::Tensor q0 = q, k0 = k;
       if (rope) {
-        q = rotate(q, cos, sin);
-        k = rotate(k, cos, sin);
+        auto [lc, ls] =
+            layer_cos_sin(L.rope_inv_freq, at::arange(start, start + T, at::kFloat), cos, sin);
+        q = rotate(q, lc, ls);
+        k = rotate(k, lc, ls);
       }
       if (observer) (*observer)(l, q0, k0, q, k);
       break;
@@ -165,10 +168,8 @@ at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache&
 
   at::Tensor cos, sin;
   if (c.positions == PositionKind::Rope) {
-    at::Tensor pos = at::arange(start, start + T, at::kFloat);
-    at::Tensor ang = at::outer(pos, model.rope_inv_freq);  // [T, d/2]
-    cos = at::cos(ang).unsqueeze(1);                       // broadcast over heads
-    sin = at::sin(ang).unsqueeze(1);
+    std::tie(cos, sin) =
+        rope_cos_sin(at::arange(start, start + T, at::kFloat), model.rope_inv_freq);
   }
 
   const int64_t S = start + T;

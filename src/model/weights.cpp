@@ -63,12 +63,21 @@ void Model::finalize() {
     }
   }
   if (config.tied_embeddings) weights.lm_head = weights.tok_emb;
+  // Per-layer tables follow the config: stale ones would silently rotate with
+  // frequencies the config no longer names.
+  for (auto& L : weights.layers) L.rope_inv_freq = at::Tensor();
   if (config.positions == PositionKind::Rope) {
-    const int table = config.rope_table_dim(), half = table / 2;
-    rope_inv_freq = at::empty({half}, at::kFloat);
-    auto* p = rope_inv_freq.data_ptr<float>();
-    for (int i = 0; i < half; ++i)
-      p[i] = static_cast<float>(1.0 / std::pow(config.rope_theta, 2.0 * i / table));
+    auto frequencies = [&](int width) {
+      at::Tensor f = at::empty({width / 2}, at::kFloat);
+      auto* p = f.data_ptr<float>();
+      for (int i = 0; i < width / 2; ++i)
+        p[i] = static_cast<float>(1.0 / std::pow(config.rope_theta, 2.0 * i / width));
+      return f;
+    };
+    rope_inv_freq = frequencies(config.rope_table_dim());
+    if (config.rope_table == RopeTable::KeyWidth)
+      for (int l = 0; l < config.n_layers; ++l)
+        weights.layers[l].rope_inv_freq = frequencies(config.key_width(l));
     if (config.rope_mode() == RopeMode::Pairs) {
       for (int l = 0; l < config.n_layers; ++l) {
         const auto& planes = config.rope_planes[l];

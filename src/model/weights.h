@@ -14,10 +14,12 @@ struct LayerWeights {
   at::Tensor attn_norm, attn_norm_bias;  // bias only for LayerNorm
   at::Tensor wq, wk, wv, bq, bk, bv;     // [H*q_rows, D], [k_rows, D], [Hkv*d, D]
   // Thin-key maps (empty for ordinary models), see RopeMode.
-  at::Tensor k_down;         // Post: [key_heads, share*d, r], cached k' = A^T (R k)
-  at::Tensor q_down;         // Post: [H, d, r], q' = B_h^T (R q)
-  at::Tensor k_up;           // Latent: [key_heads, share*d, r], rebuilt k = P c
-  at::Tensor rope_inv_freq;  // Pairs: [Hkv, r/2] frequencies of the kept planes
+  at::Tensor k_down;  // Post: [key_heads, share*d, r], cached k' = A^T (R k)
+  at::Tensor q_down;  // Post: [H, d, r], q' = B_h^T (R q)
+  at::Tensor k_up;    // Latent: [key_heads, share*d, r], rebuilt k = P c
+  // Pairs: [Hkv, r/2] frequencies of the kept planes; Full with
+  // RopeTable::KeyWidth: [r/2], the table over the key width.
+  at::Tensor rope_inv_freq;
   // MLA: wq is [H*(nope+rope), D], wk is W_DKV [latent+rope, D], no wv.
   at::Tensor kv_norm;  // [latent] RMSNorm weight of the cached latent
   at::Tensor kv_up;    // [H*(nope+d), latent]: per head W_UK rows then W_UV rows

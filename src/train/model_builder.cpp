@@ -103,6 +103,13 @@ ModelConfig make_model_config(const ArchConfig& a) {
   c.bos_id = a.bos_id;
   c.eos_id = a.eos_id;
   if (r != d) c.key_rank.assign(a.n_layers, r);
+  RopeTable table = RopeTable::KeyWidth;
+  try {
+    table = parse_rope_table(a.thin_rope_table);
+  } catch (const Error& e) {
+    require(false, std::string("thin_rope_table: ") + e.what());
+  }
+  if (r != d && !gpt2) c.rope_table = table;
   require(a.query_pre_attn_scalar >= 0, "query_pre_attn_scalar must be positive");
   if (a.query_pre_attn_scalar > 0) c.query_pre_attn_scalar = a.query_pre_attn_scalar;
   if (a.mla_latent > 0) {

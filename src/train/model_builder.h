@@ -36,6 +36,10 @@ struct ArchConfig {
   // Scores scale by this^(-1/2) (0: head_dim). The paper scales thin keys by
   // their own width: set it to d_select / heads for that.
   double query_pre_attn_scalar = 0;
+  // RoPE frequencies for thin keys (RopeTable): "key_width" gives the r dims a
+  // table over r spanning all periods; "head_dim" (the only choice before
+  // 2026-11) keeps the r/2 fastest planes of the head_dim table.
+  std::string thin_rope_table = "key_width";
   int hidden_dim = 0;  // 0: 4*dim (gpt2) or 8/3*dim rounded up to a multiple of 32 (llama)
   int ctx = 256;       // maximum positions
   double rope_theta = 10000.0;

@@ -4,6 +4,7 @@
 
 #include "model/attention_variants.h"
 #include "model/layer_ops.h"
+#include "model/rope.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -59,8 +60,9 @@ at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::T
     case RopeMode::Full:
       k = k.view({B, T, nk, r});
       if (rope) {
-        q = rotate(q, cos, sin);
-        k = rotate(k, cos, sin);
+        auto [lc, ls] = layer_cos_sin(L.rope_inv_freq, at::arange(0, T, at::kFloat), cos, sin);
+        q = rotate(q, lc, ls);
+        k = rotate(k, lc, ls);
       }
       break;
     case RopeMode::Pairs: {
@@ -112,9 +114,7 @@ at::Tensor training_forward(const Model& model, const at::Tensor& tokens) {
 
   at::Tensor cos, sin;
   if (c.positions == PositionKind::Rope) {
-    at::Tensor ang = at::outer(at::arange(0, T, at::kFloat), model.rope_inv_freq);  // [T, d/2]
-    cos = at::cos(ang).unsqueeze(1);
-    sin = at::sin(ang).unsqueeze(1);
+    std::tie(cos, sin) = rope_cos_sin(at::arange(0, T, at::kFloat), model.rope_inv_freq);
   }
 
   // Causal (and sliding-window) additive mask, as in the runtime.
