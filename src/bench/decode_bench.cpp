@@ -37,11 +37,11 @@ DecodeBenchCache find_decode_bench_cache(const std::string& name) {
 
 DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBenchCache& cc,
                                       int ctx, int batch, int threads, int repeats,
-                                      int block_tokens) {
+                                      int block_tokens, bool huge_pages) {
   const int d = sh.head_dim, nk = sh.n_kv_heads, G = sh.n_heads / sh.n_kv_heads;
   const int r = std::max(1, static_cast<int>(std::lround(cc.key_ratio * d)));
   const std::vector<CacheLayerShape> layers = {{nk, r, nk, d}};
-  CacheSpec spec{cc.key_dtype, cc.value_dtype, kDefaultQuantGroup, block_tokens, 0};
+  CacheSpec spec{cc.key_dtype, cc.value_dtype, kDefaultQuantGroup, block_tokens, 0, huge_pages};
   const int blocks_per_seq = (ctx + block_tokens - 1) / block_tokens;
   spec.budget_bytes = PagedKVCache(layers, CacheSpec{spec.key_dtype, spec.value_dtype, spec.group,
                                                      block_tokens, std::size_t{1} << 24})

@@ -14,10 +14,15 @@ class BlockPool {
   // the allocation carries this much slack after the last block.
   static constexpr std::size_t kAlignment = 64;
   static constexpr std::size_t kTailSlack = 128;
+  // The pool is mapped on this boundary so that, with huge_pages, every whole
+  // 2 MiB of it can be backed by one transparent huge page.
+  static constexpr std::size_t kHugePage = std::size_t{2} << 20;
 
   // block_bytes is rounded up to kAlignment; the pool holds
   // budget_bytes / block_bytes blocks (at least one, or it throws).
-  BlockPool(std::size_t block_bytes, std::size_t budget_bytes);
+  // huge_pages asks the kernel for transparent huge pages (madvise); where
+  // it has none to give, the pool still works on ordinary pages.
+  BlockPool(std::size_t block_bytes, std::size_t budget_bytes, bool huge_pages = true);
 
   std::size_t block_bytes() const { return block_bytes_; }
   int total_blocks() const { return total_; }
@@ -25,8 +30,9 @@ class BlockPool {
   int used_blocks() const { return total_ - free_blocks(); }
   std::size_t capacity_bytes() const { return block_bytes_ * total_; }
   std::size_t used_bytes() const { return block_bytes_ * used_blocks(); }
-  // Bytes obtained from the allocator, slack included.
-  std::size_t allocated_bytes() const { return capacity_bytes() + kTailSlack; }
+  // Bytes of the pool's mapping: capacity and slack rounded up to whole pages.
+  std::size_t allocated_bytes() const { return base_.get_deleter().bytes; }
+  bool huge_pages() const { return huge_; }
 
   // Appends n block ids to `out`, or none: throws Error (leaving the pool and
   // `out` unchanged) when fewer than n are free.
@@ -37,12 +43,14 @@ class BlockPool {
   const std::byte* data(int block) const { return base_.get() + block_bytes_ * block; }
 
  private:
-  struct Free {
+  struct Unmap {
+    std::size_t bytes;
     void operator()(std::byte* p) const;
   };
   std::size_t block_bytes_;
   int total_;
-  std::unique_ptr<std::byte, Free> base_;
+  std::unique_ptr<std::byte, Unmap> base_;
+  bool huge_ = false;
   std::vector<int> free_;     // stack of free ids
   std::vector<char> in_use_;  // catches double returns
 };

@@ -26,7 +26,7 @@ PagedKVCache::PagedKVCache(std::vector<CacheLayerShape> layers, const CacheSpec&
     : layers_(std::move(layers)),
       spec_(spec),
       layout_bytes_(plan_layout()),
-      pool_(layout_bytes_, spec.budget_bytes) {}
+      pool_(layout_bytes_, spec.budget_bytes, spec.huge_pages) {}
 
 std::size_t PagedKVCache::plan_layout() {
   if (layers_.empty()) throw Error("paged KV cache needs at least one layer");

@@ -28,6 +28,7 @@ struct CacheSpec {
   int group = kDefaultQuantGroup;  // values per scale for int8/int4
   int block_tokens = 16;
   std::size_t budget_bytes = std::size_t{1} << 30;
+  bool huge_pages = true;  // ask for transparent huge pages (BlockPool)
 };
 
 class PagedKVCache {
@@ -73,6 +74,7 @@ class PagedKVCache {
   std::size_t used_bytes() const { return pool_.used_bytes(); }
   std::size_t capacity_bytes() const { return pool_.capacity_bytes(); }
   std::size_t allocated_bytes() const { return pool_.allocated_bytes(); }
+  bool huge_pages() const { return pool_.huge_pages(); }
   int total_blocks() const { return pool_.total_blocks(); }
   int free_blocks() const { return pool_.free_blocks(); }
   int blocks_of(int id) const;

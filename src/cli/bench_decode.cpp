@@ -39,8 +39,8 @@ void run_decode_bench(const DecodeBenchOptions& o) {
           if (!o.json)
             std::fprintf(stderr, "%s %s ctx %d batch %d ...\n", sh.name.c_str(), cc.name.c_str(),
                          ctx, batch);
-          rows.push_back(
-              bench_decode_attention(sh, cc, ctx, batch, threads, o.repeats, o.block_tokens));
+          rows.push_back(bench_decode_attention(sh, cc, ctx, batch, threads, o.repeats,
+                                                o.block_tokens, o.huge_pages));
         }
   const BandwidthResult bw1 = probe_read_bandwidth(threads);
   const double bw = std::max(bw0.gb_per_s, bw1.gb_per_s);
@@ -61,6 +61,7 @@ void run_decode_bench(const DecodeBenchOptions& o) {
                         {"read_bandwidth_gb_s_before", bw0.gb_per_s},
                         {"read_bandwidth_gb_s_after", bw1.gb_per_s},
                         {"block_tokens", o.block_tokens},
+                        {"huge_pages", o.huge_pages},
                         {"layers_for_tokens_per_s", o.layers},
                         {"rows", nlohmann::json::array()}};
     for (const auto& r : rows) {
@@ -84,8 +85,10 @@ void run_decode_bench(const DecodeBenchOptions& o) {
     return;
   }
   std::printf(
-      "decode attention, one layer per step; kernel target %s, %d threads, %d tokens per block\n",
-      decode_attention_target(), threads, o.block_tokens);
+      "decode attention, one layer per step; kernel target %s, %d threads, %d tokens per block, "
+      "cache pool on %s pages\n",
+      decode_attention_target(), threads, o.block_tokens,
+      o.huge_pages ? "transparent huge (madvise)" : "4 KiB");
   std::printf(
       "read bandwidth (streaming sum, %d threads): %.1f GB/s before, %.1f GB/s after; "
       "%% of bandwidth uses the higher\n",

@@ -105,6 +105,9 @@ Command add_bench(CLI::App& app) {
   sub->add_option("--block-tokens", opts->dec.block_tokens,
                   "--decode/--decode-model: tokens per cache block")
       ->check(CLI::Range(1, 4096));
+  sub->add_flag(
+      "--small-pages", [opts](int64_t) { opts->dec.huge_pages = false; },
+      "--decode: map the cache pool without transparent huge pages (for A/B runs)");
   sub->add_flag("--quick", opts->quick,
                 "--decode: contexts 1K and 8K, batch 1 only (a quick subset)");
   return {
