@@ -1,12 +1,73 @@
 #include "model/layer_ops.h"
 
+#include <algorithm>
+#include <memory>
+#include <mutex>
+
+#include "kernels/small_gemm.h"
+#include "util/threads.h"
+#include "util/work_pool.h"
+
 namespace thinkeys {
+namespace {
+
+// Output features per work item: large enough that a thread streams a few
+// hundred KiB of weights per item, small enough to split 768-wide layers.
+constexpr int kGemmChunk = 64;
+
+// Shared by every project() call; libtorch's own pool is pinned to one thread
+// (util/threads.h), so without this the kernel would run on one core.
+struct GemmThreads {
+  GemmThreads() {
+    if (compute_threads() > 1) pool = std::make_unique<WorkPool>(compute_threads());
+  }
+  std::mutex busy;  // a concurrent caller runs on its own thread instead
+  std::unique_ptr<WorkPool> pool;
+};
+
+GemmThreads& gemm_threads() {
+  static GemmThreads t;
+  return t;
+}
+
+bool small_gemm_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  auto plain = [](const at::Tensor& t) {
+    return t.device().is_cpu() && t.scalar_type() == at::kFloat && !t.requires_grad();
+  };
+  return x.dim() == 2 && x.size(0) >= 2 && x.size(0) <= kSmallGemmMaxRows && w.dim() == 2 &&
+         x.size(1) == w.size(1) && plain(x) && plain(w) && w.is_contiguous() &&
+         (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0) && plain(b)));
+}
+
+at::Tensor small_project(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& b_in) {
+  const at::Tensor x = x_in.contiguous(), b = b_in.defined() ? b_in.contiguous() : b_in;
+  const int rows = static_cast<int>(x.size(0)), out = static_cast<int>(w.size(0));
+  const int in = static_cast<int>(w.size(1));
+  at::Tensor y = at::empty({rows, out}, x.options());
+  const float *wp = w.data_ptr<float>(), *xp = x.data_ptr<float>();
+  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  auto run = [&](int o0, int o1) { small_gemm(wp, in, in, xp, in, rows, bp, yp, out, o0, o1); };
+  GemmThreads& t = gemm_threads();
+  const int chunks = (out + kGemmChunk - 1) / kGemmChunk;
+  std::unique_lock lock(t.busy, std::try_to_lock);
+  if (!t.pool || chunks < 2 || !lock.owns_lock()) {
+    run(0, out);
+    return y;
+  }
+  t.pool->run(chunks,
+              [&](int c, int) { run(c * kGemmChunk, std::min(out, (c + 1) * kGemmChunk)); });
+  return y;
+}
+
+}  // namespace
 
 at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   if (x.size(0) == 1) {
     at::Tensor row = x.select(0, 0);
     return (b.defined() ? at::addmv(b, w, row) : at::mv(w, row)).unsqueeze(0);
   }
+  if (small_gemm_applies(x, w, b)) return small_project(x, w, b);
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
 

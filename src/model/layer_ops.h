@@ -10,7 +10,9 @@ namespace thinkeys {
 
 // y = x W^T + b for x [rows, in]. A single row goes through GEMV: OpenBLAS
 // 0.3.21 runs a one-row GEMM by packing the whole weight matrix first, 3-5x
-// slower than streaming it once, and decode is exactly that case.
+// slower than streaming it once, and decode is exactly that case. For the
+// same reason 2..kSmallGemmMaxRows f32 rows without autograd (batched decode)
+// go through kernels/small_gemm, which streams the weights once for all rows.
 at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
 
 // LayerNorm or RMSNorm over the last dimension, as the config says.

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <thread>
 
 // Present when libblas.so.3 is OpenBLAS (Debian's alternative); weak so any
@@ -10,11 +11,17 @@
 extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
 namespace thinkeys {
+namespace {
+std::atomic<int> configured{1};
+}
 
 void configure_threads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  configured = threads;
   at::set_num_threads(1);
   if (openblas_set_num_threads != nullptr) openblas_set_num_threads(threads);
 }
+
+int compute_threads() { return configured; }
 
 }  // namespace thinkeys

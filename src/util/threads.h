@@ -8,4 +8,8 @@ namespace thinkeys {
 // thread and the GEMMs/GEMVs, which dominate, get `threads` BLAS threads.
 void configure_threads(int threads);
 
+// The thread count configure_threads settled on (1 if it was never called),
+// for the project's own parallel kernels.
+int compute_threads();
+
 }  // namespace thinkeys

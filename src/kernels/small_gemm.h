@@ -1,0 +1,25 @@
+#pragma once
+// y = W x + b for a handful of rows x, reading each weight row from memory
+// once. Batched decode multiplies 2-16 token rows by every weight matrix; a
+// general GEMM (OpenBLAS 0.3.21 here) packs the weights for such a tiny M and
+// costs several times a single row's GEMV, although the step is bound by
+// reading the weights once.
+#include <cstddef>
+
+namespace thinkeys {
+
+// Rows of x the kernel is meant for; more work, but lose to a real GEMM.
+inline constexpr int kSmallGemmMaxRows = 16;
+
+// For output features o in [o_begin, o_end) and rows r in [0, rows):
+// y[r * ldy + o] = sum_i w[o * ldw + i] * x[r * ldx + i] + (bias ? bias[o] : 0),
+// i in [0, in). Row-major f32, any in (no alignment or width requirements).
+// Callers split [0, out) over threads; ranges that do not overlap write
+// disjoint outputs.
+void small_gemm(const float* w, std::size_t ldw, int in, const float* x, std::size_t ldx, int rows,
+                const float* bias, float* y, std::size_t ldy, int o_begin, int o_end);
+
+// Name of the instruction set the dispatcher picked on this machine.
+const char* small_gemm_target();
+
+}  // namespace thinkeys
