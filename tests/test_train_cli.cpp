@@ -11,6 +11,7 @@
 #include "io/hf_checkpoint.h"
 #include "model/random_init.h"
 #include "test_support.h"
+#include "train/data_parallel.h"
 #include "train/model_builder.h"
 #include "train/model_output.h"
 #include "train/trainable.h"
@@ -109,7 +110,9 @@ std::map<std::string, at::Tensor> canonical(Model m) {
   return out;
 }
 
-TEST_F(TrainCli, FinetuneQkLeavesEveryOtherTensorBitIdentical) {
+// A small GPT-2 model and its keys compressed to rank 3, saved under tmp.
+void save_base_and_compressed(const std::filesystem::path& tmp,
+                              const std::filesystem::path& tokenizer) {
   ModelConfig c = gpt2_small_config();
   c.vocab_size = 50257;
   c.dim = 32;
@@ -123,8 +126,12 @@ TEST_F(TrainCli, FinetuneQkLeavesEveryOtherTensorBitIdentical) {
   o.method = "svd";
   o.ranks.key_rank = 3;
   Model comp = compress_model(base, o, {});
-  save_trained_model(base, tmp_ / "base", tokenizer_);
-  save_trained_model(comp, tmp_ / "comp", tokenizer_);
+  save_trained_model(base, tmp / "base", tokenizer);
+  save_trained_model(comp, tmp / "comp", tokenizer);
+}
+
+TEST_F(TrainCli, FinetuneQkLeavesEveryOtherTensorBitIdentical) {
+  save_base_and_compressed(tmp_.path(), tokenizer_);
 
   auto r =
       run_cli("finetune " + (tmp_ / "comp").string() + " --train qk --loss kd --teacher " +
@@ -146,6 +153,37 @@ TEST_F(TrainCli, FinetuneQkLeavesEveryOtherTensorBitIdentical) {
     }
   }
   EXPECT_GE(moved, 4) << "the query/key maps did not train";
+}
+
+TEST_F(TrainCli, FinetuneOnTwoRanksMatchesOneProcessOnTheConcatenatedBatch) {
+  if (!data_parallel_available()) GTEST_SKIP() << "built without Gloo";
+  save_base_and_compressed(tmp_.path(), tokenizer_);
+  const std::string args =
+      "finetune " + (tmp_ / "comp").string() + " --train qk --loss kd --teacher " +
+      (tmp_ / "base").string() + " --data " + (tmp_ / "data.txt").string() + " --cache-dir " +
+      (tmp_ / "cache").string() + " --ctx 16 --max-tokens 300 --lr 1e-2 --json";
+  auto one = run_cli(args + " --batch 4 -o " + (tmp_ / "one").string());
+  ASSERT_EQ(one.status, 0) << one.err;
+  auto two = run_cli(args + " --batch 2 --nproc 2 -o " + (tmp_ / "two").string());
+  ASSERT_EQ(two.status, 0) << two.err;
+  // Rank 0 alone reports, with the same number of steps.
+  EXPECT_NE(two.out.find("\"steps\""), std::string::npos) << two.out;
+  EXPECT_EQ(one.out.substr(one.out.find("\"steps\"")).substr(0, 20),
+            two.out.substr(two.out.find("\"steps\"")).substr(0, 20));
+  auto before = canonical(load_hf_checkpoint(tmp_ / "comp"));
+  auto a = canonical(load_hf_checkpoint(tmp_ / "one"));
+  auto b = canonical(load_hf_checkpoint(tmp_ / "two"));
+  ASSERT_EQ(a.size(), b.size());
+  int moved = 0;
+  for (const auto& [name, t] : a) {
+    const at::Tensor& u = b.at(name);
+    // Averaging two half-batch gradients equals the full-batch gradient up
+    // to float summation order.
+    EXPECT_LE((t - u).abs().max().item<double>(), 1e-5 * (1 + t.abs().max().item<double>()))
+        << name;
+    moved += !at::equal(t, before.at(name));
+  }
+  EXPECT_GE(moved, 4) << "nothing trained";
 }
 
 }  // namespace

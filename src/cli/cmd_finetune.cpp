@@ -10,7 +10,9 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/model_loader.h"
+#include "train/data_parallel.h"
 #include "train/model_output.h"
+#include "train/rank_launcher.h"
 #include "train/trainable.h"
 #include "train/trainer.h"
 #include "train/training_data.h"
@@ -28,7 +30,7 @@ struct FinetuneOpts {
   std::string scope = "qk", loss = "lm";
   double epochs = 1;
   int64_t max_tokens = 0;
-  int ctx = 512, eval_batches = 8;
+  int ctx = 512, eval_batches = 8, nproc = 1;
   bool control = false, json = false;
   TrainConfig train;
 };
@@ -38,21 +40,25 @@ struct RunResult {
   TrainSummary summary;
 };
 
-// Fine-tunes `model` in place on `data` and saves it to `out`.
+// Fine-tunes `model` in place on `data`; rank 0 (or the only process) saves
+// it to `out`.
 RunResult finetune_one(Model& model, const Model* teacher, const FinetuneOpts& o,
                        const WindowDataset& data, const std::vector<Batch>& valid,
-                       const std::string& out, const std::string& tokenizer_source, bool quiet) {
+                       const std::string& out, const std::string& tokenizer_source, bool quiet,
+                       DataParallel* dp) {
   TrainConfig tc = o.train;
   tc.out_dir = out;
   tc.show_progress = !quiet;
   Trainer trainer(model, tc, data.source());
   trainer.set_validation(valid);
   if (teacher != nullptr) trainer.set_teacher(teacher);
+  if (dp != nullptr) trainer.set_data_parallel(dp);
   RunResult r;
   if (!valid.empty()) r.val_before = trainer.validate();
   r.summary = trainer.run();
   r.val_after = r.summary.final_val_loss;
-  save_trained_model(inference_model(model), out, tokenizer_source);
+  if (dp == nullptr || dp->rank() == 0)
+    save_trained_model(inference_model(model), out, tokenizer_source);
   return r;
 }
 
@@ -123,6 +129,10 @@ Command add_finetune(CLI::App& app) {
                 "Also fine-tune --teacher (the uncompressed model) identically and report the gap");
   sub->add_option("--control-out", o->control_out,
                   "Where the fine-tuned control goes (default: OUT-control)");
+  sub->add_option("--nproc", o->nproc,
+                  "Data-parallel ranks on this machine (Gloo on loopback); --batch is per rank. "
+                  "Ranks can also be started with RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT")
+      ->capture_default_str();
   sub->add_option("-o,--out", o->out, "Output model directory")->required();
   sub->add_flag("--json", o->json, "Print JSON");
 
@@ -139,6 +149,16 @@ Command add_finetune(CLI::App& app) {
         if (!fs::exists(o->data)) throw Error("training data " + o->data + " not found");
         if (fs::weakly_canonical(o->out) == fs::weakly_canonical(o->model))
           throw Error("-o must differ from the model being fine-tuned");
+        if (launch_ranks_if_asked(o->nproc)) {
+          if (!o->json)
+            std::printf("fine-tuned with %d ranks; model in %s\n", o->nproc, o->out.c_str());
+          return;
+        }
+        DataParallelOptions dpo = data_parallel_options_from_env();
+        dpo.timeout_seconds = 1800;  // rank 0 may spend minutes tokenizing
+        std::unique_ptr<DataParallel> dp;
+        if (dpo.world_size > 1) dp = std::make_unique<DataParallel>(dpo);
+        const bool rank0 = dpo.rank == 0, quiet = o->json || !rank0;
 
         Model model = load_model(o->model);
         std::optional<Model> teacher;
@@ -155,9 +175,12 @@ Command add_finetune(CLI::App& app) {
 
         TokenizeOptions topts;
         topts.cache_dir = o->cache_dir;
-        topts.show_progress = !o->json;
+        topts.show_progress = !quiet;
+        // Rank 0 fills the token cache while the others wait, then they read it.
+        if (dp && !rank0) dp->barrier();
         TextData text = load_text_data(
             o->data, o->valid, *tok, tokenizer_fingerprint(*tok, tok_source), topts, o->max_tokens);
+        if (dp && rank0) dp->barrier();
         WindowDataset data(std::move(text.train), ctx, tc.seed);
         std::vector<Batch> valid;
         if (static_cast<int>(text.valid.size()) > ctx) {
@@ -166,13 +189,14 @@ Command add_finetune(CLI::App& app) {
                w += tc.batch_size)
             valid.push_back(v.windows_in_order(w, tc.batch_size));
         }
-        const int64_t per_step = static_cast<int64_t>(tc.batch_size) * tc.grad_accum;
+        const int64_t per_step =
+            static_cast<int64_t>(tc.batch_size) * tc.grad_accum * dpo.world_size;
         tc.steps = std::max<int64_t>(
             1, static_cast<int64_t>(std::ceil(o->epochs * static_cast<double>(data.windows()) /
                                               static_cast<double>(per_step))));
         // The paper's recipe: warmup min(100, steps/10), cosine to 0.1x.
         tc.warmup_steps = std::min<int64_t>(100, tc.steps / 10);
-        if (!o->json)
+        if (!quiet)
           std::printf(
               "finetune  %s: train %s, loss %s, %lld steps of %lld x %d tokens "
               "(%.2f epochs of %lld windows)\n",
@@ -181,7 +205,7 @@ Command add_finetune(CLI::App& app) {
               static_cast<long long>(data.windows()));
 
         RunResult main = finetune_one(model, teacher ? &*teacher : nullptr, *o, data, valid, o->out,
-                                      tok_source, o->json);
+                                      tok_source, quiet, dp.get());
         std::optional<RunResult> control;
         const std::string control_out =
             o->control_out.empty() ? o->out + "-control" : o->control_out;
@@ -190,8 +214,9 @@ Command add_finetune(CLI::App& app) {
           // its teacher is a frozen copy of itself.
           Model ctrl = load_model(o->teacher);
           control = finetune_one(ctrl, teacher ? &*teacher : nullptr, *o, data, valid, control_out,
-                                 o->tokenizer.empty() ? o->teacher : o->tokenizer, o->json);
+                                 o->tokenizer.empty() ? o->teacher : o->tokenizer, quiet, dp.get());
         }
+        if (!rank0) return;
         if (o->json) {
           json j = {
               {"model", o->model}, {"out", o->out}, {"train", o->scope},          {"loss", o->loss},

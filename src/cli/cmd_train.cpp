@@ -172,18 +172,12 @@ Command add_train(CLI::App& app) {
         if (o->data.empty()) throw Error("train: --data is required");
         if (o->tokenizer.empty()) throw Error("train: --tokenizer is required");
         if (o->out.empty()) throw Error("train: -o/--out is required");
-        if (o->nproc < 1) throw Error("--nproc must be at least 1");
-        DataParallelOptions dpo = data_parallel_options_from_env();
-        if (o->nproc > 1 && dpo.world_size == 1) {
-          if (!data_parallel_available())
-            throw Error(
-                "this thinkeys was built without Gloo (libgloo-dev), so --nproc is "
-                "unavailable");
-          launch_ranks(o->nproc, own_command_line());
+        if (launch_ranks_if_asked(o->nproc)) {
           if (!o->json)
             std::printf("trained with %d ranks; model in %s\n", o->nproc, o->out.c_str());
           return;
         }
+        DataParallelOptions dpo = data_parallel_options_from_env();
         const bool rank0 = dpo.rank == 0;
         ArchConfig arch = o->arch;
         if (o->qk_dim > 0) {

@@ -13,6 +13,7 @@
 #include <iterator>
 #include <thread>
 
+#include "train/data_parallel.h"
 #include "util/error.h"
 
 extern char** environ;
@@ -132,6 +133,15 @@ void launch_ranks(int nproc, std::vector<std::string> args) {
                      ? "exit status " + std::to_string(WEXITSTATUS(failed_status))
                      : "signal " + std::to_string(WTERMSIG(failed_status))) +
                 ")");
+}
+
+bool launch_ranks_if_asked(int nproc) {
+  if (nproc < 1) throw Error("--nproc must be at least 1");
+  if (nproc == 1 || data_parallel_options_from_env().world_size > 1) return false;
+  if (!data_parallel_available())
+    throw Error("this thinkeys was built without Gloo (libgloo-dev), so --nproc is unavailable");
+  launch_ranks(nproc, own_command_line());
+  return true;
 }
 
 }  // namespace thinkeys

@@ -18,4 +18,10 @@ int free_loopback_port();
 // rank that failed. Only rank 0 should print results.
 void launch_ranks(int nproc, std::vector<std::string> args);
 
+// What `--nproc N` means for a command: in a process that was not itself
+// started as a rank and N > 1, runs N ranks of this command line and returns
+// true (the caller is done). Otherwise returns false: go on as this process's
+// rank (RANK/WORLD_SIZE from the environment, or a single process).
+bool launch_ranks_if_asked(int nproc);
+
 }  // namespace thinkeys
