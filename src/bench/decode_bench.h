@@ -40,6 +40,6 @@ DecodeBenchCache find_decode_bench_cache(const std::string& name);  // throws Er
 
 DecodeBenchRow bench_decode_attention(const DecodeBenchShape& shape, const DecodeBenchCache& cache,
                                       int ctx, int batch, int threads, int repeats,
-                                      int block_tokens = 16, bool huge_pages = true);
+                                      int block_tokens = 64, bool huge_pages = true);
 
 }  // namespace thinkeys

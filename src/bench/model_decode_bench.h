@@ -55,7 +55,7 @@ struct ModelDecodeBenchOptions {
   int threads = 2;     // attention threads; BLAS threads are set globally
   int steps = 5;       // timed steps below 16K context
   int long_steps = 3;  // timed steps at 16K context and beyond
-  int block_tokens = 16;
+  int block_tokens = 64;
   double memory_fraction = 0.7;  // of MemAvailable the cache may take
   bool progress = true;          // one line per row on stderr
 };

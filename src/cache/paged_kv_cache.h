@@ -26,7 +26,7 @@ struct CacheSpec {
   CacheDType key_dtype = CacheDType::F16;
   CacheDType value_dtype = CacheDType::F16;
   int group = kDefaultQuantGroup;  // values per scale for int8/int4
-  int block_tokens = 16;
+  int block_tokens = 64;           // not 16: longer per-head runs (docs/results/decode.md)
   std::size_t budget_bytes = std::size_t{1} << 30;
   bool huge_pages = true;  // ask for transparent huge pages (BlockPool)
 };

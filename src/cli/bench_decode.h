@@ -13,7 +13,7 @@ struct DecodeBenchOptions {
   std::vector<std::string> shapes;  // empty: all
   int threads = 0;                  // 0: all cores
   int repeats = 3;
-  int block_tokens = 16;
+  int block_tokens = 64;
   bool huge_pages = true;  // --small-pages turns it off, for A/B runs
   int layers = 32;         // for the attention-only tokens/s column
   bool json = false;

@@ -19,7 +19,7 @@ Command add_eval(CLI::App& app) {
   struct Opts {
     std::string model, tokenizer, data, reference, cache_k = "f16", cache_v = "f16";
     bool paged = false;
-    int block_tokens = 16, threads = 0;
+    int block_tokens = 64, threads = 0;
     int ctx = 512, stride = 256;
     int64_t max_tokens = 0;
     bool json = false, no_bos = false;

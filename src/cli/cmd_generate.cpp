@@ -54,7 +54,7 @@ Command add_generate(CLI::App& app) {
     std::vector<std::string> prompts;
     bool paged = false;
     std::string cache_k = "f16", cache_v = "f16";
-    int block_tokens = 16, max_batch = 8, threads = 0;
+    int block_tokens = 64, max_batch = 8, threads = 0;
     double cache_mb = 1024;
     int n = 256;
     double temp = 0.0, top_p = 1.0;
