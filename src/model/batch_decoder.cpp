@@ -176,7 +176,8 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const at::T
     case RopeMode::Full:
       k = k.view({B, nk, r});
       if (rope) {
-        auto [lc, ls] = layer_cos_sin(L.rope_inv_freq, positions, cos, sin);
+        auto [lc, ls] = L.rope_inv_freq.defined() ? rope_cos_sin(positions, L.rope_inv_freq)
+                                                  : std::pair{cos, sin};
         q = rotate(q, lc, ls);
         k = rotate(k, lc, ls);
       }

@@ -13,10 +13,4 @@ namespace thinkeys {
 std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& positions,
                                                const at::Tensor& inv_freq);
 
-// The cos/sin a Full-mode layer rotates with: its own key-width table when it
-// has one (RopeTable::KeyWidth), else the model's shared ones.
-std::pair<at::Tensor, at::Tensor> layer_cos_sin(const at::Tensor& layer_inv_freq,
-                                                const at::Tensor& positions, const at::Tensor& cos,
-                                                const at::Tensor& sin);
-
 }  // namespace thinkeys

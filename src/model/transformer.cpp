@@ -95,8 +95,11 @@ at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::T
       k = k.view({T, nk, r});
       at::Tensor q0 = q, k0 = k;
       if (rope) {
+        // A key-width table (RopeTable::KeyWidth) is the layer's own.
         auto [lc, ls] =
-            layer_cos_sin(L.rope_inv_freq, at::arange(start, start + T, at::kFloat), cos, sin);
+            L.rope_inv_freq.defined()
+                ? rope_cos_sin(at::arange(start, start + T, at::kFloat), L.rope_inv_freq)
+                : std::pair{cos, sin};
         q = rotate(q, lc, ls);
         k = rotate(k, lc, ls);
       }

@@ -60,7 +60,9 @@ at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::T
     case RopeMode::Full:
       k = k.view({B, T, nk, r});
       if (rope) {
-        auto [lc, ls] = layer_cos_sin(L.rope_inv_freq, at::arange(0, T, at::kFloat), cos, sin);
+        auto [lc, ls] = L.rope_inv_freq.defined()
+                            ? rope_cos_sin(at::arange(0, T, at::kFloat), L.rope_inv_freq)
+                            : std::pair{cos, sin};
         q = rotate(q, lc, ls);
         k = rotate(k, lc, ls);
       }
