@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -206,6 +207,51 @@ TEST(PagedKVCache, BlocksNeverOverlap) {
   EXPECT_THROW(pool.give(-1), Error);
   pool.give(ids[0]);
   EXPECT_THROW(pool.give(ids[0]), Error);  // double return
+}
+
+TEST(PagedKVCache, EveryRowHasItsOwnBytesAndValuesFollowTheirKeyHead) {
+  // Two layers; the first shares one key head between two value heads
+  // (latent-mode GQA), the second is plain thin keys. Row byte ranges of all
+  // (layer, head, token) must tile the block without overlap, and the value
+  // runs of a key head's group must start where its key run (cache-line
+  // padded) ends, so a decode task reads one contiguous run per block.
+  const std::vector<CacheLayerShape> shape = {{2, 3, 4, 16}, {4, 8, 4, 16}};
+  CacheSpec spec{CacheDType::Int4, CacheDType::BF16, 32, 8, 1 << 20};
+  PagedKVCache cache(shape, spec);
+  const int id = cache.add_sequence();
+  cache.reserve(id, 16);
+  std::vector<std::pair<const std::byte*, const std::byte*>> ranges;
+  const std::byte* b0 = cache.block_data(id, 0);
+  for (int l = 0; l < 2; ++l) {
+    const std::size_t kb = cache.key_format(l).bytes(), vb = cache.value_format(l).bytes();
+    for (int h = 0; h < shape[l].key_heads; ++h) {
+      const int share = shape[l].value_heads / shape[l].key_heads;
+      const std::byte* k0 = cache.keys(id, l, h).row(0);
+      for (int j = 0; j < share; ++j)
+        EXPECT_EQ(cache.values(id, l, h * share + j).row(0),
+                  k0 + round64(8 * kb) + j * round64(8 * vb))
+            << "layer " << l << " key head " << h << " value " << j;
+      for (int t = 0; t < 8; ++t) ranges.push_back({cache.keys(id, l, h).row(t), nullptr});
+    }
+    for (auto& r : ranges)
+      if (!r.second) r.second = r.first + kb;
+    for (int h = 0; h < shape[l].value_heads; ++h)
+      for (int t = 0; t < 8; ++t) {
+        const std::byte* p = cache.values(id, l, h).row(t);
+        ranges.push_back({p, p + vb});
+      }
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    EXPECT_GE(ranges[i].first, b0);
+    EXPECT_LE(ranges[i].second, b0 + cache.block_bytes());
+    if (i > 0) EXPECT_LE(ranges[i - 1].second, ranges[i].first) << "rows overlap";
+  }
+  // Token 8 is row 0 of the second block.
+  EXPECT_EQ(cache.keys(id, 1, 3).row(8) - cache.block_data(id, 1),
+            cache.keys(id, 1, 3).row(0) - b0);
+  // Value heads that do not split evenly over key heads have no layout.
+  EXPECT_THROW(PagedKVCache({{3, 8, 4, 16}}, spec), Error);
 }
 
 TEST(PagedKVCache, ExhaustionIsAnErrorAndLeavesOthersIntact) {

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <random>
 
+#include "bench/bandwidth_probe.h"
 #include "cache/paged_kv_cache.h"
 #include "kernels/decode_attention.h"
 #include "util/error.h"
@@ -36,8 +37,9 @@ DecodeBenchCache find_decode_bench_cache(const std::string& name) {
 }
 
 DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBenchCache& cc,
-                                      int ctx, int batch, int threads, int repeats,
+                                      int ctx, int batch, StreamBuffer& flush, int repeats,
                                       int block_tokens, bool huge_pages) {
+  const int threads = flush.threads();
   const int d = sh.head_dim, nk = sh.n_kv_heads, G = sh.n_heads / sh.n_kv_heads;
   const int r = std::max(1, static_cast<int>(std::lround(cc.key_ratio * d)));
   const std::vector<CacheLayerShape> layers = {{nk, r, nk, d}};
@@ -110,8 +112,9 @@ DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBe
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
   };
-  double best = 1e30, best_cpu = 0;
+  double best = 1e30, best_cpu = 0, probe = 0;
   for (int rep = 0; rep <= repeats; ++rep) {  // the first run warms up
+    probe = std::max(probe, flush.read(true));
     const double c0 = cpu_now();
     const auto t0 = std::chrono::steady_clock::now();
     run_decode_attention(shape, tasks, latents, pool, scratch);
@@ -134,6 +137,7 @@ DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBe
   row_out.seconds = best;
   row_out.cpu_seconds = best_cpu;
   row_out.gb_per_s = row_out.bytes_read / best / 1e9;
+  row_out.probe_gb_per_s = probe;
   return row_out;
 }
 

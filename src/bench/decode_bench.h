@@ -11,6 +11,8 @@
 
 namespace thinkeys {
 
+class StreamBuffer;
+
 struct DecodeBenchShape {
   std::string name;  // "mha", "gqa"
   int n_heads = 32, n_kv_heads = 32, head_dim = 128;
@@ -32,14 +34,21 @@ struct DecodeBenchRow {
   // Process CPU seconds over the best run: on a shared machine cpu_seconds /
   // (seconds * threads) below 1 means the kernel did not get its cores.
   double cpu_seconds = 0;
+  // Read bandwidth of the cache-evicting streams run right before each
+  // repetition (best of them): the machine's bandwidth next to this cell.
+  double probe_gb_per_s = 0;
 };
 
 std::vector<DecodeBenchShape> decode_bench_shapes();                // mha, gqa (7B-like attention)
 std::vector<DecodeBenchCache> decode_bench_caches();                // full-f16 ... latent
 DecodeBenchCache find_decode_bench_cache(const std::string& name);  // throws Error
 
+// Every repetition starts with a full read of `flush` (at least twice the
+// last-level cache), so the step reads its cache from DRAM as it would in a
+// model whose other layers ran in between; without it a small cache would be
+// timed from L3.
 DecodeBenchRow bench_decode_attention(const DecodeBenchShape& shape, const DecodeBenchCache& cache,
-                                      int ctx, int batch, int threads, int repeats,
+                                      int ctx, int batch, StreamBuffer& flush, int repeats,
                                       int block_tokens = 64, bool huge_pages = true);
 
 }  // namespace thinkeys

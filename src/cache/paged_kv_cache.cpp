@@ -35,23 +35,35 @@ std::size_t PagedKVCache::plan_layout() {
   for (const auto& L : layers_) {
     if (L.key_heads <= 0 || L.key_width <= 0 || L.value_heads <= 0 || L.value_width <= 0)
       throw Error("paged KV cache layer shape must be positive");
+    if (L.value_heads % L.key_heads != 0)
+      throw Error("paged KV cache: " + std::to_string(L.value_heads) +
+                  " value heads cannot be split evenly over " + std::to_string(L.key_heads) +
+                  " key heads");
     key_formats_.push_back(make_row_format(spec_.key_dtype, L.key_width, spec_.group));
     value_formats_.push_back(make_row_format(spec_.value_dtype, L.value_width, spec_.group));
-    // Each head's rows start on a cache line so vector loads never straddle
-    // two heads' first rows.
-    key_offsets_.push_back(at);
-    at += L.key_heads * align_up(key_formats_.back().bytes() * spec_.block_tokens);
-    value_offsets_.push_back(at);
-    at += L.value_heads * align_up(value_formats_.back().bytes() * spec_.block_tokens);
+    // A key head's rows are followed by the rows of the value heads that
+    // read it, so a decode task streams one run per block instead of two
+    // (docs/results/decode.md); each run starts on a cache line so vector
+    // loads never straddle two heads' rows.
+    HeadGroups g;
+    g.offset = at;
+    g.key_stride = align_up(key_formats_.back().bytes() * spec_.block_tokens);
+    g.value_stride = align_up(value_formats_.back().bytes() * spec_.block_tokens);
+    g.share = L.value_heads / L.key_heads;
+    g.stride = g.key_stride + g.share * g.value_stride;
+    at += L.key_heads * g.stride;
+    groups_.push_back(g);
   }
   return at;
 }
 
-std::size_t PagedKVCache::key_head_stride(int layer) const {
-  return align_up(key_formats_[layer].bytes() * spec_.block_tokens);
+std::size_t PagedKVCache::key_offset(int layer, int head) const {
+  const HeadGroups& g = groups_[layer];
+  return g.offset + head * g.stride;
 }
-std::size_t PagedKVCache::value_head_stride(int layer) const {
-  return align_up(value_formats_[layer].bytes() * spec_.block_tokens);
+std::size_t PagedKVCache::value_offset(int layer, int head) const {
+  const HeadGroups& g = groups_[layer];
+  return g.offset + (head / g.share) * g.stride + g.key_stride + (head % g.share) * g.value_stride;
 }
 
 int PagedKVCache::add_sequence() {
@@ -125,24 +137,23 @@ std::byte* PagedKVCache::row_address(int id, std::size_t offset, const RowFormat
 void PagedKVCache::write_key(int id, int layer, int head, int pos, const float* row) {
   const RowFormat& f = key_formats_.at(layer);
   if (head < 0 || head >= layers_[layer].key_heads) throw Error("key head out of range");
-  encode_row(f, row, row_address(id, key_offsets_[layer] + head * key_head_stride(layer), f, pos));
+  encode_row(f, row, row_address(id, key_offset(layer, head), f, pos));
 }
 
 void PagedKVCache::write_value(int id, int layer, int head, int pos, const float* row) {
   const RowFormat& f = value_formats_.at(layer);
   if (head < 0 || head >= layers_[layer].value_heads) throw Error("value head out of range");
-  encode_row(f, row,
-             row_address(id, value_offsets_[layer] + head * value_head_stride(layer), f, pos));
+  encode_row(f, row, row_address(id, value_offset(layer, head), f, pos));
 }
 
 PagedRows PagedKVCache::keys(int id, int layer, int head) const {
-  return {seq(id).addresses.data(), key_offsets_[layer] + head * key_head_stride(layer),
-          key_formats_[layer], spec_.block_tokens};
+  return {seq(id).addresses.data(), key_offset(layer, head), key_formats_[layer],
+          spec_.block_tokens};
 }
 
 PagedRows PagedKVCache::values(int id, int layer, int head) const {
-  return {seq(id).addresses.data(), value_offsets_[layer] + head * value_head_stride(layer),
-          value_formats_[layer], spec_.block_tokens};
+  return {seq(id).addresses.data(), value_offset(layer, head), value_formats_[layer],
+          spec_.block_tokens};
 }
 
 std::byte* PagedKVCache::block_data(int id, int i) {

@@ -2,7 +2,8 @@
 // Paged KV cache for many sequences: one BlockPool with a byte budget, a block
 // table per sequence, and a block layout holding every layer's key and value
 // rows for block_tokens tokens. Key width may differ per layer (thin ranks),
-// and keys and values each have their own dtype.
+// and keys and values each have their own dtype. Value heads are a whole
+// multiple of key heads (GQA with latent keys shares one key head).
 #include <cstddef>
 #include <vector>
 
@@ -90,13 +91,19 @@ class PagedKVCache {
   Sequence& seq(int id);
   std::byte* row_address(int id, std::size_t offset, const RowFormat& f, int pos);
   std::size_t plan_layout();  // fills formats and offsets, returns bytes per block
-  std::size_t key_head_stride(int layer) const;
-  std::size_t value_head_stride(int layer) const;
+  std::size_t key_offset(int layer, int head) const;  // of the head's rows in a block
+  std::size_t value_offset(int layer, int head) const;
 
   std::vector<CacheLayerShape> layers_;
   CacheSpec spec_;
   std::vector<RowFormat> key_formats_, value_formats_;
-  std::vector<std::size_t> key_offsets_, value_offsets_;  // per layer, head 0
+  // Per layer: key head h's rows, then those of value heads [h * share,
+  // (h + 1) * share), repeated for every key head.
+  struct HeadGroups {
+    std::size_t offset = 0, stride = 0, key_stride = 0, value_stride = 0;
+    int share = 1;
+  };
+  std::vector<HeadGroups> groups_;
   std::size_t layout_bytes_ = 0;
   BlockPool pool_;
   std::vector<Sequence> seqs_;

@@ -256,10 +256,12 @@ HWY_INLINE void StoreSums4(hn::Vec<DF> a, hn::Vec<DF> b, hn::Vec<DF> c, hn::Vec<
 // block kPrefetchBlocks ahead. The requests are spread over the tokens of the
 // current block: at(t) asks for row t of the later block (and, at the current
 // block's last token, any rows left), so they stay in flight while this block
-// is computed instead of stalling the core in one burst. In (noisy) A/B runs
-// on the loaded development VM, distance 2 with the non-temporal hint was
-// best or tied against distances 1, 3, 4, the T0 and T2 hints, and a burst
-// of the next block's rows (docs/results/decode.md).
+// is computed instead of stalling the core in one burst (a burst at the
+// block's start was 10-20% slower). The hint matters most: on an Intel VM
+// with the caches evicted before each step, requests into L2 (T1) ran the
+// kernel at 2.3x the non-temporal hint, 1.2x T0 and 1.3x no software
+// prefetch; distances 1-6 blocks were within noise (docs/results/decode.md).
+// On the earlier AMD VM, NTA, T0 and T2 had tied under heavy load.
 constexpr int kPrefetchBlocks = 2;
 struct Ahead {
   const std::byte* p = nullptr;  // row 0 of the later block, or nullptr
@@ -270,7 +272,7 @@ struct Ahead {
     if (!p || t >= rows) return;
     const std::size_t to = row_bytes * (t == last ? rows : t + 1);
     for (std::size_t o = row_bytes * t / 64 * 64; o < to; o += 64)
-      __builtin_prefetch(p + o, 0, 0);  // non-temporal: every row is read once
+      __builtin_prefetch(p + o, 0, 2);  // into L2, not L1 or non-temporal: see above
   }
 };
 
