@@ -31,24 +31,38 @@ std::vector<float> random_row(std::mt19937& rng, int w, float sd = 1.0f) {
 }
 
 TEST(RowFormat, BytesIncludeScales) {
-  // f16 row of 128: 256 bytes; int8: 128 + 4 scales of 32; int4: 64 + 4 * 4.
+  // f16 row of 128: 256 bytes; int8: 128 + 4 f16 scales of 32; int4: 64 + 4 * 2.
   EXPECT_EQ(make_row_format(CacheDType::F16, 128).bytes(), 256u);
   EXPECT_EQ(make_row_format(CacheDType::BF16, 128).bytes(), 256u);
   EXPECT_EQ(make_row_format(CacheDType::F32, 3).bytes(), 12u);
-  EXPECT_EQ(make_row_format(CacheDType::Int8, 128).bytes(), 128u + 16u);
-  EXPECT_EQ(make_row_format(CacheDType::Int4, 128).bytes(), 64u + 16u);
+  EXPECT_EQ(make_row_format(CacheDType::Int8, 128).bytes(), 128u + 8u);
+  EXPECT_EQ(make_row_format(CacheDType::Int4, 128).bytes(), 64u + 8u);
   // Odd widths and groups larger than the row: one scale, rounded-up nibbles.
-  EXPECT_EQ(make_row_format(CacheDType::Int4, 3).bytes(), 2u + 4u);
-  EXPECT_EQ(make_row_format(CacheDType::Int8, 1).bytes(), 1u + 4u);
-  EXPECT_EQ(make_row_format(CacheDType::Int4, 100, 64).bytes(), 50u + 8u);
+  EXPECT_EQ(make_row_format(CacheDType::Int4, 3).bytes(), 2u + 2u);
+  EXPECT_EQ(make_row_format(CacheDType::Int8, 1).bytes(), 1u + 2u);
+  EXPECT_EQ(make_row_format(CacheDType::Int4, 100, 64).bytes(), 50u + 4u);
   // Thin r = d/4 int4 keys against full-width f16 keys: 16x fewer data bytes;
-  // with one f32 scale per 32 values the row is 20 bytes, 12.8x fewer.
+  // with one f16 scale per 32 values the row is 18 bytes, 256 / 18 = 14.2x.
   RowFormat thin = make_row_format(CacheDType::Int4, 32),
             full = make_row_format(CacheDType::F16, 128);
   EXPECT_EQ(full.data_bytes(), 16 * thin.data_bytes());
-  EXPECT_EQ(thin.bytes(), 20u);
+  EXPECT_EQ(thin.bytes(), 18u);
   EXPECT_THROW(parse_cache_dtype("int3"), Error);
   EXPECT_EQ(parse_cache_dtype("bf16"), CacheDType::BF16);
+}
+
+TEST(RowFormat, ScaleIsTheSmallestHalfAtOrAboveTheExactOne) {
+  // Hand-derived halves: 1.0 is exact; 1 + 2^-12 lies between 1 and the
+  // next half 1 + 2^-10; 0.1 rounds to 0x2E66 = 0.0999755859375 < 0.1, so the
+  // scale is 0x2E67 = 0.10003662109375; 1e-9 is below every normal half and
+  // becomes the smallest subnormal 2^-24; past 65504 the scale saturates.
+  EXPECT_EQ(f16_scale_at_least(1.0f), 0x3C00);
+  EXPECT_EQ(f16_scale_at_least(1.0f + std::ldexp(1.0f, -12)), 0x3C01);
+  EXPECT_EQ(f16_scale_at_least(0.1f), 0x2E67);
+  EXPECT_FLOAT_EQ(f16_to_f32(0x2E67), 0.10003662109375f);
+  EXPECT_EQ(f16_scale_at_least(1e-9f), 0x0001);
+  EXPECT_EQ(f16_scale_at_least(1e6f), 0x7BFF);
+  EXPECT_EQ(f16_scale_at_least(0.0f), 0);
 }
 
 TEST(RowFormat, RoundTripWithinQuantizationStep) {
@@ -72,14 +86,16 @@ TEST(RowFormat, RoundTripWithinQuantizationStep) {
           else if (t == CacheDType::BF16)
             bound = std::ldexp(std::fabs(x[i]), -8);
           else {
-            // s = max|x in group| / levels, and the stored scale is that s.
+            // s = max|x in group| / levels; the stored f16 scale is at least
+            // s and less than one half-precision step (2^-10 relative) above.
             int g = i / f.group;
             float amax = 0;
             for (int j = g * f.group; j < std::min(w, (g + 1) * f.group); ++j)
               amax = std::max(amax, std::fabs(x[j]));
-            const double s = amax / f.levels();
-            EXPECT_NEAR(row_scale(f, buf.data(), g), s, 1e-6 * s);
-            bound = s / 2 * (1 + 1e-5);
+            const double s = amax / f.levels(), stored = row_scale(f, buf.data(), g);
+            EXPECT_GE(stored, s);
+            EXPECT_LE(stored, s * (1 + std::ldexp(1.0, -10)));
+            bound = stored / 2 * (1 + 1e-5);
           }
           EXPECT_LE(std::fabs(x[i] - y[i]), bound + 1e-12)
               << to_string(t) << " w=" << w << " i=" << i;

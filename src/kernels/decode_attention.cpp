@@ -85,8 +85,9 @@ void DecodeInts(const RowFormat& f, const std::byte* src, float* dst) {
   }
   const std::byte* scales = src + f.scale_offset();
   for (int g = 0; g < f.groups(); ++g) {
-    float s;
-    std::memcpy(&s, scales + sizeof(float) * g, sizeof(float));
+    uint16_t h;
+    std::memcpy(&h, scales + RowFormat::kScaleBytes * g, sizeof(h));
+    const float s = f16_to_f32(h);
     const auto vs = hn::Set(df, s);
     int i = g * f.group;
     const int e = std::min(w, i + f.group);
@@ -178,8 +179,9 @@ struct Int8Rows {
     const hn::Rebind<int8_t, DF> d8;
     const hn::Rebind<int32_t, DF> di;
     const std::byte* row = base + stride * t;
-    float sc;
-    std::memcpy(&sc, row + scale_offset + sizeof(float) * (i / group), sizeof(float));
+    uint16_t h;
+    std::memcpy(&h, row + scale_offset + RowFormat::kScaleBytes * (i / group), sizeof(h));
+    const float sc = f16_to_f32(h);
     const auto x = hn::ConvertTo(
         df, hn::PromoteTo(di, hn::LoadU(d8, reinterpret_cast<const int8_t*>(row) + i)));
     return hn::Mul(x, hn::Set(df, sc));
@@ -195,8 +197,9 @@ struct Int4Rows {
     const hn::Rebind<uint8_t, DF> d8;
     const hn::Rebind<int32_t, DF> di;
     const std::byte* row = base + stride * t;
-    float sc;
-    std::memcpy(&sc, row + scale_offset + sizeof(float) * (i / group), sizeof(float));
+    uint16_t h;
+    std::memcpy(&h, row + scale_offset + RowFormat::kScaleBytes * (i / group), sizeof(h));
+    const float sc = f16_to_f32(h);
     const bool high = i >= half;
     const auto b = hn::PromoteTo(
         di, hn::LoadU(d8, reinterpret_cast<const uint8_t*>(row) + (high ? i - half : i)));

@@ -36,9 +36,19 @@ uint16_t f32_to_bf16(float f) {
 }
 
 float row_scale(const RowFormat& f, const std::byte* row, int g) {
-  float s;
-  std::memcpy(&s, row + f.scale_offset() + sizeof(float) * g, sizeof(float));
-  return s;
+  uint16_t h;
+  std::memcpy(&h, row + f.scale_offset() + RowFormat::kScaleBytes * g, sizeof(h));
+  return f16_to_f32(h);
+}
+
+uint16_t f16_scale_at_least(float s) {
+  constexpr uint16_t kMaxFinite = 0x7BFF;  // 65504
+  if (!(s > 0)) return 0;
+  if (s >= 65504.0f) return kMaxFinite;
+  uint16_t h = f32_to_f16(s);
+  // Positive finite halves order like their bit patterns: one step up is +1.
+  if (f16_to_f32(h) < s) ++h;
+  return h;
 }
 
 void encode_row(const RowFormat& f, const float* src, std::byte* dst) {
@@ -67,7 +77,8 @@ void encode_row(const RowFormat& f, const float* src, std::byte* dst) {
     const int b = g * f.group, e = std::min(w, b + f.group);
     float amax = 0;
     for (int i = b; i < e; ++i) amax = std::max(amax, std::fabs(src[i]));
-    const float s = amax / static_cast<float>(levels);
+    const uint16_t h = f16_scale_at_least(amax / static_cast<float>(levels));
+    const float s = f16_to_f32(h);
     const float inv = s > 0 ? 1.0f / s : 0.0f;
     for (int i = b; i < e; ++i) {
       const int q = std::clamp(static_cast<int>(std::nearbyint(src[i] * inv)), -levels, levels);
@@ -79,7 +90,7 @@ void encode_row(const RowFormat& f, const float* src, std::byte* dst) {
         dst[i - half] = (dst[i - half] & std::byte{0x0F}) | static_cast<std::byte>((q + 8) << 4);
       }
     }
-    std::memcpy(dst + f.scale_offset() + sizeof(float) * g, &s, sizeof(float));
+    std::memcpy(dst + f.scale_offset() + RowFormat::kScaleBytes * g, &h, sizeof(h));
   }
 }
 

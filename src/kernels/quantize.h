@@ -4,6 +4,7 @@
 // decode kernels have their own vectorized readers that must agree with
 // decode_row bit for bit on the quantized types.
 #include <cstddef>
+#include <cstdint>
 
 #include "cache/cache_dtype.h"
 
@@ -14,6 +15,9 @@ void decode_row(const RowFormat& format, const std::byte* src, float* dst);
 
 // Scale of group g of an encoded row (quantized formats only).
 float row_scale(const RowFormat& format, const std::byte* row, int g);
+// The f16 bits of the smallest half >= s (0 for s <= 0, 65504 when s is
+// beyond the half range): quantizing by it never needs a level past the top.
+uint16_t f16_scale_at_least(float s);
 
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);  // round to nearest even
