@@ -26,6 +26,7 @@ struct Case {
   CacheDType kt = CacheDType::F32, vt = CacheDType::F32;
   bool latent = false, rope = true;
   float q_scale = 1.0f;
+  int split = 0;  // > 0: run through AttentionSplits cutting the task into up to this many pieces
 };
 
 std::string describe(const Case& c) {
@@ -33,7 +34,7 @@ std::string describe(const Case& c) {
          " share=" + std::to_string(c.share) + " len=" + std::to_string(c.length) +
          " begin=" + std::to_string(c.begin) + " bt=" + std::to_string(c.block_tokens) +
          " K=" + to_string(c.kt) + " V=" + to_string(c.vt) + (c.latent ? " latent" : "") +
-         (c.latent && c.rope ? "+rope" : "");
+         (c.latent && c.rope ? "+rope" : "") + (c.split ? " split " + std::to_string(c.split) : "");
 }
 
 // Plain attention of G queries over keys [S][qw] and per-query values.
@@ -220,7 +221,20 @@ Built run_case(const Case& c, std::mt19937& rng) {
   b.kernel_out.assign(c.G * c.d, std::nanf(""));
   AttentionTask task{q.data(), c.G,      cache.keys(id, 0, 0), values.data(), nv,
                      c.begin,  c.length, b.kernel_out.data()};
-  decode_attention(shape, task, c.latent ? &lat : nullptr, scratch);
+  if (c.split > 0) {
+    // One thread and split pieces of at least one block.
+    WorkPool pool(1);
+    AttentionSplits splits(1, c.split);
+    const LatentKeys* lp = c.latent ? &lat : nullptr;
+    splits.run(shape, std::span<const AttentionTask>(&task, 1),
+               c.latent ? std::span<const LatentKeys* const>(&lp, 1)
+                        : std::span<const LatentKeys* const>(),
+               pool, std::span<AttentionScratch>(&scratch, 1));
+    const int blocks = (c.length + c.block_tokens - 1) / c.block_tokens - c.begin / c.block_tokens;
+    EXPECT_EQ(splits.last_pieces(), std::clamp(blocks, 1, c.split));
+  } else {
+    decode_attention(shape, task, c.latent ? &lat : nullptr, scratch);
+  }
   return b;
 }
 
@@ -392,6 +406,66 @@ TEST(DecodeAttention, SharedKeyHeadWithOddGroups) {
         check(c, rng);
       }
   });
+}
+
+TEST(DecodeAttention, SplitPiecesMergeToTheWholeTask) {
+  // A task cut into pieces of whole blocks, each with its own softmax
+  // state, merged back: the same reference bound as one pass, over lengths
+  // that end inside a block, windows that start inside one, GQA groups,
+  // shared key heads, quantized rows and the latent RoPE kernel (whose
+  // pieces start their rotation at a later position).
+  std::mt19937 rng(41);
+  on_every_target([&] {
+    for (int split : {2, 3, 7})
+      for (int length : {1, 40, 129, 1000}) {
+        check({64, 64, 4, 1, length, 0, 16, CacheDType::F32, CacheDType::F32, false, true, 1.0f,
+               split},
+              rng);
+        check({32, 3, 2, 1, length, length / 3, 16, CacheDType::F16, CacheDType::Int8, false, true,
+               1.0f, split},
+              rng);
+        check({32, 8, 4, 2, length, 0, 8, CacheDType::Int4, CacheDType::F16, false, true, 1.0f,
+               split},
+              rng);
+        check({32, 8, 2, 2, length, length / 2, 16, CacheDType::F32, CacheDType::F32, true, true,
+               1.0f, split},
+              rng);
+      }
+  });
+}
+
+TEST(DecodeAttention, SplitLeavesEnoughTasksAlone) {
+  // With at least per_thread pieces' worth of tasks per thread nothing is
+  // cut; one long task on 2 threads becomes 2 x per_thread pieces.
+  CacheSpec spec{CacheDType::F32, CacheDType::F32, 32, 16, std::size_t{16} << 20};
+  PagedKVCache cache({{4, 16, 4, 16}}, spec);
+  const int id = cache.add_sequence();
+  cache.reserve(id, 1600);
+  cache.set_length(id, 1600);
+  std::vector<float> row(16, 0.5f), q(4 * 16, 0.1f), out(4 * 16);
+  for (int h = 0; h < 4; ++h)
+    for (int t = 0; t < 1600; ++t) {
+      cache.write_key(id, 0, h, t, row.data());
+      cache.write_value(id, 0, h, t, row.data());
+    }
+  AttentionShape shape{16, 1, 16, 16, 0.25f, 1};
+  WorkPool pool(2);
+  std::vector<AttentionScratch> scratch;
+  for (int t = 0; t < 2; ++t) scratch.emplace_back(shape);
+  std::vector<PagedRows> vals;
+  for (int h = 0; h < 4; ++h) vals.push_back(cache.values(id, 0, h));
+  std::vector<AttentionTask> tasks;
+  for (int h = 0; h < 4; ++h)
+    tasks.push_back(
+        {q.data() + h * 16, 1, cache.keys(id, 0, h), &vals[h], 1, 0, 1600, out.data() + h * 16});
+  AttentionSplits few(4, 2);  // want 4 pieces: the 4 tasks stay whole
+  few.run(shape, tasks, {}, pool, scratch);
+  EXPECT_EQ(few.last_pieces(), 0);
+  AttentionSplits many(4, 8);  // want 16: each 100-block task in 4 pieces
+  many.run(shape, std::span<const AttentionTask>(tasks).first(1), {}, pool, scratch);
+  EXPECT_EQ(many.last_pieces(), 16);
+  // Every value row is 0.5, so every output is 0.5 however it was cut.
+  for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ(out[i], 0.5f);
 }
 
 TEST(DecodeAttention, PoolRunsTasksOnEveryThread) {

@@ -82,6 +82,7 @@ DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBe
   WorkPool pool(threads);
   std::vector<AttentionScratch> scratch;
   for (int t = 0; t < threads; ++t) scratch.emplace_back(shape);
+  AttentionSplits splits;  // as BatchDecoder runs it
 
   std::vector<float> up_t(static_cast<std::size_t>(r) * d), inv_freq(d / 2);
   for (auto& x : up_t) x = N(rng) / std::sqrt(static_cast<float>(r));
@@ -117,7 +118,7 @@ DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBe
     probe = std::max(probe, flush.read(true));
     const double c0 = cpu_now();
     const auto t0 = std::chrono::steady_clock::now();
-    run_decode_attention(shape, tasks, latents, pool, scratch);
+    splits.run(shape, tasks, latents, pool, scratch);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (rep > 0 && s < best) {
       best = s;

@@ -609,6 +609,8 @@ void Attend(const AttentionShape& shape, const AttentionTask& task, const Latent
   for (int g = 0; g < G; ++g) {
     const float inv = l[g] > 0 ? 1.0f / l[g] : 0.0f;
     for (int i = 0; i < d; ++i) task.out[g * d + i] = acc[g * ldv + i] * inv;
+    if (task.lse)
+      task.lse[g] = l[g] > 0 ? m[g] + std::log(l[g]) : -std::numeric_limits<float>::infinity();
   }
 }
 
@@ -693,6 +695,85 @@ void run_decode_attention(const AttentionShape& shape, std::span<const Attention
   pool.run(static_cast<int>(tasks.size()), [&](int i, int thread) {
     decode_attention(shape, tasks[i], latents.empty() ? nullptr : latents[i], scratch[thread]);
   });
+}
+
+AttentionSplits::AttentionSplits(int min_blocks, int per_thread)
+    : min_blocks_(std::max(1, min_blocks)), per_thread_(std::max(1, per_thread)) {}
+
+void AttentionSplits::run(const AttentionShape& shape, std::span<const AttentionTask> tasks,
+                          std::span<const LatentKeys* const> latents, WorkPool& pool,
+                          std::span<AttentionScratch> scratch) {
+  const int n = static_cast<int>(tasks.size());
+  const int want = pool.threads() * per_thread_;
+  if (n == 0 || n >= want) {
+    pieces_.clear();
+    return run_decode_attention(shape, tasks, latents, pool, scratch);
+  }
+  const int BT = shape.block_tokens, per_task = (want + n - 1) / n;
+  pieces_.clear();
+  piece_latents_.clear();
+  first_.assign(n, 0);
+  count_.assign(n, 1);
+  std::size_t out_floats = 0, lse_floats = 0;
+  for (int i = 0; i < n; ++i) {
+    const AttentionTask& t = tasks[i];
+    const int b0 = t.begin / BT, b1 = (t.end + BT - 1) / BT;
+    count_[i] = std::clamp((b1 - b0) / min_blocks_, 1, per_task);
+    first_[i] = static_cast<int>(pieces_.size());
+    for (int p = 0; p < count_[i]; ++p) {
+      AttentionTask piece = t;
+      if (count_[i] > 1) {
+        const int nb = b1 - b0;
+        piece.begin = std::max(t.begin, (b0 + p * nb / count_[i]) * BT);
+        piece.end = std::min(t.end, (b0 + (p + 1) * nb / count_[i]) * BT);
+        out_floats += static_cast<std::size_t>(t.n_queries) * shape.head_dim;
+        lse_floats += t.n_queries;
+      }
+      pieces_.push_back(piece);
+      if (!latents.empty()) piece_latents_.push_back(latents[i]);
+    }
+  }
+  if (out_.size() < out_floats) out_.resize(out_floats);
+  if (lse_.size() < lse_floats) lse_.resize(lse_floats);
+  std::size_t at_out = 0, at_lse = 0;
+  for (int i = 0; i < n; ++i) {
+    if (count_[i] == 1) continue;
+    for (int p = 0; p < count_[i]; ++p) {
+      AttentionTask& piece = pieces_[first_[i] + p];
+      piece.out = out_.data() + at_out;
+      piece.lse = lse_.data() + at_lse;
+      at_out += static_cast<std::size_t>(piece.n_queries) * shape.head_dim;
+      at_lse += piece.n_queries;
+    }
+  }
+  run_decode_attention(shape, pieces_, piece_latents_, pool, scratch);
+
+  // out = sum_p e^{lse_p - M} out_p / sum_p e^{lse_p - M}, per query.
+  const int d = shape.head_dim;
+  for (int i = 0; i < n; ++i) {
+    if (count_[i] == 1) continue;
+    const AttentionTask& t = tasks[i];
+    for (int g = 0; g < t.n_queries; ++g) {
+      float M = -std::numeric_limits<float>::infinity();
+      for (int p = 0; p < count_[i]; ++p) M = std::max(M, pieces_[first_[i] + p].lse[g]);
+      float* out = t.out + static_cast<std::size_t>(g) * d;
+      std::fill(out, out + d, 0.0f);
+      if (M == -std::numeric_limits<float>::infinity()) {
+        if (t.lse) t.lse[g] = M;
+        continue;
+      }
+      float z = 0;
+      for (int p = 0; p < count_[i]; ++p) {
+        const AttentionTask& piece = pieces_[first_[i] + p];
+        const float w = std::exp(piece.lse[g] - M);
+        z += w;
+        const float* o = piece.out + static_cast<std::size_t>(g) * d;
+        for (int k = 0; k < d; ++k) out[k] += w * o[k];
+      }
+      for (int k = 0; k < d; ++k) out[k] /= z;
+      if (t.lse) t.lse[g] = M + std::log(z);
+    }
+  }
 }
 
 const char* decode_attention_target() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }

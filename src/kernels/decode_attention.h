@@ -46,6 +46,10 @@ struct AttentionTask {
   int n_values = 1;                   // head g / (n_queries / n_values)
   int begin = 0, end = 0;             // attend to tokens [begin, end)
   float* out = nullptr;               // [n_queries][value width]
+  // Optional [n_queries]: log of each query's softmax denominator over
+  // [begin, end), max included (-inf for an empty range), so that pieces of
+  // one task can be merged (AttentionSplits).
+  float* lse = nullptr;
 };
 
 struct AttentionShape {
@@ -98,6 +102,32 @@ void decode_attention(const AttentionShape& shape, const AttentionTask& task,
 void run_decode_attention(const AttentionShape& shape, std::span<const AttentionTask> tasks,
                           std::span<const LatentKeys* const> latents, WorkPool& pool,
                           std::span<AttentionScratch> scratch);
+
+// Runs tasks like run_decode_attention, but first cuts tasks into pieces of
+// whole blocks when there are too few tasks for the threads (batch 1 with
+// few KV heads: 8 tasks for 2 threads leave one thread idle for a whole task
+// if it wakes late, and 8 tasks cannot fill 16 cores at all). Each piece
+// returns its normalized output and log-sum-exp; the pieces of a task are
+// merged with the usual softmax rescaling (as flash-decoding does). The
+// buffers grow to the largest step seen and are then reused, so steady
+// decoding allocates nothing.
+class AttentionSplits {
+ public:
+  // Split until there are about per_thread pieces per pool thread, never
+  // into pieces shorter than min_blocks blocks.
+  explicit AttentionSplits(int min_blocks = 4, int per_thread = 8);
+  void run(const AttentionShape& shape, std::span<const AttentionTask> tasks,
+           std::span<const LatentKeys* const> latents, WorkPool& pool,
+           std::span<AttentionScratch> scratch);
+  int last_pieces() const { return static_cast<int>(pieces_.size()); }
+
+ private:
+  int min_blocks_, per_thread_;
+  std::vector<AttentionTask> pieces_;
+  std::vector<const LatentKeys*> piece_latents_;
+  std::vector<int> first_, count_;  // per task: its pieces in pieces_
+  std::vector<float> out_, lse_;
+};
 
 // Name of the instruction set the dispatcher picked on this machine.
 const char* decode_attention_target();

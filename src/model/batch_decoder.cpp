@@ -235,7 +235,7 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const at::T
       if (!latent_.empty()) task_latent_.push_back(&latent_[l][kh]);
     }
   }
-  run_decode_attention(shape_, tasks_, task_latent_, pool_, scratch_);
+  splits_.run(shape_, tasks_, task_latent_, pool_, scratch_);
   return out;
 }
 

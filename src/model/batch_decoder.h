@@ -72,6 +72,7 @@ class BatchDecoder {
   AttentionShape shape_;
   WorkPool pool_;
   std::vector<AttentionScratch> scratch_;
+  AttentionSplits splits_;  // long contexts with few sequences: split tasks over threads
   std::unique_ptr<RopeSteps> rope_steps_;        // latent mode only
   std::vector<at::Tensor> up_t_;                 // latent: per layer [key heads, r, share*d]
   std::vector<std::vector<LatentKeys>> latent_;  // [layer][key head]
