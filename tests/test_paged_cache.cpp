@@ -51,6 +51,20 @@ TEST(RowFormat, BytesIncludeScales) {
   EXPECT_EQ(parse_cache_dtype("bf16"), CacheDType::BF16);
 }
 
+TEST(RowFormat, HalfToFloatAgreesWithTheCompilerOnEveryPattern) {
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    _Float16 h;
+    const uint16_t b = static_cast<uint16_t>(bits);
+    std::memcpy(&h, &b, 2);
+    const float want = static_cast<float>(h), got = f16_to_f32(b);
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(got)) << bits;
+    } else {
+      EXPECT_EQ(std::memcmp(&want, &got, 4), 0) << bits << ": " << want << " vs " << got;
+    }
+  }
+}
+
 TEST(RowFormat, ScaleIsTheSmallestHalfAtOrAboveTheExactOne) {
   // Hand-derived halves: 1.0 is exact; 1 + 2^-12 lies between 1 and the
   // next half 1 + 2^-10; 0.1 rounds to 0x2E66 = 0.0999755859375 < 0.1, so the

@@ -7,12 +7,6 @@
 
 namespace thinkeys {
 
-float f16_to_f32(uint16_t h) {
-  _Float16 v;
-  std::memcpy(&v, &h, 2);
-  return static_cast<float>(v);
-}
-
 uint16_t f32_to_f16(float f) {
   _Float16 v = static_cast<_Float16>(f);
   uint16_t h;

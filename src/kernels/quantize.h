@@ -5,6 +5,7 @@
 // decode_row bit for bit on the quantized types.
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "cache/cache_dtype.h"
 
@@ -19,7 +20,21 @@ float row_scale(const RowFormat& format, const std::byte* row, int g);
 // beyond the half range): quantizing by it never needs a level past the top.
 uint16_t f16_scale_at_least(float s);
 
-float f16_to_f32(uint16_t h);
+// Exact, and inline with integer ops: the kernels convert a row's f16 scale
+// per vector, and without F16C a _Float16 cast is a libgcc call.
+inline float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
+  if (exp == 0) {  // zero or subnormal: man * 2^-24
+    const float f = static_cast<float>(man) * 0x1p-24f;
+    return sign ? -f : f;
+  }
+  const uint32_t bits =
+      sign | (exp == 0x1F ? 0x7F800000u | (man << 13) : ((exp + 112) << 23) | (man << 13));
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
 uint16_t f32_to_f16(float f);  // round to nearest even
 float bf16_to_f32(uint16_t b);
 uint16_t f32_to_bf16(float f);  // round to nearest even
