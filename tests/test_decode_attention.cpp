@@ -306,7 +306,7 @@ TEST(DecodeAttention, EveryDtypePairWithinDerivedBound) {
     std::mt19937 rng(11);
     for (CacheDType kt : kAll)
       for (CacheDType vt : kAll)
-        for (int r : {1, 3, 8, 64})
+        for (int r : {1, 3, 8, 16, 24, 40, 64})
           for (int G : {1, 4}) {
             Case c;
             c.r = r, c.G = G, c.kt = kt, c.vt = vt, c.length = 1 + static_cast<int>(rng() % 70);
