@@ -235,6 +235,30 @@ struct Int4Rows {
   }
 };
 
+#if HWY_TARGET != HWY_SCALAR
+// An int4 row exactly one vector wide (r = 16 on 16-lane targets, 8 on
+// 8-lane ones): its half-vector of bytes holds the low half of the row in
+// the low nibbles and the high half in the high nibbles, one scale.
+struct Int4OneVectorRows {
+  const std::byte* base;
+  std::size_t stride;
+  std::size_t scale_offset;
+  HWY_INLINE hn::Vec<DF> operator()(int t, int) const {
+    const DF df;
+    const hn::Half<DF> dh;
+    const hn::Rebind<uint8_t, decltype(dh)> d8;
+    const hn::Rebind<int32_t, decltype(dh)> dih;
+    const hn::Rebind<int32_t, DF> di;
+    const std::byte* row = base + stride * t;
+    uint16_t h;
+    std::memcpy(&h, row + scale_offset, sizeof(h));
+    const auto b = hn::PromoteTo(dih, hn::LoadU(d8, reinterpret_cast<const uint8_t*>(row)));
+    const auto level = hn::Combine(di, hn::ShiftRight<4>(b), hn::And(b, hn::Set(dih, 15)));
+    return hn::Mul(hn::ConvertTo(df, hn::Sub(level, hn::Set(di, 8))), hn::Set(df, f16_to_f32(h)));
+  }
+};
+#endif
+
 // Register budget. Every accumulator below is a compile-time-sized array of
 // vectors, so it stays in registers (a runtime-sized one is spilled to the
 // stack and turns every FMA into a store/reload chain). AVX-512 has 32
@@ -450,6 +474,10 @@ void WithRows(const RowFormat& f, const std::byte* src, int n, float* scratch, i
       case CacheDType::Int4:
         if (f.group % N == 0 && f.width % 2 == 0 && (f.width / 2) % N == 0)
           return fn(Int4Rows{src, rb, f.scale_offset(), f.group, f.width / 2}, f.width);
+#if HWY_TARGET != HWY_SCALAR
+        if (f.width == N && f.group == N)
+          return fn(Int4OneVectorRows{src, rb, f.scale_offset()}, f.width);
+#endif
         break;
     }
   }
