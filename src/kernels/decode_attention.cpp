@@ -311,11 +311,11 @@ HWY_INLINE void StoreSums4(hn::Vec<DF> a, hn::Vec<DF> b, hn::Vec<DF> c, hn::Vec<
 // current block: at(t) asks for row t of the later block (and, at the current
 // block's last token, any rows left), so they stay in flight while this block
 // is computed instead of stalling the core in one burst (a burst at the
-// block's start was 10-20% slower). The hint matters most: on an Intel VM
-// with the caches evicted before each step, requests into L2 (T1) ran the
-// kernel at 2.3x the non-temporal hint, 1.2x T0 and 1.3x no software
-// prefetch; distances 1-6 blocks were within noise (docs/results/decode.md).
-// On the earlier AMD VM, NTA, T0 and T2 had tied under heavy load.
+// block's start was 10-20% slower). The hint matters most: on the Intel VM
+// at 32K context, requests into L2 (T1) ran the kernel at about 2.5x the
+// non-temporal hint, 1.2x T0 and 1.4x no software prefetch; distances of
+// 1-6 blocks were within noise (docs/results/decode.md). On the earlier AMD
+// VM, NTA, T0 and T2 had tied under heavy load.
 constexpr int kPrefetchBlocks = 2;
 struct Ahead {
   const std::byte* p = nullptr;  // row 0 of the later block, or nullptr
