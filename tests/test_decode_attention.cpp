@@ -7,6 +7,7 @@
 #include <hwy/targets.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <random>
 #include <set>
@@ -27,6 +28,7 @@ struct Case {
   bool latent = false, rope = true;
   float q_scale = 1.0f;
   int split = 0;  // > 0: run through AttentionSplits cutting the task into up to this many pieces
+  bool rotate = true;  // CacheSpec::rotate_keys
 };
 
 std::string describe(const Case& c) {
@@ -34,7 +36,8 @@ std::string describe(const Case& c) {
          " share=" + std::to_string(c.share) + " len=" + std::to_string(c.length) +
          " begin=" + std::to_string(c.begin) + " bt=" + std::to_string(c.block_tokens) +
          " K=" + to_string(c.kt) + " V=" + to_string(c.vt) + (c.latent ? " latent" : "") +
-         (c.latent && c.rope ? "+rope" : "") + (c.split ? " split " + std::to_string(c.split) : "");
+         (c.latent && c.rope ? "+rope" : "") +
+         (c.split ? " split " + std::to_string(c.split) : "") + (c.rotate ? "" : " unrotated");
 }
 
 // Plain attention of G queries over keys [S][qw] and per-query values.
@@ -75,6 +78,7 @@ Built run_case(const Case& c, std::mt19937& rng) {
   const int nv = c.latent ? c.share : std::max(1, std::min(c.share, c.G));
   std::normal_distribution<float> N(0.0f, 1.0f);
   CacheSpec spec{c.kt, c.vt, 32, c.block_tokens, std::size_t{64} << 20};
+  spec.rotate_keys = c.rotate;
   PagedKVCache cache({{1, c.r, nv, c.d}}, spec);
   const int id = cache.add_sequence();
   cache.reserve(id, c.length);
@@ -173,11 +177,23 @@ Built run_case(const Case& c, std::mt19937& rng) {
 
   // Score bound: the latent score is linear in c through w = P^T R^T q, so
   // the bound uses |w_j| in place of |q_j|.
+  // Rotated rows store H k, so their rounding errors live in the rotated
+  // basis: the bound weighs them with H w (H written out entry by entry here,
+  // H_ij = (-1)^popcount(i & j) / sqrt(r), independent of the library's
+  // butterfly).
+  auto rotate = [&](std::vector<double> w) {
+    const int n = static_cast<int>(w.size());
+    std::vector<double> out(n, 0.0);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j)
+        out[i] += (std::popcount(static_cast<unsigned>(i & j)) % 2 ? -w[j] : w[j]) /
+                  std::sqrt(static_cast<double>(n));
+    return out;
+  };
   for (int g = 0; g < c.G; ++g)
     for (int t = c.begin; t < c.length; ++t) {
-      double e = 0;
+      std::vector<double> w(c.r, 0.0);
       for (int j = 0; j < c.r; ++j) {
-        double w = 0;
         if (c.latent) {
           // q . R_t P e_j, the weight of latent coordinate j in the score.
           const int seg = g / per_value;
@@ -186,14 +202,16 @@ Built run_case(const Case& c, std::mt19937& rng) {
             const double p1 = up_t[static_cast<size_t>(j) * c.share * c.d + seg * c.d + i];
             const double p2 =
                 up_t[static_cast<size_t>(j) * c.share * c.d + seg * c.d + i + c.d / 2];
-            w += qd[g][i] * (p1 * std::cos(a) - p2 * std::sin(a)) +
-                 qd[g][i + c.d / 2] * (p2 * std::cos(a) + p1 * std::sin(a));
+            w[j] += qd[g][i] * (p1 * std::cos(a) - p2 * std::sin(a)) +
+                    qd[g][i + c.d / 2] * (p2 * std::cos(a) + p1 * std::sin(a));
           }
         } else {
-          w = qd[g][j];
+          w[j] = qd[g][j];
         }
-        e += std::fabs(w) * k_scale[t][j] / 2;
       }
+      if (kf.rotated) w = rotate(w);
+      double e = 0;
+      for (int j = 0; j < c.r; ++j) e += std::fabs(w[j]) * k_scale[t][j] / 2;
       b.score_bound = std::max(b.score_bound, e * scale);
     }
   b.value_err.assign(c.G * c.d, 0.0);
@@ -307,11 +325,14 @@ TEST(DecodeAttention, EveryDtypePairWithinDerivedBound) {
     for (CacheDType kt : kAll)
       for (CacheDType vt : kAll)
         for (int r : {1, 3, 8, 16, 24, 40, 64})
-          for (int G : {1, 4}) {
-            Case c;
-            c.r = r, c.G = G, c.kt = kt, c.vt = vt, c.length = 1 + static_cast<int>(rng() % 70);
-            check(c, rng);
-          }
+          for (int G : {1, 4})
+            for (bool rotate : {true, false}) {
+              if (!rotate && !is_quantized(kt)) continue;
+              Case c;
+              c.r = r, c.G = G, c.kt = kt, c.vt = vt, c.length = 1 + static_cast<int>(rng() % 70);
+              c.rotate = rotate;
+              check(c, rng);
+            }
   });
 }
 

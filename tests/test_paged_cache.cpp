@@ -51,6 +51,56 @@ TEST(RowFormat, BytesIncludeScales) {
   EXPECT_EQ(parse_cache_dtype("bf16"), CacheDType::BF16);
 }
 
+TEST(RowFormat, HadamardRotationIsOrthogonalAndSelfInverse) {
+  // By hand: H_4 [1, 2, 3, 4] = [1+2+3+4, 1-2+3-4, 1+2-3-4, 1-2-3+4] / 2.
+  float x[4] = {1, 2, 3, 4};
+  hadamard_rotate(x, 4);
+  EXPECT_FLOAT_EQ(x[0], 5.0f);
+  EXPECT_FLOAT_EQ(x[1], -1.0f);
+  EXPECT_FLOAT_EQ(x[2], -2.0f);
+  EXPECT_FLOAT_EQ(x[3], 0.0f);
+  std::mt19937 rng(5);
+  for (int n : {2, 8, 32, 128}) {
+    auto v = random_row(rng, n);
+    std::vector<float> y = v;
+    hadamard_rotate(y.data(), n);
+    double n0 = 0, n1 = 0;
+    for (int i = 0; i < n; ++i) n0 += v[i] * v[i], n1 += y[i] * y[i];
+    EXPECT_NEAR(n1, n0, 1e-4 * n0);
+    hadamard_rotate(y.data(), n);
+    for (int i = 0; i < n; ++i) EXPECT_NEAR(y[i], v[i], 1e-5);
+  }
+}
+
+TEST(RowFormat, RotatedRowsRoundTripWithinTheStepInL2) {
+  // Only power-of-two quantized widths rotate. H is orthogonal, so the
+  // decoded row's L2 error equals the stored one's: at most the sum over
+  // elements of (step / 2)^2, steps from the stored group scales.
+  EXPECT_FALSE(make_row_format(CacheDType::F16, 8, 32, true).rotated);
+  EXPECT_FALSE(make_row_format(CacheDType::Int4, 12, 32, true).rotated);
+  EXPECT_FALSE(make_row_format(CacheDType::Int4, 8, 32, false).rotated);
+  std::mt19937 rng(9);
+  for (CacheDType t : {CacheDType::Int8, CacheDType::Int4})
+    for (int w : {2, 8, 16, 64})
+      for (int group : {4, 32}) {
+        RowFormat f = make_row_format(t, w, group, true);
+        ASSERT_TRUE(f.rotated);
+        auto x = random_row(rng, w, 2.0f);
+        x[w / 2] = 40.0f;  // an outlier channel
+        std::vector<std::byte> buf(f.bytes());
+        std::vector<float> y(w);
+        encode_row(f, x.data(), buf.data());
+        decode_row(f, buf.data(), y.data());
+        double err = 0, bound = 0;
+        for (int i = 0; i < w; ++i) {
+          err += (x[i] - y[i]) * (x[i] - y[i]);
+          const double s = row_scale(f, buf.data(), i / f.group);
+          bound += s * s / 4;
+        }
+        EXPECT_LE(err, bound * (1 + 1e-4) + 1e-10) << to_string(t) << " w=" << w;
+      }
+}
+
 TEST(RowFormat, HalfToFloatAgreesWithTheCompilerOnEveryPattern) {
   for (uint32_t bits = 0; bits < 0x10000; ++bits) {
     _Float16 h;

@@ -50,7 +50,7 @@ int RowFormat::levels() const {
   return dtype == CacheDType::Int8 ? 127 : dtype == CacheDType::Int4 ? 7 : 0;
 }
 
-RowFormat make_row_format(CacheDType dtype, int width, int group) {
+RowFormat make_row_format(CacheDType dtype, int width, int group, bool rotate) {
   if (width <= 0) throw Error("cache row width must be positive");
   RowFormat f;
   f.dtype = dtype;
@@ -58,6 +58,7 @@ RowFormat make_row_format(CacheDType dtype, int width, int group) {
   if (is_quantized(dtype)) {
     if (group <= 0) throw Error("quantization group size must be positive");
     f.group = std::min(group, width);
+    f.rotated = rotate && width >= 2 && width <= kMaxRotatedWidth && (width & (width - 1)) == 0;
   }
   return f;
 }

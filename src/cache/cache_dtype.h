@@ -31,7 +31,8 @@ inline constexpr int kDefaultQuantGroup = 32;
 struct RowFormat {
   CacheDType dtype = CacheDType::F32;
   int width = 0;
-  int group = 0;  // 0 for float types
+  int group = 0;         // 0 for float types
+  bool rotated = false;  // stores H x (Walsh-Hadamard, see make_row_format)
 
   int groups() const { return group > 0 ? (width + group - 1) / group : 0; }
   std::size_t data_bytes() const;
@@ -42,8 +43,19 @@ struct RowFormat {
   int levels() const;
 };
 
+// Widest row that may be rotated (the encoder rotates in a stack buffer).
+inline constexpr int kMaxRotatedWidth = 1024;
+
 // Clamps the group to the row width (a rank-3 key gets one scale, not a
-// 32-wide group of which 29 are padding).
-RowFormat make_row_format(CacheDType dtype, int width, int group = kDefaultQuantGroup);
+// 32-wide group of which 29 are padding). rotate asks for the Hadamard
+// rotation, granted for quantized rows whose width is a power of two from 2
+// to kMaxRotatedWidth: a key with one outlier channel (common, and the rule
+// for thin keys, whose channels carry unequal singular values) otherwise sets
+// the group scale alone and the other channels round to a few levels; after
+// the rotation every stored value mixes all channels, the scale follows the
+// row's norm, and scores are unchanged because the query is rotated alike
+// (q . k = Hq . Hk). This is the QuaRot/"rotate before quantizing" idea.
+RowFormat make_row_format(CacheDType dtype, int width, int group = kDefaultQuantGroup,
+                          bool rotate = false);
 
 }  // namespace thinkeys

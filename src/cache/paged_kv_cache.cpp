@@ -39,7 +39,8 @@ std::size_t PagedKVCache::plan_layout() {
       throw Error("paged KV cache: " + std::to_string(L.value_heads) +
                   " value heads cannot be split evenly over " + std::to_string(L.key_heads) +
                   " key heads");
-    key_formats_.push_back(make_row_format(spec_.key_dtype, L.key_width, spec_.group));
+    key_formats_.push_back(
+        make_row_format(spec_.key_dtype, L.key_width, spec_.group, spec_.rotate_keys));
     value_formats_.push_back(make_row_format(spec_.value_dtype, L.value_width, spec_.group));
     // A key head's rows are followed by the rows of the value heads that
     // read it, so a decode task streams one run per block instead of two

@@ -30,6 +30,9 @@ struct CacheSpec {
   int block_tokens = 64;           // not 16: longer per-head runs (docs/results/decode.md)
   std::size_t budget_bytes = std::size_t{1} << 30;
   bool huge_pages = true;  // ask for transparent huge pages (BlockPool)
+  // Quantized keys of power-of-two width are stored Hadamard-rotated (see
+  // make_row_format); the decode kernel rotates the query to match.
+  bool rotate_keys = true;
 };
 
 class PagedKVCache {

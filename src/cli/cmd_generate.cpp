@@ -53,6 +53,7 @@ Command add_generate(CLI::App& app) {
     std::string model, tokenizer;
     std::vector<std::string> prompts;
     bool paged = false;
+    bool no_key_rotation = false;
     std::string cache_k = "f16", cache_v = "f16";
     int block_tokens = 64, max_batch = 8, threads = 0;
     double cache_mb = 1024;
@@ -63,7 +64,8 @@ Command add_generate(CLI::App& app) {
   };
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("generate", "Generate text, streaming tokens as they are chosen");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")->required();
+  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
+      ->required();
   sub->add_option("--prompt,-p", opts->prompts,
                   "Prompt text (default: empty, start from BOS); repeat for several prompts, which "
                   "then decode together over the paged KV cache");
@@ -72,6 +74,9 @@ Command add_generate(CLI::App& app) {
   sub->add_option("--cache-k", opts->cache_k, "Paged cache key dtype: f32, f16, bf16, int8, int4");
   sub->add_option("--cache-v", opts->cache_v,
                   "Paged cache value dtype: f32, f16, bf16, int8, int4");
+  sub->add_flag("--no-key-rotation", opts->no_key_rotation,
+                "Store int8/int4 keys as they are instead of Hadamard-rotated (rotation "
+                "spreads an outlier channel over the row before the group scale is taken)");
   sub->add_option("--block-tokens", opts->block_tokens, "Paged cache tokens per block")
       ->check(CLI::Range(1, 4096));
   sub->add_option("--cache-mb", opts->cache_mb, "Paged cache budget in MiB")
@@ -81,10 +86,12 @@ Command add_generate(CLI::App& app) {
   sub->add_option("--threads", opts->threads,
                   "Attention threads for batched decode (default: all cores)");
   sub->add_option("-n,--tokens", opts->n, "Maximum new tokens")->check(CLI::NonNegativeNumber);
-  sub->add_option("--temp,-t", opts->temp, "Temperature (0 = greedy)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--temp,-t", opts->temp, "Temperature (0 = greedy)")
+      ->check(CLI::NonNegativeNumber);
   sub->add_option("--top-p", opts->top_p, "Nucleus sampling mass in (0, 1]");
   sub->add_option("--seed,-s", opts->seed, "Random seed for sampling");
-  sub->add_option("--tokenizer", opts->tokenizer, "Tokenizer file or directory (default: beside the model)");
+  sub->add_option("--tokenizer", opts->tokenizer,
+                  "Tokenizer file or directory (default: beside the model)");
   sub->add_flag("--bos", opts->bos, "Always start with BOS");
   sub->add_flag("--no-bos", opts->no_bos, "Never add BOS");
   sub->add_flag("--quiet,-q", opts->quiet, "Do not print timing to stderr");
@@ -98,6 +105,7 @@ Command add_generate(CLI::App& app) {
               b.generate.sampling = {opts->temp, opts->top_p, opts->seed};
               b.cache.key_dtype = parse_cache_dtype(opts->cache_k);
               b.cache.value_dtype = parse_cache_dtype(opts->cache_v);
+              b.cache.rotate_keys = !opts->no_key_rotation;
               b.cache.block_tokens = opts->block_tokens;
               b.cache.budget_bytes = static_cast<std::size_t>(opts->cache_mb * (1 << 20));
               b.max_batch = opts->max_batch;
@@ -127,9 +135,10 @@ Command add_generate(CLI::App& app) {
                 &stats);
             std::printf("\n");
             if (!opts->quiet)
-              std::fprintf(stderr, "prompt %d tokens in %.3f s; generated %d tokens at %.1f tokens/s\n",
-                           stats.prompt_tokens, stats.prefill_seconds, stats.generated_tokens,
-                           stats.decode_seconds > 0 ? stats.generated_tokens / stats.decode_seconds : 0.0);
+              std::fprintf(
+                  stderr, "prompt %d tokens in %.3f s; generated %d tokens at %.1f tokens/s\n",
+                  stats.prompt_tokens, stats.prefill_seconds, stats.generated_tokens,
+                  stats.decode_seconds > 0 ? stats.generated_tokens / stats.decode_seconds : 0.0);
           }};
 }
 

@@ -552,8 +552,12 @@ void Attend(const AttentionShape& shape, const AttentionTask& task, const Latent
   float* vbuf = scratch.values();
   float* cbuf = scratch.latents();
   float m[kMaxQueries], l[kMaxQueries], alpha[kMaxQueries];
+  // Rotated keys are stored as H k: scores use H q (or, in latent mode, the
+  // decoded latents are rotated back before the rebuild).
+  const bool rotated = task.keys.format.rotated;
   for (int g = 0; g < G; ++g) {
     for (int i = 0; i < qw; ++i) q[g * ldq + i] = task.q[g * qw + i] * shape.scale;
+    if (rotated && !latent) hadamard_rotate(q + g * ldq, qw);
     std::fill(q + g * ldq + qw, q + (g + 1) * ldq, 0.0f);
     std::fill(acc + g * ldv, acc + (g + 1) * ldv, 0.0f);
     m[g] = -std::numeric_limits<float>::infinity();
@@ -592,6 +596,8 @@ void Attend(const AttentionShape& shape, const AttentionTask& task, const Latent
     if (latent) {
       const int W = share * d;
       DecodeRows(task.keys.format, task.keys.row(t0), n, cbuf, ldc);
+      if (rotated)
+        for (int t = 0; t < n; ++t) hadamard_rotate(cbuf + static_cast<std::size_t>(t) * ldc, r);
       Rebuild(cbuf, ldc, n, r, latent->up_t, W, kbuf, ldk);
       for (int t = 0; t < n; ++t) {
         float* k = kbuf + static_cast<std::size_t>(t) * ldk;

@@ -45,8 +45,26 @@ uint16_t f16_scale_at_least(float s) {
   return h;
 }
 
+void hadamard_rotate(float* x, int n) {
+  for (int len = 1; len < n; len *= 2)
+    for (int i = 0; i < n; i += 2 * len)
+      for (int j = i; j < i + len; ++j) {
+        const float a = x[j], b = x[j + len];
+        x[j] = a + b;
+        x[j + len] = a - b;
+      }
+  const float norm = 1.0f / std::sqrt(static_cast<float>(n));
+  for (int i = 0; i < n; ++i) x[i] *= norm;
+}
+
 void encode_row(const RowFormat& f, const float* src, std::byte* dst) {
   const int w = f.width;
+  float rotated[kMaxRotatedWidth];
+  if (f.rotated) {
+    std::copy(src, src + w, rotated);
+    hadamard_rotate(rotated, w);
+    src = rotated;
+  }
   switch (f.dtype) {
     case CacheDType::F32:
       std::memcpy(dst, src, 4 * static_cast<std::size_t>(w));
@@ -105,7 +123,7 @@ void decode_row(const RowFormat& f, const std::byte* src, float* dst) {
     case CacheDType::Int8:
       for (int i = 0; i < w; ++i)
         dst[i] = static_cast<float>(static_cast<int8_t>(src[i])) * row_scale(f, src, i / f.group);
-      return;
+      break;
     case CacheDType::Int4: {
       const int half = (w + 1) / 2;
       for (int i = 0; i < w; ++i) {
@@ -113,9 +131,10 @@ void decode_row(const RowFormat& f, const std::byte* src, float* dst) {
         const int q = static_cast<int>(i < half ? (byte & 15u) : (byte >> 4)) - 8;
         dst[i] = static_cast<float>(q) * row_scale(f, src, i / f.group);
       }
-      return;
+      break;
     }
   }
+  if (f.rotated) hadamard_rotate(dst, w);
 }
 
 }  // namespace thinkeys

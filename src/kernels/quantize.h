@@ -11,8 +11,14 @@
 
 namespace thinkeys {
 
+// Rotated formats (RowFormat::rotated) store H x for the normalized
+// Walsh-Hadamard matrix H; decode_row returns rows in the original basis.
 void encode_row(const RowFormat& format, const float* src, std::byte* dst);
 void decode_row(const RowFormat& format, const std::byte* src, float* dst);
+
+// x <- H x with H the n x n Walsh-Hadamard matrix scaled by 1 / sqrt(n):
+// orthogonal, symmetric and its own inverse. n must be a power of two.
+void hadamard_rotate(float* x, int n);
 
 // Scale of group g of an encoded row (quantized formats only).
 float row_scale(const RowFormat& format, const std::byte* row, int g);
