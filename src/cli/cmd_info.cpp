@@ -57,7 +57,8 @@ Command add_info(CLI::App& app) {
         for (auto& p : paged) {
           // A generous budget costs address space only: pages are touched on write.
           PagedKVCache pc(cache_shape(c),
-                          CacheSpec{p.k, p.v, kDefaultQuantGroup, 16, std::size_t{1} << 28});
+                          CacheSpec{p.k, p.v, kDefaultQuantGroup, CacheSpec{}.block_tokens,
+                                    std::size_t{1} << 28});
           p.payload = pc.payload_bytes_per_token();
           p.pool = pc.bytes_per_token();
         }
@@ -109,7 +110,8 @@ Command add_info(CLI::App& app) {
             j["paged_cache"].push_back({{"key_dtype", to_string(p.k)},
                                         {"value_dtype", to_string(p.v)},
                                         {"quant_group", kDefaultQuantGroup},
-                                        {"block_tokens", 16},
+                                        {"block_tokens", CacheSpec{}.block_tokens},
+                                        {"scale", "f16"},
                                         {"payload_bytes_per_token", p.payload},
                                         {"pool_bytes_per_token", p.pool},
                                         {"pool_bytes_at_ctx", p.pool * ctx}});
@@ -175,8 +177,10 @@ Command add_info(CLI::App& app) {
                       to_string(c.attention.kind));
           return;
         }
-        std::printf("paged decode cache (16 tokens/block, int scales: one f32 per %d values):\n",
-                    kDefaultQuantGroup);
+        std::printf(
+            "paged decode cache (%d tokens/block; int8/int4: one f16 scale per %d values or per "
+            "narrower row, keys of power-of-two width Hadamard-rotated):\n",
+            CacheSpec{}.block_tokens, kDefaultQuantGroup);
         for (const auto& p : paged)
           std::printf(
               "  K %-4s V %-4s %8zu B/token payload, %8.1f B/token in the pool, %s at ctx %d\n",
