@@ -105,8 +105,9 @@ void run_decode_attention(const AttentionShape& shape, std::span<const Attention
 
 // Runs tasks like run_decode_attention, but first cuts tasks into pieces of
 // whole blocks when there are too few tasks for the threads (batch 1 with
-// few KV heads: 8 tasks for 2 threads leave one thread idle for a whole task
-// if it wakes late, and 8 tasks cannot fill 16 cores at all). Each piece
+// few KV heads: with 8 tasks on 2 threads, a thread that starts late leaves
+// the other to finish whole tasks alone, and 8 tasks cannot fill 16 cores
+// at all). Each piece
 // returns its normalized output and log-sum-exp; the pieces of a task are
 // merged with the usual softmax rescaling (as flash-decoding does). The
 // buffers grow to the largest step seen and are then reused, so steady
