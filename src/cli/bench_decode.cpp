@@ -58,6 +58,12 @@ void run_decode_bench(const DecodeBenchOptions& o) {
     return it == full.end() ? 0.0 : r.seconds / it->second;
   };
   auto tok_s = [&](const DecodeBenchRow& r) { return r.batch / (o.layers * r.seconds); };
+  // "-" when the sweep has no full-f16 row to compare with.
+  auto ratio_text = [](double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.2fx", x);
+    return x > 0 ? std::string(buf) : std::string("-");
+  };
 
   if (o.json) {
     nlohmann::json j = {
@@ -121,12 +127,13 @@ void run_decode_bench(const DecodeBenchOptions& o) {
   for (const auto& r : rows) {
     const auto cc = find_decode_bench_cache(r.cache);
     std::printf(
-        "| %s | %s | %s | %s | %d | %d | %d | %s | %.3f | %.1f | %.1f | %.0f%% | %.0f%% | %.2fx | "
+        "| %s | %s | %s | %s | %d | %d | %d | %s | %.3f | %.1f | %.1f | %.0f%% | %.0f%% | %s | "
         "%.1f | %.0f%% |\n",
         r.shape.c_str(), r.cache.c_str(), to_string(cc.key_dtype), to_string(cc.value_dtype),
         r.key_width, r.ctx, r.batch, human_bytes(static_cast<double>(r.bytes_read)).c_str(),
         r.seconds * 1e3, r.gb_per_s, r.probe_gb_per_s, 100 * r.gb_per_s / r.probe_gb_per_s,
-        100 * r.gb_per_s / bw, vs_full(r), tok_s(r), 100 * r.cpu_seconds / (r.seconds * threads));
+        100 * r.gb_per_s / bw, ratio_text(vs_full(r)).c_str(), tok_s(r),
+        100 * r.cpu_seconds / (r.seconds * threads));
   }
 }
 

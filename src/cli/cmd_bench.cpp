@@ -87,9 +87,11 @@ Command add_bench(CLI::App& app) {
                 "Instead: whole-model decode tokens/s (12 layers, width 768, GQA and MHA) over the "
                 "paged cache at long contexts, synthetic cached prefix, full vs thin keys");
   sub->add_option("--decode-ctx", opts->dec.ctx, "--decode/--decode-model: context lengths")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1 << 24));
   sub->add_option("--decode-batch", opts->dec.batch, "--decode/--decode-model: batch sizes")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1024));
   sub->add_option("--decode-cache", opts->dec.caches,
                   "--decode/--decode-model: cache layouts (full-f16, thin-f16, thin-int8, "
                   "thin-int4; latent-f16 for --decode only)")
