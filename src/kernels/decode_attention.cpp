@@ -113,9 +113,7 @@ void DecodeInts(const RowFormat& f, const std::byte* src, float* dst) {
   }
   const std::byte* scales = src + f.scale_offset();
   for (int g = 0; g < f.groups(); ++g) {
-    uint16_t h;
-    std::memcpy(&h, scales + RowFormat::kScaleBytes * g, sizeof(h));
-    const float s = f16_to_f32(h);
+    const float s = group_scale(scales, g);
     const int e = std::min(w, (g + 1) * f.group);
     int i = ScaleSpan(df, s, g * f.group, e, dst);
     i = ScaleSpan(d4, s, ScaleSpan(d8, s, i, e, dst), e, dst);
@@ -206,9 +204,7 @@ struct Int8Rows {
     const hn::Rebind<int8_t, DF> d8;
     const hn::Rebind<int32_t, DF> di;
     const std::byte* row = base + stride * t;
-    uint16_t h;
-    std::memcpy(&h, row + scale_offset + RowFormat::kScaleBytes * (i / group), sizeof(h));
-    const float sc = f16_to_f32(h);
+    const float sc = group_scale(row + scale_offset, i / group);
     const auto x = hn::ConvertTo(
         df, hn::PromoteTo(di, hn::LoadU(d8, reinterpret_cast<const int8_t*>(row) + i)));
     return hn::Mul(x, hn::Set(df, sc));
@@ -224,9 +220,7 @@ struct Int4Rows {
     const hn::Rebind<uint8_t, DF> d8;
     const hn::Rebind<int32_t, DF> di;
     const std::byte* row = base + stride * t;
-    uint16_t h;
-    std::memcpy(&h, row + scale_offset + RowFormat::kScaleBytes * (i / group), sizeof(h));
-    const float sc = f16_to_f32(h);
+    const float sc = group_scale(row + scale_offset, i / group);
     const bool high = i >= half;
     const auto b = hn::PromoteTo(
         di, hn::LoadU(d8, reinterpret_cast<const uint8_t*>(row) + (high ? i - half : i)));
@@ -250,11 +244,10 @@ struct Int4OneVectorRows {
     const hn::Rebind<int32_t, decltype(dh)> dih;
     const hn::Rebind<int32_t, DF> di;
     const std::byte* row = base + stride * t;
-    uint16_t h;
-    std::memcpy(&h, row + scale_offset, sizeof(h));
     const auto b = hn::PromoteTo(dih, hn::LoadU(d8, reinterpret_cast<const uint8_t*>(row)));
     const auto level = hn::Combine(di, hn::ShiftRight<4>(b), hn::And(b, hn::Set(dih, 15)));
-    return hn::Mul(hn::ConvertTo(df, hn::Sub(level, hn::Set(di, 8))), hn::Set(df, f16_to_f32(h)));
+    return hn::Mul(hn::ConvertTo(df, hn::Sub(level, hn::Set(di, 8))),
+                   hn::Set(df, group_scale(row + scale_offset, 0)));
   }
 };
 #endif

@@ -30,9 +30,7 @@ uint16_t f32_to_bf16(float f) {
 }
 
 float row_scale(const RowFormat& f, const std::byte* row, int g) {
-  uint16_t h;
-  std::memcpy(&h, row + f.scale_offset() + RowFormat::kScaleBytes * g, sizeof(h));
-  return f16_to_f32(h);
+  return group_scale(row + f.scale_offset(), g);
 }
 
 uint16_t f16_scale_at_least(float s) {

@@ -42,6 +42,13 @@ inline float f16_to_f32(uint16_t h) {
   return f;
 }
 uint16_t f32_to_f16(float f);  // round to nearest even
+
+// Scale g of a quantized row whose scales start at `scales` (f16 each).
+inline float group_scale(const std::byte* scales, int g) {
+  uint16_t h;
+  std::memcpy(&h, scales + RowFormat::kScaleBytes * g, sizeof(h));
+  return f16_to_f32(h);
+}
 float bf16_to_f32(uint16_t b);
 uint16_t f32_to_bf16(float f);  // round to nearest even
 
