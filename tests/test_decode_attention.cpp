@@ -17,6 +17,7 @@
 #include "cache/paged_kv_cache.h"
 #include "kernels/decode_attention.h"
 #include "kernels/quantize.h"
+#include "util/error.h"
 #include "util/work_pool.h"
 
 namespace thinkeys {
@@ -531,6 +532,185 @@ TEST(DecodeAttention, PoolRunsTasksOnEveryThread) {
   };
   EXPECT_EQ(run(1), run(3));
   EXPECT_STRNE(decode_attention_target(), "");
+}
+
+}  // namespace
+}  // namespace thinkeys
+
+namespace thinkeys {
+namespace {
+
+// Several sequences, nk key heads each with `share` value heads and G
+// queries; rows written from known f32 values so a plain double attention
+// over them is the expectation.
+struct MultiHead {
+  int nk = 4, share = 2, G = 4, r = 24, d = 32, bt = 16;
+  CacheDType kt = CacheDType::F32, vt = CacheDType::F32;
+  std::vector<int> lengths{1, 37, 160, 300};
+  std::vector<int> begins{0, 5, 19, 0};
+};
+
+struct MultiRun {
+  std::vector<float> out;
+  std::vector<double> ref;
+  int pieces = 0;
+};
+
+// Runs every task of every sequence through AttentionSplits with heads
+// grouped up to max_heads, on `threads` threads, split down to single blocks.
+MultiRun run_multi(const MultiHead& m, int max_heads, int threads, int per_thread,
+                   bool with_reference) {
+  std::mt19937 rng(41);
+  std::normal_distribution<float> N;
+  const int H = m.nk * m.G, nv = m.nk * m.share;
+  CacheSpec spec{m.kt, m.vt, 8, m.bt, std::size_t{32} << 20};
+  PagedKVCache cache({{m.nk, m.r, nv, m.d}}, spec);
+  const int S = static_cast<int>(m.lengths.size());
+  std::vector<int> ids;
+  // rows[s][head][t]: the values written, as the reference reads them.
+  std::vector<std::vector<std::vector<std::vector<double>>>> K(S), V(S);
+  for (int s = 0; s < S; ++s) {
+    const int id = cache.add_sequence(), len = m.lengths[s];
+    cache.reserve(id, len);
+    cache.set_length(id, len);
+    K[s].assign(m.nk, {});
+    V[s].assign(nv, {});
+    std::vector<float> row(std::max(m.r, m.d));
+    for (int t = 0; t < len; ++t) {
+      for (int h = 0; h < m.nk; ++h) {
+        for (int i = 0; i < m.r; ++i) row[i] = N(rng);
+        cache.write_key(id, 0, h, t, row.data());
+        K[s][h].emplace_back(row.begin(), row.begin() + m.r);
+      }
+      for (int h = 0; h < nv; ++h) {
+        for (int i = 0; i < m.d; ++i) row[i] = N(rng);
+        cache.write_value(id, 0, h, t, row.data());
+        V[s][h].emplace_back(row.begin(), row.begin() + m.d);
+      }
+    }
+    ids.push_back(id);
+  }
+  std::vector<float> q(static_cast<std::size_t>(S) * H * m.r);
+  for (auto& x : q) x = N(rng);
+  const float scale = 0.3f;
+
+  AttentionShape shape;
+  shape.head_dim = m.d;
+  shape.max_queries = m.G;
+  shape.max_key_width = m.r;
+  shape.block_tokens = m.bt;
+  shape.scale = scale;
+  shape.max_heads = max_heads;
+  WorkPool pool(threads);
+  std::vector<AttentionScratch> scratch;
+  for (int t = 0; t < threads; ++t) scratch.emplace_back(shape);
+  std::vector<PagedRows> values;
+  for (int s = 0; s < S; ++s)
+    for (int h = 0; h < nv; ++h) values.push_back(cache.values(ids[s], 0, h));
+  MultiRun run;
+  run.out.assign(static_cast<std::size_t>(S) * H * m.d, std::nanf(""));
+  std::vector<AttentionTask> tasks;
+  for (int s = 0; s < S; ++s)
+    for (int h = 0; h < m.nk; ++h) {
+      const std::size_t q0 = (static_cast<std::size_t>(s) * H + h * m.G);
+      tasks.push_back({q.data() + q0 * m.r, m.G, cache.keys(ids[s], 0, h),
+                       &values[static_cast<std::size_t>(s) * nv + h * m.share], m.share,
+                       m.begins[s], m.lengths[s], run.out.data() + q0 * m.d});
+    }
+  AttentionSplits splits(1, per_thread);
+  splits.run(shape, tasks, {}, pool, scratch);
+  run.pieces = splits.last_pieces();
+
+  if (with_reference) {
+    run.ref.resize(run.out.size());
+    for (int s = 0; s < S; ++s)
+      for (int h = 0; h < m.nk; ++h) {
+        std::vector<std::vector<double>> qd;
+        std::vector<std::vector<std::vector<double>>> keys, vals;
+        for (int g = 0; g < m.G; ++g) {
+          const float* qp = q.data() + (static_cast<std::size_t>(s) * H + h * m.G + g) * m.r;
+          qd.emplace_back(qp, qp + m.r);
+          keys.push_back(K[s][h]);
+          vals.push_back(V[s][h * m.share + g / (m.G / m.share)]);
+        }
+        const auto o = reference(qd, keys, vals, m.begins[s], m.lengths[s], scale);
+        std::copy(o.begin(), o.end(),
+                  run.ref.begin() + (static_cast<std::size_t>(s) * H + h * m.G) * m.d);
+      }
+  }
+  return run;
+}
+
+TEST(DecodeAttention, HeadsInLockstepMatchReferenceWholeAndSplit) {
+  const MultiHead m;
+  on_every_target([&] {
+    // Heads one at a time, 4 at a time (a whole sequence), and 3 at a time
+    // (a sequence's heads in two uneven groups); whole and cut into pieces.
+    for (int max_heads : {1, 3, 4})
+      for (int per_thread : {1, 64}) {
+        SCOPED_TRACE("max_heads=" + std::to_string(max_heads) +
+                     " per_thread=" + std::to_string(per_thread));
+        const MultiRun run = run_multi(m, max_heads, 2, per_thread, true);
+        if (per_thread == 64) EXPECT_GT(run.pieces, 0);
+        for (std::size_t i = 0; i < run.out.size(); i += m.d) {
+          double row_max = 1e-3;
+          for (int k = 0; k < m.d; ++k) row_max = std::max(row_max, std::fabs(run.ref[i + k]));
+          for (int k = 0; k < m.d; ++k)
+            ASSERT_NEAR(run.out[i + k], run.ref[i + k], 1e-5 * row_max) << "at " << i + k;
+        }
+      }
+  });
+}
+
+TEST(DecodeAttention, LockstepIsTheSameArithmeticAsOneHeadAtATime) {
+  // Quantized keys and f16 values: the same per-head operations in another
+  // order of heads, so the outputs agree bit for bit.
+  MultiHead m;
+  m.kt = CacheDType::Int4;
+  m.vt = CacheDType::F16;
+  m.r = 32;
+  // Whole, then split: 4x the pieces wanted for 4x the ranges, so every
+  // task is cut the same way in both runs.
+  for (int per_thread : {1, 16}) {
+    const MultiRun one = run_multi(m, 1, 1, 4 * per_thread, false);
+    const MultiRun all = run_multi(m, 4, 1, per_thread, false);
+    EXPECT_EQ(one.pieces, 4 * all.pieces);
+    ASSERT_EQ(one.out.size(), all.out.size());
+    for (std::size_t i = 0; i < one.out.size(); ++i) ASSERT_EQ(one.out[i], all.out[i]) << i;
+  }
+}
+
+TEST(DecodeAttention, LockstepRefusesMismatchedHeadsAndSmallScratch) {
+  CacheSpec spec{CacheDType::F32, CacheDType::F32, 8, 16, std::size_t{4} << 20};
+  PagedKVCache cache({{2, 8, 2, 8}}, spec);
+  const int a = cache.add_sequence(), b = cache.add_sequence();
+  for (int id : {a, b}) {
+    cache.reserve(id, 20);
+    cache.set_length(id, 20);
+  }
+  std::vector<float> q(8, 0.5f), out(16);
+  const PagedRows va = cache.values(a, 0, 0), vb = cache.values(b, 0, 1);
+  AttentionShape shape{8, 1, 8, 16, 1.0f, 1};
+  shape.max_heads = 2;
+  AttentionScratch scratch(shape);
+  const AttentionTask ta{q.data(), 1, cache.keys(a, 0, 0), &va, 1, 0, 20, out.data()};
+  AttentionTask tb{q.data(), 1, cache.keys(b, 0, 1), &vb, 1, 0, 20, out.data() + 8};
+  std::vector<AttentionTask> two{ta, tb};
+  EXPECT_THROW(decode_attention_heads(shape, two, {}, scratch), Error);  // other sequence
+  tb.keys = cache.keys(a, 0, 1);
+  two = {ta, tb};
+  two[1].end = 19;
+  EXPECT_THROW(decode_attention_heads(shape, two, {}, scratch), Error);  // other tokens
+  two[1].end = 20;
+  EXPECT_NO_THROW(decode_attention_heads(shape, two, {}, scratch));
+  std::vector<AttentionTask> three{ta, two[1], ta};
+  EXPECT_THROW(decode_attention_heads(shape, three, {}, scratch), Error);  // scratch of 2
+  AttentionShape small = shape;
+  small.max_heads = 1;
+  std::vector<AttentionScratch> one_head;
+  one_head.emplace_back(small);
+  WorkPool pool(1);
+  EXPECT_THROW(run_decode_attention(shape, two, {}, pool, one_head), Error);
 }
 
 }  // namespace

@@ -79,6 +79,7 @@ DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBe
   shape.block_tokens = block_tokens;
   shape.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   shape.max_share = 1;
+  shape.max_heads = nk;
   WorkPool pool(threads);
   std::vector<AttentionScratch> scratch;
   for (int t = 0; t < threads; ++t) scratch.emplace_back(shape);

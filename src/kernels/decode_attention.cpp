@@ -54,6 +54,20 @@ void DecodeFloats(const RowFormat& f, const std::byte* src, float* dst) {
   }
 }
 
+// A quantized row's f16 group scale. x86 targets from AVX2 on have F16C, one
+// instruction instead of group_scale's integer decoding: the direct int4
+// loaders fetch a scale per vector, and this made thin int4 keys about 10%
+// faster (docs/results/decode.md).
+HWY_INLINE float ScaleAt(const std::byte* scales, int g) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  uint16_t h;
+  std::memcpy(&h, scales + RowFormat::kScaleBytes * g, sizeof(h));
+  return _cvtsh_ss(h);
+#else
+  return group_scale(scales, g);
+#endif
+}
+
 // Each helper below handles whole vectors of d from element i on and returns
 // where it stopped, so a row is covered by full vectors, then half and
 // quarter vectors, then scalars: thin rows (r = 16 int4 is 8 bytes) stay
@@ -113,7 +127,7 @@ void DecodeInts(const RowFormat& f, const std::byte* src, float* dst) {
   }
   const std::byte* scales = src + f.scale_offset();
   for (int g = 0; g < f.groups(); ++g) {
-    const float s = group_scale(scales, g);
+    const float s = ScaleAt(scales, g);
     const int e = std::min(w, (g + 1) * f.group);
     int i = ScaleSpan(df, s, g * f.group, e, dst);
     i = ScaleSpan(d4, s, ScaleSpan(d8, s, i, e, dst), e, dst);
@@ -204,7 +218,7 @@ struct Int8Rows {
     const hn::Rebind<int8_t, DF> d8;
     const hn::Rebind<int32_t, DF> di;
     const std::byte* row = base + stride * t;
-    const float sc = group_scale(row + scale_offset, i / group);
+    const float sc = ScaleAt(row + scale_offset, i / group);
     const auto x = hn::ConvertTo(
         df, hn::PromoteTo(di, hn::LoadU(d8, reinterpret_cast<const int8_t*>(row) + i)));
     return hn::Mul(x, hn::Set(df, sc));
@@ -220,7 +234,7 @@ struct Int4Rows {
     const hn::Rebind<uint8_t, DF> d8;
     const hn::Rebind<int32_t, DF> di;
     const std::byte* row = base + stride * t;
-    const float sc = group_scale(row + scale_offset, i / group);
+    const float sc = ScaleAt(row + scale_offset, i / group);
     const bool high = i >= half;
     const auto b = hn::PromoteTo(
         di, hn::LoadU(d8, reinterpret_cast<const uint8_t*>(row) + (high ? i - half : i)));
@@ -247,7 +261,7 @@ struct Int4OneVectorRows {
     const auto b = hn::PromoteTo(dih, hn::LoadU(d8, reinterpret_cast<const uint8_t*>(row)));
     const auto level = hn::Combine(di, hn::ShiftRight<4>(b), hn::And(b, hn::Set(dih, 15)));
     return hn::Mul(hn::ConvertTo(df, hn::Sub(level, hn::Set(di, 8))),
-                   hn::Set(df, group_scale(row + scale_offset, 0)));
+                   hn::Set(df, ScaleAt(row + scale_offset, 0)));
   }
 };
 #endif
@@ -526,146 +540,201 @@ void RotatePairs(float* x1, float* x2, const float* c, const float* s, int n) {
   }
 }
 
-void Attend(const AttentionShape& shape, const AttentionTask& task, const LatentKeys* latent,
-            AttentionScratch& scratch) {
-  const int G = task.n_queries, d = shape.head_dim, BT = task.keys.block_tokens;
+// One head's running state in scratch: its scaled (and rotated) queries,
+// value accumulators, softmax max and sum per query, and in latent RoPE mode
+// the angles of its next token.
+struct HeadState {
+  float *q, *acc, *m, *l;
+  double *base_c, *base_s;
+};
+
+HeadState StateOf(AttentionScratch& scratch, int h) {
+  double* rope = scratch.rope(h);
+  return {scratch.queries(h),        scratch.accum(h), scratch.maxes(h), scratch.sums(h), rope,
+          rope + scratch.rope_half()};
+}
+
+void Start(const AttentionShape& shape, const AttentionTask& task, const LatentKeys* latent,
+           const HeadState& st) {
+  const int G = task.n_queries, d = shape.head_dim;
+  const int qw = latent ? d : task.keys.format.width;
+  const int ldq = padded(qw), ldv = padded(d);
+  // Rotated keys are stored as H k: scores use H q (or, in latent mode, the
+  // decoded latents are rotated back before the rebuild).
+  const bool rotate_q = task.keys.format.rotated && !latent;
+  for (int g = 0; g < G; ++g) {
+    float* q = st.q + g * ldq;
+    for (int i = 0; i < qw; ++i) q[i] = task.q[g * qw + i] * shape.scale;
+    if (rotate_q) hadamard_rotate(q, qw);
+    std::fill(q + qw, q + ldq, 0.0f);
+    std::fill(st.acc + g * ldv, st.acc + (g + 1) * ldv, 0.0f);
+    st.m[g] = -std::numeric_limits<float>::infinity();
+    st.l[g] = 0;
+  }
+  if (latent && latent->rope)
+    for (int i = 0; i < d / 2; ++i) {
+      const double a = task.begin * latent->rope->inv_freq[i];
+      st.base_c[i] = task.begin ? std::cos(a) : 1.0;
+      st.base_s[i] = task.begin ? std::sin(a) : 0.0;
+    }
+}
+
+// Rows [tb, tb + nb) of one head (its keys and every value head it reads):
+// the run the kernel will read kAheadRuns runs from now.
+struct Run {
+  const AttentionTask* task = nullptr;
+  int tb = 0, nb = 0;
+};
+
+// The key rows of one block of one head: decoded for latent keys (and rebuilt
+// and rotated), scored against every query of the head, then folded into the
+// online softmax and the value accumulators. `next` is prefetched meanwhile.
+void Block(const AttentionShape& shape, const AttentionTask& task, const LatentKeys* latent,
+           AttentionScratch& scratch, const HeadState& st, int t0, int t1, const Run& next) {
+  const int G = task.n_queries, d = shape.head_dim, n = t1 - t0;
   const int r = task.keys.format.width;
-  const int qw = latent ? d : r;  // query width
-  const int ldq = padded(qw), ldv = padded(d), lds = padded(BT), ldc = padded(r);
+  const int qw = latent ? d : r;
+  const int ldq = padded(qw), ldv = padded(d), lds = padded(task.keys.block_tokens),
+            ldc = padded(r);
   const int share = latent ? latent->share : 1;
   // Latent: query g dots with slice g / (G / share) of the rebuilt key; the
   // stride leaves room for the last slice's padded read.
   const int ldk = latent ? padded((share - 1) * d + ldq) : ldq;
   const int per_value = G / task.n_values;
-
-  float* q = scratch.queries();
-  float* acc = scratch.accum();
   float* s = scratch.scores();
   float* kbuf = scratch.keys();
   float* vbuf = scratch.values();
-  float* cbuf = scratch.latents();
-  float m[kMaxQueries], l[kMaxQueries], alpha[kMaxQueries];
-  // Rotated keys are stored as H k: scores use H q (or, in latent mode, the
-  // decoded latents are rotated back before the rebuild).
-  const bool rotated = task.keys.format.rotated;
-  for (int g = 0; g < G; ++g) {
-    for (int i = 0; i < qw; ++i) q[g * ldq + i] = task.q[g * qw + i] * shape.scale;
-    if (rotated && !latent) hadamard_rotate(q + g * ldq, qw);
-    std::fill(q + g * ldq + qw, q + (g + 1) * ldq, 0.0f);
-    std::fill(acc + g * ldv, acc + (g + 1) * ldv, 0.0f);
-    m[g] = -std::numeric_limits<float>::infinity();
-    l[g] = 0;
-  }
+  float alpha[kMaxQueries];
 
-  // Latent RoPE: (cos, sin) of the current token's angles, kept in double and
-  // advanced by the step tables.
-  const RopeSteps* rope = latent ? latent->rope : nullptr;
-  const int half = d / 2;
-  double* base_c = scratch.rope();
-  double* base_s = base_c + half;
-  float* tok_c = reinterpret_cast<float*>(base_s + half);
-  float* tok_s = tok_c + half;
-  if (rope)
-    for (int i = 0; i < half; ++i) {
-      const double a = task.begin * rope->inv_freq[i];
-      base_c[i] = task.begin ? std::cos(a) : 1.0;
-      base_s[i] = task.begin ? std::sin(a) : 0.0;
-    }
+  auto ahead = [&](const PagedRows& rows) {
+    return next.task ? Ahead{rows.row(next.tb), rows.format.bytes(), next.nb, n - 1} : Ahead{};
+  };
 
-  // The loop below prefetches kPrefetchBlocks ahead; request the first
-  // blocks' runs now so that they, too, arrive in parallel.
-  for (int b = task.begin / BT, i = 0; i < kPrefetchBlocks && b * BT < task.end; ++b, ++i) {
-    const int tb = std::max(task.begin, b * BT), nb = std::min(task.end, (b + 1) * BT) - tb;
-    const Ahead k{task.keys.row(tb), task.keys.format.bytes(), nb, 0};
-    k.at(0);
-    for (int vh = 0; vh < task.n_values; ++vh) {
-      const Ahead v{task.values[vh].row(tb), task.values[vh].format.bytes(), nb, 0};
-      v.at(0);
-    }
-  }
-
-  for (int t0 = task.begin; t0 < task.end;) {
-    const int t1 = std::min(task.end, (t0 / BT + 1) * BT), n = t1 - t0;
-    if (latent) {
-      const int W = share * d;
-      DecodeRows(task.keys.format, task.keys.row(t0), n, cbuf, ldc);
-      if (rotated)
-        for (int t = 0; t < n; ++t) hadamard_rotate(cbuf + static_cast<std::size_t>(t) * ldc, r);
-      Rebuild(cbuf, ldc, n, r, latent->up_t, W, kbuf, ldk);
-      for (int t = 0; t < n; ++t) {
-        float* k = kbuf + static_cast<std::size_t>(t) * ldk;
-        std::fill(k + W, k + ldk, 0.0f);
-        if (!rope) continue;
-        const double* sc = rope->cos.data() + static_cast<std::size_t>(t) * half;
-        const double* ss = rope->sin.data() + static_cast<std::size_t>(t) * half;
-        for (int i = 0; i < half; ++i) {
-          tok_c[i] = static_cast<float>(base_c[i] * sc[i] - base_s[i] * ss[i]);
-          tok_s[i] = static_cast<float>(base_s[i] * sc[i] + base_c[i] * ss[i]);
-        }
-        for (int seg = 0; seg < share; ++seg)
-          RotatePairs(k + seg * d, k + seg * d + half, tok_c, tok_s, half);
+  if (latent) {
+    const RopeSteps* rope = latent->rope;
+    const int W = share * d, half = d / 2;
+    float* cbuf = scratch.latents();
+    float* tok_c = scratch.token_angles();
+    float* tok_s = tok_c + half;
+    DecodeRows(task.keys.format, task.keys.row(t0), n, cbuf, ldc);
+    if (task.keys.format.rotated)
+      for (int t = 0; t < n; ++t) hadamard_rotate(cbuf + static_cast<std::size_t>(t) * ldc, r);
+    Rebuild(cbuf, ldc, n, r, latent->up_t, W, kbuf, ldk);
+    for (int t = 0; t < n; ++t) {
+      float* k = kbuf + static_cast<std::size_t>(t) * ldk;
+      std::fill(k + W, k + ldk, 0.0f);
+      if (!rope) continue;
+      const double* sc = rope->cos.data() + static_cast<std::size_t>(t) * half;
+      const double* ss = rope->sin.data() + static_cast<std::size_t>(t) * half;
+      for (int i = 0; i < half; ++i) {
+        tok_c[i] = static_cast<float>(st.base_c[i] * sc[i] - st.base_s[i] * ss[i]);
+        tok_s[i] = static_cast<float>(st.base_s[i] * sc[i] + st.base_c[i] * ss[i]);
       }
-      if (rope) {
-        const double* sc = rope->cos.data() + static_cast<std::size_t>(n) * half;
-        const double* ss = rope->sin.data() + static_cast<std::size_t>(n) * half;
-        for (int i = 0; i < half; ++i) {
-          const double c = base_c[i] * sc[i] - base_s[i] * ss[i];
-          base_s[i] = base_s[i] * sc[i] + base_c[i] * ss[i];
-          base_c[i] = c;
-        }
-      }
-    }
-
-    // Rows of the block kPrefetchBlocks ahead, fetched while this one runs.
-    const int tp = (t0 / BT + kPrefetchBlocks) * BT, np = std::min(BT, task.end - tp);
-    auto ahead = [&](const PagedRows& rows) {
-      return tp < task.end ? Ahead{rows.row(tp), rows.format.bytes(), np, n - 1} : Ahead{};
-    };
-
-    if (latent) {
-      const Ahead key_ahead = ahead(task.keys);  // few bytes: at once
-      for (int t = 0; t < n; ++t) key_ahead.at(t);
       for (int seg = 0; seg < share; ++seg)
-        Scores(ScratchRows{kbuf + seg * d, static_cast<std::size_t>(ldk)}, n, ldq, q, ldq,
-               seg * (G / share), (seg + 1) * (G / share), s, lds, Ahead{});
-    } else {
-      WithRows(task.keys.format, task.keys.row(t0), n, kbuf, ldk, [&](const auto& rows, int w) {
-        Scores(rows, n, w, q, ldq, 0, G, s, lds, ahead(task.keys));
-      });
+        RotatePairs(k + seg * d, k + seg * d + half, tok_c, tok_s, half);
     }
-
-    // Online softmax, once per block: the block's max, the factor that
-    // rescales what was accumulated so far (applied inside Accumulate), the
-    // block's weights in place of its scores.
-    for (int g = 0; g < G; ++g) {
-      float* sg = s + g * lds;
-      std::fill(sg + n, sg + lds, -std::numeric_limits<float>::infinity());
-      const float m_new = std::max(m[g], Max(sg, lds));
-      alpha[g] = 1.0f;
-      if (m_new > m[g]) {
-        alpha[g] = std::exp(m[g] - m_new);  // 0 on the first block
-        l[g] *= alpha[g];
-        m[g] = m_new;
+    if (rope) {
+      const double* sc = rope->cos.data() + static_cast<std::size_t>(n) * half;
+      const double* ss = rope->sin.data() + static_cast<std::size_t>(n) * half;
+      for (int i = 0; i < half; ++i) {
+        const double c = st.base_c[i] * sc[i] - st.base_s[i] * ss[i];
+        st.base_s[i] = st.base_s[i] * sc[i] + st.base_c[i] * ss[i];
+        st.base_c[i] = c;
       }
-      l[g] += ExpShiftSum(m[g], sg, lds);
     }
+    const Ahead key_ahead = next.task ? ahead(next.task->keys) : Ahead{};  // few bytes: at once
+    for (int t = 0; t < n; ++t) key_ahead.at(t);
+    for (int seg = 0; seg < share; ++seg)
+      Scores(ScratchRows{kbuf + seg * d, static_cast<std::size_t>(ldk)}, n, ldq, st.q, ldq,
+             seg * (G / share), (seg + 1) * (G / share), s, lds, Ahead{});
+  } else {
+    WithRows(task.keys.format, task.keys.row(t0), n, kbuf, ldk, [&](const auto& rows, int w) {
+      Scores(rows, n, w, st.q, ldq, 0, G, s, lds, next.task ? ahead(next.task->keys) : Ahead{});
+    });
+  }
 
-    for (int vh = 0; vh < task.n_values; ++vh) {
-      const PagedRows& V = task.values[vh];
-      WithRows(V.format, V.row(t0), n, vbuf, ldv, [&](const auto& rows, int w) {
-        Accumulate(rows, n, w, s, lds, alpha, vh * per_value, (vh + 1) * per_value, acc, ldv,
-                   ahead(V));
-      });
+  // Online softmax, once per block: the block's max, the factor that
+  // rescales what was accumulated so far (applied inside Accumulate), the
+  // block's weights in place of its scores.
+  for (int g = 0; g < G; ++g) {
+    float* sg = s + g * lds;
+    std::fill(sg + n, sg + lds, -std::numeric_limits<float>::infinity());
+    const float m_new = std::max(st.m[g], Max(sg, lds));
+    alpha[g] = 1.0f;
+    if (m_new > st.m[g]) {
+      alpha[g] = std::exp(st.m[g] - m_new);  // 0 on the first block
+      st.l[g] *= alpha[g];
+      st.m[g] = m_new;
     }
+    st.l[g] += ExpShiftSum(st.m[g], sg, lds);
+  }
+
+  for (int vh = 0; vh < task.n_values; ++vh) {
+    const PagedRows& V = task.values[vh];
+    WithRows(V.format, V.row(t0), n, vbuf, ldv, [&](const auto& rows, int w) {
+      Accumulate(rows, n, w, s, lds, alpha, vh * per_value, (vh + 1) * per_value, st.acc, ldv,
+                 next.task && vh < next.task->n_values ? ahead(next.task->values[vh]) : Ahead{});
+    });
+  }
+}
+
+void Finish(const AttentionShape& shape, const AttentionTask& task, const HeadState& st) {
+  const int d = shape.head_dim, ldv = padded(d);
+  for (int g = 0; g < task.n_queries; ++g) {
+    const float inv = st.l[g] > 0 ? 1.0f / st.l[g] : 0.0f;
+    for (int i = 0; i < d; ++i) task.out[g * d + i] = st.acc[g * ldv + i] * inv;
+    if (task.lse)
+      task.lse[g] =
+          st.l[g] > 0 ? st.m[g] + std::log(st.l[g]) : -std::numeric_limits<float>::infinity();
+  }
+}
+
+// Whole rows of one run into L2 now (the runs the main loop would have
+// prefetched had they not been the first).
+void PrefetchRun(const Run& run) {
+  const AttentionTask& t = *run.task;
+  const Ahead k{t.keys.row(run.tb), t.keys.format.bytes(), run.nb, 0};
+  k.at(0);
+  for (int vh = 0; vh < t.n_values; ++vh) {
+    const Ahead v{t.values[vh].row(run.tb), t.values[vh].format.bytes(), run.nb, 0};
+    v.at(0);
+  }
+}
+
+// Heads of one sequence over the same tokens, in lockstep: block by block,
+// every head's rows of the block in turn. Heads' rows lie next to each other
+// inside a block, so the thread reads one contiguous stretch per block
+// instead of one short run per block and head; the runs kAheadRuns ahead in
+// that order are prefetched.
+constexpr int kAheadRuns = 2;
+void AttendHeads(const AttentionShape& shape, std::span<const AttentionTask> tasks,
+                 std::span<const LatentKeys* const> latents, AttentionScratch& scratch) {
+  const int H = static_cast<int>(tasks.size());
+  if (H == 0) return;
+  const int BT = shape.block_tokens, begin = tasks[0].begin, end = tasks[0].end;
+  auto latent_of = [&](int h) { return latents.empty() ? nullptr : latents[h]; };
+  for (int h = 0; h < H; ++h) Start(shape, tasks[h], latent_of(h), StateOf(scratch, h));
+
+  // Run number i in reading order: block b0 + i / H, head i % H.
+  const int b0 = begin / BT;
+  auto run_at = [&](long i) {
+    const long b = b0 + i / H;
+    const int tb = static_cast<int>(std::max<long>(begin, b * BT));
+    if (tb >= end) return Run{};
+    return Run{&tasks[i % H], tb, static_cast<int>(std::min<long>(end, (b + 1) * BT)) - tb};
+  };
+  for (long i = 0; i < kAheadRuns; ++i)
+    if (const Run run = run_at(i); run.task) PrefetchRun(run);
+
+  long i = 0;
+  for (int t0 = begin; t0 < end;) {
+    const int t1 = std::min(end, (t0 / BT + 1) * BT);
+    for (int h = 0; h < H; ++h, ++i)
+      Block(shape, tasks[h], latent_of(h), scratch, StateOf(scratch, h), t0, t1,
+            run_at(i + kAheadRuns));
     t0 = t1;
   }
-
-  for (int g = 0; g < G; ++g) {
-    const float inv = l[g] > 0 ? 1.0f / l[g] : 0.0f;
-    for (int i = 0; i < d; ++i) task.out[g * d + i] = acc[g * ldv + i] * inv;
-    if (task.lse)
-      task.lse[g] = l[g] > 0 ? m[g] + std::log(l[g]) : -std::numeric_limits<float>::infinity();
-  }
+  for (int h = 0; h < H; ++h) Finish(shape, tasks[h], StateOf(scratch, h));
 }
 
 const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
@@ -683,7 +752,7 @@ HWY_AFTER_NAMESPACE();
 
 namespace thinkeys {
 
-HWY_EXPORT(Attend);
+HWY_EXPORT(AttendHeads);
 HWY_EXPORT(TargetName);
 
 void AttentionScratch::Free::operator()(void* p) const { std::free(p); }
@@ -700,18 +769,25 @@ AttentionScratch::AttentionScratch(const AttentionShape& sh) {
   if (sh.max_queries < 1 || sh.max_queries > kMaxQueries)
     throw Error("decode attention supports 1 to " + std::to_string(kMaxQueries) +
                 " query heads per key head, not " + std::to_string(sh.max_queries));
-  const std::size_t G = sh.max_queries, BT = sh.block_tokens, d = sh.head_dim;
+  if (sh.max_heads < 1) throw Error("decode attention: max_heads must be at least 1");
+  heads_ = sh.max_heads;
+  const std::size_t H = sh.max_heads, G = sh.max_queries, BT = sh.block_tokens, d = sh.head_dim;
   const std::size_t qw = padded(std::max(sh.max_key_width, sh.head_dim));
   const std::size_t kw = padded((sh.max_share - 1) * sh.head_dim + static_cast<int>(qw));
-  q_ = alloc(G * qw);
+  q_stride_ = G * qw;
+  acc_stride_ = G * padded(sh.head_dim);
+  state_stride_ = G;
+  rope_half_ = d / 2;
+  q_ = alloc(H * q_stride_);
   k_ = alloc(BT * std::max(kw, qw));
   c_ = alloc(BT * padded(sh.max_key_width));
   v_ = alloc(BT * padded(sh.head_dim));
   s_ = alloc(G * padded(sh.block_tokens));
-  acc_ = alloc(G * padded(sh.head_dim));
-  // base (cos, sin) in double, then the current token's (cos, sin) in float.
-  const std::size_t rope_bytes = d * sizeof(double) + d * sizeof(float);
-  void* p = std::aligned_alloc(64, (rope_bytes + 63) / 64 * 64 + 64);
+  acc_ = alloc(H * acc_stride_);
+  ml_ = alloc(2 * H * G);
+  angles_ = alloc(d);  // the current token's (cos, sin) in float
+  // Per head: its next token's (cos, sin) in double.
+  void* p = std::aligned_alloc(64, (H * 2 * rope_half_ * sizeof(double) + 63) / 64 * 64 + 64);
   if (!p) throw Error("cannot allocate attention scratch");
   rope_.reset(static_cast<double*>(p));
 }
@@ -729,8 +805,9 @@ RopeSteps make_rope_steps(std::span<const float> inv_freq, int block_tokens) {
   return r;
 }
 
-void decode_attention(const AttentionShape& shape, const AttentionTask& task,
-                      const LatentKeys* latent, AttentionScratch& scratch) {
+namespace {
+
+void check_task(const AttentionShape& shape, const AttentionTask& task, const LatentKeys* latent) {
   if (task.n_queries < 1 || task.n_queries > shape.max_queries || task.n_values < 1 ||
       task.n_queries % task.n_values != 0)
     throw Error("decode attention: bad query/value head grouping");
@@ -738,17 +815,80 @@ void decode_attention(const AttentionShape& shape, const AttentionTask& task,
     throw Error("decode attention: latent keys must rebuild one slice per value head");
   if (task.keys.block_tokens != shape.block_tokens || task.begin < 0 || task.end < task.begin)
     throw Error("decode attention: task does not match the cache layout");
-  HWY_DYNAMIC_DISPATCH(Attend)(shape, task, latent, scratch);
+}
+
+void check_scratch(const AttentionShape& shape, std::span<AttentionScratch> scratch, int threads) {
+  if (static_cast<int>(scratch.size()) < threads)
+    throw Error("decode attention needs one scratch per thread");
+  for (int t = 0; t < threads; ++t)
+    if (scratch[t].heads() < shape.max_heads)
+      throw Error("decode attention: scratch was sized for fewer heads than the shape's max_heads");
+}
+
+// Runs of consecutive tasks that read the same blocks over the same tokens,
+// at most max_heads long: they run in lockstep (AttendHeads).
+void group_heads(const AttentionShape& shape, std::span<const AttentionTask> tasks,
+                 std::vector<HeadRange>& out) {
+  out.clear();
+  for (int i = 0; i < static_cast<int>(tasks.size());) {
+    int j = i + 1;
+    while (j < static_cast<int>(tasks.size()) && j - i < shape.max_heads &&
+           tasks[j].keys.blocks == tasks[i].keys.blocks && tasks[j].begin == tasks[i].begin &&
+           tasks[j].end == tasks[i].end)
+      ++j;
+    out.push_back({i, j - i});
+    i = j;
+  }
+}
+
+void attend(const AttentionShape& shape, std::span<const AttentionTask> tasks,
+            std::span<const LatentKeys* const> latents, AttentionScratch& scratch) {
+  HWY_DYNAMIC_DISPATCH(AttendHeads)(shape, tasks, latents, scratch);
+}
+
+void run_ranges(const AttentionShape& shape, std::span<const AttentionTask> tasks,
+                std::span<const LatentKeys* const> latents, std::span<const HeadRange> ranges,
+                WorkPool& pool, std::span<AttentionScratch> scratch) {
+  pool.run(static_cast<int>(ranges.size()), [&](int i, int thread) {
+    const HeadRange r = ranges[i];
+    attend(shape, tasks.subspan(r.first, r.count),
+           latents.empty() ? latents : latents.subspan(r.first, r.count), scratch[thread]);
+  });
+}
+
+}  // namespace
+
+void decode_attention(const AttentionShape& shape, const AttentionTask& task,
+                      const LatentKeys* latent, AttentionScratch& scratch) {
+  check_task(shape, task, latent);
+  attend(shape, std::span<const AttentionTask>(&task, 1),
+         latent ? std::span<const LatentKeys* const>(&latent, 1)
+                : std::span<const LatentKeys* const>(),
+         scratch);
+}
+
+void decode_attention_heads(const AttentionShape& shape, std::span<const AttentionTask> tasks,
+                            std::span<const LatentKeys* const> latents, AttentionScratch& scratch) {
+  if (static_cast<int>(tasks.size()) > scratch.heads())
+    throw Error("decode attention: more heads than the scratch was sized for");
+  for (std::size_t i = 0; i < tasks.size(); ++i) {
+    check_task(shape, tasks[i], latents.empty() ? nullptr : latents[i]);
+    if (tasks[i].keys.blocks != tasks[0].keys.blocks || tasks[i].begin != tasks[0].begin ||
+        tasks[i].end != tasks[0].end)
+      throw Error("decode attention: heads run together must share blocks and tokens");
+  }
+  attend(shape, tasks, latents, scratch);
 }
 
 void run_decode_attention(const AttentionShape& shape, std::span<const AttentionTask> tasks,
                           std::span<const LatentKeys* const> latents, WorkPool& pool,
                           std::span<AttentionScratch> scratch) {
-  if (static_cast<int>(scratch.size()) < pool.threads())
-    throw Error("decode attention needs one scratch per thread");
-  pool.run(static_cast<int>(tasks.size()), [&](int i, int thread) {
-    decode_attention(shape, tasks[i], latents.empty() ? nullptr : latents[i], scratch[thread]);
-  });
+  check_scratch(shape, scratch, pool.threads());
+  for (std::size_t i = 0; i < tasks.size(); ++i)
+    check_task(shape, tasks[i], latents.empty() ? nullptr : latents[i]);
+  std::vector<HeadRange> ranges;
+  group_heads(shape, tasks, ranges);
+  run_ranges(shape, tasks, latents, ranges, pool, scratch);
 }
 
 AttentionSplits::AttentionSplits(int min_blocks, int per_thread)
@@ -757,34 +897,44 @@ AttentionSplits::AttentionSplits(int min_blocks, int per_thread)
 void AttentionSplits::run(const AttentionShape& shape, std::span<const AttentionTask> tasks,
                           std::span<const LatentKeys* const> latents, WorkPool& pool,
                           std::span<AttentionScratch> scratch) {
-  const int n = static_cast<int>(tasks.size());
+  check_scratch(shape, scratch, pool.threads());
+  for (std::size_t i = 0; i < tasks.size(); ++i)
+    check_task(shape, tasks[i], latents.empty() ? nullptr : latents[i]);
+  group_heads(shape, tasks, ranges_);
+  const int n = static_cast<int>(ranges_.size());
   const int want = pool.threads() * per_thread_;
-  if (n == 0 || n >= want) {
-    pieces_.clear();
-    return run_decode_attention(shape, tasks, latents, pool, scratch);
-  }
-  const int BT = shape.block_tokens, per_task = (want + n - 1) / n;
   pieces_.clear();
+  piece_ranges_.clear();
+  if (n == 0 || n >= want) return run_ranges(shape, tasks, latents, ranges_, pool, scratch);
+
+  // Range i becomes count_[i] pieces of whole blocks; piece p of it holds
+  // its heads at pieces_[first_[i] + p * heads ...].
+  const int BT = shape.block_tokens, per_range = (want + n - 1) / n;
   piece_latents_.clear();
   first_.assign(n, 0);
   count_.assign(n, 1);
   std::size_t out_floats = 0, lse_floats = 0;
   for (int i = 0; i < n; ++i) {
-    const AttentionTask& t = tasks[i];
-    const int b0 = t.begin / BT, b1 = (t.end + BT - 1) / BT;
-    count_[i] = std::clamp((b1 - b0) / min_blocks_, 1, per_task);
+    const HeadRange r = ranges_[i];
+    const AttentionTask& t0 = tasks[r.first];
+    const int b0 = t0.begin / BT, b1 = (t0.end + BT - 1) / BT;
+    count_[i] = std::clamp((b1 - b0) / min_blocks_, 1, per_range);
     first_[i] = static_cast<int>(pieces_.size());
     for (int p = 0; p < count_[i]; ++p) {
-      AttentionTask piece = t;
-      if (count_[i] > 1) {
-        const int nb = b1 - b0;
-        piece.begin = std::max(t.begin, (b0 + p * nb / count_[i]) * BT);
-        piece.end = std::min(t.end, (b0 + (p + 1) * nb / count_[i]) * BT);
-        out_floats += static_cast<std::size_t>(t.n_queries) * shape.head_dim;
-        lse_floats += t.n_queries;
+      piece_ranges_.push_back({static_cast<int>(pieces_.size()), r.count});
+      for (int h = 0; h < r.count; ++h) {
+        const AttentionTask& t = tasks[r.first + h];
+        AttentionTask piece = t;
+        if (count_[i] > 1) {
+          const int nb = b1 - b0;
+          piece.begin = std::max(t.begin, (b0 + p * nb / count_[i]) * BT);
+          piece.end = std::min(t.end, (b0 + (p + 1) * nb / count_[i]) * BT);
+          out_floats += static_cast<std::size_t>(t.n_queries) * shape.head_dim;
+          lse_floats += t.n_queries;
+        }
+        pieces_.push_back(piece);
+        if (!latents.empty()) piece_latents_.push_back(latents[r.first + h]);
       }
-      pieces_.push_back(piece);
-      if (!latents.empty()) piece_latents_.push_back(latents[i]);
     }
   }
   if (out_.size() < out_floats) out_.resize(out_floats);
@@ -792,40 +942,46 @@ void AttentionSplits::run(const AttentionShape& shape, std::span<const Attention
   std::size_t at_out = 0, at_lse = 0;
   for (int i = 0; i < n; ++i) {
     if (count_[i] == 1) continue;
-    for (int p = 0; p < count_[i]; ++p) {
-      AttentionTask& piece = pieces_[first_[i] + p];
+    const int heads = ranges_[i].count;
+    for (int k = 0; k < count_[i] * heads; ++k) {
+      AttentionTask& piece = pieces_[first_[i] + k];
       piece.out = out_.data() + at_out;
       piece.lse = lse_.data() + at_lse;
       at_out += static_cast<std::size_t>(piece.n_queries) * shape.head_dim;
       at_lse += piece.n_queries;
     }
   }
-  run_decode_attention(shape, pieces_, piece_latents_, pool, scratch);
+  run_ranges(shape, pieces_, piece_latents_, piece_ranges_, pool, scratch);
 
   // out = sum_p e^{lse_p - M} out_p / sum_p e^{lse_p - M}, per query.
   const int d = shape.head_dim;
   for (int i = 0; i < n; ++i) {
     if (count_[i] == 1) continue;
-    const AttentionTask& t = tasks[i];
-    for (int g = 0; g < t.n_queries; ++g) {
-      float M = -std::numeric_limits<float>::infinity();
-      for (int p = 0; p < count_[i]; ++p) M = std::max(M, pieces_[first_[i] + p].lse[g]);
-      float* out = t.out + static_cast<std::size_t>(g) * d;
-      std::fill(out, out + d, 0.0f);
-      if (M == -std::numeric_limits<float>::infinity()) {
-        if (t.lse) t.lse[g] = M;
-        continue;
+    const int heads = ranges_[i].count;
+    for (int h = 0; h < heads; ++h) {
+      const AttentionTask& t = tasks[ranges_[i].first + h];
+      auto piece = [&](int p) -> const AttentionTask& {
+        return pieces_[first_[i] + p * heads + h];
+      };
+      for (int g = 0; g < t.n_queries; ++g) {
+        float M = -std::numeric_limits<float>::infinity();
+        for (int p = 0; p < count_[i]; ++p) M = std::max(M, piece(p).lse[g]);
+        float* out = t.out + static_cast<std::size_t>(g) * d;
+        std::fill(out, out + d, 0.0f);
+        if (M == -std::numeric_limits<float>::infinity()) {
+          if (t.lse) t.lse[g] = M;
+          continue;
+        }
+        float z = 0;
+        for (int p = 0; p < count_[i]; ++p) {
+          const float w = std::exp(piece(p).lse[g] - M);
+          z += w;
+          const float* o = piece(p).out + static_cast<std::size_t>(g) * d;
+          for (int k = 0; k < d; ++k) out[k] += w * o[k];
+        }
+        for (int k = 0; k < d; ++k) out[k] /= z;
+        if (t.lse) t.lse[g] = M + std::log(z);
       }
-      float z = 0;
-      for (int p = 0; p < count_[i]; ++p) {
-        const AttentionTask& piece = pieces_[first_[i] + p];
-        const float w = std::exp(piece.lse[g] - M);
-        z += w;
-        const float* o = piece.out + static_cast<std::size_t>(g) * d;
-        for (int k = 0; k < d; ++k) out[k] += w * o[k];
-      }
-      for (int k = 0; k < d; ++k) out[k] /= z;
-      if (t.lse) t.lse[g] = M + std::log(z);
     }
   }
 }

@@ -59,20 +59,29 @@ struct AttentionShape {
   int block_tokens = 16;
   float scale = 1.0f;  // multiplies every score (1 / sqrt(head_dim))
   int max_share = 1;   // widest latent key (share * head_dim rebuilt per token)
+  // Most heads of one sequence run together (decode_attention_heads): give
+  // the cache's key heads per layer so a thread streams whole blocks.
+  int max_heads = 1;
 };
 
 // Per-thread working memory sized once for a shape, so decode steps allocate
-// nothing.
+// nothing: running state for up to max_heads heads (queries, accumulators,
+// softmax max and sum, RoPE angles) and one block's temporaries.
 class AttentionScratch {
  public:
   explicit AttentionScratch(const AttentionShape& shape);
-  float* queries() { return q_.get(); }
+  int heads() const { return heads_; }
+  float* queries(int h) { return q_.get() + h * q_stride_; }
+  float* accum(int h) { return acc_.get() + h * acc_stride_; }
+  float* maxes(int h) { return ml_.get() + 2 * h * state_stride_; }
+  float* sums(int h) { return maxes(h) + state_stride_; }
+  double* rope(int h) { return rope_.get() + 2 * h * rope_half_; }  // cos[half], sin[half]
+  int rope_half() const { return static_cast<int>(rope_half_); }
+  float* token_angles() { return angles_.get(); }
   float* keys() { return k_.get(); }
   float* latents() { return c_.get(); }
   float* values() { return v_.get(); }
   float* scores() { return s_.get(); }
-  float* accum() { return acc_.get(); }
-  double* rope() { return rope_.get(); }
 
  private:
   struct Free {
@@ -80,7 +89,9 @@ class AttentionScratch {
   };
   using Buffer = std::unique_ptr<float, Free>;
   static Buffer alloc(std::size_t floats);
-  Buffer q_, k_, c_, v_, s_, acc_;
+  int heads_ = 1;
+  std::size_t q_stride_ = 0, acc_stride_ = 0, state_stride_ = 0, rope_half_ = 0;
+  Buffer q_, k_, c_, v_, s_, acc_, ml_, angles_;
   std::unique_ptr<double, Free> rope_;
 };
 
@@ -97,21 +108,32 @@ inline int padded(int n) { return (n + kScratchLanes - 1) / kScratchLanes * kScr
 void decode_attention(const AttentionShape& shape, const AttentionTask& task,
                       const LatentKeys* latent, AttentionScratch& scratch);
 
+// Several heads of one sequence over the same tokens [begin, end) (at most
+// scratch.heads()), in lockstep: block by block, each head's rows of the
+// block in turn. Heads' rows are neighbours inside a block, so this reads one
+// contiguous stretch per block where head after head would read short runs
+// a block apart. Same arithmetic per head as decode_attention.
+void decode_attention_heads(const AttentionShape& shape, std::span<const AttentionTask> tasks,
+                            std::span<const LatentKeys* const> latents, AttentionScratch& scratch);
+
 // All tasks, split over the pool's threads; scratch has one entry per pool
-// thread. latents: empty, or one per task.
+// thread. latents: empty, or one per task. Consecutive tasks that read the
+// same blocks over the same tokens run together, up to shape.max_heads.
 void run_decode_attention(const AttentionShape& shape, std::span<const AttentionTask> tasks,
                           std::span<const LatentKeys* const> latents, WorkPool& pool,
                           std::span<AttentionScratch> scratch);
 
-// Runs tasks like run_decode_attention, but first cuts tasks into pieces of
-// whole blocks when there are too few tasks for the threads (batch 1 with
-// few KV heads: with 8 tasks on 2 threads, a thread that starts late leaves
-// the other to finish whole tasks alone, and 8 tasks cannot fill 16 cores
-// at all). Each piece
-// returns its normalized output and log-sum-exp; the pieces of a task are
-// merged with the usual softmax rescaling (as flash-decoding does). The
-// buffers grow to the largest step seen and are then reused, so steady
-// decoding allocates nothing.
+struct HeadRange {
+  int first = 0, count = 0;  // tasks [first, first + count)
+};
+
+// Runs tasks like run_decode_attention, but first cuts the groups of heads
+// run together into pieces of whole blocks when there are too few of them
+// for the threads (batch 1 is one group: split by tokens, both threads
+// stream). Each piece returns its normalized output and log-sum-exp per
+// query; the pieces of a task are merged with the usual softmax rescaling
+// (as flash-decoding does). The buffers grow to the largest step seen and
+// are then reused, so steady decoding allocates nothing.
 class AttentionSplits {
  public:
   // Split until there are about per_thread pieces per pool thread, never
@@ -120,13 +142,15 @@ class AttentionSplits {
   void run(const AttentionShape& shape, std::span<const AttentionTask> tasks,
            std::span<const LatentKeys* const> latents, WorkPool& pool,
            std::span<AttentionScratch> scratch);
-  int last_pieces() const { return static_cast<int>(pieces_.size()); }
+  // Pieces the last run was cut into (0: it ran whole).
+  int last_pieces() const { return static_cast<int>(piece_ranges_.size()); }
 
  private:
   int min_blocks_, per_thread_;
+  std::vector<HeadRange> ranges_, piece_ranges_;
   std::vector<AttentionTask> pieces_;
   std::vector<const LatentKeys*> piece_latents_;
-  std::vector<int> first_, count_;  // per task: its pieces in pieces_
+  std::vector<int> first_, count_;  // per range: its pieces in pieces_
   std::vector<float> out_, lse_;
 };
 

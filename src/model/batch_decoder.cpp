@@ -49,6 +49,7 @@ BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& option
   shape_.block_tokens = options.cache.block_tokens;
   shape_.scale = static_cast<float>(c.score_scale());
   shape_.max_share = latent ? c.key_share() : 1;
+  shape_.max_heads = c.key_heads();
   for (int t = 0; t < pool_.threads(); ++t) scratch_.emplace_back(shape_);
   if (latent) {
     if (c.positions == PositionKind::Rope) {
