@@ -128,7 +128,8 @@ TEST_F(BadCheckpoint, UnsupportedDtype) {
   auto pos = header.find("\"F32\"");
   ASSERT_NE(pos, std::string::npos);
   header.replace(pos, 5, "\"I32\"");
-  test::write_bytes(model_ / "model.safetensors", bytes.substr(0, 8) + header + bytes.substr(8 + len));
+  test::write_bytes(model_ / "model.safetensors",
+                    bytes.substr(0, 8) + header + bytes.substr(8 + len));
   expect_clean_failure(run_cli(info()), "unsupported dtype");
 }
 
@@ -189,7 +190,9 @@ class BadEval : public ::testing::Test {
 TEST_F(BadEval, EmptyFile) { expect_clean_failure(run_cli(eval("empty.txt", "")), "empty"); }
 TEST_F(BadEval, MissingFile) { expect_clean_failure(run_cli(eval("nope.txt", "")), "not found"); }
 TEST_F(BadEval, ZeroCtx) { expect_clean_failure(run_cli(eval("text.txt", "--ctx 0")), "--ctx"); }
-TEST_F(BadEval, NegativeCtx) { expect_clean_failure(run_cli(eval("text.txt", "--ctx=-4")), "--ctx"); }
+TEST_F(BadEval, NegativeCtx) {
+  expect_clean_failure(run_cli(eval("text.txt", "--ctx=-4")), "--ctx");
+}
 TEST_F(BadEval, StrideAboveCtx) {
   expect_clean_failure(run_cli(eval("text.txt", "--ctx 8 --stride 9")), "--stride");
 }
@@ -203,6 +206,20 @@ TEST_F(BadEval, ValidRunSucceeds) {
 TEST(BadInput, GenerateBadTopP) {
   THINKEYS_REQUIRE_SHARED(model, "models/stories260K/stories260K.bin");
   expect_clean_failure(run_cli("generate " + model.string() + " -n 4 --temp 1 --top-p 2"), "top-p");
+}
+
+TEST(BadInput, BenchRefusesUnknownShapesAndSizes) {
+  // Refused before anything is allocated or timed.
+  expect_clean_failure(run_cli("bench --decode --decode-shape mqa"), "unknown decode bench shape");
+  expect_clean_failure(run_cli("bench --decode --decode-cache thin-int3"), "thin-int3");
+  // Range errors come from the command-line parser: its own exit code and
+  // message, naming the flag.
+  for (const char* bad : {"--decode-ctx 0", "--decode-batch -1"}) {
+    const auto r = run_cli(std::string("bench --decode ") + bad);
+    EXPECT_NE(r.status, 0) << bad;
+    EXPECT_NE(r.err.find(std::string(bad).substr(0, std::string(bad).find(' '))), std::string::npos)
+        << r.err;
+  }
 }
 
 }  // namespace

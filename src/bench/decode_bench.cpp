@@ -16,7 +16,10 @@
 namespace thinkeys {
 
 std::vector<DecodeBenchShape> decode_bench_shapes() {
-  return {{"mha", 32, 32, 128}, {"gqa", 32, 8, 128}};
+  return {{"mha", 32, 32, 128},
+          {"gqa", 32, 8, 128},
+          {"kv8x1", 8, 8, 128, true},
+          {"kv8x2", 16, 8, 128, true}};
 }
 
 std::vector<DecodeBenchCache> decode_bench_caches() {

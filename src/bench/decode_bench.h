@@ -14,8 +14,12 @@ namespace thinkeys {
 class StreamBuffer;
 
 struct DecodeBenchShape {
-  std::string name;  // "mha", "gqa"
+  std::string name;  // "mha", "gqa", ...
   int n_heads = 32, n_kv_heads = 32, head_dim = 128;
+  // Run only when asked for by name: kv8x1 and kv8x2 read the gqa shape's
+  // cache with 1 and 2 query heads per KV head, the same bytes with a quarter
+  // and a half of the arithmetic, to show what the arithmetic costs.
+  bool diagnostic = false;
 };
 
 struct DecodeBenchCache {

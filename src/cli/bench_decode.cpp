@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <thread>
 #include <tuple>
 
@@ -20,10 +21,14 @@ void run_decode_bench(const DecodeBenchOptions& o) {
                           ? o.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<DecodeBenchShape> shapes;
-  for (const auto& s : decode_bench_shapes())
-    if (o.shapes.empty() || std::count(o.shapes.begin(), o.shapes.end(), s.name))
+  const std::vector<DecodeBenchShape> known = decode_bench_shapes();
+  for (const auto& s : known)
+    if (o.shapes.empty() ? !s.diagnostic : std::count(o.shapes.begin(), o.shapes.end(), s.name))
       shapes.push_back(s);
-  if (shapes.empty()) throw Error("no decode bench shape matches (expected mha or gqa)");
+  for (const auto& n : o.shapes)
+    if (std::none_of(known.begin(), known.end(),
+                     [&](const DecodeBenchShape& s) { return s.name == n; }))
+      throw Error("unknown decode bench shape '" + n + "' (expected mha, gqa, kv8x1 or kv8x2)");
   std::vector<DecodeBenchCache> caches;
   if (o.caches.empty()) caches = decode_bench_caches();
   for (const auto& n : o.caches) caches.push_back(find_decode_bench_cache(n));
@@ -114,11 +119,14 @@ void run_decode_bench(const DecodeBenchOptions& o) {
       "whole run (%.1f GB/s)\n",
       human_bytes(static_cast<double>(stream.bytes())).c_str(), threads, bw0.gb_per_s, bw1.gb_per_s,
       bw0.plain_gb_per_s, bw1.plain_gb_per_s, bw);
+  std::string shape_text;
+  for (const auto& sh : shapes)
+    shape_text += (shape_text.empty() ? "" : ", ") + sh.name + " = " + std::to_string(sh.n_heads) +
+                  " query / " + std::to_string(sh.n_kv_heads) + " KV heads";
   std::printf(
-      "shapes: mha = 32 query / 32 KV heads, gqa = 32 query / 8 KV heads, head_dim 128; "
-      "tok/s = batch / (%d layers x attention time), attention only; cpu util = process CPU time / "
-      "(wall time x threads) over the timed run\n\n",
-      o.layers);
+      "shapes: %s, head_dim 128; tok/s = batch / (%d layers x attention time), attention only; "
+      "cpu util = process CPU time / (wall time x threads) over the timed run\n\n",
+      shape_text.c_str(), o.layers);
   std::printf(
       "| shape | cache | K | V | r | ctx | batch | bytes/step | ms | GB/s | probe GB/s | %% of "
       "probe "

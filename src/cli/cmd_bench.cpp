@@ -97,7 +97,8 @@ Command add_bench(CLI::App& app) {
                   "thin-int4; latent-f16 for --decode only)")
       ->delimiter(',');
   sub->add_option("--decode-shape", opts->dec.shapes,
-                  "--decode/--decode-model: model shapes (mha, gqa)")
+                  "--decode/--decode-model: model shapes (mha, gqa; --decode also kv8x1, kv8x2: "
+                  "the gqa cache read by 1 or 2 query heads per KV head)")
       ->delimiter(',');
   sub->add_option("--decode-steps", opts->decode_steps,
                   "--decode-model: timed steps per row after one warm-up (at most 3 at ctx >= 16K)")
