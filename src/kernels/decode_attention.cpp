@@ -311,19 +311,17 @@ HWY_INLINE void StoreSums4(hn::Vec<DF> a, hn::Vec<DF> b, hn::Vec<DF> c, hn::Vec<
 #endif
 }
 
-// Each head's rows in a block are a short run (4 KiB for 16 full-width f16
-// rows, 1 KiB thin) inside a large block, too short for the hardware
-// prefetcher to pick up on its own, so the kernel prefetches the run of the
-// block kPrefetchBlocks ahead. The requests are spread over the tokens of the
-// current block: at(t) asks for row t of the later block (and, at the current
-// block's last token, any rows left), so they stay in flight while this block
-// is computed instead of stalling the core in one burst (a burst at the
-// block's start was 10-20% slower). The hint matters most: on the Intel VM
-// at 32K context, requests into L2 (T1) ran the kernel at about 2.5x the
-// non-temporal hint, 1.2x T0 and 1.4x no software prefetch; distances of
-// 1-6 blocks were within noise (docs/results/decode.md). On the earlier AMD
-// VM, NTA, T0 and T2 had tied under heavy load.
-constexpr int kPrefetchBlocks = 2;
+// Software prefetch into L2 of the run kAheadRuns ahead (AttendHeads). The
+// requests are spread over the tokens of the current run: at(t) asks for row
+// t of the later one (and, at the current run's last token, any rows left),
+// so they stay in flight while this run is computed instead of stalling the
+// core in one burst (a burst at the block's start was 10-20% slower). The
+// hint matters most: on the Intel VM at 32K context, requests into L2 (T1)
+// ran the kernel at about 2.5x the non-temporal hint, 1.2x T0 and 1.4x no
+// software prefetch; distances of 1-8 runs were within noise, and fetching
+// every second line or only the start of each page was slower
+// (docs/results/decode.md). On the earlier AMD VM, NTA, T0 and T2 had tied
+// under heavy load.
 struct Ahead {
   const std::byte* p = nullptr;  // row 0 of the later block, or nullptr
   std::size_t row_bytes = 0;
@@ -579,8 +577,8 @@ void Start(const AttentionShape& shape, const AttentionTask& task, const LatentK
     }
 }
 
-// Rows [tb, tb + nb) of one head (its keys and every value head it reads):
-// the run the kernel will read kAheadRuns runs from now.
+// Rows [tb, tb + nb) of one head (its keys and every value head it reads),
+// as a prefetch target.
 struct Run {
   const AttentionTask* task = nullptr;
   int tb = 0, nb = 0;
@@ -886,7 +884,7 @@ void run_decode_attention(const AttentionShape& shape, std::span<const Attention
   check_scratch(shape, scratch, pool.threads());
   for (std::size_t i = 0; i < tasks.size(); ++i)
     check_task(shape, tasks[i], latents.empty() ? nullptr : latents[i]);
-  std::vector<HeadRange> ranges;
+  thread_local std::vector<HeadRange> ranges;  // reused: steady decoding allocates nothing
   group_heads(shape, tasks, ranges);
   run_ranges(shape, tasks, latents, ranges, pool, scratch);
 }

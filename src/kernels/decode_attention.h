@@ -59,8 +59,9 @@ struct AttentionShape {
   int block_tokens = 16;
   float scale = 1.0f;  // multiplies every score (1 / sqrt(head_dim))
   int max_share = 1;   // widest latent key (share * head_dim rebuilt per token)
-  // Most heads of one sequence run together (decode_attention_heads): give
-  // the cache's key heads per layer so a thread streams whole blocks.
+  // At most this many heads of one sequence run together
+  // (decode_attention_heads): the cache's key heads per layer lets a thread
+  // stream whole blocks.
   int max_heads = 1;
 };
 

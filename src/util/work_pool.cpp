@@ -2,6 +2,11 @@
 
 #include "util/error.h"
 
+#ifdef __linux__
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 namespace thinkeys {
 
 WorkPool::WorkPool(int threads) {
@@ -46,12 +51,34 @@ void WorkPool::work(int thread) {
   }
 }
 
+// Linux tends to wake a sleeping worker on the CPU of the thread that woke
+// it; the caller then goes on draining items there and the two share one CPU
+// while another idles, until load balancing moves one of them, often after
+// the whole run. On the 2-vCPU VM that left one thread idle in about one
+// decode-attention step in six (docs/results/decode.md). So the workers'
+// affinity is set to every CPU the caller may use except the one it is on,
+// re-done only when the caller has moved.
+void WorkPool::steer_workers() {
+#ifdef __linux__
+  const int cpu = sched_getcpu();
+  if (cpu < 0 || cpu == steered_from_) return;
+  cpu_set_t mask;
+  if (sched_getaffinity(0, sizeof(mask), &mask) != 0 || CPU_COUNT(&mask) < 2 ||
+      !CPU_ISSET(cpu, &mask))
+    return;
+  CPU_CLR(cpu, &mask);
+  for (auto& w : workers_) pthread_setaffinity_np(w.native_handle(), sizeof(mask), &mask);
+  steered_from_ = cpu;
+#endif
+}
+
 void WorkPool::run_erased(int n, void* fn, Call call) {
   if (n <= 0) return;
   if (workers_.empty() || n == 1) {
     for (int i = 0; i < n; ++i) call(fn, i, 0);
     return;
   }
+  steer_workers();  // while they sleep
   {
     std::lock_guard lock(mutex_);
     fn_ = fn;

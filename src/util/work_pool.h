@@ -20,6 +20,9 @@ class WorkPool {
   WorkPool& operator=(const WorkPool&) = delete;
 
   int threads() const { return static_cast<int>(workers_.size()) + 1; }
+  // The CPU the last run's caller was on, which the workers were kept off
+  // (-1: not done, e.g. only one CPU allowed or not Linux).
+  int steered_from() const { return steered_from_; }
 
   // Calls fn(item, thread) for every item in [0, n), thread in [0, threads()),
   // and returns when all are done; rethrows the first exception thrown.
@@ -33,6 +36,7 @@ class WorkPool {
   void run_erased(int n, void* fn, Call call);
   void work(int thread);
   void drain(int thread);
+  void steer_workers();
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
@@ -46,6 +50,7 @@ class WorkPool {
   int n_ = 0;
   std::atomic<int> next_{0};
   std::exception_ptr error_;
+  int steered_from_ = -1;
 };
 
 }  // namespace thinkeys

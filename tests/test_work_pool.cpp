@@ -1,0 +1,95 @@
+// The work pool: every item runs once, errors come back to the caller, and
+// workers are kept off the caller's CPU (so a woken worker does not queue
+// behind the thread that woke it).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <vector>
+
+#include "util/work_pool.h"
+
+#ifdef __linux__
+#include <pthread.h>
+#include <sched.h>
+#endif
+
+namespace thinkeys {
+namespace {
+
+TEST(WorkPool, RunsEveryItemOnceAndRethrows) {
+  WorkPool pool(3);
+  std::vector<std::atomic<int>> seen(1000);
+  pool.run(1000, [&](int i, int thread) {
+    ASSERT_GE(thread, 0);
+    ASSERT_LT(thread, 3);
+    seen[i]++;
+  });
+  for (auto& s : seen) EXPECT_EQ(s.load(), 1);
+  EXPECT_THROW(pool.run(10,
+                        [](int i, int) {
+                          if (i == 7) throw std::runtime_error("item 7");
+                        }),
+               std::runtime_error);
+  int after = 0;
+  pool.run(1, [&](int, int) { ++after; });  // still usable
+  EXPECT_EQ(after, 1);
+}
+
+#ifdef __linux__
+TEST(WorkPool, WorkersAreKeptOffTheCallersCpu) {
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+  WorkPool pool(2);
+  std::vector<cpu_set_t> masks(64);
+  std::atomic<int> n_masks{0};
+  pool.run(64, [&](int, int thread) {
+    if (thread == 0) {
+      // Hold the caller until the worker has taken an item (2 s at most).
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      while (n_masks.load() == 0 && std::chrono::steady_clock::now() < until) {
+      }
+      return;
+    }
+    cpu_set_t m;
+    pthread_getaffinity_np(pthread_self(), sizeof(m), &m);
+    masks[n_masks++] = m;
+  });
+  if (CPU_COUNT(&allowed) < 2) {
+    EXPECT_EQ(pool.steered_from(), -1);  // nothing to steer to
+    return;
+  }
+  const int from = pool.steered_from();
+  ASSERT_GE(from, 0);
+  ASSERT_GT(n_masks.load(), 0);
+  EXPECT_TRUE(CPU_ISSET(from, &allowed));
+  for (int i = 0; i < n_masks; ++i) {
+    EXPECT_FALSE(CPU_ISSET(from, &masks[i]));
+    EXPECT_EQ(CPU_COUNT(&masks[i]), CPU_COUNT(&allowed) - 1);
+  }
+}
+
+TEST(WorkPool, OneAllowedCpuStillRunsEverything) {
+  cpu_set_t saved, one;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(saved), &saved), 0);
+  CPU_ZERO(&one);
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &saved)) {
+      CPU_SET(c, &one);
+      break;
+    }
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  {
+    WorkPool pool(3);  // workers inherit the single CPU
+    std::atomic<int> done{0};
+    pool.run(100, [&](int, int) { done++; });
+    EXPECT_EQ(done.load(), 100);
+    EXPECT_EQ(pool.steered_from(), -1);
+  }
+  sched_setaffinity(0, sizeof(saved), &saved);
+}
+#endif
+
+}  // namespace
+}  // namespace thinkeys
