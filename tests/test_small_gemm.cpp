@@ -92,5 +92,15 @@ TEST(SmallGemm, ProjectKeepsLinearResultsAndAutograd) {
   EXPECT_TRUE(at::allclose(w.grad(), x.sum(0).expand({8, 5})));
 }
 
+TEST(SmallGemm, ProjectFollowsTheConfiguredThreadCount) {
+  // Before, the pool kept the count of its first use.
+  const at::Tensor w = at::randn({300, 64}), x = at::randn({4, 64});
+  for (int threads : {3, 1, 2}) {
+    configure_threads(threads);
+    EXPECT_EQ(project_threads(), threads);
+    expect_close(project(x, w), at::linear(x, w), x, w, at::Tensor());
+  }
+}
+
 }  // namespace
 }  // namespace thinkeys

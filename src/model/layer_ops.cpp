@@ -17,12 +17,16 @@ constexpr int kGemmChunk = 64;
 
 // Shared by every project() call; libtorch's own pool is pinned to one thread
 // (util/threads.h), so without this the kernel would run on one core.
+// Sized to compute_threads() on each use, so a later configure_threads call
+// takes effect (callers hold `busy`).
 struct GemmThreads {
-  GemmThreads() {
-    if (compute_threads() > 1) pool = std::make_unique<WorkPool>(compute_threads());
-  }
   std::mutex busy;  // a concurrent caller runs on its own thread instead
   std::unique_ptr<WorkPool> pool;
+  int threads() const { return pool ? pool->threads() : 1; }
+  void follow_configuration() {
+    const int want = compute_threads();
+    if (threads() != want) pool = want > 1 ? std::make_unique<WorkPool>(want) : nullptr;
+  }
 };
 
 GemmThreads& gemm_threads() {
@@ -51,6 +55,7 @@ at::Tensor small_project(const at::Tensor& x_in, const at::Tensor& w, const at::
   GemmThreads& t = gemm_threads();
   const int chunks = (out + kGemmChunk - 1) / kGemmChunk;
   std::unique_lock lock(t.busy, std::try_to_lock);
+  if (lock.owns_lock()) t.follow_configuration();
   if (!t.pool || chunks < 2 || !lock.owns_lock()) {
     run(0, out);
     return y;
@@ -61,6 +66,13 @@ at::Tensor small_project(const at::Tensor& x_in, const at::Tensor& w, const at::
 }
 
 }  // namespace
+
+int project_threads() {
+  GemmThreads& t = gemm_threads();
+  std::lock_guard lock(t.busy);
+  t.follow_configuration();
+  return t.threads();
+}
 
 at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   if (x.size(0) == 1) {

@@ -14,6 +14,9 @@ namespace thinkeys {
 // same reason 2..kSmallGemmMaxRows f32 rows without autograd (batched decode)
 // go through kernels/small_gemm, which streams the weights once for all rows.
 at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
+// Threads project() splits few-row GEMMs over: compute_threads() at the time
+// of the call (configure_threads may change it between calls).
+int project_threads();
 
 // LayerNorm or RMSNorm over the last dimension, as the config says.
 at::Tensor normalize(const ModelConfig& c, const at::Tensor& x, const at::Tensor& w,
