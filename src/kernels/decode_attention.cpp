@@ -823,6 +823,11 @@ void check_scratch(const AttentionShape& shape, std::span<AttentionScratch> scra
       throw Error("decode attention: scratch was sized for fewer heads than the shape's max_heads");
 }
 
+// Heads that may run together: the same sequence's blocks, the same tokens.
+bool same_tokens(const AttentionTask& a, const AttentionTask& b) {
+  return a.keys.blocks == b.keys.blocks && a.begin == b.begin && a.end == b.end;
+}
+
 // Runs of consecutive tasks that read the same blocks over the same tokens,
 // at most max_heads long: they run in lockstep (AttendHeads).
 void group_heads(const AttentionShape& shape, std::span<const AttentionTask> tasks,
@@ -831,12 +836,22 @@ void group_heads(const AttentionShape& shape, std::span<const AttentionTask> tas
   for (int i = 0; i < static_cast<int>(tasks.size());) {
     int j = i + 1;
     while (j < static_cast<int>(tasks.size()) && j - i < shape.max_heads &&
-           tasks[j].keys.blocks == tasks[i].keys.blocks && tasks[j].begin == tasks[i].begin &&
-           tasks[j].end == tasks[i].end)
+           same_tokens(tasks[j], tasks[i]))
       ++j;
     out.push_back({i, j - i});
     i = j;
   }
+}
+
+// What both pool runners start with: every task and the scratch checked,
+// then the tasks grouped into heads that run together.
+void check_and_group(const AttentionShape& shape, std::span<const AttentionTask> tasks,
+                     std::span<const LatentKeys* const> latents, const WorkPool& pool,
+                     std::span<AttentionScratch> scratch, std::vector<HeadRange>& ranges) {
+  check_scratch(shape, scratch, pool.threads());
+  for (std::size_t i = 0; i < tasks.size(); ++i)
+    check_task(shape, tasks[i], latents.empty() ? nullptr : latents[i]);
+  group_heads(shape, tasks, ranges);
 }
 
 void attend(const AttentionShape& shape, std::span<const AttentionTask> tasks,
@@ -871,8 +886,7 @@ void decode_attention_heads(const AttentionShape& shape, std::span<const Attenti
     throw Error("decode attention: more heads than the scratch was sized for");
   for (std::size_t i = 0; i < tasks.size(); ++i) {
     check_task(shape, tasks[i], latents.empty() ? nullptr : latents[i]);
-    if (tasks[i].keys.blocks != tasks[0].keys.blocks || tasks[i].begin != tasks[0].begin ||
-        tasks[i].end != tasks[0].end)
+    if (!same_tokens(tasks[i], tasks[0]))
       throw Error("decode attention: heads run together must share blocks and tokens");
   }
   attend(shape, tasks, latents, scratch);
@@ -881,11 +895,8 @@ void decode_attention_heads(const AttentionShape& shape, std::span<const Attenti
 void run_decode_attention(const AttentionShape& shape, std::span<const AttentionTask> tasks,
                           std::span<const LatentKeys* const> latents, WorkPool& pool,
                           std::span<AttentionScratch> scratch) {
-  check_scratch(shape, scratch, pool.threads());
-  for (std::size_t i = 0; i < tasks.size(); ++i)
-    check_task(shape, tasks[i], latents.empty() ? nullptr : latents[i]);
   thread_local std::vector<HeadRange> ranges;  // reused: steady decoding allocates nothing
-  group_heads(shape, tasks, ranges);
+  check_and_group(shape, tasks, latents, pool, scratch, ranges);
   run_ranges(shape, tasks, latents, ranges, pool, scratch);
 }
 
@@ -895,10 +906,7 @@ AttentionSplits::AttentionSplits(int min_blocks, int per_thread)
 void AttentionSplits::run(const AttentionShape& shape, std::span<const AttentionTask> tasks,
                           std::span<const LatentKeys* const> latents, WorkPool& pool,
                           std::span<AttentionScratch> scratch) {
-  check_scratch(shape, scratch, pool.threads());
-  for (std::size_t i = 0; i < tasks.size(); ++i)
-    check_task(shape, tasks[i], latents.empty() ? nullptr : latents[i]);
-  group_heads(shape, tasks, ranges_);
+  check_and_group(shape, tasks, latents, pool, scratch, ranges_);
   const int n = static_cast<int>(ranges_.size());
   const int want = pool.threads() * per_thread_;
   pieces_.clear();
