@@ -16,6 +16,7 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/prefetch_cursor.h"
 #include "kernels/quantize.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -311,27 +312,12 @@ HWY_INLINE void StoreSums4(hn::Vec<DF> a, hn::Vec<DF> b, hn::Vec<DF> c, hn::Vec<
 #endif
 }
 
-// Software prefetch into L2 of the run kAheadRuns ahead (AttendHeads). The
-// requests are spread over the tokens of the current run: at(t) asks for row
-// t of the later one (and, at the current run's last token, any rows left),
-// so they stay in flight while this run is computed instead of stalling the
-// core in one burst (a burst at the block's start was 10-20% slower). The
-// hint matters most: on the Intel VM at 32K context, requests into L2 (T1)
-// ran the kernel at about 2.5x the non-temporal hint, 1.2x T0 and 1.4x no
-// software prefetch; distances of 1-8 runs were within noise, and fetching
-// every second line or only the start of each page was slower
-// (docs/results/decode.md). On the earlier AMD VM, NTA, T0 and T2 had tied
-// under heavy load.
+// What a loader passes to the cursor per row it consumes (none when null).
 struct Ahead {
-  const std::byte* p = nullptr;  // row 0 of the later block, or nullptr
+  PrefetchCursor<>* cursor = nullptr;
   std::size_t row_bytes = 0;
-  int rows = 0;  // rows of the later block to fetch
-  int last = 0;  // last token index of the current block
-  HWY_INLINE void at(int t) const {
-    if (!p || t >= rows) return;
-    const std::size_t to = row_bytes * (t == last ? rows : t + 1);
-    for (std::size_t o = row_bytes * t / 64 * 64; o < to; o += 64)
-      __builtin_prefetch(p + o, 0, 2);  // into L2, not L1 or non-temporal: see above
+  HWY_INLINE void row() const {
+    if (cursor) cursor->advance(row_bytes);
   }
 };
 
@@ -368,18 +354,18 @@ void ScorePass(const Rows& rows, int n, int w, const float* q, int ldq, float* s
                const Ahead& ahead) {
   int t = 0;
   for (; t + kTokens <= n; t += kTokens) {
-    for (int u = 0; u < kTokens; ++u) ahead.at(t + u);
+    for (int u = 0; u < kTokens; ++u) ahead.row();
     ScoreTile<NQ, kTokens>(rows, t, w, q, ldq, s, lds);
   }
   for (; t < n; ++t) {
-    ahead.at(t);
+    ahead.row();
     ScoreTile<NQ, 1>(rows, t, w, q, ldq, s, lds);
   }
 }
 
 // s[g][t] = q_g . k_t for g in [g0, g1), t in [0, n), in passes of up to
 // kPassQueries queries. w is a multiple of the lanes.
-// The first pass also prefetches `ahead`.
+// The first pass moves the prefetch cursor (`ahead`) on, one key row per token.
 template <class Rows>
 void Scores(const Rows& rows, int n, int w, const float* q, int ldq, int g0, int g1, float* s,
             int lds, Ahead ahead) {
@@ -409,7 +395,7 @@ HWY_INLINE void AccumulateTile(const Rows& rows, int n, int i, const float* p, i
     for (int c = 0; c < C; ++c) a[j][c] = hn::Mul(hn::LoadU(df, acc + j * ldv + i + c * N), va);
   }
   for (int t = 0; t < n; ++t) {
-    ahead.at(t);
+    ahead.row();
     hn::Vec<DF> v[C];
     for (int c = 0; c < C; ++c) v[c] = rows(t, i + c * N);
     for (int j = 0; j < NQ; ++j) {
@@ -422,7 +408,7 @@ HWY_INLINE void AccumulateTile(const Rows& rows, int n, int i, const float* p, i
 }
 
 // Whole row width in tiles of C vectors, then C / 2, ... down to 1; the
-// first tile prefetches `ahead`.
+// first tile moves the prefetch cursor on, one value row per token.
 template <int NQ, int C, class Rows>
 HWY_INLINE void AccumulateFrom(const Rows& rows, int n, int i, int w, const float* p, int lds,
                                const float* alpha, float* acc, int ldv, Ahead& ahead) {
@@ -586,9 +572,12 @@ struct Run {
 
 // The key rows of one block of one head: decoded for latent keys (and rebuilt
 // and rotated), scored against every query of the head, then folded into the
-// online softmax and the value accumulators. `next` is prefetched meanwhile.
+// online softmax and the value accumulators. The start of `next` is
+// prefetched meanwhile; `first` also asks for this run's start (no earlier
+// run's cursor did).
 void Block(const AttentionShape& shape, const AttentionTask& task, const LatentKeys* latent,
-           AttentionScratch& scratch, const HeadState& st, int t0, int t1, const Run& next) {
+           AttentionScratch& scratch, const HeadState& st, int t0, int t1, bool first,
+           const Run& next) {
   const int G = task.n_queries, d = shape.head_dim, n = t1 - t0;
   const int r = task.keys.format.width;
   const int qw = latent ? d : r;
@@ -604,9 +593,17 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
   float* vbuf = scratch.values();
   float alpha[kMaxQueries];
 
-  auto ahead = [&](const PagedRows& rows) {
-    return next.task ? Ahead{rows.row(next.tb), rows.format.bytes(), next.nb, n - 1} : Ahead{};
+  // This run's rows, then the next run's: what the thread reads from here on.
+  PrefetchCursor<> cursor;
+  auto add_run = [&](const AttentionTask& on, int tb, int nb) {
+    cursor.add(on.keys.row(tb), on.keys.format.bytes() * nb);
+    for (int vh = 0; vh < on.n_values; ++vh)
+      cursor.add(on.values[vh].row(tb), on.values[vh].format.bytes() * nb);
   };
+  add_run(task, t0, n);
+  if (next.task) add_run(*next.task, next.tb, next.nb);
+  cursor.start(first);
+  auto ahead = [&](const PagedRows& rows) { return Ahead{&cursor, rows.format.bytes()}; };
 
   if (latent) {
     const RopeSteps* rope = latent->rope;
@@ -640,14 +637,13 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
         st.base_c[i] = c;
       }
     }
-    const Ahead key_ahead = next.task ? ahead(next.task->keys) : Ahead{};  // few bytes: at once
-    for (int t = 0; t < n; ++t) key_ahead.at(t);
+    cursor.advance(task.keys.format.bytes() * n);  // few bytes: at once
     for (int seg = 0; seg < share; ++seg)
       Scores(ScratchRows{kbuf + seg * d, static_cast<std::size_t>(ldk)}, n, ldq, st.q, ldq,
              seg * (G / share), (seg + 1) * (G / share), s, lds, Ahead{});
   } else {
     WithRows(task.keys.format, task.keys.row(t0), n, kbuf, ldk, [&](const auto& rows, int w) {
-      Scores(rows, n, w, st.q, ldq, 0, G, s, lds, next.task ? ahead(next.task->keys) : Ahead{});
+      Scores(rows, n, w, st.q, ldq, 0, G, s, lds, ahead(task.keys));
     });
   }
 
@@ -671,7 +667,7 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
     const PagedRows& V = task.values[vh];
     WithRows(V.format, V.row(t0), n, vbuf, ldv, [&](const auto& rows, int w) {
       Accumulate(rows, n, w, s, lds, alpha, vh * per_value, (vh + 1) * per_value, st.acc, ldv,
-                 next.task && vh < next.task->n_values ? ahead(next.task->values[vh]) : Ahead{});
+                 ahead(V));
     });
   }
 }
@@ -687,24 +683,11 @@ void Finish(const AttentionShape& shape, const AttentionTask& task, const HeadSt
   }
 }
 
-// Whole rows of one run into L2 now (the runs the main loop would have
-// prefetched had they not been the first).
-void PrefetchRun(const Run& run) {
-  const AttentionTask& t = *run.task;
-  const Ahead k{t.keys.row(run.tb), t.keys.format.bytes(), run.nb, 0};
-  k.at(0);
-  for (int vh = 0; vh < t.n_values; ++vh) {
-    const Ahead v{t.values[vh].row(run.tb), t.values[vh].format.bytes(), run.nb, 0};
-    v.at(0);
-  }
-}
-
 // Heads of one sequence over the same tokens, in lockstep: block by block,
 // every head's rows of the block in turn. Heads' rows lie next to each other
 // inside a block, so the thread reads one contiguous stretch per block
-// instead of one short run per block and head; the runs kAheadRuns ahead in
-// that order are prefetched.
-constexpr int kAheadRuns = 2;
+// instead of one short run per block and head; each run's cursor reaches
+// into the next run in that order.
 void AttendHeads(const AttentionShape& shape, std::span<const AttentionTask> tasks,
                  std::span<const LatentKeys* const> latents, AttentionScratch& scratch) {
   const int H = static_cast<int>(tasks.size());
@@ -721,15 +704,13 @@ void AttendHeads(const AttentionShape& shape, std::span<const AttentionTask> tas
     if (tb >= end) return Run{};
     return Run{&tasks[i % H], tb, static_cast<int>(std::min<long>(end, (b + 1) * BT)) - tb};
   };
-  for (long i = 0; i < kAheadRuns; ++i)
-    if (const Run run = run_at(i); run.task) PrefetchRun(run);
 
   long i = 0;
   for (int t0 = begin; t0 < end;) {
     const int t1 = std::min(end, (t0 / BT + 1) * BT);
     for (int h = 0; h < H; ++h, ++i)
-      Block(shape, tasks[h], latent_of(h), scratch, StateOf(scratch, h), t0, t1,
-            run_at(i + kAheadRuns));
+      Block(shape, tasks[h], latent_of(h), scratch, StateOf(scratch, h), t0, t1, i == 0,
+            run_at(i + 1));
     t0 = t1;
   }
   for (int h = 0; h < H; ++h) Finish(shape, tasks[h], StateOf(scratch, h));

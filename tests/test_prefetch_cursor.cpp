@@ -1,0 +1,104 @@
+// The decode kernel's prefetch cursor: after the reader has consumed X bytes,
+// exactly the lines holding stream bytes [ahead, ahead + X) have been
+// requested (with start(true): [0, ahead + X)), in reading order, each once
+// except where two ranges share a line. Checked against a plain byte-by-byte
+// model of the same stream.
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/prefetch_cursor.h"
+
+namespace thinkeys {
+namespace {
+
+struct Record {
+  std::vector<std::uintptr_t>* lines;
+  void operator()(std::uintptr_t line) const { lines->push_back(line); }
+};
+
+struct Span {
+  std::size_t offset, bytes;  // inside the arena
+};
+
+// Line addresses of stream bytes [from, to), in order, without repeats.
+std::vector<std::uintptr_t> model_lines(const std::byte* arena, const std::vector<Span>& spans,
+                                        std::size_t from, std::size_t to) {
+  std::vector<std::uintptr_t> out;
+  std::size_t k = 0;
+  for (const Span& s : spans)
+    for (std::size_t b = 0; b < s.bytes; ++b, ++k) {
+      if (k < from || k >= to) continue;
+      const auto line =
+          reinterpret_cast<std::uintptr_t>(arena + s.offset + b) & ~std::uintptr_t{63};
+      if (out.empty() || out.back() != line) out.push_back(line);
+    }
+  return out;
+}
+
+std::vector<std::uintptr_t> without_repeats(const std::vector<std::uintptr_t>& v) {
+  std::vector<std::uintptr_t> out;
+  for (auto x : v)
+    if (out.empty() || out.back() != x) out.push_back(x);
+  return out;
+}
+
+void check_stream(const std::vector<Span>& spans, std::size_t ahead, bool first,
+                  std::uint32_t seed) {
+  alignas(64) static std::byte arena[1 << 16];
+  std::vector<std::uintptr_t> lines;
+  PrefetchCursor<Record> cursor(ahead, Record{&lines});
+  std::size_t total = 0;
+  for (const Span& s : spans) {
+    cursor.add(arena + s.offset, s.bytes);
+    total += s.bytes;
+  }
+  cursor.start(first);
+  const std::size_t from = first ? 0 : ahead;
+  EXPECT_EQ(without_repeats(lines), model_lines(arena, spans, from, std::min(total, ahead)))
+      << "after start";
+
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> step(0, 300);
+  std::size_t consumed = 0;
+  while (consumed < total) {
+    const std::size_t n = step(rng);
+    cursor.advance(n);
+    consumed += n;
+    const auto want = model_lines(arena, spans, from, std::min(total, ahead + consumed));
+    ASSERT_EQ(without_repeats(lines), want) << "after " << consumed << " bytes";
+    // A line is asked for twice only where two ranges share it.
+    ASSERT_LE(lines.size(), want.size() + spans.size());
+  }
+}
+
+TEST(PrefetchCursor, RequestsEveryLineOnceAheadOfTheReader) {
+  // Unaligned ranges, a range inside one line, one that starts in the line
+  // where the previous ends, and gaps between them.
+  const std::vector<Span> spans = {{10, 1000}, {5000, 30}, {5030, 700}, {8192, 4096}, {20001, 333}};
+  for (std::size_t ahead : {0, 64, 100, 3072})
+    for (bool first : {false, true}) check_stream(spans, ahead, first, 7 + ahead);
+}
+
+TEST(PrefetchCursor, StopsAtTheEndAndIgnoresRangesPastItsCapacity) {
+  // The distance reaches past the last range: nothing outside the ranges is
+  // requested, and advancing past the end is harmless.
+  check_stream({{64, 256}, {1024, 128}}, 3072, true, 1);
+  std::vector<std::uintptr_t> lines;
+  alignas(64) static std::byte arena[64 * 64];
+  PrefetchCursor<Record> cursor(0, Record{&lines});
+  for (int i = 0; i < PrefetchCursor<Record>::kMaxRanges + 2; ++i) cursor.add(arena + 64 * i, 64);
+  cursor.start(false);
+  cursor.advance(64 * 64);
+  ASSERT_EQ(lines.size(), static_cast<std::size_t>(PrefetchCursor<Record>::kMaxRanges));
+  for (int i = 0; i < PrefetchCursor<Record>::kMaxRanges; ++i)
+    EXPECT_EQ(lines[i], reinterpret_cast<std::uintptr_t>(arena + 64 * i));
+  cursor.advance(1000);
+  EXPECT_EQ(lines.size(), static_cast<std::size_t>(PrefetchCursor<Record>::kMaxRanges));
+}
+
+}  // namespace
+}  // namespace thinkeys
