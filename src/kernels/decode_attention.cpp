@@ -381,20 +381,23 @@ void Scores(const Rows& rows, int n, int w, const float* q, int ldq, int g0, int
 }
 
 // Lanes [i, i + C * N) of acc_j = alpha_j * acc_j + sum_t p[j][t] * v_t for
-// NQ queries: the C x NQ accumulators stay in registers over all n tokens,
-// each value vector is loaded (and converted) once for the NQ queries, and
-// the softmax rescale costs one multiply per accumulator per block.
+// NQ queries and tokens [t0, t1): the C x NQ accumulators stay in registers
+// over the tokens, each value vector is loaded (and converted) once for the
+// NQ queries, and the softmax rescale (alpha, null for none) costs one
+// multiply per accumulator.
 template <int NQ, int C, class Rows>
-HWY_INLINE void AccumulateTile(const Rows& rows, int n, int i, const float* p, int lds,
+HWY_INLINE void AccumulateTile(const Rows& rows, int t0, int t1, int i, const float* p, int lds,
                                const float* alpha, float* acc, int ldv, const Ahead& ahead) {
   const DF df;
   const int N = static_cast<int>(hn::Lanes(df));
   hn::Vec<DF> a[NQ][C];
   for (int j = 0; j < NQ; ++j) {
-    const auto va = hn::Set(df, alpha[j]);
-    for (int c = 0; c < C; ++c) a[j][c] = hn::Mul(hn::LoadU(df, acc + j * ldv + i + c * N), va);
+    const auto va = hn::Set(df, alpha ? alpha[j] : 1.0f);
+    for (int c = 0; c < C; ++c) a[j][c] = hn::LoadU(df, acc + j * ldv + i + c * N);
+    if (alpha)
+      for (int c = 0; c < C; ++c) a[j][c] = hn::Mul(a[j][c], va);
   }
-  for (int t = 0; t < n; ++t) {
+  for (int t = t0; t < t1; ++t) {
     ahead.row();
     hn::Vec<DF> v[C];
     for (int c = 0; c < C; ++c) v[c] = rows(t, i + c * N);
@@ -410,12 +413,13 @@ HWY_INLINE void AccumulateTile(const Rows& rows, int n, int i, const float* p, i
 // Whole row width in tiles of C vectors, then C / 2, ... down to 1; the
 // first tile moves the prefetch cursor on, one value row per token.
 template <int NQ, int C, class Rows>
-HWY_INLINE void AccumulateFrom(const Rows& rows, int n, int i, int w, const float* p, int lds,
-                               const float* alpha, float* acc, int ldv, Ahead& ahead) {
+HWY_INLINE void AccumulateFrom(const Rows& rows, int t0, int t1, int i, int w, const float* p,
+                               int lds, const float* alpha, float* acc, int ldv, Ahead& ahead) {
   const int N = static_cast<int>(hn::Lanes(DF()));
   for (; i + C * N <= w; i += C * N, ahead = Ahead{})
-    AccumulateTile<NQ, C>(rows, n, i, p, lds, alpha, acc, ldv, ahead);
-  if constexpr (C > 1) AccumulateFrom<NQ, C / 2>(rows, n, i, w, p, lds, alpha, acc, ldv, ahead);
+    AccumulateTile<NQ, C>(rows, t0, t1, i, p, lds, alpha, acc, ldv, ahead);
+  if constexpr (C > 1)
+    AccumulateFrom<NQ, C / 2>(rows, t0, t1, i, w, p, lds, alpha, acc, ldv, ahead);
 }
 
 constexpr int TileVectors(int nq) {
@@ -423,10 +427,22 @@ constexpr int TileVectors(int nq) {
   return c >= 8 ? 8 : c >= 4 ? 4 : c >= 2 ? 2 : 1;
 }
 
+// Tokens in chunks, all tiles of a chunk before the next: a row's first
+// reads then come at an even pace over the pass (one chunk's rows at a
+// time) instead of all in the first tile, so the prefetch cursor, moved on
+// by the first tile of each chunk, issues its requests evenly too. The
+// accumulators go through memory once per chunk and tile: loads and stores,
+// which do not compete with the FMAs for ports.
+constexpr int kChunkTokens = 16;
 template <int NQ, class Rows>
 void AccumulatePass(const Rows& rows, int n, int w, const float* p, int lds, const float* alpha,
                     float* acc, int ldv, Ahead& ahead) {
-  AccumulateFrom<NQ, TileVectors(NQ)>(rows, n, 0, w, p, lds, alpha, acc, ldv, ahead);
+  for (int t0 = 0; t0 < n; t0 += kChunkTokens) {
+    Ahead chunk_ahead = ahead;
+    AccumulateFrom<NQ, TileVectors(NQ)>(rows, t0, std::min(n, t0 + kChunkTokens), 0, w, p, lds,
+                                        t0 == 0 ? alpha : nullptr, acc, ldv, chunk_ahead);
+  }
+  ahead = Ahead{};
 }
 
 // acc_g = alpha_g * acc_g + sum_t p[g][t] * v_t for g in [g0, g1) over the
