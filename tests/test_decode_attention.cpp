@@ -401,7 +401,7 @@ TEST(DecodeAttention, TileRemaindersOfTokensQueriesAndWidths) {
   on_every_target([&] {
     std::mt19937 rng(31);
     for (int d : {128, 96, 40, 16})
-      for (int G : {3, 5, 6, 16})
+      for (int G : {3, 5, 6, 7, 16})
         for (int length : {1, 3, 4, 5, 9, 35, 131})
           for (int bt : {16, 64, 6}) {
             Case c;

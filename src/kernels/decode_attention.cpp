@@ -372,6 +372,13 @@ void Scores(const Rows& rows, int n, int w, const float* q, int ldq, int g0, int
   int g = g0;
   for (; g + kPassQueries <= g1; g += kPassQueries, ahead = Ahead{})
     ScorePass<kPassQueries>(rows, n, w, q + g * ldq, ldq, s + g * lds, lds, ahead);
+  if constexpr (kPassQueries > 3) {
+    if (g + 3 <= g1) {  // one pass, not 2 + 1 (12 query heads over 4 KV heads)
+      ScorePass<3>(rows, n, w, q + g * ldq, ldq, s + g * lds, lds, ahead);
+      g += 3;
+      ahead = Ahead{};
+    }
+  }
   if (kPassQueries > 2 && g + 2 <= g1) {
     ScorePass<2>(rows, n, w, q + g * ldq, ldq, s + g * lds, lds, ahead);
     g += 2;
@@ -453,6 +460,10 @@ void Accumulate(const Rows& rows, int n, int w, const float* p, int lds, const f
   int g = g0;
   for (; g + 4 <= g1; g += 4)
     AccumulatePass<4>(rows, n, w, p + g * lds, lds, alpha + g, acc + g * ldv, ldv, ahead);
+  if (g + 3 <= g1) {
+    AccumulatePass<3>(rows, n, w, p + g * lds, lds, alpha + g, acc + g * ldv, ldv, ahead);
+    g += 3;
+  }
   if (g + 2 <= g1) {
     AccumulatePass<2>(rows, n, w, p + g * lds, lds, alpha + g, acc + g * ldv, ldv, ahead);
     g += 2;
