@@ -365,7 +365,7 @@ void ScorePass(const Rows& rows, int n, int w, const float* q, int ldq, float* s
 
 // s[g][t] = q_g . k_t for g in [g0, g1), t in [0, n), in passes of up to
 // kPassQueries queries. w is a multiple of the lanes.
-// The first pass moves the prefetch cursor (`ahead`) on, one key row per token.
+// The first pass moves the prefetch cursor (`ahead`) on per token (ScoreAdvance).
 template <class Rows>
 void Scores(const Rows& rows, int n, int w, const float* q, int ldq, int g0, int g1, float* s,
             int lds, Ahead ahead) {
@@ -418,7 +418,7 @@ HWY_INLINE void AccumulateTile(const Rows& rows, int t0, int t1, int i, const fl
 }
 
 // Whole row width in tiles of C vectors, then C / 2, ... down to 1; the
-// first tile moves the prefetch cursor on, one value row per token.
+// first tile moves the prefetch cursor on per token.
 template <int NQ, int C, class Rows>
 HWY_INLINE void AccumulateFrom(const Rows& rows, int t0, int t1, int i, int w, const float* p,
                                int lds, const float* alpha, float* acc, int ldv, Ahead& ahead) {
