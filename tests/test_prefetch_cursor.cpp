@@ -79,7 +79,7 @@ TEST(PrefetchCursor, RequestsEveryLineOnceAheadOfTheReader) {
   // Unaligned ranges, a range inside one line, one that starts in the line
   // where the previous ends, and gaps between them.
   const std::vector<Span> spans = {{10, 1000}, {5000, 30}, {5030, 700}, {8192, 4096}, {20001, 333}};
-  for (std::size_t ahead : {0, 64, 100, 3072})
+  for (std::size_t ahead : {0, 64, 100, 1040, 3072})
     for (bool first : {false, true}) check_stream(spans, ahead, first, 7 + ahead);
 }
 
@@ -87,17 +87,28 @@ TEST(PrefetchCursor, StopsAtTheEndAndIgnoresRangesPastItsCapacity) {
   // The distance reaches past the last range: nothing outside the ranges is
   // requested, and advancing past the end is harmless.
   check_stream({{64, 256}, {1024, 128}}, 3072, true, 1);
-  std::vector<std::uintptr_t> lines;
+  constexpr int kMax = PrefetchCursor<Record>::kMaxRanges;
   alignas(64) static std::byte arena[64 * 64];
+  // Separate ranges (a line apart): those past the capacity are dropped.
+  std::vector<std::uintptr_t> lines;
   PrefetchCursor<Record> cursor(0, Record{&lines});
-  for (int i = 0; i < PrefetchCursor<Record>::kMaxRanges + 2; ++i) cursor.add(arena + 64 * i, 64);
+  for (int i = 0; i < kMax + 2; ++i) cursor.add(arena + 128 * i, 64);
   cursor.start(false);
   cursor.advance(64 * 64);
-  ASSERT_EQ(lines.size(), static_cast<std::size_t>(PrefetchCursor<Record>::kMaxRanges));
-  for (int i = 0; i < PrefetchCursor<Record>::kMaxRanges; ++i)
-    EXPECT_EQ(lines[i], reinterpret_cast<std::uintptr_t>(arena + 64 * i));
+  ASSERT_EQ(lines.size(), static_cast<std::size_t>(kMax));
+  for (int i = 0; i < kMax; ++i)
+    EXPECT_EQ(lines[i], reinterpret_cast<std::uintptr_t>(arena + 128 * i));
   cursor.advance(1000);
-  EXPECT_EQ(lines.size(), static_cast<std::size_t>(PrefetchCursor<Record>::kMaxRanges));
+  EXPECT_EQ(lines.size(), static_cast<std::size_t>(kMax));
+  // Adjacent ranges extend each other, so any number of them fits.
+  std::vector<std::uintptr_t> joined;
+  PrefetchCursor<Record> contiguous(0, Record{&joined});
+  for (int i = 0; i < kMax + 2; ++i) contiguous.add(arena + 64 * i, 64);
+  contiguous.start(false);
+  contiguous.advance(64 * (kMax + 2));
+  ASSERT_EQ(joined.size(), static_cast<std::size_t>(kMax + 2));
+  for (int i = 0; i < kMax + 2; ++i)
+    EXPECT_EQ(joined[i], reinterpret_cast<std::uintptr_t>(arena + 64 * i));
 }
 
 }  // namespace

@@ -33,9 +33,16 @@ class PrefetchCursor {
   explicit PrefetchCursor(std::size_t ahead = kPrefetchAheadBytes, Request request = {})
       : ahead_(ahead), request_(request) {}
 
-  // Ranges past kMaxRanges are not prefetched.
+  // Ranges past kMaxRanges are not prefetched. A range that starts where the
+  // last one ends extends it (a head's key rows are followed by its value
+  // rows, then by the next head's), so the cursor rarely leaves its fast path.
   void add(const std::byte* p, std::size_t n) {
-    if (count_ < kMaxRanges && n > 0) ranges_[count_++] = {reinterpret_cast<std::uintptr_t>(p), n};
+    if (n == 0) return;
+    const auto at = reinterpret_cast<std::uintptr_t>(p);
+    if (count_ > 0 && ranges_[count_ - 1].p + ranges_[count_ - 1].n == at)
+      ranges_[count_ - 1].n += n;
+    else if (count_ < kMaxRanges)
+      ranges_[count_++] = {at, n};
   }
 
   // After the last add: puts the cursor `ahead` bytes into the ranges. The
@@ -44,6 +51,10 @@ class PrefetchCursor {
   void start(bool request) {
     enter(0);
     pos_ += ahead_;
+    if (!request && pos_ <= end_) {
+      line_ = pos_ & ~std::uintptr_t{63};
+      return;
+    }
     walk(ahead_, request);
   }
 
