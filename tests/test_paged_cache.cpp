@@ -243,7 +243,8 @@ TEST(PagedKVCache, PoolBytesAreWhatTheKernelMapped) {
       PagedKVCache cache(thin_model_shape(), spec);
       int id = cache.add_sequence();
       cache.reserve(id, 1);
-      const std::byte* base = cache.block_data(id, 0);  // lowest id: the pool's start
+      // Lowest id, first layer: the pool's start.
+      const std::byte* base = cache.block_data(id, 0, 0);
       std::tie(lo, hi) = mapping_of(base);
       // madvise gives the pool its own mapping; without it the kernel may
       // merge it with a neighbour, so only containment can be checked.
@@ -292,46 +293,90 @@ TEST(PagedKVCache, BlocksNeverOverlap) {
 TEST(PagedKVCache, EveryRowHasItsOwnBytesAndValuesFollowTheirKeyHead) {
   // Two layers; the first shares one key head between two value heads
   // (latent-mode GQA), the second is plain thin keys. Row byte ranges of all
-  // (layer, head, token) must tile the block without overlap, and the value
-  // runs of a key head's group must start where its key run (cache-line
-  // padded) ends, so a decode task reads one contiguous run per block.
+  // (head, token) of a layer must tile that layer's part of the block
+  // without overlap, and the value runs of a key head's group must start
+  // where its key run (cache-line padded) ends, so a decode task reads one
+  // contiguous run per block.
   const std::vector<CacheLayerShape> shape = {{2, 3, 4, 16}, {4, 8, 4, 16}};
   CacheSpec spec{CacheDType::Int4, CacheDType::BF16, 32, 8, 1 << 20};
   PagedKVCache cache(shape, spec);
   const int id = cache.add_sequence();
   cache.reserve(id, 16);
-  std::vector<std::pair<const std::byte*, const std::byte*>> ranges;
-  const std::byte* b0 = cache.block_data(id, 0);
+  std::size_t sections = 0;
   for (int l = 0; l < 2; ++l) {
+    std::vector<std::pair<const std::byte*, const std::byte*>> ranges;
+    const std::byte* b0 = cache.block_data(id, l, 0);
     const std::size_t kb = cache.key_format(l).bytes(), vb = cache.value_format(l).bytes();
+    const int share = shape[l].value_heads / shape[l].key_heads;
     for (int h = 0; h < shape[l].key_heads; ++h) {
-      const int share = shape[l].value_heads / shape[l].key_heads;
       const std::byte* k0 = cache.keys(id, l, h).row(0);
       for (int j = 0; j < share; ++j)
         EXPECT_EQ(cache.values(id, l, h * share + j).row(0),
                   k0 + round64(8 * kb) + j * round64(8 * vb))
             << "layer " << l << " key head " << h << " value " << j;
-      for (int t = 0; t < 8; ++t) ranges.push_back({cache.keys(id, l, h).row(t), nullptr});
+      for (int t = 0; t < 8; ++t) {
+        const std::byte* p = cache.keys(id, l, h).row(t);
+        ranges.push_back({p, p + kb});
+      }
     }
-    for (auto& r : ranges)
-      if (!r.second) r.second = r.first + kb;
     for (int h = 0; h < shape[l].value_heads; ++h)
       for (int t = 0; t < 8; ++t) {
         const std::byte* p = cache.values(id, l, h).row(t);
         ranges.push_back({p, p + vb});
       }
+    std::sort(ranges.begin(), ranges.end());
+    for (std::size_t i = 0; i < ranges.size(); ++i) {
+      EXPECT_GE(ranges[i].first, b0);
+      EXPECT_LE(ranges[i].second, b0 + cache.layer_block_bytes(l));
+      if (i > 0) EXPECT_LE(ranges[i - 1].second, ranges[i].first) << "rows overlap";
+    }
+    // The layer's part of the sequence's next block (the next id of a fresh
+    // pool) follows it directly: one layer of consecutive blocks is one run.
+    EXPECT_EQ(cache.block_data(id, l, 1), b0 + cache.layer_block_bytes(l));
+    // Token 8 is row 0 of the second block.
+    EXPECT_EQ(cache.keys(id, l, 1).row(8) - cache.block_data(id, l, 1),
+              cache.keys(id, l, 1).row(0) - b0);
+    sections += cache.layer_block_bytes(l);
   }
-  std::sort(ranges.begin(), ranges.end());
-  for (std::size_t i = 0; i < ranges.size(); ++i) {
-    EXPECT_GE(ranges[i].first, b0);
-    EXPECT_LE(ranges[i].second, b0 + cache.block_bytes());
-    if (i > 0) EXPECT_LE(ranges[i - 1].second, ranges[i].first) << "rows overlap";
-  }
-  // Token 8 is row 0 of the second block.
-  EXPECT_EQ(cache.keys(id, 1, 3).row(8) - cache.block_data(id, 1),
-            cache.keys(id, 1, 3).row(0) - b0);
+  // The layers' parts make up the block, whose bytes the pool accounts.
+  EXPECT_EQ(sections, cache.block_bytes());
   // Value heads that do not split evenly over key heads have no layout.
   EXPECT_THROW(PagedKVCache({{3, 8, 4, 16}}, spec), Error);
+}
+
+TEST(PagedKVCache, LayersLiveInSeparateRegionsAndCopyBlockCopiesEveryLayer) {
+  // Rows written to one block appear, after copy_block, in another block of
+  // every layer, and nowhere in other sequences.
+  const std::vector<CacheLayerShape> shape = {{1, 8, 2, 16}, {2, 4, 2, 16}, {1, 16, 1, 16}};
+  CacheSpec spec{CacheDType::F32, CacheDType::F32, 32, 4, 1 << 20};
+  PagedKVCache cache(shape, spec);
+  const int a = cache.add_sequence(), b = cache.add_sequence();
+  cache.reserve(a, 12);
+  cache.reserve(b, 4);
+  std::vector<float> row(16);
+  for (int l = 0; l < 3; ++l)
+    for (int h = 0; h < shape[l].key_heads; ++h)
+      for (int t = 0; t < 4; ++t) {
+        for (int i = 0; i < 16; ++i) row[i] = 1000.0f * l + 100.0f * h + 10.0f * t + i;
+        cache.write_key(a, l, h, t, row.data());
+        cache.write_value(b, l, h, t, row.data());
+      }
+  cache.copy_block(a, 0, 2);
+  for (int l = 0; l < 3; ++l)
+    for (int h = 0; h < shape[l].key_heads; ++h)
+      for (int t = 0; t < 4; ++t) {
+        const auto* k = reinterpret_cast<const float*>(cache.keys(a, l, h).row(8 + t));
+        for (int i = 0; i < shape[l].key_width; ++i)
+          ASSERT_EQ(k[i], 1000.0f * l + 100.0f * h + 10.0f * t + i) << l << " " << h << " " << t;
+        const auto* v = reinterpret_cast<const float*>(cache.values(b, l, h).row(t));
+        for (int i = 0; i < 16; ++i) ASSERT_EQ(v[i], 1000.0f * l + 100.0f * h + 10.0f * t + i);
+      }
+  // Layer l's part of a block lies in layer l's region: all of layer 0 comes
+  // before all of layer 1, whatever the block.
+  EXPECT_LT(cache.block_data(b, 0, 0), cache.block_data(a, 1, 0));
+  EXPECT_LT(cache.block_data(a, 0, 2), cache.block_data(b, 1, 0));
+  EXPECT_THROW(cache.block_data(a, 3, 0), Error);
+  EXPECT_THROW(cache.keys(a, -1, 0), Error);
 }
 
 TEST(PagedKVCache, ExhaustionIsAnErrorAndLeavesOthersIntact) {

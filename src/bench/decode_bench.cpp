@@ -70,8 +70,7 @@ DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBe
         cache.write_key(id, 0, h, t, row.data());
         cache.write_value(id, 0, h, t, row.data());
       }
-    for (int i = 1; i < blocks_per_seq; ++i)
-      std::memcpy(cache.block_data(id, i), cache.block_data(id, 0), cache.block_bytes());
+    for (int i = 1; i < blocks_per_seq; ++i) cache.copy_block(id, 0, i);
     ids.push_back(id);
   }
 

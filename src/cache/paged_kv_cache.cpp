@@ -1,5 +1,6 @@
 #include "cache/paged_kv_cache.h"
 
+#include <cstring>
 #include <string>
 
 #include "kernels/quantize.h"
@@ -26,7 +27,15 @@ PagedKVCache::PagedKVCache(std::vector<CacheLayerShape> layers, const CacheSpec&
     : layers_(std::move(layers)),
       spec_(spec),
       layout_bytes_(plan_layout()),
-      pool_(layout_bytes_, spec.budget_bytes, spec.huge_pages) {}
+      pool_(layout_bytes_, spec.budget_bytes, spec.huge_pages) {
+  // Layer l's region holds slot b of every block b: the pool's capacity is
+  // total_blocks x (sum of the sections), so the regions tile it exactly.
+  std::byte* at = pool_.data(0);
+  for (std::size_t bytes : section_bytes_) {
+    regions_.push_back(at);
+    at += bytes * static_cast<std::size_t>(pool_.total_blocks());
+  }
+}
 
 std::size_t PagedKVCache::plan_layout() {
   if (layers_.empty()) throw Error("paged KV cache needs at least one layer");
@@ -47,24 +56,28 @@ std::size_t PagedKVCache::plan_layout() {
     // (docs/results/decode.md); each run starts on a cache line so vector
     // loads never straddle two heads' rows.
     HeadGroups g;
-    g.offset = at;
     g.key_stride = align_up(key_formats_.back().bytes() * spec_.block_tokens);
     g.value_stride = align_up(value_formats_.back().bytes() * spec_.block_tokens);
     g.share = L.value_heads / L.key_heads;
     g.stride = g.key_stride + g.share * g.value_stride;
-    at += L.key_heads * g.stride;
+    section_bytes_.push_back(L.key_heads * g.stride);
+    at += section_bytes_.back();
     groups_.push_back(g);
   }
   return at;
 }
 
+std::byte* PagedKVCache::section(int layer, int block) const {
+  return regions_[layer] + section_bytes_[layer] * static_cast<std::size_t>(block);
+}
+
 std::size_t PagedKVCache::key_offset(int layer, int head) const {
   const HeadGroups& g = groups_[layer];
-  return g.offset + head * g.stride;
+  return head * g.stride;
 }
 std::size_t PagedKVCache::value_offset(int layer, int head) const {
   const HeadGroups& g = groups_[layer];
-  return g.offset + (head / g.share) * g.stride + g.key_stride + (head % g.share) * g.value_stride;
+  return (head / g.share) * g.stride + g.key_stride + (head % g.share) * g.value_stride;
 }
 
 int PagedKVCache::add_sequence() {
@@ -109,7 +122,10 @@ void PagedKVCache::reserve(int id, int tokens) {
   const int have = static_cast<int>(s.blocks.size());
   if (need <= have) return;
   pool_.take(need - have, s.blocks);
-  for (int i = have; i < need; ++i) s.addresses.push_back(pool_.data(s.blocks[i]));
+  s.addresses.resize(layers_.size());
+  for (std::size_t l = 0; l < layers_.size(); ++l)
+    for (int i = have; i < need; ++i)
+      s.addresses[l].push_back(section(static_cast<int>(l), s.blocks[i]));
 }
 
 int PagedKVCache::capacity(int id) const {
@@ -125,42 +141,53 @@ void PagedKVCache::set_length(int id, int tokens) {
   seq(id).length = tokens;
 }
 
-std::byte* PagedKVCache::row_address(int id, std::size_t offset, const RowFormat& f, int pos) {
+std::byte* PagedKVCache::row_address(int id, int layer, std::size_t offset, const RowFormat& f,
+                                     int pos) {
   Sequence& s = seq(id);
   if (pos < 0 || pos >= static_cast<int>(s.blocks.size()) * spec_.block_tokens)
     throw Error("cache write at position " + std::to_string(pos) +
                 " outside the sequence's reserved capacity of " + std::to_string(capacity(id)) +
                 " tokens");
-  return pool_.data(s.blocks[pos / spec_.block_tokens]) + offset +
+  return section(layer, s.blocks[pos / spec_.block_tokens]) + offset +
          f.bytes() * static_cast<std::size_t>(pos % spec_.block_tokens);
 }
 
 void PagedKVCache::write_key(int id, int layer, int head, int pos, const float* row) {
   const RowFormat& f = key_formats_.at(layer);
   if (head < 0 || head >= layers_[layer].key_heads) throw Error("key head out of range");
-  encode_row(f, row, row_address(id, key_offset(layer, head), f, pos));
+  encode_row(f, row, row_address(id, layer, key_offset(layer, head), f, pos));
 }
 
 void PagedKVCache::write_value(int id, int layer, int head, int pos, const float* row) {
   const RowFormat& f = value_formats_.at(layer);
   if (head < 0 || head >= layers_[layer].value_heads) throw Error("value head out of range");
-  encode_row(f, row, row_address(id, value_offset(layer, head), f, pos));
+  encode_row(f, row, row_address(id, layer, value_offset(layer, head), f, pos));
 }
 
 PagedRows PagedKVCache::keys(int id, int layer, int head) const {
-  return {seq(id).addresses.data(), key_offset(layer, head), key_formats_[layer],
-          spec_.block_tokens};
+  if (layer < 0 || layer >= static_cast<int>(layers_.size())) throw Error("layer out of range");
+  const Sequence& s = seq(id);
+  return {s.blocks.empty() ? nullptr : s.addresses[layer].data(), key_offset(layer, head),
+          key_formats_[layer], spec_.block_tokens};
 }
 
 PagedRows PagedKVCache::values(int id, int layer, int head) const {
-  return {seq(id).addresses.data(), value_offset(layer, head), value_formats_[layer],
-          spec_.block_tokens};
+  if (layer < 0 || layer >= static_cast<int>(layers_.size())) throw Error("layer out of range");
+  const Sequence& s = seq(id);
+  return {s.blocks.empty() ? nullptr : s.addresses[layer].data(), value_offset(layer, head),
+          value_formats_[layer], spec_.block_tokens};
 }
 
-std::byte* PagedKVCache::block_data(int id, int i) {
+std::byte* PagedKVCache::block_data(int id, int layer, int i) {
   const Sequence& s = seq(id);
+  if (layer < 0 || layer >= static_cast<int>(layers_.size())) throw Error("layer out of range");
   if (i < 0 || i >= static_cast<int>(s.blocks.size())) throw Error("block index out of range");
-  return pool_.data(s.blocks[i]);
+  return section(layer, s.blocks[i]);
+}
+
+void PagedKVCache::copy_block(int id, int from, int to) {
+  for (int l = 0; l < static_cast<int>(layers_.size()); ++l)
+    std::memcpy(block_data(id, l, to), block_data(id, l, from), section_bytes_[l]);
 }
 
 std::size_t PagedKVCache::payload_bytes_per_token() const {

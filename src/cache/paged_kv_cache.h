@@ -1,9 +1,13 @@
 #pragma once
-// Paged KV cache for many sequences: one BlockPool with a byte budget, a block
-// table per sequence, and a block layout holding every layer's key and value
-// rows for block_tokens tokens. Key width may differ per layer (thin ranks),
-// and keys and values each have their own dtype. Value heads are a whole
-// multiple of key heads (GQA with latent keys shares one key head).
+// Paged KV cache for many sequences: one BlockPool with a byte budget and a
+// block table per sequence. A block holds every layer's key and value rows
+// for block_tokens tokens, but the pool's memory is laid out layer by layer
+// (as vLLM's per-layer tensors): block b's rows of layer l sit in slot b of
+// layer l's region, so a sequence's consecutive blocks of one layer are
+// adjacent and decode attention, which reads one layer at a time, streams
+// them. Key width may differ per layer (thin ranks), and keys and values each
+// have their own dtype. Value heads are a whole multiple of key heads (GQA
+// with latent keys shares one key head).
 #include <cstddef>
 #include <vector>
 
@@ -59,9 +63,12 @@ class PagedKVCache {
   // or remove of this sequence.
   PagedRows keys(int id, int layer, int head) const;
   PagedRows values(int id, int layer, int head) const;
-  // Raw bytes of the sequence's i-th block, for bulk loaders (benchmarks fill
-  // one block and replicate it).
-  std::byte* block_data(int id, int i);
+  // Raw bytes of one layer's rows in the sequence's i-th block.
+  std::byte* block_data(int id, int layer, int i);
+  std::size_t layer_block_bytes(int layer) const { return section_bytes_[layer]; }
+  // Copies every layer's rows of the sequence's block `from` over block `to`
+  // (bulk loaders fill one block and replicate it).
+  void copy_block(int id, int from, int to);
 
   const CacheSpec& spec() const { return spec_; }
   const std::vector<CacheLayerShape>& layers() const { return layers_; }
@@ -88,13 +95,14 @@ class PagedKVCache {
     bool live = false;
     int length = 0;
     std::vector<int> blocks;
-    std::vector<const std::byte*> addresses;
+    std::vector<std::vector<const std::byte*>> addresses;  // per layer, per block
   };
   const Sequence& seq(int id) const;
   Sequence& seq(int id);
-  std::byte* row_address(int id, std::size_t offset, const RowFormat& f, int pos);
+  std::byte* row_address(int id, int layer, std::size_t offset, const RowFormat& f, int pos);
   std::size_t plan_layout();  // fills formats and offsets, returns bytes per block
-  std::size_t key_offset(int layer, int head) const;  // of the head's rows in a block
+  std::byte* section(int layer, int block) const;     // a block's rows of one layer
+  std::size_t key_offset(int layer, int head) const;  // of the head's rows in a section
   std::size_t value_offset(int layer, int head) const;
 
   std::vector<CacheLayerShape> layers_;
@@ -103,12 +111,14 @@ class PagedKVCache {
   // Per layer: key head h's rows, then those of value heads [h * share,
   // (h + 1) * share), repeated for every key head.
   struct HeadGroups {
-    std::size_t offset = 0, stride = 0, key_stride = 0, value_stride = 0;
+    std::size_t stride = 0, key_stride = 0, value_stride = 0;
     int share = 1;
   };
   std::vector<HeadGroups> groups_;
+  std::vector<std::size_t> section_bytes_;  // per layer, per block
   std::size_t layout_bytes_ = 0;
   BlockPool pool_;
+  std::vector<std::byte*> regions_;  // per layer: its slot for block 0
   std::vector<Sequence> seqs_;
 };
 

@@ -8,8 +8,8 @@
 namespace thinkeys {
 
 struct PagedRows {
-  const std::byte* const* blocks = nullptr;  // block base addresses, in token order
-  std::size_t offset = 0;                    // of this head's rows inside a block
+  const std::byte* const* blocks = nullptr;  // the layer's rows in each block, in token order
+  std::size_t offset = 0;                    // of this head's rows among them
   RowFormat format;
   int block_tokens = 0;
 

@@ -139,8 +139,7 @@ int BatchDecoder::add_synthetic(int length, uint64_t seed) {
     if (blocks > period_blocks)
       pool_.run(blocks - period_blocks, [&](int i, int) {
         const int b = period_blocks + i;
-        std::memcpy(cache_.block_data(id, b), cache_.block_data(id, b % period_blocks),
-                    cache_.block_bytes());
+        cache_.copy_block(id, b % period_blocks, b);
       });
     cache_.set_length(id, length);
   } catch (...) {
