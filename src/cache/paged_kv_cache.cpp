@@ -67,6 +67,10 @@ std::size_t PagedKVCache::plan_layout() {
   return at;
 }
 
+void PagedKVCache::check_layer(int layer) const {
+  if (layer < 0 || layer >= static_cast<int>(layers_.size())) throw Error("layer out of range");
+}
+
 std::byte* PagedKVCache::section(int layer, int block) const {
   return regions_[layer] + section_bytes_[layer] * static_cast<std::size_t>(block);
 }
@@ -165,14 +169,14 @@ void PagedKVCache::write_value(int id, int layer, int head, int pos, const float
 }
 
 PagedRows PagedKVCache::keys(int id, int layer, int head) const {
-  if (layer < 0 || layer >= static_cast<int>(layers_.size())) throw Error("layer out of range");
+  check_layer(layer);
   const Sequence& s = seq(id);
   return {s.blocks.empty() ? nullptr : s.addresses[layer].data(), key_offset(layer, head),
           key_formats_[layer], spec_.block_tokens};
 }
 
 PagedRows PagedKVCache::values(int id, int layer, int head) const {
-  if (layer < 0 || layer >= static_cast<int>(layers_.size())) throw Error("layer out of range");
+  check_layer(layer);
   const Sequence& s = seq(id);
   return {s.blocks.empty() ? nullptr : s.addresses[layer].data(), value_offset(layer, head),
           value_formats_[layer], spec_.block_tokens};
@@ -180,7 +184,7 @@ PagedRows PagedKVCache::values(int id, int layer, int head) const {
 
 std::byte* PagedKVCache::block_data(int id, int layer, int i) {
   const Sequence& s = seq(id);
-  if (layer < 0 || layer >= static_cast<int>(layers_.size())) throw Error("layer out of range");
+  check_layer(layer);
   if (i < 0 || i >= static_cast<int>(s.blocks.size())) throw Error("block index out of range");
   return section(layer, s.blocks[i]);
 }

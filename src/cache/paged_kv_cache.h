@@ -101,6 +101,7 @@ class PagedKVCache {
   Sequence& seq(int id);
   std::byte* row_address(int id, int layer, std::size_t offset, const RowFormat& f, int pos);
   std::size_t plan_layout();  // fills formats and offsets, returns bytes per block
+  void check_layer(int layer) const;
   std::byte* section(int layer, int block) const;     // a block's rows of one layer
   std::size_t key_offset(int layer, int head) const;  // of the head's rows in a section
   std::size_t value_offset(int layer, int head) const;

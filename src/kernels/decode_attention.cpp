@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "kernels/prefetch_cursor.h"
 #include "kernels/quantize.h"
@@ -363,28 +364,38 @@ void ScorePass(const Rows& rows, int n, int w, const float* q, int ldq, float* s
   }
 }
 
+// Calls fn(std::integral_constant<int, nq>(), g) for the passes that cover
+// queries [g0, g1): passes of kWidest, then at most one each of 3 (one pass,
+// not 2 + 1: 12 query heads over 4 KV heads), 2 and 1 narrower than kWidest.
+template <int kWidest, class Fn>
+HWY_INLINE void QueryPasses(int g0, int g1, Fn&& fn) {
+  int g = g0;
+  for (; g + kWidest <= g1; g += kWidest) fn(std::integral_constant<int, kWidest>(), g);
+  if constexpr (kWidest > 3) {
+    if (g + 3 <= g1) {
+      fn(std::integral_constant<int, 3>(), g);
+      g += 3;
+    }
+  }
+  if constexpr (kWidest > 2) {
+    if (g + 2 <= g1) {
+      fn(std::integral_constant<int, 2>(), g);
+      g += 2;
+    }
+  }
+  if (g < g1) fn(std::integral_constant<int, 1>(), g);
+}
+
 // s[g][t] = q_g . k_t for g in [g0, g1), t in [0, n), in passes of up to
 // kPassQueries queries. w is a multiple of the lanes.
 // The first pass moves the prefetch cursor (`ahead`) on per token (ScoreAdvance).
 template <class Rows>
 void Scores(const Rows& rows, int n, int w, const float* q, int ldq, int g0, int g1, float* s,
             int lds, Ahead ahead) {
-  int g = g0;
-  for (; g + kPassQueries <= g1; g += kPassQueries, ahead = Ahead{})
-    ScorePass<kPassQueries>(rows, n, w, q + g * ldq, ldq, s + g * lds, lds, ahead);
-  if constexpr (kPassQueries > 3) {
-    if (g + 3 <= g1) {  // one pass, not 2 + 1 (12 query heads over 4 KV heads)
-      ScorePass<3>(rows, n, w, q + g * ldq, ldq, s + g * lds, lds, ahead);
-      g += 3;
-      ahead = Ahead{};
-    }
-  }
-  if (kPassQueries > 2 && g + 2 <= g1) {
-    ScorePass<2>(rows, n, w, q + g * ldq, ldq, s + g * lds, lds, ahead);
-    g += 2;
+  QueryPasses<kPassQueries>(g0, g1, [&](auto nq, int g) {
+    ScorePass<nq.value>(rows, n, w, q + g * ldq, ldq, s + g * lds, lds, ahead);
     ahead = Ahead{};
-  }
-  if (g < g1) ScorePass<1>(rows, n, w, q + g * ldq, ldq, s + g * lds, lds, ahead);
+  });
 }
 
 // Lanes [i, i + C * N) of acc_j = alpha_j * acc_j + sum_t p[j][t] * v_t for
@@ -453,22 +464,13 @@ void AccumulatePass(const Rows& rows, int n, int w, const float* p, int lds, con
 }
 
 // acc_g = alpha_g * acc_g + sum_t p[g][t] * v_t for g in [g0, g1) over the
-// n rows of one value head.
+// n rows of one value head, in passes of up to 4 queries.
 template <class Rows>
 void Accumulate(const Rows& rows, int n, int w, const float* p, int lds, const float* alpha, int g0,
                 int g1, float* acc, int ldv, Ahead ahead) {
-  int g = g0;
-  for (; g + 4 <= g1; g += 4)
-    AccumulatePass<4>(rows, n, w, p + g * lds, lds, alpha + g, acc + g * ldv, ldv, ahead);
-  if (g + 3 <= g1) {
-    AccumulatePass<3>(rows, n, w, p + g * lds, lds, alpha + g, acc + g * ldv, ldv, ahead);
-    g += 3;
-  }
-  if (g + 2 <= g1) {
-    AccumulatePass<2>(rows, n, w, p + g * lds, lds, alpha + g, acc + g * ldv, ldv, ahead);
-    g += 2;
-  }
-  if (g < g1) AccumulatePass<1>(rows, n, w, p + g * lds, lds, alpha + g, acc + g * ldv, ldv, ahead);
+  QueryPasses<4>(g0, g1, [&](auto nq, int g) {
+    AccumulatePass<nq.value>(rows, n, w, p + g * lds, lds, alpha + g, acc + g * ldv, ldv, ahead);
+  });
 }
 
 // Calls fn with a loader for n stored rows: direct for float types whose
