@@ -229,10 +229,13 @@ TEST(BatchDecoder, SyntheticPrefixDecodesLikeDenseWithTheSameRows) {
   bool all_same = true, any_other_same = false;
   auto copy = [&](PagedRows rows, PagedRows same_rows, PagedRows other_rows, at::Tensor dst) {
     const int w = static_cast<int>(dst.size(1));
+    std::vector<float> p(w), same_p(w), other_p(w);
     for (int t = 0; t < n; ++t) {
-      const float* p = reinterpret_cast<const float*>(rows.row(t));
-      all_same &= std::memcmp(p, same_rows.row(t), w * sizeof(float)) == 0;
-      any_other_same |= std::memcmp(p, other_rows.row(t), w * sizeof(float)) == 0;
+      read_row(rows, t, p.data());
+      read_row(same_rows, t, same_p.data());
+      read_row(other_rows, t, other_p.data());
+      all_same &= p == same_p;
+      any_other_same |= p == other_p;
       for (int j = 0; j < w; ++j) {
         dst[t][j] = p[j];
         sum += p[j];

@@ -29,7 +29,8 @@ struct Case {
   bool latent = false, rope = true;
   float q_scale = 1.0f;
   int split = 0;  // > 0: run through AttentionSplits cutting the task into up to this many pieces
-  bool rotate = true;  // CacheSpec::rotate_keys
+  bool rotate = true;      // CacheSpec::rotate_keys
+  bool by_channel = true;  // CacheSpec::keys_by_channel
 };
 
 std::string describe(const Case& c) {
@@ -38,7 +39,8 @@ std::string describe(const Case& c) {
          " begin=" + std::to_string(c.begin) + " bt=" + std::to_string(c.block_tokens) +
          " K=" + to_string(c.kt) + " V=" + to_string(c.vt) + (c.latent ? " latent" : "") +
          (c.latent && c.rope ? "+rope" : "") +
-         (c.split ? " split " + std::to_string(c.split) : "") + (c.rotate ? "" : " unrotated");
+         (c.split ? " split " + std::to_string(c.split) : "") + (c.rotate ? "" : " unrotated") +
+         (c.by_channel ? "" : " token-major keys");
 }
 
 // Plain attention of G queries over keys [S][qw] and per-query values.
@@ -80,8 +82,10 @@ Built run_case(const Case& c, std::mt19937& rng) {
   std::normal_distribution<float> N(0.0f, 1.0f);
   CacheSpec spec{c.kt, c.vt, 32, c.block_tokens, std::size_t{64} << 20};
   spec.rotate_keys = c.rotate;
+  spec.keys_by_channel = c.by_channel;
   PagedKVCache cache({{1, c.r, nv, c.d}}, spec);
   const int id = cache.add_sequence();
+  EXPECT_EQ(cache.keys(id, 0, 0).by_channel, c.by_channel && !is_quantized(c.kt));
   cache.reserve(id, c.length);
   cache.set_length(id, c.length);
   const RowFormat kf = cache.key_format(0), vf = cache.value_format(0);
@@ -95,12 +99,11 @@ Built run_case(const Case& c, std::mt19937& rng) {
     for (auto& x : k_orig[t]) x = N(rng);
     cache.write_key(id, 0, 0, t, k_orig[t].data());
     k_dec[t].resize(c.r);
-    const std::byte* row = cache.keys(id, 0, 0).row(t);
-    decode_row(kf, row, k_dec[t].data());
+    cache.read_key(id, 0, 0, t, k_dec[t].data());
     for (int i = 0; i < c.r; ++i) {
       double step = 0;
       if (is_quantized(c.kt))
-        step = row_scale(kf, row, i / kf.group);
+        step = row_scale(kf, cache.keys(id, 0, 0).row(t), i / kf.group);
       else if (c.kt == CacheDType::F16)
         step = std::ldexp(std::fabs(k_orig[t][i]), -10);
       else if (c.kt == CacheDType::BF16)
@@ -113,7 +116,7 @@ Built run_case(const Case& c, std::mt19937& rng) {
       std::vector<float> v(c.d), y(c.d);
       for (auto& x : v) x = N(rng);
       cache.write_value(id, 0, h, t, v.data());
-      decode_row(vf, cache.values(id, 0, h).row(t), y.data());
+      cache.read_value(id, 0, h, t, y.data());
       v_orig[h].push_back(v);
       v_dec[h].push_back(y);
     }
@@ -412,6 +415,30 @@ TEST(DecodeAttention, TileRemaindersOfTokensQueriesAndWidths) {
             c.q_scale = 2.0f;
             check(c, rng);
           }
+  });
+}
+
+// Float keys stored by channel are scored a vector of tokens at a time, in
+// tiles of 4, 2 and 1 vectors and one by one past the last whole vector;
+// stored token by token, a row at a time. Both against the reference, over
+// widths, groups, lengths and windows that leave every remainder, with
+// blocks shorter than a vector and blocks of several tiles.
+TEST(DecodeAttention, FloatKeysByChannelOrByToken) {
+  on_every_target([&] {
+    std::mt19937 rng(41);
+    for (CacheDType kt : {CacheDType::F32, CacheDType::F16, CacheDType::BF16})
+      for (bool by_channel : {true, false})
+        for (int r : {1, 5, 16, 33, 128})
+          for (int G : {1, 3, 4, 8})
+            for (int bt : {5, 16, 64, 128}) {
+              Case c;
+              c.d = 32, c.r = r, c.G = G, c.kt = kt, c.vt = CacheDType::F16, c.block_tokens = bt;
+              c.by_channel = by_channel;
+              c.length = 1 + static_cast<int>(rng() % 300);
+              c.begin = static_cast<int>(rng() % 3) == 0 ? c.length / 3 : 0;
+              c.q_scale = 2.0f;
+              check(c, rng);
+            }
   });
 }
 

@@ -290,6 +290,62 @@ TEST(PagedKVCache, BlocksNeverOverlap) {
   EXPECT_THROW(pool.give(ids[0]), Error);  // double return
 }
 
+// Float keys by channel: channel j of a block's token slot i is element
+// j * block_tokens + i of the head's part of the block, written by
+// write_key and read back by read_key; values and quantized keys stay token
+// by token, and keys_by_channel = false keeps float keys so too.
+TEST(PagedKVCache, FloatKeysAreStoredChannelByChannel) {
+  const int bt = 8, w = 5;
+  for (CacheDType kt : {CacheDType::F32, CacheDType::F16, CacheDType::BF16, CacheDType::Int8})
+    for (bool by_channel : {true, false}) {
+      CacheSpec spec{kt, CacheDType::F32, 32, bt, 1 << 20};
+      spec.keys_by_channel = by_channel;
+      PagedKVCache cache({{2, w, 2, 4}}, spec);
+      const int id = cache.add_sequence();
+      cache.reserve(id, 2 * bt);
+      const bool expect = by_channel && !is_quantized(kt);
+      EXPECT_EQ(cache.keys_by_channel(0), expect);
+      for (int h = 0; h < 2; ++h)
+        for (int t = 0; t < 2 * bt; ++t) {
+          float row[w];
+          for (int j = 0; j < w; ++j) row[j] = 16.0f * h + 2.0f * j + 0.125f * t;  // exact in bf16
+          cache.write_key(id, 0, h, t, row);
+        }
+      const RowFormat& f = cache.key_format(0);
+      for (int h = 0; h < 2; ++h)
+        for (int t = 0; t < 2 * bt; ++t) {
+          const PagedRows k = cache.keys(id, 0, h);
+          ASSERT_EQ(k.by_channel, expect);
+          float got[w];
+          cache.read_key(id, 0, h, t, got);
+          for (int j = 0; j < w; ++j) {
+            const float want = 16.0f * h + 2.0f * j + 0.125f * t;
+            if (!is_quantized(kt)) EXPECT_EQ(got[j], want) << h << " " << t << " " << j;
+            if (!expect) continue;
+            // The stored element itself, at its documented place.
+            const std::byte* p = k.part(t) + k.element_bytes() * (j * bt + t % bt);
+            float stored;
+            if (kt == CacheDType::F32) {
+              std::memcpy(&stored, p, 4);
+            } else {
+              uint16_t b;
+              std::memcpy(&b, p, 2);
+              stored = kt == CacheDType::F16 ? f16_to_f32(b) : bf16_to_f32(b);
+            }
+            EXPECT_EQ(stored, want) << h << " " << t << " " << j;
+          }
+          // Either way the head's keys fill exactly its own part of the block.
+          EXPECT_EQ(k.part(t),
+                    cache.block_data(id, 0, t / bt) + h * (cache.layer_block_bytes(0) / 2));
+          if (!expect) EXPECT_EQ(k.row(t), k.part(t) + f.bytes() * (t % bt));
+        }
+      float sink[w];
+      EXPECT_THROW(cache.read_key(id, 0, 0, 2 * bt, sink), Error);
+      EXPECT_THROW(cache.read_key(id, 0, 2, 0, sink), Error);
+      EXPECT_THROW(cache.read_value(id, 0, 0, -1, sink), Error);
+    }
+}
+
 TEST(PagedKVCache, EveryRowHasItsOwnBytesAndValuesFollowTheirKeyHead) {
   // Two layers; the first shares one key head between two value heads
   // (latent-mode GQA), the second is plain thin keys. Row byte ranges of all
@@ -365,7 +421,8 @@ TEST(PagedKVCache, LayersLiveInSeparateRegionsAndCopyBlockCopiesEveryLayer) {
   for (int l = 0; l < 3; ++l)
     for (int h = 0; h < shape[l].key_heads; ++h)
       for (int t = 0; t < 4; ++t) {
-        const auto* k = reinterpret_cast<const float*>(cache.keys(a, l, h).row(8 + t));
+        std::vector<float> k(shape[l].key_width);
+        cache.read_key(a, l, h, 8 + t, k.data());
         for (int i = 0; i < shape[l].key_width; ++i)
           ASSERT_EQ(k[i], 1000.0f * l + 100.0f * h + 10.0f * t + i) << l << " " << h << " " << t;
         const auto* v = reinterpret_cast<const float*>(cache.values(b, l, h).row(t));
@@ -401,8 +458,8 @@ TEST(PagedKVCache, ExhaustionIsAnErrorAndLeavesOthersIntact) {
     std::vector<float> all;
     for (int t = 0; t < 24; ++t) {
       std::vector<float> k(8), v(16);
-      decode_row(cache.key_format(0), cache.keys(a, 0, 0).row(t), k.data());
-      decode_row(cache.value_format(0), cache.values(a, 0, 0).row(t), v.data());
+      cache.read_key(a, 0, 0, t, k.data());
+      cache.read_value(a, 0, 0, t, v.data());
       all.insert(all.end(), k.begin(), k.end());
       all.insert(all.end(), v.begin(), v.end());
     }

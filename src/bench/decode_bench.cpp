@@ -30,12 +30,21 @@ std::vector<DecodeBenchCache> decode_bench_caches() {
           {"latent-f16", 0.25, CacheDType::F16, CacheDType::F16, true}};
 }
 
+std::vector<DecodeBenchCache> decode_bench_diagnostic_caches() {
+  return {{"full-f16-bytoken", 1.0, CacheDType::F16, CacheDType::F16, false, true},
+          {"thin-f16-bytoken", 0.25, CacheDType::F16, CacheDType::F16, false, true},
+          // r = 3/16 of the head: 24 of 128, not a whole number of vectors.
+          {"r24-f16", 0.1875, CacheDType::F16, CacheDType::F16, false, false},
+          {"r24-f16-bytoken", 0.1875, CacheDType::F16, CacheDType::F16, false, true}};
+}
+
 DecodeBenchCache find_decode_bench_cache(const std::string& name) {
   std::string known;
-  for (const auto& c : decode_bench_caches()) {
-    if (c.name == name) return c;
-    known += (known.empty() ? "" : ", ") + c.name;
-  }
+  for (const auto& list : {decode_bench_caches(), decode_bench_diagnostic_caches()})
+    for (const auto& c : list) {
+      if (c.name == name) return c;
+      known += (known.empty() ? "" : ", ") + c.name;
+    }
   throw Error("unknown decode bench cache '" + name + "' (expected one of " + known + ")");
 }
 
@@ -47,6 +56,7 @@ DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBe
   const int r = std::max(1, static_cast<int>(std::lround(cc.key_ratio * d)));
   const std::vector<CacheLayerShape> layers = {{nk, r, nk, d}};
   CacheSpec spec{cc.key_dtype, cc.value_dtype, kDefaultQuantGroup, block_tokens, 0, huge_pages};
+  spec.keys_by_channel = !cc.keys_by_token;
   const int blocks_per_seq = (ctx + block_tokens - 1) / block_tokens;
   spec.budget_bytes = PagedKVCache(layers, CacheSpec{spec.key_dtype, spec.value_dtype, spec.group,
                                                      block_tokens, std::size_t{1} << 24})

@@ -1,5 +1,6 @@
 #include "cache/paged_kv_cache.h"
 
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -156,10 +157,29 @@ std::byte* PagedKVCache::row_address(int id, int layer, std::size_t offset, cons
          f.bytes() * static_cast<std::size_t>(pos % spec_.block_tokens);
 }
 
+bool PagedKVCache::keys_by_channel(int layer) const {
+  check_layer(layer);
+  return spec_.keys_by_channel && !is_quantized(spec_.key_dtype);
+}
+
 void PagedKVCache::write_key(int id, int layer, int head, int pos, const float* row) {
   const RowFormat& f = key_formats_.at(layer);
   if (head < 0 || head >= layers_[layer].key_heads) throw Error("key head out of range");
-  encode_row(f, row, row_address(id, layer, key_offset(layer, head), f, pos));
+  if (!keys_by_channel(layer))
+    return encode_row(f, row, row_address(id, layer, key_offset(layer, head), f, pos));
+  // Channel j of slot i is element j * block_tokens + i of the head's part:
+  // row_address of a one-element format is that slot's channel 0.
+  const std::size_t es = f.data_bytes() / f.width;
+  std::byte* p = row_address(id, layer, key_offset(layer, head), make_row_format(f.dtype, 1), pos);
+  const std::size_t channel_stride = es * static_cast<std::size_t>(spec_.block_tokens);
+  for (int j = 0; j < f.width; ++j, p += channel_stride) {
+    if (f.dtype == CacheDType::F32) {
+      std::memcpy(p, row + j, sizeof(float));
+      continue;
+    }
+    const uint16_t h = f.dtype == CacheDType::F16 ? f32_to_f16(row[j]) : f32_to_bf16(row[j]);
+    std::memcpy(p, &h, sizeof(h));
+  }
 }
 
 void PagedKVCache::write_value(int id, int layer, int head, int pos, const float* row) {
@@ -172,7 +192,19 @@ PagedRows PagedKVCache::keys(int id, int layer, int head) const {
   check_layer(layer);
   const Sequence& s = seq(id);
   return {s.blocks.empty() ? nullptr : s.addresses[layer].data(), key_offset(layer, head),
-          key_formats_[layer], spec_.block_tokens};
+          key_formats_[layer], spec_.block_tokens, keys_by_channel(layer)};
+}
+
+void PagedKVCache::read_key(int id, int layer, int head, int pos, float* row) const {
+  if (head < 0 || head >= layers_.at(layer).key_heads) throw Error("key head out of range");
+  if (pos < 0 || pos >= capacity(id)) throw Error("cache read outside the reserved tokens");
+  read_row(keys(id, layer, head), pos, row);
+}
+
+void PagedKVCache::read_value(int id, int layer, int head, int pos, float* row) const {
+  if (head < 0 || head >= layers_.at(layer).value_heads) throw Error("value head out of range");
+  if (pos < 0 || pos >= capacity(id)) throw Error("cache read outside the reserved tokens");
+  read_row(values(id, layer, head), pos, row);
 }
 
 PagedRows PagedKVCache::values(int id, int layer, int head) const {

@@ -37,6 +37,10 @@ struct CacheSpec {
   // Quantized keys of power-of-two width are stored Hadamard-rotated (see
   // make_row_format); the decode kernel rotates the query to match.
   bool rotate_keys = true;
+  // Float keys (f32, f16, bf16) are stored channel by channel within a block
+  // (PagedRows::by_channel): the decode kernel then scores a vector of tokens
+  // per FMA and needs no horizontal sums. Same bytes either way.
+  bool keys_by_channel = true;
 };
 
 class PagedKVCache {
@@ -63,6 +67,10 @@ class PagedKVCache {
   // or remove of this sequence.
   PagedRows keys(int id, int layer, int head) const;
   PagedRows values(int id, int layer, int head) const;
+  // One stored row decoded to floats (as decode_row), whatever its layout.
+  void read_key(int id, int layer, int head, int pos, float* row) const;
+  void read_value(int id, int layer, int head, int pos, float* row) const;
+  bool keys_by_channel(int layer) const;
   // Raw bytes of one layer's rows in the sequence's i-th block.
   std::byte* block_data(int id, int layer, int i);
   std::size_t layer_block_bytes(int layer) const { return section_bytes_[layer]; }

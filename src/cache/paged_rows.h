@@ -1,6 +1,7 @@
 #pragma once
-// Where one head's cached rows of one sequence live: token t is row
-// t % block_tokens of block t / block_tokens, at a fixed offset in each block.
+// Where one head's cached rows of one sequence live: token t is in block
+// t / block_tokens, at slot t % block_tokens of the head's part of the block,
+// which sits at a fixed offset in every block.
 #include <cstddef>
 
 #include "cache/cache_dtype.h"
@@ -12,11 +13,24 @@ struct PagedRows {
   std::size_t offset = 0;                    // of this head's rows among them
   RowFormat format;
   int block_tokens = 0;
+  // Stored channel by channel: channel j of the part's token slot i is
+  // element j * block_tokens + i. Float keys are (CacheSpec::keys_by_channel),
+  // so scores come out a vector of tokens at a time without the horizontal
+  // sums of a dot product per token (docs/results/decode.md). Otherwise token
+  // by token: slot i is the row at byte format.bytes() * i.
+  bool by_channel = false;
 
+  // The head's part of the block holding `token`.
+  const std::byte* part(int token) const { return blocks[token / block_tokens] + offset; }
+  // A whole stored row; token-by-token layout only.
   const std::byte* row(int token) const {
-    return blocks[token / block_tokens] + offset +
-           format.bytes() * static_cast<std::size_t>(token % block_tokens);
+    return part(token) + format.bytes() * static_cast<std::size_t>(token % block_tokens);
   }
+  // Bytes of one stored value (float types, the ones stored by channel).
+  std::size_t element_bytes() const { return format.data_bytes() / format.width; }
 };
+
+// Token `token`'s row as floats (decoded as decode_row does), either layout.
+void read_row(const PagedRows& rows, int token, float* dst);
 
 }  // namespace thinkeys

@@ -313,6 +313,139 @@ HWY_INLINE void StoreSums4(hn::Vec<DF> a, hn::Vec<DF> b, hn::Vec<DF> c, hn::Vec<
 #endif
 }
 
+// Keys stored by channel (PagedRows::by_channel): lanes [i, i + N) of the
+// tokens of channel j as f32, and one token's channel for scalar tails.
+struct F32Channels {
+  const float* base;
+  std::size_t stride;  // elements from one channel to the next
+  HWY_INLINE hn::Vec<DF> operator()(int j, int i) const {
+    return hn::LoadU(DF(), base + stride * j + i);
+  }
+  float at(int j, int i) const { return base[stride * j + i]; }
+};
+struct F16Channels {
+  const hwy::float16_t* base;
+  std::size_t stride;
+  HWY_INLINE hn::Vec<DF> operator()(int j, int i) const {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    return hn::PromoteTo(DF(), hn::LoadU(dh, base + stride * j + i));
+  }
+  float at(int j, int i) const {
+    uint16_t h;
+    std::memcpy(&h, base + stride * j + i, sizeof(h));
+    return f16_to_f32(h);
+  }
+};
+struct BF16Channels {
+  const hwy::bfloat16_t* base;
+  std::size_t stride;
+  HWY_INLINE hn::Vec<DF> operator()(int j, int i) const {
+    const hn::Rebind<hwy::bfloat16_t, DF> db;
+    return hn::PromoteTo(DF(), hn::LoadU(db, base + stride * j + i));
+  }
+  float at(int j, int i) const {
+    uint16_t h;
+    std::memcpy(&h, base + stride * j + i, sizeof(h));
+    return bf16_to_f32(h);
+  }
+};
+
+// Calls fn with the channel loader of the keys' tokens from t0 to the end
+// of t0's block.
+template <class Fn>
+void WithChannels(const PagedRows& keys, int t0, Fn&& fn) {
+  const std::size_t stride = static_cast<std::size_t>(keys.block_tokens);
+  const std::byte* p = keys.part(t0) + keys.element_bytes() * (t0 % keys.block_tokens);
+  switch (keys.format.dtype) {
+    case CacheDType::F16:
+      return fn(F16Channels{reinterpret_cast<const hwy::float16_t*>(p), stride});
+    case CacheDType::BF16:
+      return fn(BF16Channels{reinterpret_cast<const hwy::bfloat16_t*>(p), stride});
+    default:
+      return fn(F32Channels{reinterpret_cast<const float*>(p), stride});
+  }
+}
+
+// Lanes [i0, i0 + TV * N) of s[j] (+)= sum over channels [c0, c1) of
+// q_j[c] * k_c for NQ queries: a channel's token vectors are loaded (and
+// converted) once for all NQ queries, and each score lane is a plain FMA
+// chain, so nothing is summed across lanes. Below 8 chains the channels
+// alternate between two sets of accumulators to hide the FMA latency.
+template <int NQ, int TV, class Ch>
+HWY_INLINE void ChannelTile(const Ch& ch, int i0, int c0, int c1, const float* q, int ldq, float* s,
+                            int lds, bool first) {
+  const DF df;
+  const int N = static_cast<int>(hn::Lanes(df));
+  constexpr int kSets = NQ * TV < 8 ? 2 : 1;
+  hn::Vec<DF> acc[kSets][NQ][TV];
+  for (int j = 0; j < NQ; ++j)
+    for (int v = 0; v < TV; ++v) {
+      acc[0][j][v] = first ? hn::Zero(df) : hn::LoadU(df, s + j * lds + i0 + v * N);
+      if constexpr (kSets == 2) acc[1][j][v] = hn::Zero(df);
+    }
+  auto channel = [&](int c, auto set) {
+    hn::Vec<DF> k[TV];
+    for (int v = 0; v < TV; ++v) k[v] = ch(c, i0 + v * N);
+    for (int j = 0; j < NQ; ++j) {
+      const auto qv = hn::Set(df, q[j * ldq + c]);
+      for (int v = 0; v < TV; ++v) acc[set][j][v] = hn::MulAdd(qv, k[v], acc[set][j][v]);
+    }
+  };
+  int c = c0;
+  for (; c + kSets <= c1; c += kSets) {
+    channel(c, std::integral_constant<int, 0>());
+    if constexpr (kSets == 2) channel(c + 1, std::integral_constant<int, kSets - 1>());
+  }
+  if (c < c1) channel(c, std::integral_constant<int, 0>());
+  for (int j = 0; j < NQ; ++j)
+    for (int v = 0; v < TV; ++v) {
+      auto a = acc[0][j][v];
+      if constexpr (kSets == 2) a = hn::Add(a, acc[1][j][v]);
+      hn::StoreU(a, df, s + j * lds + i0 + v * N);
+    }
+}
+
+// s[g][t] = q_g . k_t for all G queries and the n tokens of `ch`, r
+// channels. Token tiles of 4 vectors, then 2, then 1; channels in small
+// groups whose sums go through s in between, so that the cursor is moved on
+// between groups (moved inside the channel loop, its out-of-line slow path
+// made the compiler spill every accumulator per channel). The first pass
+// moves it channel_bytes per channel. Groups of 4 channels for 4 queries
+// (harness, gqa f16 from DRAM: 25.6-26.9 GB/s against 24.7-25.5 with 16);
+// fewer queries get longer groups, as their tiles have less work per
+// channel. Tokens past the last whole vector are scored one by one.
+constexpr int ChannelGroup(int nq) { return nq >= 4 ? 4 : 16 / nq; }
+template <class Ch>
+void ChannelScores(const Ch& ch, int n, int r, const float* q, int ldq, int G, float* s, int lds,
+                   PrefetchCursor<>* cursor, std::size_t channel_bytes) {
+  const int N = static_cast<int>(hn::Lanes(DF()));
+  const int full = n / N;
+  QueryPasses<kPassQueries>(0, G, [&](auto nq, int g) {
+    const float* qg = q + g * ldq;
+    float* sg = s + g * lds;
+    int v = 0;
+    auto tiles = [&](auto tv) {
+      for (; v + tv.value <= full; v += tv.value)
+        for (int c0 = 0; c0 < r; c0 += ChannelGroup(nq.value)) {
+          const int c1 = std::min(r, c0 + ChannelGroup(nq.value));
+          if (cursor && v == 0) cursor->advance(channel_bytes * (c1 - c0));
+          ChannelTile<nq.value, tv.value>(ch, v * N, c0, c1, qg, ldq, sg, lds, c0 == 0);
+        }
+    };
+    tiles(std::integral_constant<int, 4>());
+    tiles(std::integral_constant<int, 2>());
+    tiles(std::integral_constant<int, 1>());
+    if (cursor && full == 0) cursor->advance(channel_bytes * r);
+    cursor = nullptr;
+    for (int t = full * N; t < n; ++t)
+      for (int j = 0; j < nq.value; ++j) {
+        float acc = 0;
+        for (int c = 0; c < r; ++c) acc += qg[j * ldq + c] * ch.at(c, t);
+        sg[j * lds + t] = acc;
+      }
+  });
+}
+
 // What a loader passes to the cursor per row it consumes (none when null).
 struct Ahead {
   PrefetchCursor<>* cursor = nullptr;
@@ -637,6 +770,20 @@ std::size_t ScoreAdvance(const AttentionTask& task, int d) {
   return std::clamp<std::size_t>(bytes * score / (score + value), key_bytes, bytes);
 }
 
+// Where the key bytes of tokens [tb, tb + nb) of one block start, and how
+// many there are from there on: by channel, from the first token's channel 0
+// to the last token's last channel (the other tokens' channels in between
+// are prefetched too when the run is not a whole block).
+const std::byte* KeyStart(const PagedRows& keys, int tb) {
+  if (!keys.by_channel) return keys.row(tb);
+  return keys.part(tb) + keys.element_bytes() * (tb % keys.block_tokens);
+}
+std::size_t KeySpan(const PagedRows& keys, int nb) {
+  if (!keys.by_channel) return keys.format.bytes() * nb;
+  return keys.element_bytes() *
+         (static_cast<std::size_t>(keys.format.width - 1) * keys.block_tokens + nb);
+}
+
 // Rows [tb, tb + nb) of one head (its keys and every value head it reads),
 // as a prefetch target.
 struct Run {
@@ -670,14 +817,16 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
   // This run's rows, then the next run's: what the thread reads from here on.
   PrefetchCursor<> cursor;
   auto add_run = [&](const AttentionTask& on, int tb, int nb) {
-    cursor.add(on.keys.row(tb), on.keys.format.bytes() * nb);
+    cursor.add(KeyStart(on.keys, tb), KeySpan(on.keys, nb));
     for (int vh = 0; vh < on.n_values; ++vh)
       cursor.add(on.values[vh].row(tb), on.values[vh].format.bytes() * nb);
   };
   add_run(task, t0, n);
   if (next.task) add_run(*next.task, next.tb, next.nb);
   cursor.start(first);
-  const std::size_t key_advance = latent ? task.keys.format.bytes() : ScoreAdvance(task, d);
+  const bool by_channel = task.keys.by_channel;
+  const std::size_t key_advance =
+      latent || by_channel ? task.keys.format.bytes() : ScoreAdvance(task, d);
   const std::size_t value_less = (key_advance - task.keys.format.bytes()) / task.n_values;
   auto ahead = [&](const PagedRows& rows) {
     return Ahead{&cursor, &rows == &task.keys ? key_advance : rows.format.bytes() - value_less};
@@ -689,7 +838,15 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
     float* cbuf = scratch.latents();
     float* tok_c = scratch.token_angles();
     float* tok_s = tok_c + half;
-    DecodeRows(task.keys.format, task.keys.row(t0), n, cbuf, ldc);
+    if (by_channel) {
+      for (int t = 0; t < n; ++t) {
+        float* c = cbuf + static_cast<std::size_t>(t) * ldc;
+        read_row(task.keys, t0 + t, c);
+        std::fill(c + r, c + ldc, 0.0f);
+      }
+    } else {
+      DecodeRows(task.keys.format, task.keys.row(t0), n, cbuf, ldc);
+    }
     if (task.keys.format.rotated)
       for (int t = 0; t < n; ++t) hadamard_rotate(cbuf + static_cast<std::size_t>(t) * ldc, r);
     Rebuild(cbuf, ldc, n, r, latent->up_t, W, kbuf, ldk);
@@ -715,10 +872,17 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
         st.base_c[i] = c;
       }
     }
-    cursor.advance(task.keys.format.bytes() * n);  // few bytes: at once
+    cursor.advance(KeySpan(task.keys, n));  // few bytes: at once
     for (int seg = 0; seg < share; ++seg)
       Scores(ScratchRows{kbuf + seg * d, static_cast<std::size_t>(ldk)}, n, ldq, st.q, ldq,
              seg * (G / share), (seg + 1) * (G / share), s, lds, Ahead{});
+  } else if (by_channel) {
+    // The first pass moves the cursor on by a channel's share of the span.
+    const std::size_t span = KeySpan(task.keys, n);
+    WithChannels(task.keys, t0, [&](const auto& ch) {
+      ChannelScores(ch, n, r, st.q, ldq, G, s, lds, &cursor, span / r);
+    });
+    cursor.advance(span % r);
   } else {
     WithRows(task.keys.format, task.keys.row(t0), n, kbuf, ldk, [&](const auto& rows, int w) {
       Scores(rows, n, w, st.q, ldq, 0, G, s, lds, ahead(task.keys));
