@@ -638,10 +638,12 @@ void WithRows(const RowFormat& f, const std::byte* src, int n, float* scratch, i
   fn(ScratchRows{scratch, static_cast<std::size_t>(ld)}, ld);
 }
 
-// k_t[0, W) = sum_j c_t[j] * P[:, j] for n tokens (rows of stride ldc in,
-// ldk out). Four tokens share each loaded chunk of P, and the chunk of k
-// stays in registers across j, so the loop is bound by FMAs, not loads.
-void Rebuild(const float* c, int ldc, int n, int r, const float* up_t, int W, float* k, int ldk) {
+// k_t[0, W) = sum_j c_t[j] * P[:, j] for n tokens, with c_t[j] at
+// c[t * ldc + j * ldj] (by token or by channel) and rows of stride ldk out. Four tokens share each
+// loaded chunk of P, and the chunk of k stays in registers across j, so the loop is bound by FMAs,
+// not loads.
+void Rebuild(const float* c, int ldc, int ldj, int n, int r, const float* up_t, int W, float* k,
+             int ldk) {
   const DF df;
   const int N = static_cast<int>(hn::Lanes(df));
   constexpr int kTok = 4;
@@ -653,7 +655,8 @@ void Rebuild(const float* c, int ldc, int n, int r, const float* up_t, int W, fl
       for (int u = 0; u < kTok; ++u) a[u] = hn::Zero(df);
       for (int j = 0; j < r; ++j) {
         const auto p = hn::LoadU(df, up_t + static_cast<std::size_t>(j) * W + i);
-        for (int u = 0; u < tn; ++u) a[u] = hn::MulAdd(hn::Set(df, c[(t0 + u) * ldc + j]), p, a[u]);
+        for (int u = 0; u < tn; ++u)
+          a[u] = hn::MulAdd(hn::Set(df, c[(t0 + u) * ldc + j * ldj]), p, a[u]);
       }
       for (int u = 0; u < tn; ++u)
         hn::StoreU(a[u], df, k + static_cast<std::size_t>(t0 + u) * ldk + i);
@@ -662,7 +665,7 @@ void Rebuild(const float* c, int ldc, int n, int r, const float* up_t, int W, fl
       for (int u = 0; u < tn; ++u) {
         float acc = 0;
         for (int j = 0; j < r; ++j)
-          acc += c[(t0 + u) * ldc + j] * up_t[static_cast<std::size_t>(j) * W + i];
+          acc += c[(t0 + u) * ldc + j * ldj] * up_t[static_cast<std::size_t>(j) * W + i];
         k[static_cast<std::size_t>(t0 + u) * ldk + i] = acc;
       }
   }
@@ -838,18 +841,22 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
     float* cbuf = scratch.latents();
     float* tok_c = scratch.token_angles();
     float* tok_s = tok_c + half;
+    // Latents by channel are decoded a channel (n tokens) at a time and
+    // stay so: the rebuild reads them one scalar at a time either way.
+    int c_token = ldc, c_channel = 1;
     if (by_channel) {
-      for (int t = 0; t < n; ++t) {
-        float* c = cbuf + static_cast<std::size_t>(t) * ldc;
-        read_row(task.keys, t0 + t, c);
-        std::fill(c + r, c + ldc, 0.0f);
-      }
+      c_token = 1, c_channel = n;
+      RowFormat channel = task.keys.format;
+      channel.width = n;
+      const std::size_t stride = task.keys.element_bytes() * task.keys.block_tokens;
+      const std::byte* p = KeyStart(task.keys, t0);
+      for (int j = 0; j < r; ++j) DecodeFloats(channel, p + stride * j, cbuf + j * n);
     } else {
       DecodeRows(task.keys.format, task.keys.row(t0), n, cbuf, ldc);
     }
     if (task.keys.format.rotated)
       for (int t = 0; t < n; ++t) hadamard_rotate(cbuf + static_cast<std::size_t>(t) * ldc, r);
-    Rebuild(cbuf, ldc, n, r, latent->up_t, W, kbuf, ldk);
+    Rebuild(cbuf, c_token, c_channel, n, r, latent->up_t, W, kbuf, ldk);
     for (int t = 0; t < n; ++t) {
       float* k = kbuf + static_cast<std::size_t>(t) * ldk;
       std::fill(k + W, k + ldk, 0.0f);
