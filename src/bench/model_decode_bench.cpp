@@ -73,7 +73,10 @@ std::vector<ModelDecodeCache> model_decode_caches() {
 
 ModelDecodeCache find_model_decode_cache(const std::string& name) {
   std::string known;
-  for (const auto& c : model_decode_caches()) {
+  auto list = model_decode_caches();
+  list.push_back({"full-f16-bytoken", 1, CacheDType::F16, true});
+  list.push_back({"thin-f16-bytoken", 4, CacheDType::F16, true});
+  for (const auto& c : list) {
     if (c.name == name) return c;
     known += (known.empty() ? "" : ", ") + c.name;
   }
@@ -105,6 +108,7 @@ BatchDecoderOptions decoder_options(const Model& model, const ModelDecodeCache& 
   d.cache.key_dtype = cc.key_dtype;
   d.cache.value_dtype = CacheDType::F16;
   d.cache.block_tokens = o.block_tokens;
+  d.cache.keys_by_channel = !cc.keys_by_token;
   d.cache.budget_bytes = std::size_t{1} << 24;
   const PagedKVCache probe(cache_shape(model.config), d.cache);
   const int max_ctx = *std::max_element(o.ctx.begin(), o.ctx.end());

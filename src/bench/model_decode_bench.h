@@ -24,6 +24,9 @@ struct ModelDecodeCache {
   std::string name;     // e.g. "thin-int4"
   int key_divisor = 1;  // key rank = head_dim / key_divisor (RoPE on the thin key, Full mode)
   CacheDType key_dtype = CacheDType::F16;
+  // f16 keys stored token by token (CacheSpec::keys_by_channel off); only by
+  // name: full-f16-bytoken, thin-f16-bytoken.
+  bool keys_by_token = false;
 };
 
 // 12 layers, width 768, 12 query heads of 64, SwiGLU 2048, vocab 32000, RoPE,

@@ -94,9 +94,8 @@ Command add_bench(CLI::App& app) {
       ->check(CLI::Range(1, 1024));
   sub->add_option("--decode-cache", opts->dec.caches,
                   "--decode/--decode-model: cache layouts (full-f16, thin-f16, thin-int8, "
-                  "thin-int4; latent-f16 for --decode only; full-f16-bytoken, "
-                  "thin-f16-bytoken: f16 keys stored token by token; r24-f16, r24-f16-bytoken: "
-                  "24-wide keys; --decode only)")
+                  "thin-int4; full-f16-bytoken, thin-f16-bytoken: f16 keys stored token by "
+                  "token; --decode only: latent-f16, and r24-f16, r24-f16-bytoken: 24-wide keys)")
       ->delimiter(',');
   sub->add_option("--decode-shape", opts->dec.shapes,
                   "--decode/--decode-model: model shapes (mha, gqa; --decode also kv8x1, kv8x2: "

@@ -410,7 +410,10 @@ HWY_INLINE void ChannelTile(const Ch& ch, int i0, int c0, int c1, const float* q
 // groups whose sums go through s in between, so that the cursor is moved on
 // between groups (moved inside the channel loop, its out-of-line slow path
 // made the compiler spill every accumulator per channel). The first pass
-// moves it channel_bytes per channel. Groups of 4 channels for 4 queries
+// moves it channel_bytes per channel, after each group: moved on before, it
+// ran a group's bytes further ahead than kPrefetchAheadBytes, and 2 KiB
+// groups (one query, 16 channels of 64 f16 tokens) put it past the 3-4 KiB
+// cliff (docs/results/decode.md). Groups of 4 channels for 4 queries
 // (harness, gqa f16 from DRAM: 25.6-26.9 GB/s against 24.7-25.5 with 16);
 // fewer queries get longer groups, as their tiles have less work per
 // channel. Tokens past the last whole vector are scored one by one.
@@ -428,8 +431,8 @@ void ChannelScores(const Ch& ch, int n, int r, const float* q, int ldq, int G, f
       for (; v + tv.value <= full; v += tv.value)
         for (int c0 = 0; c0 < r; c0 += ChannelGroup(nq.value)) {
           const int c1 = std::min(r, c0 + ChannelGroup(nq.value));
-          if (cursor && v == 0) cursor->advance(channel_bytes * (c1 - c0));
           ChannelTile<nq.value, tv.value>(ch, v * N, c0, c1, qg, ldq, sg, lds, c0 == 0);
+          if (cursor && v == 0) cursor->advance(channel_bytes * (c1 - c0));
         }
     };
     tiles(std::integral_constant<int, 4>());
