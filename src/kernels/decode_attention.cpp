@@ -323,30 +323,19 @@ struct F32Channels {
   }
   float at(int j, int i) const { return base[stride * j + i]; }
 };
-struct F16Channels {
-  const hwy::float16_t* base;
+// T is hwy::float16_t or hwy::bfloat16_t.
+template <class T>
+struct HalfChannels {
+  const T* base;
   std::size_t stride;
   HWY_INLINE hn::Vec<DF> operator()(int j, int i) const {
-    const hn::Rebind<hwy::float16_t, DF> dh;
+    const hn::Rebind<T, DF> dh;
     return hn::PromoteTo(DF(), hn::LoadU(dh, base + stride * j + i));
   }
   float at(int j, int i) const {
     uint16_t h;
     std::memcpy(&h, base + stride * j + i, sizeof(h));
-    return f16_to_f32(h);
-  }
-};
-struct BF16Channels {
-  const hwy::bfloat16_t* base;
-  std::size_t stride;
-  HWY_INLINE hn::Vec<DF> operator()(int j, int i) const {
-    const hn::Rebind<hwy::bfloat16_t, DF> db;
-    return hn::PromoteTo(DF(), hn::LoadU(db, base + stride * j + i));
-  }
-  float at(int j, int i) const {
-    uint16_t h;
-    std::memcpy(&h, base + stride * j + i, sizeof(h));
-    return bf16_to_f32(h);
+    return std::is_same_v<T, hwy::float16_t> ? f16_to_f32(h) : bf16_to_f32(h);
   }
 };
 
@@ -358,9 +347,9 @@ void WithChannels(const PagedRows& keys, int t0, Fn&& fn) {
   const std::byte* p = keys.part(t0) + keys.element_bytes() * (t0 % keys.block_tokens);
   switch (keys.format.dtype) {
     case CacheDType::F16:
-      return fn(F16Channels{reinterpret_cast<const hwy::float16_t*>(p), stride});
+      return fn(HalfChannels<hwy::float16_t>{reinterpret_cast<const hwy::float16_t*>(p), stride});
     case CacheDType::BF16:
-      return fn(BF16Channels{reinterpret_cast<const hwy::bfloat16_t*>(p), stride});
+      return fn(HalfChannels<hwy::bfloat16_t>{reinterpret_cast<const hwy::bfloat16_t*>(p), stride});
     default:
       return fn(F32Channels{reinterpret_cast<const float*>(p), stride});
   }
