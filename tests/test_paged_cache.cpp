@@ -343,6 +343,7 @@ TEST(PagedKVCache, FloatKeysAreStoredChannelByChannel) {
       EXPECT_THROW(cache.read_key(id, 0, 0, 2 * bt, sink), Error);
       EXPECT_THROW(cache.read_key(id, 0, 2, 0, sink), Error);
       EXPECT_THROW(cache.read_value(id, 0, 0, -1, sink), Error);
+      EXPECT_THROW(cache.read_key(id, 1, 0, 0, sink), Error);
     }
 }
 

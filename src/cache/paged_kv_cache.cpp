@@ -196,13 +196,15 @@ PagedRows PagedKVCache::keys(int id, int layer, int head) const {
 }
 
 void PagedKVCache::read_key(int id, int layer, int head, int pos, float* row) const {
-  if (head < 0 || head >= layers_.at(layer).key_heads) throw Error("key head out of range");
+  check_layer(layer);
+  if (head < 0 || head >= layers_[layer].key_heads) throw Error("key head out of range");
   if (pos < 0 || pos >= capacity(id)) throw Error("cache read outside the reserved tokens");
   read_row(keys(id, layer, head), pos, row);
 }
 
 void PagedKVCache::read_value(int id, int layer, int head, int pos, float* row) const {
-  if (head < 0 || head >= layers_.at(layer).value_heads) throw Error("value head out of range");
+  check_layer(layer);
+  if (head < 0 || head >= layers_[layer].value_heads) throw Error("value head out of range");
   if (pos < 0 || pos >= capacity(id)) throw Error("cache read outside the reserved tokens");
   read_row(values(id, layer, head), pos, row);
 }
