@@ -85,7 +85,7 @@ Built run_case(const Case& c, std::mt19937& rng) {
   spec.keys_by_channel = c.by_channel;
   PagedKVCache cache({{1, c.r, nv, c.d}}, spec);
   const int id = cache.add_sequence();
-  EXPECT_EQ(cache.keys(id, 0, 0).by_channel, c.by_channel && !is_quantized(c.kt));
+  EXPECT_EQ(cache.keys(id, 0, 0).by_channel, c.by_channel && c.kt != CacheDType::Int4);
   cache.reserve(id, c.length);
   cache.set_length(id, c.length);
   const RowFormat kf = cache.key_format(0), vf = cache.value_format(0);
@@ -100,10 +100,12 @@ Built run_case(const Case& c, std::mt19937& rng) {
     cache.write_key(id, 0, 0, t, k_orig[t].data());
     k_dec[t].resize(c.r);
     cache.read_key(id, 0, 0, t, k_dec[t].data());
+    std::vector<std::byte> stored(kf.bytes());
+    stored_row(cache.keys(id, 0, 0), t, stored.data());
     for (int i = 0; i < c.r; ++i) {
       double step = 0;
       if (is_quantized(c.kt))
-        step = row_scale(kf, cache.keys(id, 0, 0).row(t), i / kf.group);
+        step = row_scale(kf, stored.data(), i / kf.group);
       else if (c.kt == CacheDType::F16)
         step = std::ldexp(std::fabs(k_orig[t][i]), -10);
       else if (c.kt == CacheDType::BF16)
@@ -418,15 +420,16 @@ TEST(DecodeAttention, TileRemaindersOfTokensQueriesAndWidths) {
   });
 }
 
-// Float keys stored by channel are scored a vector of tokens at a time, in
-// tiles of 4, 2 and 1 vectors and one by one past the last whole vector;
-// stored token by token, a row at a time. Both against the reference, over
-// widths, groups, lengths and windows that leave every remainder, with
-// blocks shorter than a vector and blocks of several tiles.
-TEST(DecodeAttention, FloatKeysByChannelOrByToken) {
+// Keys stored by channel are scored a vector of tokens at a time, in tiles
+// of 4, 2 and 1 vectors and one by one past the last whole vector, int8
+// keys a scale group at a time (widths 33 and 128 have several); stored
+// token by token, a row at a time. Both against the reference, over widths,
+// groups, lengths and windows that leave every remainder, with blocks
+// shorter than a vector and blocks of several tiles.
+TEST(DecodeAttention, KeysByChannelOrByToken) {
   on_every_target([&] {
     std::mt19937 rng(41);
-    for (CacheDType kt : {CacheDType::F32, CacheDType::F16, CacheDType::BF16})
+    for (CacheDType kt : {CacheDType::F32, CacheDType::F16, CacheDType::BF16, CacheDType::Int8})
       for (bool by_channel : {true, false})
         for (int r : {1, 5, 16, 33, 128})
           for (int G : {1, 3, 4, 8})

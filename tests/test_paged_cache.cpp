@@ -290,25 +290,28 @@ TEST(PagedKVCache, BlocksNeverOverlap) {
   EXPECT_THROW(pool.give(ids[0]), Error);  // double return
 }
 
-// Float keys by channel: channel j of a block's token slot i is element
-// j * block_tokens + i of the head's part of the block, written by
-// write_key and read back by read_key; values and quantized keys stay token
-// by token, and keys_by_channel = false keeps float keys so too.
-TEST(PagedKVCache, FloatKeysAreStoredChannelByChannel) {
+// Keys by channel: channel j of a block's token slot i is element
+// j * block_tokens + i of the head's part of the block, and int8 scale g of
+// slot i is scale g * block_tokens + i after the elements; written by
+// write_key, read back by read_key and stored_row. int4 keys stay token by
+// token, and keys_by_channel = false keeps every dtype so.
+TEST(PagedKVCache, KeysAreStoredChannelByChannel) {
   const int bt = 8, w = 5;
-  for (CacheDType kt : {CacheDType::F32, CacheDType::F16, CacheDType::BF16, CacheDType::Int8})
+  for (CacheDType kt :
+       {CacheDType::F32, CacheDType::F16, CacheDType::BF16, CacheDType::Int8, CacheDType::Int4})
     for (bool by_channel : {true, false}) {
-      CacheSpec spec{kt, CacheDType::F32, 32, bt, 1 << 20};
+      CacheSpec spec{kt, CacheDType::F32, 2, bt, 1 << 20};  // int8: groups of 2 channels
       spec.keys_by_channel = by_channel;
       PagedKVCache cache({{2, w, 2, 4}}, spec);
       const int id = cache.add_sequence();
       cache.reserve(id, 2 * bt);
-      const bool expect = by_channel && !is_quantized(kt);
+      const bool expect = by_channel && kt != CacheDType::Int4;
       EXPECT_EQ(cache.keys_by_channel(0), expect);
+      auto value = [](int h, int t, int j) { return 16.0f * h + 2.0f * j + 0.125f * t; };
       for (int h = 0; h < 2; ++h)
         for (int t = 0; t < 2 * bt; ++t) {
           float row[w];
-          for (int j = 0; j < w; ++j) row[j] = 16.0f * h + 2.0f * j + 0.125f * t;  // exact in bf16
+          for (int j = 0; j < w; ++j) row[j] = value(h, t, j);  // exact in bf16
           cache.write_key(id, 0, h, t, row);
         }
       const RowFormat& f = cache.key_format(0);
@@ -316,34 +319,42 @@ TEST(PagedKVCache, FloatKeysAreStoredChannelByChannel) {
         for (int t = 0; t < 2 * bt; ++t) {
           const PagedRows k = cache.keys(id, 0, h);
           ASSERT_EQ(k.by_channel, expect);
-          float got[w];
+          // What encode_row makes of the row, against what the cache holds.
+          float row[w];
+          for (int j = 0; j < w; ++j) row[j] = value(h, t, j);
+          std::vector<std::byte> encoded(f.bytes()), stored(f.bytes());
+          encode_row(f, row, encoded.data());
+          stored_row(k, t, stored.data());
+          EXPECT_EQ(stored, encoded) << h << " " << t;
+          float got[w], want[w];
           cache.read_key(id, 0, h, t, got);
+          decode_row(f, encoded.data(), want);
           for (int j = 0; j < w; ++j) {
-            const float want = 16.0f * h + 2.0f * j + 0.125f * t;
-            if (!is_quantized(kt)) EXPECT_EQ(got[j], want) << h << " " << t << " " << j;
-            if (!expect) continue;
-            // The stored element itself, at its documented place.
-            const std::byte* p = k.part(t) + k.element_bytes() * (j * bt + t % bt);
-            float stored;
-            if (kt == CacheDType::F32) {
-              std::memcpy(&stored, p, 4);
-            } else {
-              uint16_t b;
-              std::memcpy(&b, p, 2);
-              stored = kt == CacheDType::F16 ? f16_to_f32(b) : bf16_to_f32(b);
-            }
-            EXPECT_EQ(stored, want) << h << " " << t << " " << j;
+            EXPECT_EQ(got[j], want[j]) << h << " " << t << " " << j;
+            if (!is_quantized(kt)) EXPECT_EQ(got[j], value(h, t, j));
           }
+          if (!expect) {
+            EXPECT_EQ(k.row(t), k.part(t) + f.bytes() * (t % bt));
+            continue;
+          }
+          // Each stored byte at its documented place.
+          const std::size_t es = k.element_bytes();
+          for (int j = 0; j < w; ++j)
+            EXPECT_EQ(std::memcmp(k.part(t) + es * (j * bt + t % bt), encoded.data() + es * j, es),
+                      0);
+          for (int g = 0; g < f.groups(); ++g)
+            EXPECT_EQ(std::memcmp(k.part(t) + f.data_bytes() * bt + 2 * (g * bt + t % bt),
+                                  encoded.data() + f.scale_offset() + 2 * g, 2),
+                      0);
           // Either way the head's keys fill exactly its own part of the block.
           EXPECT_EQ(k.part(t),
                     cache.block_data(id, 0, t / bt) + h * (cache.layer_block_bytes(0) / 2));
-          if (!expect) EXPECT_EQ(k.row(t), k.part(t) + f.bytes() * (t % bt));
         }
       float sink[w];
       EXPECT_THROW(cache.read_key(id, 0, 0, 2 * bt, sink), Error);
       EXPECT_THROW(cache.read_key(id, 0, 2, 0, sink), Error);
-      EXPECT_THROW(cache.read_value(id, 0, 0, -1, sink), Error);
       EXPECT_THROW(cache.read_key(id, 1, 0, 0, sink), Error);
+      EXPECT_THROW(cache.read_value(id, 0, 0, -1, sink), Error);
     }
 }
 

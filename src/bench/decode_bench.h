@@ -27,9 +27,10 @@ struct DecodeBenchCache {
   double key_ratio = 1.0;  // r = key_ratio * head_dim
   CacheDType key_dtype = CacheDType::F16, value_dtype = CacheDType::F16;
   bool latent = false;  // cache the latent, rebuild and rotate keys in the kernel
-  // Float keys stored token by token instead of by channel
+  // Keys stored token by token instead of by channel
   // (CacheSpec::keys_by_channel): the same bytes scored a row at a time. Run
-  // only when asked for by name (full-f16-bytoken, thin-f16-bytoken; also
+  // only when asked for by name (full-f16-bytoken, thin-f16-bytoken,
+  // thin-int8-bytoken; also
   // r24-f16 and r24-f16-bytoken, a thin width of 24 that is not a whole
   // number of vectors).
   bool keys_by_token = false;

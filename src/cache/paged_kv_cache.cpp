@@ -1,6 +1,5 @@
 #include "cache/paged_kv_cache.h"
 
-#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -159,27 +158,20 @@ std::byte* PagedKVCache::row_address(int id, int layer, std::size_t offset, cons
 
 bool PagedKVCache::keys_by_channel(int layer) const {
   check_layer(layer);
-  return spec_.keys_by_channel && !is_quantized(spec_.key_dtype);
+  return spec_.keys_by_channel && spec_.key_dtype != CacheDType::Int4;
 }
 
 void PagedKVCache::write_key(int id, int layer, int head, int pos, const float* row) {
   const RowFormat& f = key_formats_.at(layer);
   if (head < 0 || head >= layers_[layer].key_heads) throw Error("key head out of range");
-  if (!keys_by_channel(layer))
-    return encode_row(f, row, row_address(id, layer, key_offset(layer, head), f, pos));
-  // Channel j of slot i is element j * block_tokens + i of the head's part:
-  // row_address of a one-element format is that slot's channel 0.
-  const std::size_t es = f.data_bytes() / f.width;
-  std::byte* p = row_address(id, layer, key_offset(layer, head), make_row_format(f.dtype, 1), pos);
-  const std::size_t channel_stride = es * static_cast<std::size_t>(spec_.block_tokens);
-  for (int j = 0; j < f.width; ++j, p += channel_stride) {
-    if (f.dtype == CacheDType::F32) {
-      std::memcpy(p, row + j, sizeof(float));
-      continue;
-    }
-    const uint16_t h = f.dtype == CacheDType::F16 ? f32_to_f16(row[j]) : f32_to_bf16(row[j]);
-    std::memcpy(p, &h, sizeof(h));
-  }
+  std::byte* at = row_address(id, layer, key_offset(layer, head), f, pos);
+  if (!keys_by_channel(layer)) return encode_row(f, row, at);
+  // at is where the row would start token by token: the part starts at slot 0.
+  const int slot = pos % spec_.block_tokens;
+  with_row_buffer(f.bytes(), [&](std::byte* encoded) {
+    encode_row(f, row, encoded);
+    scatter_row(f, spec_.block_tokens, slot, encoded, at - f.bytes() * slot);
+  });
 }
 
 void PagedKVCache::write_value(int id, int layer, int head, int pos, const float* row) {

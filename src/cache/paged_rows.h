@@ -2,7 +2,9 @@
 // Where one head's cached rows of one sequence live: token t is in block
 // t / block_tokens, at slot t % block_tokens of the head's part of the block,
 // which sits at a fixed offset in every block.
+#include <array>
 #include <cstddef>
+#include <vector>
 
 #include "cache/cache_dtype.h"
 
@@ -14,10 +16,12 @@ struct PagedRows {
   RowFormat format;
   int block_tokens = 0;
   // Stored channel by channel: channel j of the part's token slot i is
-  // element j * block_tokens + i. Float keys are (CacheSpec::keys_by_channel),
-  // so scores come out a vector of tokens at a time without the horizontal
-  // sums of a dot product per token (docs/results/decode.md). Otherwise token
-  // by token: slot i is the row at byte format.bytes() * i.
+  // element j * block_tokens + i, and a quantized row's group scales follow
+  // all the elements, scale g of slot i at scale g * block_tokens + i. Keys
+  // are, except int4 (CacheSpec::keys_by_channel), so scores come out a
+  // vector of tokens at a time without the horizontal sums of a dot product
+  // per token (docs/results/decode.md). Otherwise token by token: slot i is
+  // the row at byte format.bytes() * i.
   bool by_channel = false;
 
   // The head's part of the block holding `token`.
@@ -26,11 +30,31 @@ struct PagedRows {
   const std::byte* row(int token) const {
     return part(token) + format.bytes() * static_cast<std::size_t>(token % block_tokens);
   }
-  // Bytes of one stored value (float types, the ones stored by channel).
+  // Bytes of one stored value (the dtypes stored by channel: not int4).
   std::size_t element_bytes() const { return format.data_bytes() / format.width; }
 };
 
+// Between a row as encode_row writes it and slot `slot` of a part stored by
+// channel.
+void scatter_row(const RowFormat& f, int block_tokens, int slot, const std::byte* row,
+                 std::byte* part);
+void gather_row(const RowFormat& f, int block_tokens, int slot, const std::byte* part,
+                std::byte* row);
+// Token `token`'s row as encode_row wrote it (format.bytes()), either layout.
+void stored_row(const PagedRows& rows, int token, std::byte* dst);
 // Token `token`'s row as floats (decoded as decode_row does), either layout.
 void read_row(const PagedRows& rows, int token, float* dst);
+
+// Calls fn with a buffer of `bytes` bytes: on the stack up to 4 KiB (a
+// 1024-wide f32 row), so writing and reading rows does not allocate.
+template <class Fn>
+void with_row_buffer(std::size_t bytes, Fn&& fn) {
+  if (bytes <= 4096) {
+    alignas(64) std::array<std::byte, 4096> row;
+    return fn(row.data());
+  }
+  std::vector<std::byte> row(bytes);
+  fn(row.data());
+}
 
 }  // namespace thinkeys

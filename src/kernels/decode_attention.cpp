@@ -318,6 +318,7 @@ HWY_INLINE void StoreSums4(hn::Vec<DF> a, hn::Vec<DF> b, hn::Vec<DF> c, hn::Vec<
 struct F32Channels {
   const float* base;
   std::size_t stride;  // elements from one channel to the next
+  static constexpr bool kScaled = false;
   HWY_INLINE hn::Vec<DF> operator()(int j, int i) const {
     return hn::LoadU(DF(), base + stride * j + i);
   }
@@ -328,6 +329,7 @@ template <class T>
 struct HalfChannels {
   const T* base;
   std::size_t stride;
+  static constexpr bool kScaled = false;
   HWY_INLINE hn::Vec<DF> operator()(int j, int i) const {
     const hn::Rebind<T, DF> dh;
     return hn::PromoteTo(DF(), hn::LoadU(dh, base + stride * j + i));
@@ -337,6 +339,24 @@ struct HalfChannels {
     std::memcpy(&h, base + stride * j + i, sizeof(h));
     return std::is_same_v<T, hwy::float16_t> ? f16_to_f32(h) : bf16_to_f32(h);
   }
+};
+
+// int8 keys by channel: levels of channel j, and the f16 scales of group g
+// (channels [g * group, (g + 1) * group)) stored the same way after them.
+struct Int8Channels {
+  const int8_t* base;
+  std::size_t stride;
+  HalfChannels<hwy::float16_t> scales;
+  int group;
+  static constexpr bool kScaled = true;
+  HWY_INLINE hn::Vec<DF> operator()(int j, int i) const {
+    const DF df;
+    const hn::Rebind<int8_t, DF> d8;
+    const hn::Rebind<int32_t, DF> di;
+    return hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, base + stride * j + i)));
+  }
+  HWY_INLINE hn::Vec<DF> scale(int g, int i) const { return scales(g, i); }
+  float at(int j, int i) const { return base[stride * j + i] * scales.at(j / group, i); }
 };
 
 // Calls fn with the channel loader of the keys' tokens from t0 to the end
@@ -350,6 +370,14 @@ void WithChannels(const PagedRows& keys, int t0, Fn&& fn) {
       return fn(HalfChannels<hwy::float16_t>{reinterpret_cast<const hwy::float16_t*>(p), stride});
     case CacheDType::BF16:
       return fn(HalfChannels<hwy::bfloat16_t>{reinterpret_cast<const hwy::bfloat16_t*>(p), stride});
+    case CacheDType::Int8: {
+      const std::byte* scales = keys.part(t0) + keys.format.data_bytes() * keys.block_tokens +
+                                RowFormat::kScaleBytes * (t0 % keys.block_tokens);
+      return fn(Int8Channels{reinterpret_cast<const int8_t*>(p),
+                             stride,
+                             {reinterpret_cast<const hwy::float16_t*>(scales), stride},
+                             keys.format.group});
+    }
     default:
       return fn(F32Channels{reinterpret_cast<const float*>(p), stride});
   }
@@ -394,6 +422,23 @@ HWY_INLINE void ChannelTile(const Ch& ch, int i0, int c0, int c1, const float* q
     }
 }
 
+// Lanes [i0, i0 + TV * N) of s[j] = (or +=, unless first) the scale of
+// group g times p[j], for NQ queries: a quantized group's sums scaled.
+template <int NQ, int TV, class Ch>
+HWY_INLINE void ScaleGroup(const Ch& ch, int g, int i0, const float* p, float* s, int lds,
+                           bool first) {
+  const DF df;
+  const int N = static_cast<int>(hn::Lanes(df));
+  for (int v = 0; v < TV; ++v) {
+    const auto sc = ch.scale(g, i0 + v * N);
+    for (int j = 0; j < NQ; ++j) {
+      float* out = s + j * lds + i0 + v * N;
+      const auto x = hn::Mul(sc, hn::LoadU(df, p + j * lds + i0 + v * N));
+      hn::StoreU(first ? x : hn::Add(hn::LoadU(df, out), x), df, out);
+    }
+  }
+}
+
 // s[g][t] = q_g . k_t for all G queries and the n tokens of `ch`, r
 // channels. Token tiles of 4 vectors, then 2, then 1; channels in small
 // groups whose sums go through s in between, so that the cursor is moved on
@@ -405,23 +450,33 @@ HWY_INLINE void ChannelTile(const Ch& ch, int i0, int c0, int c1, const float* q
 // cliff (docs/results/decode.md). Groups of 4 channels for 4 queries
 // (harness, gqa f16 from DRAM: 25.6-26.9 GB/s against 24.7-25.5 with 16);
 // fewer queries get longer groups, as their tiles have less work per
-// channel. Tokens past the last whole vector are scored one by one.
+// channel. Quantized keys sum each scale group's channels into `partial`
+// (rows of lds) and add them to s scaled. Tokens past the last whole vector
+// are scored one by one.
 constexpr int ChannelGroup(int nq) { return nq >= 4 ? 4 : 16 / nq; }
 template <class Ch>
 void ChannelScores(const Ch& ch, int n, int r, const float* q, int ldq, int G, float* s, int lds,
-                   PrefetchCursor<>* cursor, std::size_t channel_bytes) {
+                   float* partial, PrefetchCursor<>* cursor, std::size_t channel_bytes) {
   const int N = static_cast<int>(hn::Lanes(DF()));
   const int full = n / N;
+  int scale_group = r;
+  if constexpr (Ch::kScaled) scale_group = ch.group;
   QueryPasses<kPassQueries>(0, G, [&](auto nq, int g) {
     const float* qg = q + g * ldq;
     float* sg = s + g * lds;
+    float* sums = Ch::kScaled ? partial : sg;
     int v = 0;
     auto tiles = [&](auto tv) {
       for (; v + tv.value <= full; v += tv.value)
-        for (int c0 = 0; c0 < r; c0 += ChannelGroup(nq.value)) {
-          const int c1 = std::min(r, c0 + ChannelGroup(nq.value));
-          ChannelTile<nq.value, tv.value>(ch, v * N, c0, c1, qg, ldq, sg, lds, c0 == 0);
-          if (cursor && v == 0) cursor->advance(channel_bytes * (c1 - c0));
+        for (int g0 = 0; g0 < r; g0 += scale_group) {
+          const int g1 = std::min(r, g0 + scale_group);
+          for (int c0 = g0; c0 < g1; c0 += ChannelGroup(nq.value)) {
+            const int c1 = std::min(g1, c0 + ChannelGroup(nq.value));
+            ChannelTile<nq.value, tv.value>(ch, v * N, c0, c1, qg, ldq, sums, lds, c0 == g0);
+            if (cursor && v == 0) cursor->advance(channel_bytes * (c1 - c0));
+          }
+          if constexpr (Ch::kScaled)
+            ScaleGroup<nq.value, tv.value>(ch, g0 / scale_group, v * N, sums, sg, lds, g0 == 0);
         }
     };
     tiles(std::integral_constant<int, 4>());
@@ -766,17 +821,23 @@ std::size_t ScoreAdvance(const AttentionTask& task, int d) {
 }
 
 // Where the key bytes of tokens [tb, tb + nb) of one block start, and how
-// many there are from there on: by channel, from the first token's channel 0
-// to the last token's last channel (the other tokens' channels in between
-// are prefetched too when the run is not a whole block).
+// many there are from there on. By channel, from the first token's channel 0
+// to the last token's last channel, or its last scale when quantized (the
+// other tokens' channels in between are prefetched too when the run is not a
+// whole block).
 const std::byte* KeyStart(const PagedRows& keys, int tb) {
   if (!keys.by_channel) return keys.row(tb);
   return keys.part(tb) + keys.element_bytes() * (tb % keys.block_tokens);
 }
-std::size_t KeySpan(const PagedRows& keys, int nb) {
-  if (!keys.by_channel) return keys.format.bytes() * nb;
-  return keys.element_bytes() *
-         (static_cast<std::size_t>(keys.format.width - 1) * keys.block_tokens + nb);
+std::size_t KeySpan(const PagedRows& keys, int tb, int nb) {
+  const RowFormat& f = keys.format;
+  if (!keys.by_channel) return f.bytes() * nb;
+  const std::size_t bt = keys.block_tokens, slot = tb % keys.block_tokens;
+  const std::size_t end =
+      f.groups() > 0
+          ? f.data_bytes() * bt + RowFormat::kScaleBytes * ((f.groups() - 1) * bt + slot + nb)
+          : keys.element_bytes() * ((f.width - 1) * bt + slot + nb);
+  return end - keys.element_bytes() * slot;
 }
 
 // Rows [tb, tb + nb) of one head (its keys and every value head it reads),
@@ -812,7 +873,7 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
   // This run's rows, then the next run's: what the thread reads from here on.
   PrefetchCursor<> cursor;
   auto add_run = [&](const AttentionTask& on, int tb, int nb) {
-    cursor.add(KeyStart(on.keys, tb), KeySpan(on.keys, nb));
+    cursor.add(KeyStart(on.keys, tb), KeySpan(on.keys, tb, nb));
     for (int vh = 0; vh < on.n_values; ++vh)
       cursor.add(on.values[vh].row(tb), on.values[vh].format.bytes() * nb);
   };
@@ -836,7 +897,13 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
     // Latents by channel are decoded a channel (n tokens) at a time and
     // stay so: the rebuild reads them one scalar at a time either way.
     int c_token = ldc, c_channel = 1;
-    if (by_channel) {
+    if (by_channel && is_quantized(task.keys.format.dtype)) {
+      for (int t = 0; t < n; ++t) {  // read_row decodes to the original basis
+        float* c = cbuf + static_cast<std::size_t>(t) * ldc;
+        read_row(task.keys, t0 + t, c);
+        std::fill(c + r, c + ldc, 0.0f);
+      }
+    } else if (by_channel) {
       c_token = 1, c_channel = n;
       RowFormat channel = task.keys.format;
       channel.width = n;
@@ -846,7 +913,7 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
     } else {
       DecodeRows(task.keys.format, task.keys.row(t0), n, cbuf, ldc);
     }
-    if (task.keys.format.rotated)
+    if (task.keys.format.rotated && !by_channel)
       for (int t = 0; t < n; ++t) hadamard_rotate(cbuf + static_cast<std::size_t>(t) * ldc, r);
     Rebuild(cbuf, c_token, c_channel, n, r, latent->up_t, W, kbuf, ldk);
     for (int t = 0; t < n; ++t) {
@@ -871,15 +938,15 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
         st.base_c[i] = c;
       }
     }
-    cursor.advance(KeySpan(task.keys, n));  // few bytes: at once
+    cursor.advance(KeySpan(task.keys, t0, n));  // few bytes: at once
     for (int seg = 0; seg < share; ++seg)
       Scores(ScratchRows{kbuf + seg * d, static_cast<std::size_t>(ldk)}, n, ldq, st.q, ldq,
              seg * (G / share), (seg + 1) * (G / share), s, lds, Ahead{});
   } else if (by_channel) {
     // The first pass moves the cursor on by a channel's share of the span.
-    const std::size_t span = KeySpan(task.keys, n);
+    const std::size_t span = KeySpan(task.keys, t0, n);
     WithChannels(task.keys, t0, [&](const auto& ch) {
-      ChannelScores(ch, n, r, st.q, ldq, G, s, lds, &cursor, span / r);
+      ChannelScores(ch, n, r, st.q, ldq, G, s, lds, kbuf, &cursor, span / r);
     });
     cursor.advance(span % r);
   } else {
@@ -999,7 +1066,8 @@ AttentionScratch::AttentionScratch(const AttentionShape& sh) {
   state_stride_ = G;
   rope_half_ = d / 2;
   q_ = alloc(H * q_stride_);
-  k_ = alloc(BT * std::max(kw, qw));
+  // Also the channel sums of quantized keys by channel (4 queries x tokens).
+  k_ = alloc(std::max(BT * std::max(kw, qw), std::size_t{4} * padded(sh.block_tokens)));
   c_ = alloc(BT * padded(sh.max_key_width));
   v_ = alloc(BT * padded(sh.head_dim));
   s_ = alloc(G * padded(sh.block_tokens));
