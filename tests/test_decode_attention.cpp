@@ -385,7 +385,8 @@ TEST(DecodeAttention, LatentRopeRebuildsAndRotatesKeys) {
     for (int share : {1, 2})
       for (int r : {1, 3, 8, 64})
         for (bool rope : {true, false})
-          for (CacheDType kt : {CacheDType::F32, CacheDType::F16, CacheDType::Int4})
+          for (CacheDType kt :
+               {CacheDType::F32, CacheDType::F16, CacheDType::Int8, CacheDType::Int4})
             for (int length : {1, 17, 300}) {
               Case c;
               c.d = 64, c.r = r, c.G = 2 * share, c.share = share, c.latent = true, c.rope = rope;
