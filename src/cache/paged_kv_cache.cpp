@@ -145,15 +145,13 @@ void PagedKVCache::set_length(int id, int tokens) {
   seq(id).length = tokens;
 }
 
-std::byte* PagedKVCache::row_address(int id, int layer, std::size_t offset, const RowFormat& f,
-                                     int pos) {
+std::byte* PagedKVCache::part_address(int id, int layer, std::size_t offset, int pos) {
   Sequence& s = seq(id);
   if (pos < 0 || pos >= static_cast<int>(s.blocks.size()) * spec_.block_tokens)
     throw Error("cache write at position " + std::to_string(pos) +
                 " outside the sequence's reserved capacity of " + std::to_string(capacity(id)) +
                 " tokens");
-  return section(layer, s.blocks[pos / spec_.block_tokens]) + offset +
-         f.bytes() * static_cast<std::size_t>(pos % spec_.block_tokens);
+  return section(layer, s.blocks[pos / spec_.block_tokens]) + offset;
 }
 
 bool PagedKVCache::keys_by_channel(int layer) const {
@@ -164,20 +162,21 @@ bool PagedKVCache::keys_by_channel(int layer) const {
 void PagedKVCache::write_key(int id, int layer, int head, int pos, const float* row) {
   const RowFormat& f = key_formats_.at(layer);
   if (head < 0 || head >= layers_[layer].key_heads) throw Error("key head out of range");
-  std::byte* at = row_address(id, layer, key_offset(layer, head), f, pos);
-  if (!keys_by_channel(layer)) return encode_row(f, row, at);
-  // at is where the row would start token by token: the part starts at slot 0.
+  std::byte* part = part_address(id, layer, key_offset(layer, head), pos);
   const int slot = pos % spec_.block_tokens;
+  if (!keys_by_channel(layer)) return encode_row(f, row, part + f.bytes() * slot);
   with_row_buffer(f.bytes(), [&](std::byte* encoded) {
     encode_row(f, row, encoded);
-    scatter_row(f, spec_.block_tokens, slot, encoded, at - f.bytes() * slot);
+    scatter_row(f, spec_.block_tokens, slot, encoded, part);
   });
 }
 
 void PagedKVCache::write_value(int id, int layer, int head, int pos, const float* row) {
   const RowFormat& f = value_formats_.at(layer);
   if (head < 0 || head >= layers_[layer].value_heads) throw Error("value head out of range");
-  encode_row(f, row, row_address(id, layer, value_offset(layer, head), f, pos));
+  encode_row(f, row,
+             part_address(id, layer, value_offset(layer, head), pos) +
+                 f.bytes() * static_cast<std::size_t>(pos % spec_.block_tokens));
 }
 
 PagedRows PagedKVCache::keys(int id, int layer, int head) const {

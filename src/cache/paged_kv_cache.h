@@ -107,7 +107,8 @@ class PagedKVCache {
   };
   const Sequence& seq(int id) const;
   Sequence& seq(int id);
-  std::byte* row_address(int id, int layer, std::size_t offset, const RowFormat& f, int pos);
+  // The part at `offset` (a head's rows) of the block holding pos.
+  std::byte* part_address(int id, int layer, std::size_t offset, int pos);
   std::size_t plan_layout();  // fills formats and offsets, returns bytes per block
   void check_layer(int layer) const;
   std::byte* section(int layer, int block) const;     // a block's rows of one layer
