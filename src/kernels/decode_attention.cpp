@@ -387,10 +387,13 @@ void WithChannels(const PagedRows& keys, int t0, Fn&& fn) {
 // q_j[c] * k_c for NQ queries: a channel's token vectors are loaded (and
 // converted) once for all NQ queries, and each score lane is a plain FMA
 // chain, so nothing is summed across lanes. Below 8 chains the channels
-// alternate between two sets of accumulators to hide the FMA latency.
+// alternate between two sets of accumulators to hide the FMA latency. With
+// a cursor, it is moved on channel_bytes after each channel; the caller
+// makes sure the channels fit in its current range.
 template <int NQ, int TV, class Ch>
 HWY_INLINE void ChannelTile(const Ch& ch, int i0, int c0, int c1, const float* q, int ldq, float* s,
-                            int lds, bool first) {
+                            int lds, bool first, PrefetchCursor<>* cursor,
+                            std::size_t channel_bytes) {
   const DF df;
   const int N = static_cast<int>(hn::Lanes(df));
   constexpr int kSets = NQ * TV < 8 ? 2 : 1;
@@ -407,6 +410,7 @@ HWY_INLINE void ChannelTile(const Ch& ch, int i0, int c0, int c1, const float* q
       const auto qv = hn::Set(df, q[j * ldq + c]);
       for (int v = 0; v < TV; ++v) acc[set][j][v] = hn::MulAdd(qv, k[v], acc[set][j][v]);
     }
+    if (cursor) cursor->advance_within(channel_bytes);
   };
   int c = c0;
   for (; c + kSets <= c1; c += kSets) {
@@ -440,20 +444,16 @@ HWY_INLINE void ScaleGroup(const Ch& ch, int g, int i0, const float* p, float* s
 }
 
 // s[g][t] = q_g . k_t for all G queries and the n tokens of `ch`, r
-// channels. Token tiles of 4 vectors, then 2, then 1; channels in small
-// groups whose sums go through s in between, so that the cursor is moved on
-// between groups (moved inside the channel loop, its out-of-line slow path
-// made the compiler spill every accumulator per channel). The first pass
-// moves it channel_bytes per channel, after each group: moved on before, it
-// ran a group's bytes further ahead than kPrefetchAheadBytes, and 2 KiB
-// groups (one query, 16 channels of 64 f16 tokens) put it past the 3-4 KiB
-// cliff (docs/results/decode.md). Groups of 4 channels for 4 queries
-// (harness, gqa f16 from DRAM: 25.6-26.9 GB/s against 24.7-25.5 with 16);
-// fewer queries get longer groups, as their tiles have less work per
-// channel. Quantized keys sum each scale group's channels into `partial`
-// (rows of lds) and add them to s scaled. Tokens past the last whole vector
-// are scored one by one.
-constexpr int ChannelGroup(int nq) { return nq >= 4 ? 4 : 16 / nq; }
+// channels. Token tiles of 4 vectors, then 2, then 1; each tile runs over
+// all channels (of a scale group, for quantized keys) with its sums in
+// registers. The first tile moves the prefetch cursor on channel_bytes per
+// channel, inline: it used to go through the scores between groups of 4-16
+// channels so that the cursor's out-of-line slow path could run between
+// them, which cost the gqa f16 score pass a fifth of its time with the
+// cache resident (docs/results/decode.md). The slow path now runs only
+// where a channel leaves the cursor's current range. Quantized keys sum each
+// scale group's channels into `partial` (rows of lds) and add them to s
+// scaled. Tokens past the last whole vector are scored one by one.
 template <class Ch>
 void ChannelScores(const Ch& ch, int n, int r, const float* q, int ldq, int G, float* s, int lds,
                    float* partial, PrefetchCursor<>* cursor, std::size_t channel_bytes) {
@@ -470,10 +470,23 @@ void ChannelScores(const Ch& ch, int n, int r, const float* q, int ldq, int G, f
       for (; v + tv.value <= full; v += tv.value)
         for (int g0 = 0; g0 < r; g0 += scale_group) {
           const int g1 = std::min(r, g0 + scale_group);
-          for (int c0 = g0; c0 < g1; c0 += ChannelGroup(nq.value)) {
-            const int c1 = std::min(g1, c0 + ChannelGroup(nq.value));
-            ChannelTile<nq.value, tv.value>(ch, v * N, c0, c1, qg, ldq, sums, lds, c0 == g0);
-            if (cursor && v == 0) cursor->advance(channel_bytes * (c1 - c0));
+          for (int c0 = g0, c1 = g1; c0 < g1; c0 = c1) {
+            PrefetchCursor<>* inline_cursor = nullptr;
+            c1 = g1;
+            if (cursor && v == 0) {
+              const std::size_t room = cursor->bytes_in_range();
+              const auto fit = static_cast<int>(std::min<std::size_t>(
+                  channel_bytes > 0 ? room / channel_bytes : g1 - c0, g1 - c0));
+              if (fit > 0) {
+                c1 = c0 + fit;
+                inline_cursor = cursor;
+              } else {
+                c1 = c0 + 1;
+              }
+            }
+            ChannelTile<nq.value, tv.value>(ch, v * N, c0, c1, qg, ldq, sums, lds, c0 == g0,
+                                            inline_cursor, channel_bytes);
+            if (cursor && v == 0 && !inline_cursor) cursor->advance(channel_bytes);
           }
           if constexpr (Ch::kScaled)
             ScaleGroup<nq.value, tv.value>(ch, g0 / scale_group, v * N, sums, sg, lds, g0 == 0);

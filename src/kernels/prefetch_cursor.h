@@ -58,6 +58,19 @@ class PrefetchCursor {
     walk(ahead_, request);
   }
 
+  // Bytes the cursor can move on before it leaves its current range: an
+  // advance_within of up to that many needs no walk over the ranges.
+  std::size_t bytes_in_range() const { return pos_ < end_ ? end_ - pos_ : 0; }
+
+  // advance(bytes) for bytes <= bytes_in_range(): always inline and free of
+  // calls, so a loop that keeps its accumulators in vector registers can
+  // move the cursor on without spilling them (every vector register is
+  // caller-saved).
+  [[gnu::always_inline]] inline void advance_within(std::size_t bytes) {
+    pos_ += bytes;
+    request_to(pos_);
+  }
+
   // The reader has consumed `bytes` more.
   void advance(std::size_t bytes) {
     pos_ += bytes;
