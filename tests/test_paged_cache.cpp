@@ -305,7 +305,7 @@ TEST(PagedKVCache, KeysAreStoredChannelByChannel) {
       PagedKVCache cache({{2, w, 2, 4}}, spec);
       const int id = cache.add_sequence();
       cache.reserve(id, 2 * bt);
-      const bool expect = by_channel && kt != CacheDType::Int4;
+      const bool expect = by_channel;
       EXPECT_EQ(cache.keys_by_channel(0), expect);
       auto value = [](int h, int t, int j) { return 16.0f * h + 2.0f * j + 0.125f * t; };
       for (int h = 0; h < 2; ++h)
@@ -337,13 +337,33 @@ TEST(PagedKVCache, KeysAreStoredChannelByChannel) {
             EXPECT_EQ(k.row(t), k.part(t) + f.bytes() * (t % bt));
             continue;
           }
-          // Each stored byte at its documented place.
-          const std::size_t es = k.element_bytes();
-          for (int j = 0; j < w; ++j)
-            EXPECT_EQ(std::memcmp(k.part(t) + es * (j * bt + t % bt), encoded.data() + es * j, es),
-                      0);
+          // Each stored byte (int4: nibble) at its documented place.
+          const int slot = t % bt;
+          std::size_t levels = 0;  // bytes before the scales
+          if (kt == CacheDType::Int4) {
+            // Row element j: low nibble of byte j for j < 3 (ceil(5 / 2)),
+            // else high nibble of byte j - 3. Channel j of the part: bt / 2
+            // bytes, slot s < 4 in the low nibble of byte s, else the high
+            // nibble of byte s - 4.
+            auto nib = [](const std::byte* p, int byte, bool high) {
+              const auto b = std::to_integer<int>(p[byte]);
+              return high ? b >> 4 : b & 15;
+            };
+            for (int j = 0; j < w; ++j)
+              EXPECT_EQ(nib(k.part(t) + j * (bt / 2), slot < bt / 2 ? slot : slot - bt / 2,
+                            slot >= bt / 2),
+                        nib(encoded.data(), j < 3 ? j : j - 3, j >= 3))
+                  << h << " " << t << " " << j;
+            levels = w * (bt / 2);
+          } else {
+            const std::size_t es = k.element_bytes();
+            for (int j = 0; j < w; ++j)
+              EXPECT_EQ(
+                  std::memcmp(k.part(t) + es * (j * bt + slot), encoded.data() + es * j, es), 0);
+            levels = f.data_bytes() * bt;
+          }
           for (int g = 0; g < f.groups(); ++g)
-            EXPECT_EQ(std::memcmp(k.part(t) + f.data_bytes() * bt + 2 * (g * bt + t % bt),
+            EXPECT_EQ(std::memcmp(k.part(t) + levels + 2 * (g * bt + slot),
                                   encoded.data() + f.scale_offset() + 2 * g, 2),
                       0);
           // Either way the head's keys fill exactly its own part of the block.
@@ -356,6 +376,13 @@ TEST(PagedKVCache, KeysAreStoredChannelByChannel) {
       EXPECT_THROW(cache.read_key(id, 1, 0, 0, sink), Error);
       EXPECT_THROW(cache.read_value(id, 0, 0, -1, sink), Error);
     }
+  // int4 channels of an odd block would need half a byte more than the
+  // part holds: such keys stay token by token.
+  CacheSpec odd{CacheDType::Int4, CacheDType::F32, 2, 5, 1 << 20};
+  PagedKVCache cache({{2, w, 2, 4}}, odd);
+  EXPECT_FALSE(cache.keys_by_channel(0));
+  odd.key_dtype = CacheDType::Int8;
+  EXPECT_TRUE(PagedKVCache({{2, w, 2, 4}}, odd).keys_by_channel(0));
 }
 
 TEST(PagedKVCache, EveryRowHasItsOwnBytesAndValuesFollowTheirKeyHead) {

@@ -30,9 +30,8 @@ struct DecodeBenchCache {
   // Keys stored token by token instead of by channel
   // (CacheSpec::keys_by_channel): the same bytes scored a row at a time. Run
   // only when asked for by name (full-f16-bytoken, thin-f16-bytoken,
-  // thin-int8-bytoken; also
-  // r24-f16 and r24-f16-bytoken, a thin width of 24 that is not a whole
-  // number of vectors).
+  // thin-int8-bytoken, thin-int4-bytoken; also r24-f16 and r24-f16-bytoken,
+  // a thin width of 24 that is not a whole number of vectors).
   bool keys_by_token = false;
 };
 

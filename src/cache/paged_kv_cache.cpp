@@ -156,7 +156,9 @@ std::byte* PagedKVCache::part_address(int id, int layer, std::size_t offset, int
 
 bool PagedKVCache::keys_by_channel(int layer) const {
   check_layer(layer);
-  return spec_.keys_by_channel && spec_.key_dtype != CacheDType::Int4;
+  // An odd block would leave int4 channels half a byte over the part.
+  return spec_.keys_by_channel &&
+         (spec_.key_dtype != CacheDType::Int4 || spec_.block_tokens % 2 == 0);
 }
 
 void PagedKVCache::write_key(int id, int layer, int head, int pos, const float* row) {

@@ -37,9 +37,10 @@ struct CacheSpec {
   // Quantized keys of power-of-two width are stored Hadamard-rotated (see
   // make_row_format); the decode kernel rotates the query to match.
   bool rotate_keys = true;
-  // Keys other than int4 are stored channel by channel within a block
-  // (PagedRows::by_channel): the decode kernel then scores a vector of tokens
-  // per FMA and needs no horizontal sums. Same bytes either way.
+  // Keys are stored channel by channel within a block (PagedRows::by_channel;
+  // int4 keys only when block_tokens is even): the decode kernel then scores
+  // a vector of tokens per FMA and needs no horizontal sums. Same bytes
+  // either way.
   bool keys_by_channel = true;
 };
 

@@ -17,11 +17,13 @@ struct PagedRows {
   int block_tokens = 0;
   // Stored channel by channel: channel j of the part's token slot i is
   // element j * block_tokens + i, and a quantized row's group scales follow
-  // all the elements, scale g of slot i at scale g * block_tokens + i. Keys
-  // are, except int4 (CacheSpec::keys_by_channel), so scores come out a
-  // vector of tokens at a time without the horizontal sums of a dot product
-  // per token (docs/results/decode.md). Otherwise token by token: slot i is
-  // the row at byte format.bytes() * i.
+  // all the elements, scale g of slot i at scale g * block_tokens + i. An
+  // int4 channel is packed as an int4 row is: slot i < block_tokens / 2 in
+  // the low nibble of its byte i, slot block_tokens / 2 + i in the high
+  // nibble (block_tokens even). Keys are (CacheSpec::keys_by_channel), so
+  // scores come out a vector of tokens at a time without the horizontal sums
+  // of a dot product per token (docs/results/decode.md). Otherwise token by
+  // token: slot i is the row at byte format.bytes() * i.
   bool by_channel = false;
 
   // The head's part of the block holding `token`.
@@ -30,8 +32,12 @@ struct PagedRows {
   const std::byte* row(int token) const {
     return part(token) + format.bytes() * static_cast<std::size_t>(token % block_tokens);
   }
-  // Bytes of one stored value (the dtypes stored by channel: not int4).
+  // Bytes of one stored value; 0 for int4 (half a byte).
   std::size_t element_bytes() const { return format.data_bytes() / format.width; }
+  // Bytes of one channel's slots, stored by channel.
+  std::size_t channel_bytes() const;
+  // Bytes of all channels' slots: where the scales start, stored by channel.
+  std::size_t channels_bytes() const { return channel_bytes() * format.width; }
 };
 
 // Between a row as encode_row writes it and slot `slot` of a part stored by

@@ -359,25 +359,69 @@ struct Int8Channels {
   float at(int j, int i) const { return base[stride * j + i] * scales.at(j / group, i); }
 };
 
+// int4 keys by channel (PagedRows::by_channel): slot s of channel j is the
+// low nibble of byte s of the channel, or the high nibble of byte s - half.
+// Lanes [i, i + N) are slots slot0 + i on: whole vectors when half and slot0
+// are multiples of N (Int4ChannelVectors), so one shift or mask serves all.
+struct Int4Channels {
+  const uint8_t* base;  // the part
+  std::size_t stride;   // bytes per channel (half)
+  int slot0, half;
+  HalfChannels<hwy::float16_t> scales;
+  int group;
+  static constexpr bool kScaled = true;
+  HWY_INLINE hn::Vec<DF> operator()(int j, int i) const {
+    const DF df;
+    const hn::Rebind<uint8_t, DF> d8;
+    const hn::Rebind<int32_t, DF> di;
+    const int s = slot0 + i;
+    const bool high = s >= half;
+    const auto b = hn::PromoteTo(di, hn::LoadU(d8, base + stride * j + (high ? s - half : s)));
+    const auto level = high ? hn::ShiftRight<4>(b) : hn::And(b, hn::Set(di, 15));
+    return hn::ConvertTo(df, hn::Sub(level, hn::Set(di, 8)));
+  }
+  HWY_INLINE hn::Vec<DF> scale(int g, int i) const { return scales(g, i); }
+  float at(int j, int i) const {
+    const int s = slot0 + i;
+    const uint8_t b = base[stride * j + (s < half ? s : s - half)];
+    return static_cast<float>((s < half ? b & 15 : b >> 4) - 8) * scales.at(j / group, i);
+  }
+};
+
+// Whether ChannelScores can read the keys of tokens from t0 on: int4 keys
+// need whole vectors on either side of the half block.
+bool Int4ChannelVectors(const PagedRows& keys, int t0) {
+  const int N = static_cast<int>(hn::Lanes(DF()));
+  return keys.format.dtype != CacheDType::Int4 ||
+         ((keys.block_tokens / 2) % N == 0 && (t0 % keys.block_tokens) % N == 0);
+}
+
 // Calls fn with the channel loader of the keys' tokens from t0 to the end
 // of t0's block.
 template <class Fn>
 void WithChannels(const PagedRows& keys, int t0, Fn&& fn) {
   const std::size_t stride = static_cast<std::size_t>(keys.block_tokens);
-  const std::byte* p = keys.part(t0) + keys.element_bytes() * (t0 % keys.block_tokens);
+  const int slot0 = t0 % keys.block_tokens;
+  const std::byte* p = keys.part(t0) + keys.element_bytes() * slot0;
+  const std::byte* scales =
+      keys.part(t0) + keys.channels_bytes() + RowFormat::kScaleBytes * slot0;
   switch (keys.format.dtype) {
     case CacheDType::F16:
       return fn(HalfChannels<hwy::float16_t>{reinterpret_cast<const hwy::float16_t*>(p), stride});
     case CacheDType::BF16:
       return fn(HalfChannels<hwy::bfloat16_t>{reinterpret_cast<const hwy::bfloat16_t*>(p), stride});
-    case CacheDType::Int8: {
-      const std::byte* scales = keys.part(t0) + keys.format.data_bytes() * keys.block_tokens +
-                                RowFormat::kScaleBytes * (t0 % keys.block_tokens);
+    case CacheDType::Int8:
       return fn(Int8Channels{reinterpret_cast<const int8_t*>(p),
                              stride,
                              {reinterpret_cast<const hwy::float16_t*>(scales), stride},
                              keys.format.group});
-    }
+    case CacheDType::Int4:
+      return fn(Int4Channels{reinterpret_cast<const uint8_t*>(keys.part(t0)),
+                             keys.channel_bytes(),
+                             slot0,
+                             keys.block_tokens / 2,
+                             {reinterpret_cast<const hwy::float16_t*>(scales), stride},
+                             keys.format.group});
     default:
       return fn(F32Channels{reinterpret_cast<const float*>(p), stride});
   }
@@ -835,9 +879,9 @@ std::size_t ScoreAdvance(const AttentionTask& task, int d) {
 
 // Where the key bytes of tokens [tb, tb + nb) of one block start, and how
 // many there are from there on. By channel, from the first token's channel 0
-// to the last token's last channel, or its last scale when quantized (the
-// other tokens' channels in between are prefetched too when the run is not a
-// whole block).
+// (int4: the part's start) to the last token's last channel, or its last
+// scale when quantized (the other tokens' channels in between are prefetched
+// too when the run is not a whole block).
 const std::byte* KeyStart(const PagedRows& keys, int tb) {
   if (!keys.by_channel) return keys.row(tb);
   return keys.part(tb) + keys.element_bytes() * (tb % keys.block_tokens);
@@ -848,9 +892,9 @@ std::size_t KeySpan(const PagedRows& keys, int tb, int nb) {
   const std::size_t bt = keys.block_tokens, slot = tb % keys.block_tokens;
   const std::size_t end =
       f.groups() > 0
-          ? f.data_bytes() * bt + RowFormat::kScaleBytes * ((f.groups() - 1) * bt + slot + nb)
+          ? keys.channels_bytes() + RowFormat::kScaleBytes * ((f.groups() - 1) * bt + slot + nb)
           : keys.element_bytes() * ((f.width - 1) * bt + slot + nb);
-  return end - keys.element_bytes() * slot;
+  return end - static_cast<std::size_t>(KeyStart(keys, tb) - keys.part(tb));
 }
 
 // Rows [tb, tb + nb) of one head (its keys and every value head it reads),
@@ -955,6 +999,16 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
     for (int seg = 0; seg < share; ++seg)
       Scores(ScratchRows{kbuf + seg * d, static_cast<std::size_t>(ldk)}, n, ldq, st.q, ldq,
              seg * (G / share), (seg + 1) * (G / share), s, lds, Ahead{});
+  } else if (by_channel && !Int4ChannelVectors(task.keys, t0)) {
+    // int4 keys from a slot off the vector grid (a window starting inside a
+    // block): their rows gathered, then scored as rows.
+    auto* rows = reinterpret_cast<std::byte*>(scratch.latents());
+    const std::size_t rb = task.keys.format.bytes();
+    for (int t = 0; t < n; ++t) stored_row(task.keys, t0 + t, rows + rb * t);
+    cursor.advance(KeySpan(task.keys, t0, n));
+    WithRows(task.keys.format, rows, n, kbuf, ldk, [&](const auto& rows, int w) {
+      Scores(rows, n, w, st.q, ldq, 0, G, s, lds, Ahead{});
+    });
   } else if (by_channel) {
     // The first pass moves the cursor on by a channel's share of the span.
     const std::size_t span = KeySpan(task.keys, t0, n);
@@ -1081,6 +1135,7 @@ AttentionScratch::AttentionScratch(const AttentionShape& sh) {
   q_ = alloc(H * q_stride_);
   // Also the channel sums of quantized keys by channel (4 queries x tokens).
   k_ = alloc(std::max(BT * std::max(kw, qw), std::size_t{4} * padded(sh.block_tokens)));
+  // Also int4 key rows gathered from channels (at most 2.5 bytes per value).
   c_ = alloc(BT * padded(sh.max_key_width));
   v_ = alloc(BT * padded(sh.head_dim));
   s_ = alloc(G * padded(sh.block_tokens));
