@@ -31,54 +31,59 @@ void set_nibble(std::byte* p, Nibble at, std::uint8_t level) {
   p[at.byte] = std::byte(keep | (level << at.shift));
 }
 
-}  // namespace
-
-std::size_t PagedRows::channel_bytes() const {
-  return format.dtype == CacheDType::Int4 ? static_cast<std::size_t>(block_tokens + 1) / 2
-                                          : element_bytes() * block_tokens;
+// Bytes of one channel's slots in a part stored by channel.
+std::size_t channel_stride(const RowFormat& f, int block_tokens) {
+  const std::size_t bt = block_tokens;
+  return f.dtype == CacheDType::Int4 ? (bt + 1) / 2 : f.data_bytes() / f.width * bt;
 }
 
-// The int4 slots of a channel are the other nibbles of bytes another slot
-// shares, so they are written one nibble at a time.
-void scatter_row(const RowFormat& f, int block_tokens, int slot, const std::byte* row,
-                 std::byte* part) {
-  const std::size_t bt = block_tokens;
-  std::size_t channel = 0;
+// Where each stored piece of slot `slot`'s row sits in the row (encode_row's
+// form) and in a part stored by channel: nibbles(row_at, part_at) for each
+// int4 level, bytes(row_offset, part_offset, n) for each wider element and
+// each scale. The int4 slots of a channel share bytes with another slot, so
+// they move one nibble at a time.
+template <class Nibbles, class Bytes>
+void each_place(const RowFormat& f, int block_tokens, int slot, Nibbles&& nibbles, Bytes&& bytes) {
+  const std::size_t bt = block_tokens, channel = channel_stride(f, block_tokens);
   if (f.dtype == CacheDType::Int4) {
-    channel = (bt + 1) / 2;
-    for (int j = 0; j < f.width; ++j)
-      set_nibble(part + channel * j, nibble(slot, block_tokens),
-                 get_nibble(row, nibble(j, f.width)));
+    for (int j = 0; j < f.width; ++j) {
+      Nibble at = nibble(slot, block_tokens);
+      at.byte += channel * j;
+      nibbles(nibble(j, f.width), at);
+    }
   } else {
     const std::size_t es = f.data_bytes() / f.width;
-    channel = es * bt;
-    for (int j = 0; j < f.width; ++j) std::memcpy(part + es * (j * bt + slot), row + es * j, es);
+    for (int j = 0; j < f.width; ++j) bytes(es * j, es * (j * bt + slot), es);
   }
-  std::byte* scales = part + channel * f.width;
   for (int g = 0; g < f.groups(); ++g)
-    std::memcpy(scales + RowFormat::kScaleBytes * (g * bt + slot),
-                row + f.scale_offset() + RowFormat::kScaleBytes * g, RowFormat::kScaleBytes);
+    bytes(f.scale_offset() + RowFormat::kScaleBytes * g,
+          channel * f.width + RowFormat::kScaleBytes * (g * bt + slot), RowFormat::kScaleBytes);
+}
+
+}  // namespace
+
+std::size_t PagedRows::channel_bytes() const { return channel_stride(format, block_tokens); }
+
+void scatter_row(const RowFormat& f, int block_tokens, int slot, const std::byte* row,
+                 std::byte* part) {
+  each_place(
+      f, block_tokens, slot,
+      [&](Nibble in_row, Nibble in_part) { set_nibble(part, in_part, get_nibble(row, in_row)); },
+      [&](std::size_t in_row, std::size_t in_part, std::size_t n) {
+        std::memcpy(part + in_part, row + in_row, n);
+      });
 }
 
 void gather_row(const RowFormat& f, int block_tokens, int slot, const std::byte* part,
                 std::byte* row) {
-  const std::size_t bt = block_tokens;
-  std::size_t channel = 0;
-  if (f.dtype == CacheDType::Int4) {
-    channel = (bt + 1) / 2;
-    std::memset(row, 0x88, f.data_bytes());  // an odd width's spare nibble, as encode_row
-    for (int j = 0; j < f.width; ++j)
-      set_nibble(row, nibble(j, f.width),
-                 get_nibble(part + channel * j, nibble(slot, block_tokens)));
-  } else {
-    const std::size_t es = f.data_bytes() / f.width;
-    channel = es * bt;
-    for (int j = 0; j < f.width; ++j) std::memcpy(row + es * j, part + es * (j * bt + slot), es);
-  }
-  const std::byte* scales = part + channel * f.width;
-  for (int g = 0; g < f.groups(); ++g)
-    std::memcpy(row + f.scale_offset() + RowFormat::kScaleBytes * g,
-                scales + RowFormat::kScaleBytes * (g * bt + slot), RowFormat::kScaleBytes);
+  // An odd int4 width's spare nibble, as encode_row leaves it.
+  if (f.dtype == CacheDType::Int4) std::memset(row, 0x88, f.data_bytes());
+  each_place(
+      f, block_tokens, slot,
+      [&](Nibble in_row, Nibble in_part) { set_nibble(row, in_row, get_nibble(part, in_part)); },
+      [&](std::size_t in_row, std::size_t in_part, std::size_t n) {
+        std::memcpy(row + in_row, part + in_part, n);
+      });
 }
 
 void stored_row(const PagedRows& rows, int token, std::byte* dst) {
