@@ -1,15 +1,19 @@
 // The few-row GEMV kernel against at::linear and a double-precision loop, and
-// project() routing batched rows through it without changing results.
+// project() routing decode rows through it without changing results, on the
+// process-wide compute pool.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <memory>
 #include <random>
 #include <vector>
 
 #include "kernels/small_gemm.h"
 #include "model/layer_ops.h"
 #include "util/threads.h"
+#include "util/work_pool.h"
 
 namespace thinkeys {
 namespace {
@@ -77,7 +81,7 @@ TEST(SmallGemm, ProjectKeepsLinearResultsAndAutograd) {
   // over project()'s pool (set before the first project() call creates it).
   configure_threads(2);
   at::manual_seed(11);
-  for (int rows : {2, 3, 8, 16, 17}) {
+  for (int rows : {1, 2, 3, 8, 16, 17}) {
     const at::Tensor w = at::randn({200, 130}), b = at::randn({200});
     // A non-contiguous x (every other column) must give the same answer.
     const at::Tensor x = at::randn({rows, 260}).slice(1, 0, 260, 2);
@@ -100,6 +104,21 @@ TEST(SmallGemm, ProjectFollowsTheConfiguredThreadCount) {
     EXPECT_EQ(project_threads(), threads);
     expect_close(project(x, w), at::linear(x, w), x, w, at::Tensor());
   }
+}
+
+TEST(SmallGemm, ComputePoolIsSharedUntilTheCountChanges) {
+  configure_threads(2);
+  const std::shared_ptr<WorkPool> a = compute_pool();
+  EXPECT_EQ(compute_pool(), a);
+  EXPECT_EQ(a->threads(), 2);
+  configure_threads(3);
+  const std::shared_ptr<WorkPool> b = compute_pool();
+  EXPECT_NE(b, a);
+  EXPECT_EQ(b->threads(), 3);
+  std::atomic<int> done{0};
+  a->run(10, [&](int, int) { done++; });  // the old pool still works for its holders
+  EXPECT_EQ(done.load(), 10);
+  configure_threads(2);
 }
 
 }  // namespace

@@ -1,11 +1,13 @@
-// The work pool: every item runs once, errors come back to the caller, and
+// The work pool: every item runs once, errors come back to the caller,
 // workers are kept off the caller's CPU (so a woken worker does not queue
-// behind the thread that woke it).
+// behind the thread that woke it), runs are handed over whether the workers
+// are polling or asleep, and callers that overlap share the pool safely.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "util/work_pool.h"
@@ -35,6 +37,62 @@ TEST(WorkPool, RunsEveryItemOnceAndRethrows) {
   int after = 0;
   pool.run(1, [&](int, int) { ++after; });  // still usable
   EXPECT_EQ(after, 1);
+}
+
+// Lost or doubled hand-overs show up as a wrong count (or a hang): runs back
+// to back reach polling workers, runs after a pause longer than the poll
+// reach sleeping ones, and a zero poll always sleeps.
+TEST(WorkPool, HandsOverEveryRunToPollingOrSleepingWorkers) {
+  using std::chrono::microseconds;
+  for (const microseconds poll : {microseconds(0), microseconds(50), WorkPool::kDefaultPoll}) {
+    WorkPool pool(3, poll);
+    for (int run = 0; run < 600; ++run) {
+      const int n = 2 + run % 9;
+      std::vector<std::atomic<int>> seen(n);
+      std::atomic<int> by_workers{0};
+      if (run % 100 == 99) std::this_thread::sleep_for(poll + std::chrono::milliseconds(2));
+      pool.run(n, [&](int i, int thread) {
+        seen[i]++;
+        if (thread != 0) by_workers++;
+      });
+      for (int i = 0; i < n; ++i) ASSERT_EQ(seen[i].load(), 1) << "poll " << poll.count();
+      ASSERT_LE(by_workers.load(), n);
+    }
+  }
+}
+
+// Two threads run on one pool at once, and an item runs a nested loop on it:
+// the call that finds the pool busy runs its own items, as thread 0.
+TEST(WorkPool, OverlappingCallersEachGetAllTheirItems) {
+  WorkPool pool(2);
+  auto caller = [&](int salt, std::atomic<int>& bad) {
+    for (int run = 0; run < 300; ++run) {
+      const int n = 3 + (run + salt) % 17;
+      std::vector<std::atomic<int>> seen(n);
+      pool.run(n, [&](int i, int thread) {
+        if (thread < 0 || thread >= pool.threads()) bad++;
+        seen[i]++;
+      });
+      for (auto& s : seen)
+        if (s.load() != 1) bad++;
+    }
+  };
+  std::atomic<int> bad_a{0}, bad_b{0};
+  std::thread other([&] { caller(1, bad_b); });
+  caller(0, bad_a);
+  other.join();
+  EXPECT_EQ(bad_a.load(), 0);
+  EXPECT_EQ(bad_b.load(), 0);
+
+  std::atomic<int> inner{0}, inner_thread_sum{0};
+  pool.run(4, [&](int, int) {
+    pool.run(5, [&](int, int thread) {
+      inner++;
+      inner_thread_sum += thread;
+    });
+  });
+  EXPECT_EQ(inner.load(), 20);
+  EXPECT_EQ(inner_thread_sum.load(), 0);
 }
 
 #ifdef __linux__

@@ -1,9 +1,10 @@
 #pragma once
 // y = W x + b for a handful of rows x, reading each weight row from memory
-// once. Batched decode multiplies 2-16 token rows by every weight matrix; a
-// general GEMM (OpenBLAS 0.3.21 here) packs the weights for such a tiny M and
-// costs several times a single row's GEMV, although the step is bound by
-// reading the weights once.
+// once. Decode multiplies 1-16 token rows by every weight matrix; a general
+// GEMM (OpenBLAS 0.3.21 here) packs the weights for such a tiny M and costs
+// several times a single row's GEMV, although the step is bound by reading
+// the weights once. One row goes here too rather than to OpenBLAS's GEMV, so
+// that it runs on the compute pool that decode attention shares.
 #include <cstddef>
 
 namespace thinkeys {

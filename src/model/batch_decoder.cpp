@@ -10,6 +10,7 @@
 #include "model/rope.h"
 #include "model/transformer.h"
 #include "util/error.h"
+#include "util/threads.h"
 
 namespace thinkeys {
 namespace {
@@ -39,7 +40,10 @@ void synthetic_row(uint64_t key, int width, float* out) {
 }  // namespace
 
 BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& options)
-    : model_(model), cache_(cache_shape(model.config), options.cache), pool_(options.threads) {
+    : model_(model),
+      cache_(cache_shape(model.config), options.cache),
+      pool_(options.threads == compute_threads() ? compute_pool()
+                                                 : std::make_shared<WorkPool>(options.threads)) {
   const ModelConfig& c = model.config;
   const bool latent = c.rope_mode() == RopeMode::Latent;
   shape_.head_dim = c.head_dim;
@@ -50,7 +54,7 @@ BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& option
   shape_.scale = static_cast<float>(c.score_scale());
   shape_.max_share = latent ? c.key_share() : 1;
   shape_.max_heads = c.key_heads();
-  for (int t = 0; t < pool_.threads(); ++t) scratch_.emplace_back(shape_);
+  for (int t = 0; t < pool_->threads(); ++t) scratch_.emplace_back(shape_);
   if (latent) {
     if (c.positions == PositionKind::Rope) {
       at::Tensor f = model.rope_inv_freq.contiguous();
@@ -113,9 +117,9 @@ int BatchDecoder::add_synthetic(int length, uint64_t seed) {
     const int bt = cache_.block_tokens();
     const int period_blocks = (kSyntheticPeriod + bt - 1) / bt;
     const int encoded = std::min(length, period_blocks * bt);
-    std::vector<std::vector<float>> rows(pool_.threads(), std::vector<float>(width));
+    std::vector<std::vector<float>> rows(pool_->threads(), std::vector<float>(width));
     // Writers touch disjoint rows of reserved blocks, so layers run in parallel.
-    pool_.run(c.n_layers, [&](int l, int thread) {
+    pool_->run(c.n_layers, [&](int l, int thread) {
       float* row = rows[thread].data();
       const CacheLayerShape& L = layers[l];
       for (int kind = 0; kind < 2; ++kind) {
@@ -137,7 +141,7 @@ int BatchDecoder::add_synthetic(int length, uint64_t seed) {
     });
     const int blocks = cache_.blocks_of(id);
     if (blocks > period_blocks)
-      pool_.run(blocks - period_blocks, [&](int i, int) {
+      pool_->run(blocks - period_blocks, [&](int i, int) {
         const int b = period_blocks + i;
         cache_.copy_block(id, b % period_blocks, b);
       });
@@ -235,7 +239,7 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const at::T
       if (!latent_.empty()) task_latent_.push_back(&latent_[l][kh]);
     }
   }
-  splits_.run(shape_, tasks_, task_latent_, pool_, scratch_);
+  splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
   return out;
 }
 

@@ -70,7 +70,7 @@ class BatchDecoder {
   const Model& model_;
   PagedKVCache cache_;
   AttentionShape shape_;
-  WorkPool pool_;
+  std::shared_ptr<WorkPool> pool_;  // compute_pool() when the thread counts agree
   std::vector<AttentionScratch> scratch_;
   AttentionSplits splits_;  // long contexts with few sequences: split tasks over threads
   std::unique_ptr<RopeSteps> rope_steps_;        // latent mode only

@@ -1,8 +1,6 @@
 #include "model/layer_ops.h"
 
 #include <algorithm>
-#include <memory>
-#include <mutex>
 
 #include "kernels/small_gemm.h"
 #include "util/threads.h"
@@ -15,30 +13,11 @@ namespace {
 // hundred KiB of weights per item, small enough to split 768-wide layers.
 constexpr int kGemmChunk = 64;
 
-// Shared by every project() call; libtorch's own pool is pinned to one thread
-// (util/threads.h), so without this the kernel would run on one core.
-// Sized to compute_threads() on each use, so a later configure_threads call
-// takes effect (callers hold `busy`).
-struct GemmThreads {
-  std::mutex busy;  // a concurrent caller runs on its own thread instead
-  std::unique_ptr<WorkPool> pool;
-  int threads() const { return pool ? pool->threads() : 1; }
-  void follow_configuration() {
-    const int want = compute_threads();
-    if (threads() != want) pool = want > 1 ? std::make_unique<WorkPool>(want) : nullptr;
-  }
-};
-
-GemmThreads& gemm_threads() {
-  static GemmThreads t;
-  return t;
-}
-
 bool small_gemm_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   auto plain = [](const at::Tensor& t) {
     return t.device().is_cpu() && t.scalar_type() == at::kFloat && !t.requires_grad();
   };
-  return x.dim() == 2 && x.size(0) >= 2 && x.size(0) <= kSmallGemmMaxRows && w.dim() == 2 &&
+  return x.dim() == 2 && x.size(0) >= 1 && x.size(0) <= kSmallGemmMaxRows && w.dim() == 2 &&
          x.size(1) == w.size(1) && plain(x) && plain(w) && w.is_contiguous() &&
          (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0) && plain(b)));
 }
@@ -52,34 +31,24 @@ at::Tensor small_project(const at::Tensor& x_in, const at::Tensor& w, const at::
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
   auto run = [&](int o0, int o1) { small_gemm(wp, in, in, xp, in, rows, bp, yp, out, o0, o1); };
-  GemmThreads& t = gemm_threads();
+  // libtorch's own pool is pinned to one thread (util/threads.h), so without
+  // the shared pool this would run on one core.
   const int chunks = (out + kGemmChunk - 1) / kGemmChunk;
-  std::unique_lock lock(t.busy, std::try_to_lock);
-  if (lock.owns_lock()) t.follow_configuration();
-  if (!t.pool || chunks < 2 || !lock.owns_lock()) {
-    run(0, out);
-    return y;
-  }
-  t.pool->run(chunks,
-              [&](int c, int) { run(c * kGemmChunk, std::min(out, (c + 1) * kGemmChunk)); });
+  compute_pool()->run(
+      chunks, [&](int c, int) { run(c * kGemmChunk, std::min(out, (c + 1) * kGemmChunk)); });
   return y;
 }
 
 }  // namespace
 
-int project_threads() {
-  GemmThreads& t = gemm_threads();
-  std::lock_guard lock(t.busy);
-  t.follow_configuration();
-  return t.threads();
-}
+int project_threads() { return compute_pool()->threads(); }
 
 at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (small_gemm_applies(x, w, b)) return small_project(x, w, b);
   if (x.size(0) == 1) {
     at::Tensor row = x.select(0, 0);
     return (b.defined() ? at::addmv(b, w, row) : at::mv(w, row)).unsqueeze(0);
   }
-  if (small_gemm_applies(x, w, b)) return small_project(x, w, b);
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
 

@@ -8,11 +8,11 @@
 
 namespace thinkeys {
 
-// y = x W^T + b for x [rows, in]. A single row goes through GEMV: OpenBLAS
-// 0.3.21 runs a one-row GEMM by packing the whole weight matrix first, 3-5x
-// slower than streaming it once, and decode is exactly that case. For the
-// same reason 2..kSmallGemmMaxRows f32 rows without autograd (batched decode)
-// go through kernels/small_gemm, which streams the weights once for all rows.
+// y = x W^T + b for x [rows, in]. OpenBLAS 0.3.21 runs a few-row GEMM by
+// packing the whole weight matrix first, 3-5x slower than streaming it once,
+// and decode is exactly that case. So 1..kSmallGemmMaxRows f32 rows without
+// autograd go through kernels/small_gemm on compute_pool(), which streams
+// the weights once for all rows; other single rows through GEMV.
 at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
 // Threads project() splits few-row GEMMs over: compute_threads() at the time
 // of the call (configure_threads may change it between calls).

@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <thread>
+
+#include "util/work_pool.h"
 
 // Present when libblas.so.3 is OpenBLAS (Debian's alternative); weak so any
 // other BLAS still links and simply keeps its own threading.
@@ -23,5 +26,14 @@ void configure_threads(int threads) {
 }
 
 int compute_threads() { return configured; }
+
+std::shared_ptr<WorkPool> compute_pool() {
+  static std::mutex mutex;
+  static std::shared_ptr<WorkPool> pool;
+  std::lock_guard lock(mutex);
+  const int want = compute_threads();
+  if (!pool || pool->threads() != want) pool = std::make_shared<WorkPool>(want);
+  return pool;
+}
 
 }  // namespace thinkeys

@@ -8,8 +8,36 @@
 #endif
 
 namespace thinkeys {
+namespace {
 
-WorkPool::WorkPool(int threads) {
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Polls ready() for up to `budget`; true once it holds. Every few polls it
+// yields, so a thread that needs this CPU is not kept waiting by the poll.
+template <class Ready>
+bool poll_until(Ready&& ready, std::chrono::microseconds budget) {
+  if (budget.count() <= 0) return ready();
+  const auto until = std::chrono::steady_clock::now() + budget;
+  for (unsigned i = 1;; ++i) {
+    if (ready()) return true;
+    if (i % 16 != 0) {
+      cpu_relax();
+    } else {
+      if (std::chrono::steady_clock::now() >= until) return ready();
+      std::this_thread::yield();
+    }
+  }
+}
+
+}  // namespace
+
+WorkPool::WorkPool(int threads, std::chrono::microseconds poll) : poll_(poll) {
   if (threads < 1) throw Error("a work pool needs at least one thread");
   for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { work(t); });
 }
@@ -17,7 +45,7 @@ WorkPool::WorkPool(int threads) {
 WorkPool::~WorkPool() {
   {
     std::lock_guard lock(mutex_);
-    stop_ = true;
+    stop_.store(true);
   }
   wake_.notify_all();
   for (auto& w : workers_) w.join();
@@ -36,17 +64,21 @@ void WorkPool::drain(int thread) {
 
 void WorkPool::work(int thread) {
   long seen = 0;
+  auto woken = [&] { return stop_.load() || generation_.load() != seen; };
   for (;;) {
+    poll_until(woken, poll_);
     {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      std::unique_lock lock(mutex_);  // the run's fields were written under it
+      wake_.wait(lock, woken);
       if (stop_) return;
       seen = generation_;
     }
     drain(thread);
-    {
+    // The caller checks busy_ under the mutex before it sleeps, so taking the
+    // mutex to notify cannot slip in between its check and its sleep.
+    if (busy_.fetch_sub(1) == 1) {
       std::lock_guard lock(mutex_);
-      if (--busy_ == 0) done_.notify_one();
+      done_.notify_one();
     }
   }
 }
@@ -74,11 +106,12 @@ void WorkPool::steer_workers() {
 
 void WorkPool::run_erased(int n, void* fn, Call call) {
   if (n <= 0) return;
-  if (workers_.empty() || n == 1) {
+  std::unique_lock running(running_, std::defer_lock);
+  if (workers_.empty() || n == 1 || !running.try_lock()) {
     for (int i = 0; i < n; ++i) call(fn, i, 0);
     return;
   }
-  steer_workers();  // while they sleep
+  steer_workers();
   {
     std::lock_guard lock(mutex_);
     fn_ = fn;
@@ -86,15 +119,17 @@ void WorkPool::run_erased(int n, void* fn, Call call) {
     n_ = n;
     next_.store(0);
     error_ = nullptr;
-    busy_ = static_cast<int>(workers_.size());
-    ++generation_;
+    busy_.store(static_cast<int>(workers_.size()));
+    generation_.fetch_add(1);
   }
-  wake_.notify_all();
+  wake_.notify_all();  // no system call when every worker is polling
   drain(0);
+  auto done = [&] { return busy_.load() == 0; };
+  poll_until(done, poll_);
   std::exception_ptr error;
   {
     std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return busy_ == 0; });
+    done_.wait(lock, done);
     error = error_;
     error_ = nullptr;
   }

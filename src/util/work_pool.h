@@ -1,8 +1,10 @@
 #pragma once
 // A fixed set of threads that run the items of one parallel loop at a time.
-// Decode steps call it once per layer, so it keeps its threads alive and hands
-// work over without allocating.
+// Decode steps call it several times per layer, so it keeps its threads alive
+// and hands work over without allocating; for a short while after each run
+// they poll for the next one instead of sleeping (see the constructor).
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -13,8 +15,15 @@ namespace thinkeys {
 
 class WorkPool {
  public:
+  // How long a worker polls for the next run, and the caller for the end of
+  // its run, before sleeping on a condition variable. On the 2-vCPU VM a
+  // sleeping thread took 30-60 us to wake, so a run of nothing cost 60-130 us
+  // (two wake-ups), which is a whole decode-attention call at 1K context.
+  // Polling yields the CPU to any other ready thread (BLAS workers, say).
+  static constexpr std::chrono::microseconds kDefaultPoll{200};
+
   // `threads` counts the calling thread, which takes items too.
-  explicit WorkPool(int threads);
+  explicit WorkPool(int threads, std::chrono::microseconds poll = kDefaultPoll);
   ~WorkPool();
   WorkPool(const WorkPool&) = delete;
   WorkPool& operator=(const WorkPool&) = delete;
@@ -25,7 +34,9 @@ class WorkPool {
   int steered_from() const { return steered_from_; }
 
   // Calls fn(item, thread) for every item in [0, n), thread in [0, threads()),
-  // and returns when all are done; rethrows the first exception thrown.
+  // and returns when all are done; rethrows the first exception thrown. A
+  // call made while another is running (from another thread, or from inside
+  // an item) runs its items itself, as thread 0, so one pool can be shared.
   template <class F>
   void run(int n, F&& fn) {
     run_erased(n, &fn, [](void* f, int item, int thread) { (*static_cast<F*>(f))(item, thread); });
@@ -39,11 +50,14 @@ class WorkPool {
   void steer_workers();
 
   std::vector<std::thread> workers_;
+  std::mutex running_;  // held by the caller of the run in progress
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  long generation_ = 0;
-  int busy_ = 0;  // workers still inside the current generation
-  bool stop_ = false;
+  std::chrono::microseconds poll_;
+  // Written under mutex_; atomic so that polling threads can read them.
+  std::atomic<long> generation_{0};
+  std::atomic<int> busy_{0};  // workers still inside the current generation
+  std::atomic<bool> stop_{false};
 
   void* fn_ = nullptr;
   Call call_ = nullptr;
