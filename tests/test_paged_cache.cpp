@@ -358,8 +358,8 @@ TEST(PagedKVCache, KeysAreStoredChannelByChannel) {
           } else {
             const std::size_t es = k.element_bytes();
             for (int j = 0; j < w; ++j)
-              EXPECT_EQ(
-                  std::memcmp(k.part(t) + es * (j * bt + slot), encoded.data() + es * j, es), 0);
+              EXPECT_EQ(std::memcmp(k.part(t) + es * (j * bt + slot), encoded.data() + es * j, es),
+                        0);
             levels = f.data_bytes() * bt;
           }
           for (int g = 0; g < f.groups(); ++g)
@@ -473,6 +473,13 @@ TEST(PagedKVCache, LayersLiveInSeparateRegionsAndCopyBlockCopiesEveryLayer) {
   EXPECT_LT(cache.block_data(a, 0, 2), cache.block_data(b, 1, 0));
   EXPECT_THROW(cache.block_data(a, 3, 0), Error);
   EXPECT_THROW(cache.keys(a, -1, 0), Error);
+  // Bad layers and heads get the cache's own error on every path, writes too.
+  EXPECT_THROW(cache.write_key(a, 3, 0, 0, row.data()), Error);
+  EXPECT_THROW(cache.write_value(a, -1, 0, 0, row.data()), Error);
+  EXPECT_THROW(cache.write_key(a, 0, 9, 0, row.data()), Error);
+  EXPECT_THROW(cache.write_value(a, 1, -1, 0, row.data()), Error);
+  EXPECT_THROW(cache.keys(a, 0, 9), Error);
+  EXPECT_THROW(cache.values(a, 1, -1), Error);
 }
 
 TEST(PagedKVCache, ExhaustionIsAnErrorAndLeavesOthersIntact) {

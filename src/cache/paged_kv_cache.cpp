@@ -71,6 +71,13 @@ void PagedKVCache::check_layer(int layer) const {
   if (layer < 0 || layer >= static_cast<int>(layers_.size())) throw Error("layer out of range");
 }
 
+void PagedKVCache::check_head(int layer, int head, bool key) const {
+  check_layer(layer);
+  const int heads = key ? layers_[layer].key_heads : layers_[layer].value_heads;
+  if (head < 0 || head >= heads)
+    throw Error(key ? "key head out of range" : "value head out of range");
+}
+
 std::byte* PagedKVCache::section(int layer, int block) const {
   return regions_[layer] + section_bytes_[layer] * static_cast<std::size_t>(block);
 }
@@ -162,8 +169,8 @@ bool PagedKVCache::keys_by_channel(int layer) const {
 }
 
 void PagedKVCache::write_key(int id, int layer, int head, int pos, const float* row) {
-  const RowFormat& f = key_formats_.at(layer);
-  if (head < 0 || head >= layers_[layer].key_heads) throw Error("key head out of range");
+  check_head(layer, head, true);
+  const RowFormat& f = key_formats_[layer];
   std::byte* part = part_address(id, layer, key_offset(layer, head), pos);
   const int slot = pos % spec_.block_tokens;
   if (!keys_by_channel(layer)) return encode_row(f, row, part + f.bytes() * slot);
@@ -174,36 +181,34 @@ void PagedKVCache::write_key(int id, int layer, int head, int pos, const float* 
 }
 
 void PagedKVCache::write_value(int id, int layer, int head, int pos, const float* row) {
-  const RowFormat& f = value_formats_.at(layer);
-  if (head < 0 || head >= layers_[layer].value_heads) throw Error("value head out of range");
+  check_head(layer, head, false);
+  const RowFormat& f = value_formats_[layer];
   encode_row(f, row,
              part_address(id, layer, value_offset(layer, head), pos) +
                  f.bytes() * static_cast<std::size_t>(pos % spec_.block_tokens));
 }
 
 PagedRows PagedKVCache::keys(int id, int layer, int head) const {
-  check_layer(layer);
+  check_head(layer, head, true);
   const Sequence& s = seq(id);
   return {s.blocks.empty() ? nullptr : s.addresses[layer].data(), key_offset(layer, head),
           key_formats_[layer], spec_.block_tokens, keys_by_channel(layer)};
 }
 
 void PagedKVCache::read_key(int id, int layer, int head, int pos, float* row) const {
-  check_layer(layer);
-  if (head < 0 || head >= layers_[layer].key_heads) throw Error("key head out of range");
+  check_head(layer, head, true);
   if (pos < 0 || pos >= capacity(id)) throw Error("cache read outside the reserved tokens");
   read_row(keys(id, layer, head), pos, row);
 }
 
 void PagedKVCache::read_value(int id, int layer, int head, int pos, float* row) const {
-  check_layer(layer);
-  if (head < 0 || head >= layers_[layer].value_heads) throw Error("value head out of range");
+  check_head(layer, head, false);
   if (pos < 0 || pos >= capacity(id)) throw Error("cache read outside the reserved tokens");
   read_row(values(id, layer, head), pos, row);
 }
 
 PagedRows PagedKVCache::values(int id, int layer, int head) const {
-  check_layer(layer);
+  check_head(layer, head, false);
   const Sequence& s = seq(id);
   return {s.blocks.empty() ? nullptr : s.addresses[layer].data(), value_offset(layer, head),
           value_formats_[layer], spec_.block_tokens};

@@ -112,6 +112,7 @@ class PagedKVCache {
   std::byte* part_address(int id, int layer, std::size_t offset, int pos);
   std::size_t plan_layout();  // fills formats and offsets, returns bytes per block
   void check_layer(int layer) const;
+  void check_head(int layer, int head, bool key) const;
   std::byte* section(int layer, int block) const;     // a block's rows of one layer
   std::size_t key_offset(int layer, int head) const;  // of the head's rows in a section
   std::size_t value_offset(int layer, int head) const;
