@@ -18,6 +18,7 @@
 #include "model/random_init.h"
 #include "model/transformer.h"
 #include "util/error.h"
+#include "util/huge_page_memory.h"
 
 namespace thinkeys {
 namespace {
@@ -343,6 +344,49 @@ TEST(PagedPerplexity, F32EqualsDenseAndInt4IsCloseButNotEqual) {
   EXPECT_GT(q.kl_mean, 1e-9);
   EXPECT_LT(q.kl_mean, 0.05);
   EXPECT_NE(q.mean_nll, dense.mean_nll);
+}
+
+// Decode streams every weight once per step, so finalize() puts each weight
+// of at least one huge page on huge-page memory (util/huge_page_memory.h).
+// malloc never returns a 2 MiB-aligned pointer for these sizes (its header
+// comes first), so alignment shows where a tensor lives; the values, the
+// views into the fused tensors and the tied head must all survive the move,
+// and so must a second finalize().
+TEST(ModelWeights, LargeWeightsMoveToHugePageMemoryUnchanged) {
+  ModelConfig c = tiny_llama();
+  c.dim = 512;
+  c.n_layers = 1;
+  c.n_heads = 8;
+  c.n_kv_heads = 8;  // wqkv 1536 x 512 f32: 3 MiB
+  c.head_dim = 64;
+  c.hidden_dim = 1024;  // w_gate_up 4 MiB, w_down exactly 2 MiB
+  c.vocab_size = 1100;  // tok_emb 2.1 MiB
+  c.tied_embeddings = true;
+  Model m = random_model(c, 12, 0.1);
+  auto on_huge = [](const at::Tensor& t) {
+    return reinterpret_cast<std::uintptr_t>(t.data_ptr()) % HugePageMemory::kHugePage == 0;
+  };
+  for (int round = 0; round < 2; ++round) {
+    const LayerWeights& L = m.weights.layers[0];
+    EXPECT_TRUE(on_huge(L.wqkv));
+    EXPECT_TRUE(on_huge(L.w_gate_up));
+    EXPECT_TRUE(on_huge(L.w_down));
+    EXPECT_TRUE(on_huge(m.weights.tok_emb));
+    EXPECT_FALSE(on_huge(L.wo));  // 1 MiB: not worth a huge page
+    EXPECT_EQ(L.wq.data_ptr(), L.wqkv.data_ptr());
+    EXPECT_EQ(L.w_gate.data_ptr(), L.w_gate_up.data_ptr());
+    EXPECT_EQ(m.weights.lm_head.data_ptr(), m.weights.tok_emb.data_ptr());
+    // The canonical tensors as they are now, then moved again.
+    std::vector<at::Tensor> before;
+    for (const at::Tensor& t :
+         {L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down, m.weights.tok_emb})
+      before.push_back(t.clone());
+    m.finalize();
+    const LayerWeights& A = m.weights.layers[0];
+    const std::vector<at::Tensor> after = {A.wq,     A.wk,   A.wv,     A.wo,
+                                           A.w_gate, A.w_up, A.w_down, m.weights.tok_emb};
+    for (std::size_t i = 0; i < after.size(); ++i) EXPECT_TRUE(at::equal(after[i], before[i])) << i;
+  }
 }
 
 }  // namespace

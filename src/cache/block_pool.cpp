@@ -1,16 +1,10 @@
 #include "cache/block_pool.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <cstdint>
 #include <string>
 
 #include "util/error.h"
 
 namespace thinkeys {
-
-void BlockPool::Unmap::operator()(std::byte* p) const { munmap(p, bytes); }
 
 BlockPool::BlockPool(std::size_t block_bytes, std::size_t budget_bytes, bool huge_pages) {
   if (block_bytes == 0) throw Error("cache block size must be positive");
@@ -22,29 +16,12 @@ BlockPool::BlockPool(std::size_t block_bytes, std::size_t budget_bytes, bool hug
   if (n > static_cast<std::size_t>(1) << 30) throw Error("cache budget holds too many blocks");
   total_ = static_cast<int>(n);
 
-  // mmap instead of malloc so that the pool owns exactly the pages it reports
-  // and starts on a huge-page boundary: a decode task reads one head's short
-  // run from every block, so on 4 KiB pages almost every run costs a TLB miss
-  // and a page walk. Pages are touched only when blocks are written, so a
-  // generous budget costs address space, not memory.
-  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  const std::size_t bytes = (capacity_bytes() + kTailSlack + page - 1) / page * page;
-  const std::size_t over = bytes + kHugePage;
-  void* p = mmap(nullptr, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED)
-    throw Error("cannot map a KV cache pool of " + std::to_string(bytes) + " bytes");
-  const auto raw = reinterpret_cast<std::uintptr_t>(p);
-  const std::uintptr_t start = (raw + kHugePage - 1) / kHugePage * kHugePage;
-  if (start > raw) munmap(p, start - raw);
-  if (raw + over > start + bytes)
-    munmap(reinterpret_cast<void*>(start + bytes), raw + over - (start + bytes));
-  base_ = std::unique_ptr<std::byte, Unmap>(reinterpret_cast<std::byte*>(start), Unmap{bytes});
-#ifdef MADV_HUGEPAGE
-  // Failure (a kernel without THP) only costs speed.
-  if (huge_pages) huge_ = madvise(base_.get(), bytes, MADV_HUGEPAGE) == 0;
-#else
-  (void)huge_pages;
-#endif
+  // Its own mapping instead of malloc so that the pool owns exactly the pages
+  // it reports and starts on a huge-page boundary: a decode task reads one
+  // head's short run from every block, so on 4 KiB pages almost every run
+  // costs a TLB miss and a page walk. Pages are touched only when blocks are
+  // written, so a generous budget costs address space, not memory.
+  memory_ = HugePageMemory(capacity_bytes() + kTailSlack, huge_pages);
 
   free_.reserve(total_);
   for (int i = total_ - 1; i >= 0; --i) free_.push_back(i);  // hand out low ids first

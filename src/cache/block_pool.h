@@ -3,8 +3,9 @@
 // allocation. Blocks are handed out and returned by id; the pool never grows,
 // so running out is an error the caller sees before anything is written.
 #include <cstddef>
-#include <memory>
 #include <vector>
+
+#include "util/huge_page_memory.h"
 
 namespace thinkeys {
 
@@ -14,9 +15,6 @@ class BlockPool {
   // the allocation carries this much slack after the last block.
   static constexpr std::size_t kAlignment = 64;
   static constexpr std::size_t kTailSlack = 128;
-  // The pool is mapped on this boundary so that, with huge_pages, every whole
-  // 2 MiB of it can be backed by one transparent huge page.
-  static constexpr std::size_t kHugePage = std::size_t{2} << 20;
 
   // block_bytes is rounded up to kAlignment; the pool holds
   // budget_bytes / block_bytes blocks (at least one, or it throws).
@@ -31,26 +29,21 @@ class BlockPool {
   std::size_t capacity_bytes() const { return block_bytes_ * total_; }
   std::size_t used_bytes() const { return block_bytes_ * used_blocks(); }
   // Bytes of the pool's mapping: capacity and slack rounded up to whole pages.
-  std::size_t allocated_bytes() const { return base_.get_deleter().bytes; }
-  bool huge_pages() const { return huge_; }
+  std::size_t allocated_bytes() const { return memory_.bytes(); }
+  bool huge_pages() const { return memory_.advised(); }
 
   // Appends n block ids to `out`, or none: throws Error (leaving the pool and
   // `out` unchanged) when fewer than n are free.
   void take(int n, std::vector<int>& out);
   void give(int block);
 
-  std::byte* data(int block) { return base_.get() + block_bytes_ * block; }
-  const std::byte* data(int block) const { return base_.get() + block_bytes_ * block; }
+  std::byte* data(int block) { return memory_.data() + block_bytes_ * block; }
+  const std::byte* data(int block) const { return memory_.data() + block_bytes_ * block; }
 
  private:
-  struct Unmap {
-    std::size_t bytes;
-    void operator()(std::byte* p) const;
-  };
   std::size_t block_bytes_;
   int total_;
-  std::unique_ptr<std::byte, Unmap> base_;
-  bool huge_ = false;
+  HugePageMemory memory_;
   std::vector<int> free_;     // stack of free ids
   std::vector<char> in_use_;  // catches double returns
 };

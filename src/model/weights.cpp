@@ -1,9 +1,27 @@
 #include "model/weights.h"
 
 #include <cmath>
+#include <memory>
+
+#include "util/huge_page_memory.h"
 
 namespace thinkeys {
 namespace {
+
+// A copy of t on transparent huge pages: a decode step streams every weight
+// once, and on 4 KiB pages the walks cost a third of the GEMV's rate where
+// THP is "madvise" (util/huge_page_memory.h). Tensors smaller than a huge
+// page, that need gradients, or that live off the CPU stay as they are.
+at::Tensor on_huge_pages(const at::Tensor& t) {
+  if (!t.defined() || t.requires_grad() || !t.device().is_cpu() ||
+      t.nbytes() < HugePageMemory::kHugePage)
+    return t;
+  auto memory = std::make_shared<HugePageMemory>(t.nbytes());
+  at::Tensor out = at::from_blob(
+      memory->data(), t.sizes(), [memory](void*) {}, t.options());
+  out.copy_(t);
+  return out;
+}
 
 at::Tensor maybe_cat(const std::vector<at::Tensor>& parts) {
   for (const auto& p : parts)
@@ -29,7 +47,7 @@ void Model::finalize() {
       if (t->defined()) parts.push_back(t);
     std::vector<at::Tensor> cat_parts;
     for (at::Tensor* t : parts) cat_parts.push_back(*t);
-    L.wqkv = at::cat(cat_parts, 0).contiguous();
+    L.wqkv = on_huge_pages(at::cat(cat_parts, 0).contiguous());
     int64_t offset = 0;
     for (at::Tensor* t : parts) {
       const int64_t rows = t->size(0);
@@ -52,7 +70,7 @@ void Model::finalize() {
     }
     if (config.mlp == MlpKind::SwiGLU) {
       int64_t f = L.w_gate.size(0);
-      L.w_gate_up = at::cat({L.w_gate, L.w_up}, 0).contiguous();
+      L.w_gate_up = on_huge_pages(at::cat({L.w_gate, L.w_up}, 0).contiguous());
       L.w_gate = L.w_gate_up.narrow(0, 0, f);
       L.w_up = L.w_gate_up.narrow(0, f, f);
       L.b_gate_up = maybe_cat({L.b_gate, L.b_up});
@@ -62,7 +80,17 @@ void Model::finalize() {
       }
     }
   }
-  if (config.tied_embeddings) weights.lm_head = weights.tok_emb;
+  for (auto& L : weights.layers) {
+    for (at::Tensor* t :
+         {&L.wo, &L.w_down, &L.k_down, &L.q_down, &L.k_up, &L.kv_up, &L.k_res_up, &L.v_res_up})
+      *t = on_huge_pages(*t);
+    if (config.mlp != MlpKind::SwiGLU) L.w_up = on_huge_pages(L.w_up);
+  }
+  weights.tok_emb = on_huge_pages(weights.tok_emb);
+  if (config.tied_embeddings)
+    weights.lm_head = weights.tok_emb;
+  else
+    weights.lm_head = on_huge_pages(weights.lm_head);
   // Per-layer tables follow the config: stale ones would silently rotate with
   // frequencies the config no longer names.
   for (auto& L : weights.layers) L.rope_inv_freq = at::Tensor();
