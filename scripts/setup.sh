@@ -30,3 +30,17 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 echo "setup: all build dependencies present"
+
+# Test-only JavaScript dependencies (tests/node/package-lock.json), installed
+# exactly as locked. Skipped when the lock is unchanged since the last install.
+if command -v npm >/dev/null; then
+  node_dir=$(cd "$(dirname "$0")/../tests/node" && pwd)
+  stamp=$node_dir/node_modules/.thinkeys-lock
+  if ! cmp -s "$node_dir/package-lock.json" "$stamp" 2>/dev/null; then
+    echo "setup: npm ci (tests/node)"
+    (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$node_dir/package-lock.json" "$stamp"
+  fi
+else
+  echo "setup: npm not found; the end-to-end server and chat-template tests will be skipped" >&2
+fi
