@@ -15,6 +15,12 @@ packages=(
   nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libsentencepiece-dev libhwy-dev libpcre2-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   clang-format
+  # Fuzzing and the shared sanitizer build (libFuzzer needs clang's runtime)
+  clang libfuzzer-14-dev
+  # Tests: Debian's Jinja (the chat-template reference, run with /usr/bin/python3),
+  # tmux (drives `thinkeys chat` in a real terminal), nginx (replicas behind a
+  # load balancer); gnuplot draws the results plots
+  python3-jinja2 tmux nginx-light gnuplot-nox
 )
 
 missing=()
