@@ -12,5 +12,5 @@ add_library(thinkeys_chat STATIC
 target_link_libraries(thinkeys_chat PUBLIC thinkeys_base)
 target_compile_options(thinkeys_chat PRIVATE -Wall -Wextra)
 
-target_sources(thinkeys PRIVATE src/cli/cmd_tokenize.cpp)
+target_sources(thinkeys PRIVATE src/cli/cmd_tokenize.cpp src/cli/cmd_chat.cpp)
 target_link_libraries(thinkeys PRIVATE thinkeys_chat)

@@ -14,17 +14,20 @@ using Json = nlohmann::ordered_json;
 
 std::string choices() {
   std::string out;
-  for (const BuiltinTemplate& t : kBuiltinTemplates) out += (out.empty() ? "" : ", ") + std::string(t.name);
+  for (const BuiltinTemplate& t : kBuiltinTemplates)
+    out += (out.empty() ? "" : ", ") + std::string(t.name);
   return out;
 }
 
 void check_messages(const Json& messages) {
-  if (!messages.is_array()) throw Error("chat messages must be a JSON array of {role, content} objects");
+  if (!messages.is_array())
+    throw Error("chat messages must be a JSON array of {role, content} objects");
   for (std::size_t i = 0; i < messages.size(); ++i) {
     const Json& m = messages[i];
     const std::string where = "chat message " + std::to_string(i);
     if (!m.is_object()) throw Error(where + " is not an object");
-    if (!m.contains("role") || !m["role"].is_string()) throw Error(where + " has no \"role\" string");
+    if (!m.contains("role") || !m["role"].is_string())
+      throw Error(where + " has no \"role\" string");
     if (m.contains("content") && !m["content"].is_string() && !m["content"].is_null() &&
         !m["content"].is_array()) {
       throw Error(where + ": \"content\" must be a string, a list or null");
@@ -47,9 +50,11 @@ ChatTemplate ChatTemplate::from_source(std::string_view source, std::string orig
 
 ChatTemplate ChatTemplate::builtin(std::string_view name) {
   for (const BuiltinTemplate& t : kBuiltinTemplates) {
-    if (t.name == name) return from_source(t.source, "built-in chat template '" + std::string(name) + "'");
+    if (t.name == name)
+      return from_source(t.source, "built-in chat template '" + std::string(name) + "'");
   }
-  throw Error("no built-in chat template '" + std::string(name) + "' (built-in: " + choices() + ")");
+  throw Error("no built-in chat template '" + std::string(name) + "' (built-in: " + choices() +
+              ")");
 }
 
 std::vector<std::string> ChatTemplate::builtin_names() {
@@ -85,7 +90,8 @@ std::string ChatTemplate::render(const nlohmann::json& messages, bool add_genera
   return render(Json::parse(messages.dump()), add_generation_prompt, tokens);
 }
 
-ChatTemplate resolve_chat_template(const std::string& option, const TokenizerConventions& conventions) {
+ChatTemplate resolve_chat_template(const std::string& option,
+                                   const TokenizerConventions& conventions) {
   if (option.empty()) {
     if (!conventions.chat_template) {
       throw Error(
@@ -117,7 +123,8 @@ ChatTemplate resolve_chat_template(const std::string& option, const TokenizerCon
     if (!j.is_object() || !j.contains("chat_template") || !j["chat_template"].is_string()) {
       throw Error("--chat-template '" + option + "' has no \"chat_template\" string");
     }
-    return ChatTemplate::from_source(j["chat_template"].get<std::string>(), "chat template '" + option + "'");
+    return ChatTemplate::from_source(j["chat_template"].get<std::string>(),
+                                     "chat template '" + option + "'");
   }
   return ChatTemplate::from_source(text, "chat template '" + option + "'");
 }

@@ -49,6 +49,7 @@ class ChatTemplate {
 // template (conventions.chat_template); otherwise a built-in name or a file
 // holding a Jinja template (or a tokenizer_config.json with "chat_template").
 // Throws Error listing the choices when the model has none and none is given.
-ChatTemplate resolve_chat_template(const std::string& option, const TokenizerConventions& conventions);
+ChatTemplate resolve_chat_template(const std::string& option,
+                                   const TokenizerConventions& conventions);
 
 }  // namespace thinkeys::chat

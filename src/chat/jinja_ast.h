@@ -60,9 +60,9 @@ struct Stmt {
   int line;
   std::string text;
   ExprPtr expr;
-  ExprPtr filter;                  // For: the `if` after the iterable
+  ExprPtr filter;  // For: the `if` after the iterable
   std::vector<std::string> targets;
-  std::string attribute;           // Set: ns.attribute
+  std::string attribute;  // Set: ns.attribute
   std::vector<std::pair<ExprPtr, Body>> branches;
   Body body;
   Body else_body;

@@ -1,10 +1,11 @@
 #include "chat/jinja_builtins.h"
 
+#include <locale.h>
+
 #include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <cwctype>
-#include <locale.h>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -30,7 +31,8 @@ Bound bind(CallArgs& args, const std::string& fn, std::initializer_list<const ch
       if (key == n) break;
       ++i;
     }
-    if (i == names.size()) throw Failure(fn + "() got an unexpected keyword argument '" + key + "'");
+    if (i == names.size())
+      throw Failure(fn + "() got an unexpected keyword argument '" + key + "'");
     if (out[i]) throw Failure(fn + "() got multiple values for argument '" + key + "'");
     out[i] = value;
   }
@@ -63,7 +65,8 @@ Json as_list(const Value& v, const std::string& what) {
   }
   if (j.is_string()) {
     Json chars = Json::array();
-    for (char32_t c : to_code_points(j.get<std::string>())) chars.push_back(from_code_points({&c, 1}));
+    for (char32_t c : to_code_points(j.get<std::string>()))
+      chars.push_back(from_code_points({&c, 1}));
     return chars;
   }
   throw Failure(what + ": " + type_name(v) + " is not iterable");
@@ -76,18 +79,51 @@ locale_t utf8_locale() {
   return loc;
 }
 
+bool is_cased_letter(char32_t c) {
+  const auto w = static_cast<wint_t>(c);
+  return towupper_l(w, utf8_locale()) != w || towlower_l(w, utf8_locale()) != w;
+}
+
+// Python's str.upper()/lower(): the simple mappings plus the special cases
+// text meets in practice (German sharp s uppercases to "SS"; a capital sigma
+// ending a word lowercases to the final form). Other multi-character
+// mappings (ligatures, a few archaic letters) are refused rather than guessed.
 std::string map_case(const std::string& s, bool upper) {
-  std::u32string cps = to_code_points(s);
-  for (char32_t& c : cps) {
+  const std::u32string cps = to_code_points(s);
+  std::u32string out;
+  out.reserve(cps.size());
+  for (std::size_t i = 0; i < cps.size(); ++i) {
+    char32_t c = cps[i];
     if (c < 0x80) {
       if (upper && c >= 'a' && c <= 'z') c -= 32;
       if (!upper && c >= 'A' && c <= 'Z') c += 32;
+      out += c;
+      continue;
+    }
+    if (upper && c == 0xDF) {
+      out += U"SS";
+      continue;
+    }
+    if (upper && ((c >= 0xFB00 && c <= 0xFB06) || c == 0x0149 || c == 0x01F0 || c == 0x0390 ||
+                  c == 0x03B0 || c == 0x0587 || (c >= 0x1E96 && c <= 0x1E9A) || c == 0x1E9E)) {
+      throw Failure("upper-casing U+" + std::to_string(static_cast<uint32_t>(c)) +
+                    " (a multi-letter case mapping) is not supported");
+    }
+    if (!upper && c == 0x03A3) {
+      const bool after_letter = i > 0 && is_cased_letter(cps[i - 1]);
+      const bool before_letter = i + 1 < cps.size() && is_cased_letter(cps[i + 1]);
+      out += after_letter && !before_letter ? char32_t{0x03C2} : char32_t{0x03C3};
+      continue;
+    }
+    if (!upper && c == 0x0130) {
+      out += U"i\u0307";
       continue;
     }
     const auto w = static_cast<wint_t>(c);
-    c = static_cast<char32_t>(upper ? towupper_l(w, utf8_locale()) : towlower_l(w, utf8_locale()));
+    out +=
+        static_cast<char32_t>(upper ? towupper_l(w, utf8_locale()) : towlower_l(w, utf8_locale()));
   }
-  return from_code_points(cps);
+  return from_code_points(out);
 }
 
 std::u32string strip_set(const std::optional<Value>& chars, const std::string& fn) {
@@ -286,14 +322,14 @@ Value dict_method(const Json& d, const std::string& name, CallArgs& args) {
 }
 
 bool is_string_method(const std::string& n) {
-  static const char* const kNames[] = {"strip",  "lstrip",  "rstrip",     "split", "startswith",
-                                       "endswith", "upper", "lower",      "replace", "find",
-                                       "count",  "join",    "capitalize"};
+  static const char* const kNames[] = {"strip",    "lstrip", "rstrip",    "split",   "startswith",
+                                       "endswith", "upper",  "lower",     "replace", "find",
+                                       "count",    "join",   "capitalize"};
   return std::any_of(std::begin(kNames), std::end(kNames), [&](const char* k) { return n == k; });
 }
 
 bool is_mutating_method(const std::string& n) {
-  static const char* const kNames[] = {"append", "extend", "insert", "pop", "remove", "clear",
+  static const char* const kNames[] = {"append", "extend",     "insert",  "pop",  "remove", "clear",
                                        "update", "setdefault", "popitem", "sort", "reverse"};
   return std::any_of(std::begin(kNames), std::end(kNames), [&](const char* k) { return n == k; });
 }
@@ -311,7 +347,8 @@ std::string json_filter(const Value& input, CallArgs& args) {
 Value number_filter(const Value& input, bool to_int, const Value& fallback) {
   if (input.is_data()) {
     const Json& j = input.data();
-    if (j.is_boolean()) return to_int ? Json(j.get<bool>() ? 1 : 0) : Json(j.get<bool>() ? 1.0 : 0.0);
+    if (j.is_boolean())
+      return to_int ? Json(j.get<bool>() ? 1 : 0) : Json(j.get<bool>() ? 1.0 : 0.0);
     if (j.is_number()) {
       return to_int ? Json(static_cast<int64_t>(j.get<double>())) : Json(j.get<double>());
     }
@@ -344,7 +381,8 @@ Value method(const Value& receiver, const std::string& name) {
   }
   if (j.is_string() && is_string_method(name)) {
     std::string s = j.get<std::string>();
-    return Value::callable(name, [s, name](CallArgs& args) { return string_method(s, name, args); });
+    return Value::callable(name,
+                           [s, name](CallArgs& args) { return string_method(s, name, args); });
   }
   if (j.is_object() && (name == "items" || name == "keys" || name == "values" || name == "get")) {
     Json d = j;
@@ -361,7 +399,8 @@ Value apply_filter(const std::string& name, const Value& input, CallArgs& args) 
   }
   if (name == "length" || name == "count") {
     bind(args, fn, {});
-    if (input.is_string()) return Json(static_cast<int64_t>(to_code_points(input.data().get<std::string>()).size()));
+    if (input.is_string())
+      return Json(static_cast<int64_t>(to_code_points(input.data().get<std::string>()).size()));
     if (input.is_data() && (input.data().is_array() || input.data().is_object())) {
       return Json(static_cast<int64_t>(input.data().size()));
     }
@@ -491,7 +530,8 @@ Value apply_filter(const std::string& name, const Value& input, CallArgs& args) 
           rest.keyword.erase(it);
           Value fallback;
           for (auto& [k, v] : rest.keyword) {
-            if (k != "default") throw Failure("map() got an unexpected keyword argument '" + k + "'");
+            if (k != "default")
+              throw Failure("map() got an unexpected keyword argument '" + k + "'");
             fallback = v;
           }
           for (const Json& item : list) {
@@ -556,8 +596,11 @@ bool apply_test(const std::string& name, const Value& v, CallArgs& args) {
   if (name == "true") return no_args(), v.is_data() && j.is_boolean() && j.get<bool>();
   if (name == "false") return no_args(), v.is_data() && j.is_boolean() && !j.get<bool>();
   if (name == "mapping") return no_args(), v.is_namespace() || (v.is_data() && j.is_object());
-  if (name == "sequence") return no_args(), v.is_data() && (j.is_array() || j.is_string() || j.is_object());
-  if (name == "iterable") return no_args(), v.is_undefined() || (v.is_data() && (j.is_array() || j.is_string() || j.is_object()));
+  if (name == "sequence")
+    return no_args(), v.is_data() && (j.is_array() || j.is_string() || j.is_object());
+  if (name == "iterable")
+    return no_args(),
+           v.is_undefined() || (v.is_data() && (j.is_array() || j.is_string() || j.is_object()));
   if (name == "callable") return no_args(), v.is_callable();
   if (name == "lower" || name == "upper") {
     no_args();
@@ -623,7 +666,8 @@ void add_globals(std::unordered_map<std::string, Value>& frame) {
   frame["namespace"] = Value::callable("namespace", [](CallArgs& args) -> Value {
     Json object = Json::object();
     for (const Value& p : args.positional) {
-      if (!p.is_data() || !p.data().is_object()) throw Failure("namespace() takes a dict or key=value");
+      if (!p.is_data() || !p.data().is_object())
+        throw Failure("namespace() takes a dict or key=value");
       for (auto it = p.data().begin(); it != p.data().end(); ++it) object[it.key()] = it.value();
     }
     for (auto& [k, v] : args.keyword) object[k] = v.to_json("namespace()");

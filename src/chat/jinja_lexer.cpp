@@ -9,7 +9,9 @@
 namespace thinkeys::jinja {
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 class Lexer {
  public:
@@ -54,8 +56,8 @@ class Lexer {
         pos = end + 2;
         continue;
       }
-      Piece piece{opener == '{' ? Piece::Kind::Output : Piece::Kind::Statement, {}, {},
-                  line_at(start)};
+      Piece piece{
+          opener == '{' ? Piece::Kind::Output : Piece::Kind::Statement, {}, {}, line_at(start)};
       char end_modifier = '\0';
       pos = tokenize(body, opener, piece.tokens, end_modifier);
       strip_next = end_modifier == '-';
@@ -86,8 +88,7 @@ class Lexer {
   std::string_view lstrip_line(std::string_view text, std::size_t text_begin) const {
     const std::size_t nl = text.rfind('\n');
     const std::size_t line_start = nl == std::string_view::npos ? 0 : nl + 1;
-    const bool at_line_start =
-        line_start > 0 || text_begin == 0 || src_[text_begin - 1] == '\n';
+    const bool at_line_start = line_start > 0 || text_begin == 0 || src_[text_begin - 1] == '\n';
     if (!at_line_start) return text;
     for (std::size_t i = line_start; i < text.size(); ++i) {
       if (text[i] != ' ' && text[i] != '\t') return text;
@@ -109,7 +110,8 @@ class Lexer {
     std::size_t search = pos;
     while (true) {
       const std::size_t open = src_.find("{%", search);
-      if (open == std::string_view::npos) fail(raw_start, "{% raw %} is never closed by {% endraw %}");
+      if (open == std::string_view::npos)
+        fail(raw_start, "{% raw %} is never closed by {% endraw %}");
       std::size_t p = open + 2;
       const bool minus_before = p < src_.size() && src_[p] == '-';
       if (p < src_.size() && (src_[p] == '-' || src_[p] == '+')) ++p;
@@ -152,18 +154,18 @@ class Lexer {
     }
   }
 
-  // Reads tokens up to the closing }} or %} (outside brackets) and returns
+  // Reads tokens up to the closing }} or %} (outside dict braces) and returns
   // the position after it.
   std::size_t tokenize(std::size_t p, char opener, std::vector<Token>& out, char& end_modifier) {
     const std::string_view close = opener == '{' ? "}}" : "%}";
-    int depth = 0;
+    int braces = 0;  // `}}` inside a dict literal does not close the tag
     while (true) {
       while (p < src_.size() && is_space(src_[p])) ++p;
       if (p >= src_.size()) {
         fail(p, std::string(opener == '{' ? "{{" : "{%") + " is never closed by " +
                     std::string(close));
       }
-      if (depth == 0) {
+      if (braces == 0 || opener == '%') {
         if (src_.substr(p, 2) == close) return p + 2;
         if ((src_[p] == '-' || (src_[p] == '+' && opener == '%')) &&
             src_.substr(p + 1, 2) == close) {
@@ -177,7 +179,9 @@ class Lexer {
         out.push_back({Token::Kind::String, string_literal(p), line});
       } else if (std::isdigit(static_cast<unsigned char>(c))) {
         std::size_t q = p;
-        while (q < src_.size() && (std::isdigit(static_cast<unsigned char>(src_[q])) || src_[q] == '_')) ++q;
+        while (q < src_.size() &&
+               (std::isdigit(static_cast<unsigned char>(src_[q])) || src_[q] == '_'))
+          ++q;
         bool is_float = false;
         if (q + 1 < src_.size() && src_[q] == '.' &&
             std::isdigit(static_cast<unsigned char>(src_[q + 1]))) {
@@ -218,8 +222,8 @@ class Lexer {
           }
           op = std::string(1, c);
         }
-        if (op == "(" || op == "[" || op == "{") ++depth;
-        if ((op == ")" || op == "]" || op == "}") && depth > 0) --depth;
+        if (op == "{") ++braces;
+        if (op == "}" && braces > 0) --braces;
         out.push_back({Token::Kind::Operator, op, line});
         p += op.size();
       }
@@ -242,18 +246,41 @@ class Lexer {
       if (p >= src_.size()) fail(start, "string literal is never closed");
       const char e = src_[p++];
       switch (e) {
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'v': out += '\v'; break;
-        case 'a': out += '\a'; break;
-        case '0': out += '\0'; break;
-        case '\\': out += '\\'; break;
-        case '\'': out += '\''; break;
-        case '"': out += '"'; break;
-        case '\n': break;
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'v':
+          out += '\v';
+          break;
+        case 'a':
+          out += '\a';
+          break;
+        case '0':
+          out += '\0';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '\'':
+          out += '\'';
+          break;
+        case '"':
+          out += '"';
+          break;
+        case '\n':
+          break;
         case 'x':
         case 'u':
         case 'U': {
@@ -313,8 +340,8 @@ class Lexer {
   }
 
   [[noreturn]] void fail(std::size_t pos, const std::string& what) {
-    throw Error("chat template line " + std::to_string(line_at(std::min(pos, src_.size()))) +
-                ": " + what);
+    throw Error("chat template line " + std::to_string(line_at(std::min(pos, src_.size()))) + ": " +
+                what);
   }
 
   std::string_view src_;

@@ -58,12 +58,13 @@ class ExprParser {
   }
   std::string expect_identifier(const char* what) {
     const Token* t = peek();
-    if (!t || t->kind != Token::Kind::Name) fail(line(), std::string("expected ") + what + " " + found());
+    if (!t || t->kind != Token::Kind::Name)
+      fail(line(), std::string("expected ") + what + " " + found());
     ++i_;
     return t->text;
   }
   void expect_end(const char* construct) {
-    if (!done()) fail(line(), std::string("unexpected ") + found().substr(6) + " in " + construct);
+    if (!done()) fail(line(), "unexpected '" + t_[i_].text + "' in " + construct);
   }
   std::string found() const {
     if (done()) return "at the end of the tag";
@@ -360,7 +361,8 @@ class ExprParser {
         i_ += 2;
         e.keywords.emplace_back(std::move(key), expression());
       } else {
-        if (at_op("*") || at_op("**")) fail(line(), "*args and **kwargs in calls are not supported");
+        if (at_op("*") || at_op("**"))
+          fail(line(), "*args and **kwargs in calls are not supported");
         if (!e.keywords.empty()) fail(line(), "positional argument after a keyword argument");
         e.items.push_back(expression());
       }
@@ -396,9 +398,8 @@ class ExprParser {
         } else if (const Token* a = peek();
                    a && a->kind != Token::Kind::Operator &&
                    !(a->kind == Token::Kind::Name &&
-                     (a->text == "else" || a->text == "or" || a->text == "and" ||
-                      a->text == "if" || a->text == "in" || a->text == "is" ||
-                      a->text == "not"))) {
+                     (a->text == "else" || a->text == "or" || a->text == "and" || a->text == "if" ||
+                      a->text == "in" || a->text == "is" || a->text == "not"))) {
           // `x is divisibleby 3`: one argument without parentheses.
           t->items.push_back(postfix(primary()));
         }
@@ -483,7 +484,8 @@ class Parser {
   // Checks that the closing tag has nothing after its keyword and moves past it.
   void close_tag() {
     const Piece& p = pieces_[pos_];
-    if (p.tokens.size() > 1) fail(p.line, "unexpected '" + p.tokens[1].text + "' after " + p.tokens[0].text);
+    if (p.tokens.size() > 1)
+      fail(p.line, "unexpected '" + p.tokens[1].text + "' after " + p.tokens[0].text);
     ++pos_;
   }
 

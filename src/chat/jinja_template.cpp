@@ -29,8 +29,12 @@ constexpr int kMaxMacroDepth = 64;
   throw Error("chat template line " + std::to_string(line) + ": " + what);
 }
 
-bool is_int(const Value& v) { return v.is_data() && (v.data().is_number_integer() || v.data().is_boolean()); }
-bool is_num(const Value& v) { return v.is_data() && (v.data().is_number() || v.data().is_boolean()); }
+bool is_int(const Value& v) {
+  return v.is_data() && (v.data().is_number_integer() || v.data().is_boolean());
+}
+bool is_num(const Value& v) {
+  return v.is_data() && (v.data().is_number() || v.data().is_boolean());
+}
 int64_t as_int(const Value& v) {
   return v.data().is_boolean() ? (v.data().get<bool>() ? 1 : 0) : v.data().get<int64_t>();
 }
@@ -150,7 +154,8 @@ class Evaluator {
       }
       if (j.is_string()) {
         Json chars = Json::array();
-        for (char32_t c : to_code_points(j.get<std::string>())) chars.push_back(from_code_points({&c, 1}));
+        for (char32_t c : to_code_points(j.get<std::string>()))
+          chars.push_back(from_code_points({&c, 1}));
         return chars;
       }
     }
@@ -163,8 +168,8 @@ class Evaluator {
       return;
     }
     if (!item.is_array() || item.size() != targets.size()) {
-      throw Failure("cannot unpack " + python_repr(item) + " into " + std::to_string(targets.size()) +
-                    " variables");
+      throw Failure("cannot unpack " + python_repr(item) + " into " +
+                    std::to_string(targets.size()) + " variables");
     }
     for (std::size_t i = 0; i < targets.size(); ++i) scopes_.back()[targets[i]] = item[i];
   }
@@ -187,9 +192,10 @@ class Evaluator {
     for (int64_t i = 0; i < n; ++i) {
       scopes_.emplace_back();
       bind_targets(s.targets, items[static_cast<std::size_t>(i)]);
-      Json loop = {{"index", i + 1},          {"index0", i},         {"revindex", n - i},
-                   {"revindex0", n - i - 1},  {"first", i == 0},     {"last", i == n - 1},
-                   {"length", n},             {"depth", 1},          {"depth0", 0}};
+      Json loop = {
+          {"index", i + 1},  {"index0", i},        {"revindex", n - i}, {"revindex0", n - i - 1},
+          {"first", i == 0}, {"last", i == n - 1}, {"length", n},       {"depth", 1},
+          {"depth0", 0}};
       if (i > 0) loop["previtem"] = items[static_cast<std::size_t>(i - 1)];
       if (i + 1 < n) loop["nextitem"] = items[static_cast<std::size_t>(i + 1)];
       scopes_.back()["loop"] = std::move(loop);
@@ -230,7 +236,8 @@ class Evaluator {
       std::vector<Frame> saved = std::move(scopes_);
       scopes_ = {saved[0], saved[1], Frame{}};
       Frame& params = scopes_.back();
-      for (std::size_t i = 0; i < args.positional.size(); ++i) params[def->params[i].first] = args.positional[i];
+      for (std::size_t i = 0; i < args.positional.size(); ++i)
+        params[def->params[i].first] = args.positional[i];
       for (auto& [k, v] : args.keyword) {
         bool found = false;
         for (const auto& p : def->params) found |= p.first == k;
@@ -306,7 +313,8 @@ class Evaluator {
       case Expr::Kind::Call: {
         const Value callee = eval(*e.items[0]);
         CallArgs args = arguments(e, 1);
-        if (callee.is_undefined()) throw Failure("'" + callee.name() + "' is undefined (called as a function)");
+        if (callee.is_undefined())
+          throw Failure("'" + callee.name() + "' is undefined (called as a function)");
         if (!callee.is_callable()) throw Failure("a " + type_name(callee) + " is not callable");
         return callee.function()(args);
       }
@@ -339,7 +347,8 @@ class Evaluator {
 
   CallArgs arguments(const Expr& e, std::size_t first) {
     CallArgs args;
-    for (std::size_t i = first; i < e.items.size(); ++i) args.positional.push_back(eval(*e.items[i]));
+    for (std::size_t i = first; i < e.items.size(); ++i)
+      args.positional.push_back(eval(*e.items[i]));
     for (const auto& [k, v] : e.keywords) args.keyword.emplace_back(k, eval(*v));
     return args;
   }
@@ -389,7 +398,8 @@ class Evaluator {
       const auto n = static_cast<int64_t>(cps.size());
       if (i < 0) i += n;
       if (i < 0 || i >= n) return Value::undefined("index " + std::to_string(as_int(key)));
-      return Json(from_code_points(std::u32string_view(cps).substr(static_cast<std::size_t>(i), 1)));
+      return Json(
+          from_code_points(std::u32string_view(cps).substr(static_cast<std::size_t>(i), 1)));
     }
     return Value::undefined(to_str(key));
   }
@@ -462,9 +472,10 @@ class Evaluator {
   static bool contains(const Value& container, const Value& item) {
     if (container.is_undefined()) return false;
     if (container.is_string()) {
-      if (!item.is_string()) throw Failure("'in <string>' needs a string on the left, got " + type_name(item));
-      return container.data().get_ref<const std::string&>().find(item.data().get_ref<const std::string&>()) !=
-             std::string::npos;
+      if (!item.is_string())
+        throw Failure("'in <string>' needs a string on the left, got " + type_name(item));
+      return container.data().get_ref<const std::string&>().find(
+                 item.data().get_ref<const std::string&>()) != std::string::npos;
     }
     if (container.is_namespace() || (container.is_data() && container.data().is_object())) {
       const Json& d = container.is_namespace() ? container.namespace_object() : container.data();

@@ -29,7 +29,7 @@ class Value {
  public:
   enum class Kind { Undefined, Data, Namespace, Callable };
 
-  Value() = default;  // undefined
+  Value() = default;                                         // undefined
   Value(Json j) : kind_(Kind::Data), data_(std::move(j)) {}  // NOLINT: implicit by design
   static Value undefined(std::string name) {
     Value v;
@@ -68,9 +68,10 @@ class Value {
 // Python semantics on the values templates use.
 bool truthy(const Value& v);
 std::string type_name(const Value& v);
-std::string to_str(const Value& v);                    // str(v), how {{ v }} prints
-std::string python_repr(const Json& j);                // repr() inside lists and dicts
-std::string to_json_text(const Json& j, std::optional<int> indent);  // json.dumps, ensure_ascii=False
+std::string to_str(const Value& v);      // str(v), how {{ v }} prints
+std::string python_repr(const Json& j);  // repr() inside lists and dicts
+std::string to_json_text(const Json& j,
+                         std::optional<int> indent);  // json.dumps, ensure_ascii=False
 bool equal(const Value& a, const Value& b);
 // a < b as Python orders numbers, strings and lists; nullopt when incomparable.
 std::optional<bool> less(const Value& a, const Value& b);

@@ -12,7 +12,8 @@ namespace thinkeys::cli {
 
 std::unique_ptr<Tokenizer> tokenizer_for(const std::string& model_path,
                                          const std::string& tokenizer_path, const Model& model) {
-  return load_tokenizer(tokenizer_path.empty() ? model_path : tokenizer_path, model.config.vocab_size);
+  return load_tokenizer(tokenizer_path.empty() ? model_path : tokenizer_path,
+                        model.config.vocab_size);
 }
 
 ModelTokenizer model_tokenizer(const std::string& model_path, const std::string& tokenizer_path,
@@ -27,8 +28,9 @@ ModelTokenizer model_tokenizer(const std::string& model_path, const std::string&
                                                           : fs::path(model_path).parent_path();
     if (fs::is_regular_file(dir / "config.json", ec)) {
       vocab = read_hf_config(dir / "config.json").vocab_size;
-    } else {
+    } else if (!fs::is_directory(model_path, ec)) {
       vocab = load_model(model_path).config.vocab_size;  // llama2.c: the header has it
+      // (a directory without config.json holds only a tokenizer)
     }
   }
   ModelTokenizer mt;
@@ -37,11 +39,12 @@ ModelTokenizer model_tokenizer(const std::string& model_path, const std::string&
   return mt;
 }
 
-std::vector<int32_t> prompt_tokens(const Model& model, const Tokenizer& tok, const std::string& text,
-                                   int bos_mode) {
+std::vector<int32_t> prompt_tokens(const Model& model, const Tokenizer& tok,
+                                   const std::string& text, int bos_mode) {
   std::vector<int32_t> ids;
   auto bos = model.config.bos_id ? model.config.bos_id : tok.bos_id();
-  bool want = bos_mode == 1 || (bos_mode == -1 && (model.config.model_type != "gpt2" || text.empty()));
+  bool want =
+      bos_mode == 1 || (bos_mode == -1 && (model.config.model_type != "gpt2" || text.empty()));
   if (want) {
     if (!bos) throw Error("the model defines no BOS token; pass a non-empty prompt");
     ids.push_back(*bos);

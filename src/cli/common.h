@@ -31,7 +31,8 @@ ModelTokenizer model_tokenizer(const std::string& model_path, const std::string&
 
 // Prompt tokens: BOS first for families trained with it (Llama/llama2.c), or
 // when the prompt is empty and there is nothing else to condition on.
-std::vector<int32_t> prompt_tokens(const Model& model, const Tokenizer& tok, const std::string& text,
+std::vector<int32_t> prompt_tokens(const Model& model, const Tokenizer& tok,
+                                   const std::string& text,
                                    int bos_mode);  // -1 auto, 0 never, 1 always
 
 std::string human_bytes(double bytes);

@@ -63,8 +63,8 @@ std::vector<int32_t> token_ids(const json& v, const fs::path& file, const char* 
     }
     if (out.size() == v.size()) return out;
   }
-  throw Error("'" + file.string() + "': " + key + " must be an integer or a list of integers, got " +
-              v.dump());
+  throw Error("'" + file.string() + "': " + key +
+              " must be an integer or a list of integers, got " + v.dump());
 }
 
 // Tokenizer classes whose Hugging Face implementation defaults add_bos_token
@@ -189,12 +189,13 @@ TokenizerConventions load_tokenizer_conventions(const fs::path& model_path, cons
   for (const auto& [text, id] : tok.added_tokens()) add_special(c, text, id);
   auto resolve = [&](const std::string& text, const char* what) -> int32_t {
     if (auto id = tok.token_id(text)) return *id;
-    throw Error("'" + config_file->string() + "': " + what + " '" + text +
-                "' is not a token of " + tok.describe());
+    throw Error("'" + config_file->string() + "': " + what + " '" + text + "' is not a token of " +
+                tok.describe());
   };
   if (config.contains("added_tokens_decoder")) {
     const json& decoder = config["added_tokens_decoder"];
-    if (!decoder.is_object()) throw Error("'" + config_file->string() + "': added_tokens_decoder must be an object");
+    if (!decoder.is_object())
+      throw Error("'" + config_file->string() + "': added_tokens_decoder must be an object");
     for (auto it = decoder.begin(); it != decoder.end(); ++it) {
       if (!it.value().is_object() || !it.value().contains("content")) continue;
       int32_t id = 0;
@@ -207,7 +208,8 @@ TokenizerConventions load_tokenizer_conventions(const fs::path& model_path, cons
       add_special(c, it.value()["content"].get<std::string>(), id);
     }
   }
-  if (config.contains("additional_special_tokens") && config["additional_special_tokens"].is_array()) {
+  if (config.contains("additional_special_tokens") &&
+      config["additional_special_tokens"].is_array()) {
     for (const json& t : config["additional_special_tokens"]) {
       const std::string text = t.is_object() ? t.value("content", "") : t.get<std::string>();
       add_special(c, text, resolve(text, "additional special token"));
@@ -282,6 +284,10 @@ TokenizerConventions load_tokenizer_conventions(const fs::path& model_path, cons
   // Stop ids: EOS, plus every eos_token_id in generation_config.json, or in
   // config.json when there is no generation config.
   if (c.eos_id) c.stop_ids.push_back(*c.eos_id);
+  // llama2.c's run.c stops at BOS: its models emit it between stories.
+  if (tok.kind() == TokenizerKind::Llama2c && c.bos_id && !c.is_stop(*c.bos_id)) {
+    c.stop_ids.push_back(*c.bos_id);
+  }
   auto add_stops = [&](const fs::path& file) {
     const json j = read_json(file);
     if (!j.is_object()) throw Error("'" + file.string() + "' is not a JSON object");
