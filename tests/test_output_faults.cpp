@@ -93,7 +93,7 @@ TEST_F(OutputFaults, ConvertKilledMidWriteKeepsThePreviousModel) {
 
 TEST_F(OutputFaults, CompressKilledMidWriteKeepsThePreviousModel) {
   const auto out = tmp_ / "thin";
-  const std::string base = "compress " + model_ + " --method svd -o " + out.string();
+  const std::string base = "compress " + model_ + " --method svd --rope post -o " + out.string();
   ASSERT_EQ(run_cli(base + " --key-rank 4"), 0);
   kill_then_rerun(base + " --key-rank 2", out, 3);
   EXPECT_EQ(load_hf_checkpoint(out).config.key_width(0), 2);
