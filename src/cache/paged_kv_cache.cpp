@@ -3,7 +3,7 @@
 #include <cstring>
 #include <string>
 
-#include "kernels/quantize.h"
+#include "format/row_codec.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -14,14 +14,6 @@ std::size_t align_up(std::size_t n) {
 }
 
 }  // namespace
-
-std::vector<CacheLayerShape> cache_shape(const ModelConfig& c) {
-  c.require_standard_attention("the paged cache (and batched decoding)");
-  std::vector<CacheLayerShape> out;
-  for (int l = 0; l < c.n_layers; ++l)
-    out.push_back({c.key_heads(), c.key_width(l), c.n_kv_heads, c.head_dim});
-  return out;
-}
 
 PagedKVCache::PagedKVCache(std::vector<CacheLayerShape> layers, const CacheSpec& spec)
     : layers_(std::move(layers)),

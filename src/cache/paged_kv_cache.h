@@ -12,9 +12,8 @@
 #include <vector>
 
 #include "cache/block_pool.h"
-#include "cache/cache_dtype.h"
-#include "cache/paged_rows.h"
-#include "model/model_config.h"
+#include "format/cache_dtype.h"
+#include "format/paged_rows.h"
 
 namespace thinkeys {
 
@@ -22,10 +21,6 @@ struct CacheLayerShape {
   int key_heads = 0, key_width = 0;  // cached key rows per token and their width
   int value_heads = 0, value_width = 0;
 };
-
-// One layer shape per model layer: key heads (KV heads / share) of the
-// layer's cached key width, KV heads of head_dim values.
-std::vector<CacheLayerShape> cache_shape(const ModelConfig& config);
 
 struct CacheSpec {
   CacheDType key_dtype = CacheDType::F16;

@@ -1,10 +1,10 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "cache/paged_kv_cache.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/model_loader.h"
+#include "model/cache_layout.h"
 #include "model/kv_cache.h"
 
 namespace thinkeys::cli {
