@@ -1,6 +1,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "cache/paged_kv_cache.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/model_loader.h"

@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "cache/paged_kv_cache.h"
 #include "kernels/decode_attention.h"
 #include "model/cache_layout.h"
 #include "model/weights.h"

@@ -4,7 +4,7 @@
 // of models; this is where a model's attention design becomes cache shapes.
 #include <vector>
 
-#include "cache/paged_kv_cache.h"
+#include "cache/cache_footprint.h"
 #include "model/model_config.h"
 
 namespace thinkeys {
