@@ -10,6 +10,7 @@
 
 #include "cache/paged_kv_cache.h"
 #include "compress/compressor.h"
+#include "model/cache_layout.h"
 #include "io/hf_checkpoint.h"
 #include "io/hf_config.h"
 #include "model/batch_decoder.h"

@@ -16,6 +16,7 @@
 #include "model/batch_decoder.h"
 #include "model/batch_generator.h"
 #include "model/generator.h"
+#include "model/cache_layout.h"
 #include "model/kv_cache.h"
 #include "model/random_init.h"
 #include "model/transformer.h"

@@ -16,7 +16,7 @@
 
 #include "cache/paged_kv_cache.h"
 #include "kernels/decode_attention.h"
-#include "kernels/quantize.h"
+#include "format/row_codec.h"
 #include "util/error.h"
 #include "util/work_pool.h"
 

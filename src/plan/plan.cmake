@@ -6,5 +6,5 @@ add_library(thinkeys_plan STATIC
   src/plan/byte_size.cpp
   src/plan/sequence_capacity.cpp
 )
-target_link_libraries(thinkeys_plan PUBLIC thinkeys_kernels)
+target_link_libraries(thinkeys_plan PUBLIC thinkeys_base)
 target_compile_options(thinkeys_plan PRIVATE -Wall -Wextra)
