@@ -175,7 +175,7 @@ class BadEval : public ::testing::Test {
  protected:
   void SetUp() override {
     auto shared = test::shared_file("models/stories260K/stories260K.bin");
-    if (!shared) GTEST_SKIP() << "shared data not found; set THINKEYS_SHARED";
+    if (!shared) THINKEYS_MISSING_SHARED("models/stories260K/stories260K.bin");
     model_ = *shared;
     test::write_bytes(dir_ / "text.txt", "Once upon a time there was a cat.\n");
     test::write_bytes(dir_ / "empty.txt", "");

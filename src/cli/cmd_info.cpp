@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/model_loader.h"
+#include "model/cache_layout.h"
 #include "model/kv_cache.h"
 
 namespace thinkeys::cli {

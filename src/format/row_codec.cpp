@@ -1,4 +1,4 @@
-#include "kernels/quantize.h"
+#include "format/row_codec.h"
 
 #include <algorithm>
 #include <cmath>
