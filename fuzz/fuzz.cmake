@@ -1,7 +1,7 @@
 # Fuzz targets: one per parser surface (fuzz/fuzz_<surface>.cpp, each defining
 # LLVMFuzzerTestOneInput). Every target is built twice:
 #   fuzz_<surface>         libFuzzer binary, only with THINKEYS_FUZZ (the clang
-#                          asan preset); scripts/fuzz.sh runs it.
+#                          `fuzz` preset, build-fuzz/); scripts/fuzz.sh runs it.
 #   fuzz_<surface>_replay  plain driver that replays fuzz/corpus/<surface> and
 #                          fuzz/regressions/<surface> once; registered with ctest
 #                          so every build, sanitized or not, re-checks old crashes.
@@ -20,11 +20,19 @@ target_include_directories(thinkeys_fuzz_sentencepiece PRIVATE src)
 target_link_libraries(thinkeys_fuzz_sentencepiece PUBLIC PkgConfig::SENTENCEPIECE)
 
 set(THINKEYS_FUZZERS)
+set(THINKEYS_LIBFUZZERS)
 function(thinkeys_fuzzer surface)
   cmake_parse_arguments(F "TORCH;SENTENCEPIECE" "" "" ${ARGN})
   set(name fuzz_${surface})
   set(variants ${name}_replay)
-  if(THINKEYS_FUZZ)
+  # Debian's libtorch headers do not compile with clang 14 in C++20 mode
+  # (libstdc++ 12's constexpr std::vector of the incomplete c10::IValue), so
+  # targets that need the engine exist only as replays in gcc builds.
+  set(fuzzable ${THINKEYS_FUZZ})
+  if(F_TORCH)
+    set(fuzzable OFF)
+  endif()
+  if(fuzzable)
     list(APPEND variants ${name})
   endif()
   foreach(exe ${variants})
@@ -40,8 +48,9 @@ function(thinkeys_fuzzer surface)
     set_target_properties(${exe} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
   endforeach()
   target_sources(${name}_replay PRIVATE fuzz/replay_main.cpp)
-  if(THINKEYS_FUZZ)
+  if(fuzzable)
     target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+    set(THINKEYS_LIBFUZZERS ${THINKEYS_LIBFUZZERS} ${name} PARENT_SCOPE)
   endif()
   set(dirs ${PROJECT_SOURCE_DIR}/fuzz/corpus/${surface})
   if(EXISTS ${PROJECT_SOURCE_DIR}/fuzz/regressions/${surface})
@@ -62,16 +71,15 @@ thinkeys_fuzzer(gpt2_bpe)
 thinkeys_fuzzer(llama2c_tokenizer)
 thinkeys_fuzzer(sentencepiece SENTENCEPIECE)
 thinkeys_fuzzer(tokenizer_encode SENTENCEPIECE)
+thinkeys_fuzzer(llama2c_header)
 thinkeys_fuzzer(llama2c_checkpoint TORCH)
 
-# `cmake --build --preset asan --target fuzzers` builds every libFuzzer binary;
+# `cmake --build --preset fuzz --target fuzzers` builds every libFuzzer binary;
 # `fuzz_replays` every replay driver.
 set(replays ${THINKEYS_FUZZERS})
 list(TRANSFORM replays PREPEND fuzz_)
 list(TRANSFORM replays APPEND _replay)
 add_custom_target(fuzz_replays DEPENDS ${replays})
 if(THINKEYS_FUZZ)
-  set(fuzzers ${THINKEYS_FUZZERS})
-  list(TRANSFORM fuzzers PREPEND fuzz_)
-  add_custom_target(fuzzers DEPENDS ${fuzzers})
+  add_custom_target(fuzzers DEPENDS ${THINKEYS_LIBFUZZERS})
 endif()

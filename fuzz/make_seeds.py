@@ -137,6 +137,14 @@ def llama2c(dim, hidden, layers, heads, kv_heads, vocab, seq_len, shared_classif
 
 out("llama2c_checkpoint", "tiny-shared.bin", llama2c(8, 16, 1, 2, 1, 16, 8, True))
 out("llama2c_checkpoint", "tiny-separate-classifier.bin", llama2c(8, 12, 2, 2, 2, 12, 4, False))
+os.makedirs(os.path.join(corpus, "llama2c_header"), exist_ok=True)
+for name in ("tiny-shared.bin", "tiny-separate-classifier.bin"):
+    shutil.copyfile(os.path.join(corpus, "llama2c_checkpoint", name),
+                    os.path.join(corpus, "llama2c_header", name))
+# stories260K's header followed by its true file size (the header target reads bytes 28..35 as the size)
+header = open(os.path.join(shared, "models", "stories260K", "stories260K.bin"), "rb").read(28)
+out("llama2c_header", "stories260K-header-and-size.bin",
+    header + struct.pack("<Q", os.path.getsize(os.path.join(shared, "models", "stories260K", "stories260K.bin"))))
 
 # --- arbitrary text for the known-good tokenizers (first byte picks one) ----
 texts = ["Once upon a time, there was a little girl named Lily.",

@@ -2,13 +2,13 @@
 # Runs every libFuzzer target (fuzz/fuzz.cmake) from the clang sanitizer build.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]   campaign: SECONDS per target (default 300),
-#       new inputs kept in build-asan/fuzz-campaign/<target>, one process on one
+#       new inputs kept in build-fuzz/fuzz-campaign/<target>, one process on one
 #       core at nice 10; prints executions, edges and crashes per target and
-#       writes them to build-asan/fuzz-campaign/summary.tsv (robustness.md quotes it).
+#       writes them to build-fuzz/fuzz-campaign/summary.tsv (robustness.md quotes it).
 #   scripts/fuzz.sh --smoke SECONDS          CI smoke (scripts/test.sh): every target for
 #       SECONDS on the committed corpus and regressions plus new inputs in a scratch
 #       directory; fails on any crash, leak, timeout or sanitizer report.
-# The build must exist (cmake --preset asan && cmake --build --preset asan --target fuzzers).
+# The build must exist (cmake --preset fuzz && cmake --build --preset fuzz --target fuzzers).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -20,14 +20,14 @@ if [[ ${1:-} == --smoke ]]; then
 fi
 seconds=${1:-300}
 shift || true
-bin=$root/build-asan/fuzz
+bin=$root/build-fuzz/fuzz
 targets=("$@")
 if ((${#targets[@]} == 0)); then
   for f in "$bin"/fuzz_*; do
     [[ -x $f && $f != *_replay ]] && targets+=("$(basename "$f" | sed 's/^fuzz_//')")
   done
 fi
-((${#targets[@]})) || { echo "fuzz: no fuzz targets in $bin (build the asan preset first)" >&2; exit 1; }
+((${#targets[@]})) || { echo "fuzz: no fuzz targets in $bin (build the fuzz preset first)" >&2; exit 1; }
 
 # Leaks are on: libFuzzer checks every input that allocates more than it frees.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1}
@@ -37,7 +37,7 @@ if ((smoke)); then
   work=$(mktemp -d "${TMPDIR:-/tmp}/thinkeys-fuzz-smoke.XXXXXX")
   trap 'rm -rf "$work"' EXIT
 else
-  work=$root/build-asan/fuzz-campaign
+  work=$root/build-fuzz/fuzz-campaign
   mkdir -p "$work"
   printf 'target\tseconds\texecutions\texec_per_s\tedges\tfeatures\tcorpus\tcrashes\n' >"$work/summary.tsv"
 fi
