@@ -50,8 +50,9 @@ Command add_plan(CLI::App& app) {
   sub->add_option("--weights", o->weights,
                   "Count weights as f32, f16, bf16, or none (default: as the checkpoint stores "
                   "them)");
-  sub->add_option("--reserve", o->reserve,
-                  "Kept out of the cache for activations, logits and workspace, per device")
+  sub->add_option(
+         "--reserve", o->reserve,
+         "Kept out of the cache for activations, logits and workspace, per device (0 for none)")
       ->capture_default_str();
   sub->add_option("--bandwidth", o->bandwidth,
                   "Memory bandwidth in GB/s for the decode-time floor; without a value, "
@@ -65,9 +66,13 @@ Command add_plan(CLI::App& app) {
         const MemorySize memory = parse_memory_size(o->memory);
         opt.memory_bytes = memory.bytes;
         opt.devices = memory.devices;
-        const MemorySize reserve = parse_memory_size(o->reserve);
-        if (reserve.devices != 1) throw Error("--reserve is per device: give one size");
-        opt.reserve_bytes = reserve.bytes;
+        if (o->reserve != "0") {
+          const MemorySize reserve = parse_memory_size(o->reserve);
+          if (reserve.devices != 1) throw Error("--reserve is per device: give one size");
+          opt.reserve_bytes = reserve.bytes;
+        } else {
+          opt.reserve_bytes = 0;
+        }
         opt.contexts = o->ctx;
         for (double r : o->key_ratio) opt.keys.push_back({KeyChoice::Kind::Ratio, r});
         if (sub->count("--key-rank") > 0)

@@ -214,17 +214,18 @@ CapacityPlan plan_capacity(const ModelConfig& c, const PlanOptions& o) {
       v.value_bytes += static_cast<std::size_t>(c.cache_value_heads()) * c.cache_value_width() * 4;
     }
     variants.push_back(v);
-    p.notes.push_back(
-        std::string(to_string(c.attention.kind)) +
-        ": the paged cache refuses it, so this is the dense cache the runtime allocates: f32 "
-        "rows (per layer " +
+    const std::string rows =
         std::to_string(c.cache_key_heads(0)) + " x " + std::to_string(c.cache_key_width(0)) +
-        " key" +
-        (c.cache_value_heads() > 0 ? " + " + std::to_string(c.cache_value_heads()) + " x " +
-                                         std::to_string(c.cache_value_width()) + " value"
-                                   : std::string(", the latent serving as values")) +
-        " values per token), each sequence holding its whole context from the start; "
-        "--cache-k, --cache-v, --key-ratio and --key-rank do not apply");
+        " key values" +
+        (c.cache_value_heads() > 0 ? " and " + std::to_string(c.cache_value_heads()) + " x " +
+                                         std::to_string(c.cache_value_width()) + " values"
+                                   : std::string(" (the latent serves as the values too)"));
+    p.notes.push_back(std::string(to_string(c.attention.kind)) +
+                      ": the paged cache refuses it, so this is the dense cache the runtime "
+                      "allocates: f32 rows, per layer and token " +
+                      rows +
+                      ", each sequence holding its whole context from the start; --cache-k, "
+                      "--cache-v, --key-ratio and --key-rank do not apply");
   }
 
   for (long long ctx : o.contexts) {

@@ -18,6 +18,16 @@ void add(std::string& out, const char* fmt, ...) {
   out += buf;
 }
 
+// 6738415616 -> "6,738,415,616".
+std::string grouped(long long n) {
+  std::string digits = std::to_string(n), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
 std::string gb(double bytes) { return format_bytes(bytes, true); }
 
 std::string both(double bytes) {
@@ -36,11 +46,11 @@ std::string plan_table_text(const CapacityPlan& p, const std::string& source) {
   if (c.is_mla() || c.is_lrkv()) add(out, ", %s attention", to_string(c.attention.kind));
   add(out, ", max context %d\n", c.max_positions);
   if (p.weight_dtype == "none")
-    add(out, "weights    not counted (--weights none); %.3g parameters\n",
-        static_cast<double>(p.parameters.total));
+    add(out, "weights    not counted (--weights none); %s parameters\n",
+        grouped(p.parameters.total).c_str());
   else
-    add(out, "weights    %.4g parameters as %s (%s) = %s; a decode step reads %s\n",
-        static_cast<double>(p.parameters.total), p.weight_dtype.c_str(),
+    add(out, "weights    %s parameters as %s (%s) = %s; a decode step reads %s\n",
+        grouped(p.parameters.total).c_str(), p.weight_dtype.c_str(),
         p.weight_dtype_stored ? "as stored" : "--weights", both(p.weight_bytes).c_str(),
         gb(p.weight_read_bytes).c_str());
   add(out, "memory     %s", both(p.memory_bytes).c_str());
