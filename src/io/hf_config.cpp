@@ -1,5 +1,8 @@
 #include "io/hf_config.h"
 
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
@@ -9,6 +12,57 @@ using nlohmann::json;
 
 namespace thinkeys {
 namespace {
+
+// nlohmann's get<int>() converts any JSON number with a C cast, so 1e90 or
+// 2^40 in a config would wrap (or be undefined behaviour). Integer fields must
+// hold integers that fit; a float is accepted only when it is integral.
+struct OutOfRange {};
+
+template <typename T>
+struct Strict {
+  static T get(const json& v) { return v.get<T>(); }
+};
+template <>
+struct Strict<int> {
+  static int get(const json& v) {
+    if (v.is_number_integer()) {
+      if (v.is_number_unsigned()) {
+        auto u = v.get<uint64_t>();
+        if (u > static_cast<uint64_t>(std::numeric_limits<int>::max())) throw OutOfRange{};
+        return static_cast<int>(u);
+      }
+      auto i = v.get<int64_t>();
+      if (i < std::numeric_limits<int>::min() || i > std::numeric_limits<int>::max())
+        throw OutOfRange{};
+      return static_cast<int>(i);
+    }
+    if (v.is_number_float()) {
+      double d = v.get<double>();
+      if (!(d >= std::numeric_limits<int>::min() && d <= std::numeric_limits<int>::max()) ||
+          d != std::floor(d))
+        throw OutOfRange{};
+      return static_cast<int>(d);
+    }
+    return v.get<int>();  // throws type_error for non-numbers
+  }
+};
+template <>
+struct Strict<double> {
+  static double get(const json& v) {
+    if (!v.is_number()) throw OutOfRange{};  // not true/false as 1/0
+    return v.get<double>();
+  }
+};
+template <typename T>
+struct Strict<std::vector<T>> {
+  static std::vector<T> get(const json& v) {
+    if (!v.is_array()) throw OutOfRange{};
+    std::vector<T> out;
+    out.reserve(v.size());
+    for (const json& e : v) out.push_back(Strict<T>::get(e));
+    return out;
+  }
+};
 
 class Fields {
  public:
@@ -40,9 +94,12 @@ class Fields {
   template <typename T>
   T as(const char* key) const {
     try {
-      return j_.at(key).get<T>();
+      return Strict<T>::get(j_.at(key));
     } catch (const json::exception&) {
       throw Error(origin_ + ": field '" + std::string(key) + "' has the wrong type");
+    } catch (const OutOfRange&) {
+      throw Error(origin_ + ": field '" + std::string(key) +
+                  "' has the wrong type or is out of range");
     }
   }
   const json& j_;
@@ -53,9 +110,13 @@ class Fields {
 std::optional<int> optional_token(const Fields& f, const char* key) {
   if (!f.has(key)) return std::nullopt;
   const json& v = f.raw(key);
-  if (v.is_number_integer()) return v.get<int>();
-  if (v.is_array() && !v.empty() && v.front().is_number_integer()) return v.front().get<int>();
-  return std::nullopt;
+  const json& id = v.is_array() && !v.empty() ? v.front() : v;
+  if (!id.is_number_integer()) return std::nullopt;
+  try {
+    return Strict<int>::get(id);
+  } catch (const OutOfRange&) {
+    f.fail(std::string("'") + key + "' is out of range");
+  }
 }
 
 void read_gpt2(const Fields& f, ModelConfig& c) {
@@ -110,6 +171,7 @@ void read_llama_family(const Fields& f, ModelConfig& c) {
   c.rope_theta = f.get_or<double>("rope_theta", 10000.0);
   if (f.has("rope_scaling")) {
     const json& rs = f.raw("rope_scaling");
+    if (!rs.is_object()) f.fail("'rope_scaling' must be an object or null");
     std::string type = rs.value("rope_type", rs.value("type", std::string("unknown")));
     if (type != "default")
       f.unsupported("rope_scaling type '" + type + "' is not supported (only unscaled RoPE)");
@@ -168,6 +230,11 @@ void read_attention_variant(const Fields& f, ModelConfig& c) {
 
 }  // namespace
 
+namespace {
+ModelConfig read_config(const json& j, const std::string& origin,
+                        std::vector<std::string>* unsupported);
+}  // namespace
+
 ModelConfig parse_hf_config(const std::string& json_text, const std::string& origin,
                             std::vector<std::string>* unsupported) {
   json j;
@@ -177,6 +244,18 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& ori
     throw Error(origin + ": malformed JSON (" + std::string(e.what()) + ")");
   }
   if (!j.is_object()) throw Error(origin + ": expected a JSON object");
+  try {
+    return read_config(j, origin, unsupported);
+  } catch (const json::exception& e) {
+    // A value of an unexpected JSON type somewhere the field readers do not guard.
+    throw Error(origin + ": unexpected value (" + e.what() + ")");
+  }
+}
+
+namespace {
+
+ModelConfig read_config(const json& j, const std::string& origin,
+                        std::vector<std::string>* unsupported) {
   Fields f(j, origin, unsupported);
 
   ModelConfig c;
@@ -229,6 +308,8 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& ori
   }
   return c;
 }
+
+}  // namespace
 
 ModelConfig read_hf_config(const std::filesystem::path& config_json,
                            std::vector<std::string>* unsupported) {
