@@ -126,6 +126,9 @@ for shape in ("gqa", "mha"):
 cap_path = os.path.join(data, "capacity.tsv")
 if os.path.exists(cap_path):
     write("capacity.dat", ["\t".join(r) for r in rows("capacity.tsv")])
+    with open(cap_path) as f:  # its first comment line says what is counted
+        first = f.readline().lstrip("# ").strip()
+    write("capacity_title.txt", [first.replace("'", "")])
 PY
 
 common="set terminal svg size 900,560 dynamic enhanced font 'Helvetica,15' background rgb 'white'
@@ -290,7 +293,7 @@ if [ -f "$work/capacity.dat" ]; then
   gnuplot <<GP
 $common
 set output '$res/capacity.svg'
-set title 'Sequences held in the KV cache against its memory budget'
+set title '$(cat "$work/capacity_title.txt")'
 set xlabel 'cache memory budget (GiB)'
 set ylabel 'sequences held'
 set key top left

@@ -174,8 +174,21 @@ TEST(Spectrum, RecoversSingularValuesPlantedInTheKeyWeights) {
 // numbers are the singular values of the raw keys (and of each KV head's
 // stacked query heads), taken here straight from the forward pass.
 TEST(Spectrum, DataSpectraAreTheSingularValuesOfTheObservedKeysAndQueries) {
-  ModelConfig cfg = tiny_gpt2();
-  cfg.n_kv_heads = 2;  // two query heads per KV head: their moments are summed
+  // A RoPE model, so that keys before and after rotation differ (the data
+  // spectra are of the pre-rotation keys), with two query heads per KV head,
+  // whose moments are summed.
+  ModelConfig cfg;
+  cfg.architecture = "LlamaForCausalLM";
+  cfg.model_type = "llama";
+  cfg.source_format = "random";
+  cfg.vocab_size = 61;
+  cfg.dim = 32;
+  cfg.n_layers = 2;
+  cfg.n_heads = 4;
+  cfg.n_kv_heads = 2;
+  cfg.head_dim = 8;
+  cfg.hidden_dim = 64;
+  cfg.max_positions = 64;
   Model m = random_model(cfg, 4, 0.3);
   auto tokens = some_tokens(48, 61, 8);
   SpectrumOptions so;
@@ -211,13 +224,13 @@ TEST(Spectrum, DataSpectraAreTheSingularValuesOfTheObservedKeysAndQueries) {
 }
 
 // eval's KL(reference || model) per scored token, worked out by hand: the
-// reference's LM head is zero, so it predicts the uniform distribution over 4
-// tokens; the model's logits are chosen per input token, so after token 1 it
-// predicts (1/2, 1/4, 1/8, 1/8) and after any other token uniform.
-//   KL(uniform || (1/2, 1/4, 1/8, 1/8)) = -ln 4 + (ln 2 + ln 4 + 2 ln 8) / 4 = ln(2) / 4.
-// Windows of 4 tokens advancing by 2 over 8 tokens score the rows of positions
-// 0..6 once each (3 + 2 + 2); token 1 sits at positions 1, 4 and 5, so
-// KL = 3/7 * ln(2) / 4. The NLL is worked out the same way.
+// reference's LM head is zero, so it predicts the uniform distribution u over
+// 4 tokens; the model's logits are chosen per input token, so after token 1 it
+// predicts p = (5/8, 1/8, 1/8, 1/8) and after any other token u.
+//   KL(u || p) = -ln 4 - (ln(5/8) + 3 ln(1/8)) / 4 = ln 2 - ln(5) / 4 = 0.2908
+// (the reverse, KL(p || u) = 0.3128, would fail). Windows of 4 tokens advancing
+// by 2 over 8 tokens score the rows of positions 0..6 once each (3 + 2 + 2);
+// token 1 sits at positions 1, 4 and 5, so KL = 3/7 (ln 2 - ln(5) / 4).
 TEST(Eval, KlAgainstAReferenceMatchesAHandComputedValue) {
   ModelConfig cfg = tiny_gpt2();
   cfg.vocab_size = 4;
@@ -230,9 +243,8 @@ TEST(Eval, KlAgainstAReferenceMatchesAHandComputedValue) {
     at::Tensor out = at::zeros({static_cast<int64_t>(window.size()), 4}, at::kFloat);
     for (size_t i = 0; i < window.size(); ++i)
       if (window[i] == 1)
-        out[static_cast<int64_t>(i)] = at::tensor(
-            std::vector<float>{static_cast<float>(-l2), static_cast<float>(-2 * l2),
-                               static_cast<float>(-3 * l2), static_cast<float>(-3 * l2)});
+        out[static_cast<int64_t>(i)] =
+            at::tensor(std::vector<float>{static_cast<float>(std::log(5.0)), 0.0f, 0.0f, 0.0f});
     return out;
   };
   PerplexityOptions po;
@@ -243,10 +255,10 @@ TEST(Eval, KlAgainstAReferenceMatchesAHandComputedValue) {
   EXPECT_EQ(r.tokens_scored, 7);
   EXPECT_EQ(r.windows, 3);
   ASSERT_TRUE(r.has_reference);
-  EXPECT_NEAR(r.kl_mean, 3.0 / 7.0 * l2 / 4.0, 1e-6);
+  EXPECT_NEAR(r.kl_mean, 3.0 / 7.0 * (l2 - std::log(5.0) / 4.0), 1e-6);
   // Targets after positions 0..6 are 1 2 3 1 1 0 2; the model gives them
-  // 1/4, 1/8 (after token 1), 1/4, 1/4, 1/4 (after 1), 1/2 (after 1), 1/4.
-  const double nll = (5 * std::log(4.0) + std::log(8.0) + std::log(2.0)) / 7.0;
+  // 1/4, 1/8 (after token 1), 1/4, 1/4, 1/8 (after 1), 5/8 (after 1), 1/4.
+  const double nll = (4 * std::log(4.0) + 2 * std::log(8.0) + std::log(8.0 / 5.0)) / 7.0;
   EXPECT_NEAR(r.mean_nll, nll, 1e-6);
   EXPECT_NEAR(r.reference_nll, std::log(4.0), 1e-6);  // uniform
 }

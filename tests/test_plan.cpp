@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cache/paged_kv_cache.h"
+#include "io/hf_config.h"
 #include "plan/byte_size.h"
 #include "plan/capacity_plan.h"
 #include "plan/model_source.h"
@@ -190,6 +191,25 @@ TEST(ParameterCount, PublishedSizesFromConfigAlone) {
   // A step reads everything but the embedding table (32000 x 4096).
   const auto p = count_parameters(config_file("llama-2-7b.json"));
   EXPECT_EQ(p.total - p.per_step, 32000 * 4096);
+}
+
+TEST(PlanModel, ShapeNeutralSettingsArePlannedNotRefused) {
+  // Llama-3.1-8B: the runtime refuses its rope_scaling type, which changes no shape.
+  const std::string path = std::string(THINKEYS_TEST_DATA) + "/configs/llama-3.1-8b.json";
+  EXPECT_THROW(read_hf_config(path), Error);
+  const PlanModel m = read_plan_model(path);
+  ASSERT_EQ(m.unsupported.size(), 1u);
+  EXPECT_NE(m.unsupported[0].find("rope_scaling type 'llama3'"), std::string::npos);
+  EXPECT_EQ(m.config.max_positions, 131072);
+  EXPECT_EQ(count_parameters(m.config).total, 8030261248);  // Llama-3-8B's shapes
+  PlanOptions o = options(80000000000, {131072});
+  o.keys = {{}};
+  const PlanTable t = plan_capacity(m.config, o).tables[0];
+  EXPECT_FALSE(t.beyond_model_context);
+  // 131,072 B/token x 131,072 tokens = 17,179,869,184 B; 80e9 - 2 x 8,030,261,248
+  // - 1 GiB = 62,865,735,680 B of 8 MiB blocks: 7493 blocks, 2048 per sequence.
+  EXPECT_EQ(t.rows[0].capacity.bytes_per_sequence, 17179869184u);
+  EXPECT_EQ(t.rows[0].capacity.sequences, 3);
 }
 
 TEST(CapacityPlan, Llama2_7B_On80GB) {

@@ -101,7 +101,10 @@ Command add_plan(CLI::App& app) {
             }
           }
         }
-        const CapacityPlan plan = plan_capacity(model.config, opt);
+        CapacityPlan plan = plan_capacity(model.config, opt);
+        for (const auto& what : model.unsupported)
+          plan.notes.push_back("the runtime refuses this model (" + what +
+                               "); that changes no tensor or cache shape, so it is planned anyway");
         const std::string text =
             o->json ? plan_json(plan, model.source) : plan_table_text(plan, model.source);
         std::fwrite(text.data(), 1, text.size(), stdout);

@@ -66,7 +66,8 @@ struct Strict<std::vector<T>> {
 
 class Fields {
  public:
-  Fields(const json& j, std::string origin) : j_(j), origin_(std::move(origin)) {}
+  Fields(const json& j, std::string origin, std::vector<std::string>* unsupported = nullptr)
+      : j_(j), origin_(std::move(origin)), unsupported_(unsupported) {}
 
   bool has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
 
@@ -80,6 +81,13 @@ class Fields {
     return has(key) ? as<T>(key) : fallback;
   }
   [[noreturn]] void fail(const std::string& what) const { throw Error(origin_ + ": " + what); }
+  // A setting the runtime does not implement but that leaves every tensor and
+  // cache shape as it is: refused, or only recorded when the caller asked
+  // for shapes alone.
+  void unsupported(const std::string& what) const {
+    if (!unsupported_) fail(what);
+    unsupported_->push_back(what);
+  }
   const json& raw(const char* key) const { return j_.at(key); }
 
  private:
@@ -96,6 +104,7 @@ class Fields {
   }
   const json& j_;
   std::string origin_;
+  std::vector<std::string>* unsupported_;
 };
 
 std::optional<int> optional_token(const Fields& f, const char* key) {
@@ -126,13 +135,13 @@ void read_gpt2(const Fields& f, ModelConfig& c) {
   c.norm_eps = f.get_or<double>("layer_norm_epsilon", 1e-5);
   auto act = f.get_or<std::string>("activation_function", "gelu_new");
   if (act != "gelu_new" && act != "gelu_pytorch_tanh" && act != "gelu_fast")
-    f.fail("activation_function '" + act + "' is not supported (expected gelu_new)");
+    f.unsupported("activation_function '" + act + "' is not supported (expected gelu_new)");
   c.mlp = MlpKind::GeluTanh;
   c.positions = PositionKind::Learned;
   if (f.get_or<bool>("scale_attn_by_inverse_layer_idx", false))
-    f.fail("scale_attn_by_inverse_layer_idx=true is not supported");
+    f.unsupported("scale_attn_by_inverse_layer_idx=true is not supported");
   if (!f.get_or<bool>("scale_attn_weights", true))
-    f.fail("scale_attn_weights=false is not supported");
+    f.unsupported("scale_attn_weights=false is not supported");
   c.tied_embeddings = f.get_or<bool>("tie_word_embeddings", true);
   c.qkv_bias = c.o_bias = c.mlp_bias = true;
 }
@@ -156,7 +165,7 @@ void read_llama_family(const Fields& f, ModelConfig& c) {
   c.norm = NormKind::RMSNorm;
   c.norm_eps = f.get_or<double>("rms_norm_eps", 1e-6);
   auto act = f.get_or<std::string>("hidden_act", "silu");
-  if (act != "silu") f.fail("hidden_act '" + act + "' is not supported (expected silu)");
+  if (act != "silu") f.unsupported("hidden_act '" + act + "' is not supported (expected silu)");
   c.mlp = MlpKind::SwiGLU;
   c.positions = PositionKind::Rope;
   c.rope_theta = f.get_or<double>("rope_theta", 10000.0);
@@ -165,16 +174,16 @@ void read_llama_family(const Fields& f, ModelConfig& c) {
     if (!rs.is_object()) f.fail("'rope_scaling' must be an object or null");
     std::string type = rs.value("rope_type", rs.value("type", std::string("unknown")));
     if (type != "default")
-      f.fail("rope_scaling type '" + type + "' is not supported (only unscaled RoPE)");
+      f.unsupported("rope_scaling type '" + type + "' is not supported (only unscaled RoPE)");
   }
   if (f.get_or<double>("partial_rotary_factor", 1.0) != 1.0)
-    f.fail("partial_rotary_factor != 1 is not supported");
+    f.unsupported("partial_rotary_factor != 1 is not supported");
   c.tied_embeddings = f.get_or<bool>("tie_word_embeddings", false);
 
   if (c.model_type == "qwen2") {
     c.qkv_bias = true;
     if (f.get_or<bool>("use_sliding_window", false))
-      f.fail("use_sliding_window=true is not supported for qwen2 (per-layer windows)");
+      f.unsupported("use_sliding_window=true is not supported for qwen2 (per-layer windows)");
   } else {
     bool attention_bias = f.get_or<bool>("attention_bias", false);
     c.qkv_bias = c.o_bias = attention_bias;
@@ -222,10 +231,12 @@ void read_attention_variant(const Fields& f, ModelConfig& c) {
 }  // namespace
 
 namespace {
-ModelConfig read_config(const json& j, const std::string& origin);
+ModelConfig read_config(const json& j, const std::string& origin,
+                        std::vector<std::string>* unsupported);
 }  // namespace
 
-ModelConfig parse_hf_config(const std::string& json_text, const std::string& origin) {
+ModelConfig parse_hf_config(const std::string& json_text, const std::string& origin,
+                            std::vector<std::string>* unsupported) {
   json j;
   try {
     j = json::parse(json_text);
@@ -234,7 +245,7 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& ori
   }
   if (!j.is_object()) throw Error(origin + ": expected a JSON object");
   try {
-    return read_config(j, origin);
+    return read_config(j, origin, unsupported);
   } catch (const json::exception& e) {
     // A value of an unexpected JSON type somewhere the field readers do not guard.
     throw Error(origin + ": unexpected value (" + e.what() + ")");
@@ -243,8 +254,9 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& ori
 
 namespace {
 
-ModelConfig read_config(const json& j, const std::string& origin) {
-  Fields f(j, origin);
+ModelConfig read_config(const json& j, const std::string& origin,
+                        std::vector<std::string>* unsupported) {
+  Fields f(j, origin, unsupported);
 
   ModelConfig c;
   if (f.has("architectures") && f.raw("architectures").is_array() &&
@@ -299,11 +311,12 @@ ModelConfig read_config(const json& j, const std::string& origin) {
 
 }  // namespace
 
-ModelConfig read_hf_config(const std::filesystem::path& config_json) {
+ModelConfig read_hf_config(const std::filesystem::path& config_json,
+                           std::vector<std::string>* unsupported) {
   if (!std::filesystem::exists(config_json))
     throw Error("missing " + config_json.string() +
                 " (a Hugging Face model directory needs config.json)");
-  return parse_hf_config(read_file_bytes(config_json), config_json.string());
+  return parse_hf_config(read_file_bytes(config_json), config_json.string(), unsupported);
 }
 
 std::string hf_config_json(const ModelConfig& c) {
