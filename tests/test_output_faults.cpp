@@ -66,7 +66,7 @@ class OutputFaults : public ::testing::Test {
  protected:
   void SetUp() override {
     auto model = test::shared_file("models/stories260K/stories260K.bin");
-    if (!model) GTEST_SKIP() << "shared stories260K not found (THINKEYS_SHARED / ../shared)";
+    if (!model) THINKEYS_MISSING_SHARED("models/stories260K/stories260K.bin");
     model_ = model->string();
     test::write_bytes(tmp_ / "data.txt", some_text());
   }
