@@ -4,12 +4,19 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "io/hf_config.h"
 #include "util/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);
+  try {
+    // The planner's mode: unsupported-but-shape-neutral settings are listed.
+    std::vector<std::string> unsupported;
+    (void)thinkeys::parse_hf_config(text, "config.json", &unsupported);
+  } catch (const thinkeys::Error&) {
+  }
   try {
     thinkeys::ModelConfig c = thinkeys::parse_hf_config(text, "config.json");
     long sum = c.group_size() + c.key_heads() + c.cache_value_heads() + c.cache_value_width() +

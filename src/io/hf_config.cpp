@@ -43,7 +43,7 @@ struct Strict<int> {
         throw OutOfRange{};
       return static_cast<int>(d);
     }
-    return v.get<int>();  // throws type_error for non-numbers
+    throw OutOfRange{};  // strings, booleans (nlohmann would read true as 1), null
   }
 };
 template <>
