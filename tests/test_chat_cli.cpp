@@ -50,7 +50,8 @@ struct Prefill {
 std::vector<Prefill> prefills(const std::string& pane) {
   std::vector<Prefill> out;
   const std::regex re(R"(\[prefill (\d+) new tokens, (\d+) reused from cache, (\d+) in context)");
-  for (auto it = std::sregex_iterator(pane.begin(), pane.end(), re); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(pane.begin(), pane.end(), re); it != std::sregex_iterator();
+       ++it) {
     out.push_back({std::stoi((*it)[1]), std::stoi((*it)[2]), std::stoi((*it)[3])});
   }
   return out;
@@ -59,7 +60,8 @@ std::vector<Prefill> prefills(const std::string& pane) {
 std::vector<int> generated_counts(const std::string& pane) {
   std::vector<int> out;
   const std::regex re(R"(\[(\d+) tokens at )");
-  for (auto it = std::sregex_iterator(pane.begin(), pane.end(), re); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(pane.begin(), pane.end(), re); it != std::sregex_iterator();
+       ++it) {
     out.push_back(std::stoi((*it)[1]));
   }
   return out;
@@ -116,9 +118,11 @@ TEST(ChatCli, SecondTurnPrefillsOnlyTheNewTokens) {
   const std::string cli = THINKEYS_CLI_PATH;
   TempDir dir;
   const std::string transcript = (dir / "transcript.json").string();
-  Tmux tmux(quote(cli) + " chat " + quote(model.string()) +
-            " --chat-template chatml --system 'You tell stories.' -n 24 --cache-k int8 --cache-v f16"
-            " --transcript " + quote(transcript) + "; sleep 30");
+  Tmux tmux(
+      quote(cli) + " chat " + quote(model.string()) +
+      " --chat-template chatml --system 'You tell stories.' -n 24 --cache-k int8 --cache-v f16"
+      " --transcript " +
+      quote(transcript) + "; sleep 30");
   ASSERT_TRUE(tmux.wait_for([](const std::string& p) { return p.find("> ") != std::string::npos; }))
       << tmux.pane();
   tmux.type("Once upon a time there was a cat.");
@@ -127,8 +131,13 @@ TEST(ChatCli, SecondTurnPrefillsOnlyTheNewTokens) {
   tmux.type("What did the cat do next?");
   ASSERT_TRUE(tmux.wait_for([](const std::string& p) { return generated_counts(p).size() == 2; }))
       << tmux.pane();
+  // The transcript is rewritten after every answer; after the second it
+  // holds the system prompt and two exchanges.
+  ASSERT_TRUE(tmux.wait_for([&](const std::string&) {
+    const Json t = Json::parse(test::read_bytes(transcript), nullptr, false);
+    return !t.is_discarded() && t.size() == 5;
+  }));
   tmux.type("/exit");
-  ASSERT_TRUE(tmux.wait_for([](const std::string&) { return std::ifstream(transcript).good(); }));
   const std::string pane = tmux.pane();
 
   const std::vector<Prefill> p = prefills(pane);
@@ -153,6 +162,47 @@ TEST(ChatCli, SecondTurnPrefillsOnlyTheNewTokens) {
   EXPECT_EQ(p[1].reused, t1 + gen[0]) << pane;
   EXPECT_EQ(p[1].fresh, t2 - t1 - gen[0]) << pane;
   EXPECT_LT(p[1].fresh, t2 / 2);
+}
+
+// Bad input to tokenize and chat: one clear line on stderr, non-zero exit.
+TEST(ChatCli, BadMessagesAndTemplatesFailClearly) {
+  THINKEYS_REQUIRE_SHARED(model, "models/stories260K/stories260K.bin");
+  const std::string cli = THINKEYS_CLI_PATH;
+  TempDir dir;
+  auto fails_with = [&](const std::string& args, const std::string& expect) {
+    const std::string cmd = quote(cli) + " " + args + " 2>&1 >/dev/null; echo \"rc=$?\"";
+    const std::string out = run(cmd);
+    EXPECT_NE(out.find(expect), std::string::npos) << args << "\n" << out;
+    EXPECT_EQ(out.find("rc=0"), std::string::npos) << args << "\n" << out;
+  };
+  const std::string m = quote(model.string());
+  test::write_bytes(dir / "truncated.json", R"([{"role": "user", "content": "hi")");
+  test::write_bytes(dir / "no_role.json", R"([{"content": "hi"}])");
+  test::write_bytes(dir / "not_list.json", R"({"role": "user"})");
+  test::write_bytes(dir / "ok.json", R"([{"role": "user", "content": "hi"}])");
+  test::write_bytes(dir / "bad.jinja", "{% for m in messages %}{{ m.content }}");
+  fails_with("tokenize " + m + " --messages " + quote((dir / "truncated.json").string()) +
+                 " --chat-template chatml",
+             "is not valid JSON");
+  fails_with("tokenize " + m + " --messages " + quote((dir / "no_role.json").string()) +
+                 " --chat-template chatml",
+             "chat message 0 has no \"role\" string");
+  fails_with("tokenize " + m + " --messages " + quote((dir / "not_list.json").string()) +
+                 " --chat-template chatml",
+             "must be a JSON array");
+  fails_with("tokenize " + m + " --messages " + quote((dir / "ok.json").string()),
+             "the model has no chat template");
+  fails_with("tokenize " + m + " --messages " + quote((dir / "ok.json").string()) +
+                 " --chat-template " + quote((dir / "bad.jinja").string()),
+             "line 1: {% for %} is never closed");
+  fails_with("tokenize " + m + " --messages " + quote((dir / "ok.json").string()) +
+                 " --chat-template nosuch",
+             "neither a built-in template");
+  fails_with("tokenize " + m + " --messages " + quote((dir / "missing.json").string()) +
+                 " --chat-template chatml",
+             "cannot read messages file");
+  fails_with("tokenize " + m, "tokenize needs --text TEXT or --messages FILE.json");
+  fails_with("chat " + m + " < /dev/null", "the model has no chat template");
 }
 
 }  // namespace

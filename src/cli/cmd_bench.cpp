@@ -92,11 +92,12 @@ Command add_bench(CLI::App& app) {
   sub->add_option("--decode-batch", opts->dec.batch, "--decode/--decode-model: batch sizes")
       ->delimiter(',')
       ->check(CLI::Range(1, 1024));
-  sub->add_option("--decode-cache", opts->dec.caches,
-                  "--decode/--decode-model: cache layouts (full-f16, thin-f16, thin-int8, "
-                  "thin-int4; full-f16-bytoken, thin-f16-bytoken: f16 keys stored token by "
-                  "token; --decode only: thin-int8-bytoken, thin-int4-bytoken, latent-f16, and r24-f16, "
-                  "r24-f16-bytoken: 24-wide keys)")
+  sub->add_option(
+         "--decode-cache", opts->dec.caches,
+         "--decode/--decode-model: cache layouts (full-f16, thin-f16, thin-int8, "
+         "thin-int4; full-f16-bytoken, thin-f16-bytoken: f16 keys stored token by "
+         "token; --decode only: thin-int8-bytoken, thin-int4-bytoken, latent-f16, and r24-f16, "
+         "r24-f16-bytoken: 24-wide keys)")
       ->delimiter(',');
   sub->add_option("--decode-shape", opts->dec.shapes,
                   "--decode/--decode-model: model shapes (mha, gqa; --decode also kv8x1, kv8x2: "

@@ -19,6 +19,7 @@
 #include "io/model_loader.h"
 #include "model/batch_decoder.h"
 #include "model/sampler.h"
+#include "util/atomic_output.h"
 #include "util/error.h"
 
 namespace thinkeys::cli {
@@ -42,7 +43,7 @@ std::size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32
 
 Command add_chat(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer, system, chat_template;
+    std::string model, tokenizer, system, chat_template, transcript;
     std::string cache_k = "f16", cache_v = "f16";
     bool no_key_rotation = false;
     int block_tokens = 64, threads = 0, n = 512;
@@ -60,6 +61,8 @@ Command add_chat(CLI::App& app) {
                   "(default: the model's own)");
   sub->add_option("--tokenizer", opts->tokenizer,
                   "Tokenizer file or directory (default: beside the model)");
+  sub->add_option("--transcript", opts->transcript,
+                  "Write the conversation as JSON messages to this file after every answer");
   sub->add_option("-n,--tokens", opts->n, "Maximum tokens per answer")->check(CLI::PositiveNumber);
   sub->add_option("--temp,-t", opts->temp, "Temperature (0 = greedy)")
       ->check(CLI::NonNegativeNumber);
@@ -170,7 +173,9 @@ Command add_chat(CLI::App& app) {
                        ids.size() - reuse, reuse, ids.size(), prefill_s);
 
           std::string answer;
-          int32_t prev = -1;
+          // Decoded in context, so the answer is the exact text of its tokens
+          // and the next turn's prompt re-tokenizes to them.
+          int32_t prev = ids.back();
           int generated = 0;
           const auto t1 = std::chrono::steady_clock::now();
           bool context_full = false;
@@ -204,6 +209,9 @@ Command add_chat(CLI::App& app) {
                        : generated == opts->n ? "; token limit"
                                               : "");
           messages.push_back({{"role", "assistant"}, {"content", answer}});
+          if (!opts->transcript.empty()) {
+            write_text_atomically(opts->transcript, messages.dump(2) + "\n");
+          }
         }
       }};
 }

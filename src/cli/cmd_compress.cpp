@@ -30,79 +30,94 @@ int parse_share(const std::string& s, const ModelConfig& c) {
 Command add_compress(CLI::App& app) {
   struct Opts {
     std::string model, out, method = "kqsvd", rope, share = "head", target = "keys", calib,
-                                tokenizer, dtype = "f32";
+                            tokenizer, dtype = "f32";
     CompressOptions c;
     bool json = false;
   };
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("compress", "Compress a model's keys into a thinner KV cache");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")->required();
+  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
+      ->required();
   sub->add_option("-o,--out", opts->out, "Output model directory (written atomically)")->required();
   sub->add_option("--method", opts->method, "svd (weights only) or kqsvd (calibrated)");
   sub->add_option("--rope", opts->rope, "RoPE models: post, latent or pairs");
   sub->add_option("--key-rank", opts->c.ranks.key_rank, "Key dimensions per key head");
-  sub->add_option("--key-ratio", opts->c.ranks.key_ratio, "Key width as a fraction of the original");
+  sub->add_option("--key-ratio", opts->c.ranks.key_ratio,
+                  "Key width as a fraction of the original");
   sub->add_option("--energy", opts->c.ranks.energy, "Per-layer rank: discarded energy <= E^2");
   sub->add_option("--key-budget", opts->c.ranks.key_budget,
                   "Global fraction of key bytes, allocated greedily across layers");
-  sub->add_option("--share", opts->share, "One key space per head (default), per group:G KV heads, or per layer");
-  sub->add_option("--target", opts->target, "keys (default) or queries (truncate W_Q; cache unchanged)");
+  sub->add_option("--share", opts->share,
+                  "One key space per head (default), per group:G KV heads, or per layer");
+  sub->add_option("--target", opts->target,
+                  "keys (default) or queries (truncate W_Q; cache unchanged)");
   sub->add_option("--calib", opts->calib, "Calibration text (kqsvd)");
-  sub->add_option("--calib-tokens", opts->c.calibration.tokens, "Calibration tokens")->check(CLI::PositiveNumber);
-  sub->add_option("--calib-ctx", opts->c.calibration.ctx, "Calibration window (use the deployment context)")
+  sub->add_option("--calib-tokens", opts->c.calibration.tokens, "Calibration tokens")
       ->check(CLI::PositiveNumber);
-  sub->add_option("--tokenizer", opts->tokenizer, "Tokenizer file or directory (default: beside the model)");
+  sub->add_option("--calib-ctx", opts->c.calibration.ctx,
+                  "Calibration window (use the deployment context)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--tokenizer", opts->tokenizer,
+                  "Tokenizer file or directory (default: beside the model)");
   sub->add_option("--dtype", opts->dtype, "Saved weight dtype: f32, f16 or bf16")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   sub->add_flag("--json", opts->json, "Print JSON");
-  return {sub, [opts] {
-            Model m = load_model(opts->model);
-            CompressOptions co = opts->c;
-            co.method = opts->method;
-            co.target = opts->target;
-            co.share = parse_share(opts->share, m.config);
-            if (!opts->rope.empty()) co.rope = parse_rope_mode(opts->rope);
-            co.calibration.show_progress = !opts->json;
-            std::vector<int32_t> calib;
-            if (!opts->calib.empty()) {
-              std::string text = read_file_bytes(opts->calib);
-              if (text.empty()) throw Error("calibration file " + opts->calib + " is empty");
-              auto tok = tokenizer_for(opts->model, opts->tokenizer, m);
-              calib = prompt_tokens(m, *tok, text.substr(0, static_cast<size_t>(co.calibration.tokens) * 16), -1);
-            }
-            CompressReport rep;
-            Model out = compress_model(m, co, calib, &rep);
-            DType dt = opts->dtype == "bf16" ? DType::BF16 : opts->dtype == "f16" ? DType::F16 : DType::F32;
-            save_model(out, opts->out, dt, opts->model);
-            const int64_t before = m.config.kv_bytes_per_token(2, 2), after = out.config.kv_bytes_per_token(2, 2);
-            const int64_t kb = m.config.kv_bytes_per_token(2, 0), ka = out.config.kv_bytes_per_token(2, 0);
-            if (opts->json) {
-              nlohmann::json j = {{"out", opts->out},
-                                  {"method", co.method},
-                                  {"target", co.target},
-                                  {"rope", out.config.thin_keys ? to_string(out.config.thin_keys->rope) : "full"},
-                                  {"share", co.share},
-                                  {"ranks", rep.ranks},
-                                  {"discarded_energy", rep.discarded_energy},
-                                  {"calibration_tokens", rep.calibration_tokens},
-                                  {"seconds", rep.seconds},
-                                  {"kv_bytes_per_token_f16_before", before},
-                                  {"kv_bytes_per_token_f16_after", after}};
-              std::printf("%s\n", j.dump(2).c_str());
-              return;
-            }
-            std::printf("compressed %s -> %s in %.2f s (%s, target %s, share %d", opts->model.c_str(),
-                        opts->out.c_str(), rep.seconds, co.method.c_str(), co.target.c_str(), co.share);
-            if (out.config.thin_keys && co.target == "keys")
-              std::printf(", RoPE %s", to_string(out.config.thin_keys->rope));
-            std::printf(", %lld calibration tokens)\n", static_cast<long long>(rep.calibration_tokens));
-            for (size_t l = 0; l < rep.ranks.size(); ++l)
-              std::printf("  layer %-3zu rank %-4d discarded energy %.4f\n", l, rep.ranks[l],
-                          l < rep.discarded_energy.size() ? rep.discarded_energy[l] : 0.0);
-            std::printf("KV bytes/token at f16: keys %lld -> %lld, keys+values %lld -> %lld (%.1f%% saved)\n",
-                        static_cast<long long>(kb), static_cast<long long>(ka), static_cast<long long>(before),
-                        static_cast<long long>(after), 100.0 * (1.0 - double(after) / double(before)));
-          }};
+  return {
+      sub, [opts] {
+        Model m = load_model(opts->model);
+        CompressOptions co = opts->c;
+        co.method = opts->method;
+        co.target = opts->target;
+        co.share = parse_share(opts->share, m.config);
+        if (!opts->rope.empty()) co.rope = parse_rope_mode(opts->rope);
+        co.calibration.show_progress = !opts->json;
+        std::vector<int32_t> calib;
+        if (!opts->calib.empty()) {
+          std::string text = read_file_bytes(opts->calib);
+          if (text.empty()) throw Error("calibration file " + opts->calib + " is empty");
+          auto mt = model_tokenizer(opts->model, opts->tokenizer, &m);
+          calib = prompt_tokens(
+              m, mt, text.substr(0, static_cast<size_t>(co.calibration.tokens) * 16), -1);
+        }
+        CompressReport rep;
+        Model out = compress_model(m, co, calib, &rep);
+        DType dt = opts->dtype == "bf16"  ? DType::BF16
+                   : opts->dtype == "f16" ? DType::F16
+                                          : DType::F32;
+        save_model(out, opts->out, dt, opts->model);
+        const int64_t before = m.config.kv_bytes_per_token(2, 2),
+                      after = out.config.kv_bytes_per_token(2, 2);
+        const int64_t kb = m.config.kv_bytes_per_token(2, 0),
+                      ka = out.config.kv_bytes_per_token(2, 0);
+        if (opts->json) {
+          nlohmann::json j = {
+              {"out", opts->out},
+              {"method", co.method},
+              {"target", co.target},
+              {"rope", out.config.thin_keys ? to_string(out.config.thin_keys->rope) : "full"},
+              {"share", co.share},
+              {"ranks", rep.ranks},
+              {"discarded_energy", rep.discarded_energy},
+              {"calibration_tokens", rep.calibration_tokens},
+              {"seconds", rep.seconds},
+              {"kv_bytes_per_token_f16_before", before},
+              {"kv_bytes_per_token_f16_after", after}};
+          std::printf("%s\n", j.dump(2).c_str());
+          return;
+        }
+        std::printf("compressed %s -> %s in %.2f s (%s, target %s, share %d", opts->model.c_str(),
+                    opts->out.c_str(), rep.seconds, co.method.c_str(), co.target.c_str(), co.share);
+        if (out.config.thin_keys && co.target == "keys")
+          std::printf(", RoPE %s", to_string(out.config.thin_keys->rope));
+        std::printf(", %lld calibration tokens)\n", static_cast<long long>(rep.calibration_tokens));
+        for (size_t l = 0; l < rep.ranks.size(); ++l)
+          std::printf("  layer %-3zu rank %-4d discarded energy %.4f\n", l, rep.ranks[l],
+                      l < rep.discarded_energy.size() ? rep.discarded_energy[l] : 0.0);
+        std::printf(
+            "KV bytes/token at f16: keys %lld -> %lld, keys+values %lld -> %lld (%.1f%% saved)\n",
+            static_cast<long long>(kb), static_cast<long long>(ka), static_cast<long long>(before),
+            static_cast<long long>(after), 100.0 * (1.0 - double(after) / double(before)));
+      }};
 }
 
 }  // namespace thinkeys::cli

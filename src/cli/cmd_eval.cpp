@@ -71,8 +71,8 @@ Command add_eval(CLI::App& app) {
             std::string text = read_file_bytes(opts->data);
             if (text.empty()) throw Error("data file " + opts->data + " is empty");
             Model m = load_model(opts->model);
-            auto tok = tokenizer_for(opts->model, opts->tokenizer, m);
-            auto tokens = prompt_tokens(m, *tok, text, opts->no_bos ? 0 : -1);
+            auto mt = model_tokenizer(opts->model, opts->tokenizer, &m);
+            auto tokens = prompt_tokens(m, mt, text, opts->no_bos ? 0 : -1);
             if (opts->max_tokens > 0 && static_cast<int64_t>(tokens.size()) > opts->max_tokens)
               tokens.resize(static_cast<size_t>(opts->max_tokens));
             std::optional<Model> ref;

@@ -38,8 +38,8 @@ Command add_fidelity(CLI::App& app) {
             Model m = load_model(opts->model);
             Model ref = load_model(opts->reference);
             // The original is the model most sure to have its tokenizer beside it.
-            auto tok = tokenizer_for(opts->reference, opts->tokenizer, ref);
-            auto tokens = prompt_tokens(ref, *tok, text, opts->no_bos ? 0 : -1);
+            auto mt = model_tokenizer(opts->reference, opts->tokenizer, &ref);
+            auto tokens = prompt_tokens(ref, mt, text, opts->no_bos ? 0 : -1);
             if (opts->max_tokens > 0 && static_cast<int64_t>(tokens.size()) > opts->max_tokens)
               tokens.resize(static_cast<size_t>(opts->max_tokens));
             FidelityReport r = measure_fidelity(m, ref, tokens, opts->ctx, !opts->json);

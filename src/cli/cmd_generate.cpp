@@ -14,11 +14,12 @@ namespace {
 
 // Several prompts decoded together; each finished text is printed whole, in
 // prompt order, since the streams interleave.
-void run_batched(const Model& m, const Tokenizer& tok, std::vector<std::string> texts, int bos_mode,
-                 const BatchGenerateOptions& options, bool quiet) {
+void run_batched(const Model& m, const ModelTokenizer& mt, std::vector<std::string> texts,
+                 int bos_mode, const BatchGenerateOptions& options, bool quiet) {
   if (texts.empty()) texts.push_back("");
   std::vector<std::vector<int32_t>> prompts;
-  for (const auto& t : texts) prompts.push_back(prompt_tokens(m, tok, t, bos_mode));
+  const Tokenizer& tok = *mt.tokenizer;
+  for (const auto& t : texts) prompts.push_back(prompt_tokens(m, mt, t, bos_mode));
   BatchGenerateStats st;
   auto outs = generate_batch(m, prompts, options, &st);
   for (std::size_t i = 0; i < outs.size(); ++i) {
@@ -97,12 +98,14 @@ Command add_generate(CLI::App& app) {
   sub->add_flag("--quiet,-q", opts->quiet, "Do not print timing to stderr");
   return {sub, [opts] {
             Model m = load_model(opts->model);
-            auto tok = tokenizer_for(opts->model, opts->tokenizer, m);
+            auto mt = model_tokenizer(opts->model, opts->tokenizer, &m);
+            auto& tok = mt.tokenizer;
             int bos_mode = opts->bos ? 1 : opts->no_bos ? 0 : -1;
             if (opts->prompts.size() > 1 || opts->paged) {
               BatchGenerateOptions b;
               b.generate.max_new_tokens = opts->n;
               b.generate.sampling = {opts->temp, opts->top_p, opts->seed};
+              b.generate.stop_ids = mt.conventions.stop_ids;
               b.cache.key_dtype = parse_cache_dtype(opts->cache_k);
               b.cache.value_dtype = parse_cache_dtype(opts->cache_v);
               b.cache.rotate_keys = !opts->no_key_rotation;
@@ -112,14 +115,15 @@ Command add_generate(CLI::App& app) {
               b.threads = opts->threads > 0
                               ? opts->threads
                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-              run_batched(m, *tok, opts->prompts, bos_mode, b, opts->quiet);
+              run_batched(m, mt, opts->prompts, bos_mode, b, opts->quiet);
               return;
             }
             const std::string text = opts->prompts.empty() ? std::string() : opts->prompts[0];
-            auto prompt = prompt_tokens(m, *tok, text, bos_mode);
+            auto prompt = prompt_tokens(m, mt, text, bos_mode);
             GenerateOptions g;
             g.max_new_tokens = opts->n;
             g.sampling = {opts->temp, opts->top_p, opts->seed};
+            g.stop_ids = mt.conventions.stop_ids;
             std::fwrite(text.data(), 1, text.size(), stdout);
             std::fflush(stdout);
             int32_t prev = prompt.back();

@@ -89,10 +89,10 @@ Command add_spectrum(CLI::App& app) {
             throw Error("spectrum --data needs an uncompressed model; pass the original model");
           std::string text = read_file_bytes(opts->data);
           if (text.empty()) throw Error("data file " + opts->data + " is empty");
-          auto tok = tokenizer_for(opts->model, opts->tokenizer, m);
+          auto mt = model_tokenizer(opts->model, opts->tokenizer, &m);
           // ~16 bytes per token is generous for every tokenizer we load.
           const size_t bytes = static_cast<size_t>(opts->s.calibration_tokens) * 16;
-          tokens = prompt_tokens(m, *tok, text.substr(0, bytes), opts->no_bos ? 0 : -1);
+          tokens = prompt_tokens(m, mt, text.substr(0, bytes), opts->no_bos ? 0 : -1);
         }
         SpectrumOptions so = opts->s;
         so.show_progress = !opts->json;

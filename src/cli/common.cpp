@@ -39,17 +39,16 @@ ModelTokenizer model_tokenizer(const std::string& model_path, const std::string&
   return mt;
 }
 
-std::vector<int32_t> prompt_tokens(const Model& model, const Tokenizer& tok,
+std::vector<int32_t> prompt_tokens(const Model& model, const ModelTokenizer& mt,
                                    const std::string& text, int bos_mode) {
   std::vector<int32_t> ids;
-  auto bos = model.config.bos_id ? model.config.bos_id : tok.bos_id();
-  bool want =
-      bos_mode == 1 || (bos_mode == -1 && (model.config.model_type != "gpt2" || text.empty()));
+  const auto bos = mt.conventions.bos_id ? mt.conventions.bos_id : model.config.bos_id;
+  const bool want = bos_mode == 1 || (bos_mode == -1 && (mt.conventions.add_bos || text.empty()));
   if (want) {
     if (!bos) throw Error("the model defines no BOS token; pass a non-empty prompt");
     ids.push_back(*bos);
   }
-  auto body = tok.encode(text);
+  auto body = mt.conventions.encode(*mt.tokenizer, text, false);
   ids.insert(ids.end(), body.begin(), body.end());
   return ids;
 }

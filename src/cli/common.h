@@ -29,9 +29,10 @@ struct ModelTokenizer {
 ModelTokenizer model_tokenizer(const std::string& model_path, const std::string& tokenizer_path,
                                const Model* model = nullptr);
 
-// Prompt tokens: BOS first for families trained with it (Llama/llama2.c), or
-// when the prompt is empty and there is nothing else to condition on.
-std::vector<int32_t> prompt_tokens(const Model& model, const Tokenizer& tok,
+// Prompt tokens: BOS first when the tokenizer's conventions add it (as
+// Hugging Face's tokenizer(text) would), or when the prompt is empty and there
+// is nothing else to condition on; special tokens are recognised by name.
+std::vector<int32_t> prompt_tokens(const Model& model, const ModelTokenizer& mt,
                                    const std::string& text,
                                    int bos_mode);  // -1 auto, 0 never, 1 always
 

@@ -68,8 +68,7 @@ std::vector<std::vector<int32_t>> generate_batch(const Model& model,
         at::Tensor row = a.logits.contiguous();
         const int32_t t =
             a.sampler.sample({row.data_ptr<float>(), static_cast<std::size_t>(row.numel())});
-        done = options.generate.stop_at_end_of_text &&
-               ((c.eos_id && t == *c.eos_id) || (c.bos_id && t == *c.bos_id));
+        done = options.generate.stop_at_end_of_text && ends_text(c, options.generate, t);
         if (!done) {
           out[a.index].push_back(t);
           ++st.generated_tokens;

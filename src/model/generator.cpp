@@ -9,6 +9,14 @@
 
 namespace thinkeys {
 
+bool ends_text(const ModelConfig& c, const GenerateOptions& options, int32_t token) {
+  if (!options.stop_ids.empty()) {
+    return std::find(options.stop_ids.begin(), options.stop_ids.end(), token) !=
+           options.stop_ids.end();
+  }
+  return (c.eos_id && token == *c.eos_id) || (c.bos_id && token == *c.bos_id);
+}
+
 std::vector<int32_t> generate(const Model& model, std::span<const int32_t> prompt,
                               const GenerateOptions& options,
                               const std::function<void(int32_t)>& on_token, GenerateStats* stats) {
@@ -18,8 +26,9 @@ std::vector<int32_t> generate(const Model& model, std::span<const int32_t> promp
   int capacity = static_cast<int>(prompt.size()) + options.max_new_tokens;
   if (c.positions == PositionKind::Learned && capacity > c.max_positions) {
     if (static_cast<int>(prompt.size()) >= c.max_positions)
-      throw Error("prompt of " + std::to_string(prompt.size()) + " tokens does not fit the model's " +
-                  std::to_string(c.max_positions) + " positions");
+      throw Error("prompt of " + std::to_string(prompt.size()) +
+                  " tokens does not fit the model's " + std::to_string(c.max_positions) +
+                  " positions");
     capacity = c.max_positions;
   }
   Sampler sampler(options.sampling);
@@ -33,11 +42,11 @@ std::vector<int32_t> generate(const Model& model, std::span<const int32_t> promp
   for (int i = 0; i < limit; ++i) {
     at::Tensor row = logits[0].contiguous();
     int32_t next = sampler.sample({row.data_ptr<float>(), static_cast<size_t>(row.numel())});
-    if (options.stop_at_end_of_text && ((c.eos_id && next == *c.eos_id) || (c.bos_id && next == *c.bos_id)))
-      break;
+    if (options.stop_at_end_of_text && ends_text(c, options, next)) break;
     out.push_back(next);
     if (on_token) on_token(next);
-    if (i + 1 < limit) logits = forward(model, std::span<const int32_t>(&out.back(), 1), cache, Logits::Last);
+    if (i + 1 < limit)
+      logits = forward(model, std::span<const int32_t>(&out.back(), 1), cache, Logits::Last);
   }
   auto t2 = clock::now();
   if (stats) {

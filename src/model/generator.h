@@ -15,6 +15,9 @@ struct GenerateOptions {
   SamplingParams sampling;
   // Stop at EOS, and at BOS (llama2.c-trained models emit BOS between documents).
   bool stop_at_end_of_text = true;
+  // When not empty, these ids end generation instead (the tokenizer's
+  // conventions: every eos_token_id of generation_config.json).
+  std::vector<int32_t> stop_ids;
 };
 
 struct GenerateStats {
@@ -23,6 +26,9 @@ struct GenerateStats {
   double prefill_seconds = 0;
   double decode_seconds = 0;
 };
+
+// Whether `token` ends generation under `options` (stop_ids, else the model's EOS/BOS).
+bool ends_text(const ModelConfig& c, const GenerateOptions& options, int32_t token);
 
 // Calls on_token for each new token as soon as it is chosen; returns the new tokens.
 std::vector<int32_t> generate(const Model& model, std::span<const int32_t> prompt,
