@@ -7,6 +7,8 @@
 #   decode_model.tsv,               the decode.md tables (`bench --decode-model` and
 #   decode_kernel_vs_full.tsv       `bench --decode`; they need a quiet machine)
 #   capacity.tsv (when present)     sequences held per memory budget (capacity.md)
+#   decode_weights.tsv (when present)  decode step times per weight dtype; format
+#                                   in the comment above its reader below
 # docs/results/data/README.md gives the command behind each file.
 #   scripts/plots.sh              redraw from the stored data
 #   scripts/plots.sh --measure    first re-run the cheap measurement (the spectrum, ~2 min)
@@ -122,6 +124,25 @@ for shape in ("gqa", "mha"):
     for cache in ("thin-f16", "thin-int8", "thin-int4", "latent-f16"):
         write("kv_%s_%s.dat" % (shape, cache),
               ["%s %s %s" % (r[2], r[3], r[4]) for r in kv if r[0] == shape and r[1] == cache])
+
+# Optional: whole-model decode per weight dtype. decode_weights.tsv has a
+# header line "shape cache weights ctx batch ms..." (tab-separated; one or
+# more ms columns, one per run); one series per (shape, weights, cache, batch).
+dw_path = os.path.join(data, "decode_weights.tsv")
+if os.path.exists(dw_path):
+    dw = rows("decode_weights.tsv")
+    head, body = dw[0], dw[1:]
+    col = {name: i for i, name in enumerate(head)}
+    ms_cols = [i for i, name in enumerate(head) if name.endswith("ms")]
+    series = {}
+    for r in body:
+        key = "%s %s weights, %s keys, batch %s" % (r[col["shape"]], r[col["weights"]], r[col["cache"]], r[col["batch"]])
+        ms = [float(r[i]) for i in ms_cols if r[i]]
+        series.setdefault(key, []).append((int(r[col["ctx"]]), 1000 * float(r[col["batch"]]) * len(ms) / sum(ms)))
+    names = sorted(series)
+    for i, name in enumerate(names):
+        write("dw_%d.dat" % i, ["%d %g" % p for p in sorted(series[name])])
+    write("dw_names.txt", names)
 
 cap_path = os.path.join(data, "capacity.tsv")
 if os.path.exists(cap_path):
@@ -287,6 +308,29 @@ plot 1 w l lc rgb '#444444' dt 3 t 'full-f16', \
      '$work/kv_mha_latent-f16.dat' u 1:3 w lp pt 12 lw 2 dt 2 lc 7 t 'mha latent-f16'
 unset multiplot
 GP
+
+# 5b. Decode tokens/s against context per weight dtype, when measured.
+if [ -f "$work/dw_names.txt" ]; then
+  n=$(wc -l <"$work/dw_names.txt")
+  cmd=""
+  for ((i = 0; i < n; i++)); do
+    name=$(sed -n "$((i + 1))p" "$work/dw_names.txt")
+    cmd+="'$work/dw_$i.dat' u 1:2 w lp pt $((i % 7 + 4)) ps 1.2 lw 2 lc $((i + 1)) t '$name', "
+  done
+  gnuplot <<GP
+$common
+set terminal svg size 1200,600 dynamic enhanced font 'Helvetica,15' background rgb 'white'
+set output '$res/decode_weights.svg'
+set title 'Whole-model decode by weight dtype and cache layout'
+set xlabel 'context (tokens cached per sequence, log scale)'
+set ylabel 'decode tokens/s (batch / median step time)'
+set logscale x 2
+set offsets graph 0.05, graph 0.05, 0, 0
+set yrange [0:*]
+set key outside right top font 'Helvetica,12' box opaque
+plot ${cmd%, }
+GP
+fi
 
 # 6. Sequences held against the memory budget, once capacity.md has data.
 if [ -f "$work/capacity.dat" ]; then
