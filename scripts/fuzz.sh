@@ -90,6 +90,7 @@ fi
 failed=()
 for t in "${targets[@]}"; do
   mkdir -p "$work/$t" "$work/$t.artifacts"
+  touch "$work/$t.start"  # crashes of this run are the artifacts newer than this
   args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2560 -print_final_stats=1
         -artifact_prefix="$work/$t.artifacts/" "$work/$t" "fuzz/corpus/$t")
   [[ -d fuzz/regressions/$t ]] && args+=("fuzz/regressions/$t")
@@ -106,7 +107,7 @@ for t in "${targets[@]}"; do
   edges=$(grep -o 'cov: [0-9]*' <<<"$line" | grep -o '[0-9]*' || echo 0)
   feats=$(grep -o 'ft: [0-9]*' <<<"$line" | grep -o '[0-9]*' || echo 0)
   corp=$(grep -o 'corp: [0-9]*' <<<"$line" | grep -o '[0-9]*' || echo 0)
-  crashes=$(find "$work/$t.artifacts" -type f | wc -l)
+  crashes=$(find "$work/$t.artifacts" -type f -newer "$work/$t.start" | wc -l)
   printf 'fuzz %-20s rc %d  %10s execs  %6s edges  %4s crashes\n' "$t" "$rc" "$execs" "$edges" "$crashes"
   if ((rc != 0)); then
     failed+=("$t")
