@@ -1,10 +1,11 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "cache/paged_kv_cache.h"
+#include "cache/cache_footprint.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/model_loader.h"
+#include "model/cache_layout.h"
 #include "model/kv_cache.h"
 
 namespace thinkeys::cli {
@@ -55,12 +56,11 @@ Command add_info(CLI::App& app) {
                                        {CacheDType::Int4, CacheDType::Int8}};
         if (!c.is_standard_attention()) paged.clear();  // dense cache only
         for (auto& p : paged) {
-          // A generous budget costs address space only: pages are touched on write.
-          PagedKVCache pc(cache_shape(c),
-                          CacheSpec{p.k, p.v, kDefaultQuantGroup, CacheSpec{}.block_tokens,
-                                    std::size_t{1} << 28});
-          p.payload = pc.payload_bytes_per_token();
-          p.pool = pc.bytes_per_token();
+          // The block layout the cache would use, without allocating one.
+          const CacheFootprint f = cache_footprint(
+              cache_shape(c), CacheSpec{p.k, p.v, kDefaultQuantGroup, CacheSpec{}.block_tokens});
+          p.payload = f.payload_bytes_per_token();
+          p.pool = f.bytes_per_token();
         }
         if (opts->json) {
           nlohmann::json j = {

@@ -24,6 +24,7 @@ Command add_demo(CLI::App& app);
 Command add_train(CLI::App& app);
 Command add_finetune(CLI::App& app);
 Command add_tokenizer(CLI::App& app);
+Command add_plan(CLI::App& app);
 Command add_serve(CLI::App& app);
 
 }  // namespace thinkeys::cli

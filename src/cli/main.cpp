@@ -23,16 +23,15 @@ int main(int argc, char** argv) {
   CLI::App app{"thinkeys: thin-key KV caches for transformer inference"};
   app.require_subcommand(1);
   int threads = 0;
-  app.add_option("--threads", threads, "BLAS threads (default: all cores)")
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "BLAS threads (default: all cores)")->check(CLI::NonNegativeNumber);
   const thinkeys::cli::Command commands[] = {
-      thinkeys::cli::add_info(app),      thinkeys::cli::add_generate(app),
-      thinkeys::cli::add_eval(app),      thinkeys::cli::add_bench(app),
-      thinkeys::cli::add_convert(app),   thinkeys::cli::add_compress(app),
-      thinkeys::cli::add_spectrum(app),  thinkeys::cli::add_fidelity(app),
+      thinkeys::cli::add_info(app),  thinkeys::cli::add_generate(app), thinkeys::cli::add_eval(app),
+      thinkeys::cli::add_bench(app), thinkeys::cli::add_convert(app), thinkeys::cli::add_compress(app),
+      thinkeys::cli::add_spectrum(app), thinkeys::cli::add_fidelity(app),
       thinkeys::cli::add_selection(app), thinkeys::cli::add_demo(app),
-      thinkeys::cli::add_train(app),     thinkeys::cli::add_finetune(app),
-      thinkeys::cli::add_tokenizer(app), thinkeys::cli::add_serve(app),
+      thinkeys::cli::add_train(app), thinkeys::cli::add_finetune(app),
+      thinkeys::cli::add_tokenizer(app), thinkeys::cli::add_plan(app),
+      thinkeys::cli::add_serve(app),
   };
   try {
     app.parse(argc, argv);

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "model/cache_layout.h"
 #include "model/kv_cache.h"
 #include "model/layer_ops.h"
 #include "model/rope.h"
