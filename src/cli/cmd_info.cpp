@@ -7,6 +7,7 @@
 #include "io/model_loader.h"
 #include "model/cache_layout.h"
 #include "model/kv_cache.h"
+#include "util/error.h"
 
 namespace thinkeys::cli {
 
@@ -62,6 +63,15 @@ Command add_info(CLI::App& app) {
           p.payload = f.payload_bytes_per_token();
           p.pool = f.bytes_per_token();
         }
+        // The tokenizer's conventions; a model without a tokenizer beside it
+        // still gets its architecture report.
+        std::optional<ModelTokenizer> mt;
+        std::string tokenizer_error;
+        try {
+          mt = model_tokenizer(opts->model, "", &m);
+        } catch (const Error& e) {
+          tokenizer_error = e.what();
+        }
         if (opts->json) {
           nlohmann::json j = {
               {"architecture", c.architecture},
@@ -115,6 +125,12 @@ Command add_info(CLI::App& app) {
                                         {"payload_bytes_per_token", p.payload},
                                         {"pool_bytes_per_token", p.pool},
                                         {"pool_bytes_at_ctx", p.pool * ctx}});
+          if (mt) {
+            j["tokenizer"] = mt->conventions.to_json();
+            j["tokenizer"]["format"] = mt->tokenizer->describe();
+          } else {
+            j["tokenizer"] = {{"error", tokenizer_error}};
+          }
           std::printf("%s\n", j.dump(2).c_str());
           return;
         }
@@ -135,6 +151,25 @@ Command add_info(CLI::App& app) {
         if (c.sliding_window) std::printf("window        %d tokens\n", *c.sliding_window);
         std::printf("embeddings    %s\n", c.tied_embeddings ? "tied" : "separate head");
         std::printf("max context   %d\n", c.max_positions);
+        if (mt) {
+          const TokenizerConventions& tc = mt->conventions;
+          std::printf("tokenizer     %s\n", mt->tokenizer->describe().c_str());
+          std::printf("  BOS         %s%s (%s)\n", tc.add_bos ? "added: " : "not added",
+                      tc.add_bos ? nlohmann::json(tc.bos_token).dump().c_str() : "",
+                      tc.bos_rule.c_str());
+          std::printf("  stop ids   ");
+          for (int32_t id : tc.stop_ids) std::printf(" %d", id);
+          std::printf("%s\n", tc.eos_token.empty()
+                                  ? ""
+                                  : (" (EOS " + nlohmann::json(tc.eos_token).dump() + ")").c_str());
+          std::printf("  specials    %zu tokens known by name\n", tc.special_tokens.size());
+          std::printf("  chat        %s\n",
+                      tc.chat_template ? ("template from " + tc.chat_template_origin).c_str()
+                                       : "no template (use --chat-template NAME|FILE)");
+          for (const std::string& f : tc.files) std::printf("  read        %s\n", f.c_str());
+        } else {
+          std::printf("tokenizer     none: %s\n", tokenizer_error.c_str());
+        }
         if (c.thin_keys)
           std::printf("thin keys     %s on %s, RoPE mode %s, %d KV head(s) per key latent\n",
                       c.thin_keys->method.c_str(), c.thin_keys->target.c_str(),

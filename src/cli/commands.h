@@ -25,6 +25,8 @@ Command add_train(CLI::App& app);
 Command add_finetune(CLI::App& app);
 Command add_tokenizer(CLI::App& app);
 Command add_plan(CLI::App& app);
+Command add_tokenize(CLI::App& app);
+Command add_chat(CLI::App& app);
 Command add_serve(CLI::App& app);
 
 }  // namespace thinkeys::cli
