@@ -4,7 +4,8 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]   campaign: SECONDS per target (default 300),
 #       new inputs kept in build-fuzz/fuzz-campaign/<target>, one process on one
 #       core at nice 10; prints executions, edges and crashes per target and
-#       writes them to build-fuzz/fuzz-campaign/summary.tsv and to the table between
+#       writes them to build-fuzz/fuzz-campaign/summary.tsv (replacing those targets'
+#       rows, keeping the others') and to the table between
 #       the fuzz-campaign markers in docs/results/robustness.md.
 #   scripts/fuzz.sh --report                 only rewrite robustness.md's campaign table
 #       from the last campaign's summary.tsv.
@@ -77,14 +78,21 @@ if ((smoke)); then
 else
   work=$(dirname "$summary")
   mkdir -p "$work"
-  printf 'target\tseconds\texecutions\texec_per_s\tedges\tfeatures\tcorpus\tcrashes\n' >"$work/summary.tsv"
+  # Keep the last figures of targets not run now, so the table shows every
+  # target's latest campaign.
+  keep=$(mktemp)
+  [[ -f $summary ]] && tail -n +2 "$summary" | awk -F'\t' -v run=" ${targets[*]} " 'index(run, " " $1 " ") == 0' >"$keep"
+  printf 'target\tseconds\texecutions\texec_per_s\tedges\tfeatures\tcorpus\tcrashes\n' >"$summary"
+  cat "$keep" >>"$summary"
+  rm -f "$keep"
 fi
 
 failed=()
 for t in "${targets[@]}"; do
-  mkdir -p "$work/$t"
+  mkdir -p "$work/$t" "$work/$t.artifacts"
+  touch "$work/$t.start"  # crashes of this run are the artifacts newer than this
   args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2560 -print_final_stats=1
-        -artifact_prefix="$work/$t/crash-" "$work/$t" "fuzz/corpus/$t")
+        -artifact_prefix="$work/$t.artifacts/" "$work/$t" "fuzz/corpus/$t")
   [[ -d fuzz/regressions/$t ]] && args+=("fuzz/regressions/$t")
   [[ -f fuzz/dict/$t.dict ]] && args=(-dict="fuzz/dict/$t.dict" "${args[@]}")
   log=$work/$t.log
@@ -99,7 +107,7 @@ for t in "${targets[@]}"; do
   edges=$(grep -o 'cov: [0-9]*' <<<"$line" | grep -o '[0-9]*' || echo 0)
   feats=$(grep -o 'ft: [0-9]*' <<<"$line" | grep -o '[0-9]*' || echo 0)
   corp=$(grep -o 'corp: [0-9]*' <<<"$line" | grep -o '[0-9]*' || echo 0)
-  crashes=$(find "$work/$t" -maxdepth 1 -name 'crash-*' -o -maxdepth 1 -name 'leak-*' -o -maxdepth 1 -name 'timeout-*' -o -maxdepth 1 -name 'oom-*' | wc -l)
+  crashes=$(find "$work/$t.artifacts" -type f -newer "$work/$t.start" | wc -l)
   printf 'fuzz %-20s rc %d  %10s execs  %6s edges  %4s crashes\n' "$t" "$rc" "$execs" "$edges" "$crashes"
   if ((rc != 0)); then
     failed+=("$t")
