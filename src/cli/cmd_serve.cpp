@@ -113,7 +113,8 @@ Command add_serve(CLI::App& app) {
                      server.port());
 
         Model m = load_model(opts->model);
-        auto tok = tokenizer_for(opts->model, opts->tokenizer, m);
+        auto mt = model_tokenizer(opts->model, opts->tokenizer, &m);
+        auto& tok = mt.tokenizer;
         serve::SchedulerOptions sch;
         sch.cache.key_dtype = parse_cache_dtype(opts->cache_k);
         sch.cache.value_dtype = parse_cache_dtype(opts->cache_v);
@@ -147,7 +148,7 @@ Command add_serve(CLI::App& app) {
         sm.tokenizer = tok.get();
         sm.vocab_size = m.config.vocab_size;
         const Model* mp = &m;
-        const Tokenizer* tp = tok.get();
+        const ModelTokenizer* tp = &mt;
         sm.encode_prompt = [mp, tp](const std::string& text) {
           return prompt_tokens(*mp, *tp, text, -1);
         };
