@@ -18,6 +18,7 @@ namespace thinkeys::cli {
 Command add_eval(CLI::App& app) {
   struct Opts {
     std::string model, tokenizer, data, reference, cache_k = "f16", cache_v = "f16";
+    std::string weights = "stored";
     bool paged = false;
     bool no_key_rotation = false;
     int block_tokens = 64, threads = 0;
@@ -52,6 +53,7 @@ Command add_eval(CLI::App& app) {
       ->check(CLI::Range(1, 4096));
   sub->add_option("--threads", opts->threads, "Paged attention threads (default: all cores)");
   sub->add_flag("--json", opts->json, "Print JSON");
+  add_weights_option(sub, opts->weights);  // the reference keeps its stored dtype
   return {sub, [opts, sub] {
             const bool paged =
                 opts->paged || sub->count("--cache-k") > 0 || sub->count("--cache-v") > 0;
@@ -70,13 +72,13 @@ Command add_eval(CLI::App& app) {
             po.validate();  // before the (possibly slow) load
             std::string text = read_file_bytes(opts->data);
             if (text.empty()) throw Error("data file " + opts->data + " is empty");
-            Model m = load_model(opts->model);
+            Model m = load_model(opts->model, weights_choice(opts->weights));
             auto tok = tokenizer_for(opts->model, opts->tokenizer, m);
             auto tokens = prompt_tokens(m, *tok, text, opts->no_bos ? 0 : -1);
             if (opts->max_tokens > 0 && static_cast<int64_t>(tokens.size()) > opts->max_tokens)
               tokens.resize(static_cast<size_t>(opts->max_tokens));
             std::optional<Model> ref;
-            if (!opts->reference.empty()) ref = load_model(opts->reference);
+            if (!opts->reference.empty()) ref = load_model(opts->reference, std::nullopt);
             if (paged) {
               // One window at a time: its blocks are all the pool ever holds.
               const int64_t row = static_cast<int64_t>(m.config.kv_bytes_per_token(4, 4));

@@ -50,7 +50,7 @@ void run_batched(const Model& m, const Tokenizer& tok, std::vector<std::string> 
 
 Command add_generate(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer;
+    std::string model, tokenizer, weights = "stored";
     std::vector<std::string> prompts;
     bool paged = false;
     bool no_key_rotation = false;
@@ -95,8 +95,9 @@ Command add_generate(CLI::App& app) {
   sub->add_flag("--bos", opts->bos, "Always start with BOS");
   sub->add_flag("--no-bos", opts->no_bos, "Never add BOS");
   sub->add_flag("--quiet,-q", opts->quiet, "Do not print timing to stderr");
+  add_weights_option(sub, opts->weights);
   return {sub, [opts] {
-            Model m = load_model(opts->model);
+            Model m = load_model(opts->model, weights_choice(opts->weights));
             auto tok = tokenizer_for(opts->model, opts->tokenizer, m);
             int bos_mode = opts->bos ? 1 : opts->no_bos ? 0 : -1;
             if (opts->prompts.size() > 1 || opts->paged) {

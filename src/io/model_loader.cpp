@@ -9,16 +9,20 @@ namespace fs = std::filesystem;
 
 namespace thinkeys {
 
-Model load_model(const fs::path& path) {
+Model load_model(const fs::path& path, std::optional<WeightFormat> weights) {
   if (!fs::exists(path)) throw Error("model not found: " + path.string());
-  if (fs::is_directory(path)) return load_hf_checkpoint(path);
+  if (fs::is_directory(path)) return load_hf_checkpoint(path, weights);
   auto name = path.filename().string();
   if (name == "config.json" || path.extension() == ".safetensors" || name.ends_with(".index.json"))
-    return load_hf_checkpoint(path.parent_path().empty() ? fs::path(".") : path.parent_path());
+    return load_hf_checkpoint(path.parent_path().empty() ? fs::path(".") : path.parent_path(),
+                              weights);
   if (path.extension() == ".bin") {
     if (!looks_like_llama2c_checkpoint(path))
       throw Error(path.string() + ": not a llama2.c checkpoint (PyTorch .bin files are not supported)");
-    return load_llama2c_checkpoint(path);
+    Model m = load_llama2c_checkpoint(path);
+    const WeightFormat want = weights.value_or(WeightFormat::F32);  // llama2.c stores f32
+    if (want != WeightFormat::F32) convert_weights(m, want);
+    return m;
   }
   throw Error(path.string() + ": unrecognised model format (expected a Hugging Face directory "
               "with config.json, or a llama2.c .bin file)");

@@ -172,7 +172,7 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const at::T
   const int64_t qr = c.q_rows_per_head(l), kr = c.k_rows(l);
   const bool rope = c.positions == PositionKind::Rope;
 
-  at::Tensor qkv = project(h, L.wqkv, L.bqkv);
+  at::Tensor qkv = project(h, L.wqkv, L.bqkv, L.wqkv_scales);
   at::Tensor q = qkv.narrow(1, 0, H * qr).view({B, H, qr});
   at::Tensor k = qkv.narrow(1, H * qr, kr);
   at::Tensor v = qkv.narrow(1, H * qr + kr, Hkv * d).view({B, Hkv, d});
@@ -268,7 +268,7 @@ at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t>
   at::NoGradGuard no_grad;
   at::Tensor tok = at::tensor(std::vector<int64_t>(tokens.begin(), tokens.end()), at::kLong);
   at::Tensor positions = at::tensor(pos, at::kLong);
-  at::Tensor x = w.tok_emb.index_select(0, tok);
+  at::Tensor x = embed(w.tok_emb, w.tok_emb_scales, tok);
   if (c.positions == PositionKind::Learned) x = x + w.pos_emb.index_select(0, positions);
   at::Tensor pf = positions.to(at::kFloat);
   at::Tensor cos, sin;
@@ -278,13 +278,13 @@ at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t>
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[l];
     at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);
-    x = x + project(layer_attention(l, h, cos, sin, pf, ids), L.wo, L.bo);
+    x = x + project(layer_attention(l, h, cos, sin, pf, ids), L.wo, L.bo, L.wo_scales);
     h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);
     x = x + feed_forward(c, L, h);
   }
   for (int64_t b = 0; b < B; ++b) cache_.set_length(ids[b], static_cast<int>(pos[b]) + 1);
   x = normalize(c, x, w.final_norm, w.final_norm_bias);
-  return project(x, w.lm_head);
+  return project(x, w.lm_head, {}, w.lm_head_scales);
 }
 
 }  // namespace thinkeys

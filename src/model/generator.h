@@ -5,6 +5,7 @@
 #include <span>
 #include <vector>
 
+#include "cache/paged_kv_cache.h"
 #include "model/sampler.h"
 #include "model/weights.h"
 
@@ -15,6 +16,12 @@ struct GenerateOptions {
   SamplingParams sampling;
   // Stop at EOS, and at BOS (llama2.c-trained models emit BOS between documents).
   bool stop_at_end_of_text = true;
+  // Standard-attention models decode through BatchDecoder over a paged cache
+  // of this layout (its budget is sized to the prompt plus max_new_tokens);
+  // MLA/LRKV, or dense = true, use the dense forward pass and an f32 cache.
+  CacheSpec cache;
+  bool dense = false;
+  int threads = 0;  // decode threads; 0: compute_threads()
 };
 
 struct GenerateStats {
