@@ -7,7 +7,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-scripts/build.sh --target thinkeys >/dev/null 2>&1 || scripts/build.sh
+# Only the CLI: the demo needs nothing else, and a failed build stops here
+# (set -e) rather than falling back to something else.
+echo "== building thinkeys"
+scripts/build.sh --target thinkeys
 tk=build/thinkeys
 
 echo "== thinkeys demo (a couple of minutes on 2 cores)"

@@ -164,6 +164,113 @@ TEST(BatchDecoder, QuantizedCacheStaysClose) {
   }
 }
 
+// Chunked prefill: a prompt fed as add(first chunk) + extend(...) of uneven
+// chunks must give the logits of add(whole prompt) after every chunk and the
+// same decode steps afterwards; with an f32 cache both paths attend to the
+// same stored rows, so they agree up to summation order. The dense forward
+// pass over the whole prompt is the independent reference.
+double max_chunked_error(const Model& m, CacheSpec spec, std::vector<int> chunks) {
+  std::mt19937 rng(21);
+  const int V = m.config.vocab_size;
+  int n = 0;
+  for (int k : chunks) n += k;
+  auto prompt = tokens(rng, n, V);
+  BatchDecoder dec(m, {spec, 2});
+  const int other = dec.add(tokens(rng, 9, V));  // a neighbour whose blocks interleave
+  double worst = 0;
+  KVCache dense(m.config, n + 8);
+  at::Tensor got;
+  int id = -1, done = 0;
+  for (int k : chunks) {
+    std::span<const int32_t> piece(prompt.data() + done, k);
+    if (id < 0)
+      id = dec.add(piece, &got);
+    else
+      dec.extend(id, piece, &got);
+    // The neighbour steps between chunks, as it would in a server.
+    dec.step(std::vector<int>{other}, std::vector<int32_t>{1});
+    at::Tensor want = forward(m, piece, dense, Logits::Last);
+    done += k;
+    EXPECT_EQ(dec.length(id), done);
+    EXPECT_EQ(got.size(0), 1);
+    worst = std::max(worst, rel_err(got, want));
+  }
+  for (int s = 0; s < 4; ++s) {
+    std::vector<int32_t> next = {static_cast<int32_t>((s * 7 + 3) % V)};
+    at::Tensor a = dec.step(std::vector<int>{id}, next);
+    at::Tensor b = forward(m, next, dense, Logits::Last);
+    worst = std::max(worst, rel_err(a, b));
+  }
+  return worst;
+}
+
+TEST(BatchDecoder, ExtendInChunksMatchesWholePrompt) {
+  const std::vector<int> chunks = {3, 1, 6, 4, 9, 2};  // 25 tokens across 4-token blocks
+  Model m = random_model(tiny_llama(), 31, 0.1);
+  for (int bt : {1, 4, 16}) EXPECT_LT(max_chunked_error(m, f32_spec(bt), chunks), 1e-4) << bt;
+
+  ModelConfig thin = tiny_llama();
+  thin.key_rank = {4, 8};
+  EXPECT_LT(max_chunked_error(random_model(thin, 32, 0.1), f32_spec(), chunks), 1e-4);
+  for (RopeMode mode : {RopeMode::Post, RopeMode::Latent, RopeMode::Pairs}) {
+    CompressOptions o;
+    o.method = "svd";
+    o.rope = mode;
+    o.share = mode == RopeMode::Latent ? 2 : 1;
+    o.ranks.key_rank = 4 * o.share;
+    o.calibration.show_progress = false;
+    Model t = compress_model(m, o, {});
+    EXPECT_LT(max_chunked_error(t, f32_spec(), chunks), 1e-4) << to_string(mode);
+  }
+  Model g = random_model(tiny_gpt2(), 33, 0.1);  // learned positions
+  EXPECT_LT(max_chunked_error(g, f32_spec(), chunks), 1e-4);
+  ModelConfig sw = tiny_llama();
+  sw.sliding_window = 6;  // the window reaches back across chunk boundaries
+  EXPECT_LT(max_chunked_error(random_model(sw, 34, 0.1), f32_spec(), chunks), 1e-4);
+
+  // Quantized caches: chunks read the prefix as stored, so only closeness.
+  for (CacheDType t : {CacheDType::Int8, CacheDType::Int4}) {
+    CacheSpec s{t, CacheDType::F16, 8, 4, std::size_t{8} << 20};
+    EXPECT_LT(max_chunked_error(m, s, chunks), t == CacheDType::Int4 ? 0.2 : 0.05) << to_string(t);
+  }
+}
+
+TEST(BatchDecoder, ExtendRefusesBadInputWithoutChangingTheSequence) {
+  Model m = random_model(tiny_llama(), 35, 0.1);
+  CacheSpec probe = f32_spec(4);
+  CacheSpec spec = probe;
+  spec.budget_bytes = PagedKVCache(cache_shape(m.config), probe).block_bytes() * 3;
+  BatchDecoder dec(m, {spec, 1});
+  std::mt19937 rng(36);
+  auto prompt = tokens(rng, 5, 61);
+  const int id = dec.add(prompt);  // 2 blocks of 3
+  const std::vector<int32_t> bad = {1, 61}, empty, long_chunk(8, 2);
+  EXPECT_THROW(dec.extend(id, bad), Error);
+  EXPECT_THROW(dec.extend(id, empty), Error);
+  EXPECT_THROW(dec.extend(id + 1, std::vector<int32_t>{1}), Error);
+  EXPECT_THROW(dec.extend(id, long_chunk), Error);  // 13 tokens > 12
+  EXPECT_EQ(dec.length(id), 5);
+  EXPECT_EQ(dec.cache().blocks_of(id), 2);
+  EXPECT_EQ(dec.cache().free_blocks(), 1);
+  // Still exact afterwards.
+  KVCache dense(m.config, 16);
+  forward(m, prompt, dense, Logits::Last);
+  at::Tensor got;
+  const std::vector<int32_t> more = {4, 5, 6, 7, 8, 9, 10};
+  dec.extend(id, more, &got);
+  EXPECT_LT(rel_err(got, forward(m, more, dense, Logits::Last)), 1e-4);
+  EXPECT_EQ(dec.length(id), 12);
+  EXPECT_EQ(dec.cache().free_blocks(), 0);
+
+  Model g = random_model(tiny_gpt2(), 37, 0.1);  // 128 learned positions
+  BatchDecoder gdec(g, {f32_spec(), 1});
+  const int gid = gdec.add(tokens(rng, 120, 61));
+  EXPECT_THROW(gdec.extend(gid, std::vector<int32_t>(9, 1)), Error);
+  EXPECT_EQ(gdec.length(gid), 120);
+  gdec.extend(gid, std::vector<int32_t>(8, 1));
+  EXPECT_EQ(gdec.length(gid), 128);
+}
+
 TEST(BatchDecoder, ExhaustedPoolIsAnErrorAndOthersContinue) {
   Model m = random_model(tiny_llama(), 7, 0.1);
   CacheSpec probe = f32_spec(4);

@@ -6,14 +6,22 @@
 
 namespace thinkeys {
 
+std::size_t BlockPool::rounded_block_bytes(std::size_t block_bytes) {
+  return (block_bytes + kAlignment - 1) / kAlignment * kAlignment;
+}
+
+std::size_t BlockPool::blocks_in(std::size_t budget_bytes, std::size_t block_bytes) {
+  return budget_bytes / rounded_block_bytes(block_bytes);
+}
+
 BlockPool::BlockPool(std::size_t block_bytes, std::size_t budget_bytes, bool huge_pages) {
   if (block_bytes == 0) throw Error("cache block size must be positive");
-  block_bytes_ = (block_bytes + kAlignment - 1) / kAlignment * kAlignment;
-  const std::size_t n = budget_bytes / block_bytes_;
+  block_bytes_ = rounded_block_bytes(block_bytes);
+  const std::size_t n = blocks_in(budget_bytes, block_bytes);
   if (n == 0)
     throw Error("cache budget of " + std::to_string(budget_bytes) +
                 " bytes is smaller than one block (" + std::to_string(block_bytes_) + " bytes)");
-  if (n > static_cast<std::size_t>(1) << 30) throw Error("cache budget holds too many blocks");
+  if (n > kMaxBlocks) throw Error("cache budget holds too many blocks");
   total_ = static_cast<int>(n);
 
   // Its own mapping instead of malloc so that the pool owns exactly the pages

@@ -15,12 +15,20 @@ class BlockPool {
   // the allocation carries this much slack after the last block.
   static constexpr std::size_t kAlignment = 64;
   static constexpr std::size_t kTailSlack = 128;
+  // Block ids are ints; a budget of more blocks than this is refused.
+  static constexpr std::size_t kMaxBlocks = std::size_t{1} << 30;
 
   // block_bytes is rounded up to kAlignment; the pool holds
   // budget_bytes / block_bytes blocks (at least one, or it throws).
   // huge_pages asks the kernel for transparent huge pages (madvise); where
   // it has none to give, the pool still works on ordinary pages.
   BlockPool(std::size_t block_bytes, std::size_t budget_bytes, bool huge_pages = true);
+
+  // The block size and block count the constructor settles on, for planning
+  // without allocating (cache/cache_footprint.h). blocks_in may be 0, where
+  // the constructor throws.
+  static std::size_t rounded_block_bytes(std::size_t block_bytes);
+  static std::size_t blocks_in(std::size_t budget_bytes, std::size_t block_bytes);
 
   std::size_t block_bytes() const { return block_bytes_; }
   int total_blocks() const { return total_; }

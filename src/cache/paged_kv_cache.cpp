@@ -7,64 +7,18 @@
 #include "util/error.h"
 
 namespace thinkeys {
-namespace {
-
-std::size_t align_up(std::size_t n) {
-  return (n + BlockPool::kAlignment - 1) / BlockPool::kAlignment * BlockPool::kAlignment;
-}
-
-}  // namespace
-
-std::vector<CacheLayerShape> cache_shape(const ModelConfig& c) {
-  c.require_standard_attention("the paged cache (and batched decoding)");
-  std::vector<CacheLayerShape> out;
-  for (int l = 0; l < c.n_layers; ++l)
-    out.push_back({c.key_heads(), c.key_width(l), c.n_kv_heads, c.head_dim});
-  return out;
-}
-
 PagedKVCache::PagedKVCache(std::vector<CacheLayerShape> layers, const CacheSpec& spec)
     : layers_(std::move(layers)),
       spec_(spec),
-      layout_bytes_(plan_layout()),
-      pool_(layout_bytes_, spec.budget_bytes, spec.huge_pages) {
+      footprint_(cache_footprint(layers_, spec)),
+      pool_(footprint_.block_bytes, spec.budget_bytes, spec.huge_pages) {
   // Layer l's region holds slot b of every block b: the pool's capacity is
   // total_blocks x (sum of the sections), so the regions tile it exactly.
   std::byte* at = pool_.data(0);
-  for (std::size_t bytes : section_bytes_) {
+  for (const LayerFootprint& layer : footprint_.layers) {
     regions_.push_back(at);
-    at += bytes * static_cast<std::size_t>(pool_.total_blocks());
+    at += layer.section_bytes() * static_cast<std::size_t>(pool_.total_blocks());
   }
-}
-
-std::size_t PagedKVCache::plan_layout() {
-  if (layers_.empty()) throw Error("paged KV cache needs at least one layer");
-  if (spec_.block_tokens <= 0) throw Error("tokens per cache block must be positive");
-  std::size_t at = 0;
-  for (const auto& L : layers_) {
-    if (L.key_heads <= 0 || L.key_width <= 0 || L.value_heads <= 0 || L.value_width <= 0)
-      throw Error("paged KV cache layer shape must be positive");
-    if (L.value_heads % L.key_heads != 0)
-      throw Error("paged KV cache: " + std::to_string(L.value_heads) +
-                  " value heads cannot be split evenly over " + std::to_string(L.key_heads) +
-                  " key heads");
-    key_formats_.push_back(
-        make_row_format(spec_.key_dtype, L.key_width, spec_.group, spec_.rotate_keys));
-    value_formats_.push_back(make_row_format(spec_.value_dtype, L.value_width, spec_.group));
-    // A key head's rows are followed by the rows of the value heads that
-    // read it, so a decode task streams one run per block instead of two
-    // (docs/results/decode.md); each run starts on a cache line so vector
-    // loads never straddle two heads' rows.
-    HeadGroups g;
-    g.key_stride = align_up(key_formats_.back().bytes() * spec_.block_tokens);
-    g.value_stride = align_up(value_formats_.back().bytes() * spec_.block_tokens);
-    g.share = L.value_heads / L.key_heads;
-    g.stride = g.key_stride + g.share * g.value_stride;
-    section_bytes_.push_back(L.key_heads * g.stride);
-    at += section_bytes_.back();
-    groups_.push_back(g);
-  }
-  return at;
 }
 
 void PagedKVCache::check_layer(int layer) const {
@@ -79,15 +33,15 @@ void PagedKVCache::check_head(int layer, int head, bool key) const {
 }
 
 std::byte* PagedKVCache::section(int layer, int block) const {
-  return regions_[layer] + section_bytes_[layer] * static_cast<std::size_t>(block);
+  return regions_[layer] +
+         footprint_.layers[layer].section_bytes() * static_cast<std::size_t>(block);
 }
 
 std::size_t PagedKVCache::key_offset(int layer, int head) const {
-  const HeadGroups& g = groups_[layer];
-  return head * g.stride;
+  return head * footprint_.layers[layer].stride;
 }
 std::size_t PagedKVCache::value_offset(int layer, int head) const {
-  const HeadGroups& g = groups_[layer];
+  const LayerFootprint& g = footprint_.layers[layer];
   return (head / g.share) * g.stride + g.key_stride + (head % g.share) * g.value_stride;
 }
 
@@ -170,7 +124,7 @@ bool PagedKVCache::keys_by_channel(int layer) const {
 
 void PagedKVCache::write_key(int id, int layer, int head, int pos, const float* row) {
   check_head(layer, head, true);
-  const RowFormat& f = key_formats_[layer];
+  const RowFormat& f = key_format(layer);
   std::byte* part = part_address(id, layer, key_offset(layer, head), pos);
   const int slot = pos % spec_.block_tokens;
   if (!keys_by_channel(layer)) return encode_row(f, row, part + f.bytes() * slot);
@@ -182,7 +136,7 @@ void PagedKVCache::write_key(int id, int layer, int head, int pos, const float* 
 
 void PagedKVCache::write_value(int id, int layer, int head, int pos, const float* row) {
   check_head(layer, head, false);
-  const RowFormat& f = value_formats_[layer];
+  const RowFormat& f = value_format(layer);
   encode_row(f, row,
              part_address(id, layer, value_offset(layer, head), pos) +
                  f.bytes() * static_cast<std::size_t>(pos % spec_.block_tokens));
@@ -192,7 +146,7 @@ PagedRows PagedKVCache::keys(int id, int layer, int head) const {
   check_head(layer, head, true);
   const Sequence& s = seq(id);
   return {s.blocks.empty() ? nullptr : s.addresses[layer].data(), key_offset(layer, head),
-          key_formats_[layer], spec_.block_tokens, keys_by_channel(layer)};
+          key_format(layer), spec_.block_tokens, keys_by_channel(layer)};
 }
 
 void PagedKVCache::read_key(int id, int layer, int head, int pos, float* row) const {
@@ -211,7 +165,7 @@ PagedRows PagedKVCache::values(int id, int layer, int head) const {
   check_head(layer, head, false);
   const Sequence& s = seq(id);
   return {s.blocks.empty() ? nullptr : s.addresses[layer].data(), value_offset(layer, head),
-          value_formats_[layer], spec_.block_tokens};
+          value_format(layer), spec_.block_tokens};
 }
 
 std::byte* PagedKVCache::block_data(int id, int layer, int i) {
@@ -223,15 +177,11 @@ std::byte* PagedKVCache::block_data(int id, int layer, int i) {
 
 void PagedKVCache::copy_block(int id, int from, int to) {
   for (int l = 0; l < static_cast<int>(layers_.size()); ++l)
-    std::memcpy(block_data(id, l, to), block_data(id, l, from), section_bytes_[l]);
+    std::memcpy(block_data(id, l, to), block_data(id, l, from), layer_block_bytes(l));
 }
 
 std::size_t PagedKVCache::payload_bytes_per_token() const {
-  std::size_t n = 0;
-  for (std::size_t l = 0; l < layers_.size(); ++l)
-    n += layers_[l].key_heads * key_formats_[l].bytes() +
-         layers_[l].value_heads * value_formats_[l].bytes();
-  return n;
+  return footprint_.payload_bytes_per_token();
 }
 
 double PagedKVCache::bytes_per_token() const {

@@ -13,36 +13,11 @@
 
 #include "cache/block_pool.h"
 #include "cache/cache_dtype.h"
+#include "cache/cache_footprint.h"
 #include "cache/paged_rows.h"
 #include "model/model_config.h"
 
 namespace thinkeys {
-
-struct CacheLayerShape {
-  int key_heads = 0, key_width = 0;  // cached key rows per token and their width
-  int value_heads = 0, value_width = 0;
-};
-
-// One layer shape per model layer: key heads (KV heads / share) of the
-// layer's cached key width, KV heads of head_dim values.
-std::vector<CacheLayerShape> cache_shape(const ModelConfig& config);
-
-struct CacheSpec {
-  CacheDType key_dtype = CacheDType::F16;
-  CacheDType value_dtype = CacheDType::F16;
-  int group = kDefaultQuantGroup;  // values per scale for int8/int4
-  int block_tokens = 64;           // not 16: longer per-head runs (docs/results/decode.md)
-  std::size_t budget_bytes = std::size_t{1} << 30;
-  bool huge_pages = true;  // ask for transparent huge pages (BlockPool)
-  // Quantized keys of power-of-two width are stored Hadamard-rotated (see
-  // make_row_format); the decode kernel rotates the query to match.
-  bool rotate_keys = true;
-  // Keys are stored channel by channel within a block (PagedRows::by_channel;
-  // int4 keys only when block_tokens is even): the decode kernel then scores
-  // a vector of tokens per FMA and needs no horizontal sums. Same bytes
-  // either way.
-  bool keys_by_channel = true;
-};
 
 class PagedKVCache {
  public:
@@ -74,15 +49,19 @@ class PagedKVCache {
   bool keys_by_channel(int layer) const;
   // Raw bytes of one layer's rows in the sequence's i-th block.
   std::byte* block_data(int id, int layer, int i);
-  std::size_t layer_block_bytes(int layer) const { return section_bytes_[layer]; }
+  std::size_t layer_block_bytes(int layer) const {
+    return footprint_.layers[layer].section_bytes();
+  }
   // Copies every layer's rows of the sequence's block `from` over block `to`
   // (bulk loaders fill one block and replicate it).
   void copy_block(int id, int from, int to);
 
   const CacheSpec& spec() const { return spec_; }
   const std::vector<CacheLayerShape>& layers() const { return layers_; }
-  const RowFormat& key_format(int layer) const { return key_formats_[layer]; }
-  const RowFormat& value_format(int layer) const { return value_formats_[layer]; }
+  const RowFormat& key_format(int layer) const { return footprint_.layers[layer].key_format; }
+  const RowFormat& value_format(int layer) const { return footprint_.layers[layer].value_format; }
+  // The block layout, as a capacity plan computes it without a cache.
+  const CacheFootprint& footprint() const { return footprint_; }
   int block_tokens() const { return spec_.block_tokens; }
 
   // Accounting. payload: bytes of rows and scales one token needs (design.md
@@ -110,7 +89,6 @@ class PagedKVCache {
   Sequence& seq(int id);
   // The part at `offset` (a head's rows) of the block holding pos.
   std::byte* part_address(int id, int layer, std::size_t offset, int pos);
-  std::size_t plan_layout();  // fills formats and offsets, returns bytes per block
   void check_layer(int layer) const;
   void check_head(int layer, int head, bool key) const;
   std::byte* section(int layer, int block) const;     // a block's rows of one layer
@@ -119,16 +97,7 @@ class PagedKVCache {
 
   std::vector<CacheLayerShape> layers_;
   CacheSpec spec_;
-  std::vector<RowFormat> key_formats_, value_formats_;
-  // Per layer: key head h's rows, then those of value heads [h * share,
-  // (h + 1) * share), repeated for every key head.
-  struct HeadGroups {
-    std::size_t stride = 0, key_stride = 0, value_stride = 0;
-    int share = 1;
-  };
-  std::vector<HeadGroups> groups_;
-  std::vector<std::size_t> section_bytes_;  // per layer, per block
-  std::size_t layout_bytes_ = 0;
+  CacheFootprint footprint_;  // formats, strides and bytes per block
   BlockPool pool_;
   std::vector<std::byte*> regions_;  // per layer: its slot for block 0
   std::vector<Sequence> seqs_;

@@ -164,7 +164,8 @@ void BatchDecoder::remove(int id) { cache_.remove_sequence(id); }
 
 at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const at::Tensor& cos,
                                          const at::Tensor& sin, const at::Tensor& positions,
-                                         std::span<const int> ids) {
+                                         std::span<const int> ids,
+                                         std::span<const int64_t> pos_of) {
   const ModelConfig& c = model_.config;
   const LayerWeights& L = model_.weights.layers[l];
   const int64_t B = h.size(0), H = c.n_heads, Hkv = c.n_kv_heads, d = c.head_dim;
@@ -216,7 +217,7 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const at::T
   task_latent_.clear();
   value_rows_.reserve(B * Hkv);  // tasks point into it
   for (int64_t b = 0; b < B; ++b) {
-    const int id = ids[b], pos = cache_.length(id);
+    const int id = ids[b], pos = static_cast<int>(pos_of[b]);
     for (int64_t kh = 0; kh < nk; ++kh)
       cache_.write_key(id, l, static_cast<int>(kh), pos, k[b][kh].data_ptr<float>());
     for (int64_t vh = 0; vh < Hkv; ++vh) {
@@ -243,9 +244,22 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const at::T
   return out;
 }
 
-at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t> tokens) {
+void BatchDecoder::check_token(int32_t token) const {
   const ModelConfig& c = model_.config;
-  const auto& w = model_.weights;
+  if (token < 0 || token >= c.vocab_size)
+    throw Error("token id " + std::to_string(token) + " outside the vocabulary (" +
+                std::to_string(c.vocab_size) + ")");
+}
+
+void BatchDecoder::check_context(int64_t tokens) const {
+  const ModelConfig& c = model_.config;
+  if (c.positions == PositionKind::Learned && tokens > c.max_positions)
+    throw Error("context of " + std::to_string(tokens) +
+                " tokens exceeds the model's learned positions (" +
+                std::to_string(c.max_positions) + ")");
+}
+
+at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t> tokens) {
   const int64_t B = static_cast<int64_t>(ids.size());
   if (B == 0) throw Error("decode step with no sequences");
   if (tokens.size() != ids.size()) throw Error("decode step needs one token per sequence");
@@ -253,21 +267,40 @@ at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t>
   for (int64_t b = 0; b < B; ++b) {
     if (std::count(ids.begin(), ids.end(), ids[b]) != 1)
       throw Error("sequence " + std::to_string(ids[b]) + " appears twice in one decode step");
-    if (tokens[b] < 0 || tokens[b] >= c.vocab_size)
-      throw Error("token id " + std::to_string(tokens[b]) + " outside the vocabulary (" +
-                  std::to_string(c.vocab_size) + ")");
+    check_token(tokens[b]);
     pos[b] = cache_.length(ids[b]);
-    if (c.positions == PositionKind::Learned && pos[b] + 1 > c.max_positions)
-      throw Error("context of " + std::to_string(pos[b] + 1) +
-                  " tokens exceeds the model's learned positions (" +
-                  std::to_string(c.max_positions) + ")");
+    check_context(pos[b] + 1);
   }
   // Grow every sequence first: running out here leaves all lengths as they were.
   for (int64_t b = 0; b < B; ++b) cache_.reserve(ids[b], static_cast<int>(pos[b]) + 1);
+  at::Tensor x = forward_rows(ids, tokens, pos);
+  for (int64_t b = 0; b < B; ++b) cache_.set_length(ids[b], static_cast<int>(pos[b]) + 1);
+  return project(x, model_.weights.lm_head, {}, model_.weights.lm_head_scales);
+}
 
+void BatchDecoder::extend(int id, std::span<const int32_t> tokens, at::Tensor* last_logits) {
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  if (T == 0) throw Error("extending a sequence needs at least one token");
+  const int start = cache_.length(id);  // throws for an unknown id
+  for (int32_t t : tokens) check_token(t);
+  check_context(start + T);
+  cache_.reserve(id, static_cast<int>(start + T));  // all or nothing
+  std::vector<int> ids(T, id);
+  std::vector<int64_t> pos(T);
+  for (int64_t i = 0; i < T; ++i) pos[i] = start + i;
+  at::Tensor x = forward_rows(ids, tokens, pos);
+  cache_.set_length(id, static_cast<int>(start + T));
+  if (last_logits) *last_logits = project(x.narrow(0, T - 1, 1), model_.weights.lm_head, {},
+                                         model_.weights.lm_head_scales);
+}
+
+at::Tensor BatchDecoder::forward_rows(std::span<const int> ids, std::span<const int32_t> tokens,
+                                      std::span<const int64_t> pos) {
+  const ModelConfig& c = model_.config;
+  const auto& w = model_.weights;
   at::NoGradGuard no_grad;
   at::Tensor tok = at::tensor(std::vector<int64_t>(tokens.begin(), tokens.end()), at::kLong);
-  at::Tensor positions = at::tensor(pos, at::kLong);
+  at::Tensor positions = at::tensor(std::vector<int64_t>(pos.begin(), pos.end()), at::kLong);
   at::Tensor x = embed(w.tok_emb, w.tok_emb_scales, tok);
   if (c.positions == PositionKind::Learned) x = x + w.pos_emb.index_select(0, positions);
   at::Tensor pf = positions.to(at::kFloat);
@@ -278,13 +311,11 @@ at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t>
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[l];
     at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);
-    x = x + project(layer_attention(l, h, cos, sin, pf, ids), L.wo, L.bo, L.wo_scales);
+    x = x + project(layer_attention(l, h, cos, sin, pf, ids, pos), L.wo, L.bo, L.wo_scales);
     h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);
     x = x + feed_forward(c, L, h);
   }
-  for (int64_t b = 0; b < B; ++b) cache_.set_length(ids[b], static_cast<int>(pos[b]) + 1);
-  x = normalize(c, x, w.final_norm, w.final_norm_bias);
-  return project(x, w.lm_head, {}, w.lm_head_scales);
+  return normalize(c, x, w.final_norm, w.final_norm_bias);
 }
 
 }  // namespace thinkeys

@@ -59,13 +59,32 @@ class BatchDecoder {
   // token is out of range or the pool cannot grow every sequence by one.
   at::Tensor step(std::span<const int> ids, std::span<const int32_t> tokens);
 
+  // Chunked prefill: appends `tokens` to live sequence `id`, every token
+  // attending to the sequence's cached prefix (as stored: thin, paged,
+  // possibly quantized) and to the chunk's earlier tokens. Extending in
+  // chunks equals add() of the whole prompt up to the cache dtype's rounding
+  // (exactly, for an f32 cache, up to float summation order). `last_logits`
+  // (optional) receives the logits [1, V] after the chunk's last token.
+  // Throws Error before changing the sequence if a token is out of range,
+  // the context would pass the model's learned positions, or the pool cannot
+  // hold the chunk.
+  void extend(int id, std::span<const int32_t> tokens, at::Tensor* last_logits = nullptr);
+
   const PagedKVCache& cache() const { return cache_; }
   const AttentionShape& attention_shape() const { return shape_; }
 
  private:
+  // Row b is token tokens[b] of sequence ids[b] at position pos[b]; its key
+  // and value are written there and it attends to [.., pos[b]]. A sequence
+  // may appear in several rows (a prefill chunk, positions ascending).
+  // Returns the final hidden states [rows, D], normalized.
+  at::Tensor forward_rows(std::span<const int> ids, std::span<const int32_t> tokens,
+                          std::span<const int64_t> pos);
   at::Tensor layer_attention(int layer, const at::Tensor& h, const at::Tensor& cos,
                              const at::Tensor& sin, const at::Tensor& positions,
-                             std::span<const int> ids);
+                             std::span<const int> ids, std::span<const int64_t> pos);
+  void check_token(int32_t token) const;
+  void check_context(int64_t tokens) const;
 
   const Model& model_;
   PagedKVCache cache_;

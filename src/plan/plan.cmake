@@ -1,0 +1,10 @@
+# Capacity planning: how many sequences of what length a memory budget holds,
+# from config.json alone, with the paged cache's own block accounting
+# (cache/cache_footprint.h). Torch-free; the `plan` subcommand is a thin CLI
+# over it and the server prints sequence_capacity() at start.
+add_library(thinkeys_plan STATIC
+  src/plan/byte_size.cpp
+  src/plan/sequence_capacity.cpp
+)
+target_link_libraries(thinkeys_plan PUBLIC thinkeys_kernels)
+target_compile_options(thinkeys_plan PRIVATE -Wall -Wextra)
