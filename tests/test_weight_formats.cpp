@@ -12,13 +12,12 @@
 // step (scale / 2) of the original, scale = max |w| of the group / 127.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <random>
 #include <vector>
-
-#include <unistd.h>
 
 #include "io/hf_checkpoint.h"
 #include "io/model_loader.h"
@@ -91,8 +90,8 @@ TEST(WeightFormats, SmallGemmReadsEachDtypeAsItsWidenedValues) {
           const int cut = out / 3;
           small_gemm(wr, in, x.data_ptr<float>(), in, rows, nullptr, y.data_ptr<float>(), out, 0,
                      cut);
-          small_gemm(wr, in, x.data_ptr<float>(), in, rows, nullptr, y.data_ptr<float>(), out,
-                     cut, out);
+          small_gemm(wr, in, x.data_ptr<float>(), in, rows, nullptr, y.data_ptr<float>(), out, cut,
+                     out);
           expect_within_accumulation(y, x, widened(w, s),
                                      std::string(weight_type_name(type)) + " rows " +
                                          std::to_string(rows) + " in " + std::to_string(in) +
@@ -115,7 +114,7 @@ TEST(WeightFormats, Int8LevelsAreWithinHalfAStepOfTheWeights) {
   std::vector<float> w(kWeightGroup + 3, 0.0f);
   w[0] = -2.54f;
   w[1] = 1.0f;
-  w[2] = 0.0099f;  // below half a step: level 0
+  w[2] = 0.0099f;          // below half a step: level 0
   w[kWeightGroup] = 0.5f;  // second (partial) group: its own scale 0.5 / 127
   std::vector<int8_t> q(w.size());
   float scales[2];
@@ -224,9 +223,14 @@ Model deep_copy(const Model& m) {
   for (size_t l = 0; l < c.weights.layers.size(); ++l) {
     const auto& F = m.weights.layers[l];
     auto& C = c.weights.layers[l];
-    for (auto [dst, src] : {std::pair{&C.wq, &F.wq}, {&C.wk, &F.wk}, {&C.wv, &F.wv},
-                            {&C.wo, &F.wo}, {&C.w_gate, &F.w_gate}, {&C.w_up, &F.w_up},
-                            {&C.w_down, &F.w_down}, {&C.attn_norm, &F.attn_norm},
+    for (auto [dst, src] : {std::pair{&C.wq, &F.wq},
+                            {&C.wk, &F.wk},
+                            {&C.wv, &F.wv},
+                            {&C.wo, &F.wo},
+                            {&C.w_gate, &F.w_gate},
+                            {&C.w_up, &F.w_up},
+                            {&C.w_down, &F.w_down},
+                            {&C.attn_norm, &F.attn_norm},
                             {&C.mlp_norm, &F.mlp_norm}})
       *dst = clone(*src);
   }
@@ -313,8 +317,8 @@ TEST(WeightFormats, CheckpointsLoadInTheirStoredDtypeAndSaveAsTheyCame) {
   // A 16-bit model saves as it is; int8 levels cannot be saved as weights.
   const fs::path again = dir.string() + "_again";
   save_model(kept, again, DType::BF16);
-  EXPECT_TRUE(at::equal(load_model(again, std::nullopt).weights.layers[1].wo,
-                        kept.weights.layers[1].wo));
+  EXPECT_TRUE(
+      at::equal(load_model(again, std::nullopt).weights.layers[1].wo, kept.weights.layers[1].wo));
   EXPECT_THROW(save_model(q, dir.string() + "_q", DType::F32), Error);
   EXPECT_FALSE(fs::exists(dir.string() + "_q"));
   fs::remove_all(dir);

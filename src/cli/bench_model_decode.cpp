@@ -156,7 +156,8 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
   for (const auto& n : notes) std::printf("  %s\n", n.c_str());
   std::printf("\n");
   std::printf(
-      "| model | cache | weights | r | ctx | batch | weights/step | KV/step | best ms | median ms | "
+      "| model | cache | weights | r | ctx | batch | weights/step | KV/step | best ms | median ms "
+      "| "
       "tok/s | vs full (median) | vs full (best) | weight bound ms | W+KV bound ms | "
       "bandwidth used (W+KV bound / median) | cpu util |\n");
   std::printf(

@@ -10,14 +10,16 @@ namespace thinkeys::cli {
 
 std::unique_ptr<Tokenizer> tokenizer_for(const std::string& model_path,
                                          const std::string& tokenizer_path, const Model& model) {
-  return load_tokenizer(tokenizer_path.empty() ? model_path : tokenizer_path, model.config.vocab_size);
+  return load_tokenizer(tokenizer_path.empty() ? model_path : tokenizer_path,
+                        model.config.vocab_size);
 }
 
-std::vector<int32_t> prompt_tokens(const Model& model, const Tokenizer& tok, const std::string& text,
-                                   int bos_mode) {
+std::vector<int32_t> prompt_tokens(const Model& model, const Tokenizer& tok,
+                                   const std::string& text, int bos_mode) {
   std::vector<int32_t> ids;
   auto bos = model.config.bos_id ? model.config.bos_id : tok.bos_id();
-  bool want = bos_mode == 1 || (bos_mode == -1 && (model.config.model_type != "gpt2" || text.empty()));
+  bool want =
+      bos_mode == 1 || (bos_mode == -1 && (model.config.model_type != "gpt2" || text.empty()));
   if (want) {
     if (!bos) throw Error("the model defines no BOS token; pass a non-empty prompt");
     ids.push_back(*bos);

@@ -3,10 +3,9 @@
 // on BOS, and formatting numbers.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
-
-#include <optional>
 
 #include "model/weight_format.h"
 #include "model/weights.h"
@@ -23,7 +22,8 @@ std::unique_ptr<Tokenizer> tokenizer_for(const std::string& model_path,
 
 // Prompt tokens: BOS first for families trained with it (Llama/llama2.c), or
 // when the prompt is empty and there is nothing else to condition on.
-std::vector<int32_t> prompt_tokens(const Model& model, const Tokenizer& tok, const std::string& text,
+std::vector<int32_t> prompt_tokens(const Model& model, const Tokenizer& tok,
+                                   const std::string& text,
                                    int bos_mode);  // -1 auto, 0 never, 1 always
 
 std::string human_bytes(double bytes);

@@ -92,8 +92,8 @@ class Reader {
 
   at::Tensor get(const std::string& name, std::vector<int64_t> shape) const {
     const auto& v = src_.view(prefix_ + name);
-    at::Tensor t = keep_dtype_ ? tensor_as_stored(v, prefix_ + name)
-                               : tensor_to_float(v, prefix_ + name);
+    at::Tensor t =
+        keep_dtype_ ? tensor_as_stored(v, prefix_ + name) : tensor_to_float(v, prefix_ + name);
     if (t.sizes() != at::IntArrayRef(shape))
       throw Error("tensor '" + prefix_ + name + "' has shape " + shape_string(t.sizes()) +
                   " but config.json implies " + shape_string(shape));
@@ -370,8 +370,9 @@ void write_hf_checkpoint(const Model& model, const fs::path& dir, DType dtype) {
   if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16)
     throw Error("can only save weights as F32, F16 or BF16");
   if (current_weight_format(model) == WeightFormat::Int8)
-    throw Error("int8 weights are a load-time format and cannot be saved; load the model "
-                "without --weights int8");
+    throw Error(
+        "int8 weights are a load-time format and cannot be saved; load the model "
+        "without --weights int8");
   at::ScalarType st = dtype == DType::F32   ? at::kFloat
                       : dtype == DType::F16 ? at::kHalf
                                             : at::kBFloat16;

@@ -7,8 +7,9 @@
 #include <hwy/highway.h>
 // clang-format on
 
-#include "kernels/quantize.h"
 #include "kernels/small_gemm.h"
+
+#include "kernels/quantize.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace thinkeys {
@@ -122,7 +123,8 @@ void GemmTyped(const WeightRows& rows_of_w, int in, const float* x, std::size_t 
                const float* bias, float* y, std::size_t ldy, int o_begin, int o_end) {
   const Reader<T> w{rows_of_w.data, rows_of_w.ld, rows_of_w.scales, rows_of_w.ld_scales};
   int o = o_begin;
-  for (; o + kTileOut <= o_end; o += kTileOut) GemmRows<kTileOut>(w, o, in, x, ldx, rows, bias, y, ldy);
+  for (; o + kTileOut <= o_end; o += kTileOut)
+    GemmRows<kTileOut>(w, o, in, x, ldx, rows, bias, y, ldy);
   for (; o < o_end; ++o) GemmRows<1>(w, o, in, x, ldx, rows, bias, y, ldy);
 }
 

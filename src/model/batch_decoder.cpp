@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string>
 
+#include "kernels/small_gemm.h"
+#include "model/fused_step.h"
 #include "model/kv_cache.h"
 #include "model/layer_ops.h"
 #include "model/rope.h"
@@ -46,6 +48,7 @@ BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& option
                                                  : std::make_shared<WorkPool>(options.threads)) {
   const ModelConfig& c = model.config;
   const bool latent = c.rope_mode() == RopeMode::Latent;
+  if (options.fused && fused_applies(c)) fused_ = std::make_unique<FusedStep>();
   shape_.head_dim = c.head_dim;
   shape_.max_queries = c.n_heads / c.key_heads();
   for (int l = 0; l < c.n_layers; ++l)
@@ -273,9 +276,14 @@ at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t>
   }
   // Grow every sequence first: running out here leaves all lengths as they were.
   for (int64_t b = 0; b < B; ++b) cache_.reserve(ids[b], static_cast<int>(pos[b]) + 1);
-  at::Tensor x = forward_rows(ids, tokens, pos);
+  at::Tensor logits;
+  if (fused_ && B <= kSmallGemmMaxRows)
+    logits = fused_rows(ids, tokens, pos);
+  else
+    logits = project(forward_rows(ids, tokens, pos), model_.weights.lm_head, {},
+                     model_.weights.lm_head_scales);
   for (int64_t b = 0; b < B; ++b) cache_.set_length(ids[b], static_cast<int>(pos[b]) + 1);
-  return project(x, model_.weights.lm_head, {}, model_.weights.lm_head_scales);
+  return logits;
 }
 
 void BatchDecoder::extend(int id, std::span<const int32_t> tokens, at::Tensor* last_logits) {
@@ -290,8 +298,9 @@ void BatchDecoder::extend(int id, std::span<const int32_t> tokens, at::Tensor* l
   for (int64_t i = 0; i < T; ++i) pos[i] = start + i;
   at::Tensor x = forward_rows(ids, tokens, pos);
   cache_.set_length(id, static_cast<int>(start + T));
-  if (last_logits) *last_logits = project(x.narrow(0, T - 1, 1), model_.weights.lm_head, {},
-                                         model_.weights.lm_head_scales);
+  if (last_logits)
+    *last_logits =
+        project(x.narrow(0, T - 1, 1), model_.weights.lm_head, {}, model_.weights.lm_head_scales);
 }
 
 at::Tensor BatchDecoder::forward_rows(std::span<const int> ids, std::span<const int32_t> tokens,

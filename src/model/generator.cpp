@@ -21,8 +21,9 @@ std::vector<int32_t> generate(const Model& model, std::span<const int32_t> promp
   int capacity = static_cast<int>(prompt.size()) + options.max_new_tokens;
   if (c.positions == PositionKind::Learned && capacity > c.max_positions) {
     if (static_cast<int>(prompt.size()) >= c.max_positions)
-      throw Error("prompt of " + std::to_string(prompt.size()) + " tokens does not fit the model's " +
-                  std::to_string(c.max_positions) + " positions");
+      throw Error("prompt of " + std::to_string(prompt.size()) +
+                  " tokens does not fit the model's " + std::to_string(c.max_positions) +
+                  " positions");
     capacity = c.max_positions;
   }
   Sampler sampler(options.sampling);
@@ -55,13 +56,15 @@ std::vector<int32_t> generate(const Model& model, std::span<const int32_t> promp
   for (int i = 0; i < limit; ++i) {
     at::Tensor row = logits[0].contiguous();
     int32_t next = sampler.sample({row.data_ptr<float>(), static_cast<size_t>(row.numel())});
-    if (options.stop_at_end_of_text && ((c.eos_id && next == *c.eos_id) || (c.bos_id && next == *c.bos_id)))
+    if (options.stop_at_end_of_text &&
+        ((c.eos_id && next == *c.eos_id) || (c.bos_id && next == *c.bos_id)))
       break;
     out.push_back(next);
     if (on_token) on_token(next);
     if (i + 1 == limit) break;
     if (paged)
-      logits = decoder->step(std::span<const int>(&id, 1), std::span<const int32_t>(&out.back(), 1));
+      logits =
+          decoder->step(std::span<const int>(&id, 1), std::span<const int32_t>(&out.back(), 1));
     else
       logits = forward(model, std::span<const int32_t>(&out.back(), 1), *cache, Logits::Last);
   }

@@ -1,7 +1,6 @@
 #include "model/layer_ops.h"
 
 #include <algorithm>
-
 #include <string>
 
 #include "kernels/small_gemm.h"

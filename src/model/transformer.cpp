@@ -60,7 +60,8 @@ at::Tensor variant_attention(const Model& model, int l, const at::Tensor& h, con
   const ModelConfig& c = model.config;
   const LayerWeights& L = model.weights.layers[l];
   const int64_t T = h.size(0), S = start + T;
-  VariantProjections p = split_variant_projections(c, project(h, L.wqkv, {}, L.wqkv_scales).unsqueeze(0));
+  VariantProjections p =
+      split_variant_projections(c, project(h, L.wqkv, {}, L.wqkv_scales).unsqueeze(0));
   cache.keys(l).narrow(1, start, T).copy_(variant_key_rows(c, L, p, cos, sin));
   at::Tensor values;
   if (c.is_lrkv()) {

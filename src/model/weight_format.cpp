@@ -105,10 +105,9 @@ void convert_weights(Model& m, WeightFormat format) {
     } else {
       L.w_up = convert_matrix(L.w_up, format, L.w_up_scales);
     }
-    for (at::Tensor* t :
-         {&L.attn_norm, &L.attn_norm_bias, &L.bqkv, &L.bo, &L.mlp_norm, &L.mlp_norm_bias,
-          &L.b_gate_up, &L.b_down, &L.k_down, &L.q_down, &L.k_up, &L.kv_norm, &L.kv_up,
-          &L.k_res_up, &L.v_res_up, &L.rope_inv_freq})
+    for (at::Tensor* t : {&L.attn_norm, &L.attn_norm_bias, &L.bqkv, &L.bo, &L.mlp_norm,
+                          &L.mlp_norm_bias, &L.b_gate_up, &L.b_down, &L.k_down, &L.q_down, &L.k_up,
+                          &L.kv_norm, &L.kv_up, &L.k_res_up, &L.v_res_up, &L.rope_inv_freq})
       *t = to_f32(*t);
     // The bias views follow their fused tensor, as finalize() made them.
     if (L.bqkv.defined()) {

@@ -158,17 +158,17 @@ int64_t bytes_of(const at::Tensor& t, const at::Tensor& scales = {}) {
 // position tables, of which it reads one row).
 int64_t streamed_bytes(const Model& m) {
   const auto& w = m.weights;
-  int64_t n = bytes_of(w.final_norm) + bytes_of(w.final_norm_bias) +
-              bytes_of(w.lm_head, w.lm_head_scales);
+  int64_t n =
+      bytes_of(w.final_norm) + bytes_of(w.final_norm_bias) + bytes_of(w.lm_head, w.lm_head_scales);
   for (const auto& L : w.layers) {
     n += bytes_of(L.wqkv, L.wqkv_scales) + bytes_of(L.wo, L.wo_scales) +
          bytes_of(L.w_down, L.w_down_scales);
-    n += m.config.mlp == MlpKind::SwiGLU ? bytes_of(L.w_gate_up, L.w_gate_up_scales) +
-                                               bytes_of(L.b_gate_up)
-                                         : bytes_of(L.w_up, L.w_up_scales) + bytes_of(L.b_up);
-    for (const at::Tensor* t : {&L.attn_norm, &L.attn_norm_bias, &L.bqkv, &L.bo, &L.mlp_norm,
-                                &L.mlp_norm_bias, &L.b_down, &L.k_down, &L.q_down, &L.k_up,
-                                &L.kv_norm, &L.kv_up, &L.k_res_up, &L.v_res_up})
+    n += m.config.mlp == MlpKind::SwiGLU
+             ? bytes_of(L.w_gate_up, L.w_gate_up_scales) + bytes_of(L.b_gate_up)
+             : bytes_of(L.w_up, L.w_up_scales) + bytes_of(L.b_up);
+    for (const at::Tensor* t :
+         {&L.attn_norm, &L.attn_norm_bias, &L.bqkv, &L.bo, &L.mlp_norm, &L.mlp_norm_bias, &L.b_down,
+          &L.k_down, &L.q_down, &L.k_up, &L.kv_norm, &L.kv_up, &L.k_res_up, &L.v_res_up})
       n += bytes_of(*t);
   }
   return n;

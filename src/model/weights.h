@@ -45,7 +45,7 @@ struct Weights {
   at::Tensor pos_emb;  // [P, D], learned positions only
   std::vector<LayerWeights> layers;
   at::Tensor final_norm, final_norm_bias;
-  at::Tensor lm_head;  // [V, D]; shares storage with tok_emb when tied
+  at::Tensor lm_head;                         // [V, D]; shares storage with tok_emb when tied
   at::Tensor tok_emb_scales, lm_head_scales;  // int8 weights only
 };
 
@@ -57,7 +57,7 @@ struct Model {
   // Builds fused tensors and RoPE tables; call after weights change.
   void finalize();
   int64_t parameter_count() const;
-  int64_t weight_bytes() const;  // bytes the forward pass reads per decode step
+  int64_t weight_bytes() const;    // bytes the forward pass reads per decode step
   int64_t resident_bytes() const;  // bytes all weights occupy in memory
 };
 
