@@ -70,7 +70,8 @@ Command add_generate(CLI::App& app) {
                   "Prompt text (default: empty, start from BOS); repeat for several prompts, which "
                   "then decode together over the paged KV cache");
   sub->add_flag("--paged", opts->paged,
-                "Use the paged KV cache and batched decoder even for one prompt");
+                "Print one prompt's text when done instead of streaming it (one prompt decodes "
+                "over the paged cache either way)");
   sub->add_option("--cache-k", opts->cache_k, "Paged cache key dtype: f32, f16, bf16, int8, int4");
   sub->add_option("--cache-v", opts->cache_v,
                   "Paged cache value dtype: f32, f16, bf16, int8, int4");
@@ -121,6 +122,12 @@ Command add_generate(CLI::App& app) {
             GenerateOptions g;
             g.max_new_tokens = opts->n;
             g.sampling = {opts->temp, opts->top_p, opts->seed};
+            // One prompt decodes through the same paged, fused path as several.
+            g.cache.key_dtype = parse_cache_dtype(opts->cache_k);
+            g.cache.value_dtype = parse_cache_dtype(opts->cache_v);
+            g.cache.rotate_keys = !opts->no_key_rotation;
+            g.cache.block_tokens = opts->block_tokens;
+            g.threads = opts->threads;
             std::fwrite(text.data(), 1, text.size(), stdout);
             std::fflush(stdout);
             int32_t prev = prompt.back();
