@@ -10,6 +10,7 @@
 
 #include "cache/paged_kv_cache.h"
 #include "compress/compressor.h"
+#include "model/cache_layout.h"
 #include "io/hf_checkpoint.h"
 #include "io/hf_config.h"
 #include "model/batch_decoder.h"
@@ -73,6 +74,21 @@ at::Tensor rope(const at::Tensor& x, double theta) {  // x [T, w]
   return out;
 }
 
+// The RoPE rotation by `delta` positions as a [w, w] matrix: planes (i, i + w/2)
+// turned by delta * theta^(-2i/w), so rope(x, t) = rotation(t) x.
+at::Tensor rotation(int64_t delta, int64_t w, double theta) {
+  const int64_t half = w / 2;
+  at::Tensor R = at::zeros({w, w}, at::kDouble);
+  for (int64_t i = 0; i < half; ++i) {
+    const double a = static_cast<double>(delta) * std::pow(theta, -2.0 * i / w);
+    R[i][i] = std::cos(a);
+    R[i][i + half] = -std::sin(a);
+    R[i + half][i] = std::sin(a);
+    R[i + half][i + half] = std::cos(a);
+  }
+  return R;
+}
+
 at::Tensor rms(const at::Tensor& x, const at::Tensor& w, double eps) {
   return x * at::rsqrt(x.pow(2).mean(-1, true) + eps) * w;
 }
@@ -111,22 +127,34 @@ at::Tensor reference_logits(const Model& m, const std::vector<int32_t>& toks) {
       heads.push_back(causal_attention(qi, k, v, 1.0 / std::sqrt(double(dn + dr))));
     }
   } else {
-    // W_K,h = W_K,shared + U_h V_h with RoPE on the shared part only.
+    // The paper's per-head projections, formed explicitly:
+    //   W_K,h = W_K,shared + U_h V_h,  W_V,h = W_V,shared + U'_h V'_h,
+    // with RoPE on the shared key part only (design.md section 6; the paper
+    // does not publish its placement). Rotating query and key by their
+    // positions t and s is the same as rotating the key by s - t, so the key
+    // token s shows query t is k_h(t, s) = (R(s - t) W_K,shared + U_h V_h) x_s,
+    // and the score is the plain dot product q_h(t) . k_h(t, s). Nothing here
+    // uses the runtime's cached latents or its absorbed U_h^T q.
     const int64_t r = c.attention.rank;
-    at::Tensor ks = rope(at::matmul(h, D(L.wk).t()), c.rope_theta);
-    at::Tensor vs = at::matmul(h, D(L.wv).t());
+    const at::Tensor Wks = D(L.wk), Wvs = D(L.wv);
     at::Tensor q = at::matmul(h, D(L.wq).t());
     for (int64_t i = 0; i < H; ++i) {
-      at::Tensor wk_res = at::matmul(D(L.k_res_up).narrow(0, i * d, d),
-                                     D(L.k_res_down).narrow(0, i * r, r));  // [d, D]
-      at::Tensor wv_res =
-          at::matmul(D(L.v_res_up).narrow(0, i * d, d), D(L.v_res_down).narrow(0, i * r, r));
-      at::Tensor qi = q.narrow(1, i * d, d);
-      at::Tensor s = at::matmul(rope(qi, c.rope_theta), ks.t()) +
-                     at::matmul(qi, at::matmul(h, wk_res.t()).t());
-      s = s * (1.0 / std::sqrt(double(d)));
-      s = s.masked_fill(at::ones({T, T}, at::kBool).triu(1), -INFINITY);
-      heads.push_back(at::matmul(at::softmax(s, -1), vs + at::matmul(h, wv_res.t())));
+      at::Tensor Wk_h_res =
+          at::matmul(D(L.k_res_up).narrow(0, i * d, d), D(L.k_res_down).narrow(0, i * r, r));
+      at::Tensor Wv_h = Wvs + at::matmul(D(L.v_res_up).narrow(0, i * d, d),
+                                         D(L.v_res_down).narrow(0, i * r, r));  // [d, D]
+      at::Tensor out = at::zeros({T, d}, at::kDouble);
+      for (int64_t t = 0; t < T; ++t) {
+        at::Tensor scores = at::empty({t + 1}, at::kDouble);
+        for (int64_t s = 0; s <= t; ++s) {
+          at::Tensor Wk_h = at::matmul(rotation(s - t, d, c.rope_theta), Wks) + Wk_h_res;
+          scores[s] =
+              at::dot(q[t].narrow(0, i * d, d), at::matmul(Wk_h, h[s])) / std::sqrt(double(d));
+        }
+        at::Tensor p = at::softmax(scores, 0);
+        for (int64_t s = 0; s <= t; ++s) out[t] += p[s] * at::matmul(Wv_h, h[s]);
+      }
+      heads.push_back(out);
     }
   }
   x = x + at::matmul(at::cat(heads, 1), D(L.wo).t());

@@ -175,7 +175,7 @@ class BadEval : public ::testing::Test {
  protected:
   void SetUp() override {
     auto shared = test::shared_file("models/stories260K/stories260K.bin");
-    if (!shared) GTEST_SKIP() << "shared data not found; set THINKEYS_SHARED";
+    if (!shared) THINKEYS_MISSING_SHARED("models/stories260K/stories260K.bin");
     model_ = *shared;
     test::write_bytes(dir_ / "text.txt", "Once upon a time there was a cat.\n");
     test::write_bytes(dir_ / "empty.txt", "");
@@ -220,6 +220,28 @@ TEST(BadInput, BenchRefusesUnknownShapesAndSizes) {
     EXPECT_NE(r.err.find(std::string(bad).substr(0, std::string(bad).find(' '))), std::string::npos)
         << r.err;
   }
+}
+
+TEST(BadInput, PlanNamesWhatIsWrong) {
+  // `thinkeys plan` on configs alone (tests/data/configs): a missing field,
+  // weights larger than the budget, a key rank wider than the head.
+  const std::string configs = std::string(THINKEYS_TEST_DATA) + "/configs/";
+  expect_clean_failure(run_cli("plan " + configs + "missing-layers.json --memory 24GiB"),
+                       "missing field 'num_hidden_layers'");
+  expect_clean_failure(run_cli("plan " + configs + "llama-2-7b.json --memory 12GiB"),
+                       "leaves nothing for the KV cache");
+  expect_clean_failure(run_cli("plan " + configs + "llama-2-7b.json --memory 80GB --key-rank 129"),
+                       "key rank 129 is larger than the head");
+  expect_clean_failure(run_cli("plan " + configs + "llama-2-7b.json --memory '24 parsecs'"),
+                       "memory size");
+  expect_clean_failure(run_cli("plan " + configs + "llama-2-7b.json --memory 80GB --cache-k int3"),
+                       "unknown cache dtype 'int3'");
+  expect_clean_failure(run_cli("plan " + configs + "llama-2-7b.json --memory 80GB --weights f8"),
+                       "unknown weight dtype 'f8'");
+  expect_clean_failure(
+      run_cli("plan " + configs + "llama-2-7b.json --memory 80GB --bandwidth fast"),
+      "not a number of GB/s");
+  expect_clean_failure(run_cli("plan " + configs + "no-such.json --memory 80GB"), "not found");
 }
 
 }  // namespace

@@ -7,8 +7,11 @@
 
 #include "compress/compressor.h"
 #include "eval/fidelity.h"
+#include "eval/perplexity.h"
 #include "eval/spectrum.h"
+#include "model/kv_cache.h"
 #include "model/random_init.h"
+#include "model/transformer.h"
 #include "test_support.h"
 #include "util/error.h"
 
@@ -165,6 +168,99 @@ TEST(Spectrum, RecoversSingularValuesPlantedInTheKeyWeights) {
   EXPECT_EQ(h.rank99, 3);
   EXPECT_NEAR(h.energy_quarter, 41 / 50.3125, 1e-6);
   EXPECT_EQ(r.layers[0].weight_queries.size(), 4u);
+}
+
+// The data spectra are eigenvalues of calibration second moments; the same
+// numbers are the singular values of the raw keys (and of each KV head's
+// stacked query heads), taken here straight from the forward pass.
+TEST(Spectrum, DataSpectraAreTheSingularValuesOfTheObservedKeysAndQueries) {
+  // A RoPE model, so that keys before and after rotation differ (the data
+  // spectra are of the pre-rotation keys), with two query heads per KV head,
+  // whose moments are summed.
+  ModelConfig cfg;
+  cfg.architecture = "LlamaForCausalLM";
+  cfg.model_type = "llama";
+  cfg.source_format = "random";
+  cfg.vocab_size = 61;
+  cfg.dim = 32;
+  cfg.n_layers = 2;
+  cfg.n_heads = 4;
+  cfg.n_kv_heads = 2;
+  cfg.head_dim = 8;
+  cfg.hidden_dim = 64;
+  cfg.max_positions = 64;
+  Model m = random_model(cfg, 4, 0.3);
+  auto tokens = some_tokens(48, 61, 8);
+  SpectrumOptions so;
+  so.ctx = 48;  // one window, as observed below
+  so.show_progress = false;
+  SpectrumReport r = measure_spectrum(m, tokens, so);
+  EXPECT_EQ(r.calibration_tokens, 48);
+  std::vector<at::Tensor> qs, ks;
+  QKObserver obs = [&](int, const at::Tensor& q, const at::Tensor& k, const at::Tensor&,
+                       const at::Tensor&) {
+    qs.push_back(q.to(at::kDouble));
+    ks.push_back(k.to(at::kDouble));
+  };
+  KVCache cache(m.config, 48);
+  forward(m, tokens, cache, Logits::Last, &obs);
+  ASSERT_EQ(r.layers.size(), 2u);
+  for (int l = 0; l < 2; ++l)
+    for (int g = 0; g < 2; ++g) {
+      at::Tensor sk = at::linalg_svdvals(ks[l].select(1, g));  // [T, d]
+      at::Tensor sq = at::linalg_svdvals(
+          at::cat({qs[l].select(1, 2 * g), qs[l].select(1, 2 * g + 1)}, 0));  // [2T, d]
+      const HeadSpectrum& hk = r.layers[l].data_keys.at(g);
+      const HeadSpectrum& hq = r.layers[l].data_queries.at(g);
+      ASSERT_EQ(hk.sigma.size(), 8u);
+      ASSERT_EQ(hq.sigma.size(), 8u);
+      for (int i = 0; i < 8; ++i) {
+        EXPECT_NEAR(hk.sigma[i], sk[i].item<double>(), 1e-4 * sk[0].item<double>())
+            << "layer " << l << " key head " << g << " sigma " << i;
+        EXPECT_NEAR(hq.sigma[i], sq[i].item<double>(), 1e-4 * sq[0].item<double>())
+            << "layer " << l << " query group " << g << " sigma " << i;
+      }
+    }
+}
+
+// eval's KL(reference || model) per scored token, worked out by hand: the
+// reference's LM head is zero, so it predicts the uniform distribution u over
+// 4 tokens; the model's logits are chosen per input token, so after token 1 it
+// predicts p = (5/8, 1/8, 1/8, 1/8) and after any other token u.
+//   KL(u || p) = -ln 4 - (ln(5/8) + 3 ln(1/8)) / 4 = ln 2 - ln(5) / 4 = 0.2908
+// (the reverse, KL(p || u) = 0.3128, would fail). Windows of 4 tokens advancing
+// by 2 over 8 tokens score the rows of positions 0..6 once each (3 + 2 + 2);
+// token 1 sits at positions 1, 4 and 5, so KL = 3/7 (ln 2 - ln(5) / 4).
+TEST(Eval, KlAgainstAReferenceMatchesAHandComputedValue) {
+  ModelConfig cfg = tiny_gpt2();
+  cfg.vocab_size = 4;
+  Model ref = random_model(cfg, 5, 0.3);
+  ref.weights.lm_head.zero_();
+  ref.finalize();
+  const std::vector<int32_t> tokens = {0, 1, 2, 3, 1, 1, 0, 2};
+  const double l2 = std::log(2.0);
+  WindowLogits hand = [&](std::span<const int32_t> window) {
+    at::Tensor out = at::zeros({static_cast<int64_t>(window.size()), 4}, at::kFloat);
+    for (size_t i = 0; i < window.size(); ++i)
+      if (window[i] == 1)
+        out[static_cast<int64_t>(i)] =
+            at::tensor(std::vector<float>{static_cast<float>(std::log(5.0)), 0.0f, 0.0f, 0.0f});
+    return out;
+  };
+  PerplexityOptions po;
+  po.ctx = 4;
+  po.stride = 2;
+  po.show_progress = false;
+  PerplexityResult r = evaluate_perplexity(ref, tokens, po, {}, &ref, hand);
+  EXPECT_EQ(r.tokens_scored, 7);
+  EXPECT_EQ(r.windows, 3);
+  ASSERT_TRUE(r.has_reference);
+  EXPECT_NEAR(r.kl_mean, 3.0 / 7.0 * (l2 - std::log(5.0) / 4.0), 1e-6);
+  // Targets after positions 0..6 are 1 2 3 1 1 0 2; the model gives them
+  // 1/4, 1/8 (after token 1), 1/4, 1/4, 1/8 (after 1), 5/8 (after 1), 1/4.
+  const double nll = (4 * std::log(4.0) + 2 * std::log(8.0) + std::log(8.0 / 5.0)) / 7.0;
+  EXPECT_NEAR(r.mean_nll, nll, 1e-6);
+  EXPECT_NEAR(r.reference_nll, std::log(4.0), 1e-6);  // uniform
 }
 
 }  // namespace

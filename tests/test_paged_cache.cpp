@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "cache/paged_kv_cache.h"
-#include "kernels/quantize.h"
+#include "format/row_codec.h"
 #include "util/error.h"
 
 namespace thinkeys {

@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "model/cache_layout.h"
 #include "model/generator.h"
 #include "model/kv_cache.h"
 #include "model/random_init.h"

@@ -3,6 +3,8 @@
 // that must learn retrieval well above chance, and option checking.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
 #include <set>
 
 #include "model/weights.h"
@@ -138,8 +140,9 @@ TEST(Selection, ResolvedDefaultsFollowThePaper) {
 }
 
 // A short full-width run must learn to answer from the context: with 2 pairs
-// among N = 8 keys chance is 1/8, and even the partial solution "one of the
-// values in the sequence" is already four times chance; full retrieval is 1.
+// among N = 8 keys chance is 1/8, and the partial solution "one of the two
+// values in the sequence" already scores 1/2, so only an accuracy well above
+// 1/2 shows retrieval. (This run reaches 100% by step 300 here.)
 TEST(Selection, ShortRetrievalRunLearns) {
   SelectionRun r;
   r.n = 8;
@@ -153,10 +156,48 @@ TEST(Selection, ShortRetrievalRunLearns) {
   Model m;
   SelectionRunResult res = run_selection(r, {}, &m);
   ASSERT_FALSE(res.evals.empty());
+  for (const auto& e : res.evals)
+    std::printf("step %lld accuracy %.3f\n", static_cast<long long>(e.step), e.accuracy);
   EXPECT_EQ(res.evals.front().step, 100);
-  EXPECT_GT(res.best_accuracy, 0.375) << "chance is 0.125";
+  EXPECT_GE(res.best_accuracy, 0.9) << "chance is 0.125, either in-context value 0.5";
   // The returned model is the trained one: it does as well on other fresh sequences.
-  EXPECT_GT(selection_accuracy(m, r, 12345, 0, 512), 0.3);
+  EXPECT_GT(selection_accuracy(m, r, 12345, 0, 512), 0.8);
+}
+
+// The runtime scales scores by 1/sqrt(head_dim) where the paper scales by
+// 1/sqrt(d_qk); the experiment compensates with W_Q = c W_Q(paper) and W_Q's
+// Adam rate c lr, c = sqrt(head_dim / d_qk). Both show directly: PyTorch's
+// default init draws W_Q from U(-c/sqrt(dim), c/sqrt(dim)), and Adam's first
+// step moves every weight with a nonzero gradient by exactly its rate (m/sqrt(v)
+// = g/|g|), so by c lr for W_Q and lr for W_K.
+TEST(Selection, ThinQueryMapsStartAndMoveScaledByTheScoreScale) {
+  for (int d_select : {16, 64}) {  // c = sqrt(16 / 4) = 2, and 1 at full width
+    const double c = d_select == 16 ? 2.0 : 1.0, bound = 1.0 / std::sqrt(64.0);
+    SelectionRun r;
+    r.n = 8;
+    r.pairs = 2;
+    r.layers = 1;
+    r.d_select = d_select;
+    r.steps = 1;
+    r.batch = 8;
+    r.eval_sequences = 8;
+    r.lr = 1e-12;  // the initial weights, to within 1e-12
+    Model init, moved;
+    run_selection(r, {}, &init);
+    r.lr = 0.5;
+    run_selection(r, {}, &moved);
+    const at::Tensor q0 = init.weights.layers[0].wq, k0 = init.weights.layers[0].wk;
+    const at::Tensor q1 = moved.weights.layers[0].wq, k1 = moved.weights.layers[0].wk;
+    SCOPED_TRACE("d_select " + std::to_string(d_select));
+    ASSERT_EQ(q0.size(0), d_select);
+    // Over 1024+ uniform draws the largest magnitude is within 1% of the bound.
+    EXPECT_LE(q0.abs().max().item<double>(), c * bound * (1 + 1e-6));
+    EXPECT_GE(q0.abs().max().item<double>(), 0.99 * c * bound);
+    EXPECT_LE(k0.abs().max().item<double>(), bound * (1 + 1e-6));
+    EXPECT_GE(k0.abs().max().item<double>(), 0.99 * bound);
+    EXPECT_NEAR((q1 - q0).abs().median().item<double>(), c * 0.5, 1e-4);
+    EXPECT_NEAR((k1 - k0).abs().median().item<double>(), 0.5, 1e-4);
+  }
 }
 
 }  // namespace

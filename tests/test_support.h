@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -21,11 +22,35 @@ inline std::optional<std::filesystem::path> shared_file(const std::string& rel) 
   return *dir / rel;
 }
 
-#define THINKEYS_REQUIRE_SHARED(var, rel)                                        \
-  auto var##_opt = ::thinkeys::test::shared_file(rel);                           \
-  if (!var##_opt)                                                                \
-    GTEST_SKIP() << "shared data not found (" << rel                             \
-                 << "); set THINKEYS_SHARED or place ../shared beside the repo"; \
+// Shared data (../shared or $THINKEYS_SHARED) is optional on a developer's
+// machine but must be there where CI runs (CI=true): a missing file then fails
+// the test instead of skipping it, so a misconfigured CI cannot pass by
+// running nothing.
+inline bool shared_data_required() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string(ci) == "true";
+}
+
+inline std::string missing_shared_message(const std::string& what) {
+  return "shared data not found (" + what +
+         "); set THINKEYS_SHARED or place ../shared beside the repo" +
+         (shared_data_required() ? " (CI=true: the data must be present)" : "");
+}
+
+// Ends the current test (or SetUp) because `what` is missing: a failure under
+// CI=true, a skip otherwise. A macro because only a macro can return from the
+// caller the way GTEST_SKIP / GTEST_FAIL must.
+#define THINKEYS_MISSING_SHARED(what)                                 \
+  do {                                                                \
+    if (::thinkeys::test::shared_data_required())                     \
+      GTEST_FAIL() << ::thinkeys::test::missing_shared_message(what); \
+    else                                                              \
+      GTEST_SKIP() << ::thinkeys::test::missing_shared_message(what); \
+  } while (false)
+
+#define THINKEYS_REQUIRE_SHARED(var, rel)              \
+  auto var##_opt = ::thinkeys::test::shared_file(rel); \
+  if (!var##_opt) THINKEYS_MISSING_SHARED(rel);        \
   const std::filesystem::path var = *var##_opt
 
 class TempDir {

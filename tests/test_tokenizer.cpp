@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "test_support.h"
 #include "tokenizer/byte_bpe_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -60,12 +61,9 @@ std::optional<fs::path> shared_dir() {
   return std::nullopt;
 }
 
-#define REQUIRE_SHARED(var)                                                               \
-  const std::optional<fs::path> var##_opt = shared_dir();                                 \
-  if (!var##_opt) {                                                                       \
-    GTEST_SKIP() << "shared data not found: set THINKEYS_SHARED or run from a directory " \
-                    "with ../shared/models";                                              \
-  }                                                                                       \
+#define REQUIRE_SHARED(var)                               \
+  const std::optional<fs::path> var##_opt = shared_dir(); \
+  if (!var##_opt) THINKEYS_MISSING_SHARED("models/");     \
   const fs::path var = *var##_opt
 
 std::string read_file(const fs::path& p) {
@@ -220,7 +218,7 @@ class Gpt2Tokenizer : public ::testing::Test {
     encoder_ = nullptr;
   }
   void SetUp() override {
-    if (!gpt2_) GTEST_SKIP() << "shared data not found (THINKEYS_SHARED / ../shared)";
+    if (!gpt2_) THINKEYS_MISSING_SHARED("models/gpt2-tokenizer");
   }
   static int32_t vocab(const std::string& token) { return encoder_->at(token).get<int32_t>(); }
 
@@ -408,7 +406,7 @@ class Llama2Tokenizers : public ::testing::Test {
     reference_ = nullptr;
   }
   void SetUp() override {
-    if (!bin_) GTEST_SKIP() << "shared data not found (THINKEYS_SHARED / ../shared)";
+    if (!bin_) THINKEYS_MISSING_SHARED("models/llama2-tokenizer");
   }
   // For tests of the SentencePiece tokenizer itself.
   static bool skip_sentencepiece() { return !sp_; }

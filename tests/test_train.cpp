@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "compress/compressor.h"
@@ -336,22 +337,45 @@ TEST(Trainer, QkScopeLeavesEverythingElseBitIdentical) {
 
   Model before_copy = before;
   auto old_params = snapshot(prepare_for_training(before_copy, TrainScope::All));
-  int changed = 0, frozen = 0;
+  std::set<std::string> changed;
+  int frozen = 0;
   for (const auto& p : trainer.parameters()) {
     const at::Tensor& old = old_params.at(p.name);
     if (p.trainable) {
-      changed += !at::equal(old, p.tensor);
-      EXPECT_TRUE(p.name.find(".wq") != std::string::npos ||
-                  p.name.find(".wk") != std::string::npos ||
-                  p.name.find("_down") != std::string::npos)
-          << p.name;
+      if (!at::equal(old, p.tensor)) changed.insert(p.name);
     } else {
       ++frozen;
       EXPECT_TRUE(at::equal(old, p.tensor)) << p.name;
     }
   }
-  EXPECT_GE(changed, 4);  // wq, wk, k_down, q_down of both layers moved
+  // Post mode: scores are (B^T rot(W_Q x)) . (A^T rot(W_K x)), so all four maps
+  // of both layers carry gradient and must move; nothing else may.
+  std::set<std::string> want;
+  for (int l = 0; l < a.n_layers; ++l)
+    for (const char* w : {"wq", "wk", "k_down", "q_down"})
+      want.insert("layers." + std::to_string(l) + "." + w);
+  EXPECT_EQ(changed, want);
   EXPECT_GT(frozen, 10);
+}
+
+// KL(teacher || student) per scored position, averaged over scored positions,
+// against values worked out by hand.
+TEST(Trainer, KdLossIsTheMeanKlOfTeacherToStudentOverScoredPositions) {
+  const double ln3 = std::log(3.0);
+  // Position 0: teacher (1/2, 1/2), student (1/4, 3/4):
+  //   KL = 1/2 ln(2) + 1/2 ln(2/3) = 1/2 ln(4/3) = 0.1438 (the reverse,
+  //   KL(student || teacher) = 1/4 ln(1/2) + 3/4 ln(3/2) = 0.1308, would fail).
+  // Position 1: teacher uniform, student uniform written as (7, 7): KL = 0.
+  // Position 2: not scored (target ignored), teacher and student far apart.
+  at::Tensor student = at::tensor({0.0, ln3, 7.0, 7.0, 0.0, 10.0}, at::kFloat).view({1, 3, 2});
+  at::Tensor teacher = at::tensor({0.0, 0.0, -2.0, -2.0, 10.0, 0.0}, at::kFloat).view({1, 3, 2});
+  at::Tensor targets = at::tensor(std::vector<int64_t>{1, 0, kIgnoreIndex}, at::kLong).view({1, 3});
+  const double want = 0.5 * std::log(4.0 / 3.0) / 2.0;  // 0.0719205...
+  EXPECT_NEAR(kd_loss(student, teacher, targets).item<double>(), want, 1e-6);
+  // Only positions whose target is not ignored count, whatever their KL.
+  at::Tensor one =
+      at::tensor(std::vector<int64_t>{1, kIgnoreIndex, kIgnoreIndex}, at::kLong).view({1, 3});
+  EXPECT_NEAR(kd_loss(student, teacher, one).item<double>(), 0.5 * std::log(4.0 / 3.0), 1e-6);
 }
 
 // Two Gloo ranks (threads of this process, each its own process group over a

@@ -1,14 +1,19 @@
 // thinkeys train / finetune through the command line: bad configurations fail
 // with one clear line; a tiny training produces a model the other commands
-// load; `finetune --train qk` changes only query/key maps, bit for bit.
+// load; `finetune --train qk` changes only query/key maps, bit for bit, and
+// keeps them at their rank; `--control` is the plain fine-tune of the original.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <cmath>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 
 #include "compress/compressor.h"
 #include "io/hf_checkpoint.h"
+#include "model/kv_cache.h"
 #include "model/random_init.h"
 #include "test_support.h"
 #include "train/data_parallel.h"
@@ -55,7 +60,7 @@ class TrainCli : public ::testing::Test {
  protected:
   void SetUp() override {
     auto tok = test::shared_file("models/gpt2-tokenizer");
-    if (!tok) GTEST_SKIP() << "shared gpt2-tokenizer not found";
+    if (!tok) THINKEYS_MISSING_SHARED("models/gpt2-tokenizer");
     tokenizer_ = *tok;
     test::write_bytes(tmp_ / "data.txt", some_text());
     common_ = " --tokenizer " + tokenizer_.string() + " --data " + (tmp_ / "data.txt").string() +
@@ -139,20 +144,68 @@ TEST_F(TrainCli, FinetuneQkLeavesEveryOtherTensorBitIdentical) {
               " --cache-dir " + (tmp_ / "cache").string() +
               " --ctx 16 --batch 2 --max-tokens 200 --lr 1e-2 --json -o " + (tmp_ / "ft").string());
   ASSERT_EQ(r.status, 0) << r.err;
-  auto before = canonical(load_hf_checkpoint(tmp_ / "comp"));
-  auto after = canonical(load_hf_checkpoint(tmp_ / "ft"));
+  Model comp = load_hf_checkpoint(tmp_ / "comp"), ft = load_hf_checkpoint(tmp_ / "ft");
+  // The point of fine-tuning thin keys: the key maps stay at rank 3, so the
+  // cache keeps its size.
+  for (int l = 0; l < 2; ++l) EXPECT_EQ(ft.config.key_width(l), 3) << "layer " << l;
+  EXPECT_EQ(KVCache(ft.config, 16).allocated_bytes(), KVCache(comp.config, 16).allocated_bytes());
+  auto before = canonical(comp);
+  auto after = canonical(ft);
   ASSERT_EQ(before.size(), after.size());
-  int moved = 0;
+  std::set<std::string> moved;
   for (const auto& [name, t] : before) {
+    ASSERT_EQ(t.sizes(), after.at(name).sizes()) << name << " was reshaped";
     const bool qk = name.ends_with(".wq") || name.ends_with(".wk") || name.ends_with(".bq") ||
                     name.ends_with(".bk");
     if (qk) {
-      moved += !at::equal(t, after.at(name));
+      if (!at::equal(t, after.at(name))) moved.insert(name);
     } else {
       EXPECT_TRUE(at::equal(t, after.at(name))) << name << " changed";
     }
   }
-  EXPECT_GE(moved, 4) << "the query/key maps did not train";
+  for (int l = 0; l < 2; ++l)
+    for (const char* w : {"wq", "wk"})
+      EXPECT_TRUE(moved.count("layers." + std::to_string(l) + "." + w))
+          << "layers." << l << "." << w << " did not train";
+}
+
+// --control fine-tunes the original model "identically": the same as running
+// finetune on the original alone with the same options, and the reported gap
+// is the perplexity ratio of the two validation losses.
+TEST_F(TrainCli, FinetuneControlIsThePlainFinetuneOfTheOriginal) {
+  save_base_and_compressed(tmp_.path(), tokenizer_);
+  const std::string args = " --train qk --data " + (tmp_ / "data.txt").string() + " --valid " +
+                           (tmp_ / "data.txt").string() + " --cache-dir " +
+                           (tmp_ / "cache").string() +
+                           " --ctx 16 --batch 2 --max-tokens 200 --lr 1e-2 --json";
+  auto r = run_cli("finetune " + (tmp_ / "comp").string() + args + " --teacher " +
+                   (tmp_ / "base").string() + " --control -o " + (tmp_ / "ft").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto alone =
+      run_cli("finetune " + (tmp_ / "base").string() + args + " -o " + (tmp_ / "plain").string());
+  ASSERT_EQ(alone.status, 0) << alone.err;
+  ASSERT_TRUE(std::filesystem::exists(tmp_ / "ft-control" / "config.json"));
+
+  auto control = canonical(load_hf_checkpoint(tmp_ / "ft-control"));
+  auto plain = canonical(load_hf_checkpoint(tmp_ / "plain"));
+  auto base = canonical(load_hf_checkpoint(tmp_ / "base"));
+  ASSERT_EQ(control.size(), plain.size());
+  for (const auto& [name, t] : control) {
+    EXPECT_TRUE(at::equal(t, plain.at(name))) << name << " differs from the plain fine-tune";
+    ASSERT_EQ(t.sizes(), base.at(name).sizes()) << name << ": the control is the full-width model";
+  }
+  EXPECT_FALSE(at::equal(control.at("layers.0.wk"), base.at("layers.0.wk")))
+      << "control did not train";
+
+  const auto j = nlohmann::json::parse(r.out);
+  const auto p = nlohmann::json::parse(alone.out);
+  EXPECT_EQ(j["control"]["steps"], j["result"]["steps"]);
+  EXPECT_DOUBLE_EQ(j["control"]["val_loss_after"].get<double>(),
+                   p["result"]["val_loss_after"].get<double>());
+  const double gap = 100.0 * (std::exp(j["result"]["val_loss_after"].get<double>()) /
+                                  std::exp(j["control"]["val_loss_after"].get<double>()) -
+                              1.0);
+  EXPECT_NEAR(j["gap_vs_control_pct"].get<double>(), gap, 1e-9 * (1 + std::abs(gap)));
 }
 
 TEST_F(TrainCli, FinetuneOnTwoRanksMatchesOneProcessOnTheConcatenatedBatch) {

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cache/cache_dtype.h"
+#include "format/cache_dtype.h"
 
 namespace thinkeys {
 

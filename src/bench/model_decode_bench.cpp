@@ -12,6 +12,7 @@
 
 #include "cache/paged_kv_cache.h"
 #include "model/batch_decoder.h"
+#include "model/cache_layout.h"
 #include "util/error.h"
 
 namespace thinkeys {

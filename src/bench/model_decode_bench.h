@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "cache/cache_dtype.h"
+#include "format/cache_dtype.h"
 #include "model/model_config.h"
 #include "model/weights.h"
 

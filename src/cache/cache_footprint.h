@@ -6,8 +6,7 @@
 #include <cstddef>
 #include <vector>
 
-#include "cache/cache_dtype.h"
-#include "model/model_config.h"
+#include "format/cache_dtype.h"
 
 namespace thinkeys {
 
@@ -15,11 +14,6 @@ struct CacheLayerShape {
   int key_heads = 0, key_width = 0;  // cached key rows per token and their width
   int value_heads = 0, value_width = 0;
 };
-
-// One layer shape per model layer: key heads (KV heads / share) of the
-// layer's cached key width, KV heads of head_dim values. Throws for MLA and
-// LRKV, which only the dense cache holds.
-std::vector<CacheLayerShape> cache_shape(const ModelConfig& config);
 
 struct CacheSpec {
   CacheDType key_dtype = CacheDType::F16;

@@ -3,7 +3,7 @@
 #include <cstring>
 #include <string>
 
-#include "kernels/quantize.h"
+#include "format/row_codec.h"
 #include "util/error.h"
 
 namespace thinkeys {

@@ -12,10 +12,9 @@
 #include <vector>
 
 #include "cache/block_pool.h"
-#include "cache/cache_dtype.h"
 #include "cache/cache_footprint.h"
-#include "cache/paged_rows.h"
-#include "model/model_config.h"
+#include "format/cache_dtype.h"
+#include "format/paged_rows.h"
 
 namespace thinkeys {
 

@@ -1,11 +1,13 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "cache/paged_kv_cache.h"
+#include "cache/cache_footprint.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/model_loader.h"
+#include "model/cache_layout.h"
 #include "model/kv_cache.h"
+#include "util/error.h"
 
 namespace thinkeys::cli {
 
@@ -57,12 +59,20 @@ Command add_info(CLI::App& app) {
                                        {CacheDType::Int4, CacheDType::Int8}};
         if (!c.is_standard_attention()) paged.clear();  // dense cache only
         for (auto& p : paged) {
-          // A generous budget costs address space only: pages are touched on write.
-          PagedKVCache pc(cache_shape(c),
-                          CacheSpec{p.k, p.v, kDefaultQuantGroup, CacheSpec{}.block_tokens,
-                                    std::size_t{1} << 28});
-          p.payload = pc.payload_bytes_per_token();
-          p.pool = pc.bytes_per_token();
+          // The block layout the cache would use, without allocating one.
+          const CacheFootprint f = cache_footprint(
+              cache_shape(c), CacheSpec{p.k, p.v, kDefaultQuantGroup, CacheSpec{}.block_tokens});
+          p.payload = f.payload_bytes_per_token();
+          p.pool = f.bytes_per_token();
+        }
+        // The tokenizer's conventions; a model without a tokenizer beside it
+        // still gets its architecture report.
+        std::optional<ModelTokenizer> mt;
+        std::string tokenizer_error;
+        try {
+          mt = model_tokenizer(opts->model, "", &m);
+        } catch (const Error& e) {
+          tokenizer_error = e.what();
         }
         if (opts->json) {
           nlohmann::json j = {
@@ -120,6 +130,12 @@ Command add_info(CLI::App& app) {
                                         {"payload_bytes_per_token", p.payload},
                                         {"pool_bytes_per_token", p.pool},
                                         {"pool_bytes_at_ctx", p.pool * ctx}});
+          if (mt) {
+            j["tokenizer"] = mt->conventions.to_json();
+            j["tokenizer"]["format"] = mt->tokenizer->describe();
+          } else {
+            j["tokenizer"] = {{"error", tokenizer_error}};
+          }
           std::printf("%s\n", j.dump(2).c_str());
           return;
         }
@@ -143,6 +159,25 @@ Command add_info(CLI::App& app) {
         if (c.sliding_window) std::printf("window        %d tokens\n", *c.sliding_window);
         std::printf("embeddings    %s\n", c.tied_embeddings ? "tied" : "separate head");
         std::printf("max context   %d\n", c.max_positions);
+        if (mt) {
+          const TokenizerConventions& tc = mt->conventions;
+          std::printf("tokenizer     %s\n", mt->tokenizer->describe().c_str());
+          std::printf("  BOS         %s%s (%s)\n", tc.add_bos ? "added: " : "not added",
+                      tc.add_bos ? nlohmann::json(tc.bos_token).dump().c_str() : "",
+                      tc.bos_rule.c_str());
+          std::printf("  stop ids   ");
+          for (int32_t id : tc.stop_ids) std::printf(" %d", id);
+          std::printf("%s\n", tc.eos_token.empty()
+                                  ? ""
+                                  : (" (EOS " + nlohmann::json(tc.eos_token).dump() + ")").c_str());
+          std::printf("  specials    %zu tokens known by name\n", tc.special_tokens.size());
+          std::printf("  chat        %s\n",
+                      tc.chat_template ? ("template from " + tc.chat_template_origin).c_str()
+                                       : "no template (use --chat-template NAME|FILE)");
+          for (const std::string& f : tc.files) std::printf("  read        %s\n", f.c_str());
+        } else {
+          std::printf("tokenizer     none: %s\n", tokenizer_error.c_str());
+        }
         if (c.thin_keys)
           std::printf("thin keys     %s on %s, RoPE mode %s, %d KV head(s) per key latent\n",
                       c.thin_keys->method.c_str(), c.thin_keys->target.c_str(),

@@ -24,5 +24,8 @@ Command add_demo(CLI::App& app);
 Command add_train(CLI::App& app);
 Command add_finetune(CLI::App& app);
 Command add_tokenizer(CLI::App& app);
+Command add_plan(CLI::App& app);
+Command add_tokenize(CLI::App& app);
+Command add_chat(CLI::App& app);
 
 }  // namespace thinkeys::cli

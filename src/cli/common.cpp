@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "io/hf_config.h"
+#include "io/model_loader.h"
 #include "util/error.h"
 #include "util/threads.h"
 
@@ -12,6 +14,29 @@ std::unique_ptr<Tokenizer> tokenizer_for(const std::string& model_path,
                                          const std::string& tokenizer_path, const Model& model) {
   return load_tokenizer(tokenizer_path.empty() ? model_path : tokenizer_path,
                         model.config.vocab_size);
+}
+
+ModelTokenizer model_tokenizer(const std::string& model_path, const std::string& tokenizer_path,
+                               const Model* model) {
+  namespace fs = std::filesystem;
+  std::optional<int32_t> vocab;
+  if (model) {
+    vocab = model->config.vocab_size;
+  } else {
+    std::error_code ec;
+    const fs::path dir = fs::is_directory(model_path, ec) ? fs::path(model_path)
+                                                          : fs::path(model_path).parent_path();
+    if (fs::is_regular_file(dir / "config.json", ec)) {
+      vocab = read_hf_config(dir / "config.json").vocab_size;
+    } else if (!fs::is_directory(model_path, ec)) {
+      vocab = load_model(model_path).config.vocab_size;  // llama2.c: the header has it
+      // (a directory without config.json holds only a tokenizer)
+    }
+  }
+  ModelTokenizer mt;
+  mt.tokenizer = load_tokenizer(tokenizer_path.empty() ? model_path : tokenizer_path, vocab);
+  mt.conventions = load_tokenizer_conventions(model_path, *mt.tokenizer, tokenizer_path);
+  return mt;
 }
 
 std::vector<int32_t> prompt_tokens(const Model& model, const Tokenizer& tok,

@@ -10,6 +10,7 @@
 #include "model/weight_format.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_conventions.h"
 
 namespace CLI {
 class App;
@@ -19,6 +20,16 @@ namespace thinkeys::cli {
 
 std::unique_ptr<Tokenizer> tokenizer_for(const std::string& model_path,
                                          const std::string& tokenizer_path, const Model& model);
+
+// The tokenizer and its conventions (BOS rule, stop ids, special tokens, chat
+// template) for a model, read without loading the weights when the model is
+// a Hugging Face directory.
+struct ModelTokenizer {
+  std::unique_ptr<Tokenizer> tokenizer;
+  TokenizerConventions conventions;
+};
+ModelTokenizer model_tokenizer(const std::string& model_path, const std::string& tokenizer_path,
+                               const Model* model = nullptr);
 
 // Prompt tokens: BOS first for families trained with it (Llama/llama2.c), or
 // when the prompt is empty and there is nothing else to condition on.

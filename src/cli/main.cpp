@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
       thinkeys::cli::add_spectrum(app), thinkeys::cli::add_fidelity(app),
       thinkeys::cli::add_selection(app), thinkeys::cli::add_demo(app),
       thinkeys::cli::add_train(app), thinkeys::cli::add_finetune(app),
-      thinkeys::cli::add_tokenizer(app),
+      thinkeys::cli::add_tokenizer(app), thinkeys::cli::add_plan(app),
+      thinkeys::cli::add_tokenize(app), thinkeys::cli::add_chat(app),
   };
   try {
     app.parse(argc, argv);

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "io/hf_config.h"
+#include "io/safetensors_index.h"
 #include "model/weight_format.h"
 #include "util/atomic_output.h"
 #include "util/error.h"
@@ -32,21 +33,8 @@ class TensorSource {
     auto index = dir / "model.safetensors.index.json";
     auto single = dir / "model.safetensors";
     if (fs::exists(index)) {
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(read_file_bytes(index));
-      } catch (const nlohmann::json::exception& e) {
-        throw Error(index.string() + ": malformed JSON (" + e.what() + ")");
-      }
-      if (!j.contains("weight_map") || !j["weight_map"].is_object())
-        throw Error(index.string() + ": missing 'weight_map'");
       std::map<std::string, size_t> opened;
-      for (auto& [name, file] : j["weight_map"].items()) {
-        if (!file.is_string())
-          throw Error(index.string() + ": weight_map entries must be file names");
-        auto fname = file.get<std::string>();
-        if (fname.find('/') != std::string::npos || fname.find("..") != std::string::npos)
-          throw Error(index.string() + ": shard name '" + fname + "' must be a plain file name");
+      for (auto& [name, fname] : parse_safetensors_index(read_file_bytes(index), index.string())) {
         auto [it, fresh] = opened.try_emplace(fname, files_.size());
         if (fresh) files_.push_back(std::make_unique<SafetensorsFile>(dir / fname));
         owner_[name] = it->second;

@@ -1,5 +1,8 @@
 #include "io/hf_config.h"
 
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
@@ -10,9 +13,61 @@ using nlohmann::json;
 namespace thinkeys {
 namespace {
 
+// nlohmann's get<int>() converts any JSON number with a C cast, so 1e90 or
+// 2^40 in a config would wrap (or be undefined behaviour). Integer fields must
+// hold integers that fit; a float is accepted only when it is integral.
+struct OutOfRange {};
+
+template <typename T>
+struct Strict {
+  static T get(const json& v) { return v.get<T>(); }
+};
+template <>
+struct Strict<int> {
+  static int get(const json& v) {
+    if (v.is_number_integer()) {
+      if (v.is_number_unsigned()) {
+        auto u = v.get<uint64_t>();
+        if (u > static_cast<uint64_t>(std::numeric_limits<int>::max())) throw OutOfRange{};
+        return static_cast<int>(u);
+      }
+      auto i = v.get<int64_t>();
+      if (i < std::numeric_limits<int>::min() || i > std::numeric_limits<int>::max())
+        throw OutOfRange{};
+      return static_cast<int>(i);
+    }
+    if (v.is_number_float()) {
+      double d = v.get<double>();
+      if (!(d >= std::numeric_limits<int>::min() && d <= std::numeric_limits<int>::max()) ||
+          d != std::floor(d))
+        throw OutOfRange{};
+      return static_cast<int>(d);
+    }
+    throw OutOfRange{};  // strings, booleans (nlohmann would read true as 1), null
+  }
+};
+template <>
+struct Strict<double> {
+  static double get(const json& v) {
+    if (!v.is_number()) throw OutOfRange{};  // not true/false as 1/0
+    return v.get<double>();
+  }
+};
+template <typename T>
+struct Strict<std::vector<T>> {
+  static std::vector<T> get(const json& v) {
+    if (!v.is_array()) throw OutOfRange{};
+    std::vector<T> out;
+    out.reserve(v.size());
+    for (const json& e : v) out.push_back(Strict<T>::get(e));
+    return out;
+  }
+};
+
 class Fields {
  public:
-  Fields(const json& j, std::string origin) : j_(j), origin_(std::move(origin)) {}
+  Fields(const json& j, std::string origin, std::vector<std::string>* unsupported = nullptr)
+      : j_(j), origin_(std::move(origin)), unsupported_(unsupported) {}
 
   bool has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
 
@@ -26,27 +81,42 @@ class Fields {
     return has(key) ? as<T>(key) : fallback;
   }
   [[noreturn]] void fail(const std::string& what) const { throw Error(origin_ + ": " + what); }
+  // A setting the runtime does not implement but that leaves every tensor and
+  // cache shape as it is: refused, or only recorded when the caller asked
+  // for shapes alone.
+  void unsupported(const std::string& what) const {
+    if (!unsupported_) fail(what);
+    unsupported_->push_back(what);
+  }
   const json& raw(const char* key) const { return j_.at(key); }
 
  private:
   template <typename T>
   T as(const char* key) const {
     try {
-      return j_.at(key).get<T>();
+      return Strict<T>::get(j_.at(key));
     } catch (const json::exception&) {
       throw Error(origin_ + ": field '" + std::string(key) + "' has the wrong type");
+    } catch (const OutOfRange&) {
+      throw Error(origin_ + ": field '" + std::string(key) +
+                  "' has the wrong type or is out of range");
     }
   }
   const json& j_;
   std::string origin_;
+  std::vector<std::string>* unsupported_;
 };
 
 std::optional<int> optional_token(const Fields& f, const char* key) {
   if (!f.has(key)) return std::nullopt;
   const json& v = f.raw(key);
-  if (v.is_number_integer()) return v.get<int>();
-  if (v.is_array() && !v.empty() && v.front().is_number_integer()) return v.front().get<int>();
-  return std::nullopt;
+  const json& id = v.is_array() && !v.empty() ? v.front() : v;
+  if (!id.is_number_integer()) return std::nullopt;
+  try {
+    return Strict<int>::get(id);
+  } catch (const OutOfRange&) {
+    f.fail(std::string("'") + key + "' is out of range");
+  }
 }
 
 void read_gpt2(const Fields& f, ModelConfig& c) {
@@ -65,13 +135,13 @@ void read_gpt2(const Fields& f, ModelConfig& c) {
   c.norm_eps = f.get_or<double>("layer_norm_epsilon", 1e-5);
   auto act = f.get_or<std::string>("activation_function", "gelu_new");
   if (act != "gelu_new" && act != "gelu_pytorch_tanh" && act != "gelu_fast")
-    f.fail("activation_function '" + act + "' is not supported (expected gelu_new)");
+    f.unsupported("activation_function '" + act + "' is not supported (expected gelu_new)");
   c.mlp = MlpKind::GeluTanh;
   c.positions = PositionKind::Learned;
   if (f.get_or<bool>("scale_attn_by_inverse_layer_idx", false))
-    f.fail("scale_attn_by_inverse_layer_idx=true is not supported");
+    f.unsupported("scale_attn_by_inverse_layer_idx=true is not supported");
   if (!f.get_or<bool>("scale_attn_weights", true))
-    f.fail("scale_attn_weights=false is not supported");
+    f.unsupported("scale_attn_weights=false is not supported");
   c.tied_embeddings = f.get_or<bool>("tie_word_embeddings", true);
   c.qkv_bias = c.o_bias = c.mlp_bias = true;
 }
@@ -95,24 +165,25 @@ void read_llama_family(const Fields& f, ModelConfig& c) {
   c.norm = NormKind::RMSNorm;
   c.norm_eps = f.get_or<double>("rms_norm_eps", 1e-6);
   auto act = f.get_or<std::string>("hidden_act", "silu");
-  if (act != "silu") f.fail("hidden_act '" + act + "' is not supported (expected silu)");
+  if (act != "silu") f.unsupported("hidden_act '" + act + "' is not supported (expected silu)");
   c.mlp = MlpKind::SwiGLU;
   c.positions = PositionKind::Rope;
   c.rope_theta = f.get_or<double>("rope_theta", 10000.0);
   if (f.has("rope_scaling")) {
     const json& rs = f.raw("rope_scaling");
+    if (!rs.is_object()) f.fail("'rope_scaling' must be an object or null");
     std::string type = rs.value("rope_type", rs.value("type", std::string("unknown")));
     if (type != "default")
-      f.fail("rope_scaling type '" + type + "' is not supported (only unscaled RoPE)");
+      f.unsupported("rope_scaling type '" + type + "' is not supported (only unscaled RoPE)");
   }
   if (f.get_or<double>("partial_rotary_factor", 1.0) != 1.0)
-    f.fail("partial_rotary_factor != 1 is not supported");
+    f.unsupported("partial_rotary_factor != 1 is not supported");
   c.tied_embeddings = f.get_or<bool>("tie_word_embeddings", false);
 
   if (c.model_type == "qwen2") {
     c.qkv_bias = true;
     if (f.get_or<bool>("use_sliding_window", false))
-      f.fail("use_sliding_window=true is not supported for qwen2 (per-layer windows)");
+      f.unsupported("use_sliding_window=true is not supported for qwen2 (per-layer windows)");
   } else {
     bool attention_bias = f.get_or<bool>("attention_bias", false);
     c.qkv_bias = c.o_bias = attention_bias;
@@ -159,7 +230,13 @@ void read_attention_variant(const Fields& f, ModelConfig& c) {
 
 }  // namespace
 
-ModelConfig parse_hf_config(const std::string& json_text, const std::string& origin) {
+namespace {
+ModelConfig read_config(const json& j, const std::string& origin,
+                        std::vector<std::string>* unsupported);
+}  // namespace
+
+ModelConfig parse_hf_config(const std::string& json_text, const std::string& origin,
+                            std::vector<std::string>* unsupported) {
   json j;
   try {
     j = json::parse(json_text);
@@ -167,7 +244,19 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& ori
     throw Error(origin + ": malformed JSON (" + std::string(e.what()) + ")");
   }
   if (!j.is_object()) throw Error(origin + ": expected a JSON object");
-  Fields f(j, origin);
+  try {
+    return read_config(j, origin, unsupported);
+  } catch (const json::exception& e) {
+    // A value of an unexpected JSON type somewhere the field readers do not guard.
+    throw Error(origin + ": unexpected value (" + e.what() + ")");
+  }
+}
+
+namespace {
+
+ModelConfig read_config(const json& j, const std::string& origin,
+                        std::vector<std::string>* unsupported) {
+  Fields f(j, origin, unsupported);
 
   ModelConfig c;
   if (f.has("architectures") && f.raw("architectures").is_array() &&
@@ -220,11 +309,14 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& ori
   return c;
 }
 
-ModelConfig read_hf_config(const std::filesystem::path& config_json) {
+}  // namespace
+
+ModelConfig read_hf_config(const std::filesystem::path& config_json,
+                           std::vector<std::string>* unsupported) {
   if (!std::filesystem::exists(config_json))
     throw Error("missing " + config_json.string() +
                 " (a Hugging Face model directory needs config.json)");
-  return parse_hf_config(read_file_bytes(config_json), config_json.string());
+  return parse_hf_config(read_file_bytes(config_json), config_json.string(), unsupported);
 }
 
 std::string hf_config_json(const ModelConfig& c) {

@@ -4,11 +4,11 @@
 // stored separately; otherwise it is the embedding table.
 #include <filesystem>
 
+#include "io/llama2c_header.h"
 #include "model/weights.h"
 
 namespace thinkeys {
 
-bool looks_like_llama2c_checkpoint(const std::filesystem::path& file);
 Model load_llama2c_checkpoint(const std::filesystem::path& file);
 
 }  // namespace thinkeys

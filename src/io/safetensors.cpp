@@ -1,5 +1,8 @@
 #include "io/safetensors.h"
 
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -13,12 +16,28 @@ using nlohmann::json;
 namespace thinkeys {
 namespace {
 
+// Test hook for tests/test_output_faults.cpp: with THINKEYS_TEST_KILL_AFTER_TENSORS=N
+// the process kills itself with SIGKILL once the N-th tensor (counted over all
+// safetensors files it writes) is on disk, i.e. in the middle of writing an
+// output, to prove the previous output survives an interrupted write.
+void maybe_die_for_test(std::ofstream& out) {
+  static const long limit = [] {
+    const char* v = std::getenv("THINKEYS_TEST_KILL_AFTER_TENSORS");
+    return v != nullptr ? std::atol(v) : 0L;
+  }();
+  static std::atomic<long> written{0};
+  if (limit > 0 && ++written == limit) {
+    out.flush();
+    std::raise(SIGKILL);
+  }
+}
+
 constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // the format's own limit
 
 DType parse_dtype(const std::string& s) {
   static const std::map<std::string, DType> table = {
-      {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16}, {"F64", DType::F64},
-      {"I64", DType::I64}, {"I32", DType::I32}, {"I16", DType::I16},   {"I8", DType::I8},
+      {"F32", DType::F32}, {"F16", DType::F16},  {"BF16", DType::BF16}, {"F64", DType::F64},
+      {"I64", DType::I64}, {"I32", DType::I32},  {"I16", DType::I16},   {"I8", DType::I8},
       {"U8", DType::U8},   {"BOOL", DType::Bool}};
   auto it = table.find(s);
   return it == table.end() ? DType::Unknown : it->second;
@@ -28,17 +47,28 @@ DType parse_dtype(const std::string& s) {
 
 const char* dtype_name(DType d) {
   switch (d) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    case DType::F64: return "F64";
-    case DType::I64: return "I64";
-    case DType::I32: return "I32";
-    case DType::I16: return "I16";
-    case DType::I8: return "I8";
-    case DType::U8: return "U8";
-    case DType::Bool: return "BOOL";
-    case DType::Unknown: break;
+    case DType::F32:
+      return "F32";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
+    case DType::F64:
+      return "F64";
+    case DType::I64:
+      return "I64";
+    case DType::I32:
+      return "I32";
+    case DType::I16:
+      return "I16";
+    case DType::I8:
+      return "I8";
+    case DType::U8:
+      return "U8";
+    case DType::Bool:
+      return "BOOL";
+    case DType::Unknown:
+      break;
   }
   return "unknown";
 }
@@ -46,16 +76,21 @@ const char* dtype_name(DType d) {
 int dtype_size(DType d) {
   switch (d) {
     case DType::F64:
-    case DType::I64: return 8;
+    case DType::I64:
+      return 8;
     case DType::F32:
-    case DType::I32: return 4;
+    case DType::I32:
+      return 4;
     case DType::F16:
     case DType::BF16:
-    case DType::I16: return 2;
+    case DType::I16:
+      return 2;
     case DType::I8:
     case DType::U8:
-    case DType::Bool: return 1;
-    case DType::Unknown: break;
+    case DType::Bool:
+      return 1;
+    case DType::Unknown:
+      break;
   }
   return 0;
 }
@@ -88,7 +123,10 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
 
   const std::byte* data = bytes.data() + 8 + header_len;
   const uint64_t data_size = bytes.size() - 8 - header_len;
-  for (auto& [name, entry] : j.items()) {
+  for (auto& item : j.items()) {
+    // Named copies rather than structured bindings: the lambda below captures them.
+    const std::string name = item.key();
+    const json& entry = item.value();
     if (name == "__metadata__") {
       if (entry.is_object())
         for (auto& [k, v] : entry.items())
@@ -126,7 +164,8 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
                 "] lie outside the " + std::to_string(data_size) +
                 "-byte data section (file truncated?)");
     if (end - begin != numel * static_cast<uint64_t>(dtype_size(view.dtype)))
-      throw bad("byte length " + std::to_string(end - begin) + " does not match its shape and dtype");
+      throw bad("byte length " + std::to_string(end - begin) +
+                " does not match its shape and dtype");
     view.bytes = std::span<const std::byte>(data + begin, end - begin);
     tensors_.emplace(name, std::move(view));
   }
@@ -149,7 +188,8 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
     for (int64_t s : t.shape) numel *= s;
     if (static_cast<uint64_t>(numel) * dtype_size(t.dtype) != n)
       throw Error("internal: tensor '" + t.name + "' bytes do not match its shape");
-    header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
+    header[t.name] = {
+        {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
   std::string text = header.dump();
@@ -161,8 +201,11 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
     for (int i = 0; i < 8; ++i) lenbytes[i] = static_cast<char>((len >> (8 * i)) & 0xff);
     out.write(lenbytes, 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& t : tensors)
-      out.write(reinterpret_cast<const char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size()));
+    for (const auto& t : tensors) {
+      out.write(reinterpret_cast<const char*>(t.bytes.data()),
+                static_cast<std::streamsize>(t.bytes.size()));
+      maybe_die_for_test(out);
+    }
     out.close();
     if (!out) throw Error("failed writing " + tmp.string() + " (disk full?)");
   });

@@ -18,7 +18,7 @@
 #include <type_traits>
 
 #include "kernels/prefetch_cursor.h"
-#include "kernels/quantize.h"
+#include "format/row_codec.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace thinkeys {

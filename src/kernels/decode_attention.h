@@ -9,7 +9,7 @@
 #include <span>
 #include <vector>
 
-#include "cache/paged_rows.h"
+#include "format/paged_rows.h"
 
 namespace thinkeys {
 

@@ -9,7 +9,7 @@
 
 #include "kernels/small_gemm.h"
 
-#include "kernels/quantize.h"
+#include "format/row_codec.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace thinkeys {

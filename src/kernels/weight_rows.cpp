@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/quantize.h"
+#include "format/row_codec.h"
 
 namespace thinkeys {
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/small_gemm.h"
+#include "model/cache_layout.h"
 #include "model/fused_step.h"
 #include "model/kv_cache.h"
 #include "model/layer_ops.h"

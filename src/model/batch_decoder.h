@@ -14,6 +14,7 @@
 
 #include "cache/paged_kv_cache.h"
 #include "kernels/decode_attention.h"
+#include "model/cache_layout.h"
 #include "model/weights.h"
 #include "util/work_pool.h"
 

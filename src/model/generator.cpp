@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "model/batch_decoder.h"
+#include "model/cache_layout.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
 #include "util/error.h"

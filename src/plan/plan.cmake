@@ -5,6 +5,10 @@
 add_library(thinkeys_plan STATIC
   src/plan/byte_size.cpp
   src/plan/sequence_capacity.cpp
+  src/plan/parameter_count.cpp
+  src/plan/model_source.cpp
+  src/plan/capacity_plan.cpp
+  src/plan/plan_report.cpp
 )
-target_link_libraries(thinkeys_plan PUBLIC thinkeys_kernels)
+target_link_libraries(thinkeys_plan PUBLIC thinkeys_base)
 target_compile_options(thinkeys_plan PRIVATE -Wall -Wextra)

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cache/cache_footprint.h"
+#include "model/cache_layout.h"
 #include "model/model_config.h"
 
 namespace thinkeys {

@@ -110,6 +110,8 @@ struct BpeSpec {
   std::vector<std::pair<std::string, bool>> patterns;       // (pattern, literal), in order
   bool ignore_merges = false;
   std::optional<int32_t> bos, eos;
+  TokenizerKind kind = TokenizerKind::TokenizerJson;
+  PostProcessor post;
 };
 
 class ByteBpeTokenizer final : public Tokenizer {
@@ -119,7 +121,10 @@ class ByteBpeTokenizer final : public Tokenizer {
         description_(std::move(spec.description)),
         ignore_merges_(spec.ignore_merges),
         bos_(spec.bos),
-        eos_(spec.eos) {
+        eos_(spec.eos),
+        kind_(spec.kind),
+        post_(std::move(spec.post)),
+        added_(spec.added) {
     const auto n = static_cast<int32_t>(spec.id_to_token.size());
     decoded_.resize(n);
     present_.assign(n, false);
@@ -206,6 +211,20 @@ class ByteBpeTokenizer final : public Tokenizer {
   std::optional<int32_t> bos_id() const override { return bos_; }
   std::optional<int32_t> eos_id() const override { return eos_; }
   std::string describe() const override { return description_; }
+  TokenizerKind kind() const override { return kind_; }
+  std::optional<int32_t> token_id(std::string_view token) const override {
+    for (const auto& [text, id] : added_) {
+      if (text == token) return id;
+    }
+    // Vocabulary entries are stored in their byte-mapped spelling.
+    std::string mapped;
+    for (char c : token) mapped += unicode::byte_to_unicode()[static_cast<unsigned char>(c)];
+    const int32_t id = lookup(mapped);
+    if (id >= 0) return id;
+    return std::nullopt;
+  }
+  std::vector<std::pair<std::string, int32_t>> added_tokens() const override { return added_; }
+  PostProcessor post_processor() const override { return post_; }
 
  private:
   static uint64_t pair_key(int32_t a, int32_t b) {
@@ -316,6 +335,9 @@ class ByteBpeTokenizer final : public Tokenizer {
   std::string description_;
   bool ignore_merges_;
   std::optional<int32_t> bos_, eos_;
+  TokenizerKind kind_;
+  PostProcessor post_;
+  std::vector<std::pair<std::string, int32_t>> added_;
   std::vector<std::string> decoded_;  // bytes each id decodes to
   std::vector<bool> present_;
   std::unordered_map<std::string, int32_t> token_to_id_;
@@ -428,6 +450,55 @@ bool decoder_is_byte_level(const json& decoder, const std::string& source) {
                                  "' is not byte-level (a SentencePiece-style tokenizer.json?)");
 }
 
+// Records what the post-processor adds around one sequence. ByteLevel only
+// fixes offsets; TemplateProcessing names special tokens around $A; anything
+// else would add tokens we do not model, so it is refused.
+void read_post_processor(const json& pp, BpeSpec& spec) {
+  if (pp.is_null()) return;
+  const std::string type = pp.value("type", "");
+  if (type == "Sequence") {
+    for (const json& inner : pp.at("processors")) read_post_processor(inner, spec);
+    return;
+  }
+  spec.post.present = true;
+  auto note = [&](const std::string& what) {
+    spec.post.description += (spec.post.description.empty() ? "" : ", ") + what;
+  };
+  if (type == "ByteLevel") {
+    note("ByteLevel (adds no tokens)");
+    return;
+  }
+  if (type != "TemplateProcessing") {
+    throw UnsupportedTokenizerJson(spec.source + ": post-processor type '" + type +
+                                   "' is not supported (only TemplateProcessing, ByteLevel, "
+                                   "Sequence)");
+  }
+  const json& specials = pp.contains("special_tokens") ? pp.at("special_tokens") : json::object();
+  std::string text;
+  bool seen_sequence = false;
+  for (const json& piece : pp.at("single")) {
+    if (piece.contains("Sequence")) {
+      if (seen_sequence) throw Error(spec.source + ": post-processor names $A twice");
+      seen_sequence = true;
+      text += (text.empty() ? "" : " ") + std::string("$A");
+      continue;
+    }
+    if (!piece.contains("SpecialToken")) {
+      throw Error(spec.source + ": post-processor piece " + piece.dump() + " is not understood");
+    }
+    const std::string name = piece.at("SpecialToken").at("id").get<std::string>();
+    text += (text.empty() ? "" : " ") + name;
+    if (!specials.contains(name)) {
+      throw Error(spec.source + ": post-processor token '" + name + "' has no special_tokens entry");
+    }
+    for (const json& id : specials.at(name).at("ids")) {
+      (seen_sequence ? spec.post.after : spec.post.before).push_back(id.get<int32_t>());
+    }
+  }
+  if (!seen_sequence) throw Error(spec.source + ": post-processor template has no $A");
+  note("TemplateProcessing " + text);
+}
+
 BpeSpec read_tokenizer_json(const json& j, BpeSpec spec) {
   if (!j.is_object() || !j.contains("model")) {
     throw Error(spec.source + ": not a tokenizer.json (no \"model\" object)");
@@ -509,6 +580,7 @@ BpeSpec read_tokenizer_json(const json& j, BpeSpec spec) {
       spec.added.emplace_back(std::move(content), static_cast<int32_t>(id));
     }
   }
+  if (j.contains("post_processor")) read_post_processor(j["post_processor"], spec);
   for (const char* name : {"<|begin_of_text|>", "<s>", "<|endoftext|>"}) {
     for (const auto& [content, id] : spec.added) {
       if (!spec.bos && content == name) spec.bos = id;
@@ -527,6 +599,7 @@ BpeSpec read_tokenizer_json(const json& j, BpeSpec spec) {
 std::unique_ptr<Tokenizer> load_gpt2_bpe(const fs::path& vocab_json, const fs::path& merges_txt) {
   BpeSpec spec;
   spec.source = "'" + vocab_json.string() + "' + '" + merges_txt.string() + "'";
+  spec.kind = TokenizerKind::Gpt2Files;
   spec.description = "byte-level BPE (" + vocab_json.filename().string() + " + " +
                      merges_txt.filename().string() + ")";
   const std::string vocab_bytes = detail::read_file_bytes(vocab_json, "BPE vocabulary");

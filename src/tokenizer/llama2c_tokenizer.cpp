@@ -131,6 +131,20 @@ class Llama2cTokenizer final : public Tokenizer {
   int32_t vocab_size() const override { return static_cast<int32_t>(pieces_.size()); }
   std::optional<int32_t> bos_id() const override { return kBos; }
   std::optional<int32_t> eos_id() const override { return kEos; }
+  TokenizerKind kind() const override { return TokenizerKind::Llama2c; }
+  // The export spells <s> and </s> as "\n<s>\n" and "\n</s>\n"; they are
+  // known by their usual names.
+  std::optional<int32_t> token_id(std::string_view token) const override {
+    if (token == "<s>") return kBos;
+    if (token == "</s>") return kEos;
+    if (token == "<unk>") return 0;
+    auto it = piece_to_id_.find(std::string(token));
+    if (it == piece_to_id_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::vector<std::pair<std::string, int32_t>> added_tokens() const override {
+    return {{"<unk>", 0}, {"<s>", kBos}, {"</s>", kEos}};
+  }
   std::string describe() const override {
     return "llama2.c tokenizer (" + fs::path(path_).filename().string() + ")";
   }

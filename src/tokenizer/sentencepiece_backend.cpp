@@ -46,9 +46,16 @@ std::vector<fs::path> candidate_dirs() {
 using Factory = SentencePieceBackend* (*)();
 
 Factory load_factory() {
+  // A program without libtorch (the fuzz targets) may link the module's code
+  // directly and export its factory; no protobuf clash is possible there, so
+  // use it, which also works under AddressSanitizer.
+  if (auto* linked =
+          reinterpret_cast<Factory>(::dlsym(RTLD_DEFAULT, "thinkeys_sentencepiece_create")))
+    return linked;
   if (kSanitized)
-    throw Error("SentencePiece is unavailable in sanitizer builds (its module needs RTLD_DEEPBIND, "
-                "which AddressSanitizer does not support)");
+    throw Error(
+        "SentencePiece is unavailable in sanitizer builds (its module needs RTLD_DEEPBIND, "
+        "which AddressSanitizer does not support)");
   std::string tried;
   for (const auto& dir : candidate_dirs()) {
     fs::path p = dir / kModuleName;

@@ -142,6 +142,20 @@ class SentencePieceTokenizer final : public Tokenizer {
   int32_t vocab_size() const override { return static_cast<int32_t>(text_.size()); }
   std::optional<int32_t> bos_id() const override { return optional_id(sp_->bos_id()); }
   std::optional<int32_t> eos_id() const override { return optional_id(sp_->eos_id()); }
+  TokenizerKind kind() const override { return TokenizerKind::SentencePiece; }
+  std::optional<int32_t> token_id(std::string_view token) const override {
+    // piece_to_id answers <unk>'s id for unknown pieces, so check the way back.
+    const int id = sp_->piece_to_id(token);
+    if (id < 0 || id >= vocab_size() || sp_->id_to_piece(id) != token) return std::nullopt;
+    return id;
+  }
+  std::vector<std::pair<std::string, int32_t>> added_tokens() const override {
+    std::vector<std::pair<std::string, int32_t>> out;
+    for (int id = 0; id < vocab_size(); ++id) {
+      if (sp_->is_control(id) || sp_->is_unknown(id)) out.emplace_back(sp_->id_to_piece(id), id);
+    }
+    return out;
+  }
   std::string describe() const override {
     return "SentencePiece (" + fs::path(path_).filename().string() + ")";
   }

@@ -9,9 +9,26 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace thinkeys {
+
+// Which family of files a tokenizer came from; Hugging Face's defaults (BOS
+// or not) differ between them.
+enum class TokenizerKind {
+  TokenizerJson,  // tokenizer.json (byte-level BPE)
+  Gpt2Files,      // vocab.json + merges.txt or encoder.json + vocab.bpe
+  SentencePiece,  // tokenizer.model
+  Llama2c,        // tokenizer.bin / tok<N>.bin
+};
+
+// What a tokenizer.json post-processor adds around a single sequence.
+struct PostProcessor {
+  bool present = false;  // false: the file has none (or the format has none)
+  std::vector<int32_t> before, after;
+  std::string description;  // e.g. "TemplateProcessing <|begin_of_text|> $A"
+};
 
 class Tokenizer {
  public:
@@ -39,6 +56,14 @@ class Tokenizer {
   virtual int32_t vocab_size() const = 0;
   virtual std::optional<int32_t> bos_id() const = 0;
   virtual std::optional<int32_t> eos_id() const = 0;
+  virtual TokenizerKind kind() const = 0;
+  // The id of the vocabulary entry or added token spelled `token` (for
+  // example "<|im_end|>" or "<s>"), if there is one.
+  virtual std::optional<int32_t> token_id(std::string_view token) const = 0;
+  // Tokens the file declares as added or special (tokenizer.json's
+  // added_tokens, SentencePiece control pieces, llama2.c's <s> and </s>).
+  virtual std::vector<std::pair<std::string, int32_t>> added_tokens() const = 0;
+  virtual PostProcessor post_processor() const { return {}; }
   // Human-readable name of the format, e.g. "byte-level BPE (vocab.json + merges.txt)".
   virtual std::string describe() const = 0;
 };

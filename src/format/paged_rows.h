@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <vector>
 
-#include "cache/cache_dtype.h"
+#include "format/cache_dtype.h"
 
 namespace thinkeys {
 

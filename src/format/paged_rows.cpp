@@ -1,11 +1,11 @@
-#include "cache/paged_rows.h"
+#include "format/paged_rows.h"
 
 #include <array>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
-#include "kernels/quantize.h"
+#include "format/row_codec.h"
 
 namespace thinkeys {
 

@@ -1,4 +1,4 @@
-#include "cache/cache_dtype.h"
+#include "format/cache_dtype.h"
 
 #include <algorithm>
 

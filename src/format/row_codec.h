@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "cache/cache_dtype.h"
+#include "format/cache_dtype.h"
 
 namespace thinkeys {
 

@@ -1,4 +1,4 @@
-#include "kernels/quantize.h"
+#include "format/row_codec.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,12 +7,39 @@
 
 namespace thinkeys {
 
+#if defined(__FLT16_MAX__)
 uint16_t f32_to_f16(float f) {
   _Float16 v = static_cast<_Float16>(f);
   uint16_t h;
   std::memcpy(&h, &v, 2);
   return h;
 }
+#else
+// Compilers without _Float16 on this target (clang < 15 on x86-64, used by the
+// sanitizer build): the same round-to-nearest-even conversion in integer ops.
+uint16_t f32_to_f16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const auto sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  const uint32_t a = x & 0x7FFFFFFFu;
+  if (a > 0x7F800000u) return sign | 0x7E00u | static_cast<uint16_t>((a >> 13) & 0x3FFu);  // NaN
+  if (a >= 0x477FF000u) return sign | 0x7C00u;  // >= 65520 rounds to infinity
+  if (a < 0x38800000u) {                        // below 2^-14: f16 subnormal or zero
+    if (a < 0x33000000u) return sign;           // below 2^-25 rounds to zero
+    const uint32_t shift = 126 - (a >> 23);     // 14..24
+    const uint32_t m = (a & 0x7FFFFFu) | 0x800000u;
+    uint32_t q = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (q & 1u))) ++q;
+    return sign | static_cast<uint16_t>(q);
+  }
+  const uint32_t r = a - 0x38000000u;  // rebias the exponent from 127 to 15
+  uint32_t q = r >> 13;
+  const uint32_t rem = r & 0x1FFFu;
+  if (rem > 0x1000u || (rem == 0x1000u && (q & 1u))) ++q;  // a carry may reach infinity
+  return sign | static_cast<uint16_t>(q);
+}
+#endif
 
 float bf16_to_f32(uint16_t b) {
   uint32_t bits = static_cast<uint32_t>(b) << 16;

@@ -1,0 +1,80 @@
+#include "tokenizer_probe.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "util/error.h"
+
+namespace thinkeys::fuzz {
+
+void probe_text(const Tokenizer& tok, std::string_view text, bool require_round_trip) {
+  std::vector<int32_t> ids;
+  try {
+    ids = tok.encode(text);
+  } catch (const Error&) {
+    if (require_round_trip) {
+      std::fprintf(stderr, "encode refused a text, which the contract forbids\n");
+      std::abort();
+    }
+    return;
+  }
+  for (int32_t id : ids) {
+    if (id < 0 || id >= tok.vocab_size()) {
+      std::fprintf(stderr, "encode produced id %d outside the vocabulary of %d\n", id,
+                   tok.vocab_size());
+      std::abort();
+    }
+  }
+  std::string back;
+  try {
+    back = tok.decode(ids);
+  } catch (const Error&) {
+    if (require_round_trip) {
+      std::fprintf(stderr, "decode refused ids that encode produced\n");
+      std::abort();
+    }
+    return;
+  }
+  if (require_round_trip && back != text) {
+    std::fprintf(stderr, "round trip changed a %zu-byte text into %zu bytes\n", text.size(),
+                 back.size());
+    std::abort();
+  }
+}
+
+void probe_ids(const Tokenizer& tok, std::span<const uint8_t> bytes) {
+  int32_t prev = -1;
+  for (size_t i = 0; i + 4 <= bytes.size(); i += 4) {
+    int32_t id;
+    std::memcpy(&id, bytes.data() + i, 4);
+    // Mostly ids near the vocabulary, sometimes anything at all.
+    if ((bytes[i] & 0x80) == 0 && tok.vocab_size() > 0)
+      id = static_cast<int32_t>(static_cast<uint32_t>(id) %
+                                (static_cast<uint32_t>(tok.vocab_size()) + 2)) -
+           1;
+    try {
+      (void)tok.decode_next(prev, id);
+      prev = id;
+    } catch (const Error&) {
+    }
+  }
+}
+
+void probe_fixed_texts(const Tokenizer& tok) {
+  static const std::string_view texts[] = {
+      "Once upon a time, there was a little girl.",
+      "  two  spaces\n\n\ttab\r\n",
+      "caf\xc3\xa9 \xe6\xbc\xa2\xe5\xad\x97 \xf0\x9f\x99\x82",
+      std::string_view("\xff\xfe\x80\xc3\x00z", 6),
+      "<|endoftext|><s></s><unk>",
+  };
+  for (auto t : texts) probe_text(tok, t, false);
+  (void)tok.bos_id();
+  (void)tok.eos_id();
+  (void)tok.describe();
+}
+
+}  // namespace thinkeys::fuzz

@@ -1,0 +1,212 @@
+// thinkeys chat: an interactive conversation in the terminal. Each turn the
+// whole conversation is rendered with the chat template and tokenized; the
+// tokens the paged cache already holds (the longest common prefix with what
+// it held after the previous answer) are reused and only the rest is
+// prefilled, then the answer streams token by token.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "chat/chat_template.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "io/model_loader.h"
+#include "model/batch_decoder.h"
+#include "model/sampler.h"
+#include "util/error.h"
+
+namespace thinkeys::cli {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+std::string trimmed(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return {};
+  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
+std::size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  std::size_t n = 0;
+  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+  return n;
+}
+
+}  // namespace
+
+Command add_chat(CLI::App& app) {
+  struct Opts {
+    std::string model, tokenizer, system, chat_template;
+    std::string cache_k = "f16", cache_v = "f16", weights = "stored";
+    bool no_key_rotation = false;
+    int block_tokens = 64, threads = 0, n = 512;
+    double cache_mb = 1024, temp = 0.0, top_p = 1.0;
+    uint64_t seed = 0;
+  };
+  auto opts = std::make_shared<Opts>();
+  auto* sub = app.add_subcommand(
+      "chat", "Talk to an instruction-tuned model in the terminal (type /exit or Ctrl-D to leave)");
+  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
+      ->required();
+  sub->add_option("--system", opts->system, "System prompt");
+  sub->add_option("--chat-template", opts->chat_template,
+                  "Built-in template (chatml, llama2, llama3, mistral) or a template file "
+                  "(default: the model's own)");
+  sub->add_option("--tokenizer", opts->tokenizer,
+                  "Tokenizer file or directory (default: beside the model)");
+  sub->add_option("-n,--tokens", opts->n, "Maximum tokens per answer")->check(CLI::PositiveNumber);
+  sub->add_option("--temp,-t", opts->temp, "Temperature (0 = greedy)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--top-p", opts->top_p, "Nucleus sampling mass in (0, 1]");
+  sub->add_option("--seed,-s", opts->seed, "Random seed for sampling");
+  sub->add_option("--cache-k", opts->cache_k, "Paged cache key dtype: f32, f16, bf16, int8, int4");
+  sub->add_option("--cache-v", opts->cache_v,
+                  "Paged cache value dtype: f32, f16, bf16, int8, int4");
+  sub->add_flag("--no-key-rotation", opts->no_key_rotation,
+                "Store int8/int4 keys as they are instead of Hadamard-rotated");
+  sub->add_option("--block-tokens", opts->block_tokens, "Paged cache tokens per block")
+      ->check(CLI::Range(1, 4096));
+  sub->add_option("--cache-mb", opts->cache_mb, "Paged cache budget in MiB")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--threads", opts->threads, "Attention threads (default: all cores)");
+  add_weights_option(sub, opts->weights);
+  return {
+      sub, [opts] {
+        Model m = load_model(opts->model, weights_choice(opts->weights));
+        ModelTokenizer mt = model_tokenizer(opts->model, opts->tokenizer, &m);
+        const Tokenizer& tok = *mt.tokenizer;
+        const TokenizerConventions& conv = mt.conventions;
+        const chat::ChatTemplate tmpl = chat::resolve_chat_template(opts->chat_template, conv);
+        SamplingParams sampling{opts->temp, opts->top_p, opts->seed};
+        sampling.validate();
+        Sampler sampler(sampling);
+
+        BatchDecoderOptions dopts;
+        dopts.cache.key_dtype = parse_cache_dtype(opts->cache_k);
+        dopts.cache.value_dtype = parse_cache_dtype(opts->cache_v);
+        dopts.cache.rotate_keys = !opts->no_key_rotation;
+        dopts.cache.block_tokens = opts->block_tokens;
+        dopts.cache.budget_bytes = static_cast<std::size_t>(opts->cache_mb * (1 << 20));
+        dopts.threads = opts->threads > 0
+                            ? opts->threads
+                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        BatchDecoder dec(m, dopts);
+        const int max_context = m.config.positions == PositionKind::Learned
+                                    ? m.config.max_positions
+                                    : std::numeric_limits<int>::max();
+
+        std::fprintf(stderr, "chat with %s (%s; K %s, V %s cache); stop ids:", opts->model.c_str(),
+                     tmpl.origin().c_str(), to_string(dopts.cache.key_dtype),
+                     to_string(dopts.cache.value_dtype));
+        for (int32_t id : conv.stop_ids) std::fprintf(stderr, " %d", id);
+        std::fprintf(stderr, "\ntype /exit or press Ctrl-D to leave, /reset to start over\n");
+
+        Json messages = Json::array();
+        if (!opts->system.empty())
+          messages.push_back({{"role", "system"}, {"content", opts->system}});
+        const std::size_t base_messages = messages.size();
+        int seq = -1;
+        std::vector<int32_t> cached;  // the tokens the cache holds for `seq`
+        std::string line;
+        while (true) {
+          std::fputs("> ", stdout);
+          std::fflush(stdout);
+          if (!std::getline(std::cin, line)) {
+            std::fputs("\n", stdout);
+            break;
+          }
+          const std::string text = trimmed(line);
+          if (text.empty()) continue;
+          if (text == "/exit" || text == "/quit") break;
+          if (text == "/reset") {
+            messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(base_messages),
+                           messages.end());
+            if (seq >= 0) dec.remove(seq);
+            seq = -1;
+            cached.clear();
+            std::fprintf(stderr, "[conversation cleared]\n");
+            continue;
+          }
+          messages.push_back({{"role", "user"}, {"content", text}});
+          std::vector<int32_t> ids;
+          try {
+            ids = conv.encode(tok, tmpl.render(messages, true, conv), false);
+          } catch (const Error& e) {
+            messages.erase(messages.end() - 1);
+            std::fprintf(stderr, "error: %s\n", e.what());
+            continue;
+          }
+          if (static_cast<int>(ids.size()) >= max_context) {
+            messages.erase(messages.end() - 1);
+            std::fprintf(stderr,
+                         "error: the conversation (%zu tokens) no longer fits the model's %d "
+                         "positions; /reset to start over\n",
+                         ids.size(), max_context);
+            continue;
+          }
+
+          // Reuse what the cache holds; at least the last token is run
+          // again so that there are logits to sample from.
+          std::size_t reuse = seq >= 0 ? std::min(common_prefix(cached, ids), ids.size() - 1) : 0;
+          const auto t0 = std::chrono::steady_clock::now();
+          at::Tensor logits;
+          if (reuse == 0) {
+            if (seq >= 0) dec.remove(seq);
+            seq = dec.add(ids, &logits);
+          } else {
+            if (reuse < cached.size()) dec.truncate(seq, static_cast<int>(reuse));
+            dec.extend(seq, std::span<const int32_t>(ids).subspan(reuse), &logits);
+          }
+          const double prefill_s =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          cached = ids;
+          std::fprintf(stderr,
+                       "[prefill %zu new tokens, %zu reused from cache, %zu in context, %.2f s]\n",
+                       ids.size() - reuse, reuse, ids.size(), prefill_s);
+
+          std::string answer;
+          int32_t prev = -1;
+          int generated = 0;
+          const auto t1 = std::chrono::steady_clock::now();
+          bool context_full = false;
+          for (; generated < opts->n; ++generated) {
+            at::Tensor row = logits[0].contiguous();
+            const int32_t t =
+                sampler.sample({row.data_ptr<float>(), static_cast<std::size_t>(row.numel())});
+            if (conv.is_stop(t)) break;
+            const std::string piece = tok.decode_next(prev, t);
+            prev = t;
+            answer += piece;
+            std::fwrite(piece.data(), 1, piece.size(), stdout);
+            std::fflush(stdout);
+            if (static_cast<int>(cached.size()) + 1 >= max_context) {
+              context_full = true;
+              ++generated;
+              break;
+            }
+            const int ids_one[1] = {seq};
+            const int32_t tok_one[1] = {t};
+            logits = dec.step(ids_one, tok_one);
+            cached.push_back(t);
+          }
+          const double decode_s =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+          std::fputs("\n", stdout);
+          std::fflush(stdout);
+          std::fprintf(stderr, "[%d tokens at %.1f tokens/s%s]\n", generated,
+                       decode_s > 0 ? generated / decode_s : 0.0,
+                       context_full           ? "; context full"
+                       : generated == opts->n ? "; token limit"
+                                              : "");
+          messages.push_back({{"role", "assistant"}, {"content", answer}});
+        }
+      }};
+}
+
+}  // namespace thinkeys::cli

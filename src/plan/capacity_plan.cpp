@@ -1,0 +1,286 @@
+#include "plan/capacity_plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "cache/block_pool.h"
+#include "model/cache_layout.h"
+#include "plan/byte_size.h"
+#include "util/error.h"
+
+namespace thinkeys {
+namespace {
+
+std::string canonical_dtype(const std::string& name) {
+  if (name == "f32" || name == "float32") return "f32";
+  if (name == "f16" || name == "float16") return "f16";
+  if (name == "bf16" || name == "bfloat16") return "bf16";
+  if (name == "none") return "none";
+  return "";
+}
+
+// Keys of one row of the plan: the layer shapes and a label.
+struct KeyLayout {
+  std::vector<CacheLayerShape> layers;
+  std::string label;
+  int min_width = 0, max_width = 0;
+};
+
+std::string ratio_label(double ratio) {
+  const double inverse = 1.0 / ratio;
+  char buf[32];
+  if (ratio == 1)
+    return "full";
+  else if (std::fabs(inverse - std::round(inverse)) < 1e-9)
+    std::snprintf(buf, sizeof buf, "d/%.0f", inverse);
+  else
+    std::snprintf(buf, sizeof buf, "%.3g d", ratio);
+  return buf;
+}
+
+KeyLayout key_layout(const ModelConfig& c, const KeyChoice& k) {
+  KeyLayout out;
+  out.layers = cache_shape(c);
+  const int full = c.head_dim * c.key_share();
+  switch (k.kind) {
+    case KeyChoice::Kind::Configured:
+      break;
+    case KeyChoice::Kind::Ratio: {
+      if (!(k.ratio > 0 && k.ratio <= 1))
+        throw Error("key ratio " + std::to_string(k.ratio) +
+                    " outside (0, 1]: it is the fraction of the full key width kept");
+      const int r = std::max(1, static_cast<int>(std::lround(k.ratio * full)));
+      for (auto& L : out.layers) L.key_width = r;
+      break;
+    }
+    case KeyChoice::Kind::Rank:
+      if (k.rank < 1) throw Error("key rank must be at least 1, got " + std::to_string(k.rank));
+      if (k.rank > full)
+        throw Error("key rank " + std::to_string(k.rank) + " is larger than the head: keys are " +
+                    std::to_string(full) + " wide (head_dim " + std::to_string(c.head_dim) +
+                    (c.key_share() > 1 ? " x " + std::to_string(c.key_share()) + " shared heads"
+                                       : std::string()) +
+                    ")");
+      for (auto& L : out.layers) L.key_width = k.rank;
+      break;
+  }
+  out.min_width = out.max_width = out.layers.front().key_width;
+  for (const auto& L : out.layers) {
+    out.min_width = std::min(out.min_width, L.key_width);
+    out.max_width = std::max(out.max_width, L.key_width);
+  }
+  const std::string widths = out.min_width == out.max_width ? std::to_string(out.min_width)
+                                                            : std::to_string(out.min_width) + "-" +
+                                                                  std::to_string(out.max_width);
+  if (k.kind == KeyChoice::Kind::Ratio)
+    out.label = ratio_label(k.ratio) + " " + widths;
+  else if (k.kind == KeyChoice::Kind::Rank)
+    out.label = "rank " + widths;
+  else if (out.min_width == full && out.max_width == full)
+    out.label = "full " + widths;
+  else
+    out.label = (out.min_width == out.max_width ? "rank " : "ranks ") + widths;
+  return out;
+}
+
+double ms_at(double bytes, double gb_per_s) { return bytes / (gb_per_s * 1e9) * 1e3; }
+
+}  // namespace
+
+int weight_element_bytes(const std::string& dtype) {
+  const std::string d = canonical_dtype(dtype);
+  if (d == "f32") return 4;
+  if (d == "f16" || d == "bf16") return 2;
+  if (d == "none") return 0;
+  throw Error("unknown weight dtype '" + dtype + "' (expected f32, f16, bf16 or none)");
+}
+
+std::size_t cache_budget(std::size_t memory, std::size_t weights, std::size_t reserve) {
+  if (memory <= weights + reserve)
+    throw Error("the memory budget of " + format_bytes(static_cast<double>(memory)) +
+                " leaves nothing for the KV cache: the weights take " +
+                format_bytes(static_cast<double>(weights)) + " and the reserve " +
+                format_bytes(static_cast<double>(reserve)));
+  return memory - weights - reserve;
+}
+
+CapacityPlan plan_capacity(const ModelConfig& c, const PlanOptions& o) {
+  if (o.devices < 1) throw Error("device count must be positive");
+  if (o.contexts.empty()) throw Error("no context lengths to plan for");
+  for (long long ctx : o.contexts)
+    if (ctx <= 0) throw Error("context length must be positive, got " + std::to_string(ctx));
+  if (o.bandwidth_gb_per_s && !(*o.bandwidth_gb_per_s > 0))
+    throw Error("bandwidth must be positive GB/s");
+
+  CapacityPlan p;
+  p.config = c;
+  p.devices = o.devices;
+  p.block_tokens = o.block_tokens;
+  p.bandwidth_gb_per_s = o.bandwidth_gb_per_s;
+  p.paged = c.is_standard_attention();
+
+  // Weights.
+  p.weight_dtype_stored = o.weights.empty();
+  const std::string dtype = o.weights.empty() ? c.weight_dtype : o.weights;
+  if (canonical_dtype(dtype).empty())
+    throw Error(o.weights.empty()
+                    ? "the checkpoint stores weights as '" + dtype +
+                          "'; say what to count them as with --weights f32|f16|bf16"
+                    : "unknown weight dtype '" + dtype + "' (expected f32, f16, bf16 or none)");
+  p.weight_dtype = canonical_dtype(dtype);
+  p.parameters = count_parameters(c);
+  const auto element = static_cast<std::size_t>(weight_element_bytes(p.weight_dtype));
+  p.weight_bytes = static_cast<std::size_t>(p.parameters.total) * element;
+  p.weight_read_bytes = static_cast<std::size_t>(p.parameters.per_step) * element;
+
+  p.memory_bytes = o.memory_bytes;
+  p.reserve_bytes = o.reserve_bytes * static_cast<std::size_t>(o.devices);
+  p.cache_budget_bytes = cache_budget(o.memory_bytes, p.weight_bytes, p.reserve_bytes);
+
+  if (o.devices > 1) {
+    p.notes.push_back(std::to_string(o.devices) +
+                      " devices counted as one pool: weights and KV heads split evenly over them "
+                      "(tensor parallel), the reserve taken on each");
+    if (c.n_kv_heads % o.devices != 0)
+      p.notes.push_back("the " + std::to_string(c.n_kv_heads) +
+                        " KV heads do not split evenly over " + std::to_string(o.devices) +
+                        " devices: per-device pools hold less than this");
+  }
+  const long long read_window = c.sliding_window ? *c.sliding_window : 0;
+  if (c.sliding_window)
+    p.notes.push_back("sliding window of " + std::to_string(*c.sliding_window) +
+                      " tokens: the cache keeps every token (counted in full), a decode step reads "
+                      "only the window");
+
+  // The reference every row is compared with: full-width f16 keys and values.
+  const std::vector<CacheLayerShape> full_f16_layers(
+      c.n_layers, {c.n_kv_heads, c.head_dim, c.n_kv_heads, c.head_dim});
+  CacheSpec reference_spec;
+  reference_spec.key_dtype = reference_spec.value_dtype = CacheDType::F16;
+  reference_spec.block_tokens = o.block_tokens;
+  reference_spec.group = o.group;
+  const CacheFootprint reference = cache_footprint(full_f16_layers, reference_spec);
+
+  struct Variant {
+    std::string label;
+    int min_width = 0, max_width = 0;
+    CacheDType k = CacheDType::F32, v = CacheDType::F32;
+    std::optional<CacheFootprint> paged;  // empty: dense
+    std::size_t key_bytes = 0, value_bytes = 0;
+  };
+  std::vector<Variant> variants;
+  if (p.paged) {
+    std::vector<KeyChoice> keys = o.keys;
+    if (keys.empty()) {
+      keys.push_back({});
+      if (!c.has_thin_keys() && c.key_share() == 1) keys.push_back({KeyChoice::Kind::Ratio, 0.25});
+    }
+    std::vector<KeyLayout> layouts;
+    for (const KeyChoice& k : keys) layouts.push_back(key_layout(c, k));
+    for (const KeyLayout& layout : layouts)
+      for (CacheDType kd : o.key_dtypes)
+        for (CacheDType vd : o.value_dtypes) {
+          CacheSpec spec;
+          spec.key_dtype = kd;
+          spec.value_dtype = vd;
+          spec.block_tokens = o.block_tokens;
+          spec.group = o.group;
+          CacheFootprint f = cache_footprint(layout.layers, spec);
+          if (f.blocks_in_budget(p.cache_budget_bytes) > BlockPool::kMaxBlocks)
+            throw Error("a cache budget of " +
+                        format_bytes(static_cast<double>(p.cache_budget_bytes)) + " holds " +
+                        std::to_string(f.blocks_in_budget(p.cache_budget_bytes)) +
+                        " blocks, more than the pool's limit of 2^30; use larger --block-tokens");
+          Variant v{layout.label,
+                    layout.min_width,
+                    layout.max_width,
+                    kd,
+                    vd,
+                    f,
+                    f.key_payload_per_token,
+                    f.value_payload_per_token};
+          variants.push_back(std::move(v));
+        }
+  } else {
+    // MLA and LRKV live only in the dense runtime cache (model/kv_cache.h):
+    // f32 rows, each sequence allocated for its whole context up front.
+    Variant v;
+    v.label =
+        std::string(c.is_mla() ? "MLA latent " : "LRKV ") + std::to_string(c.cache_key_width(0));
+    v.min_width = v.max_width = c.cache_key_width(0);
+    for (int l = 0; l < c.n_layers; ++l) {
+      v.key_bytes += static_cast<std::size_t>(c.cache_key_heads(l)) * c.cache_key_width(l) * 4;
+      v.value_bytes += static_cast<std::size_t>(c.cache_value_heads()) * c.cache_value_width() * 4;
+    }
+    variants.push_back(v);
+    const std::string rows =
+        std::to_string(c.cache_key_heads(0)) + " x " + std::to_string(c.cache_key_width(0)) +
+        " key values" +
+        (c.cache_value_heads() > 0 ? " and " + std::to_string(c.cache_value_heads()) + " x " +
+                                         std::to_string(c.cache_value_width()) + " values"
+                                   : std::string(" (the latent serves as the values too)"));
+    p.notes.push_back(std::string(to_string(c.attention.kind)) +
+                      ": the paged cache refuses it, so this is the dense cache the runtime "
+                      "allocates: f32 rows, per layer and token " +
+                      rows +
+                      ", each sequence holding its whole context from the start; --cache-k, "
+                      "--cache-v, --key-ratio and --key-rank do not apply");
+  }
+
+  for (long long ctx : o.contexts) {
+    PlanTable t;
+    t.ctx = ctx;
+    t.beyond_model_context = ctx > c.max_positions;
+    const double full_bytes = static_cast<double>(
+        sequence_capacity(reference, p.cache_budget_bytes, ctx).bytes_per_sequence);
+    for (const Variant& v : variants) {
+      PlanRow r;
+      r.keys = v.label;
+      r.min_key_width = v.min_width;
+      r.max_key_width = v.max_width;
+      r.key_dtype = v.k;
+      r.value_dtype = v.v;
+      r.key_bytes_per_token = v.key_bytes;
+      r.value_bytes_per_token = v.value_bytes;
+      if (v.paged) {
+        r.capacity = sequence_capacity(*v.paged, p.cache_budget_bytes, ctx);
+        r.pool_bytes_per_token = v.paged->bytes_per_token();
+      } else {
+        const std::size_t per_token = v.key_bytes + v.value_bytes;
+        SequenceCapacity& s = r.capacity;
+        s.ctx = ctx;
+        s.budget_bytes = p.cache_budget_bytes;
+        s.bytes_per_sequence = per_token * static_cast<std::size_t>(ctx);
+        s.sequences = static_cast<long long>(p.cache_budget_bytes / s.bytes_per_sequence);
+        s.longest_tokens = static_cast<long long>(p.cache_budget_bytes / per_token);
+        s.pool_bytes = s.bytes_per_sequence * static_cast<std::size_t>(s.sequences);
+        r.pool_bytes_per_token = static_cast<double>(per_token);
+      }
+      r.ratio_to_full_f16 = static_cast<double>(r.capacity.bytes_per_sequence) / full_bytes;
+      if (o.bandwidth_gb_per_s) {
+        const double read_tokens =
+            static_cast<double>(read_window > 0 ? std::min(ctx, read_window) : ctx);
+        const double per_sequence =
+            read_tokens * static_cast<double>(r.key_bytes_per_token + r.value_bytes_per_token);
+        const double weights = static_cast<double>(p.weight_read_bytes);
+        r.step_ms_one = ms_at(weights + per_sequence, *o.bandwidth_gb_per_s);
+        if (r.capacity.sequences > 0) {
+          const double n = static_cast<double>(r.capacity.sequences);
+          r.token_ms_full_batch = ms_at(weights + n * per_sequence, *o.bandwidth_gb_per_s) / n;
+        }
+      }
+      t.rows.push_back(std::move(r));
+    }
+    p.tables.push_back(std::move(t));
+  }
+  if (std::any_of(p.tables.begin(), p.tables.end(),
+                  [](const PlanTable& t) { return t.beyond_model_context; }))
+    p.notes.push_back("contexts marked * are longer than the model's max_position_embeddings (" +
+                      std::to_string(c.max_positions) +
+                      "): memory is counted, but the model "
+                      "was not trained that long");
+  return p;
+}
+
+}  // namespace thinkeys

@@ -1,0 +1,146 @@
+// Outputs survive faults: convert, compress, train (checkpoints and the final
+// model) and finetune are killed with SIGKILL in the middle of writing their
+// safetensors (THINKEYS_TEST_KILL_AFTER_TENSORS, a test hook in
+// io/safetensors.cpp), after which the previous output must be byte-identical
+// and the next, uninterrupted run must succeed and give a loadable model.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <map>
+#include <random>
+
+#include "io/hf_checkpoint.h"
+#include "io/safetensors.h"
+#include "test_support.h"
+
+namespace thinkeys {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kKilled = 128 + 9;  // `timeout` reports a child killed by SIGKILL like a shell
+
+int run_cli(const std::string& args, long kill_after_tensors = 0) {
+  std::string env =
+      kill_after_tensors > 0
+          ? "THINKEYS_TEST_KILL_AFTER_TENSORS=" + std::to_string(kill_after_tensors) + " "
+          : "";
+  std::string cmd = env + "timeout 300 " + std::string(THINKEYS_CLI_PATH) + " --threads 1 " + args +
+                    " >/dev/null 2>&1 </dev/null";
+  int raw = std::system(cmd.c_str());
+  return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+}
+
+// Every regular file under `dir` (recursively, skipping the writers' hidden
+// temporaries) with its bytes.
+std::map<std::string, std::string> snapshot(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    auto rel = fs::relative(e.path(), dir).string();
+    if (rel.find("/.") != std::string::npos || rel.starts_with(".")) continue;
+    if (e.is_regular_file() && rel != "train_log.jsonl") files[rel] = test::read_bytes(e.path());
+  }
+  return files;
+}
+
+void expect_same(const std::map<std::string, std::string>& before,
+                 const std::map<std::string, std::string>& after) {
+  ASSERT_FALSE(before.empty());
+  EXPECT_EQ(before.size(), after.size());
+  for (const auto& [name, bytes] : before) {
+    auto it = after.find(name);
+    ASSERT_NE(it, after.end()) << name << " disappeared";
+    EXPECT_TRUE(it->second == bytes) << name << " changed after an interrupted write";
+  }
+}
+
+std::string some_text() {
+  std::string s;
+  std::mt19937 rng(5);
+  const char* words[] = {"Once", "upon", "a", "time", "the", "cat", "sat", "on", "mat", "Lily"};
+  for (int i = 0; i < 2000; ++i) s += std::string(words[rng() % 10]) + (i % 12 == 11 ? ".\n" : " ");
+  return s;
+}
+
+class OutputFaults : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto model = test::shared_file("models/stories260K/stories260K.bin");
+    if (!model) THINKEYS_MISSING_SHARED("models/stories260K/stories260K.bin");
+    model_ = model->string();
+    test::write_bytes(tmp_ / "data.txt", some_text());
+  }
+  // Runs `args` (which writes `out`) once killed after `kill_after` tensors, then
+  // checks `out` is as before and that the same command then completes.
+  void kill_then_rerun(const std::string& args, const fs::path& out, long kill_after) {
+    const auto before = snapshot(out);
+    ASSERT_EQ(run_cli(args, kill_after), kKilled) << "the test hook did not fire: " << args;
+    expect_same(before, snapshot(out));
+    (void)load_hf_checkpoint(out);  // still loads
+    ASSERT_EQ(run_cli(args), 0) << args;
+    (void)load_hf_checkpoint(out);
+  }
+  test::TempDir tmp_;
+  std::string model_;
+};
+
+TEST_F(OutputFaults, ConvertKilledMidWriteKeepsThePreviousModel) {
+  const auto out = tmp_ / "conv";
+  ASSERT_EQ(run_cli("convert " + model_ + " -o " + out.string()), 0);
+  kill_then_rerun("convert " + model_ + " --dtype f16 -o " + out.string(), out, 1);
+  EXPECT_EQ(SafetensorsFile(out / "model.safetensors").at("model.norm.weight").dtype, DType::F16);
+}
+
+TEST_F(OutputFaults, CompressKilledMidWriteKeepsThePreviousModel) {
+  const auto out = tmp_ / "thin";
+  const std::string base = "compress " + model_ + " --method svd --rope post -o " + out.string();
+  ASSERT_EQ(run_cli(base + " --key-rank 4"), 0);
+  kill_then_rerun(base + " --key-rank 2", out, 3);
+  EXPECT_EQ(load_hf_checkpoint(out).config.key_width(0), 2);
+}
+
+TEST_F(OutputFaults, TrainKilledWhileCheckpointingOrSavingResumes) {
+  const auto out = tmp_ / "run";
+  const std::string train =
+      "train --arch llama --dim 16 --layers 1 --heads 2 --kv-heads 1 --ctx 16 "
+      "--batch 2 --warmup 1 --checkpoint-every 1 --tokenizer " +
+      fs::path(model_).parent_path().string() + "/tok512.bin --data " +
+      (tmp_ / "data.txt").string() + " --cache-dir " + (tmp_ / "cache").string() + " -o " +
+      out.string();
+  ASSERT_EQ(run_cli(train + " --steps 2"), 0);
+  const long tensors =
+      static_cast<long>(SafetensorsFile(out / "checkpoint" / "model.safetensors").tensors().size());
+  const auto after_two = snapshot(out);
+
+  // Killed while writing the step-3 checkpoint: step 2's checkpoint and model remain.
+  ASSERT_EQ(run_cli(train + " --resume --steps 4", 1), kKilled);
+  expect_same(after_two, snapshot(out));
+
+  // Killed while writing the final model, after the step-3 and step-4 checkpoints
+  // are complete: the step-2 model files remain and the checkpoint is step 4's.
+  ASSERT_EQ(run_cli(train + " --resume --steps 4", 2 * tensors + 1), kKilled);
+  for (const char* f : {"config.json", "model.safetensors"})
+    EXPECT_TRUE(test::read_bytes(out / f) == after_two.at(f)) << f << " changed";
+  EXPECT_NE(test::read_bytes(out / "checkpoint" / "trainer_state.json").find("\"step\": 4"),
+            std::string::npos);
+  (void)load_hf_checkpoint(out);
+
+  ASSERT_EQ(run_cli(train + " --resume --steps 5"), 0);
+  EXPECT_NE(test::read_bytes(out / "checkpoint" / "trainer_state.json").find("\"step\": 5"),
+            std::string::npos);
+  (void)load_hf_checkpoint(out);
+}
+
+TEST_F(OutputFaults, FinetuneKilledMidWriteKeepsThePreviousModel) {
+  const auto base = tmp_ / "base", out = tmp_ / "ft";
+  ASSERT_EQ(run_cli("convert " + model_ + " -o " + base.string()), 0);
+  const std::string ft = "finetune " + base.string() + " --train qk --loss lm --data " +
+                         (tmp_ / "data.txt").string() + " --cache-dir " +
+                         (tmp_ / "cache").string() +
+                         " --ctx 16 --batch 2 --max-tokens 200 --lr 1e-2 -o " + out.string();
+  ASSERT_EQ(run_cli(ft), 0);
+  kill_then_rerun(ft + " --seed 7", out, 2);
+}
+
+}  // namespace
+}  // namespace thinkeys
