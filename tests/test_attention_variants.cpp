@@ -129,7 +129,7 @@ at::Tensor reference_logits(const Model& m, const std::vector<int32_t>& toks) {
   } else {
     // The paper's per-head projections, formed explicitly:
     //   W_K,h = W_K,shared + U_h V_h,  W_V,h = W_V,shared + U'_h V'_h,
-    // with RoPE on the shared key part only (design.md section 6; the paper
+    // with RoPE on the shared key part only (docs/design.md section 6; the paper
     // does not publish its placement). Rotating query and key by their
     // positions t and s is the same as rotating the key by s - t, so the key
     // token s shows query t is k_h(t, s) = (R(s - t) W_K,shared + U_h V_h) x_s,

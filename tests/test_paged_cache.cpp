@@ -209,7 +209,7 @@ TEST(PagedKVCache, AccountingMatchesLayout) {
 }
 
 TEST(PagedKVCache, DesignDocumentCacheSizes) {
-  // design.md section 7: 7B MHA (L=32, H=32, d=128) at 128,000 tokens, f16.
+  // docs/design.md section 7: 7B MHA (L=32, H=32, d=128) at 128,000 tokens, f16.
   auto shape = [](int r) { return std::vector<CacheLayerShape>(32, {32, r, 32, 128}); };
   CacheSpec spec{CacheDType::F16, CacheDType::F16, 32, 16, std::size_t{1} << 30};
   PagedKVCache full(shape(128), spec), thin(shape(32), spec);

@@ -172,6 +172,7 @@ TEST(Scheduler, CancelReturnsEveryBlock) {
   s.iterate();
   EXPECT_TRUE(s.idle());
   EXPECT_EQ(s.metrics().blocks_used, 0);
+  EXPECT_EQ(s.metrics().requests_cancelled, 5u);
   EXPECT_EQ(s.cache().free_blocks(), s.cache().total_blocks());
   EXPECT_EQ(s.cache().sequences(), 0);
   for (auto& r : sinks) {

@@ -52,7 +52,7 @@ struct CacheFootprint {
   std::size_t block_bytes = 0;        // one block of every layer, as BlockPool holds it
   std::size_t key_block_bytes = 0;    // the keys' share of block_bytes
   std::size_t value_block_bytes = 0;  // the values' share
-  // Bytes of rows and scales one token needs (design.md section 7), before
+  // Bytes of rows and scales one token needs (docs/design.md section 7), before
   // the block's alignment padding.
   std::size_t key_payload_per_token = 0, value_payload_per_token = 0;
 

@@ -63,7 +63,7 @@ class PagedKVCache {
   const CacheFootprint& footprint() const { return footprint_; }
   int block_tokens() const { return spec_.block_tokens; }
 
-  // Accounting. payload: bytes of rows and scales one token needs (design.md
+  // Accounting. payload: bytes of rows and scales one token needs (docs/design.md
   // section 7); per_token: what the pool actually spends per token, block
   // alignment included; used/capacity: whole blocks in and available to use.
   std::size_t payload_bytes_per_token() const;

@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <thread>
 
+#include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "eval/paged_logits.h"
@@ -17,11 +17,10 @@ namespace thinkeys::cli {
 
 Command add_eval(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer, data, reference, cache_k = "f16", cache_v = "f16";
+    std::string model, tokenizer, data, reference;
     std::string weights = "stored";
     bool paged = false;
-    bool no_key_rotation = false;
-    int block_tokens = 64, threads = 0;
+    CacheOptions cache;
     int ctx = 512, stride = 256;
     int64_t max_tokens = 0;
     bool json = false, no_bos = false;
@@ -42,31 +41,15 @@ Command add_eval(CLI::App& app) {
   sub->add_flag("--paged", opts->paged,
                 "Run every token after a window's first through the paged decode cache (the "
                 "serving path), so the score reflects the cache dtypes");
-  sub->add_option("--cache-k", opts->cache_k,
-                  "Paged cache key dtype: f32, f16, bf16, int8, int4 (implies --paged)");
-  sub->add_option("--cache-v", opts->cache_v,
-                  "Paged cache value dtype: f32, f16, bf16, int8, int4 (implies --paged)");
-  sub->add_flag("--no-key-rotation", opts->no_key_rotation,
-                "Store int8/int4 keys as they are instead of Hadamard-rotated (rotation "
-                "spreads an outlier channel over the row before the group scale is taken)");
-  sub->add_option("--block-tokens", opts->block_tokens, "Paged cache tokens per block")
-      ->check(CLI::Range(1, 4096));
-  sub->add_option("--threads", opts->threads, "Paged attention threads (default: all cores)");
+  add_cache_options(sub, opts->cache, /*budget=*/false, "(implies --paged)");
   sub->add_flag("--json", opts->json, "Print JSON");
   add_weights_option(sub, opts->weights);  // the reference keeps its stored dtype
   return {sub, [opts, sub] {
-            const bool paged =
-                opts->paged || sub->count("--cache-k") > 0 || sub->count("--cache-v") > 0;
+            const bool paged = opts->paged || cache_dtype_given(sub);
             BatchDecoderOptions bo;
             if (paged) {
-              bo.cache.key_dtype = parse_cache_dtype(opts->cache_k);
-              bo.cache.value_dtype = parse_cache_dtype(opts->cache_v);
-              bo.cache.rotate_keys = !opts->no_key_rotation;
-              bo.cache.block_tokens = opts->block_tokens;
-              bo.threads =
-                  opts->threads > 0
-                      ? opts->threads
-                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+              bo.cache = cache_spec(opts->cache);
+              bo.threads = attention_threads(opts->cache);
             }
             PerplexityOptions po{opts->ctx, opts->stride, !opts->json};
             po.validate();  // before the (possibly slow) load
@@ -82,8 +65,8 @@ Command add_eval(CLI::App& app) {
             if (paged) {
               // One window at a time: its blocks are all the pool ever holds.
               const int64_t row = static_cast<int64_t>(m.config.kv_bytes_per_token(4, 4));
-              bo.cache.budget_bytes =
-                  static_cast<std::size_t>(row * (po.ctx + 2 * opts->block_tokens) * 2 + (1 << 20));
+              bo.cache.budget_bytes = static_cast<std::size_t>(
+                  row * (po.ctx + 2 * opts->cache.block_tokens) * 2 + (1 << 20));
             }
             auto r = evaluate_perplexity(m, tokens, po, {}, ref ? &*ref : nullptr,
                                          paged ? paged_window_logits(m, bo) : WindowLogits{});
@@ -91,10 +74,10 @@ Command add_eval(CLI::App& app) {
               nlohmann::json j = {
                   {"model", opts->model},
                   {"data", opts->data},
-                  {"cache", paged ? nlohmann::json{{"key_dtype", opts->cache_k},
-                                                   {"value_dtype", opts->cache_v},
-                                                   {"key_rotation", !opts->no_key_rotation},
-                                                   {"block_tokens", opts->block_tokens}}
+                  {"cache", paged ? nlohmann::json{{"key_dtype", opts->cache.key_dtype},
+                                                   {"value_dtype", opts->cache.value_dtype},
+                                                   {"key_rotation", !opts->cache.no_key_rotation},
+                                                   {"block_tokens", opts->cache.block_tokens}}
                                   : nlohmann::json("dense f32")},
                   {"ctx", po.ctx},
                   {"stride", po.stride},
@@ -118,7 +101,8 @@ Command add_eval(CLI::App& app) {
                         static_cast<long long>(r.tokens_total));
             if (paged)
               std::printf("cache         paged, K %s, V %s, %d tokens/block\n",
-                          opts->cache_k.c_str(), opts->cache_v.c_str(), opts->block_tokens);
+                          opts->cache.key_dtype.c_str(), opts->cache.value_dtype.c_str(),
+                          opts->cache.block_tokens);
             std::printf("windows       %lld (ctx %d, stride %d)\n",
                         static_cast<long long>(r.windows), po.ctx, po.stride);
             std::printf("tokens scored %lld\n", static_cast<long long>(r.tokens_scored));

@@ -1,5 +1,5 @@
 // thinkeys finetune: recover quality after compression by training only the
-// query and key maps (design.md section 5), with the LM loss or by distilling
+// query and key maps (docs/design.md section 5), with the LM loss or by distilling
 // from the original model; --control fine-tunes the original identically so
 // the compressed-vs-control gap can be reported.
 #include <algorithm>

@@ -1,7 +1,7 @@
 #include <algorithm>
 #include <cstdio>
-#include <thread>
 
+#include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/model_loader.h"
@@ -53,10 +53,8 @@ Command add_generate(CLI::App& app) {
     std::string model, tokenizer, weights = "stored";
     std::vector<std::string> prompts;
     bool paged = false;
-    bool no_key_rotation = false;
-    std::string cache_k = "f16", cache_v = "f16";
-    int block_tokens = 64, max_batch = 8, threads = 0;
-    double cache_mb = 1024;
+    CacheOptions cache;
+    int max_batch = 8;
     int n = 256;
     double temp = 0.0, top_p = 1.0;
     uint64_t seed = 0;
@@ -70,22 +68,11 @@ Command add_generate(CLI::App& app) {
                   "Prompt text (default: empty, start from BOS); repeat for several prompts, which "
                   "then decode together over the paged KV cache");
   sub->add_flag("--paged", opts->paged,
-                "Print one prompt's text when done instead of streaming it (one prompt decodes "
-                "over the paged cache either way)");
-  sub->add_option("--cache-k", opts->cache_k, "Paged cache key dtype: f32, f16, bf16, int8, int4");
-  sub->add_option("--cache-v", opts->cache_v,
-                  "Paged cache value dtype: f32, f16, bf16, int8, int4");
-  sub->add_flag("--no-key-rotation", opts->no_key_rotation,
-                "Store int8/int4 keys as they are instead of Hadamard-rotated (rotation "
-                "spreads an outlier channel over the row before the group scale is taken)");
-  sub->add_option("--block-tokens", opts->block_tokens, "Paged cache tokens per block")
-      ->check(CLI::Range(1, 4096));
-  sub->add_option("--cache-mb", opts->cache_mb, "Paged cache budget in MiB")
-      ->check(CLI::PositiveNumber);
+                "Print one prompt's text when done instead of streaming it (one prompt "
+                "decodes over the paged cache either way)");
+  add_cache_options(sub, opts->cache);
   sub->add_option("--max-batch", opts->max_batch, "Sequences decoded together (others wait)")
       ->check(CLI::PositiveNumber);
-  sub->add_option("--threads", opts->threads,
-                  "Attention threads for batched decode (default: all cores)");
   sub->add_option("-n,--tokens", opts->n, "Maximum new tokens")->check(CLI::NonNegativeNumber);
   sub->add_option("--temp,-t", opts->temp, "Temperature (0 = greedy)")
       ->check(CLI::NonNegativeNumber);
@@ -105,15 +92,9 @@ Command add_generate(CLI::App& app) {
               BatchGenerateOptions b;
               b.generate.max_new_tokens = opts->n;
               b.generate.sampling = {opts->temp, opts->top_p, opts->seed};
-              b.cache.key_dtype = parse_cache_dtype(opts->cache_k);
-              b.cache.value_dtype = parse_cache_dtype(opts->cache_v);
-              b.cache.rotate_keys = !opts->no_key_rotation;
-              b.cache.block_tokens = opts->block_tokens;
-              b.cache.budget_bytes = static_cast<std::size_t>(opts->cache_mb * (1 << 20));
+              b.cache = cache_spec(opts->cache);
               b.max_batch = opts->max_batch;
-              b.threads = opts->threads > 0
-                              ? opts->threads
-                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+              b.threads = attention_threads(opts->cache);
               run_batched(m, *tok, opts->prompts, bos_mode, b, opts->quiet);
               return;
             }
@@ -123,11 +104,8 @@ Command add_generate(CLI::App& app) {
             g.max_new_tokens = opts->n;
             g.sampling = {opts->temp, opts->top_p, opts->seed};
             // One prompt decodes through the same paged, fused path as several.
-            g.cache.key_dtype = parse_cache_dtype(opts->cache_k);
-            g.cache.value_dtype = parse_cache_dtype(opts->cache_v);
-            g.cache.rotate_keys = !opts->no_key_rotation;
-            g.cache.block_tokens = opts->block_tokens;
-            g.threads = opts->threads;
+            g.cache = cache_spec(opts->cache);
+            g.threads = attention_threads(opts->cache);
             std::fwrite(text.data(), 1, text.size(), stdout);
             std::fflush(stdout);
             int32_t prev = prompt.back();

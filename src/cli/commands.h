@@ -27,5 +27,6 @@ Command add_tokenizer(CLI::App& app);
 Command add_plan(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_chat(CLI::App& app);
+Command add_serve(CLI::App& app);
 
 }  // namespace thinkeys::cli

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
       thinkeys::cli::add_train(app), thinkeys::cli::add_finetune(app),
       thinkeys::cli::add_tokenizer(app), thinkeys::cli::add_plan(app),
       thinkeys::cli::add_tokenize(app), thinkeys::cli::add_chat(app),
+      thinkeys::cli::add_serve(app),
   };
   try {
     app.parse(argc, argv);

@@ -1,6 +1,6 @@
 #pragma once
 // Post-training key compression: turns a model into one whose key cache is
-// physically r-dimensional (design.md sections 2-4), or, with target
+// physically r-dimensional (docs/design.md sections 2-4), or, with target
 // "queries", truncates W_Q instead for the keys-versus-queries comparison.
 #include <cstdint>
 #include <optional>

@@ -1,5 +1,5 @@
 #pragma once
-// Closed-form optimum of the rank-r approximation of Q K^T (design.md section 3):
+// Closed-form optimum of the rank-r approximation of Q K^T (docs/design.md section 3):
 // minimise || L_q^T (B A^T - I) L_k ||_F with C_k = L_k L_k^T, C_q = L_q L_q^T.
 // With N = L_q^T L_k = U S V^T:  A = L_k^{-T} V_r S_r^{1/2},
 // B = L_q^{-T} U_r S_r^{1/2}, and the latent-mode reconstruction
@@ -29,7 +29,7 @@ KeyMaps kq_maps(const KQFactorization& f, int64_t r);
 // Fraction of the objective's total energy left out at rank r: sum_{i>r} s_i^2 / sum s_i^2.
 double discarded_energy(const at::Tensor& singular_values, int64_t r);
 
-// Weight SVD ("factored keys", design.md section 2): W = U S V^T of the stacked
+// Weight SVD ("factored keys", docs/design.md section 2): W = U S V^T of the stacked
 // key rows; A = B = P = U_r, so scores become q^T U_r U_r^T k.
 KeyMaps weight_svd_maps(const at::Tensor& W, int64_t r, at::Tensor* singular_values = nullptr);
 

@@ -70,7 +70,7 @@ FidelityReport measure_fidelity(const Model& model, const Model& reference,
                   std::to_string(l));
     // Masked pairs are -inf in both; where() drops them. Each query's row is
     // centred over its visible keys because softmax ignores a per-query shift:
-    // dropping key biases (exact, design.md section 2) shifts rows by q.b_k and
+    // dropping key biases (exact, docs/design.md section 2) shifts rows by q.b_k and
     // must not count as error.
     at::Tensor valid = at::isfinite(rs).logical_and(at::isfinite(s));
     at::Tensor zero = at::zeros({}, at::kDouble);

@@ -15,7 +15,7 @@ namespace thinkeys {
 
 class WorkPool;
 
-// Latent RoPE mode (design.md section 4): the cache holds c = A^T k of width
+// Latent RoPE mode (docs/design.md section 4): the cache holds c = A^T k of width
 // r for `share` KV heads at once; attention rebuilds k = P c (share * d wide),
 // rotates each d-wide slice at the key's position (pairs i, i + d/2) and dots
 // it with the rotated query.

@@ -10,17 +10,13 @@
 #include "model/fused_step.h"
 #include "model/kv_cache.h"
 #include "model/layer_ops.h"
-#include "model/rope.h"
+#include "model/query_keys.h"
 #include "model/transformer.h"
 #include "util/error.h"
 #include "util/threads.h"
 
 namespace thinkeys {
 namespace {
-
-at::Tensor per_head_map(const at::Tensor& x, const at::Tensor& maps) {
-  return at::bmm(x.transpose(0, 1), maps).transpose(0, 1);
-}
 
 uint64_t mix64(uint64_t z) {  // splitmix64's finalizer
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -166,52 +162,18 @@ void BatchDecoder::truncate(int id, int length) {
 
 void BatchDecoder::remove(int id) { cache_.remove_sequence(id); }
 
-at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const at::Tensor& cos,
-                                         const at::Tensor& sin, const at::Tensor& positions,
+at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const RopeAngles& angles,
                                          std::span<const int> ids,
                                          std::span<const int64_t> pos_of) {
   const ModelConfig& c = model_.config;
   const LayerWeights& L = model_.weights.layers[l];
   const int64_t B = h.size(0), H = c.n_heads, Hkv = c.n_kv_heads, d = c.head_dim;
-  const int64_t nk = c.key_heads(), r = c.key_width(l), share = c.key_share();
-  const int64_t qr = c.q_rows_per_head(l), kr = c.k_rows(l);
-  const bool rope = c.positions == PositionKind::Rope;
+  const int64_t nk = c.key_heads(), share = c.key_share();
 
-  at::Tensor qkv = project(h, L.wqkv, L.bqkv, L.wqkv_scales);
-  at::Tensor q = qkv.narrow(1, 0, H * qr).view({B, H, qr});
-  at::Tensor k = qkv.narrow(1, H * qr, kr);
-  at::Tensor v = qkv.narrow(1, H * qr + kr, Hkv * d).view({B, Hkv, d});
-  switch (c.rope_mode()) {
-    case RopeMode::Full:
-      k = k.view({B, nk, r});
-      if (rope) {
-        auto [lc, ls] = L.rope_inv_freq.defined() ? rope_cos_sin(positions, L.rope_inv_freq)
-                                                  : std::pair{cos, sin};
-        q = rotate(q, lc, ls);
-        k = rotate(k, lc, ls);
-      }
-      break;
-    case RopeMode::Pairs: {
-      at::Tensor ang_k = positions.view({B, 1, 1}) * L.rope_inv_freq.unsqueeze(0);
-      at::Tensor ang_q = ang_k.repeat_interleave(H / Hkv, 1);
-      k = rotate(k.view({B, nk, r}), at::cos(ang_k), at::sin(ang_k));
-      q = rotate(q, at::cos(ang_q), at::sin(ang_q));
-      break;
-    }
-    case RopeMode::Post: {
-      at::Tensor kf = rotate(k.view({B, Hkv, d}), cos, sin).reshape({B, nk, share * d});
-      k = per_head_map(kf, L.k_down);
-      q = per_head_map(rotate(q, cos, sin), L.q_down);
-      break;
-    }
-    case RopeMode::Latent:
-      k = k.view({B, nk, r});  // the latent, rotated inside the kernel
-      if (rope) q = rotate(q, cos, sin);
-      break;
-  }
-  q = q.contiguous();
-  k = k.contiguous();
-  v = v.contiguous();
+  QKV p = split_qkv(c, l, project(h, L.wqkv, L.bqkv, L.wqkv_scales));
+  // Latent mode: k is the latent, rotated inside the kernel.
+  QueryKeys qk = prepare_query_keys(c, L, l, p.q, p.k, angles);
+  const at::Tensor q = qk.q.contiguous(), k = qk.k.contiguous(), v = p.v.contiguous();
 
   const int qw = static_cast<int>(q.size(2));
   const int G = static_cast<int>(H / nk);
@@ -313,15 +275,11 @@ at::Tensor BatchDecoder::forward_rows(std::span<const int> ids, std::span<const 
   at::Tensor positions = at::tensor(std::vector<int64_t>(pos.begin(), pos.end()), at::kLong);
   at::Tensor x = embed(w.tok_emb, w.tok_emb_scales, tok);
   if (c.positions == PositionKind::Learned) x = x + w.pos_emb.index_select(0, positions);
-  at::Tensor pf = positions.to(at::kFloat);
-  at::Tensor cos, sin;
-  if (c.positions == PositionKind::Rope) {
-    std::tie(cos, sin) = rope_cos_sin(pf, model_.rope_inv_freq);
-  }
+  const RopeAngles angles = rope_angles(c, model_.rope_inv_freq, positions.to(at::kFloat));
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[l];
     at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);
-    x = x + project(layer_attention(l, h, cos, sin, pf, ids, pos), L.wo, L.bo, L.wo_scales);
+    x = x + project(layer_attention(l, h, angles, ids, pos), L.wo, L.bo, L.wo_scales);
     h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);
     x = x + feed_forward(c, L, h);
   }

@@ -20,6 +20,8 @@
 
 namespace thinkeys {
 
+struct RopeAngles;
+
 struct BatchDecoderOptions {
   CacheSpec cache;
   int threads = 1;  // attention threads (sequences x key heads are split over them)
@@ -84,9 +86,8 @@ class BatchDecoder {
   // Returns the final hidden states [rows, D], normalized.
   at::Tensor forward_rows(std::span<const int> ids, std::span<const int32_t> tokens,
                           std::span<const int64_t> pos);
-  at::Tensor layer_attention(int layer, const at::Tensor& h, const at::Tensor& cos,
-                             const at::Tensor& sin, const at::Tensor& positions,
-                             std::span<const int> ids, std::span<const int64_t> pos);
+  at::Tensor layer_attention(int layer, const at::Tensor& h, const RopeAngles& angles,
+                             std::span<const int> ids, std::span<const int64_t> pos_of);
   void check_token(int32_t token) const;
   void check_context(int64_t tokens) const;
 

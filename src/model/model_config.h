@@ -12,7 +12,7 @@ enum class NormKind { LayerNorm, RMSNorm };
 enum class MlpKind { GeluTanh, SwiGLU };
 enum class PositionKind { Learned, Rope };
 
-// How a thin key meets rotary embeddings (design.md section 4).
+// How a thin key meets rotary embeddings (docs/design.md section 4).
 //   Full:   ordinary RoPE on q and k of the cached width (also for models
 //           without RoPE, where nothing is rotated).
 //   Post:   rotate full-width q and k, then project: the cache holds A^T R k.
@@ -32,7 +32,7 @@ enum class RopeMode { Full, Post, Latent, Pairs };
 enum class RopeTable { HeadDim, KeyWidth };
 
 // Attention designs trained from scratch beside MHA/GQA/MQA/thin keys
-// (design.md section 6). Both cache one shared row per token and layer, so the
+// (docs/design.md section 6). Both cache one shared row per token and layer, so the
 // runtime sees a single cached "head" whose width the helpers below report.
 //   MLA:  DeepSeek-V2 latent attention. Cache [RMSNorm(c) ; rotated k_rope]
 //         (latent + rope_dim); the key/value up-projections are absorbed into

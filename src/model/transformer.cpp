@@ -4,7 +4,7 @@
 
 #include "model/attention_variants.h"
 #include "model/layer_ops.h"
-#include "model/rope.h"
+#include "model/query_keys.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -48,11 +48,6 @@ at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& K
   return out;
 }
 
-// [T, heads, a] x [heads, a, b] -> [T, heads, b], one small map per head.
-at::Tensor per_head_map(const at::Tensor& x, const at::Tensor& maps) {
-  return at::bmm(x.transpose(0, 1), maps).transpose(0, 1);
-}
-
 // MLA / LRKV: write this step's cache rows, attend over all of them.
 at::Tensor variant_attention(const Model& model, int l, const at::Tensor& h, const at::Tensor& cos,
                              const at::Tensor& sin, const at::Tensor& mask, KVCache& cache,
@@ -72,75 +67,30 @@ at::Tensor variant_attention(const Model& model, int l, const at::Tensor& h, con
       .squeeze(0);
 }
 
-at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::Tensor& cos,
-                     const at::Tensor& sin, const at::Tensor& mask, KVCache& cache, int64_t start,
+at::Tensor attention(const Model& model, int l, const at::Tensor& h, const RopeAngles& angles,
+                     const at::Tensor& mask, KVCache& cache, int64_t start,
                      const QKObserver* observer, const AttentionObserver* attention_observer) {
   if (!model.config.is_standard_attention())
-    return variant_attention(model, l, h, cos, sin, mask, cache, start);
+    return variant_attention(model, l, h, angles.cos, angles.sin, mask, cache, start);
   const ModelConfig& c = model.config;
   const LayerWeights& L = model.weights.layers[l];
-  const int64_t T = h.size(0), H = c.n_heads, Hkv = c.n_kv_heads, d = c.head_dim;
-  const int64_t nk = c.key_heads(), r = c.key_width(l), share = c.key_share();
-  const int64_t qr = c.q_rows_per_head(l), kr = c.k_rows(l), S = start + T;
-  const bool rope = c.positions == PositionKind::Rope;
+  const int64_t T = h.size(0), S = start + T;
 
-  at::Tensor qkv = project(h, L.wqkv, L.bqkv, L.wqkv_scales);
-  at::Tensor q = qkv.narrow(1, 0, H * qr).view({T, H, qr});
-  at::Tensor k = qkv.narrow(1, H * qr, kr);
-  at::Tensor v = qkv.narrow(1, H * qr + kr, Hkv * d).view({T, Hkv, d});
-  cache.values(l).narrow(1, start, T).copy_(v.transpose(0, 1));
+  QKV p = split_qkv(c, l, project(h, L.wqkv, L.bqkv, L.wqkv_scales));
+  cache.values(l).narrow(1, start, T).copy_(p.v.transpose(0, 1));
   at::Tensor V = cache.values(l).narrow(1, 0, S);  // [Hkv, S, d]
-
-  switch (c.rope_mode()) {
-    case RopeMode::Full: {
-      k = k.view({T, nk, r});
-      at::Tensor q0 = q, k0 = k;
-      if (rope) {
-        // A key-width table (RopeTable::KeyWidth) is the layer's own.
-        auto [lc, ls] =
-            L.rope_inv_freq.defined()
-                ? rope_cos_sin(at::arange(start, start + T, at::kFloat), L.rope_inv_freq)
-                : std::pair{cos, sin};
-        q = rotate(q, lc, ls);
-        k = rotate(k, lc, ls);
-      }
-      if (observer) (*observer)(l, q0, k0, q, k);
-      break;
-    }
-    case RopeMode::Pairs: {
-      // Each KV head rotates its own kept planes; its query heads use the same.
-      at::Tensor pos = at::arange(start, start + T, at::kFloat).view({T, 1, 1});
-      at::Tensor ang_k = pos * L.rope_inv_freq.unsqueeze(0);   // [T, Hkv, r/2]
-      at::Tensor ang_q = ang_k.repeat_interleave(H / Hkv, 1);  // [T, H, r/2]
-      k = rotate(k.view({T, nk, r}), at::cos(ang_k), at::sin(ang_k));
-      q = rotate(q, at::cos(ang_q), at::sin(ang_q));
-      break;
-    }
-    case RopeMode::Post: {
-      at::Tensor kf = rotate(k.view({T, Hkv, d}), cos, sin).reshape({T, nk, share * d});
-      k = per_head_map(kf, L.k_down);                   // [T, nk, r]
-      q = per_head_map(rotate(q, cos, sin), L.q_down);  // [T, H, r]
-      break;
-    }
-    case RopeMode::Latent: {
-      cache.keys(l).narrow(1, start, T).copy_(k.view({T, nk, r}).transpose(0, 1));
-      // Rebuild every cached key from its latent, then rotate it at its position.
-      at::Tensor C = cache.keys(l).narrow(1, 0, S);      // [nk, S, r]
-      at::Tensor K = at::bmm(C, L.k_up.transpose(1, 2))  // [nk, S, share*d]
-                         .view({nk, S, share, d})
-                         .permute({0, 2, 1, 3})
-                         .reshape({Hkv, S, d})
-                         .transpose(0, 1);  // [S, Hkv, d]
-      if (rope) {
-        at::Tensor ang = at::outer(at::arange(0, S, at::kFloat), model.rope_inv_freq);
-        K = rotate(K, at::cos(ang).unsqueeze(1), at::sin(ang).unsqueeze(1));
-        q = rotate(q, cos, sin);
-      }
-      return attend(c, q, K.transpose(0, 1).contiguous(), V, mask, l, attention_observer);
-    }
+  QueryKeys qk = prepare_query_keys(c, L, l, p.q, p.k, angles);
+  cache.keys(l).narrow(1, start, T).copy_(qk.k.transpose(0, 1));
+  if (c.rope_mode() == RopeMode::Latent) {
+    // Rebuild every cached key from its latent, then rotate it at its position.
+    at::Tensor C = cache.keys(l).narrow(1, 0, S).transpose(0, 1);  // [S, nk, r]
+    at::Tensor K =
+        latent_keys(c, L, C, rope_angles(c, model.rope_inv_freq, at::arange(0, S, at::kFloat)));
+    return attend(c, qk.q, K.transpose(0, 1).contiguous(), V, mask, l, attention_observer);
   }
-  cache.keys(l).narrow(1, start, T).copy_(k.transpose(0, 1));
-  return attend(c, q, cache.keys(l).narrow(1, 0, S), V, mask, l, attention_observer);
+  if (observer && c.rope_mode() == RopeMode::Full)
+    (*observer)(l, p.q, p.k.view({T, c.key_heads(), c.key_width(l)}), qk.q, qk.k);
+  return attend(c, qk.q, cache.keys(l).narrow(1, 0, S), V, mask, l, attention_observer);
 }
 
 }  // namespace
@@ -170,11 +120,8 @@ at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache&
   at::Tensor x = embed(w.tok_emb, w.tok_emb_scales, ids);
   if (c.positions == PositionKind::Learned) x = x + w.pos_emb.narrow(0, start, T);
 
-  at::Tensor cos, sin;
-  if (c.positions == PositionKind::Rope) {
-    std::tie(cos, sin) =
-        rope_cos_sin(at::arange(start, start + T, at::kFloat), model.rope_inv_freq);
-  }
+  const RopeAngles angles =
+      rope_angles(c, model.rope_inv_freq, at::arange(start, start + T, at::kFloat));
 
   const int64_t S = start + T;
 
@@ -193,7 +140,7 @@ at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache&
     const LayerWeights& L = w.layers[l];
     at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);
     at::Tensor attn =
-        attention(model, l, h, cos, sin, mask, cache, start, observer, attention_observer);
+        attention(model, l, h, angles, mask, cache, start, observer, attention_observer);
     x = x + project(attn, L.wo, L.bo, L.wo_scales);
 
     h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);

@@ -175,9 +175,15 @@ void Scheduler::finish(Sequence& s, FinishReason reason, const std::string& mess
     decoder_->remove(s.id);
     s.id = -1;
   }
-  s.sink->on_finish(reason, message);
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
+  // Before on_finish: a client that reads /metrics right after its answer
+  // must see the blocks back.
+  metrics_.blocks_used = decoder_->cache().total_blocks() - decoder_->cache().free_blocks();
+  metrics_.bytes_used = decoder_->cache().used_bytes();
   ++metrics_.requests_finished;
+  if (reason == FinishReason::Cancelled) ++metrics_.requests_cancelled;
+  lock.unlock();
+  s.sink->on_finish(reason, message);
 }
 
 void Scheduler::preempt(Sequence& s) {

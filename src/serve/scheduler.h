@@ -111,6 +111,7 @@ struct SchedulerMetrics {
   std::size_t bytes_used = 0, bytes_total = 0;
   uint64_t prompt_tokens = 0, generated_tokens = 0;
   uint64_t preemptions = 0, requests_finished = 0, requests_refused = 0;
+  uint64_t requests_cancelled = 0;  // by cancel() (client gone) or stop(true)
   Histogram ttft_seconds = Histogram::latency(), itl_seconds = Histogram::latency();
 };
 

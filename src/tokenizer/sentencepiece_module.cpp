@@ -3,6 +3,9 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <exception>
+#include <string>
+
 #include "tokenizer/sentencepiece_backend.h"
 
 // Not in the installed headers, but exported by libsentencepiece.
@@ -15,17 +18,29 @@ namespace {
 
 std::string message(const sentencepiece::util::Status& st) { return st.ok() ? "" : st.ToString(); }
 
+// libsentencepiece reports most problems as a Status but some by throwing (a
+// unigram model with an empty piece makes its Darts trie builder throw, found
+// by fuzz_sentencepiece); both come back as the error string.
+template <typename F>
+std::string guarded(F&& call) {
+  try {
+    return message(call());
+  } catch (const std::exception& e) {
+    return std::string("malformed model: ") + e.what();
+  }
+}
+
 class Processor final : public SentencePieceBackend {
  public:
   std::string load_serialized(const std::string& model_proto) override {
-    return message(sp_.LoadFromSerializedProto(model_proto));
+    return guarded([&] { return sp_.LoadFromSerializedProto(model_proto); });
   }
   std::string encode_ids(std::string_view text, std::vector<int>* ids) const override {
-    return message(sp_.Encode(text, ids));
+    return guarded([&] { return sp_.Encode(text, ids); });
   }
   std::string encode_pieces(std::string_view text,
                             std::vector<std::string>* pieces) const override {
-    return message(sp_.Encode(text, pieces));
+    return guarded([&] { return sp_.Encode(text, pieces); });
   }
   int piece_size() const override { return sp_.GetPieceSize(); }
   int piece_to_id(std::string_view piece) const override { return sp_.PieceToId(piece); }

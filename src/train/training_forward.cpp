@@ -4,7 +4,7 @@
 
 #include "model/attention_variants.h"
 #include "model/layer_ops.h"
-#include "model/rope.h"
+#include "model/query_keys.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -12,11 +12,6 @@ namespace {
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
-}
-
-// [B, T, heads, a] x [heads, a, b] -> [B, T, heads, b]: one small map per head.
-at::Tensor per_head_map(const at::Tensor& x, const at::Tensor& maps) {
-  return at::einsum("ztna,nab->ztnb", {x, maps});
 }
 
 // q [B, T, H, w], K [B, S, nk, w], V [B, S, Hkv, d] -> [B, T, H*d]. Query head
@@ -34,65 +29,27 @@ at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& K
   return at::matmul(probs, v).permute({0, 3, 1, 2, 4}).reshape({B, T, H * d});
 }
 
-at::Tensor attention(const Model& model, int l, const at::Tensor& h, const at::Tensor& cos,
-                     const at::Tensor& sin, const at::Tensor& mask) {
+at::Tensor attention(const Model& model, int l, const at::Tensor& h, const RopeAngles& angles,
+                     const at::Tensor& mask) {
   const ModelConfig& c = model.config;
   const LayerWeights& L = model.weights.layers[l];
   const int64_t B = h.size(0), T = h.size(1), H = c.n_heads, Hkv = c.n_kv_heads, d = c.head_dim;
-  const int64_t nk = c.key_heads(), r = c.key_width(l), share = c.key_share();
-  const int64_t qr = c.q_rows_per_head(l);
-  const bool rope = c.positions == PositionKind::Rope;
   if (!c.is_standard_attention()) {
     // Training keeps the parts separate (the fused copy is dropped for autograd).
     std::vector<at::Tensor> parts;
     for (const at::Tensor* t : {&L.wq, &L.wk, &L.wv, &L.k_res_down, &L.v_res_down})
       if (t->defined()) parts.push_back(*t);
     VariantProjections p = split_variant_projections(c, at::linear(h, at::cat(parts, 0)));
-    return variant_attend(c, L, p.q, variant_key_rows(c, L, p, cos, sin), variant_value_rows(c, p),
-                          cos, sin, mask);
+    return variant_attend(c, L, p.q, variant_key_rows(c, L, p, angles.cos, angles.sin),
+                          variant_value_rows(c, p), angles.cos, angles.sin, mask);
   }
 
-  at::Tensor q = linear(h, L.wq, L.bq).view({B, T, H, qr});
-  at::Tensor k = linear(h, L.wk, L.bk);
+  at::Tensor q = linear(h, L.wq, L.bq).view({B, T, H, c.q_rows_per_head(l)});
   at::Tensor v = linear(h, L.wv, L.bv).view({B, T, Hkv, d});
-
-  switch (c.rope_mode()) {
-    case RopeMode::Full:
-      k = k.view({B, T, nk, r});
-      if (rope) {
-        auto [lc, ls] = L.rope_inv_freq.defined()
-                            ? rope_cos_sin(at::arange(0, T, at::kFloat), L.rope_inv_freq)
-                            : std::pair{cos, sin};
-        q = rotate(q, lc, ls);
-        k = rotate(k, lc, ls);
-      }
-      break;
-    case RopeMode::Pairs: {
-      at::Tensor pos = at::arange(0, T, at::kFloat).view({T, 1, 1});
-      at::Tensor ang_k = pos * L.rope_inv_freq.unsqueeze(0);   // [T, Hkv, r/2]
-      at::Tensor ang_q = ang_k.repeat_interleave(H / Hkv, 1);  // [T, H, r/2]
-      k = rotate(k.view({B, T, nk, r}), at::cos(ang_k), at::sin(ang_k));
-      q = rotate(q, at::cos(ang_q), at::sin(ang_q));
-      break;
-    }
-    case RopeMode::Post: {
-      at::Tensor kf = rotate(k.view({B, T, Hkv, d}), cos, sin).reshape({B, T, nk, share * d});
-      k = per_head_map(kf, L.k_down);                   // [B, T, nk, r]
-      q = per_head_map(rotate(q, cos, sin), L.q_down);  // [B, T, H, r]
-      break;
-    }
-    case RopeMode::Latent: {
-      // Keys rebuilt from their latents, then rotated at their positions.
-      at::Tensor K = per_head_map(k.view({B, T, nk, r}), L.k_up.transpose(1, 2))
-                         .reshape({B, T, Hkv, d});  // share*d splits into share heads of d
-      if (rope) {
-        K = rotate(K, cos, sin);
-        q = rotate(q, cos, sin);
-      }
-      return attend(c, q, K, v, mask);
-    }
-  }
-  return attend(c, q, k, v, mask);
+  QueryKeys qk = prepare_query_keys(c, L, l, q, linear(h, L.wk, L.bk), angles);
+  if (c.rope_mode() == RopeMode::Latent)
+    return attend(c, qk.q, latent_keys(c, L, qk.k, angles), v, mask);
+  return attend(c, qk.q, qk.k, v, mask);
 }
 
 }  // namespace
@@ -114,10 +71,7 @@ at::Tensor training_forward(const Model& model, const at::Tensor& tokens) {
   at::Tensor x = at::embedding(w.tok_emb, ids);  // [B, T, D]
   if (c.positions == PositionKind::Learned) x = x + w.pos_emb.narrow(0, 0, T);
 
-  at::Tensor cos, sin;
-  if (c.positions == PositionKind::Rope) {
-    std::tie(cos, sin) = rope_cos_sin(at::arange(0, T, at::kFloat), model.rope_inv_freq);
-  }
+  const RopeAngles angles = rope_angles(c, model.rope_inv_freq, at::arange(0, T, at::kFloat));
 
   // Causal (and sliding-window) additive mask, as in the runtime.
   at::Tensor qpos = at::arange(0, T, at::kLong).unsqueeze(1);
@@ -129,7 +83,7 @@ at::Tensor training_forward(const Model& model, const at::Tensor& tokens) {
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[l];
     at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);
-    x = x + linear(attention(model, l, h, cos, sin, mask), L.wo, L.bo);
+    x = x + linear(attention(model, l, h, angles, mask), L.wo, L.bo);
     h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);
     at::Tensor m = c.mlp == MlpKind::SwiGLU
                        ? at::silu(linear(h, L.w_gate, L.b_gate)) * linear(h, L.w_up, L.b_up)

@@ -1,0 +1,171 @@
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "io/model_loader.h"
+#include "serve/server.h"
+
+namespace thinkeys::cli {
+
+namespace {
+
+std::atomic<int> g_signal{0};
+
+void on_signal(int sig) { g_signal = sig; }
+
+// MemAvailable from /proc/meminfo: what a new allocation can get without
+// swapping, the base of --cache-fraction.
+std::size_t available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  std::size_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  throw Error("cannot read MemAvailable from /proc/meminfo; pass --cache-mb");
+}
+
+std::string model_name_of(const std::string& path) {
+  std::filesystem::path p(path);
+  while (!p.empty() && !p.has_filename()) p = p.parent_path();
+  return std::filesystem::is_directory(p) ? p.filename().string() : p.stem().string();
+}
+
+}  // namespace
+
+Command add_serve(CLI::App& app) {
+  struct Opts {
+    std::string model, tokenizer, host = "127.0.0.1", api_key, model_name;
+    int port = 8080;
+    double cache_mb = 0, cache_fraction = 0;
+    std::string cache_k = "f16", cache_v = "f16";
+    int block_tokens = 64, max_batch = 8, max_queue = 64, ctx = 0, prefill_chunk = 256;
+    int threads = 0;
+    double drain_seconds = 10;
+    bool quiet = false;
+  };
+  auto opts = std::make_shared<Opts>();
+  auto* sub = app.add_subcommand(
+      "serve", "Serve a model over an OpenAI-compatible HTTP API with continuous batching");
+  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
+      ->required();
+  sub->add_option("--host", opts->host, "Address to listen on");
+  sub->add_option("--port", opts->port, "Port to listen on (0: any free port)")
+      ->check(CLI::Range(0, 65535));
+  auto* mb = sub->add_option("--cache-mb", opts->cache_mb, "KV cache budget in MiB (default 1024)")
+                 ->check(CLI::PositiveNumber);
+  sub->add_option("--cache-fraction", opts->cache_fraction,
+                  "KV cache budget as a fraction of available memory (MemAvailable)")
+      ->check(CLI::Range(0.0001, 0.95))
+      ->excludes(mb);
+  sub->add_option("--cache-k", opts->cache_k, "Key dtype: f32, f16, bf16, int8, int4");
+  sub->add_option("--cache-v", opts->cache_v, "Value dtype: f32, f16, bf16, int8, int4");
+  sub->add_option("--block-tokens", opts->block_tokens, "Tokens per cache block")
+      ->check(CLI::Range(1, 4096));
+  sub->add_option("--max-batch", opts->max_batch, "Sequences running at once")
+      ->check(CLI::Range(1, 4096));
+  sub->add_option("--max-queue", opts->max_queue,
+                  "Requests waiting beyond the batch; more get 503 with Retry-After")
+      ->check(CLI::Range(0, 100000));
+  sub->add_option("--ctx", opts->ctx, "Per-sequence token limit (default: the model's)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--prefill-chunk", opts->prefill_chunk,
+                  "Prompt tokens prefilled per scheduler iteration, so running streams keep "
+                  "flowing during long prompts")
+      ->check(CLI::Range(1, 1 << 20));
+  sub->add_option("--api-key", opts->api_key,
+                  "Require 'Authorization: Bearer KEY' (not on /health and /metrics)");
+  sub->add_option("--model-name", opts->model_name,
+                  "Model id in /v1/models and requests (default: the model's file or folder name)");
+  sub->add_option("--tokenizer", opts->tokenizer,
+                  "Tokenizer file or directory (default: beside the model)");
+  sub->add_option("--attention-threads", opts->threads,
+                  "Decode attention threads (default: all cores)");
+  sub->add_option("--drain-seconds", opts->drain_seconds,
+                  "On SIGINT/SIGTERM, time running requests get to finish before they are "
+                  "cancelled")
+      ->check(CLI::Range(0.0, 3600.0));
+  sub->add_flag("--quiet,-q", opts->quiet, "No per-request log lines");
+  return {
+      sub, [opts] {
+        struct sigaction sa {};
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, nullptr);
+        sigaction(SIGTERM, &sa, nullptr);
+        std::signal(SIGPIPE, SIG_IGN);
+
+        serve::ServerOptions so;
+        so.host = opts->host;
+        so.port = opts->port;
+        so.api_key = opts->api_key;
+        so.model_name = opts->model_name.empty() ? model_name_of(opts->model) : opts->model_name;
+        so.http_threads = opts->max_batch + opts->max_queue + 8;
+        so.drain_seconds = opts->drain_seconds;
+        so.log_requests = !opts->quiet;
+        serve::HttpServer server(so);
+        server.start();  // /health says 503 while the model loads
+        std::fprintf(stderr, "listening on http://%s:%d (model loading)\n", so.host.c_str(),
+                     server.port());
+
+        Model m = load_model(opts->model);
+        auto tok = tokenizer_for(opts->model, opts->tokenizer, m);
+        serve::SchedulerOptions sch;
+        sch.cache.key_dtype = parse_cache_dtype(opts->cache_k);
+        sch.cache.value_dtype = parse_cache_dtype(opts->cache_v);
+        sch.cache.block_tokens = opts->block_tokens;
+        const double budget = opts->cache_fraction > 0
+                                  ? opts->cache_fraction * available_memory_bytes()
+                                  : (opts->cache_mb > 0 ? opts->cache_mb : 1024.0) * (1 << 20);
+        sch.cache.budget_bytes = static_cast<std::size_t>(budget);
+        sch.threads = opts->threads > 0
+                          ? opts->threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        sch.max_batch = opts->max_batch;
+        sch.max_queue = opts->max_queue;
+        sch.ctx = opts->ctx;
+        sch.prefill_chunk = opts->prefill_chunk;
+        serve::Scheduler scheduler(m, sch);
+
+        const PagedKVCache& cache = scheduler.cache();
+        const int bt = cache.block_tokens();
+        const long long per_seq = (scheduler.ctx() + bt - 1) / bt;
+        std::fprintf(stderr,
+                     "KV cache: K %s, V %s, %d blocks of %d tokens = %lld tokens, %s "
+                     "(%.1f bytes/token); %lld sequences of %d tokens (the context) fit at "
+                     "once\n",
+                     to_string(sch.cache.key_dtype), to_string(sch.cache.value_dtype),
+                     cache.total_blocks(), bt, static_cast<long long>(cache.total_blocks()) * bt,
+                     human_bytes(static_cast<double>(cache.capacity_bytes())).c_str(),
+                     cache.bytes_per_token(), cache.total_blocks() / per_seq, scheduler.ctx());
+
+        serve::ServedModel sm;
+        sm.tokenizer = tok.get();
+        sm.vocab_size = m.config.vocab_size;
+        const Model* mp = &m;
+        const Tokenizer* tp = tok.get();
+        sm.encode_prompt = [mp, tp](const std::string& text) {
+          return prompt_tokens(*mp, *tp, text, -1);
+        };
+        // Every end-of-text id stops a sequence, as in `thinkeys generate`.
+        for (auto id : {m.config.eos_id, m.config.bos_id, tok->eos_id()})
+          if (id &&
+              std::find(sm.stop_tokens.begin(), sm.stop_tokens.end(), *id) == sm.stop_tokens.end())
+            sm.stop_tokens.push_back(*id);
+        sm.scheduler = &scheduler;
+        server.set_ready(sm);
+        std::fprintf(stderr, "ready: serving '%s' on http://%s:%d\n", so.model_name.c_str(),
+                     so.host.c_str(), server.port());
+        while (g_signal.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        std::fprintf(stderr, "signal %d: stopping (running requests get %.0f s)\n", g_signal.load(),
+                     so.drain_seconds);
+        server.shutdown();
+        std::fprintf(stderr, "stopped\n");
+      }};
+}
+
+}  // namespace thinkeys::cli
