@@ -78,6 +78,7 @@ thinkeys_fuzzer(tokenizer_encode SENTENCEPIECE)
 thinkeys_fuzzer(llama2c_header)
 thinkeys_fuzzer(llama2c_checkpoint TORCH)
 thinkeys_fuzzer(chat_template LIBS thinkeys_chat)
+thinkeys_fuzzer(serve_request LIBS thinkeys_serve_api)
 
 # `cmake --build --preset fuzz --target fuzzers` builds every libFuzzer binary;
 # `fuzz_replays` every replay driver.

@@ -181,3 +181,17 @@ if "qwen3" in templates:
               "tool_calls": [{"type": "function", "function": {"name": "get", "arguments": {"city": "Paris"}}}]},
              {"role": "tool", "content": "sunny"}]
     out("chat_template", "qwen3-tools.bin", templates["qwen3"] + b"\0messages\0" + json.dumps(tools).encode())
+
+# --- server request bodies: endpoint byte (0 completions, 1 chat, 2 tokenize, 3 detokenize) + JSON
+bodies = [
+    (0, {"model": "m", "prompt": "Once upon a time", "max_tokens": 16, "temperature": 0, "stream": True,
+         "stream_options": {"include_usage": True}, "stop": ["\n", "."], "seed": 7, "logprobs": 2}),
+    (0, {"prompt": [1, 403, 407], "max_tokens": 4, "top_p": 0.9}),
+    (1, {"model": "m", "messages": [{"role": "system", "content": "Be brief."},
+                                    {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+         "max_completion_tokens": 8, "temperature": 0.7, "logprobs": True, "top_logprobs": 3}),
+    (2, {"content": "Hello world", "add_special": True}),
+    (3, {"tokens": [1, 2, 3, 400]}),
+]
+for i, (endpoint, body) in enumerate(bodies):
+    out("serve_request", "body%d" % i, bytes([endpoint]) + json.dumps(body).encode())

@@ -22,14 +22,13 @@ at::Tensor inv_freq(int width) {
 }
 
 ModelConfig config(RopeMode mode, int r, int share = 1) {
-  ModelConfig c;
-  c.dim = 16;
-  c.n_layers = 1;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 8;
-  c.rope_theta = kTheta;
-  c.positions = PositionKind::Rope;
+  ModelConfig c{.dim = 16,
+                .n_layers = 1,
+                .n_heads = 4,
+                .n_kv_heads = 2,
+                .head_dim = 8,
+                .positions = PositionKind::Rope,
+                .rope_theta = kTheta};
   if (r != c.head_dim || mode != RopeMode::Full || share != 1) {
     c.key_rank = {r};
     c.thin_keys = ThinKeysInfo{"svd", "keys", mode, share};

@@ -4,9 +4,11 @@
 #include <fstream>
 #include <thread>
 
+#include "chat/chat_template.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/model_loader.h"
+#include "plan/sequence_capacity.h"
 #include "serve/server.h"
 
 namespace thinkeys::cli {
@@ -39,7 +41,7 @@ std::string model_name_of(const std::string& path) {
 
 Command add_serve(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer, host = "127.0.0.1", api_key, model_name;
+    std::string model, tokenizer, chat_template, host = "127.0.0.1", api_key, model_name;
     int port = 8080;
     double cache_mb = 0, cache_fraction = 0;
     std::string cache_k = "f16", cache_v = "f16";
@@ -83,6 +85,9 @@ Command add_serve(CLI::App& app) {
                   "Model id in /v1/models and requests (default: the model's file or folder name)");
   sub->add_option("--tokenizer", opts->tokenizer,
                   "Tokenizer file or directory (default: beside the model)");
+  sub->add_option("--chat-template", opts->chat_template,
+                  "Chat template for /v1/chat/completions: a built-in name (chatml, llama2, "
+                  "llama3, mistral) or a file (default: the model's own; none: chat is a 400)");
   sub->add_option("--attention-threads", opts->threads,
                   "Decode attention threads (default: all cores)");
   sub->add_option("--drain-seconds", opts->drain_seconds,
@@ -113,7 +118,12 @@ Command add_serve(CLI::App& app) {
                      server.port());
 
         Model m = load_model(opts->model);
-        auto tok = tokenizer_for(opts->model, opts->tokenizer, m);
+        ModelTokenizer mt = model_tokenizer(opts->model, opts->tokenizer, &m);
+        const Tokenizer* tp = mt.tokenizer.get();
+        const TokenizerConventions& conv = mt.conventions;
+        std::optional<chat::ChatTemplate> tmpl;
+        if (!opts->chat_template.empty() || conv.chat_template)
+          tmpl = chat::resolve_chat_template(opts->chat_template, conv);
         serve::SchedulerOptions sch;
         sch.cache.key_dtype = parse_cache_dtype(opts->cache_k);
         sch.cache.value_dtype = parse_cache_dtype(opts->cache_v);
@@ -131,28 +141,34 @@ Command add_serve(CLI::App& app) {
         sch.prefill_chunk = opts->prefill_chunk;
         serve::Scheduler scheduler(m, sch);
 
-        const PagedKVCache& cache = scheduler.cache();
-        const int bt = cache.block_tokens();
-        const long long per_seq = (scheduler.ctx() + bt - 1) / bt;
-        std::fprintf(stderr,
-                     "KV cache: K %s, V %s, %d blocks of %d tokens = %lld tokens, %s "
-                     "(%.1f bytes/token); %lld sequences of %d tokens (the context) fit at "
-                     "once\n",
+        // The planner's accounting: the block layout the pool itself uses.
+        const SequenceCapacity cap = sequence_capacity(m.config, sch.cache, scheduler.ctx());
+        std::fprintf(stderr, "KV cache: K %s, V %s, %.1f bytes/token; %s\n",
                      to_string(sch.cache.key_dtype), to_string(sch.cache.value_dtype),
-                     cache.total_blocks(), bt, static_cast<long long>(cache.total_blocks()) * bt,
-                     human_bytes(static_cast<double>(cache.capacity_bytes())).c_str(),
-                     cache.bytes_per_token(), cache.total_blocks() / per_seq, scheduler.ctx());
-
+                     scheduler.cache().bytes_per_token(), describe(cap).c_str());
         serve::ServedModel sm;
-        sm.tokenizer = tok.get();
+        sm.tokenizer = tp;
         sm.vocab_size = m.config.vocab_size;
         const Model* mp = &m;
-        const Tokenizer* tp = tok.get();
         sm.encode_prompt = [mp, tp](const std::string& text) {
           return prompt_tokens(*mp, *tp, text, -1);
         };
-        // Every end-of-text id stops a sequence, as in `thinkeys generate`.
-        for (auto id : {m.config.eos_id, m.config.bos_id, tok->eos_id()})
+        if (tmpl)
+          sm.render_chat = [&tmpl, &conv, tp](const std::vector<serve::ChatMessage>& msgs,
+                                              bool add_generation_prompt) {
+            nlohmann::json arr = nlohmann::json::array();
+            for (const auto& x : msgs) arr.push_back({{"role", x.role}, {"content", x.content}});
+            try {
+              return conv.encode(*tp, tmpl->render(arr, add_generation_prompt, conv), false);
+            } catch (const Error& e) {
+              throw serve::ApiError(400, std::string("chat template: ") + e.what());
+            }
+          };
+        // Every end-of-text id stops a sequence: the tokenizer conventions'
+        // stop ids, and EOS/BOS as `thinkeys generate` stops at them.
+        std::vector<std::optional<int32_t>> ids = {m.config.eos_id, m.config.bos_id, tp->eos_id()};
+        for (int32_t id : conv.stop_ids) ids.push_back(id);
+        for (auto id : ids)
           if (id &&
               std::find(sm.stop_tokens.begin(), sm.stop_tokens.end(), *id) == sm.stop_tokens.end())
             sm.stop_tokens.push_back(*id);

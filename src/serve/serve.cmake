@@ -21,4 +21,4 @@ target_link_libraries(thinkeys_serve PUBLIC thinkeys_engine thinkeys_serve_api P
 target_compile_options(thinkeys_serve PRIVATE -Wall -Wextra)
 
 target_sources(thinkeys PRIVATE src/cli/cmd_serve.cpp)
-target_link_libraries(thinkeys PRIVATE thinkeys_serve)
+target_link_libraries(thinkeys PRIVATE thinkeys_serve thinkeys_plan thinkeys_chat)

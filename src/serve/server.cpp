@@ -253,13 +253,14 @@ void HttpServer::Impl::generate(const httplib::Request& req, httplib::Response& 
                                 std::chrono::system_clock::now().time_since_epoch())
                                 .count();
   const bool logprobs = sampling.top_logprobs >= 0;
-  auto log_line = [this, id, n, submitted, stream] {
+  auto log_line = [this, id, n, submitted, stream](const char* how = nullptr) {
     if (!options.log_requests) return;
     auto [ttft, rate] = stream->timing(submitted);
     std::fprintf(stderr,
                  "request %s: prompt %d tokens, generated %d, time to first token %.3f s, "
                  "%.1f tokens/s, %s\n",
-                 id.c_str(), n, stream->tokens(), ttft, rate, to_string(stream->reason()));
+                 id.c_str(), n, stream->tokens(), ttft, rate,
+                 how ? how : to_string(stream->reason()));
   };
   // Log-probabilities in each endpoint's shape.
   auto completion_logprobs = [](const std::vector<LogprobEntry>& es, std::size_t offset0) {
@@ -415,7 +416,7 @@ void HttpServer::Impl::generate(const httplib::Request& req, httplib::Response& 
         // The client went away (or the write failed) before the end: the
         // sequence is cancelled and its blocks return at the next step.
         if (!st->finished) ticket->cancel();
-        log_line();
+        log_line(st->finished ? nullptr : "client disconnected, cancelled");
         --active_streams;
       });
 }
