@@ -152,6 +152,7 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
     ModelDecodeRow r;
     r.shape = shape_name;
     r.cache = cases[i].cache.name;
+    r.weights = cases[i].weights;
     r.ctx = ctx;
     r.batch = batch;
     r.key_width = cases[i].model->config.key_width(0);
@@ -231,8 +232,9 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
           r.median_s = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
           r.cpu_util = cpu[i] / (wall[i] * o.threads);
           if (o.progress)
-            std::fprintf(stderr, "  %s %s ctx %d batch %d: median %.1f ms/step\n",
-                         shape_name.c_str(), r.cache.c_str(), ctx, batch, 1e3 * r.median_s);
+            std::fprintf(stderr, "  %s %s %s ctx %d batch %d: median %.1f ms/step\n",
+                         shape_name.c_str(), r.cache.c_str(), r.weights.c_str(), ctx, batch,
+                         1e3 * r.median_s);
           rows[i].push_back(r);
         }
       }

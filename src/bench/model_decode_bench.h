@@ -30,7 +30,7 @@ struct ModelDecodeCache {
 };
 
 // 12 layers, width 768, 12 query heads of 64, SwiGLU 2048, vocab 32000, RoPE,
-// f32 weights, untied head; gqa: 4 KV heads, mha: 12.
+// untied head; gqa: 4 KV heads, mha: 12.
 std::vector<ModelDecodeShape> model_decode_shapes();
 ModelConfig model_decode_config(const ModelDecodeShape& shape, int key_divisor);
 std::vector<ModelDecodeCache> model_decode_caches();  // full-f16, thin-f16, thin-int8, thin-int4
@@ -38,7 +38,7 @@ ModelDecodeCache find_model_decode_cache(const std::string& name);  // throws Er
 ModelDecodeShape find_model_decode_shape(const std::string& name);  // throws Error
 
 struct ModelDecodeRow {
-  std::string shape, cache;
+  std::string shape, cache, weights;  // weights: what the model's matrices are held as
   int ctx = 0, batch = 0, key_width = 0;
   int steps = 0;              // timed steps (after one warm-up step)
   int64_t weight_bytes = 0;   // weights one step reads (embedding table excluded)
@@ -66,6 +66,7 @@ struct ModelDecodeBenchOptions {
 struct ModelDecodeCase {
   const Model* model = nullptr;  // built by model_decode_config with the cache's key divisor
   ModelDecodeCache cache;
+  std::string weights = "f32";  // the model's weight format, for the rows
 };
 
 // Bytes of cache pool one case holds (max(batch) sequences of max(ctx) tokens

@@ -64,6 +64,8 @@ Command add_bench(CLI::App& app) {
     bool decode_sweep = false, quick = false, decode_model = false;
     int decode_steps = 5;
     DecodeBenchOptions dec;
+    std::vector<std::string> decode_weights = {"f32"};
+    std::string weights = "stored";
   };
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand(
@@ -99,6 +101,10 @@ Command add_bench(CLI::App& app) {
          "token; --decode only: thin-int8-bytoken, thin-int4-bytoken, latent-f16, and r24-f16, "
          "r24-f16-bytoken: 24-wide keys)")
       ->delimiter(',');
+  add_weights_option(sub, opts->weights);
+  sub->add_option("--decode-weights", opts->decode_weights,
+                  "--decode-model: weight formats to compare (f32, bf16, f16, int8)")
+      ->delimiter(',');
   sub->add_option("--decode-shape", opts->dec.shapes,
                   "--decode/--decode-model: model shapes (mha, gqa; --decode also kv8x1, kv8x2: "
                   "the gqa cache read by 1 or 2 query heads per KV head)")
@@ -132,6 +138,7 @@ Command add_bench(CLI::App& app) {
           m.bench.long_steps = std::min(3, opts->decode_steps);
           m.shapes = opts->dec.shapes;
           m.caches = opts->dec.caches;
+          m.weights = opts->decode_weights;
           m.json = opts->json;
           run_model_decode_bench(m);
           return;
@@ -158,14 +165,17 @@ Command add_bench(CLI::App& app) {
         if (opts->models.empty()) {
           if (auto shared = find_shared_dir()) {
             auto p = *shared / "models/stories260K/stories260K.bin";
-            if (std::filesystem::exists(p)) run(load_model(p), "stories260K");
+            if (std::filesystem::exists(p))
+              run(load_model(p, weights_choice(opts->weights)), "stories260K");
           } else if (!opts->json) {
             std::fprintf(stderr,
                          "note: ../shared not found (set THINKEYS_SHARED); skipping stories260K\n");
           }
-          run(random_model(gpt2_small_config(), 7), "gpt2-small-shaped (random)");
+          Model gpt2 = random_model(gpt2_small_config(), 7);
+          if (auto f = weights_choice(opts->weights)) convert_weights(gpt2, *f);
+          run(gpt2, "gpt2-small-shaped (random)");
         } else {
-          for (const auto& p : opts->models) run(load_model(p), p);
+          for (const auto& p : opts->models) run(load_model(p, weights_choice(opts->weights)), p);
         }
         if (opts->json) {
           nlohmann::json j = {{"threads", threads},
@@ -188,8 +198,8 @@ Command add_bench(CLI::App& app) {
         }
         std::printf("threads %d, measured read bandwidth %.1f GB/s (streaming sum over %s)\n",
                     threads, bw.gb_per_s, human_bytes(static_cast<double>(bw.bytes)).c_str());
-        std::printf("ctx %d; decode = last %d positions, f32 weights and cache\n\n", opts->ctx,
-                    opts->decode);
+        std::printf("ctx %d; decode = last %d positions, f32 cache, weights %s\n\n", opts->ctx,
+                    opts->decode, opts->weights.c_str());
         std::printf(
             "| model | params | weights read/step | prefill tok/s | decode tok/s | decode ms/tok | "
             "weight-read bound ms | decode / bound |\n");

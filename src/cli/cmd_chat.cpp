@@ -44,7 +44,7 @@ std::size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32
 Command add_chat(CLI::App& app) {
   struct Opts {
     std::string model, tokenizer, system, chat_template, transcript;
-    std::string cache_k = "f16", cache_v = "f16";
+    std::string cache_k = "f16", cache_v = "f16", weights = "stored";
     bool no_key_rotation = false;
     int block_tokens = 64, threads = 0, n = 512;
     double cache_mb = 1024, temp = 0.0, top_p = 1.0;
@@ -78,9 +78,10 @@ Command add_chat(CLI::App& app) {
   sub->add_option("--cache-mb", opts->cache_mb, "Paged cache budget in MiB")
       ->check(CLI::PositiveNumber);
   sub->add_option("--threads", opts->threads, "Attention threads (default: all cores)");
+  add_weights_option(sub, opts->weights);
   return {
       sub, [opts] {
-        Model m = load_model(opts->model);
+        Model m = load_model(opts->model, weights_choice(opts->weights));
         ModelTokenizer mt = model_tokenizer(opts->model, opts->tokenizer, &m);
         const Tokenizer& tok = *mt.tokenizer;
         const TokenizerConventions& conv = mt.conventions;

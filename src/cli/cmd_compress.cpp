@@ -4,6 +4,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "compress/compressor.h"
+#include "io/hf_checkpoint.h"
 #include "io/model_loader.h"
 #include "util/error.h"
 #include "util/text_file.h"
@@ -30,7 +31,7 @@ int parse_share(const std::string& s, const ModelConfig& c) {
 Command add_compress(CLI::App& app) {
   struct Opts {
     std::string model, out, method = "kqsvd", rope, share = "head", target = "keys", calib,
-                            tokenizer, dtype = "f32";
+                            tokenizer, dtype = "stored";
     CompressOptions c;
     bool json = false;
   };
@@ -59,8 +60,9 @@ Command add_compress(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   sub->add_option("--tokenizer", opts->tokenizer,
                   "Tokenizer file or directory (default: beside the model)");
-  sub->add_option("--dtype", opts->dtype, "Saved weight dtype: f32, f16 or bf16")
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  sub->add_option("--dtype", opts->dtype,
+                  "Saved weight dtype: stored (the input model's, default), f32, f16 or bf16")
+      ->check(CLI::IsMember({"stored", "f32", "f16", "bf16"}));
   sub->add_flag("--json", opts->json, "Print JSON");
   return {
       sub, [opts] {
@@ -81,10 +83,7 @@ Command add_compress(CLI::App& app) {
         }
         CompressReport rep;
         Model out = compress_model(m, co, calib, &rep);
-        DType dt = opts->dtype == "bf16"  ? DType::BF16
-                   : opts->dtype == "f16" ? DType::F16
-                                          : DType::F32;
-        save_model(out, opts->out, dt, opts->model);
+        save_model(out, opts->out, dtype_for_saving(opts->dtype, m.config), opts->model);
         const int64_t before = m.config.kv_bytes_per_token(2, 2),
                       after = out.config.kv_bytes_per_token(2, 2);
         const int64_t kb = m.config.kv_bytes_per_token(2, 0),

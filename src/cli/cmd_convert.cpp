@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "io/hf_checkpoint.h"
 #include "io/model_loader.h"
 #include "util/error.h"
 
@@ -8,7 +9,7 @@ namespace thinkeys::cli {
 
 Command add_convert(CLI::App& app) {
   struct Opts {
-    std::string model, out, dtype = "f32";
+    std::string model, out, dtype = "stored";
   };
   auto opts = std::make_shared<Opts>();
   auto* sub =
@@ -16,16 +17,15 @@ Command add_convert(CLI::App& app) {
   sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
       ->required();
   sub->add_option("-o,--out", opts->out, "Output directory (written atomically)")->required();
-  sub->add_option("--dtype", opts->dtype, "Weight dtype: f32, f16 or bf16")
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  sub->add_option("--dtype", opts->dtype,
+                  "Weight dtype: stored (the input model's, default), f32, f16 or bf16")
+      ->check(CLI::IsMember({"stored", "f32", "f16", "bf16"}));
   return {sub, [opts] {
             Model m = load_model(opts->model);
-            DType dt = opts->dtype == "bf16"  ? DType::BF16
-                       : opts->dtype == "f16" ? DType::F16
-                                              : DType::F32;
+            const DType dt = dtype_for_saving(opts->dtype, m.config);
             save_model(m, opts->out, dt, opts->model);
             std::printf("wrote %s (%s, %s)\n", opts->out.c_str(), m.config.architecture.c_str(),
-                        opts->dtype.c_str());
+                        dtype_name(dt));
           }};
 }
 

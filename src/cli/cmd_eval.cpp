@@ -18,6 +18,7 @@ namespace thinkeys::cli {
 Command add_eval(CLI::App& app) {
   struct Opts {
     std::string model, tokenizer, data, reference;
+    std::string weights = "stored";
     bool paged = false;
     CacheOptions cache;
     int ctx = 512, stride = 256;
@@ -42,6 +43,7 @@ Command add_eval(CLI::App& app) {
                 "serving path), so the score reflects the cache dtypes");
   add_cache_options(sub, opts->cache, /*budget=*/false, "(implies --paged)");
   sub->add_flag("--json", opts->json, "Print JSON");
+  add_weights_option(sub, opts->weights);  // the reference keeps its stored dtype
   return {sub, [opts, sub] {
             const bool paged = opts->paged || cache_dtype_given(sub);
             BatchDecoderOptions bo;
@@ -53,13 +55,13 @@ Command add_eval(CLI::App& app) {
             po.validate();  // before the (possibly slow) load
             std::string text = read_file_bytes(opts->data);
             if (text.empty()) throw Error("data file " + opts->data + " is empty");
-            Model m = load_model(opts->model);
+            Model m = load_model(opts->model, weights_choice(opts->weights));
             auto mt = model_tokenizer(opts->model, opts->tokenizer, &m);
             auto tokens = prompt_tokens(m, mt, text, opts->no_bos ? 0 : -1);
             if (opts->max_tokens > 0 && static_cast<int64_t>(tokens.size()) > opts->max_tokens)
               tokens.resize(static_cast<size_t>(opts->max_tokens));
             std::optional<Model> ref;
-            if (!opts->reference.empty()) ref = load_model(opts->reference);
+            if (!opts->reference.empty()) ref = load_model(opts->reference, std::nullopt);
             if (paged) {
               // One window at a time: its blocks are all the pool ever holds.
               const int64_t row = static_cast<int64_t>(m.config.kv_bytes_per_token(4, 4));

@@ -11,6 +11,7 @@
 #include "cli/common.h"
 #include "io/model_loader.h"
 #include "train/data_parallel.h"
+#include "io/hf_checkpoint.h"
 #include "train/model_output.h"
 #include "train/rank_launcher.h"
 #include "train/trainable.h"
@@ -28,6 +29,7 @@ namespace {
 struct FinetuneOpts {
   std::string model, teacher, data, valid, tokenizer, out, control_out, cache_dir;
   std::string scope = "qk", loss = "lm";
+  std::string dtype = "stored";  // saved weight dtype
   double epochs = 1;
   int64_t max_tokens = 0;
   int ctx = 512, eval_batches = 8, nproc = 1;
@@ -58,7 +60,8 @@ RunResult finetune_one(Model& model, const Model* teacher, const FinetuneOpts& o
   r.summary = trainer.run();
   r.val_after = r.summary.final_val_loss;
   if (dp == nullptr || dp->rank() == 0)
-    save_trained_model(inference_model(model), out, tokenizer_source);
+    save_trained_model(inference_model(model), out, tokenizer_source,
+                       dtype_for_saving(o.dtype, model.config));
   return r;
 }
 
@@ -124,6 +127,9 @@ Command add_finetune(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--eval-batches", o->eval_batches, "Validation batches")->capture_default_str();
   sub->add_option("--tokenizer", o->tokenizer, "Tokenizer (default: beside the model)");
+  sub->add_option("--dtype", o->dtype,
+                  "Saved weight dtype: stored (the input model's, default), f32, f16 or bf16")
+      ->check(CLI::IsMember({"stored", "f32", "f16", "bf16"}));
   sub->add_option("--cache-dir", o->cache_dir, "Where tokenized data is cached");
   sub->add_flag("--control", o->control,
                 "Also fine-tune --teacher (the uncompressed model) identically and report the gap");

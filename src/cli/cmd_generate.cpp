@@ -51,7 +51,7 @@ void run_batched(const Model& m, const ModelTokenizer& mt, std::vector<std::stri
 
 Command add_generate(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer;
+    std::string model, tokenizer, weights = "stored";
     std::vector<std::string> prompts;
     bool paged = false;
     CacheOptions cache;
@@ -69,7 +69,8 @@ Command add_generate(CLI::App& app) {
                   "Prompt text (default: empty, start from BOS); repeat for several prompts, which "
                   "then decode together over the paged KV cache");
   sub->add_flag("--paged", opts->paged,
-                "Use the paged KV cache and batched decoder even for one prompt");
+                "Print one prompt's text when done instead of streaming it (one prompt "
+                "decodes over the paged cache either way)");
   add_cache_options(sub, opts->cache);
   sub->add_option("--max-batch", opts->max_batch, "Sequences decoded together (others wait)")
       ->check(CLI::PositiveNumber);
@@ -83,8 +84,9 @@ Command add_generate(CLI::App& app) {
   sub->add_flag("--bos", opts->bos, "Always start with BOS");
   sub->add_flag("--no-bos", opts->no_bos, "Never add BOS");
   sub->add_flag("--quiet,-q", opts->quiet, "Do not print timing to stderr");
+  add_weights_option(sub, opts->weights);
   return {sub, [opts] {
-            Model m = load_model(opts->model);
+            Model m = load_model(opts->model, weights_choice(opts->weights));
             auto mt = model_tokenizer(opts->model, opts->tokenizer, &m);
             auto& tok = mt.tokenizer;
             int bos_mode = opts->bos ? 1 : opts->no_bos ? 0 : -1;
@@ -105,6 +107,9 @@ Command add_generate(CLI::App& app) {
             g.max_new_tokens = opts->n;
             g.sampling = {opts->temp, opts->top_p, opts->seed};
             g.stop_ids = mt.conventions.stop_ids;
+            // One prompt decodes through the same paged, fused path as several.
+            g.cache = cache_spec(opts->cache);
+            g.threads = attention_threads(opts->cache);
             std::fwrite(text.data(), 1, text.size(), stdout);
             std::fflush(stdout);
             int32_t prev = prompt.back();

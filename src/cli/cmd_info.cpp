@@ -13,7 +13,7 @@ namespace thinkeys::cli {
 
 Command add_info(CLI::App& app) {
   struct Opts {
-    std::string model;
+    std::string model, weights = "stored";
     int ctx = 0;
     bool json = false;
   };
@@ -25,9 +25,11 @@ Command add_info(CLI::App& app) {
                   "Context length for the cache total (default: the model's maximum)")
       ->check(CLI::PositiveNumber);
   sub->add_flag("--json", opts->json, "Print JSON");
+  add_weights_option(sub, opts->weights);
   return {
       sub, [opts] {
-        Model m = load_model(opts->model);
+        Model m = load_model(opts->model, weights_choice(opts->weights));
+        const char* held = weight_format_name(current_weight_format(m));
         const ModelConfig& c = m.config;
         const int ctx = opts->ctx > 0 ? opts->ctx : c.max_positions;
         // Per-token bytes come from a real one-token allocation of the runtime cache.
@@ -79,6 +81,9 @@ Command add_info(CLI::App& app) {
               {"source_format", c.source_format},
               {"weight_dtype", c.weight_dtype},
               {"parameters", m.parameter_count()},
+              {"weights_held_as", held},
+              {"weight_bytes_resident", m.resident_bytes()},
+              {"weight_bytes_per_decode_step", m.weight_bytes()},
               {"vocab_size", c.vocab_size},
               {"hidden_size", c.dim},
               {"layers", c.n_layers},
@@ -138,6 +143,9 @@ Command add_info(CLI::App& app) {
         std::printf("architecture  %s (%s, loaded from %s, weights %s)\n", c.architecture.c_str(),
                     c.model_type.c_str(), c.source_format.c_str(), c.weight_dtype.c_str());
         std::printf("parameters    %lld\n", static_cast<long long>(m.parameter_count()));
+        std::printf("weights       held as %s: %s resident, %s read per decode step\n", held,
+                    human_bytes(static_cast<double>(m.resident_bytes())).c_str(),
+                    human_bytes(static_cast<double>(m.weight_bytes())).c_str());
         std::printf(
             "shape         %d layers, width %d, %d heads, %d KV heads (group %d), head dim %d, MLP "
             "%d\n",

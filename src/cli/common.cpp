@@ -53,6 +53,18 @@ std::vector<int32_t> prompt_tokens(const Model& model, const ModelTokenizer& mt,
   return ids;
 }
 
+void add_weights_option(CLI::App* sub, std::string& weights) {
+  sub->add_option("--weights", weights,
+                  "Hold the projection, MLP and head weights as: stored (the checkpoint's dtype), "
+                  "f32, bf16, f16 or int8 (symmetric, one scale per 64 weights of a row)")
+      ->check(CLI::IsMember({"stored", "f32", "bf16", "f16", "int8"}));
+}
+
+std::optional<WeightFormat> weights_choice(const std::string& weights) {
+  if (weights == "stored") return std::nullopt;
+  return parse_weight_format(weights);
+}
+
 std::string human_bytes(double b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;

@@ -3,9 +3,11 @@
 // on BOS, and formatting numbers.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "model/weight_format.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_conventions.h"
@@ -37,6 +39,11 @@ std::vector<int32_t> prompt_tokens(const Model& model, const ModelTokenizer& mt,
                                    int bos_mode);  // -1 auto, 0 never, 1 always
 
 std::string human_bytes(double bytes);
+
+// --weights for commands that run a model: "stored" (the checkpoint's dtype,
+// the default), f32, bf16, f16 or int8; the result is load_model's argument.
+void add_weights_option(CLI::App* sub, std::string& weights);
+std::optional<WeightFormat> weights_choice(const std::string& weights);
 
 // For commands that train tiny models (selection, demo): one BLAS thread per
 // run, because BLAS threads on such small matrices only add hand-over cost

@@ -8,6 +8,7 @@
 
 #include "io/hf_config.h"
 #include "io/safetensors_index.h"
+#include "model/weight_format.h"
 #include "util/atomic_output.h"
 #include "util/error.h"
 #include "util/text_file.h"
@@ -72,11 +73,15 @@ class TensorSource {
 
 class Reader {
  public:
-  Reader(const TensorSource& src, std::string prefix) : src_(src), prefix_(std::move(prefix)) {}
+  // keep_dtype: tensors come back in their stored dtype (F32/F16/BF16), for
+  // models that run on 16-bit weights without ever holding them as f32.
+  Reader(const TensorSource& src, std::string prefix, bool keep_dtype)
+      : src_(src), prefix_(std::move(prefix)), keep_dtype_(keep_dtype) {}
 
   at::Tensor get(const std::string& name, std::vector<int64_t> shape) const {
     const auto& v = src_.view(prefix_ + name);
-    at::Tensor t = tensor_to_float(v, prefix_ + name);
+    at::Tensor t =
+        keep_dtype_ ? tensor_as_stored(v, prefix_ + name) : tensor_to_float(v, prefix_ + name);
     if (t.sizes() != at::IntArrayRef(shape))
       throw Error("tensor '" + prefix_ + name + "' has shape " + shape_string(t.sizes()) +
                   " but config.json implies " + shape_string(shape));
@@ -90,6 +95,7 @@ class Reader {
  private:
   const TensorSource& src_;
   std::string prefix_;
+  bool keep_dtype_;
 };
 
 void load_thin_maps(const Reader& r, const std::string& p, const ModelConfig& c, int layer,
@@ -104,10 +110,10 @@ void load_thin_maps(const Reader& r, const std::string& p, const ModelConfig& c,
   }
 }
 
-void load_gpt2(const TensorSource& src, Model& m) {
+void load_gpt2(const TensorSource& src, Model& m, bool keep_dtype) {
   const auto& c = m.config;
   std::string prefix = src.contains("transformer.wte.weight") ? "transformer." : "";
-  Reader r(src, prefix);
+  Reader r(src, prefix, keep_dtype);
   const int64_t D = c.dim, F = c.hidden_dim;
   auto& w = m.weights;
   w.tok_emb = r.get("wte.weight", {c.vocab_size, D});
@@ -141,13 +147,13 @@ void load_gpt2(const TensorSource& src, Model& m) {
   }
   w.final_norm = r.get("ln_f.weight", {D});
   w.final_norm_bias = r.get("ln_f.bias", {D});
-  Reader root(src, "");
+  Reader root(src, "", keep_dtype);
   if (!c.tied_embeddings) w.lm_head = root.get("lm_head.weight", {c.vocab_size, D});
 }
 
-void load_llama(const TensorSource& src, Model& m) {
+void load_llama(const TensorSource& src, Model& m, bool keep_dtype) {
   const auto& c = m.config;
-  Reader r(src, "model.");
+  Reader r(src, "model.", keep_dtype);
   const int64_t D = c.dim, F = c.hidden_dim, d = c.head_dim;
   auto& w = m.weights;
   w.tok_emb = r.get("embed_tokens.weight", {c.vocab_size, D});
@@ -198,7 +204,7 @@ void load_llama(const TensorSource& src, Model& m) {
     w.layers.push_back(std::move(L));
   }
   w.final_norm = r.get("norm.weight", {D});
-  Reader root(src, "");
+  Reader root(src, "", keep_dtype);
   if (!c.tied_embeddings) w.lm_head = root.get("lm_head.weight", {c.vocab_size, D});
 }
 
@@ -286,7 +292,7 @@ const char* torch_dtype_name(DType d) {
 
 }  // namespace
 
-at::Tensor tensor_to_float(const TensorView& v, const std::string& where) {
+at::Tensor tensor_as_stored(const TensorView& v, const std::string& where) {
   at::ScalarType st;
   switch (v.dtype) {
     case DType::F32:
@@ -305,28 +311,56 @@ at::Tensor tensor_to_float(const TensorView& v, const std::string& where) {
   // Copy first: the mapping may not be aligned for the element type.
   at::Tensor raw = at::empty(v.shape, at::TensorOptions().dtype(st));
   if (!v.bytes.empty()) std::memcpy(raw.data_ptr(), v.bytes.data(), v.bytes.size());
-  return st == at::kFloat ? raw : raw.to(at::kFloat);
+  return raw;
 }
 
-Model load_hf_checkpoint(const fs::path& dir) {
+DType dtype_for_saving(const std::string& choice, const ModelConfig& source) {
+  if (choice == "f32") return DType::F32;
+  if (choice == "f16") return DType::F16;
+  if (choice == "bf16") return DType::BF16;
+  if (!choice.empty() && choice != "stored")
+    throw Error("unknown saved dtype '" + choice + "' (expected stored, f32, f16 or bf16)");
+  switch (stored_weight_format(source)) {
+    case WeightFormat::BF16:
+      return DType::BF16;
+    case WeightFormat::F16:
+      return DType::F16;
+    default:
+      return DType::F32;
+  }
+}
+
+at::Tensor tensor_to_float(const TensorView& v, const std::string& where) {
+  at::Tensor raw = tensor_as_stored(v, where);
+  return raw.scalar_type() == at::kFloat ? raw : raw.to(at::kFloat);
+}
+
+Model load_hf_checkpoint(const fs::path& dir, std::optional<WeightFormat> format) {
   if (!fs::is_directory(dir)) throw Error(dir.string() + " is not a directory");
   Model m;
   m.config = read_hf_config(dir / "config.json");
   m.config.source_format = "safetensors";
   TensorSource src(dir);
-  if (m.config.model_type == "gpt2")
-    load_gpt2(src, m);
-  else
-    load_llama(src, m);
   DType stored = src.first_dtype();
   m.config.weight_dtype = torch_dtype_name(stored);
+  const WeightFormat want = format.value_or(stored_weight_format(m.config));
+  const bool keep_dtype = want != WeightFormat::F32;
+  if (m.config.model_type == "gpt2")
+    load_gpt2(src, m, keep_dtype);
+  else
+    load_llama(src, m, keep_dtype);
   m.finalize();
+  if (keep_dtype) convert_weights(m, want);
   return m;
 }
 
 void write_hf_checkpoint(const Model& model, const fs::path& dir, DType dtype) {
   if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16)
     throw Error("can only save weights as F32, F16 or BF16");
+  if (current_weight_format(model) == WeightFormat::Int8)
+    throw Error(
+        "int8 weights are a load-time format and cannot be saved; load the model "
+        "without --weights int8");
   at::ScalarType st = dtype == DType::F32   ? at::kFloat
                       : dtype == DType::F16 ? at::kHalf
                                             : at::kBFloat16;

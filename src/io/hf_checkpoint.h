@@ -2,13 +2,20 @@
 // Hugging Face checkpoint directories: config.json plus model.safetensors or
 // shards listed in model.safetensors.index.json.
 #include <filesystem>
+#include <optional>
+#include <string>
 
 #include "io/safetensors.h"
+#include "model/weight_format.h"
 #include "model/weights.h"
 
 namespace thinkeys {
 
-Model load_hf_checkpoint(const std::filesystem::path& dir);
+// `format`: what the streamed matrices are held as (model/weight_format.h);
+// nullopt keeps the checkpoint's own dtype. 16-bit weights are never widened
+// to f32 on the way unless f32 is asked for.
+Model load_hf_checkpoint(const std::filesystem::path& dir,
+                         std::optional<WeightFormat> format = WeightFormat::F32);
 
 // Writes config.json and model.safetensors into `dir` (an existing, empty
 // directory; callers make the whole directory appear atomically).
@@ -16,5 +23,11 @@ void write_hf_checkpoint(const Model& model, const std::filesystem::path& dir, D
 
 // f32 tensor from a stored F32/F16/BF16 tensor; anything else is an error.
 at::Tensor tensor_to_float(const TensorView& view, const std::string& where);
+// The dtype to save a model in: "f32", "f16", "bf16", or "stored"/"" for the
+// dtype its checkpoint came in (config.weight_dtype), so a bf16 model does
+// not come out of compress or finetune twice its size.
+DType dtype_for_saving(const std::string& choice, const ModelConfig& source);
+// The same tensor in its stored dtype.
+at::Tensor tensor_as_stored(const TensorView& view, const std::string& where);
 
 }  // namespace thinkeys

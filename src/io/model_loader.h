@@ -1,14 +1,19 @@
 #pragma once
 // One entry point for every checkpoint format.
 #include <filesystem>
+#include <optional>
 
 #include "io/safetensors.h"
+#include "model/weight_format.h"
 #include "model/weights.h"
 
 namespace thinkeys {
 
 // A Hugging Face directory (or a file inside one), or a llama2.c .bin file.
-Model load_model(const std::filesystem::path& path);
+// `weights`: the format the streamed matrices are held in (f32 by default, as
+// training and compression need; nullopt: as the checkpoint stores them).
+Model load_model(const std::filesystem::path& path,
+                 std::optional<WeightFormat> weights = WeightFormat::F32);
 
 // Writes an HF-style directory (config.json + model.safetensors) atomically and
 // copies tokenizer files found beside `tokenizer_source` (if given).

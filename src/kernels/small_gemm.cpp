@@ -9,6 +9,8 @@
 
 #include "kernels/small_gemm.h"
 
+#include "format/row_codec.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace thinkeys {
 namespace HWY_NAMESPACE {
@@ -25,10 +27,50 @@ constexpr int kTileRows = 2;
 #endif
 constexpr int kTileOut = 4;
 
+// Reads weights of one dtype as f32 vectors and scalars. Int8 multiplies the
+// widened levels by their group's scale before the FMAs, so one multiply per
+// weight vector serves all rows and no second set of accumulators is needed.
+template <WeightType T>
+struct Reader {
+  const void* data;
+  std::size_t ld;
+  const float* scales;
+  std::size_t ld_scales;
+
+  HWY_INLINE hn::Vec<DF> vec(DF df, int o, int i) const {
+    const std::size_t at = o * ld + i;
+    if constexpr (T == WeightType::F32) {
+      return hn::LoadU(df, static_cast<const float*>(data) + at);
+    } else if constexpr (T == WeightType::BF16) {
+      const hn::Rebind<hwy::bfloat16_t, DF> d16;
+      return hn::PromoteTo(df, hn::LoadU(d16, static_cast<const hwy::bfloat16_t*>(data) + at));
+    } else if constexpr (T == WeightType::F16) {
+      const hn::Rebind<hwy::float16_t, DF> d16;
+      return hn::PromoteTo(df, hn::LoadU(d16, static_cast<const hwy::float16_t*>(data) + at));
+    } else {
+      const hn::Rebind<int8_t, DF> d8;
+      const hn::Rebind<int32_t, DF> di;
+      const auto levels = hn::ConvertTo(
+          df, hn::PromoteTo(di, hn::LoadU(d8, static_cast<const int8_t*>(data) + at)));
+      return hn::Mul(levels, hn::Set(df, scales[o * ld_scales + i / kWeightGroup]));
+    }
+  }
+  float scalar(int o, int i) const {
+    const std::size_t at = o * ld + i;
+    if constexpr (T == WeightType::F32) return static_cast<const float*>(data)[at];
+    if constexpr (T == WeightType::BF16) return bf16_to_f32(static_cast<const uint16_t*>(data)[at]);
+    if constexpr (T == WeightType::F16) return f16_to_f32(static_cast<const uint16_t*>(data)[at]);
+    if constexpr (T == WeightType::Int8)
+      return static_cast<float>(static_cast<const int8_t*>(data)[at]) *
+             scales[o * ld_scales + i / kWeightGroup];
+  }
+};
+
 // One tile: every loaded weight vector is used by all NR input rows, so the
-// weights are read once per tile however many rows there are.
-template <int NO, int NR>
-HWY_INLINE void GemmTile(const float* w, std::size_t ldw, int in, const float* x, std::size_t ldx,
+// weights are read once per tile however many rows there are. `o0` is the
+// tile's first output feature.
+template <int NO, int NR, WeightType T>
+HWY_INLINE void GemmTile(const Reader<T>& w, int o0, int in, const float* x, std::size_t ldx,
                          const float* bias, float* y, std::size_t ldy) {
   const DF df;
   const int N = static_cast<int>(hn::Lanes(df));
@@ -38,7 +80,7 @@ HWY_INLINE void GemmTile(const float* w, std::size_t ldw, int in, const float* x
   int i = 0;
   for (; i + N <= in; i += N) {
     hn::Vec<DF> wv[NO];
-    for (int o = 0; o < NO; ++o) wv[o] = hn::LoadU(df, w + o * ldw + i);
+    for (int o = 0; o < NO; ++o) wv[o] = w.vec(df, o0 + o, i);
     for (int r = 0; r < NR; ++r) {
       const auto xv = hn::LoadU(df, x + r * ldx + i);
       for (int o = 0; o < NO; ++o) acc[o][r] = hn::MulAdd(wv[o], xv, acc[o][r]);
@@ -47,42 +89,57 @@ HWY_INLINE void GemmTile(const float* w, std::size_t ldw, int in, const float* x
   for (int o = 0; o < NO; ++o)
     for (int r = 0; r < NR; ++r) {
       float s = hn::GetLane(hn::SumOfLanes(df, acc[o][r]));
-      for (int j = i; j < in; ++j) s += w[o * ldw + j] * x[r * ldx + j];
-      y[r * ldy + o] = s + (bias ? bias[o] : 0.0f);
+      for (int j = i; j < in; ++j) s += w.scalar(o0 + o, j) * x[r * ldx + j];
+      y[r * ldy + o0 + o] = s + (bias ? bias[o0 + o] : 0.0f);
     }
 }
 
 // All rows against NO weight rows, in groups of kTileRows and a remainder.
-template <int NO>
-HWY_INLINE void GemmRows(const float* w, std::size_t ldw, int in, const float* x, std::size_t ldx,
+template <int NO, WeightType T>
+HWY_INLINE void GemmRows(const Reader<T>& w, int o0, int in, const float* x, std::size_t ldx,
                          int rows, const float* bias, float* y, std::size_t ldy) {
   int r = 0;
   for (; r + kTileRows <= rows; r += kTileRows)
-    GemmTile<NO, kTileRows>(w, ldw, in, x + r * ldx, ldx, bias, y + r * ldy, ldy);
+    GemmTile<NO, kTileRows>(w, o0, in, x + r * ldx, ldx, bias, y + r * ldy, ldy);
   switch (rows - r) {
     case 3:
       if constexpr (kTileRows > 3)
-        GemmTile<NO, 3>(w, ldw, in, x + r * ldx, ldx, bias, y + r * ldy, ldy);
+        GemmTile<NO, 3>(w, o0, in, x + r * ldx, ldx, bias, y + r * ldy, ldy);
       break;
     case 2:
       if constexpr (kTileRows > 2)
-        GemmTile<NO, 2>(w, ldw, in, x + r * ldx, ldx, bias, y + r * ldy, ldy);
+        GemmTile<NO, 2>(w, o0, in, x + r * ldx, ldx, bias, y + r * ldy, ldy);
       break;
     case 1:
-      GemmTile<NO, 1>(w, ldw, in, x + r * ldx, ldx, bias, y + r * ldy, ldy);
+      GemmTile<NO, 1>(w, o0, in, x + r * ldx, ldx, bias, y + r * ldy, ldy);
       break;
     default:
       break;
   }
 }
 
-void SmallGemm(const float* w, std::size_t ldw, int in, const float* x, std::size_t ldx, int rows,
+template <WeightType T>
+void GemmTyped(const WeightRows& rows_of_w, int in, const float* x, std::size_t ldx, int rows,
                const float* bias, float* y, std::size_t ldy, int o_begin, int o_end) {
+  const Reader<T> w{rows_of_w.data, rows_of_w.ld, rows_of_w.scales, rows_of_w.ld_scales};
   int o = o_begin;
   for (; o + kTileOut <= o_end; o += kTileOut)
-    GemmRows<kTileOut>(w + o * ldw, ldw, in, x, ldx, rows, bias ? bias + o : nullptr, y + o, ldy);
-  for (; o < o_end; ++o)
-    GemmRows<1>(w + o * ldw, ldw, in, x, ldx, rows, bias ? bias + o : nullptr, y + o, ldy);
+    GemmRows<kTileOut>(w, o, in, x, ldx, rows, bias, y, ldy);
+  for (; o < o_end; ++o) GemmRows<1>(w, o, in, x, ldx, rows, bias, y, ldy);
+}
+
+void SmallGemm(const WeightRows& w, int in, const float* x, std::size_t ldx, int rows,
+               const float* bias, float* y, std::size_t ldy, int o_begin, int o_end) {
+  switch (w.type) {
+    case WeightType::F32:
+      return GemmTyped<WeightType::F32>(w, in, x, ldx, rows, bias, y, ldy, o_begin, o_end);
+    case WeightType::BF16:
+      return GemmTyped<WeightType::BF16>(w, in, x, ldx, rows, bias, y, ldy, o_begin, o_end);
+    case WeightType::F16:
+      return GemmTyped<WeightType::F16>(w, in, x, ldx, rows, bias, y, ldy, o_begin, o_end);
+    case WeightType::Int8:
+      return GemmTyped<WeightType::Int8>(w, in, x, ldx, rows, bias, y, ldy, o_begin, o_end);
+  }
 }
 
 const char* GemmTargetName() { return hwy::TargetName(HWY_TARGET); }
@@ -97,10 +154,16 @@ namespace thinkeys {
 HWY_EXPORT(SmallGemm);
 HWY_EXPORT(GemmTargetName);
 
-void small_gemm(const float* w, std::size_t ldw, int in, const float* x, std::size_t ldx, int rows,
+void small_gemm(const WeightRows& w, int in, const float* x, std::size_t ldx, int rows,
                 const float* bias, float* y, std::size_t ldy, int o_begin, int o_end) {
   if (rows <= 0 || o_end <= o_begin) return;
-  HWY_DYNAMIC_DISPATCH(SmallGemm)(w, ldw, in, x, ldx, rows, bias, y, ldy, o_begin, o_end);
+  HWY_DYNAMIC_DISPATCH(SmallGemm)(w, in, x, ldx, rows, bias, y, ldy, o_begin, o_end);
+}
+
+void small_gemm(const float* w, std::size_t ldw, int in, const float* x, std::size_t ldx, int rows,
+                const float* bias, float* y, std::size_t ldy, int o_begin, int o_end) {
+  small_gemm(WeightRows{WeightType::F32, w, ldw, nullptr, 0}, in, x, ldx, rows, bias, y, ldy,
+             o_begin, o_end);
 }
 
 const char* small_gemm_target() { return HWY_DYNAMIC_DISPATCH(GemmTargetName)(); }

@@ -4,8 +4,12 @@
 // GEMM (OpenBLAS 0.3.21 here) packs the weights for such a tiny M and costs
 // several times a single row's GEMV, although the step is bound by reading
 // the weights once. One row goes here too rather than to OpenBLAS's GEMV, so
-// that it runs on the compute pool that decode attention shares.
+// that it runs on the compute pool that decode attention shares. Weights are
+// read in their stored dtype (kernels/weight_rows.h) and widened to f32 in
+// registers; products accumulate in f32.
 #include <cstddef>
+
+#include "kernels/weight_rows.h"
 
 namespace thinkeys {
 
@@ -13,10 +17,13 @@ namespace thinkeys {
 inline constexpr int kSmallGemmMaxRows = 16;
 
 // For output features o in [o_begin, o_end) and rows r in [0, rows):
-// y[r * ldy + o] = sum_i w[o * ldw + i] * x[r * ldx + i] + (bias ? bias[o] : 0),
-// i in [0, in). Row-major f32, any in (no alignment or width requirements).
+// y[r * ldy + o] = sum_i W(o, i) * x[r * ldx + i] + (bias ? bias[o] : 0),
+// i in [0, in). Row-major, any in (no alignment or width requirements).
 // Callers split [0, out) over threads; ranges that do not overlap write
 // disjoint outputs.
+void small_gemm(const WeightRows& w, int in, const float* x, std::size_t ldx, int rows,
+                const float* bias, float* y, std::size_t ldy, int o_begin, int o_end);
+// The same for f32 weights w[o * ldw + i].
 void small_gemm(const float* w, std::size_t ldw, int in, const float* x, std::size_t ldx, int rows,
                 const float* bias, float* y, std::size_t ldy, int o_begin, int o_end);
 

@@ -5,7 +5,9 @@
 #include <cstring>
 #include <string>
 
+#include "kernels/small_gemm.h"
 #include "model/cache_layout.h"
+#include "model/fused_step.h"
 #include "model/kv_cache.h"
 #include "model/layer_ops.h"
 #include "model/query_keys.h"
@@ -43,6 +45,7 @@ BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& option
                                                  : std::make_shared<WorkPool>(options.threads)) {
   const ModelConfig& c = model.config;
   const bool latent = c.rope_mode() == RopeMode::Latent;
+  if (options.fused && fused_applies(c)) fused_ = std::make_unique<FusedStep>();
   shape_.head_dim = c.head_dim;
   shape_.max_queries = c.n_heads / c.key_heads();
   for (int l = 0; l < c.n_layers; ++l)
@@ -167,7 +170,7 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const RopeA
   const int64_t B = h.size(0), H = c.n_heads, Hkv = c.n_kv_heads, d = c.head_dim;
   const int64_t nk = c.key_heads(), share = c.key_share();
 
-  QKV p = split_qkv(c, l, project(h, L.wqkv, L.bqkv));
+  QKV p = split_qkv(c, l, project(h, L.wqkv, L.bqkv, L.wqkv_scales));
   // Latent mode: k is the latent, rotated inside the kernel.
   QueryKeys qk = prepare_query_keys(c, L, l, p.q, p.k, angles);
   const at::Tensor q = qk.q.contiguous(), k = qk.k.contiguous(), v = p.v.contiguous();
@@ -236,9 +239,14 @@ at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t>
   }
   // Grow every sequence first: running out here leaves all lengths as they were.
   for (int64_t b = 0; b < B; ++b) cache_.reserve(ids[b], static_cast<int>(pos[b]) + 1);
-  at::Tensor x = forward_rows(ids, tokens, pos);
+  at::Tensor logits;
+  if (fused_ && B <= kSmallGemmMaxRows)
+    logits = fused_rows(ids, tokens, pos);
+  else
+    logits = project(forward_rows(ids, tokens, pos), model_.weights.lm_head, {},
+                     model_.weights.lm_head_scales);
   for (int64_t b = 0; b < B; ++b) cache_.set_length(ids[b], static_cast<int>(pos[b]) + 1);
-  return project(x, model_.weights.lm_head);
+  return logits;
 }
 
 void BatchDecoder::extend(int id, std::span<const int32_t> tokens, at::Tensor* last_logits) {
@@ -253,7 +261,9 @@ void BatchDecoder::extend(int id, std::span<const int32_t> tokens, at::Tensor* l
   for (int64_t i = 0; i < T; ++i) pos[i] = start + i;
   at::Tensor x = forward_rows(ids, tokens, pos);
   cache_.set_length(id, static_cast<int>(start + T));
-  if (last_logits) *last_logits = project(x.narrow(0, T - 1, 1), model_.weights.lm_head);
+  if (last_logits)
+    *last_logits =
+        project(x.narrow(0, T - 1, 1), model_.weights.lm_head, {}, model_.weights.lm_head_scales);
 }
 
 at::Tensor BatchDecoder::forward_rows(std::span<const int> ids, std::span<const int32_t> tokens,
@@ -263,13 +273,13 @@ at::Tensor BatchDecoder::forward_rows(std::span<const int> ids, std::span<const 
   at::NoGradGuard no_grad;
   at::Tensor tok = at::tensor(std::vector<int64_t>(tokens.begin(), tokens.end()), at::kLong);
   at::Tensor positions = at::tensor(std::vector<int64_t>(pos.begin(), pos.end()), at::kLong);
-  at::Tensor x = w.tok_emb.index_select(0, tok);
+  at::Tensor x = embed(w.tok_emb, w.tok_emb_scales, tok);
   if (c.positions == PositionKind::Learned) x = x + w.pos_emb.index_select(0, positions);
   const RopeAngles angles = rope_angles(c, model_.rope_inv_freq, positions.to(at::kFloat));
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[l];
     at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);
-    x = x + project(layer_attention(l, h, angles, ids, pos), L.wo, L.bo);
+    x = x + project(layer_attention(l, h, angles, ids, pos), L.wo, L.bo, L.wo_scales);
     h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);
     x = x + feed_forward(c, L, h);
   }

@@ -25,6 +25,9 @@ struct RopeAngles;
 struct BatchDecoderOptions {
   CacheSpec cache;
   int threads = 1;  // attention threads (sequences x key heads are split over them)
+  // Decode steps through the fused path where the architecture allows
+  // (model/fused_step.cpp); false runs the libtorch forward pass (for A/B).
+  bool fused = true;
 };
 
 class BatchDecoder {
@@ -87,6 +90,16 @@ class BatchDecoder {
                              std::span<const int> ids, std::span<const int64_t> pos_of);
   void check_token(int32_t token) const;
   void check_context(int64_t tokens) const;
+
+  // The decode step on plain buffers and the project's own kernels
+  // (model/fused_step.cpp): no libtorch dispatch or allocation per layer.
+  // For standard attention with full-width RoPE (or learned positions) and
+  // at most kSmallGemmMaxRows rows; returns logits [rows, V].
+  struct FusedStep;
+  static bool fused_applies(const ModelConfig& c);
+  at::Tensor fused_rows(std::span<const int> ids, std::span<const int32_t> tokens,
+                        std::span<const int64_t> pos);
+  std::unique_ptr<FusedStep> fused_;  // null when fused_applies is false
 
   const Model& model_;
   PagedKVCache cache_;

@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 
+#include "model/batch_decoder.h"
+#include "model/cache_layout.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
 #include "util/error.h"
+#include "util/threads.h"
 
 namespace thinkeys {
 
@@ -32,11 +36,30 @@ std::vector<int32_t> generate(const Model& model, std::span<const int32_t> promp
     capacity = c.max_positions;
   }
   Sampler sampler(options.sampling);
-  KVCache cache(c, capacity);
+  const bool paged = !options.dense && c.is_standard_attention();
+  std::unique_ptr<KVCache> cache;
+  std::unique_ptr<BatchDecoder> decoder;
+  int id = -1;
+  if (paged) {
+    BatchDecoderOptions d{options.cache, options.threads > 0 ? options.threads : compute_threads()};
+    CacheSpec probe_spec = d.cache;
+    probe_spec.budget_bytes = std::size_t{1} << 24;  // address space only: pages come on write
+    const PagedKVCache probe(cache_shape(c), probe_spec);
+    const std::size_t blocks =
+        (static_cast<std::size_t>(capacity) + d.cache.block_tokens - 1) / d.cache.block_tokens;
+    d.cache.budget_bytes = probe.block_bytes() * (blocks + 1);
+    decoder = std::make_unique<BatchDecoder>(model, d);
+  } else {
+    cache = std::make_unique<KVCache>(c, capacity);
+  }
   std::vector<int32_t> out;
   using clock = std::chrono::steady_clock;
   auto t0 = clock::now();
-  at::Tensor logits = forward(model, prompt, cache, Logits::Last);
+  at::Tensor logits;
+  if (paged)
+    id = decoder->add(prompt, &logits);
+  else
+    logits = forward(model, prompt, *cache, Logits::Last);
   auto t1 = clock::now();
   const int limit = capacity - static_cast<int>(prompt.size());
   for (int i = 0; i < limit; ++i) {
@@ -45,8 +68,12 @@ std::vector<int32_t> generate(const Model& model, std::span<const int32_t> promp
     if (options.stop_at_end_of_text && ends_text(c, options, next)) break;
     out.push_back(next);
     if (on_token) on_token(next);
-    if (i + 1 < limit)
-      logits = forward(model, std::span<const int32_t>(&out.back(), 1), cache, Logits::Last);
+    if (i + 1 == limit) break;
+    if (paged)
+      logits =
+          decoder->step(std::span<const int>(&id, 1), std::span<const int32_t>(&out.back(), 1));
+    else
+      logits = forward(model, std::span<const int32_t>(&out.back(), 1), *cache, Logits::Last);
   }
   auto t2 = clock::now();
   if (stats) {

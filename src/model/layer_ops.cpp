@@ -1,8 +1,11 @@
 #include "model/layer_ops.h"
 
 #include <algorithm>
+#include <string>
 
 #include "kernels/small_gemm.h"
+#include "model/weight_format.h"
+#include "util/error.h"
 #include "util/threads.h"
 #include "util/work_pool.h"
 
@@ -13,24 +16,41 @@ namespace {
 // hundred KiB of weights per item, small enough to split 768-wide layers.
 constexpr int kGemmChunk = 64;
 
+// Output features per converted tile of a many-row product: 256 rows of a
+// 4096-wide matrix are 4 MiB of f32, and a tile is a GEMM big enough for
+// OpenBLAS to run at its full rate.
+constexpr int kTileFeatures = 256;
+
+bool plain(const at::Tensor& t) {
+  return t.device().is_cpu() && t.scalar_type() == at::kFloat && !t.requires_grad();
+}
+
+bool stored_weights(const at::Tensor& w) {
+  const auto st = w.scalar_type();
+  return st == at::kBFloat16 || st == at::kHalf || st == at::kChar;
+}
+
 bool small_gemm_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  auto plain = [](const at::Tensor& t) {
-    return t.device().is_cpu() && t.scalar_type() == at::kFloat && !t.requires_grad();
+  auto plain_w = [](const at::Tensor& t) {
+    return t.device().is_cpu() && !t.requires_grad() &&
+           (t.scalar_type() == at::kFloat || stored_weights(t));
   };
   return x.dim() == 2 && x.size(0) >= 1 && x.size(0) <= kSmallGemmMaxRows && w.dim() == 2 &&
-         x.size(1) == w.size(1) && plain(x) && plain(w) && w.is_contiguous() &&
+         x.size(1) == w.size(1) && plain(x) && plain_w(w) && w.is_contiguous() &&
          (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0) && plain(b)));
 }
 
-at::Tensor small_project(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& b_in) {
+at::Tensor small_project(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& b_in,
+                         const at::Tensor& scales) {
   const at::Tensor x = x_in.contiguous(), b = b_in.defined() ? b_in.contiguous() : b_in;
   const int rows = static_cast<int>(x.size(0)), out = static_cast<int>(w.size(0));
   const int in = static_cast<int>(w.size(1));
   at::Tensor y = at::empty({rows, out}, x.options());
-  const float *wp = w.data_ptr<float>(), *xp = x.data_ptr<float>();
+  const WeightRows wr = weight_rows(w, scales);
+  const float* xp = x.data_ptr<float>();
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
-  auto run = [&](int o0, int o1) { small_gemm(wp, in, in, xp, in, rows, bp, yp, out, o0, o1); };
+  auto run = [&](int o0, int o1) { small_gemm(wr, in, xp, in, rows, bp, yp, out, o0, o1); };
   // libtorch's own pool is pinned to one thread (util/threads.h), so without
   // the shared pool this would run on one core.
   const int chunks = (out + kGemmChunk - 1) / kGemmChunk;
@@ -39,17 +59,75 @@ at::Tensor small_project(const at::Tensor& x_in, const at::Tensor& w, const at::
   return y;
 }
 
+// Many rows (prefill) by a 16-bit or int8 matrix: each tile of output
+// features is converted to f32 on the compute pool and multiplied by BLAS, so
+// no more than one tile of f32 weights exists at a time.
+at::Tensor tiled_project(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& b,
+                         const at::Tensor& scales) {
+  if (x_in.requires_grad())
+    throw Error("weights held as " + std::string(c10::toString(w.scalar_type())) +
+                " cannot be trained; load the model with f32 weights");
+  const at::Tensor x = x_in.to(at::kFloat).contiguous();
+  const int64_t out = w.size(0), in = w.size(1);
+  const int64_t lead = x.numel() / std::max<int64_t>(in, 1);
+  const at::Tensor x2 = x.view({lead, in});
+  at::Tensor y = at::empty({lead, out}, x.options());
+  const WeightRows wr = weight_rows(w, scales);
+  const int64_t tile_rows = std::min<int64_t>(out, kTileFeatures);
+  at::Tensor tile = at::empty({tile_rows, in}, at::kFloat);
+  const int parts = project_threads();
+  for (int64_t o0 = 0; o0 < out; o0 += kTileFeatures) {
+    const int64_t n = std::min<int64_t>(kTileFeatures, out - o0);
+    float* tp = tile.data_ptr<float>();
+    const int64_t per = (n + parts - 1) / parts;
+    compute_pool()->run(parts, [&](int p, int) {
+      const int64_t a = std::min(n, p * per), e = std::min(n, a + per);
+      if (a < e)
+        weight_rows_to_f32(wr, static_cast<int>(in), static_cast<int>(o0 + a),
+                           static_cast<int>(o0 + e), tp + a * in);
+    });
+    at::Tensor part = y.narrow(1, o0, n);
+    const at::Tensor t = tile.narrow(0, 0, n);
+    if (b.defined())
+      at::addmm_out(part, b.narrow(0, o0, n), x2, t.t());
+    else
+      at::mm_out(part, x2, t.t());
+  }
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = out;
+  return y.view(shape);
+}
+
 }  // namespace
 
 int project_threads() { return compute_pool()->threads(); }
 
-at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  if (small_gemm_applies(x, w, b)) return small_project(x, w, b);
+at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                   const at::Tensor& w_scales) {
+  if (small_gemm_applies(x, w, b)) return small_project(x, w, b, w_scales);
+  if (stored_weights(w)) return tiled_project(x, w, b, w_scales);
   if (x.size(0) == 1) {
     at::Tensor row = x.select(0, 0);
     return (b.defined() ? at::addmv(b, w, row) : at::mv(w, row)).unsqueeze(0);
   }
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+
+at::Tensor embed(const at::Tensor& table, const at::Tensor& scales, const at::Tensor& ids) {
+  if (table.scalar_type() == at::kFloat) return table.index_select(0, ids);
+  const at::Tensor idx = ids.to(at::kLong).contiguous();
+  const int64_t n = idx.numel(), D = table.size(1), V = table.size(0);
+  at::Tensor out = at::empty({n, D}, at::kFloat);
+  const WeightRows wr = weight_rows(table, scales);
+  const int64_t* ip = idx.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (ip[i] < 0 || ip[i] >= V)
+      throw Error("token id " + std::to_string(ip[i]) + " outside the vocabulary (" +
+                  std::to_string(V) + ")");
+    weight_rows_to_f32(wr, static_cast<int>(D), static_cast<int>(ip[i]),
+                       static_cast<int>(ip[i]) + 1, out.data_ptr<float>() + i * D);
+  }
+  return out;
 }
 
 at::Tensor normalize(const ModelConfig& c, const at::Tensor& x, const at::Tensor& w,
@@ -68,13 +146,13 @@ at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
 at::Tensor feed_forward(const ModelConfig& c, const LayerWeights& L, const at::Tensor& h) {
   at::Tensor m;
   if (c.mlp == MlpKind::SwiGLU) {
-    at::Tensor gu = project(h, L.w_gate_up, L.b_gate_up);
+    at::Tensor gu = project(h, L.w_gate_up, L.b_gate_up, L.w_gate_up_scales);
     const int64_t f = c.hidden_dim;
     m = at::silu(gu.narrow(1, 0, f)) * gu.narrow(1, f, f);
   } else {
-    m = at::gelu(project(h, L.w_up, L.b_up), "tanh");
+    m = at::gelu(project(h, L.w_up, L.b_up, L.w_up_scales), "tanh");
   }
-  return project(m, L.w_down, L.b_down);
+  return project(m, L.w_down, L.b_down, L.w_down_scales);
 }
 
 }  // namespace thinkeys

@@ -13,7 +13,13 @@ namespace thinkeys {
 // and decode is exactly that case. So 1..kSmallGemmMaxRows f32 rows without
 // autograd go through kernels/small_gemm on compute_pool(), which streams
 // the weights once for all rows; other single rows through GEMV.
-at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
+// Weights held as bf16, f16 or int8 (`w_scales`, model/weight_format.h) are
+// read as stored by the same kernel; more rows than that multiply f32 tiles
+// of them converted on the fly, never the whole matrix at once.
+at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {},
+                   const at::Tensor& w_scales = {});
+// Rows `ids` of an embedding table held in any weight format, as f32 [n, D].
+at::Tensor embed(const at::Tensor& table, const at::Tensor& scales, const at::Tensor& ids);
 // Threads project() splits few-row GEMMs over: compute_threads() at the time
 // of the call (configure_threads may change it between calls).
 int project_threads();

@@ -55,7 +55,8 @@ at::Tensor variant_attention(const Model& model, int l, const at::Tensor& h, con
   const ModelConfig& c = model.config;
   const LayerWeights& L = model.weights.layers[l];
   const int64_t T = h.size(0), S = start + T;
-  VariantProjections p = split_variant_projections(c, project(h, L.wqkv).unsqueeze(0));
+  VariantProjections p =
+      split_variant_projections(c, project(h, L.wqkv, {}, L.wqkv_scales).unsqueeze(0));
   cache.keys(l).narrow(1, start, T).copy_(variant_key_rows(c, L, p, cos, sin));
   at::Tensor values;
   if (c.is_lrkv()) {
@@ -75,7 +76,7 @@ at::Tensor attention(const Model& model, int l, const at::Tensor& h, const RopeA
   const LayerWeights& L = model.weights.layers[l];
   const int64_t T = h.size(0), S = start + T;
 
-  QKV p = split_qkv(c, l, project(h, L.wqkv, L.bqkv));
+  QKV p = split_qkv(c, l, project(h, L.wqkv, L.bqkv, L.wqkv_scales));
   cache.values(l).narrow(1, start, T).copy_(p.v.transpose(0, 1));
   at::Tensor V = cache.values(l).narrow(1, 0, S);  // [Hkv, S, d]
   QueryKeys qk = prepare_query_keys(c, L, l, p.q, p.k, angles);
@@ -116,7 +117,7 @@ at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache&
 
   at::NoGradGuard no_grad;
   at::Tensor ids = at::from_blob(const_cast<int32_t*>(tokens.data()), {T}, at::kInt).to(at::kLong);
-  at::Tensor x = w.tok_emb.index_select(0, ids);
+  at::Tensor x = embed(w.tok_emb, w.tok_emb_scales, ids);
   if (c.positions == PositionKind::Learned) x = x + w.pos_emb.narrow(0, start, T);
 
   const RopeAngles angles =
@@ -140,7 +141,7 @@ at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache&
     at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);
     at::Tensor attn =
         attention(model, l, h, angles, mask, cache, start, observer, attention_observer);
-    x = x + project(attn, L.wo, L.bo);
+    x = x + project(attn, L.wo, L.bo, L.wo_scales);
 
     h = normalize(c, x, L.mlp_norm, L.mlp_norm_bias);
     x = x + feed_forward(c, L, h);
@@ -149,7 +150,7 @@ at::Tensor forward(const Model& model, std::span<const int32_t> tokens, KVCache&
 
   if (which == Logits::Last) x = x.narrow(0, T - 1, 1);
   x = normalize(c, x, w.final_norm, w.final_norm_bias);
-  return project(x, w.lm_head);
+  return project(x, w.lm_head, {}, w.lm_head_scales);
 }
 
 }  // namespace thinkeys

@@ -3,10 +3,10 @@
 #include <cmath>
 #include <memory>
 
+#include "util/error.h"
 #include "util/huge_page_memory.h"
 
 namespace thinkeys {
-namespace {
 
 // A copy of t on transparent huge pages: a decode step streams every weight
 // once, and on 4 KiB pages the walks cost a third of the GEMV's rate where
@@ -22,6 +22,8 @@ at::Tensor on_huge_pages(const at::Tensor& t) {
   out.copy_(t);
   return out;
 }
+
+namespace {
 
 at::Tensor maybe_cat(const std::vector<at::Tensor>& parts) {
   for (const auto& p : parts)
@@ -39,6 +41,8 @@ std::vector<int64_t> expected_shape_k(const ModelConfig& c, int layer) {
 }
 
 void Model::finalize() {
+  if (weights.tok_emb_scales.defined())
+    throw Error("int8 weights cannot be re-fused; load the model again to change it");
   for (auto& L : weights.layers) {
     // Everything the layer input feeds goes into one GEMM; the parts become
     // views (MLA has no wv, LRKV adds its residual down-projections).
@@ -141,13 +145,43 @@ int64_t Model::parameter_count() const {
   return n;
 }
 
-int64_t Model::weight_bytes() const {
-  // A decode step reads every weight except the embedding table (one row) and
-  // the position table (one row); a tied head is read once, as the head.
-  int64_t n = parameter_count() - weights.tok_emb.numel();
-  if (weights.pos_emb.defined()) n -= weights.pos_emb.numel();
-  if (config.tied_embeddings) n += weights.lm_head.numel();
-  return n * static_cast<int64_t>(sizeof(float));
+namespace {
+
+// Bytes of t and of its int8 scales, if any.
+int64_t bytes_of(const at::Tensor& t, const at::Tensor& scales = {}) {
+  int64_t n = t.defined() ? static_cast<int64_t>(t.nbytes()) : 0;
+  if (scales.defined()) n += static_cast<int64_t>(scales.nbytes());
+  return n;
+}
+
+// Bytes of every weight a decode step reads in full (not the embedding or
+// position tables, of which it reads one row).
+int64_t streamed_bytes(const Model& m) {
+  const auto& w = m.weights;
+  int64_t n =
+      bytes_of(w.final_norm) + bytes_of(w.final_norm_bias) + bytes_of(w.lm_head, w.lm_head_scales);
+  for (const auto& L : w.layers) {
+    n += bytes_of(L.wqkv, L.wqkv_scales) + bytes_of(L.wo, L.wo_scales) +
+         bytes_of(L.w_down, L.w_down_scales);
+    n += m.config.mlp == MlpKind::SwiGLU
+             ? bytes_of(L.w_gate_up, L.w_gate_up_scales) + bytes_of(L.b_gate_up)
+             : bytes_of(L.w_up, L.w_up_scales) + bytes_of(L.b_up);
+    for (const at::Tensor* t :
+         {&L.attn_norm, &L.attn_norm_bias, &L.bqkv, &L.bo, &L.mlp_norm, &L.mlp_norm_bias, &L.b_down,
+          &L.k_down, &L.q_down, &L.k_up, &L.kv_norm, &L.kv_up, &L.k_res_up, &L.v_res_up})
+      n += bytes_of(*t);
+  }
+  return n;
+}
+
+}  // namespace
+
+int64_t Model::weight_bytes() const { return streamed_bytes(*this); }
+
+int64_t Model::resident_bytes() const {
+  int64_t n = streamed_bytes(*this) + bytes_of(weights.pos_emb);
+  if (!config.tied_embeddings) n += bytes_of(weights.tok_emb, weights.tok_emb_scales);
+  return n;
 }
 
 }  // namespace thinkeys

@@ -34,6 +34,10 @@ struct LayerWeights {
   // Fused copies used by the forward pass (one GEMM instead of three); the
   // separate tensors above are views into them after fuse().
   at::Tensor wqkv, bqkv, w_gate_up, b_gate_up;
+
+  // Int8 weights only (model/weight_format.h): f32 scales [rows, groups] of
+  // the matrix of the same name; undefined for float weights.
+  at::Tensor wqkv_scales, wo_scales, w_gate_up_scales, w_up_scales, w_down_scales;
 };
 
 struct Weights {
@@ -41,7 +45,8 @@ struct Weights {
   at::Tensor pos_emb;  // [P, D], learned positions only
   std::vector<LayerWeights> layers;
   at::Tensor final_norm, final_norm_bias;
-  at::Tensor lm_head;  // [V, D]; shares storage with tok_emb when tied
+  at::Tensor lm_head;                         // [V, D]; shares storage with tok_emb when tied
+  at::Tensor tok_emb_scales, lm_head_scales;  // int8 weights only
 };
 
 struct Model {
@@ -52,8 +57,13 @@ struct Model {
   // Builds fused tensors and RoPE tables; call after weights change.
   void finalize();
   int64_t parameter_count() const;
-  int64_t weight_bytes() const;  // bytes the forward pass reads per decode step
+  int64_t weight_bytes() const;    // bytes the forward pass reads per decode step
+  int64_t resident_bytes() const;  // bytes all weights occupy in memory
 };
+
+// A copy of t on transparent huge pages when it is a large CPU tensor without
+// gradients; t itself otherwise.
+at::Tensor on_huge_pages(const at::Tensor& t);
 
 // Expected shape of every weight, so loaders can check files against the config.
 std::vector<int64_t> expected_shape_q(const ModelConfig& c, int layer);

@@ -1,0 +1,90 @@
+#include "kernels/weight_rows.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "format/row_codec.h"
+
+namespace thinkeys {
+
+WeightRows WeightRows::from_row(std::size_t first) const {
+  WeightRows r = *this;
+  r.data = static_cast<const std::byte*>(data) + first * ld * weight_type_bytes(type);
+  if (scales) r.scales = scales + first * ld_scales;
+  return r;
+}
+
+std::size_t weight_type_bytes(WeightType t) {
+  switch (t) {
+    case WeightType::F32:
+      return 4;
+    case WeightType::BF16:
+    case WeightType::F16:
+      return 2;
+    case WeightType::Int8:
+      return 1;
+  }
+  return 4;
+}
+
+const char* weight_type_name(WeightType t) {
+  switch (t) {
+    case WeightType::F32:
+      return "f32";
+    case WeightType::BF16:
+      return "bf16";
+    case WeightType::F16:
+      return "f16";
+    case WeightType::Int8:
+      return "int8";
+  }
+  return "?";
+}
+
+void weight_rows_to_f32(const WeightRows& w, int cols, int row_begin, int row_end, float* out) {
+  for (int o = row_begin; o < row_end; ++o, out += cols) {
+    const std::size_t base = static_cast<std::size_t>(o) * w.ld;
+    switch (w.type) {
+      case WeightType::F32:
+        std::memcpy(out, static_cast<const float*>(w.data) + base, cols * sizeof(float));
+        break;
+      case WeightType::BF16: {
+        const auto* p = static_cast<const uint16_t*>(w.data) + base;
+        for (int i = 0; i < cols; ++i) out[i] = bf16_to_f32(p[i]);
+        break;
+      }
+      case WeightType::F16: {
+        const auto* p = static_cast<const uint16_t*>(w.data) + base;
+        for (int i = 0; i < cols; ++i) out[i] = f16_to_f32(p[i]);
+        break;
+      }
+      case WeightType::Int8: {
+        const auto* p = static_cast<const int8_t*>(w.data) + base;
+        const float* s = w.scales + static_cast<std::size_t>(o) * w.ld_scales;
+        for (int i = 0; i < cols; ++i) out[i] = static_cast<float>(p[i]) * s[i / kWeightGroup];
+        break;
+      }
+    }
+  }
+}
+
+void quantize_int8_rows(const float* w, std::size_t ldw, int rows, int cols, int8_t* levels,
+                        std::size_t ld_levels, float* scales, std::size_t ld_scales) {
+  for (int o = 0; o < rows; ++o) {
+    const float* row = w + o * ldw;
+    for (int g = 0; g * kWeightGroup < cols; ++g) {
+      const int i0 = g * kWeightGroup, i1 = std::min(cols, i0 + kWeightGroup);
+      float top = 0.0f;
+      for (int i = i0; i < i1; ++i) top = std::max(top, std::fabs(row[i]));
+      const float scale = top / 127.0f;
+      scales[o * ld_scales + g] = scale;
+      for (int i = i0; i < i1; ++i) {
+        const float q = scale > 0.0f ? std::nearbyint(row[i] / scale) : 0.0f;
+        levels[o * ld_levels + i] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+      }
+    }
+  }
+}
+
+}  // namespace thinkeys

@@ -1,0 +1,195 @@
+// BatchDecoder's decode step for the common architectures, on buffers that
+// live as long as the decoder: embedding rows, norms, RoPE, the activation
+// and residual adds are loops (kernels/row_ops.h), every matrix goes through
+// small_gemm in its stored dtype on the compute pool, and attention through
+// the paged kernels. forward_rows, the libtorch version, stays for prefill
+// chunks, the thin-key RoPE modes and MLA/LRKV.
+#include "model/fused_step.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/row_ops.h"
+#include "kernels/small_gemm.h"
+#include "model/batch_decoder.h"
+#include "model/weight_format.h"
+
+namespace thinkeys {
+namespace {
+
+// Output features per pool item (as layer_ops' project).
+constexpr int kChunk = 64;
+
+const float* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+}  // namespace
+
+bool BatchDecoder::fused_applies(const ModelConfig& c) {
+  return c.is_standard_attention() && c.rope_mode() == RopeMode::Full;
+}
+
+namespace {
+
+void gemm(WorkPool& pool, const WeightRows& w, int in, int out, const float* x, int rows,
+          const float* bias, float* y) {
+  const int chunks = (out + kChunk - 1) / kChunk;
+  pool.run(chunks, [&](int c, int) {
+    small_gemm(w, in, x, in, rows, bias, y, out, c * kChunk, std::min(out, (c + 1) * kChunk));
+  });
+}
+
+}  // namespace
+
+at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t> tokens,
+                                    std::span<const int64_t> pos) {
+  const ModelConfig& c = model_.config;
+  FusedStep& f = *fused_;
+  if (f.layers.empty()) {  // first step: the model's matrices as plain layouts
+    const auto& w = model_.weights;
+    auto keep = [](const at::Tensor& t) { return t.defined() ? t.contiguous() : t; };
+    for (const LayerWeights& L : w.layers) {
+      FusedStep::Layer fl;
+      fl.qkv = weight_rows(L.wqkv, L.wqkv_scales);
+      fl.n_qkv = static_cast<int>(L.wqkv.size(0));
+      fl.o = weight_rows(L.wo, L.wo_scales);
+      if (c.mlp == MlpKind::SwiGLU) {
+        fl.up = weight_rows(L.w_gate_up, L.w_gate_up_scales);
+        fl.n_up = static_cast<int>(L.w_gate_up.size(0));
+        fl.b_up = keep(L.b_gate_up);
+      } else {
+        fl.up = weight_rows(L.w_up, L.w_up_scales);
+        fl.n_up = static_cast<int>(L.w_up.size(0));
+        fl.b_up = keep(L.b_up);
+      }
+      fl.down = weight_rows(L.w_down, L.w_down_scales);
+      fl.b_qkv = keep(L.bqkv);
+      fl.b_o = keep(L.bo);
+      fl.b_down = keep(L.b_down);
+      fl.norm1 = keep(L.attn_norm);
+      fl.norm1_b = keep(L.attn_norm_bias);
+      fl.norm2 = keep(L.mlp_norm);
+      fl.norm2_b = keep(L.mlp_norm_bias);
+      fl.inv_freq = keep(L.rope_inv_freq);
+      f.layers.push_back(std::move(fl));
+    }
+    f.emb = weight_rows(w.tok_emb, w.tok_emb_scales);
+    f.head = weight_rows(w.lm_head, w.lm_head_scales);
+    f.final_norm = keep(w.final_norm);
+    f.final_norm_b = keep(w.final_norm_bias);
+    f.pos_emb = keep(w.pos_emb);
+    f.inv_freq = keep(model_.rope_inv_freq);
+  }
+  const int B = static_cast<int>(ids.size()), D = c.dim, H = c.n_heads, Hkv = c.n_kv_heads;
+  const int d = c.head_dim, nk = c.key_heads(), share = c.key_share(), G = H / nk;
+  const bool rope = c.positions == PositionKind::Rope;
+  const int table_half = rope ? static_cast<int>(f.inv_freq.numel()) : 0;
+  int max_qkv = 0, max_up = 0, max_half = table_half;
+  for (const auto& fl : f.layers) {
+    max_qkv = std::max(max_qkv, fl.n_qkv);
+    max_up = std::max(max_up, fl.n_up);
+    if (fl.inv_freq.defined()) max_half = std::max(max_half, static_cast<int>(fl.inv_freq.numel()));
+  }
+  auto grow = [](std::vector<float>& v, std::size_t n) {
+    if (v.size() < n) v.resize(n);
+  };
+  grow(f.x, std::size_t(B) * D);
+  grow(f.h, std::size_t(B) * D);
+  grow(f.tmp, std::size_t(B) * D);
+  grow(f.qkv, std::size_t(B) * max_qkv);
+  grow(f.att, std::size_t(B) * H * d);
+  grow(f.up, std::size_t(B) * max_up);
+  grow(f.act, std::size_t(B) * max_up);
+  for (auto* v : {&f.cos, &f.sin, &f.layer_cos, &f.layer_sin}) grow(*v, std::size_t(B) * max_half);
+
+  float* x = f.x.data();
+  for (int b = 0; b < B; ++b) {
+    weight_rows_to_f32(f.emb, D, tokens[b], tokens[b] + 1, x + b * D);
+    if (c.positions == PositionKind::Learned)
+      add_to(x + b * D, f.pos_emb.data_ptr<float>() + pos[b] * D, D);
+  }
+  auto angles = [&](const at::Tensor& inv_freq, float* cos, float* sin) {
+    const int half = static_cast<int>(inv_freq.numel());
+    for (int b = 0; b < B; ++b)
+      rope_angles(static_cast<float>(pos[b]), inv_freq.data_ptr<float>(), half, cos + b * max_half,
+                  sin + b * max_half);
+  };
+  if (rope) angles(f.inv_freq, f.cos.data(), f.sin.data());
+  auto norm = [&](const at::Tensor& w, const at::Tensor& bias, const float* in, float* out) {
+    for (int b = 0; b < B; ++b) {
+      if (c.norm == NormKind::RMSNorm)
+        rms_norm_row(in + b * D, w.data_ptr<float>(), D, static_cast<float>(c.norm_eps),
+                     out + b * D);
+      else
+        layer_norm_row(in + b * D, w.data_ptr<float>(), ptr(bias), D,
+                       static_cast<float>(c.norm_eps), out + b * D);
+    }
+  };
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const FusedStep::Layer& fl = f.layers[l];
+    const int r = c.key_width(l), qr = c.q_rows_per_head(l), kr = c.k_rows(l);
+    norm(fl.norm1, fl.norm1_b, x, f.h.data());
+    gemm(*pool_, fl.qkv, D, fl.n_qkv, f.h.data(), B, ptr(fl.b_qkv), f.qkv.data());
+    // A thin key's own table over the key width (RopeTable::KeyWidth).
+    const bool own = rope && fl.inv_freq.defined();
+    if (own) angles(fl.inv_freq, f.layer_cos.data(), f.layer_sin.data());
+    const float* cos_l = own ? f.layer_cos.data() : f.cos.data();
+    const float* sin_l = own ? f.layer_sin.data() : f.sin.data();
+    tasks_.clear();
+    value_rows_.clear();
+    task_latent_.clear();
+    value_rows_.reserve(std::size_t(B) * Hkv);  // tasks point into it
+    for (int b = 0; b < B; ++b) {
+      float* q = f.qkv.data() + std::size_t(b) * fl.n_qkv;
+      float* k = q + H * qr;
+      float* v = k + kr;
+      if (rope) {
+        const float* cs = cos_l + b * max_half;
+        const float* sn = sin_l + b * max_half;
+        rope_rotate_half(q, H, qr, qr, cs, sn);
+        rope_rotate_half(k, nk, r, r, cs, sn);
+      }
+      const int id = ids[b], p = static_cast<int>(pos[b]);
+      for (int kh = 0; kh < nk; ++kh) cache_.write_key(id, l, kh, p, k + kh * r);
+      for (int vh = 0; vh < Hkv; ++vh) {
+        cache_.write_value(id, l, vh, p, v + vh * d);
+        value_rows_.push_back(cache_.values(id, l, vh));
+      }
+      const int end = p + 1;
+      const int begin = c.sliding_window ? std::max(0, end - *c.sliding_window) : 0;
+      for (int kh = 0; kh < nk; ++kh) {
+        AttentionTask t;
+        t.q = q + kh * G * qr;
+        t.n_queries = G;
+        t.keys = cache_.keys(id, l, kh);
+        t.values = &value_rows_[std::size_t(b) * Hkv + kh * share];
+        t.n_values = share;
+        t.begin = begin;
+        t.end = end;
+        t.out = f.att.data() + (std::size_t(b) * H + kh * G) * d;
+        tasks_.push_back(t);
+      }
+    }
+    splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
+    gemm(*pool_, fl.o, H * d, D, f.att.data(), B, ptr(fl.b_o), f.tmp.data());
+    add_to(x, f.tmp.data(), B * D);
+    norm(fl.norm2, fl.norm2_b, x, f.h.data());
+    gemm(*pool_, fl.up, D, fl.n_up, f.h.data(), B, ptr(fl.b_up), f.up.data());
+    const int F = c.hidden_dim;
+    for (int b = 0; b < B; ++b) {
+      const float* u = f.up.data() + std::size_t(b) * fl.n_up;
+      if (c.mlp == MlpKind::SwiGLU)
+        silu_mul(u, u + F, F, f.act.data() + std::size_t(b) * F);
+      else
+        gelu_tanh(u, F, f.act.data() + std::size_t(b) * F);
+    }
+    gemm(*pool_, fl.down, F, D, f.act.data(), B, ptr(fl.b_down), f.tmp.data());
+    add_to(x, f.tmp.data(), B * D);
+  }
+  norm(f.final_norm, f.final_norm_b, x, f.h.data());
+  at::Tensor logits = at::empty({B, c.vocab_size}, at::kFloat);
+  gemm(*pool_, f.head, D, c.vocab_size, f.h.data(), B, nullptr, logits.data_ptr<float>());
+  return logits;
+}
+
+}  // namespace thinkeys

@@ -1,0 +1,27 @@
+#pragma once
+// What BatchDecoder's fused decode step keeps between steps
+// (model/fused_step.cpp): the model's matrices as plain layouts and the
+// per-step buffers, grown to the largest batch seen.
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "kernels/weight_rows.h"
+#include "model/batch_decoder.h"
+
+namespace thinkeys {
+
+struct BatchDecoder::FusedStep {
+  struct Layer {
+    WeightRows qkv, o, up, down;  // up: gate and up stacked for SwiGLU
+    int n_qkv = 0, n_up = 0;
+    at::Tensor b_qkv, b_o, b_up, b_down, norm1, norm1_b, norm2, norm2_b, inv_freq;
+  };
+  std::vector<Layer> layers;
+  WeightRows emb, head;
+  at::Tensor final_norm, final_norm_b, pos_emb, inv_freq;
+  // Per-step buffers; layer_cos/sin hold a layer's own RoPE table's angles.
+  std::vector<float> x, h, qkv, att, tmp, up, act, cos, sin, layer_cos, layer_sin;
+};
+
+}  // namespace thinkeys

@@ -1,0 +1,171 @@
+#include "model/weight_format.h"
+
+#include <vector>
+
+#include "util/error.h"
+
+namespace thinkeys {
+namespace {
+
+at::ScalarType float_type(WeightFormat f) {
+  return f == WeightFormat::BF16 ? at::kBFloat16 : f == WeightFormat::F16 ? at::kHalf : at::kFloat;
+}
+
+at::Tensor to_f32(const at::Tensor& t) {
+  return t.defined() && t.scalar_type() != at::kFloat ? t.to(at::kFloat) : t;
+}
+
+// One streamed matrix in `format`; `scales` receives int8 scales.
+at::Tensor convert_matrix(const at::Tensor& w, WeightFormat format, at::Tensor& scales) {
+  scales = at::Tensor();
+  if (!w.defined()) return w;
+  if (format != WeightFormat::Int8) {
+    const at::ScalarType st = float_type(format);
+    return w.scalar_type() == st ? w : on_huge_pages(w.to(st).contiguous());
+  }
+  const at::Tensor f = to_f32(w).contiguous();
+  const int rows = static_cast<int>(f.size(0)), cols = static_cast<int>(f.size(1));
+  at::Tensor levels = at::empty({rows, cols}, at::kChar);
+  scales = at::empty({rows, weight_groups(cols)}, at::kFloat);
+  quantize_int8_rows(f.data_ptr<float>(), cols, rows, cols, levels.data_ptr<int8_t>(), cols,
+                     scales.data_ptr<float>(), scales.size(1));
+  return on_huge_pages(levels);
+}
+
+// Views that finalize() made into a fused matrix, made again into its
+// converted copy (the old views would keep the old storage alive).
+void renarrow(const at::Tensor& fused, std::vector<at::Tensor*> parts) {
+  int64_t offset = 0;
+  for (at::Tensor* t : parts) {
+    if (!t->defined()) continue;
+    const int64_t rows = t->size(0);
+    *t = fused.narrow(0, offset, rows);
+    offset += rows;
+  }
+}
+
+}  // namespace
+
+WeightFormat parse_weight_format(const std::string& name) {
+  if (name == "f32" || name == "float32") return WeightFormat::F32;
+  if (name == "bf16" || name == "bfloat16") return WeightFormat::BF16;
+  if (name == "f16" || name == "float16") return WeightFormat::F16;
+  if (name == "int8") return WeightFormat::Int8;
+  throw Error("unknown weight format '" + name + "' (expected f32, bf16, f16 or int8)");
+}
+
+const char* weight_format_name(WeightFormat f) {
+  switch (f) {
+    case WeightFormat::F32:
+      return "f32";
+    case WeightFormat::BF16:
+      return "bf16";
+    case WeightFormat::F16:
+      return "f16";
+    case WeightFormat::Int8:
+      return "int8";
+  }
+  return "?";
+}
+
+WeightFormat stored_weight_format(const ModelConfig& c) {
+  if (c.weight_dtype == "bfloat16") return WeightFormat::BF16;
+  if (c.weight_dtype == "float16") return WeightFormat::F16;
+  return WeightFormat::F32;
+}
+
+WeightFormat current_weight_format(const Model& m) {
+  const at::Tensor& e = m.weights.tok_emb;
+  if (!e.defined()) return WeightFormat::F32;
+  switch (e.scalar_type()) {
+    case at::kBFloat16:
+      return WeightFormat::BF16;
+    case at::kHalf:
+      return WeightFormat::F16;
+    case at::kChar:
+      return WeightFormat::Int8;
+    default:
+      return WeightFormat::F32;
+  }
+}
+
+void convert_weights(Model& m, WeightFormat format) {
+  if (current_weight_format(m) == WeightFormat::Int8 && format != WeightFormat::Int8)
+    throw Error("int8 weights cannot be converted back; load the model again");
+  if (current_weight_format(m) == WeightFormat::Int8) return;
+  const bool swiglu = m.config.mlp == MlpKind::SwiGLU;
+  for (auto& L : m.weights.layers) {
+    L.wqkv = convert_matrix(L.wqkv, format, L.wqkv_scales);
+    renarrow(L.wqkv, {&L.wq, &L.wk, &L.wv, &L.k_res_down, &L.v_res_down});
+    L.wo = convert_matrix(L.wo, format, L.wo_scales);
+    L.w_down = convert_matrix(L.w_down, format, L.w_down_scales);
+    if (swiglu) {
+      L.w_gate_up = convert_matrix(L.w_gate_up, format, L.w_gate_up_scales);
+      renarrow(L.w_gate_up, {&L.w_gate, &L.w_up});
+    } else {
+      L.w_up = convert_matrix(L.w_up, format, L.w_up_scales);
+    }
+    for (at::Tensor* t : {&L.attn_norm, &L.attn_norm_bias, &L.bqkv, &L.bo, &L.mlp_norm,
+                          &L.mlp_norm_bias, &L.b_gate_up, &L.b_down, &L.k_down, &L.q_down, &L.k_up,
+                          &L.kv_norm, &L.kv_up, &L.k_res_up, &L.v_res_up, &L.rope_inv_freq})
+      *t = to_f32(*t);
+    // The bias views follow their fused tensor, as finalize() made them.
+    if (L.bqkv.defined()) {
+      const int64_t nq = L.wq.size(0), nk = L.wk.size(0);
+      L.bq = L.bqkv.narrow(0, 0, nq);
+      L.bk = L.bqkv.narrow(0, nq, nk);
+      L.bv = L.bqkv.narrow(0, nq + nk, L.bqkv.size(0) - nq - nk);
+    }
+    if (swiglu && L.b_gate_up.defined()) {
+      const int64_t f = L.w_gate.size(0);
+      L.b_gate = L.b_gate_up.narrow(0, 0, f);
+      L.b_up = L.b_gate_up.narrow(0, f, f);
+    } else if (!swiglu) {
+      L.b_up = to_f32(L.b_up);
+    }
+  }
+  auto& w = m.weights;
+  w.tok_emb = convert_matrix(w.tok_emb, format, w.tok_emb_scales);
+  if (m.config.tied_embeddings) {
+    w.lm_head = w.tok_emb;
+    w.lm_head_scales = w.tok_emb_scales;
+  } else {
+    w.lm_head = convert_matrix(w.lm_head, format, w.lm_head_scales);
+  }
+  w.pos_emb = to_f32(w.pos_emb);
+  w.final_norm = to_f32(w.final_norm);
+  w.final_norm_bias = to_f32(w.final_norm_bias);
+  m.rope_inv_freq = to_f32(m.rope_inv_freq);
+}
+
+WeightRows weight_rows(const at::Tensor& w, const at::Tensor& scales) {
+  if (w.dim() != 2 || !w.device().is_cpu() || w.stride(1) != 1)
+    throw Error("weight_rows: need a row-major 2-D CPU matrix");
+  WeightRows r;
+  r.data = w.data_ptr();
+  r.ld = static_cast<std::size_t>(w.stride(0));
+  switch (w.scalar_type()) {
+    case at::kFloat:
+      r.type = WeightType::F32;
+      break;
+    case at::kBFloat16:
+      r.type = WeightType::BF16;
+      break;
+    case at::kHalf:
+      r.type = WeightType::F16;
+      break;
+    case at::kChar:
+      if (!scales.defined() || scales.scalar_type() != at::kFloat || scales.stride(1) != 1 ||
+          scales.size(0) != w.size(0))
+        throw Error("weight_rows: int8 weights without matching f32 scales");
+      r.type = WeightType::Int8;
+      r.scales = scales.data_ptr<float>();
+      r.ld_scales = static_cast<std::size_t>(scales.stride(0));
+      break;
+    default:
+      throw Error("weight_rows: unsupported weight dtype");
+  }
+  return r;
+}
+
+}  // namespace thinkeys

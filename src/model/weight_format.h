@@ -1,0 +1,36 @@
+#pragma once
+// The dtype a model's large matrices are held in while it runs. Decode reads
+// every projection, MLP and head weight once per step, so holding them as the
+// checkpoint stored them (bf16, f16), or as int8 with per-group scales,
+// divides the bytes a step streams; small tensors (norms, biases, thin-key
+// maps) stay f32.
+#include <ATen/ATen.h>
+
+#include <string>
+
+#include "kernels/weight_rows.h"
+#include "model/weights.h"
+
+namespace thinkeys {
+
+enum class WeightFormat { F32, BF16, F16, Int8 };
+
+// "f32", "bf16", "f16", "int8"; anything else is an Error naming the choices.
+WeightFormat parse_weight_format(const std::string& name);
+const char* weight_format_name(WeightFormat f);
+// The format of the checkpoint's own dtype (config.weight_dtype).
+WeightFormat stored_weight_format(const ModelConfig& c);
+// What the streamed matrices are held as now (F32 for a model never converted).
+WeightFormat current_weight_format(const Model& m);
+
+// Converts the streamed matrices (wqkv, wo, w_gate_up / w_up, w_down, tok_emb,
+// lm_head) to `format` and every other tensor to f32, keeping the views into
+// the fused matrices. Int8 is one-way: its levels cannot feed training,
+// compression or finalize() again. Call after finalize().
+void convert_weights(Model& m, WeightFormat format);
+
+// The kernels' view of a 2-D CPU matrix held as f32, bf16, f16 or int8
+// (`scales` [rows, weight_groups(cols)] for int8, else undefined).
+WeightRows weight_rows(const at::Tensor& w, const at::Tensor& scales = {});
+
+}  // namespace thinkeys

@@ -1,0 +1,330 @@
+// Weights held as bf16, f16 or int8 (model/weight_format.h).
+//
+// Tolerances. Kernels widen every stored weight to f32 exactly (bf16 and f16
+// are subsets of f32; an int8 level times its f32 scale is one f32 product,
+// rounded once), so against a double-precision sum of the same widened values
+// the only error is f32 accumulation: at most (n + 2) * 2^-24 * sum |w x| for
+// n terms (recursive summation's bound, with the product and the scale
+// rounding). The whole-model test compares a 16-bit model with the f32 model
+// holding the same rounded values, so it sees only that accumulation order
+// too (1e-4 of the logits' range, as test_batch_decoder uses for f32 paths).
+// Int8 quantization itself is checked element by element: within half a
+// step (scale / 2) of the original, scale = max |w| of the group / 127.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <vector>
+
+#include "io/hf_checkpoint.h"
+#include "io/model_loader.h"
+#include "kernels/small_gemm.h"
+#include "kernels/weight_rows.h"
+#include "model/batch_decoder.h"
+#include "model/kv_cache.h"
+#include "model/layer_ops.h"
+#include "model/random_init.h"
+#include "model/transformer.h"
+#include "model/weight_format.h"
+#include "util/error.h"
+#include "util/threads.h"
+
+namespace thinkeys {
+namespace {
+
+// The f32 values a stored matrix stands for, computed with libtorch's own
+// conversions (and levels * scales for int8), independently of the kernels.
+at::Tensor widened(const at::Tensor& w, const at::Tensor& scales) {
+  if (w.scalar_type() != at::kChar) return w.to(at::kFloat);
+  const int64_t cols = w.size(1);
+  at::Tensor s = scales.repeat_interleave(kWeightGroup, 1).narrow(1, 0, cols);
+  return w.to(at::kFloat) * s;
+}
+
+// |got - want| <= (n + 2) 2^-24 sum |w x| elementwise, want in double.
+void expect_within_accumulation(const at::Tensor& got, const at::Tensor& x, const at::Tensor& wf,
+                                const std::string& what) {
+  const at::Tensor xd = x.to(at::kDouble), wd = wf.to(at::kDouble);
+  const at::Tensor want = at::mm(xd, wd.t());
+  const at::Tensor mag = at::mm(xd.abs(), wd.abs().t());
+  const double u = std::ldexp(1.0, -24) * (static_cast<double>(x.size(1)) + 2);
+  const at::Tensor excess = (got.to(at::kDouble) - want).abs() - (u * mag + 1e-30);
+  EXPECT_LE(excess.max().item<double>(), 0.0) << what;
+}
+
+// A matrix in `type` with its scales (int8) from random f32 values.
+std::pair<at::Tensor, at::Tensor> stored(const at::Tensor& f, WeightType type) {
+  switch (type) {
+    case WeightType::BF16:
+      return {f.to(at::kBFloat16), {}};
+    case WeightType::F16:
+      return {f.to(at::kHalf), {}};
+    case WeightType::Int8: {
+      const int rows = static_cast<int>(f.size(0)), cols = static_cast<int>(f.size(1));
+      at::Tensor q = at::empty({rows, cols}, at::kChar);
+      at::Tensor s = at::empty({rows, weight_groups(cols)}, at::kFloat);
+      const at::Tensor c = f.contiguous();
+      quantize_int8_rows(c.data_ptr<float>(), cols, rows, cols, q.data_ptr<int8_t>(), cols,
+                         s.data_ptr<float>(), s.size(1));
+      return {q, s};
+    }
+    default:
+      return {f, {}};
+  }
+}
+
+TEST(WeightFormats, SmallGemmReadsEachDtypeAsItsWidenedValues) {
+  at::manual_seed(3);
+  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8, WeightType::F32})
+    for (int rows : {1, 2, 3, 4, 5, 9, 16})
+      for (int in : {1, 17, 64, 100, 129, 300})
+        for (int out : {1, 6, 13}) {
+          const at::Tensor x = at::randn({rows, in});
+          const auto [w, s] = stored(at::randn({out, in}), type);
+          at::Tensor y = at::full({rows, out}, 99.0f);
+          const WeightRows wr = weight_rows(w, s);
+          // Split the outputs as threads would.
+          const int cut = out / 3;
+          small_gemm(wr, in, x.data_ptr<float>(), in, rows, nullptr, y.data_ptr<float>(), out, 0,
+                     cut);
+          small_gemm(wr, in, x.data_ptr<float>(), in, rows, nullptr, y.data_ptr<float>(), out, cut,
+                     out);
+          expect_within_accumulation(y, x, widened(w, s),
+                                     std::string(weight_type_name(type)) + " rows " +
+                                         std::to_string(rows) + " in " + std::to_string(in) +
+                                         " out " + std::to_string(out));
+        }
+}
+
+TEST(WeightFormats, WeightRowsToF32MatchesLibtorchConversions) {
+  at::manual_seed(4);
+  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8}) {
+    const auto [w, s] = stored(at::randn({7, 150}), type);
+    at::Tensor out = at::empty({4, 150});
+    weight_rows_to_f32(weight_rows(w, s), 150, 2, 6, out.data_ptr<float>());
+    EXPECT_TRUE(at::equal(out, widened(w, s).narrow(0, 2, 4))) << weight_type_name(type);
+  }
+}
+
+TEST(WeightFormats, Int8LevelsAreWithinHalfAStepOfTheWeights) {
+  // Hand-made group: max |w| = 2.54, so the step is 0.02 and 1.0 -> level 50.
+  std::vector<float> w(kWeightGroup + 3, 0.0f);
+  w[0] = -2.54f;
+  w[1] = 1.0f;
+  w[2] = 0.0099f;          // below half a step: level 0
+  w[kWeightGroup] = 0.5f;  // second (partial) group: its own scale 0.5 / 127
+  std::vector<int8_t> q(w.size());
+  float scales[2];
+  quantize_int8_rows(w.data(), w.size(), 1, static_cast<int>(w.size()), q.data(), w.size(), scales,
+                     2);
+  EXPECT_FLOAT_EQ(scales[0], 2.54f / 127);
+  EXPECT_FLOAT_EQ(scales[1], 0.5f / 127);
+  EXPECT_EQ(q[0], -127);
+  EXPECT_EQ(q[1], 50);
+  EXPECT_EQ(q[2], 0);
+  EXPECT_EQ(q[kWeightGroup], 127);
+  // Random rows: every element within scale / 2 (plus f32 rounding of the product).
+  at::manual_seed(5);
+  const at::Tensor f = at::randn({9, 333}) * at::rand({9, 1}) * 4;
+  const auto [levels, sc] = stored(f, WeightType::Int8);
+  const at::Tensor step = sc.repeat_interleave(kWeightGroup, 1).narrow(1, 0, 333);
+  const at::Tensor err = (widened(levels, sc) - f).abs() - (0.5 * step * (1 + 1e-6) + 1e-12);
+  EXPECT_LE(err.max().item<float>(), 0.0f);
+  // An all-zero group quantizes to zeros with a zero scale, not NaN.
+  std::vector<float> zeros(kWeightGroup, 0.0f);
+  std::vector<int8_t> zq(kWeightGroup, 1);
+  float zs = 1;
+  quantize_int8_rows(zeros.data(), kWeightGroup, 1, kWeightGroup, zq.data(), kWeightGroup, &zs, 1);
+  EXPECT_EQ(zs, 0.0f);
+  for (int8_t v : zq) EXPECT_EQ(v, 0);
+}
+
+TEST(WeightFormats, ProjectReadsStoredWeightsForFewAndManyRows) {
+  configure_threads(2);
+  at::manual_seed(6);
+  // 1-16 rows take the streaming kernel, 40 and 300 rows the converted tiles
+  // (300 output features: one full tile of 256 and a partial one).
+  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8})
+    for (int rows : {1, 7, 16, 40})
+      for (int out : {13, 300}) {
+        const auto [w, s] = stored(at::randn({out, 130}), type);
+        const at::Tensor b = at::randn({out}), x = at::randn({rows, 130});
+        const at::Tensor y = project(x, w, b, s);
+        const at::Tensor wf = widened(w, s);
+        ASSERT_EQ(y.sizes(), (at::IntArrayRef{rows, out}));
+        // The bias adds one more rounding: compare without it.
+        expect_within_accumulation(y - b, x, wf, weight_type_name(type));
+      }
+}
+
+TEST(WeightFormats, EmbedReadsRowsInEveryFormat) {
+  at::manual_seed(7);
+  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8}) {
+    const auto [w, s] = stored(at::randn({20, 70}), type);
+    const at::Tensor ids = at::tensor({3, 0, 19, 3}, at::kLong);
+    EXPECT_TRUE(at::equal(embed(w, s, ids), widened(w, s).index_select(0, ids)));
+  }
+  const auto [w, s] = stored(at::randn({20, 70}), WeightType::Int8);
+  EXPECT_THROW(embed(w, s, at::tensor({20}, at::kLong)), Error);
+}
+
+ModelConfig tiny_llama() {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.model_type = "llama";
+  c.source_format = "random";
+  c.vocab_size = 97;
+  c.dim = 128;
+  c.n_layers = 2;
+  c.n_heads = 8;
+  c.n_kv_heads = 2;
+  c.head_dim = 16;
+  c.hidden_dim = 200;  // not a multiple of the int8 group
+  c.max_positions = 256;
+  return c;
+}
+
+// The f32 model holding exactly the values `m` holds in `format`.
+Model rounded_f32(const Model& f32, WeightFormat format) {
+  Model held = f32;
+  held.weights = f32.weights;
+  convert_weights(held, format);
+  Model r = random_model(f32.config, 1);
+  auto copy_layer = [](const at::Tensor& w, const at::Tensor& s) { return widened(w, s).clone(); };
+  for (size_t l = 0; l < r.weights.layers.size(); ++l) {
+    auto& R = r.weights.layers[l];
+    const auto& H = held.weights.layers[l];
+    const auto& F = f32.weights.layers[l];
+    R = F;
+    R.wqkv = copy_layer(H.wqkv, H.wqkv_scales);
+    R.wo = copy_layer(H.wo, H.wo_scales);
+    R.w_gate_up = copy_layer(H.w_gate_up, H.w_gate_up_scales);
+    R.w_down = copy_layer(H.w_down, H.w_down_scales);
+    const int64_t nq = F.wq.size(0), nk = F.wk.size(0), f = F.w_gate.size(0);
+    R.wq = R.wqkv.narrow(0, 0, nq);
+    R.wk = R.wqkv.narrow(0, nq, nk);
+    R.wv = R.wqkv.narrow(0, nq + nk, R.wqkv.size(0) - nq - nk);
+    R.w_gate = R.w_gate_up.narrow(0, 0, f);
+    R.w_up = R.w_gate_up.narrow(0, f, f);
+  }
+  r.weights.tok_emb = copy_layer(held.weights.tok_emb, held.weights.tok_emb_scales);
+  r.weights.lm_head = copy_layer(held.weights.lm_head, held.weights.lm_head_scales);
+  r.weights.final_norm = f32.weights.final_norm;
+  r.rope_inv_freq = f32.rope_inv_freq;
+  return r;
+}
+
+Model deep_copy(const Model& m) {
+  Model c = random_model(m.config, 1);
+  auto clone = [](const at::Tensor& t) { return t.defined() ? t.clone() : t; };
+  for (size_t l = 0; l < c.weights.layers.size(); ++l) {
+    const auto& F = m.weights.layers[l];
+    auto& C = c.weights.layers[l];
+    for (auto [dst, src] : {std::pair{&C.wq, &F.wq},
+                            {&C.wk, &F.wk},
+                            {&C.wv, &F.wv},
+                            {&C.wo, &F.wo},
+                            {&C.w_gate, &F.w_gate},
+                            {&C.w_up, &F.w_up},
+                            {&C.w_down, &F.w_down},
+                            {&C.attn_norm, &F.attn_norm},
+                            {&C.mlp_norm, &F.mlp_norm}})
+      *dst = clone(*src);
+  }
+  c.weights.tok_emb = clone(m.weights.tok_emb);
+  c.weights.lm_head = clone(m.weights.lm_head);
+  c.weights.final_norm = clone(m.weights.final_norm);
+  c.finalize();
+  return c;
+}
+
+double rel_err(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+}
+
+TEST(WeightFormats, WholeModelEqualsTheF32PathOnTheSameValues) {
+  configure_threads(2);
+  const Model base = random_model(tiny_llama(), 11, 0.1);
+  std::mt19937 rng(2);
+  std::vector<int32_t> prompt(23);
+  for (auto& t : prompt) t = static_cast<int32_t>(rng() % 97);
+  for (WeightFormat f : {WeightFormat::BF16, WeightFormat::F16, WeightFormat::Int8}) {
+    Model held = deep_copy(base);
+    convert_weights(held, f);
+    EXPECT_EQ(current_weight_format(held), f);
+    const Model ref = rounded_f32(deep_copy(base), f);
+    // Dense prefill (converted tiles) and decode (streaming kernel).
+    KVCache c1(held.config, 64), c2(ref.config, 64);
+    const at::Tensor a = forward(held, prompt, c1, Logits::All);
+    const at::Tensor b = forward(ref, prompt, c2, Logits::All);
+    EXPECT_LT(rel_err(a, b), 1e-4) << weight_format_name(f);
+    const std::vector<int32_t> next{5};
+    EXPECT_LT(rel_err(forward(held, next, c1, Logits::Last), forward(ref, next, c2, Logits::Last)),
+              1e-4)
+        << weight_format_name(f);
+    // The paged decoder (cache in f32 so that only the weights differ).
+    CacheSpec spec;
+    spec.key_dtype = spec.value_dtype = CacheDType::F32;
+    BatchDecoder d1(held, {spec, 2}), d2(ref, {spec, 2});
+    const int s1 = d1.add(prompt), s2 = d2.add(prompt);
+    for (int32_t t : {7, 50, 96}) {
+      const at::Tensor x = d1.step(std::vector<int>{s1}, std::vector<int32_t>{t});
+      const at::Tensor y = d2.step(std::vector<int>{s2}, std::vector<int32_t>{t});
+      EXPECT_LT(rel_err(x, y), 1e-4) << weight_format_name(f) << " token " << t;
+    }
+  }
+}
+
+TEST(WeightFormats, ResidentBytesFollowTheFormat) {
+  const Model base = random_model(tiny_llama(), 12);
+  const int64_t f32 = base.resident_bytes();
+  Model bf = deep_copy(base);
+  convert_weights(bf, WeightFormat::BF16);
+  Model q = deep_copy(base);
+  convert_weights(q, WeightFormat::Int8);
+  // The norms stay f32, so a little over half and a little over a quarter.
+  EXPECT_LT(bf.resident_bytes(), 0.52 * f32);
+  EXPECT_GT(bf.resident_bytes(), 0.5 * f32);
+  EXPECT_LT(q.resident_bytes(), 0.29 * f32);
+  EXPECT_LT(q.weight_bytes(), 0.29 * base.weight_bytes());
+  EXPECT_THROW(convert_weights(q, WeightFormat::F32), Error);
+  EXPECT_THROW(q.finalize(), Error);
+}
+
+TEST(WeightFormats, CheckpointsLoadInTheirStoredDtypeAndSaveAsTheyCame) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("thinkeys_wf_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const Model base = random_model(tiny_llama(), 13);
+  save_model(base, dir, DType::BF16);
+  const Model f32 = load_model(dir);  // the default: f32, as training needs
+  const Model kept = load_model(dir, std::nullopt);
+  const Model q = load_model(dir, WeightFormat::Int8);
+  EXPECT_EQ(current_weight_format(f32), WeightFormat::F32);
+  EXPECT_EQ(current_weight_format(kept), WeightFormat::BF16);
+  EXPECT_EQ(kept.weights.layers[0].wqkv.scalar_type(), at::kBFloat16);
+  EXPECT_EQ(kept.weights.layers[0].attn_norm.scalar_type(), at::kFloat);
+  EXPECT_EQ(current_weight_format(q), WeightFormat::Int8);
+  // The same bf16 values either way: widened exactly.
+  EXPECT_TRUE(at::equal(kept.weights.layers[1].wo.to(at::kFloat), f32.weights.layers[1].wo));
+  EXPECT_EQ(dtype_for_saving("stored", kept.config), DType::BF16);
+  EXPECT_EQ(dtype_for_saving("", f32.config), DType::BF16);
+  EXPECT_EQ(dtype_for_saving("f32", f32.config), DType::F32);
+  EXPECT_THROW(dtype_for_saving("int3", f32.config), Error);
+  // A 16-bit model saves as it is; int8 levels cannot be saved as weights.
+  const fs::path again = dir.string() + "_again";
+  save_model(kept, again, DType::BF16);
+  EXPECT_TRUE(
+      at::equal(load_model(again, std::nullopt).weights.layers[1].wo, kept.weights.layers[1].wo));
+  EXPECT_THROW(save_model(q, dir.string() + "_q", DType::F32), Error);
+  EXPECT_FALSE(fs::exists(dir.string() + "_q"));
+  fs::remove_all(dir);
+  fs::remove_all(again);
+  EXPECT_THROW(parse_weight_format("int3"), Error);
+}
+
+}  // namespace
+}  // namespace thinkeys
