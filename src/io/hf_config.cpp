@@ -119,10 +119,23 @@ std::optional<int> optional_token(const Fields& f, const char* key) {
   }
 }
 
+// No released model has more than a few hundred layers; a count far beyond
+// that is a corrupt file, and per-layer tables sized from it would take
+// minutes and gigabytes before any other check could refuse it.
+constexpr int kMaxLayers = 65536;
+
+int layer_count(const Fields& f, const char* key) {
+  const int n = f.get<int>(key);
+  if (n > kMaxLayers)
+    f.fail(std::string("'") + key + "' = " + std::to_string(n) + " exceeds " +
+           std::to_string(kMaxLayers) + " layers");
+  return n;
+}
+
 void read_gpt2(const Fields& f, ModelConfig& c) {
   c.vocab_size = f.get<int>("vocab_size");
   c.dim = f.get<int>("n_embd");
-  c.n_layers = f.get<int>("n_layer");
+  c.n_layers = layer_count(f, "n_layer");
   c.n_heads = f.get<int>("n_head");
   c.n_kv_heads = c.n_heads;
   if (c.n_heads <= 0 || c.dim % c.n_heads != 0)
@@ -149,7 +162,7 @@ void read_gpt2(const Fields& f, ModelConfig& c) {
 void read_llama_family(const Fields& f, ModelConfig& c) {
   c.vocab_size = f.get<int>("vocab_size");
   c.dim = f.get<int>("hidden_size");
-  c.n_layers = f.get<int>("num_hidden_layers");
+  c.n_layers = layer_count(f, "num_hidden_layers");
   c.n_heads = f.get<int>("num_attention_heads");
   c.n_kv_heads = f.get_or<int>("num_key_value_heads", c.n_heads);
   if (f.has("head_dim")) {
