@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstdint>
 
+#include "tokenizer/unicode.h"
 #include "util/error.h"
 
 namespace thinkeys::jinja {
@@ -309,21 +310,7 @@ class Lexer {
 
   void append_utf8(std::string& out, uint32_t c, std::size_t at) {
     if (c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) fail(at, "escape is not a Unicode scalar");
-    if (c < 0x80) {
-      out += static_cast<char>(c);
-    } else if (c < 0x800) {
-      out += static_cast<char>(0xC0 | (c >> 6));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else if (c < 0x10000) {
-      out += static_cast<char>(0xE0 | (c >> 12));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (c >> 18));
-      out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    }
+    thinkeys::unicode::append_utf8(out, static_cast<char32_t>(c));
   }
 
   int line_at(std::size_t pos) {

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "chat/jinja_failure.h"
+#include "tokenizer/unicode.h"
 
 namespace thinkeys::jinja {
 
@@ -129,24 +130,6 @@ std::string int_text(const Json& j) {
                                 : std::to_string(j.get<int64_t>());
 }
 
-void append_code_point(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xC0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xE0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  }
-}
-
 std::string string_repr(const std::string& s) {
   const bool has_single = s.find('\'') != std::string::npos;
   const bool has_double = s.find('"') != std::string::npos;
@@ -167,7 +150,7 @@ std::string string_repr(const std::string& s) {
       std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(c));
       out += buf;
     } else {
-      append_code_point(out, c);
+      unicode::append_utf8(out, c);
     }
   }
   out += quote;
@@ -355,7 +338,7 @@ std::u32string to_code_points(const std::string& s) {
 std::string from_code_points(std::u32string_view s) {
   std::string out;
   out.reserve(s.size());
-  for (char32_t c : s) append_code_point(out, c);
+  for (char32_t c : s) unicode::append_utf8(out, c);
   return out;
 }
 
