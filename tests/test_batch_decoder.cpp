@@ -15,11 +15,12 @@
 #include "eval/perplexity.h"
 #include "model/batch_decoder.h"
 #include "model/batch_generator.h"
-#include "model/generator.h"
 #include "model/cache_layout.h"
+#include "model/generator.h"
 #include "model/kv_cache.h"
 #include "model/random_init.h"
 #include "model/transformer.h"
+#include "model/weight_format.h"
 #include "util/error.h"
 #include "util/huge_page_memory.h"
 
@@ -533,6 +534,35 @@ TEST(ModelWeights, LargeWeightsMoveToHugePageMemoryUnchanged) {
                                            A.w_gate, A.w_up, A.w_down, m.weights.tok_emb};
     for (std::size_t i = 0; i < after.size(); ++i) EXPECT_TRUE(at::equal(after[i], before[i])) << i;
   }
+}
+
+// use_model (benchmarks time weight formats over one cache): the step after a
+// swap uses the new weights (it differs from the old model's step, by about
+// bf16's rounding) and does not depend on steps run before the swap; other
+// shapes are refused.
+TEST(BatchDecoder, UseModelStepsWithTheNewWeights) {
+  Model a = random_model(tiny_llama(), 21, 0.1);
+  Model b = random_model(tiny_llama(), 21, 0.1);
+  convert_weights(b, parse_weight_format("bf16"));
+  BatchDecoderOptions o;
+  o.cache.key_dtype = o.cache.value_dtype = CacheDType::F32;
+  const std::vector<int32_t> prompt = {3, 7, 1, 9, 4};
+  BatchDecoder d1(a, o), d2(a, o);
+  const int i1 = d1.add(prompt), i2 = d2.add(prompt);
+  const int32_t tok[1] = {5};
+  const int id1[1] = {i1}, id2[1] = {i2};
+  const at::Tensor own = d1.step(id1, tok);  // a's step, then b's over the same cache
+  d1.truncate(i1, static_cast<int>(prompt.size()));
+  d1.use_model(b);
+  d2.use_model(b);
+  const at::Tensor got = d1.step(id1, tok), want = d2.step(id2, tok);
+  EXPECT_TRUE(at::equal(got, want));
+  EXPECT_FALSE(at::equal(got, own));
+  EXPECT_LT((got - own).abs().max().item<float>(), 0.05f * own.abs().max().item<float>());
+  ModelConfig other = tiny_llama();
+  other.hidden_dim += 8;
+  Model c = random_model(other, 22, 0.1);
+  EXPECT_THROW(d1.use_model(c), Error);
 }
 
 }  // namespace

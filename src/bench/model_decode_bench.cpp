@@ -142,11 +142,20 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
   const int max_ctx = ctxs.front(), max_batch = batches.back();
   const int n = static_cast<int>(cases.size());
 
+  // Cases with the same cache layout (the model in other weight formats)
+  // share one decoder and its cache: owner[i] is the first such case.
+  std::vector<int> owner(n);
   std::vector<BatchDecoderOptions> dopts;
   std::size_t total = 0;
-  for (const auto& c : cases) {
-    dopts.push_back(decoder_options(*c.model, c.cache, o));
-    total += dopts.back().cache.budget_bytes;
+  for (int i = 0; i < n; ++i) {
+    owner[i] = i;
+    for (int j = 0; j < i; ++j)
+      if (cases[j].cache.name == cases[i].cache.name) {
+        owner[i] = j;
+        break;
+      }
+    dopts.push_back(decoder_options(*cases[i].model, cases[i].cache, o));
+    if (owner[i] == i) total += dopts.back().cache.budget_bytes;
   }
   auto base_row = [&](int i, int ctx, int batch) {
     ModelDecodeRow r;
@@ -183,6 +192,11 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
     std::vector<std::unique_ptr<BatchDecoder>> decs;
     std::vector<std::vector<int>> ids(n);
     for (int i = 0; i < n; ++i) {
+      if (owner[i] != i) {
+        decs.emplace_back();
+        ids[i] = ids[owner[i]];
+        continue;
+      }
       const auto f0 = std::chrono::steady_clock::now();
       decs.push_back(std::make_unique<BatchDecoder>(*cases[i].model, dopts[i]));
       for (int b = 0; b < max_batch; ++b)
@@ -202,7 +216,8 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
       for (int batch : batches) {
         const int steps = ctx >= 16384 ? o.long_steps : o.steps;
         for (int i = 0; i < n; ++i) {
-          for (int b = 0; b < batch; ++b) decs[i]->truncate(ids[i][b], ctx);
+          if (owner[i] == i)
+            for (int b = 0; b < batch; ++b) decs[i]->truncate(ids[i][b], ctx);
           cpu[i] = wall[i] = 0;
         }
         // Round-robin over the layouts, one step each, so a change in the
@@ -212,9 +227,14 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
             const std::span<const int> step_ids(ids[i].data(), batch);
             const std::span<const int32_t> toks(tokens.data() + static_cast<std::size_t>(s) * batch,
                                                 batch);
+            BatchDecoder& dec = *decs[owner[i]];
+            // Each case appends one token per step; a shared cache must give
+            // every case the same context, so the sequences go back to it.
+            for (int b = 0; b < batch; ++b) dec.truncate(ids[i][b], ctx + s);
+            dec.use_model(*cases[i].model);
             const double c0 = cpu_now();
             const auto t0 = std::chrono::steady_clock::now();
-            at::Tensor logits = decs[i]->step(step_ids, toks);
+            at::Tensor logits = dec.step(step_ids, toks);
             const double sec =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             if (s > 0) {

@@ -63,21 +63,46 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
           if (cc.key_divisor == divisor) cases.push_back({models.back().get(), cc, wname});
       }
     }
-    std::size_t total = 0;
-    for (const auto& c : cases) total += model_decode_cache_bytes(c, o);
-    const std::size_t avail = available_memory_bytes();
-    if (avail == 0 || total <= o.memory_fraction * avail) {
-      auto r = bench_model_decode(sh.name, cases, o);
-      rows.insert(rows.end(), r.begin(), r.end());
-    } else {
-      notes.push_back(sh.name + ": the layouts together need " + human_bytes(total) +
-                      " of cache (more than " +
-                      std::to_string(static_cast<int>(100 * o.memory_fraction)) + "% of " +
-                      human_bytes(avail) + " available), so they ran one after another");
-      for (const auto& c : cases) {
-        auto r = bench_model_decode(sh.name, {c}, o);
-        rows.insert(rows.end(), r.begin(), r.end());
+    // Weight formats of one layout share its cache (bench_model_decode), so
+    // memory is counted per layout; layouts that do not fit together run in
+    // groups that do, in order, each group stepped round-robin.
+    std::vector<std::string> layouts;
+    std::vector<std::size_t> layout_bytes;
+    for (const auto& c : cases)
+      if (std::find(layouts.begin(), layouts.end(), c.cache.name) == layouts.end()) {
+        layouts.push_back(c.cache.name);
+        layout_bytes.push_back(model_decode_cache_bytes(c, o));
       }
+    const std::size_t avail = available_memory_bytes();
+    const double limit = avail == 0 ? 1e30 : o.memory_fraction * static_cast<double>(avail);
+    std::vector<std::vector<std::string>> groups;
+    double used = 0;
+    for (std::size_t k = 0; k < layouts.size(); ++k) {
+      if (groups.empty() || used + layout_bytes[k] > limit) {
+        groups.emplace_back();
+        used = 0;
+      }
+      groups.back().push_back(layouts[k]);
+      used += layout_bytes[k];
+    }
+    if (groups.size() > 1) {
+      std::string g;
+      for (const auto& grp : groups) {
+        g += g.empty() ? "{" : ", {";
+        for (std::size_t k = 0; k < grp.size(); ++k) g += (k ? " " : "") + grp[k];
+        g += "}";
+      }
+      notes.push_back(sh.name + ": the layouts' caches together exceed " +
+                      std::to_string(static_cast<int>(100 * o.memory_fraction)) + "% of " +
+                      human_bytes(static_cast<double>(avail)) +
+                      " available, so these groups ran one after another: " + g);
+    }
+    for (const auto& grp : groups) {
+      std::vector<ModelDecodeCase> part;
+      for (const auto& c : cases)
+        if (std::find(grp.begin(), grp.end(), c.cache.name) != grp.end()) part.push_back(c);
+      auto r = bench_model_decode(sh.name, part, o);
+      rows.insert(rows.end(), r.begin(), r.end());
     }
   }
   const BandwidthResult bw1 = probe_read_bandwidth(o.threads);

@@ -39,7 +39,7 @@ void synthetic_row(uint64_t key, int width, float* out) {
 }  // namespace
 
 BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& options)
-    : model_(model),
+    : model_(&model),
       cache_(cache_shape(model.config), options.cache),
       pool_(options.threads == compute_threads() ? compute_pool()
                                                  : std::make_shared<WorkPool>(options.threads)) {
@@ -72,15 +72,31 @@ BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& option
 
 BatchDecoder::~BatchDecoder() = default;
 
+void BatchDecoder::use_model(const Model& model) {
+  const ModelConfig &a = model_->config, &b = model.config;
+  if (a.rope_mode() == RopeMode::Latent)
+    throw Error("use_model: a latent-mode decoder keeps its model's key maps");
+  bool same = a.n_layers == b.n_layers && a.dim == b.dim && a.n_heads == b.n_heads &&
+              a.n_kv_heads == b.n_kv_heads && a.head_dim == b.head_dim &&
+              a.hidden_dim == b.hidden_dim && a.vocab_size == b.vocab_size &&
+              a.rope_mode() == b.rope_mode() && a.positions == b.positions &&
+              a.attention.kind == b.attention.kind && a.mlp == b.mlp;
+  for (int l = 0; same && l < a.n_layers; ++l)
+    same = a.key_width(l) == b.key_width(l) && a.cache_key_width(l) == b.cache_key_width(l);
+  if (!same) throw Error("use_model: the new model's shape differs from the decoder's");
+  model_ = &model;
+  if (fused_) fused_->layers.clear();  // its matrices are taken again at the next step
+}
+
 int BatchDecoder::add(std::span<const int32_t> prompt, at::Tensor* last_logits) {
-  const ModelConfig& c = model_.config;
+  const ModelConfig& c = model_->config;
   if (prompt.empty()) throw Error("a sequence needs at least one prompt token");
   const int n = static_cast<int>(prompt.size());
   const int id = cache_.add_sequence();
   try {
     cache_.reserve(id, n);
     KVCache dense(c, n);
-    at::Tensor logits = forward(model_, prompt, dense, Logits::Last);
+    at::Tensor logits = forward(*model_, prompt, dense, Logits::Last);
     for (int l = 0; l < c.n_layers; ++l) {
       // [heads, n, width], contiguous: row (h, t) starts at (h * n + t) * width.
       at::Tensor K = dense.keys(l).contiguous(), V = dense.values(l).contiguous();
@@ -102,7 +118,7 @@ int BatchDecoder::add(std::span<const int32_t> prompt, at::Tensor* last_logits) 
 }
 
 int BatchDecoder::add_synthetic(int length, uint64_t seed) {
-  const ModelConfig& c = model_.config;
+  const ModelConfig& c = model_->config;
   if (length < 1) throw Error("a synthetic sequence needs at least one cached token");
   if (c.positions == PositionKind::Learned && length > c.max_positions)
     throw Error("synthetic context of " + std::to_string(length) +
@@ -165,8 +181,8 @@ void BatchDecoder::remove(int id) { cache_.remove_sequence(id); }
 at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const RopeAngles& angles,
                                          std::span<const int> ids,
                                          std::span<const int64_t> pos_of) {
-  const ModelConfig& c = model_.config;
-  const LayerWeights& L = model_.weights.layers[l];
+  const ModelConfig& c = model_->config;
+  const LayerWeights& L = model_->weights.layers[l];
   const int64_t B = h.size(0), H = c.n_heads, Hkv = c.n_kv_heads, d = c.head_dim;
   const int64_t nk = c.key_heads(), share = c.key_share();
 
@@ -211,14 +227,14 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const RopeA
 }
 
 void BatchDecoder::check_token(int32_t token) const {
-  const ModelConfig& c = model_.config;
+  const ModelConfig& c = model_->config;
   if (token < 0 || token >= c.vocab_size)
     throw Error("token id " + std::to_string(token) + " outside the vocabulary (" +
                 std::to_string(c.vocab_size) + ")");
 }
 
 void BatchDecoder::check_context(int64_t tokens) const {
-  const ModelConfig& c = model_.config;
+  const ModelConfig& c = model_->config;
   if (c.positions == PositionKind::Learned && tokens > c.max_positions)
     throw Error("context of " + std::to_string(tokens) +
                 " tokens exceeds the model's learned positions (" +
@@ -243,8 +259,8 @@ at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t>
   if (fused_ && B <= kSmallGemmMaxRows)
     logits = fused_rows(ids, tokens, pos);
   else
-    logits = project(forward_rows(ids, tokens, pos), model_.weights.lm_head, {},
-                     model_.weights.lm_head_scales);
+    logits = project(forward_rows(ids, tokens, pos), model_->weights.lm_head, {},
+                     model_->weights.lm_head_scales);
   for (int64_t b = 0; b < B; ++b) cache_.set_length(ids[b], static_cast<int>(pos[b]) + 1);
   return logits;
 }
@@ -263,19 +279,19 @@ void BatchDecoder::extend(int id, std::span<const int32_t> tokens, at::Tensor* l
   cache_.set_length(id, static_cast<int>(start + T));
   if (last_logits)
     *last_logits =
-        project(x.narrow(0, T - 1, 1), model_.weights.lm_head, {}, model_.weights.lm_head_scales);
+        project(x.narrow(0, T - 1, 1), model_->weights.lm_head, {}, model_->weights.lm_head_scales);
 }
 
 at::Tensor BatchDecoder::forward_rows(std::span<const int> ids, std::span<const int32_t> tokens,
                                       std::span<const int64_t> pos) {
-  const ModelConfig& c = model_.config;
-  const auto& w = model_.weights;
+  const ModelConfig& c = model_->config;
+  const auto& w = model_->weights;
   at::NoGradGuard no_grad;
   at::Tensor tok = at::tensor(std::vector<int64_t>(tokens.begin(), tokens.end()), at::kLong);
   at::Tensor positions = at::tensor(std::vector<int64_t>(pos.begin(), pos.end()), at::kLong);
   at::Tensor x = embed(w.tok_emb, w.tok_emb_scales, tok);
   if (c.positions == PositionKind::Learned) x = x + w.pos_emb.index_select(0, positions);
-  const RopeAngles angles = rope_angles(c, model_.rope_inv_freq, positions.to(at::kFloat));
+  const RopeAngles angles = rope_angles(c, model_->rope_inv_freq, positions.to(at::kFloat));
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[l];
     at::Tensor h = normalize(c, x, L.attn_norm, L.attn_norm_bias);

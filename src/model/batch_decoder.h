@@ -76,6 +76,12 @@ class BatchDecoder {
   // hold the chunk.
   void extend(int id, std::span<const int32_t> tokens, at::Tensor* last_logits = nullptr);
 
+  // For benchmarks only: later steps use `model`, the same model with its
+  // matrices in another weight format, so formats are timed over one cache
+  // (a 32K-token cache of 8 sequences is 10 GB here). Throws Error if the
+  // shapes differ or the model is in latent mode (its key maps are cached).
+  void use_model(const Model& model);
+
   const PagedKVCache& cache() const { return cache_; }
   const AttentionShape& attention_shape() const { return shape_; }
 
@@ -101,7 +107,7 @@ class BatchDecoder {
                         std::span<const int64_t> pos);
   std::unique_ptr<FusedStep> fused_;  // null when fused_applies is false
 
-  const Model& model_;
+  const Model* model_;  // never null; a pointer so use_model can swap it
   PagedKVCache cache_;
   AttentionShape shape_;
   std::shared_ptr<WorkPool> pool_;  // compute_pool() when the thread counts agree

@@ -42,10 +42,10 @@ void gemm(WorkPool& pool, const WeightRows& w, int in, int out, const float* x, 
 
 at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t> tokens,
                                     std::span<const int64_t> pos) {
-  const ModelConfig& c = model_.config;
+  const ModelConfig& c = model_->config;
   FusedStep& f = *fused_;
   if (f.layers.empty()) {  // first step: the model's matrices as plain layouts
-    const auto& w = model_.weights;
+    const auto& w = model_->weights;
     auto keep = [](const at::Tensor& t) { return t.defined() ? t.contiguous() : t; };
     for (const LayerWeights& L : w.layers) {
       FusedStep::Layer fl;
@@ -77,7 +77,7 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
     f.final_norm = keep(w.final_norm);
     f.final_norm_b = keep(w.final_norm_bias);
     f.pos_emb = keep(w.pos_emb);
-    f.inv_freq = keep(model_.rope_inv_freq);
+    f.inv_freq = keep(model_->rope_inv_freq);
   }
   const int B = static_cast<int>(ids.size()), D = c.dim, H = c.n_heads, Hkv = c.n_kv_heads;
   const int d = c.head_dim, nk = c.key_heads(), share = c.key_share(), G = H / nk;
