@@ -1,4 +1,4 @@
-#include "train/demo.h"
+#include "experiments/demo.h"
 
 #include <chrono>
 #include <mutex>
@@ -6,10 +6,10 @@
 
 #include "compress/compressor.h"
 #include "eval/perplexity.h"
+#include "experiments/selection_experiment.h"
 #include "io/model_loader.h"
 #include "model/kv_cache.h"
 #include "tokenizer/tokenizer.h"
-#include "train/selection_experiment.h"
 #include "util/error.h"
 #include "util/progress.h"
 #include "util/text_file.h"
