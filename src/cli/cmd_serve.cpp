@@ -47,7 +47,7 @@ Command add_serve(CLI::App& app) {
     CacheOptions cache;
     double cache_fraction = 0;
     int max_batch = 8, max_queue = 64, ctx = 0, prefill_chunk = 256, reserve_tokens = -1;
-    double drain_seconds = 10;
+    double drain_seconds = 10, ping_seconds = 5;
     bool quiet = false;
   };
   auto opts = std::make_shared<Opts>();
@@ -92,6 +92,10 @@ Command add_serve(CLI::App& app) {
                   "On SIGINT/SIGTERM, time running requests get to finish before they are "
                   "cancelled")
       ->check(CLI::Range(0.0, 3600.0));
+  sub->add_option("--ping-seconds", opts->ping_seconds,
+                  "A stream with nothing to send for this long (queued or prefilling) gets an "
+                  "SSE ': ping' comment, so proxies and clients do not time it out")
+      ->check(CLI::Range(0.01, 3600.0));
   sub->add_flag("--quiet,-q", opts->quiet, "No per-request log lines");
   return {
       sub, [opts] {
@@ -109,6 +113,7 @@ Command add_serve(CLI::App& app) {
         so.model_name = opts->model_name.empty() ? model_name_of(opts->model) : opts->model_name;
         so.http_threads = opts->max_batch + opts->max_queue + 8;
         so.drain_seconds = opts->drain_seconds;
+        so.ping_seconds = opts->ping_seconds;
         so.log_requests = !opts->quiet;
         serve::HttpServer server(so);
         server.start();  // /health says 503 while the model loads

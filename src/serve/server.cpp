@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -342,6 +343,8 @@ void HttpServer::Impl::generate(const httplib::Request& req, httplib::Response& 
   auto st = std::make_shared<StreamState>();
   ++active_streams;
   const bool include_usage = sampling.include_usage;
+  const auto ping_after =
+      std::chrono::milliseconds(std::max<long long>(1, std::llround(options.ping_seconds * 1000)));
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
@@ -371,7 +374,7 @@ void HttpServer::Impl::generate(const httplib::Request& req, httplib::Response& 
             return false;
         }
         std::vector<ResponseStream::Delta> ds;
-        const bool done = stream->wait(ds, std::chrono::milliseconds(5000));
+        const bool done = stream->wait(ds, ping_after);
         if (ds.empty() && !done) {
           static const char ping[] = ": ping\n\n";
           return sink.write(ping, sizeof ping - 1);
