@@ -138,7 +138,7 @@ async function startServer(extra) {
   const args = ["serve", opt.model, "--host", "127.0.0.1", "--port", String(port), "--api-key",
     KEY, "--model-name", "m", "--chat-template", "chatml", "--block-tokens", String(BLOCK),
     "--ctx", String(CTX), "--cache-k", opt.cacheDtype, "--cache-v", opt.cacheDtype,
-    "--attention-threads", "1", "--drain-seconds", "5", "-q", ...extra];
+    "--threads", "1", "--drain-seconds", "5", "-q", ...extra];
   const child = spawn(opt.binary, args, { stdio: ["ignore", "ignore", "pipe"] });
   children.add(child);
   let stderr = "";
@@ -546,7 +546,10 @@ const meanPeak = validMain.reduce((a, q) => a + peakOf(q), 0) / validMain.length
 const poolBlocks = Math.max(Math.ceil(CTX / BLOCK), Math.ceil(opt.concurrency * meanPeak /
   opt.oversubscribe / BLOCK));
 const cacheMb = ((poolBlocks + 0.5) * blockBytes) / (1 << 20);
-const server = await startServer(["--cache-mb", cacheMb.toFixed(6), "--max-batch",
+// --reserve-tokens 0: admission on the prompt alone (the server's default
+// reserves each request's growth and never preempts), so the oversubscribed
+// pool really preempts and recomputes under the faults.
+const server = await startServer(["--cache-mb", cacheMb.toFixed(6), "--reserve-tokens", "0", "--max-batch",
   String(opt.concurrency), "--max-queue", String(2 * opt.concurrency), "--prefill-chunk", String(opt.prefillChunk)]);
 const pid = server.child.pid;
 const m0 = await metrics(server.base);

@@ -5,6 +5,19 @@
 #include "util/error.h"
 
 namespace thinkeys {
+namespace {
+
+// Every default entry when no names are given, else the named ones in order.
+template <class T>
+std::vector<T> named_or_all(const std::vector<std::string>& names, std::vector<T> (*all)(),
+                            T (*find)(const std::string&)) {
+  if (names.empty()) return all();
+  std::vector<T> picked;
+  for (const auto& n : names) picked.push_back(find(n));
+  return picked;
+}
+
+}  // namespace
 
 std::vector<DecodeBenchShape> select_decode_bench_shapes(const std::vector<std::string>& names) {
   std::vector<DecodeBenchShape> shapes;
@@ -20,24 +33,15 @@ std::vector<DecodeBenchShape> select_decode_bench_shapes(const std::vector<std::
 }
 
 std::vector<DecodeBenchCache> select_decode_bench_caches(const std::vector<std::string>& names) {
-  if (names.empty()) return decode_bench_caches();
-  std::vector<DecodeBenchCache> caches;
-  for (const auto& n : names) caches.push_back(find_decode_bench_cache(n));
-  return caches;
+  return named_or_all(names, decode_bench_caches, find_decode_bench_cache);
 }
 
 std::vector<ModelDecodeShape> select_model_decode_shapes(const std::vector<std::string>& names) {
-  if (names.empty()) return model_decode_shapes();
-  std::vector<ModelDecodeShape> shapes;
-  for (const auto& n : names) shapes.push_back(find_model_decode_shape(n));
-  return shapes;
+  return named_or_all(names, model_decode_shapes, find_model_decode_shape);
 }
 
 std::vector<ModelDecodeCache> select_model_decode_caches(const std::vector<std::string>& names) {
-  if (names.empty()) return model_decode_caches();
-  std::vector<ModelDecodeCache> caches;
-  for (const auto& n : names) caches.push_back(find_model_decode_cache(n));
-  return caches;
+  return named_or_all(names, model_decode_caches, find_model_decode_cache);
 }
 
 }  // namespace thinkeys

@@ -22,12 +22,9 @@
 
 // clang-format off
 #include <hwy/highway.h>
-#include "kernels/accumulate_tiles-inl.h"
-#include "kernels/channel_loaders-inl.h"
+#include "kernels/attention_tiles-inl.h"
 #include "kernels/latent_rotation-inl.h"
-#include "kernels/online_softmax-inl.h"
 #include "kernels/row_loaders-inl.h"
-#include "kernels/score_tiles-inl.h"
 // clang-format on
 
 HWY_BEFORE_NAMESPACE();
