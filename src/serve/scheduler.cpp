@@ -345,7 +345,13 @@ void Scheduler::prefill_chunk() {
     Sequence& s = *sp;
     if (budget == 0) break;
     if (s.finished || !s.prefilling()) continue;
-    const int n = std::min(budget, s.target - s.cached);
+    // Pieces end at multiples of the chunk size counted from the sequence's
+    // start, whatever else is prefilling: the same prompt is cut at the same
+    // tokens under load as alone, so its GEMM shapes, and hence its cached
+    // (possibly f16-rounded) keys, do not depend on the batch around it.
+    const int chunk = options_.prefill_chunk;
+    const int n = std::min(s.target - s.cached, chunk - s.cached % chunk);
+    if (n > budget) continue;
     std::span<const int32_t> piece(s.tokens.data() + s.cached, n);
     const bool last = s.cached + n == s.target;
     at::Tensor logits;
