@@ -1,10 +1,8 @@
 // llama2.c tokenizer.bin: max_token_length, then (score, length, bytes) per
 // token. Loaded both ways the product does: to the end of the file, and with
 // the token count a checkpoint header would give (taken from the first byte).
-#include <algorithm>
 #include <cstdint>
 #include <optional>
-#include <string_view>
 
 #include "scratch_file.h"
 #include "tokenizer/llama2c_tokenizer.h"
@@ -18,11 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
        {std::optional<int32_t>(), std::optional<int32_t>(size ? 250 + data[0] * 2 : 0)}) {
     try {
       auto tok = thinkeys::load_llama2c_tokenizer(path, count);
-      thinkeys::fuzz::probe_fixed_texts(*tok);
-      size_t tail = std::min<size_t>(size, 64);
-      thinkeys::fuzz::probe_text(
-          *tok, std::string_view(reinterpret_cast<const char*>(data + size - tail), tail), false);
-      thinkeys::fuzz::probe_ids(*tok, {data, std::min<size_t>(size, 256)});
+      thinkeys::fuzz::probe_loaded(*tok, {data, size});
     } catch (const thinkeys::Error&) {
     }
   }

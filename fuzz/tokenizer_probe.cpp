@@ -1,5 +1,6 @@
 #include "tokenizer_probe.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -75,6 +76,16 @@ void probe_fixed_texts(const Tokenizer& tok) {
   (void)tok.bos_id();
   (void)tok.eos_id();
   (void)tok.describe();
+}
+
+void probe_loaded(const Tokenizer& tok, std::span<const uint8_t> input) {
+  probe_fixed_texts(tok);
+  const size_t tail = std::min<size_t>(input.size(), 64);
+  probe_text(
+      tok,
+      std::string_view(reinterpret_cast<const char*>(input.data() + input.size() - tail), tail),
+      false);
+  probe_ids(tok, input.first(std::min<size_t>(input.size(), 256)));
 }
 
 }  // namespace thinkeys::fuzz

@@ -23,4 +23,8 @@ void probe_ids(const Tokenizer& tok, std::span<const uint8_t> bytes);
 // spaces, multi-byte UTF-8, invalid UTF-8, special-token lookalikes.
 void probe_fixed_texts(const Tokenizer& tok);
 
+// What every loader target checks on the tokenizer its input loaded: the
+// fixed texts, the input's last 64 bytes as text and its first 256 as ids.
+void probe_loaded(const Tokenizer& tok, std::span<const uint8_t> input);
+
 }  // namespace thinkeys::fuzz

@@ -10,10 +10,10 @@
 
 #include "cache/paged_kv_cache.h"
 #include "compress/compressor.h"
-#include "model/cache_layout.h"
 #include "io/hf_checkpoint.h"
 #include "io/hf_config.h"
 #include "model/batch_decoder.h"
+#include "model/cache_layout.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
 #include "test_support.h"
@@ -357,7 +357,7 @@ TEST(Variants, UnsupportedPathsRefuseWithTheReason) {
   };
   EXPECT_TRUE(says_mla([&] { cache_shape(m.config); }));
   CompressOptions o;
-  o.method = "svd";
+  o.method = CompressMethod::Svd;
   o.ranks.key_ratio = 0.5;
   EXPECT_TRUE(says_mla([&] { compress_model(m, o, {}, nullptr); }));
   EXPECT_THROW(prepare_for_training(m, TrainScope::QK), Error);

@@ -139,7 +139,7 @@ TEST(BatchDecoder, CompressedRopeModesMatchDense) {
     for (int share : {1, 2}) {
       if (mode == RopeMode::Pairs && share > 1) continue;
       CompressOptions o;
-      o.method = "svd";
+      o.method = CompressMethod::Svd;
       o.rope = mode;
       o.share = share;
       o.ranks.key_rank = 4 * share;
@@ -254,7 +254,7 @@ TEST(BatchDecoder, ExtendInChunksMatchesWholePrompt) {
   EXPECT_LT(max_chunked_error(random_model(thin, 32, 0.1), f32_spec(), chunks), 1e-4);
   for (RopeMode mode : {RopeMode::Post, RopeMode::Latent, RopeMode::Pairs}) {
     CompressOptions o;
-    o.method = "svd";
+    o.method = CompressMethod::Svd;
     o.rope = mode;
     o.share = mode == RopeMode::Latent ? 2 : 1;
     o.ranks.key_rank = 4 * o.share;

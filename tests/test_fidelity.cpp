@@ -40,7 +40,7 @@ std::vector<int32_t> some_tokens(int n, int vocab, unsigned seed) {
 
 CompressOptions svd_keys(int rank) {
   CompressOptions o;
-  o.method = "svd";
+  o.method = CompressMethod::Svd;
   o.ranks.key_rank = rank;
   return o;
 }

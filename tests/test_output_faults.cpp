@@ -2,7 +2,10 @@
 // model) and finetune are killed with SIGKILL in the middle of writing their
 // safetensors (THINKEYS_TEST_KILL_AFTER_TENSORS, a test hook in
 // io/safetensors.cpp), after which the previous output must be byte-identical
-// and the next, uninterrupted run must succeed and give a loadable model.
+// and the next, uninterrupted run must succeed, give a loadable model and
+// remove the killed run's temporary. The training run's model files are also
+// killed around the directory exchange that publishes them together
+// (THINKEYS_TEST_KILL_AT, util/atomic_output.cpp).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -20,11 +23,14 @@ namespace fs = std::filesystem;
 
 constexpr int kKilled = 128 + 9;  // `timeout` reports a child killed by SIGKILL like a shell
 
-int run_cli(const std::string& args, long kill_after_tensors = 0) {
+// Runs the CLI; `kill_after_tensors` > 0 or `kill_at` ("before-exchange:3",
+// util/atomic_output.cpp) makes it SIGKILL itself at that point.
+int run_cli(const std::string& args, long kill_after_tensors = 0, const std::string& kill_at = {}) {
   std::string env =
       kill_after_tensors > 0
           ? "THINKEYS_TEST_KILL_AFTER_TENSORS=" + std::to_string(kill_after_tensors) + " "
           : "";
+  if (!kill_at.empty()) env += "THINKEYS_TEST_KILL_AT=" + kill_at + " ";
   std::string cmd = env + "timeout 300 " + std::string(THINKEYS_CLI_PATH) + " --threads 1 " + args +
                     " >/dev/null 2>&1 </dev/null";
   int raw = std::system(cmd.c_str());
@@ -54,6 +60,23 @@ void expect_same(const std::map<std::string, std::string>& before,
   }
 }
 
+// The temporaries interrupted writers of `target` left beside it.
+std::vector<fs::path> leftovers(const fs::path& target) {
+  std::vector<fs::path> out;
+  const std::string prefix = "." + target.filename().string() + ".tmp-";
+  for (const auto& e : fs::directory_iterator(target.parent_path()))
+    if (e.path().filename().string().starts_with(prefix)) out.push_back(e.path());
+  return out;
+}
+
+// Hidden entries anywhere under `dir` (temporaries of writes inside it).
+std::vector<std::string> hidden_inside(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.path().filename().string().starts_with(".")) out.push_back(e.path().string());
+  return out;
+}
+
 std::string some_text() {
   std::string s;
   std::mt19937 rng(5);
@@ -77,8 +100,11 @@ class OutputFaults : public ::testing::Test {
     ASSERT_EQ(run_cli(args, kill_after), kKilled) << "the test hook did not fire: " << args;
     expect_same(before, snapshot(out));
     (void)load_hf_checkpoint(out);  // still loads
+    // The killed writer's temporary is left; the next run removes it.
+    EXPECT_EQ(leftovers(out).size(), 1u);
     ASSERT_EQ(run_cli(args), 0) << args;
     (void)load_hf_checkpoint(out);
+    EXPECT_TRUE(leftovers(out).empty());
   }
   test::TempDir tmp_;
   std::string model_;
@@ -129,6 +155,61 @@ TEST_F(OutputFaults, TrainKilledWhileCheckpointingOrSavingResumes) {
   EXPECT_NE(test::read_bytes(out / "checkpoint" / "trainer_state.json").find("\"step\": 5"),
             std::string::npos);
   (void)load_hf_checkpoint(out);
+}
+
+// The final model is a set of files (config.json, model.safetensors, the
+// tokenizer) beside the run's log and checkpoint/. Killed just before or
+// just after the directory exchange that publishes it, the set is wholly
+// the previous model or wholly the new one; the next run removes what the
+// killed one left and resumes.
+TEST_F(OutputFaults, TrainModelFilesAreReplacedTogether) {
+  const auto out = tmp_ / "run";
+  const std::string tok = fs::path(model_).parent_path().string() + "/tok512.bin";
+  const std::string train =
+      "train --arch llama --dim 16 --layers 1 --heads 2 --kv-heads 1 --ctx 16 "
+      "--batch 2 --warmup 1 --checkpoint-every 1 --tokenizer " +
+      tok + " --data " + (tmp_ / "data.txt").string() + " --cache-dir " +
+      (tmp_ / "cache").string() + " -o " + out.string();
+  ASSERT_EQ(run_cli(train + " --steps 2"), 0);
+  const auto model_files = [&] {
+    std::map<std::string, std::string> m;
+    for (const char* f : {"config.json", "model.safetensors", "tok512.bin"})
+      m[f] = test::read_bytes(out / f);
+    return m;
+  };
+  const auto step2 = model_files();
+  const std::string log2 = test::read_bytes(out / "train_log.jsonl");
+
+  // The step-3 and step-4 checkpoints are the 1st and 2nd directory
+  // replacements of `--resume --steps 4`, the final model the 3rd.
+  ASSERT_EQ(run_cli(train + " --resume --steps 4", 0, "before-exchange:3"), kKilled);
+  EXPECT_TRUE(model_files() == step2) << "a model file changed before the exchange";
+  EXPECT_NE(test::read_bytes(out / "checkpoint" / "trainer_state.json").find("\"step\": 4"),
+            std::string::npos);
+  // The log kept what the killed run appended (it moves along as a link).
+  EXPECT_GT(test::read_bytes(out / "train_log.jsonl").size(), log2.size());
+  (void)load_hf_checkpoint(out);
+  ASSERT_EQ(leftovers(out).size(), 1u);  // the complete new directory, never published
+
+  ASSERT_EQ(run_cli(train + " --resume --steps 5", 0, "after-exchange:2"), kKilled);
+  const auto step5 = model_files();
+  EXPECT_TRUE(step5.at("model.safetensors") != step2.at("model.safetensors"))
+      << "the new model was not published";
+  EXPECT_TRUE(step5.at("tok512.bin") == test::read_bytes(tok));
+  EXPECT_NE(test::read_bytes(out / "checkpoint" / "trainer_state.json").find("\"step\": 5"),
+            std::string::npos);
+  (void)load_hf_checkpoint(out);
+  // The earlier run's leftover is gone; this run's (the step-2 model it
+  // replaced) is left.
+  ASSERT_EQ(leftovers(out).size(), 1u);
+  EXPECT_TRUE(test::read_bytes(leftovers(out)[0] / "model.safetensors") ==
+              step2.at("model.safetensors"));
+
+  ASSERT_EQ(run_cli(train + " --resume --steps 6"), 0);
+  (void)load_hf_checkpoint(out);
+  EXPECT_TRUE(leftovers(out).empty());
+  EXPECT_TRUE(hidden_inside(out).empty()) << hidden_inside(out).front();
+  EXPECT_TRUE(leftovers(out / "checkpoint").empty());
 }
 
 TEST_F(OutputFaults, FinetuneKilledMidWriteKeepsThePreviousModel) {

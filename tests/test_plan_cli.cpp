@@ -99,13 +99,13 @@ TEST(PlanWeights, CountMatchesTheRuntimesTensors) {
   // Thin keys after training, every RoPE mode, and a key latent shared by two KV heads.
   for (RopeMode mode : {RopeMode::Post, RopeMode::Latent, RopeMode::Pairs}) {
     CompressOptions o;
-    o.method = "svd";
+    o.method = CompressMethod::Svd;
     o.rope = mode;
     o.ranks.key_rank = 4;
     models.push_back(compress_model(models[1], o, {}));
   }
   CompressOptions shared;
-  shared.method = "svd";
+  shared.method = CompressMethod::Svd;
   shared.rope = RopeMode::Latent;
   shared.share = 2;
   shared.ranks.key_rank = 6;

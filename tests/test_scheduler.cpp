@@ -118,13 +118,67 @@ TEST(Scheduler, AdmissionStaysWithinTheBudget) {
   EXPECT_EQ(s.metrics().generated_tokens, 8u);
 }
 
+// Admission reserves what a sequence will grow to, so the number running at
+// once is the pool's blocks over the blocks of one sequence's peak, and
+// nothing is preempted. 10 blocks of 4 tokens; a prompt of 5 and 8 new
+// tokens peaks at 5 + 8 - 1 = 12 cached tokens (the last token sampled is
+// never fed) = 3 blocks: floor(10 / 3) = 3 run, the fourth waits for one
+// to finish. Reserving only the prompt (2 blocks) admits 5, which outgrow
+// the pool (5 x 3 = 15 > 10 blocks) and preempt each other.
+TEST(Scheduler, AdmissionReservesEachSequencesGrowth) {
+  Model m = random_model(tiny_llama(), 13, 0.3);
+  std::mt19937 rng(14);
+  std::vector<GenerationRequest> reqs(6);
+  for (auto& r : reqs) {
+    r.prompt = random_tokens(rng, 5, 61);
+    r.max_new_tokens = 8;
+  }
+  struct Case {
+    int reserve_tokens, first_running;
+    bool preempts;
+  };
+  // reserve 3: 5 + 3 = 8 tokens = 2 blocks promised, like the prompt alone.
+  for (Case c : {Case{-1, 3, false}, Case{0, 5, true}, Case{3, 5, true}, Case{7, 3, false}}) {
+    SchedulerOptions o = options(10, m);
+    o.reserve_tokens = c.reserve_tokens;
+    Scheduler s(m, o);
+    std::vector<std::shared_ptr<Recorder>> sinks;
+    for (const auto& r : reqs) {
+      sinks.push_back(std::make_shared<Recorder>());
+      s.submit(r, sinks.back());
+    }
+    s.iterate();
+    EXPECT_EQ(s.metrics().running, c.first_running) << c.reserve_tokens;
+    EXPECT_EQ(s.metrics().waiting, 6 - c.first_running) << c.reserve_tokens;
+    int most = 0;
+    for (int i = 0; i < 10000 && !s.idle(); ++i) {
+      s.iterate();
+      most = std::max(most, s.metrics().running);
+      EXPECT_LE(s.metrics().blocks_used, 10);
+    }
+    ASSERT_TRUE(s.idle());
+    EXPECT_EQ(s.metrics().running_peak, std::max(most, c.first_running));
+    if (c.preempts) {
+      EXPECT_GT(s.metrics().preemptions, 0u) << c.reserve_tokens;
+    } else {
+      EXPECT_EQ(s.metrics().preemptions, 0u) << c.reserve_tokens;
+      EXPECT_EQ(s.metrics().running_peak, 3) << c.reserve_tokens;
+    }
+    for (std::size_t i = 0; i < reqs.size(); ++i)
+      EXPECT_EQ(sinks[i]->tokens, reference(m, reqs[i])) << i << " reserve " << c.reserve_tokens;
+    EXPECT_EQ(s.cache().free_blocks(), s.cache().total_blocks());
+  }
+}
+
 // Three sequences that together outgrow the pool: the youngest is preempted
 // (blocks freed, tokens kept), recomputed later, and every sequence still
 // ends with exactly the tokens it produces alone, greedy or sampled.
 TEST(Scheduler, PreemptedSequencesFinishWithTheirUninterruptedTokens) {
   Model m = random_model(tiny_llama(), 3, 0.3);
   for (double temperature : {0.0, 0.9}) {
-    Scheduler s(m, options(12, m));  // 48 tokens; each request peaks at 6 + 19 = 25
+    SchedulerOptions o = options(12, m);  // 48 tokens; each request peaks at 6 + 19 = 25
+    o.reserve_tokens = 0;                 // admit on the prompt alone, so they outgrow the pool
+    Scheduler s(m, o);
     std::mt19937 rng(4);
     std::vector<GenerationRequest> reqs;
     std::vector<std::shared_ptr<Recorder>> sinks;
@@ -149,11 +203,12 @@ TEST(Scheduler, PreemptedSequencesFinishWithTheirUninterruptedTokens) {
 
 TEST(Scheduler, CancelReturnsEveryBlock) {
   Model m = random_model(tiny_llama(), 5, 0.3);
-  Scheduler s(m, options(40, m));
+  SchedulerOptions o = options(40, m);
+  o.reserve_tokens = 0;  // all five run at once (their 50 tokens would need 75 blocks)
+  Scheduler s(m, o);
   std::mt19937 rng(6);
   std::vector<std::shared_ptr<Ticket>> tickets;
   std::vector<std::shared_ptr<Recorder>> sinks;
-  SchedulerOptions o = options(40, m);
   for (int i = 0; i < 5; ++i) {
     GenerationRequest r;
     r.prompt = random_tokens(rng, 9 + i, 61);

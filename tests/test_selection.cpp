@@ -7,9 +7,9 @@
 #include <cstdio>
 #include <set>
 
+#include "experiments/selection_experiment.h"
+#include "experiments/selection_tasks.h"
 #include "model/weights.h"
-#include "train/selection_experiment.h"
-#include "train/selection_tasks.h"
 #include "train/training_forward.h"
 #include "util/error.h"
 

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "kernels/small_gemm.h"
+#include "model/engine_threads.h"
 #include "model/layer_ops.h"
-#include "util/threads.h"
 #include "util/work_pool.h"
 
 namespace thinkeys {

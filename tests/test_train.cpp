@@ -184,7 +184,7 @@ TEST(TrainingForward, MatchesRuntimeOnCompressedRopeModes) {
   Model base = random_model(make_model_config(a), 9, 0.1);
   for (RopeMode mode : {RopeMode::Post, RopeMode::Latent, RopeMode::Pairs}) {
     CompressOptions o;
-    o.method = "svd";
+    o.method = CompressMethod::Svd;
     o.rope = mode;
     o.ranks.key_rank = 4;
     Model c = compress_model(base, o, {});
@@ -321,7 +321,7 @@ TEST(Trainer, QkScopeLeavesEverythingElseBitIdentical) {
   a.n_kv_heads = 2;
   Model base = random_model(make_model_config(a), 13, 0.1);
   CompressOptions o;
-  o.method = "svd";
+  o.method = CompressMethod::Svd;
   o.rope = RopeMode::Post;
   o.ranks.key_rank = 4;
   Model m = compress_model(base, o, {});

@@ -128,7 +128,7 @@ void save_base_and_compressed(const std::filesystem::path& tmp,
   c.max_positions = 32;
   Model base = random_model(c, 3, 0.05);
   CompressOptions o;
-  o.method = "svd";
+  o.method = CompressMethod::Svd;
   o.ranks.key_rank = 3;
   Model comp = compress_model(base, o, {});
   save_trained_model(base, tmp / "base", tokenizer);

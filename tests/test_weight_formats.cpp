@@ -24,13 +24,13 @@
 #include "kernels/small_gemm.h"
 #include "kernels/weight_rows.h"
 #include "model/batch_decoder.h"
+#include "model/engine_threads.h"
 #include "model/kv_cache.h"
 #include "model/layer_ops.h"
 #include "model/random_init.h"
 #include "model/transformer.h"
 #include "model/weight_format.h"
 #include "util/error.h"
-#include "util/threads.h"
 
 namespace thinkeys {
 namespace {

@@ -2,14 +2,14 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
-#include <tuple>
 
 #include "bench/bandwidth_probe.h"
 #include "bench/decode_bench.h"
+#include "bench/relative_time.h"
+#include "bench/sweep_selection.h"
 #include "cli/common.h"
 #include "kernels/decode_attention.h"
 #include "util/error.h"
@@ -20,19 +20,8 @@ void run_decode_bench(const DecodeBenchOptions& o) {
   const int threads = o.threads > 0
                           ? o.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::vector<DecodeBenchShape> shapes;
-  const std::vector<DecodeBenchShape> known = decode_bench_shapes();
-  for (const auto& s : known)
-    if (o.shapes.empty() ? !s.diagnostic : std::count(o.shapes.begin(), o.shapes.end(), s.name))
-      shapes.push_back(s);
-  for (const auto& n : o.shapes)
-    if (std::none_of(known.begin(), known.end(),
-                     [&](const DecodeBenchShape& s) { return s.name == n; }))
-      throw Error("unknown decode bench shape '" + n + "' (expected mha, gqa, kv8x1 or kv8x2)");
-  std::vector<DecodeBenchCache> caches;
-  if (o.caches.empty()) caches = decode_bench_caches();
-  for (const auto& n : o.caches) caches.push_back(find_decode_bench_cache(n));
-
+  const std::vector<DecodeBenchShape> shapes = select_decode_bench_shapes(o.shapes);
+  const std::vector<DecodeBenchCache> caches = select_decode_bench_caches(o.caches);
   // Bandwidth before and after the sweep and next to every cell (the streams
   // that evict the caches between repetitions): the machine is shared, so
   // the spread says how much to trust ratios against it.
@@ -51,18 +40,9 @@ void run_decode_bench(const DecodeBenchOptions& o) {
         }
   const BandwidthResult bw1 = stream.probe();
   // The strictest reference: the best read rate seen anywhere in the run.
-  double bw = std::max(bw0.gb_per_s, bw1.gb_per_s);
-  for (const auto& r : rows) bw = std::max(bw, r.probe_gb_per_s);
-
-  // Time relative to full width f16 in the same (shape, ctx, batch).
-  std::map<std::tuple<std::string, int, int>, double> full;
-  for (const auto& r : rows)
-    if (r.cache == "full-f16") full[{r.shape, r.ctx, r.batch}] = r.seconds;
-  auto vs_full = [&](const DecodeBenchRow& r) {
-    auto it = full.find({r.shape, r.ctx, r.batch});
-    return it == full.end() ? 0.0 : r.seconds / it->second;
-  };
-  auto tok_s = [&](const DecodeBenchRow& r) { return r.batch / (o.layers * r.seconds); };
+  const double bw = best_read_bandwidth(bw0.gb_per_s, bw1.gb_per_s, rows);
+  const std::vector<double> vs_full = decode_time_vs_full_f16(rows);
+  auto tok_s = [&](const DecodeBenchRow& r) { return attention_only_tokens_per_s(r, o.layers); };
   // "-" when the sweep has no full-f16 row to compare with.
   auto ratio_text = [](double x) {
     char buf[32];
@@ -84,7 +64,8 @@ void run_decode_bench(const DecodeBenchOptions& o) {
         {"huge_pages", o.huge_pages},
         {"layers_for_tokens_per_s", o.layers},
         {"rows", nlohmann::json::array()}};
-    for (const auto& r : rows) {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const DecodeBenchRow& r = rows[i];
       const auto cc = find_decode_bench_cache(r.cache);
       j["rows"].push_back({{"shape", r.shape},
                            {"cache", r.cache},
@@ -100,7 +81,7 @@ void run_decode_bench(const DecodeBenchOptions& o) {
                            {"probe_gb_per_s", r.probe_gb_per_s},
                            {"fraction_of_probe", r.gb_per_s / r.probe_gb_per_s},
                            {"fraction_of_read_bandwidth", r.gb_per_s / bw},
-                           {"time_vs_full_f16", vs_full(r)},
+                           {"time_vs_full_f16", vs_full[i]},
                            {"attention_only_tokens_per_s", tok_s(r)}});
     }
     std::printf("%s\n", j.dump(2).c_str());
@@ -132,7 +113,8 @@ void run_decode_bench(const DecodeBenchOptions& o) {
       "probe "
       "| %% of best | time vs full-f16 | attn-only tok/s | cpu util |\n");
   std::printf("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (const auto& r : rows) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const DecodeBenchRow& r = rows[i];
     const auto cc = find_decode_bench_cache(r.cache);
     std::printf(
         "| %s | %s | %s | %s | %d | %d | %d | %s | %.3f | %.1f | %.1f | %.0f%% | %.0f%% | %s | "
@@ -140,7 +122,7 @@ void run_decode_bench(const DecodeBenchOptions& o) {
         r.shape.c_str(), r.cache.c_str(), to_string(cc.key_dtype), to_string(cc.value_dtype),
         r.key_width, r.ctx, r.batch, human_bytes(static_cast<double>(r.bytes_read)).c_str(),
         r.seconds * 1e3, r.gb_per_s, r.probe_gb_per_s, 100 * r.gb_per_s / r.probe_gb_per_s,
-        100 * r.gb_per_s / bw, ratio_text(vs_full(r)).c_str(), tok_s(r),
+        100 * r.gb_per_s / bw, ratio_text(vs_full[i]).c_str(), tok_s(r),
         100 * r.cpu_seconds / (r.seconds * threads));
   }
 }

@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
-#include <tuple>
 
 #include "bench/bandwidth_probe.h"
+#include "bench/relative_time.h"
+#include "bench/sweep_selection.h"
 #include "cli/common.h"
 #include "model/random_init.h"
 #include "model/weight_format.h"
@@ -34,13 +34,8 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
   if (o.threads <= 0)
     o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   o.progress = !opt.json;
-  std::vector<ModelDecodeShape> shapes;
-  if (opt.shapes.empty()) shapes = model_decode_shapes();
-  for (const auto& n : opt.shapes) shapes.push_back(find_model_decode_shape(n));
-  std::vector<ModelDecodeCache> caches;
-  if (opt.caches.empty()) caches = model_decode_caches();
-  for (const auto& n : opt.caches) caches.push_back(find_model_decode_cache(n));
-
+  const std::vector<ModelDecodeShape> shapes = select_model_decode_shapes(opt.shapes);
+  const std::vector<ModelDecodeCache> caches = select_model_decode_caches(opt.caches);
   // The machine may be shared: the load and the bandwidth before and after
   // say how far to trust absolute figures; ratios within a run hold better.
   const std::string load0 = load_average();
@@ -109,18 +104,9 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
   const std::string load1 = load_average();
   const double bw = std::max(bw0.gb_per_s, bw1.gb_per_s) * 1e9;
 
-  std::map<std::tuple<std::string, std::string, int, int>, const ModelDecodeRow*> full;
-  for (const auto& r : rows)
-    if (r.cache == "full-f16" && !r.skipped) full[{r.shape, r.weights, r.ctx, r.batch}] = &r;
-  auto vs_full = [&](const ModelDecodeRow& r, bool median) {
-    auto it = full.find({r.shape, r.weights, r.ctx, r.batch});
-    if (it == full.end()) return 0.0;
-    return median ? r.median_s / it->second->median_s : r.best_s / it->second->best_s;
-  };
-  auto weight_bound = [&](const ModelDecodeRow& r) { return r.weight_bytes / bw; };
-  auto full_bound = [&](const ModelDecodeRow& r) {
-    return static_cast<double>(r.weight_bytes + r.kv_bytes_read) / bw;
-  };
+  const std::vector<VsFullF16> vs_full = model_time_vs_full_f16(rows);
+  auto weight_bound = [&](const ModelDecodeRow& r) { return weight_bound_seconds(r, bw); };
+  auto full_bound = [&](const ModelDecodeRow& r) { return weight_and_kv_bound_seconds(r, bw); };
 
   if (opt.json) {
     nlohmann::json j = {{"threads", o.threads},
@@ -131,7 +117,8 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
                         {"read_bandwidth_gb_s_after", bw1.gb_per_s},
                         {"notes", notes},
                         {"rows", nlohmann::json::array()}};
-    for (const auto& r : rows) {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const ModelDecodeRow& r = rows[i];
       nlohmann::json row = {{"shape", r.shape},
                             {"cache", r.cache},
                             {"weights", r.weights},
@@ -149,8 +136,8 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
                     {"best_ms", 1e3 * r.best_s},
                     {"median_ms", 1e3 * r.median_s},
                     {"tokens_per_s", r.batch / r.median_s},
-                    {"time_vs_full_f16_median", vs_full(r, true)},
-                    {"time_vs_full_f16_best", vs_full(r, false)},
+                    {"time_vs_full_f16_median", vs_full[i].median},
+                    {"time_vs_full_f16_best", vs_full[i].best},
                     {"weight_bound_ms", 1e3 * weight_bound(r)},
                     {"weight_and_kv_bound_ms", 1e3 * full_bound(r)},
                     {"fraction_of_bandwidth", full_bound(r) / r.median_s},
@@ -187,7 +174,8 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
       "bandwidth used (W+KV bound / median) | cpu util |\n");
   std::printf(
       "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (const auto& r : rows) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const ModelDecodeRow& r = rows[i];
     if (r.skipped) {
       std::printf("| %s | %s | %s | %d | %d | %d | %s | %s | skipped: %s |||||||||\n",
                   r.shape.c_str(), r.cache.c_str(), r.weights.c_str(), r.key_width, r.ctx, r.batch,
@@ -201,7 +189,7 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
         r.shape.c_str(), r.cache.c_str(), r.weights.c_str(), r.key_width, r.ctx, r.batch,
         human_bytes(static_cast<double>(r.weight_bytes)).c_str(),
         human_bytes(static_cast<double>(r.kv_bytes_read)).c_str(), 1e3 * r.best_s, 1e3 * r.median_s,
-        r.batch / r.median_s, vs_full(r, true), vs_full(r, false), 1e3 * weight_bound(r),
+        r.batch / r.median_s, vs_full[i].median, vs_full[i].best, 1e3 * weight_bound(r),
         1e3 * full_bound(r), 100 * full_bound(r) / r.median_s, 100 * r.cpu_util);
   }
 }

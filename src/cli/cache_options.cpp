@@ -6,7 +6,8 @@
 
 namespace thinkeys::cli {
 
-void add_cache_options(CLI::App* sub, CacheOptions& o, bool budget, const std::string& dtype_note) {
+CLI::Option* add_cache_options(CLI::App* sub, CacheOptions& o, bool budget,
+                               const std::string& dtype_note) {
   const std::string note = dtype_note.empty() ? "" : " " + dtype_note;
   sub->add_option("--cache-k", o.key_dtype,
                   "Paged cache key dtype: f32, f16, bf16, int8, int4" + note);
@@ -17,10 +18,13 @@ void add_cache_options(CLI::App* sub, CacheOptions& o, bool budget, const std::s
                 "spreads an outlier channel over the row before the group scale is taken)");
   sub->add_option("--block-tokens", o.block_tokens, "Paged cache tokens per block")
       ->check(CLI::Range(1, 4096));
+  CLI::Option* mb = nullptr;
   if (budget)
-    sub->add_option("--cache-mb", o.cache_mb, "Paged cache budget in MiB")
-        ->check(CLI::PositiveNumber);
+    mb = sub->add_option("--cache-mb", o.cache_mb, "Paged cache budget in MiB")
+             ->check(CLI::PositiveNumber)
+             ->capture_default_str();
   sub->add_option("--threads", o.threads, "Attention threads (default: all cores)");
+  return mb;
 }
 
 bool cache_dtype_given(const CLI::App* sub) {

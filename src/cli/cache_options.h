@@ -7,7 +7,8 @@
 
 namespace CLI {
 class App;
-}
+class Option;
+}  // namespace CLI
 
 namespace thinkeys::cli {
 
@@ -22,8 +23,10 @@ struct CacheOptions {
 // Adds --cache-k, --cache-v, --no-key-rotation, --block-tokens, --threads and,
 // with `budget`, --cache-mb to `sub`, writing into `o` (which must outlive
 // parsing). `dtype_note` is appended to the dtype help, e.g. "(implies --paged)".
-void add_cache_options(CLI::App* sub, CacheOptions& o, bool budget = true,
-                       const std::string& dtype_note = "");
+// Returns the --cache-mb option (nullptr without `budget`), for a command
+// that offers another way to size the budget.
+CLI::Option* add_cache_options(CLI::App* sub, CacheOptions& o, bool budget = true,
+                               const std::string& dtype_note = "");
 
 // True when the user gave --cache-k or --cache-v.
 bool cache_dtype_given(const CLI::App* sub);

@@ -32,7 +32,7 @@ void bench_compression(bool json) {
   }
   for (const char* method : {"svd", "kqsvd"}) {
     CompressOptions o;
-    o.method = method;
+    o.method = parse_compress_method(method);
     o.ranks.key_ratio = 0.25;
     o.calibration.tokens = 2048;
     o.calibration.ctx = 512;

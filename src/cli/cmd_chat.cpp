@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "chat/chat_template.h"
+#include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/model_loader.h"
@@ -44,10 +45,10 @@ std::size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32
 Command add_chat(CLI::App& app) {
   struct Opts {
     std::string model, tokenizer, system, chat_template, transcript;
-    std::string cache_k = "f16", cache_v = "f16", weights = "stored";
-    bool no_key_rotation = false;
-    int block_tokens = 64, threads = 0, n = 512;
-    double cache_mb = 1024, temp = 0.0, top_p = 1.0;
+    std::string weights = "stored";
+    CacheOptions cache;
+    int n = 512;
+    double temp = 0.0, top_p = 1.0;
     uint64_t seed = 0;
   };
   auto opts = std::make_shared<Opts>();
@@ -68,16 +69,7 @@ Command add_chat(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--top-p", opts->top_p, "Nucleus sampling mass in (0, 1]");
   sub->add_option("--seed,-s", opts->seed, "Random seed for sampling");
-  sub->add_option("--cache-k", opts->cache_k, "Paged cache key dtype: f32, f16, bf16, int8, int4");
-  sub->add_option("--cache-v", opts->cache_v,
-                  "Paged cache value dtype: f32, f16, bf16, int8, int4");
-  sub->add_flag("--no-key-rotation", opts->no_key_rotation,
-                "Store int8/int4 keys as they are instead of Hadamard-rotated");
-  sub->add_option("--block-tokens", opts->block_tokens, "Paged cache tokens per block")
-      ->check(CLI::Range(1, 4096));
-  sub->add_option("--cache-mb", opts->cache_mb, "Paged cache budget in MiB")
-      ->check(CLI::PositiveNumber);
-  sub->add_option("--threads", opts->threads, "Attention threads (default: all cores)");
+  add_cache_options(sub, opts->cache);
   add_weights_option(sub, opts->weights);
   return {
       sub, [opts] {
@@ -91,14 +83,8 @@ Command add_chat(CLI::App& app) {
         Sampler sampler(sampling);
 
         BatchDecoderOptions dopts;
-        dopts.cache.key_dtype = parse_cache_dtype(opts->cache_k);
-        dopts.cache.value_dtype = parse_cache_dtype(opts->cache_v);
-        dopts.cache.rotate_keys = !opts->no_key_rotation;
-        dopts.cache.block_tokens = opts->block_tokens;
-        dopts.cache.budget_bytes = static_cast<std::size_t>(opts->cache_mb * (1 << 20));
-        dopts.threads = opts->threads > 0
-                            ? opts->threads
-                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        dopts.cache = cache_spec(opts->cache);
+        dopts.threads = attention_threads(opts->cache);
         BatchDecoder dec(m, dopts);
         const int max_context = m.config.positions == PositionKind::Learned
                                     ? m.config.max_positions

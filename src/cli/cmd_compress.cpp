@@ -68,8 +68,8 @@ Command add_compress(CLI::App& app) {
       sub, [opts] {
         Model m = load_model(opts->model);
         CompressOptions co = opts->c;
-        co.method = opts->method;
-        co.target = opts->target;
+        co.method = parse_compress_method(opts->method);
+        co.target = parse_compress_target(opts->target);
         co.share = parse_share(opts->share, m.config);
         if (!opts->rope.empty()) co.rope = parse_rope_mode(opts->rope);
         co.calibration.show_progress = !opts->json;
@@ -91,8 +91,8 @@ Command add_compress(CLI::App& app) {
         if (opts->json) {
           nlohmann::json j = {
               {"out", opts->out},
-              {"method", co.method},
-              {"target", co.target},
+              {"method", to_string(co.method)},
+              {"target", to_string(co.target)},
               {"rope", out.config.thin_keys ? to_string(out.config.thin_keys->rope) : "full"},
               {"share", co.share},
               {"ranks", rep.ranks},
@@ -105,8 +105,9 @@ Command add_compress(CLI::App& app) {
           return;
         }
         std::printf("compressed %s -> %s in %.2f s (%s, target %s, share %d", opts->model.c_str(),
-                    opts->out.c_str(), rep.seconds, co.method.c_str(), co.target.c_str(), co.share);
-        if (out.config.thin_keys && co.target == "keys")
+                    opts->out.c_str(), rep.seconds, to_string(co.method), to_string(co.target),
+                    co.share);
+        if (out.config.thin_keys && co.target == CompressTarget::Keys)
           std::printf(", RoPE %s", to_string(out.config.thin_keys->rope));
         std::printf(", %lld calibration tokens)\n", static_cast<long long>(rep.calibration_tokens));
         for (size_t l = 0; l < rep.ranks.size(); ++l)

@@ -1,10 +1,10 @@
-// thinkeys demo: thin keys end to end in a couple of minutes (src/train/demo.h).
+// thinkeys demo: thin keys end to end in a couple of minutes (src/experiments/demo.h).
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "train/demo.h"
+#include "experiments/demo.h"
 #include "util/shared_data.h"
 
 namespace thinkeys::cli {

@@ -1,11 +1,11 @@
 // thinkeys selection: the paper's synthetic selection experiments, swept over
-// d_select and the number of patterns N (src/train/selection_experiment.h).
+// d_select and the number of patterns N (src/experiments/selection_experiment.h).
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "train/selection_experiment.h"
+#include "experiments/selection_experiment.h"
 #include "util/error.h"
 
 namespace thinkeys::cli {

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "chat/chat_template.h"
+#include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/model_loader.h"
@@ -43,11 +44,10 @@ Command add_serve(CLI::App& app) {
   struct Opts {
     std::string model, tokenizer, chat_template, host = "127.0.0.1", api_key, model_name;
     int port = 8080;
-    double cache_mb = 0, cache_fraction = 0;
-    std::string cache_k = "f16", cache_v = "f16";
-    int block_tokens = 64, max_batch = 8, max_queue = 64, ctx = 0, prefill_chunk = 256;
-    int threads = 0;
-    double drain_seconds = 10;
+    CacheOptions cache;
+    double cache_fraction = 0;
+    int max_batch = 8, max_queue = 64, ctx = 0, prefill_chunk = 256, reserve_tokens = -1;
+    double drain_seconds = 10, ping_seconds = 5;
     bool quiet = false;
   };
   auto opts = std::make_shared<Opts>();
@@ -58,16 +58,16 @@ Command add_serve(CLI::App& app) {
   sub->add_option("--host", opts->host, "Address to listen on");
   sub->add_option("--port", opts->port, "Port to listen on (0: any free port)")
       ->check(CLI::Range(0, 65535));
-  auto* mb = sub->add_option("--cache-mb", opts->cache_mb, "KV cache budget in MiB (default 1024)")
-                 ->check(CLI::PositiveNumber);
+  CLI::Option* mb = add_cache_options(sub, opts->cache);
   sub->add_option("--cache-fraction", opts->cache_fraction,
                   "KV cache budget as a fraction of available memory (MemAvailable)")
       ->check(CLI::Range(0.0001, 0.95))
       ->excludes(mb);
-  sub->add_option("--cache-k", opts->cache_k, "Key dtype: f32, f16, bf16, int8, int4");
-  sub->add_option("--cache-v", opts->cache_v, "Value dtype: f32, f16, bf16, int8, int4");
-  sub->add_option("--block-tokens", opts->block_tokens, "Tokens per cache block")
-      ->check(CLI::Range(1, 4096));
+  sub->add_option("--reserve-tokens", opts->reserve_tokens,
+                  "Generated tokens admission reserves cache for, per request (default: all of "
+                  "its max_tokens, so running requests are never preempted; 0: the prompt "
+                  "only, more run at once and preempt each other when the pool runs out)")
+      ->check(CLI::Range(-1, 1 << 30));
   sub->add_option("--max-batch", opts->max_batch, "Sequences running at once")
       ->check(CLI::Range(1, 4096));
   sub->add_option("--max-queue", opts->max_queue,
@@ -88,12 +88,14 @@ Command add_serve(CLI::App& app) {
   sub->add_option("--chat-template", opts->chat_template,
                   "Chat template for /v1/chat/completions: a built-in name (chatml, llama2, "
                   "llama3, mistral) or a file (default: the model's own; none: chat is a 400)");
-  sub->add_option("--attention-threads", opts->threads,
-                  "Decode attention threads (default: all cores)");
   sub->add_option("--drain-seconds", opts->drain_seconds,
                   "On SIGINT/SIGTERM, time running requests get to finish before they are "
                   "cancelled")
       ->check(CLI::Range(0.0, 3600.0));
+  sub->add_option("--ping-seconds", opts->ping_seconds,
+                  "A stream with nothing to send for this long (queued or prefilling) gets an "
+                  "SSE ': ping' comment, so proxies and clients do not time it out")
+      ->check(CLI::Range(0.01, 3600.0));
   sub->add_flag("--quiet,-q", opts->quiet, "No per-request log lines");
   return {
       sub, [opts] {
@@ -111,6 +113,7 @@ Command add_serve(CLI::App& app) {
         so.model_name = opts->model_name.empty() ? model_name_of(opts->model) : opts->model_name;
         so.http_threads = opts->max_batch + opts->max_queue + 8;
         so.drain_seconds = opts->drain_seconds;
+        so.ping_seconds = opts->ping_seconds;
         so.log_requests = !opts->quiet;
         serve::HttpServer server(so);
         server.start();  // /health says 503 while the model loads
@@ -125,16 +128,12 @@ Command add_serve(CLI::App& app) {
         if (!opts->chat_template.empty() || conv.chat_template)
           tmpl = chat::resolve_chat_template(opts->chat_template, conv);
         serve::SchedulerOptions sch;
-        sch.cache.key_dtype = parse_cache_dtype(opts->cache_k);
-        sch.cache.value_dtype = parse_cache_dtype(opts->cache_v);
-        sch.cache.block_tokens = opts->block_tokens;
-        const double budget = opts->cache_fraction > 0
-                                  ? opts->cache_fraction * available_memory_bytes()
-                                  : (opts->cache_mb > 0 ? opts->cache_mb : 1024.0) * (1 << 20);
-        sch.cache.budget_bytes = static_cast<std::size_t>(budget);
-        sch.threads = opts->threads > 0
-                          ? opts->threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        sch.cache = cache_spec(opts->cache);
+        if (opts->cache_fraction > 0)
+          sch.cache.budget_bytes =
+              static_cast<std::size_t>(opts->cache_fraction * available_memory_bytes());
+        sch.threads = attention_threads(opts->cache);
+        sch.reserve_tokens = opts->reserve_tokens;
         sch.max_batch = opts->max_batch;
         sch.max_queue = opts->max_queue;
         sch.ctx = opts->ctx;

@@ -5,8 +5,8 @@
 
 #include "io/hf_config.h"
 #include "io/model_loader.h"
+#include "model/engine_threads.h"
 #include "util/error.h"
-#include "util/threads.h"
 
 namespace thinkeys::cli {
 

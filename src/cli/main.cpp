@@ -7,8 +7,8 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "model/engine_threads.h"
 #include "util/error.h"
-#include "util/threads.h"
 
 namespace {
 
@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
       thinkeys::cli::add_selection(app), thinkeys::cli::add_demo(app),
       thinkeys::cli::add_train(app),     thinkeys::cli::add_finetune(app),
       thinkeys::cli::add_tokenizer(app), thinkeys::cli::add_plan(app),
-      thinkeys::cli::add_tokenize(app), thinkeys::cli::add_chat(app),
+      thinkeys::cli::add_tokenize(app),  thinkeys::cli::add_chat(app),
       thinkeys::cli::add_serve(app),
   };
   try {

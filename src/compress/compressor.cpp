@@ -9,6 +9,23 @@
 #include "util/error.h"
 
 namespace thinkeys {
+
+CompressMethod parse_compress_method(const std::string& s) {
+  if (s == "svd") return CompressMethod::Svd;
+  if (s == "kqsvd") return CompressMethod::KqSvd;
+  throw Error("unknown method '" + s + "' (expected svd or kqsvd)");
+}
+
+CompressTarget parse_compress_target(const std::string& s) {
+  if (s == "keys") return CompressTarget::Keys;
+  if (s == "queries") return CompressTarget::Queries;
+  throw Error("unknown target '" + s + "' (expected keys or queries)");
+}
+
+const char* to_string(CompressMethod m) { return m == CompressMethod::Svd ? "svd" : "kqsvd"; }
+
+const char* to_string(CompressTarget t) { return t == CompressTarget::Keys ? "keys" : "queries"; }
+
 namespace {
 
 at::Tensor f32(const at::Tensor& t) { return t.to(at::kFloat).contiguous(); }
@@ -23,30 +40,23 @@ struct Plan {
 struct HeadSpectrum {
   at::Tensor singular_values;  // objective's singular values, descending
   std::optional<KQFactorization> kq;
-  at::Tensor weight_rows;      // svd method: stacked key rows [s*d, D]
+  at::Tensor weight_rows;  // svd method: stacked key rows [s*d, D]
 };
 
-int rank_limit(const ModelConfig& c, const CompressOptions& o) {
-  return c.head_dim * o.share;
-}
+int rank_limit(const ModelConfig& c, const CompressOptions& o) { return c.head_dim * o.share; }
 
 void validate(const ModelConfig& c, const CompressOptions& o, bool have_calibration) {
   if (c.thin_keys)
     throw Error("model already has compressed keys (method '" + c.thin_keys->method +
                 "'); compress the original model instead");
-  if (o.method != "svd" && o.method != "kqsvd")
-    throw Error("unknown method '" + o.method + "' (expected svd or kqsvd)");
-  if (o.target != "keys" && o.target != "queries")
-    throw Error("unknown target '" + o.target + "' (expected keys or queries)");
-  if (o.method == "kqsvd" && !have_calibration)
+  if (o.method == CompressMethod::KqSvd && !have_calibration)
     throw Error("method kqsvd needs calibration text (--calib FILE)");
   if (o.share < 1 || c.n_kv_heads % o.share != 0)
     throw Error("sharing group of " + std::to_string(o.share) + " KV heads does not divide the " +
                 std::to_string(c.n_kv_heads) + " KV heads");
   const bool rope = c.positions == PositionKind::Rope;
-  if (o.target == "keys") {
-    if (rope && !o.rope)
-      throw Error("this model uses RoPE: choose --rope post, latent or pairs");
+  if (o.target == CompressTarget::Keys) {
+    if (rope && !o.rope) throw Error("this model uses RoPE: choose --rope post, latent or pairs");
     if (!rope && o.rope && *o.rope != RopeMode::Full)
       throw Error("--rope applies only to RoPE models; this model's keys are absorbed exactly");
     if (o.rope == RopeMode::Pairs && o.share != 1)
@@ -79,7 +89,8 @@ std::vector<int> choose_ranks(const ModelConfig& c, const CompressOptions& o,
   const auto& rc = o.ranks;
   if (rc.key_rank > 0 || rc.key_ratio > 0) {
     int r = rc.key_rank > 0 ? rc.key_rank : static_cast<int>(std::lround(rc.key_ratio * limit));
-    if (r < 1) throw Error("--key-ratio " + std::to_string(rc.key_ratio) + " leaves no key dimension");
+    if (r < 1)
+      throw Error("--key-ratio " + std::to_string(rc.key_ratio) + " leaves no key dimension");
     if (even && r % 2) throw Error("--rope pairs keeps whole planes: the key rank must be even");
     std::fill(ranks.begin(), ranks.end(), std::min(r, limit));
     return ranks;
@@ -167,7 +178,8 @@ Model truncate_queries(const Model& original, const CompressOptions& o, Compress
   for (int l = 0; l < c.n_layers; ++l) {
     auto& L = m.weights.layers[l];
     const int limit = c.head_dim;
-    int r = o.ranks.key_rank > 0 ? o.ranks.key_rank : static_cast<int>(std::lround(o.ranks.key_ratio * limit));
+    int r = o.ranks.key_rank > 0 ? o.ranks.key_rank
+                                 : static_cast<int>(std::lround(o.ranks.key_ratio * limit));
     if (r < 1 || r > limit) throw Error("query rank must be in [1, head_dim]");
     ranks[l] = r;
     std::vector<at::Tensor> heads;
@@ -182,8 +194,8 @@ Model truncate_queries(const Model& original, const CompressOptions& o, Compress
     L.wv = L.wv.clone();
   }
   ThinKeysInfo tk;
-  tk.method = "svd";
-  tk.target = "queries";
+  tk.method = to_string(CompressMethod::Svd);
+  tk.target = to_string(CompressTarget::Queries);
   m.config.thin_keys = tk;
   m.config.key_rank.assign(c.n_layers, c.head_dim);
   m.finalize();
@@ -199,7 +211,7 @@ Model compress_model(const Model& original, const CompressOptions& o,
   const ModelConfig& c = original.config;
   c.require_standard_attention("key compression");
   validate(c, o, !calibration_tokens.empty());
-  if (o.target == "queries") {
+  if (o.target == CompressTarget::Queries) {
     if (o.ranks.key_rank <= 0 && o.ranks.key_ratio <= 0)
       throw Error("--target queries takes --key-rank or --key-ratio");
     Model m = truncate_queries(original, o, report);
@@ -212,7 +224,7 @@ Model compress_model(const Model& original, const CompressOptions& o,
   const int64_t D = c.dim, H = c.n_heads;
 
   std::optional<CalibrationStats> stats;
-  if (o.method == "kqsvd") {
+  if (o.method == CompressMethod::KqSvd) {
     CalibrationOptions co = o.calibration;
     co.share = o.share;
     stats = calibrate(original, calibration_tokens, co);
@@ -226,7 +238,7 @@ Model compress_model(const Model& original, const CompressOptions& o,
     const auto& L = original.weights.layers[l];
     for (int64_t kh = 0; kh < nk; ++kh) {
       HeadSpectrum hs;
-      if (o.method == "kqsvd") {
+      if (o.method == CompressMethod::KqSvd) {
         at::Tensor Ck = (rotated ? stats->key_rot : stats->key_pre)[l][kh];
         at::Tensor Qm = (rotated ? stats->query_rot : stats->query_pre)[l];
         std::vector<at::Tensor> blocks;
@@ -247,7 +259,7 @@ Model compress_model(const Model& original, const CompressOptions& o,
   m.config = c;
   m.weights = original.weights;
   ThinKeysInfo tk;
-  tk.method = o.method;
+  tk.method = to_string(o.method);
   tk.rope = mode;
   tk.share = o.share;
   m.config.thin_keys = tk;
@@ -303,9 +315,10 @@ Model compress_model(const Model& original, const CompressOptions& o,
     std::vector<at::Tensor> B_of_kv(Hkv);
     for (int64_t kh = 0; kh < nk; ++kh) {
       const auto& hs = spectra[l][kh];
-      KeyMaps maps = o.method == "kqsvd" ? kq_maps(*hs.kq, r) : weight_svd_maps(hs.weight_rows, r);
+      KeyMaps maps = o.method == CompressMethod::KqSvd ? kq_maps(*hs.kq, r)
+                                                       : weight_svd_maps(hs.weight_rows, r);
       discarded[l] += discarded_energy(hs.singular_values, r) / nk;
-      at::Tensor rows = Wk.narrow(0, kh * s * d, s * d);  // [s*d, D]
+      at::Tensor rows = Wk.narrow(0, kh * s * d, s * d);                                 // [s*d, D]
       for (int64_t j = 0; j < s; ++j) B_of_kv[kh * s + j] = maps.B.narrow(0, j * d, d);  // [d, r]
       switch (mode) {
         case RopeMode::Full:  // no RoPE: absorb A^T into W_K; the key bias drops out exactly
@@ -314,13 +327,15 @@ Model compress_model(const Model& original, const CompressOptions& o,
           break;
         case RopeMode::Latent:
           wk_new.push_back(at::matmul(maps.A.t(), rows));
-          if (bk.defined()) bk_new.push_back(at::matmul(maps.A.t(), bk.narrow(0, kh * s * d, s * d)));
+          if (bk.defined())
+            bk_new.push_back(at::matmul(maps.A.t(), bk.narrow(0, kh * s * d, s * d)));
           k_up.push_back(maps.P);
           break;
         case RopeMode::Post:
           k_down.push_back(maps.A);
           break;
-        case RopeMode::Pairs: break;
+        case RopeMode::Pairs:
+          break;
       }
     }
     if (mode == RopeMode::Full) {

@@ -160,11 +160,23 @@ SchedulerMetrics Scheduler::metrics() const {
   return metrics_;
 }
 
+int Scheduler::reserved_tokens(const Sequence& s) const {
+  // The decode step that samples the last token never feeds it: the cache
+  // peaks at prompt + max_new - 1 tokens.
+  const int grow = std::max(s.request.max_new_tokens - 1, 0);
+  const int promised =
+      s.prompt_len + (options_.reserve_tokens < 0 ? grow : std::min(grow, options_.reserve_tokens));
+  // A resumed sequence recomputes what it had generated, beyond the promise.
+  return std::max(promised, s.target);
+}
+
 int Scheduler::reserved_blocks() const {
   int r = 0;
-  for (const auto& s : running_)
-    if (s->prefilling())
-      r += blocks_for(s->target) - (s->id >= 0 ? decoder_->cache().blocks_of(s->id) : 0);
+  for (const auto& s : running_) {
+    if (s->finished) continue;
+    const int held = s->id >= 0 ? decoder_->cache().blocks_of(s->id) : 0;
+    r += std::max(blocks_for(reserved_tokens(*s)) - held, 0);
+  }
   return r;
 }
 
@@ -205,20 +217,26 @@ void Scheduler::admit() {
       Sequence& s = *waiting_.front();
       // Resumed sequences recompute everything but their last token, which
       // the next decode step feeds, as it would have without preemption.
-      const int target = static_cast<int>(s.tokens.size()) - (s.generated > 0 ? 1 : 0);
-      const int need = blocks_for(target);
-      if (need > free) break;  // first come, first served: nobody overtakes
+      s.target = static_cast<int>(s.tokens.size()) - (s.generated > 0 ? 1 : 0);
+      const int need = blocks_for(reserved_tokens(s));
+      if (need > free) {  // first come, first served: nobody overtakes
+        s.target = 0;
+        break;
+      }
       free -= need;
-      s.target = target;
       admitted.push_back(std::move(waiting_.front()));
       waiting_.pop_front();
     }
     metrics_.waiting = static_cast<int>(waiting_.size());
   }
+  if (admitted.empty()) return;
   for (auto& s : admitted) {
     s->admitted = ++admissions_;
     running_.push_back(std::move(s));
   }
+  std::lock_guard lock(mutex_);
+  metrics_.running = static_cast<int>(running_.size());
+  metrics_.running_peak = std::max(metrics_.running_peak, metrics_.running);
 }
 
 bool Scheduler::emit(Sequence& s, const float* logits, int vocab) {
@@ -279,9 +297,13 @@ void Scheduler::decode_step() {
   if (batch.empty()) return;
   const PagedKVCache& cache = decoder_->cache();
   for (;;) {
+    // A block within a sequence's reservation is already set aside for it;
+    // only growth beyond it competes for the blocks nobody was promised.
     int need = 0;
     for (Sequence* s : batch)
-      if (s->cached + 1 > cache.capacity(s->id)) ++need;
+      if (s->cached + 1 > cache.capacity(s->id) &&
+          cache.blocks_of(s->id) + 1 > blocks_for(reserved_tokens(*s)))
+        ++need;
     if (need <= cache.free_blocks() - reserved_blocks()) break;
     // The most recently admitted sequence gives its blocks back.
     auto victim = std::max_element(running_.begin(), running_.end(),
@@ -323,7 +345,13 @@ void Scheduler::prefill_chunk() {
     Sequence& s = *sp;
     if (budget == 0) break;
     if (s.finished || !s.prefilling()) continue;
-    const int n = std::min(budget, s.target - s.cached);
+    // Pieces end at multiples of the chunk size counted from the sequence's
+    // start, whatever else is prefilling: the same prompt is cut at the same
+    // tokens under load as alone, so its GEMM shapes, and hence its cached
+    // (possibly f16-rounded) keys, do not depend on the batch around it.
+    const int chunk = options_.prefill_chunk;
+    const int n = std::min(s.target - s.cached, chunk - s.cached % chunk);
+    if (n > budget) continue;
     std::span<const int32_t> piece(s.tokens.data() + s.cached, n);
     const bool last = s.cached + n == s.target;
     at::Tensor logits;

@@ -1,12 +1,14 @@
 #pragma once
 // Continuous batching over the paged KV cache: requests join and leave the
 // running batch between decode steps, long prompts are prefilled in chunks
-// (so running streams keep flowing), admission reserves the blocks a prompt
-// needs, and when a decode step cannot get a block the most recently admitted
-// sequence is preempted (its blocks freed, its tokens kept) and later
-// recomputed. One thread drives the decoder (iterate() or run()); any thread
-// may submit and cancel. Torch-free header: the HTTP layer and the fuzz
-// targets include it without libtorch.
+// (so running streams keep flowing), admission reserves the blocks a
+// sequence will need (its prompt and, by default, every token max_tokens
+// allows, so running sequences are never preempted and the number held at
+// once is the planner's), and when a decode step still cannot get a block
+// (a smaller reserve_tokens) the most recently admitted sequence is
+// preempted (its blocks freed, its tokens kept) and later recomputed. One thread drives the decoder
+// (iterate() or run()); any thread may submit and cancel. Torch-free header: the HTTP layer and the
+// fuzz targets include it without libtorch.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -37,6 +39,11 @@ struct SchedulerOptions {
   int max_queue = 64;       // requests waiting beyond that; more are refused
   int prefill_chunk = 256;  // prompt tokens prefilled per iteration, across sequences
   int ctx = 0;              // per-sequence token limit (0: the model's positions)
+  // Generated tokens admission reserves cache blocks for, per sequence: < 0
+  // all of its max_tokens (a running sequence never needs a block it was
+  // not promised, so nothing is preempted); 0 only the prompt (more run at
+  // once, and they preempt each other when they outgrow the pool).
+  int reserve_tokens = -1;
 };
 
 struct TokenChoice {
@@ -107,6 +114,7 @@ class Ticket {
 
 struct SchedulerMetrics {
   int running = 0, waiting = 0;
+  int running_peak = 0;  // most sequences running at once since the start
   int blocks_used = 0, blocks_total = 0;
   std::size_t bytes_used = 0, bytes_total = 0;
   uint64_t prompt_tokens = 0, generated_tokens = 0;
@@ -148,6 +156,9 @@ class Scheduler {
  private:
   struct Sequence;
   int blocks_for(int tokens) const;
+  // Tokens of cache a running sequence has been promised.
+  int reserved_tokens(const Sequence& s) const;
+  // Blocks promised to running sequences and not yet taken from the pool.
   int reserved_blocks() const;
   void admit();
   void decode_step();

@@ -1,8 +1,10 @@
 #include "serve/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -341,6 +343,8 @@ void HttpServer::Impl::generate(const httplib::Request& req, httplib::Response& 
   auto st = std::make_shared<StreamState>();
   ++active_streams;
   const bool include_usage = sampling.include_usage;
+  const auto ping_after =
+      std::chrono::milliseconds(std::max<long long>(1, std::llround(options.ping_seconds * 1000)));
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
@@ -370,7 +374,7 @@ void HttpServer::Impl::generate(const httplib::Request& req, httplib::Response& 
             return false;
         }
         std::vector<ResponseStream::Delta> ds;
-        const bool done = stream->wait(ds, std::chrono::milliseconds(5000));
+        const bool done = stream->wait(ds, ping_after);
         if (ds.empty() && !done) {
           static const char ping[] = ": ping\n\n";
           return sink.write(ping, sizeof ping - 1);
@@ -435,6 +439,8 @@ std::string HttpServer::Impl::metrics_text() const {
   const SchedulerMetrics m = model.scheduler->metrics();
   gauge("thinkeys_requests_running", "Sequences in the running batch (prefilling or decoding)",
         m.running);
+  gauge("thinkeys_requests_running_peak", "Most sequences running at once since the start",
+        m.running_peak);
   gauge("thinkeys_requests_waiting", "Requests queued for admission", m.waiting);
   gauge("thinkeys_kv_blocks_used", "KV cache blocks held by sequences", m.blocks_used);
   gauge("thinkeys_kv_blocks_total", "KV cache blocks in the pool", m.blocks_total);
@@ -555,6 +561,18 @@ void HttpServer::start() {
   m.http.set_payload_max_length(m.options.max_body_bytes);
   const int threads = std::max(4, m.options.http_threads);
   m.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // Server-sent events are many small writes: without TCP_NODELAY, Nagle
+  // holds each behind the previous one's delayed ACK (tens of ms a token).
+  m.http.set_tcp_nodelay(true);
+  // httplib's default sets SO_REUSEPORT, which lets a second server bind a
+  // port that is in use (the kernel then splits connections between the
+  // two); SO_REUSEADDR only allows a restart over TIME_WAIT connections.
+  int listening = -1;
+  m.http.set_socket_options([&listening](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listening = sock;
+  });
   if (m.options.port == 0) {
     port_ = m.http.bind_to_any_port(m.options.host);
     if (port_ < 0) throw Error("cannot listen on " + m.options.host);
@@ -564,6 +582,11 @@ void HttpServer::start() {
                   " (in use, or not an address of this machine)");
     port_ = m.options.port;
   }
+  // Debian's libcpp-httplib is built to listen with a backlog of 5: a burst
+  // of clients (a load test, nginx retrying a replica) overflows it and the
+  // kernel drops their SYNs, which they resend only a second later. Calling
+  // listen() again on the bound socket raises it (capped by somaxconn).
+  if (listening >= 0) ::listen(listening, 1024);
   m.listener = std::thread([&m] { m.http.listen_after_bind(); });
 }
 

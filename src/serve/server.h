@@ -29,6 +29,7 @@ struct ServerOptions {
   std::size_t max_body_bytes = std::size_t{8} << 20;  // larger bodies get 413
   int http_threads = 32;      // connections served at once (each stream holds one)
   double drain_seconds = 10;  // graceful stop: time running requests get to finish
+  double ping_seconds = 5;    // a stream silent this long (queued, prefilling) gets ': ping'
   bool log_requests = true;   // one line per request on stderr
 };
 

@@ -9,9 +9,12 @@
 namespace thinkeys {
 
 // Writes config.json, model.safetensors and copies of the tokenizer's files
-// into `out` (created if needed). Each file appears whole (written beside it,
-// then renamed); other files in `out` (logs, checkpoint/) are left alone. Refuses
-// a non-empty `out` that holds neither a model nor a training run.
+// into `out` (created if needed). The files appear together: the new set is
+// written into a temporary sibling of `out` that also receives the rest of
+// `out` (logs, checkpoint/) as hard links, and the two directories are then
+// exchanged in one step (util/atomic_output), so a kill leaves the previous
+// model or the new one, never a mix. Refuses a non-empty `out` that holds
+// neither a model nor a training run.
 // `tokenizer_source` is a tokenizer file or directory (empty: none copied).
 void save_trained_model(const Model& model, const std::filesystem::path& out,
                         const std::filesystem::path& tokenizer_source, DType dtype = DType::F32);

@@ -16,10 +16,8 @@ add_library(thinkeys_train STATIC
   src/train/training_data.cpp
   src/train/model_output.cpp
   src/train/trainer.cpp
+  src/train/train_job.cpp
   src/train/data_parallel.cpp
-  src/train/selection_tasks.cpp
-  src/train/selection_experiment.cpp
-  src/train/demo.cpp
   src/train/rank_launcher.cpp
   src/train/tokenizer_trainer.cpp
 )

@@ -3,7 +3,7 @@
 // clipping and accumulation, optional data parallelism, periodic validation,
 // JSONL logs, a progress line, and checkpoints that resume bit-identically.
 //
-// Typical use (see src/cli/cmd_train.cpp):
+// Typical use (see src/train/train_job.cpp):
 //   Model model = init_model(make_model_config(arch), cfg.seed);
 //   WindowDataset data(tokens, seq_len, cfg.seed);   // or any SampleSource
 //   cfg.checkpoint_dir = out / "checkpoint";          // optional

@@ -1,19 +1,19 @@
 #pragma once
-// Thread setup for the libtorch engine.
+// How many threads the project's own parallel kernels use, and the pool they
+// share. Torch-free: the libtorch/BLAS side is set by configure_threads
+// (model/engine_threads.h), which also sets this count.
 #include <memory>
 
 namespace thinkeys {
 
 class WorkPool;
 
-// libtorch's OpenMP pool and OpenBLAS's own pthreads both want every core; the
-// OpenMP workers spin after each parallel region and starve the BLAS threads
-// (GPT-2-small decode measured 4x slower). So element-wise ops run on one
-// thread and the GEMMs/GEMVs, which dominate, get `threads` BLAS threads.
-void configure_threads(int threads);
+// Sets the count compute_threads() returns; 0 or less means every core.
+// Returns the count it settled on.
+int set_compute_threads(int threads);
 
-// The thread count configure_threads settled on (1 if it was never called),
-// for the project's own parallel kernels.
+// The thread count last set (1 if it was never set), for the project's own
+// parallel kernels.
 int compute_threads();
 
 // The pool of compute_threads() threads that the project's own parallel

@@ -7,11 +7,11 @@
 //
 // Usage: node serve_e2e.mjs THINKEYS_BINARY SHARED_DIR ($THINKEYS_SHARED wins)
 // Exit 77 (ctest: skipped) when the shared model or node_modules is missing.
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import assert from "node:assert/strict";
+import { bounded, metrics, startServer as start, stopServer } from "./serve_harness.mjs";
 
 const [binary, sharedArg] = process.argv.slice(2);
 const shared = process.env.THINKEYS_SHARED || sharedArg;
@@ -33,84 +33,8 @@ try {
 }
 
 const KEY = "test-key-123";
-const children = new Set();
-// Bounded: whatever happens, nothing outlives the test.
-process.on("exit", () => {
-  for (const c of children) c.kill("SIGKILL");
-});
-process.on("uncaughtException", (e) => {
-  console.error(e);
-  process.exit(1);
-});
-process.on("unhandledRejection", (e) => {
-  console.error(e);
-  process.exit(1);
-});
-const watchdog = setTimeout(() => {
-  console.error("FAIL: the test took longer than 240 s");
-  for (const c of children) c.kill("SIGKILL");
-  process.exit(1);
-}, 240_000);
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startServer(args) {
-  const port = await freePort();
-  const child = spawn(binary, ["serve", ...args, "--host", "127.0.0.1", "--port", String(port)], {
-    stdio: ["ignore", "inherit", "pipe"],
-  });
-  children.add(child);
-  let log = "";
-  child.stderr.on("data", (d) => {
-    log += d;
-  });
-  child.exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
-  const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  let sawLoading = false;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`server exited early:\n${log}`);
-    try {
-      const r = await fetch(`${base}/health`);
-      if (r.status === 200) break;
-      assert.equal(r.status, 503);
-      assert.ok(r.headers.get("retry-after"));
-      sawLoading = true;
-    } catch (e) {
-      if (e instanceof assert.AssertionError) throw e;
-    }
-    if (Date.now() > deadline) throw new Error(`no /health within 60 s:\n${log}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { child, base, port, log: () => log, sawLoading };
-}
-
-async function stopServer(server) {
-  server.child.kill("SIGTERM");
-  const { code, signal } = await server.child.exited;
-  children.delete(server.child);
-  assert.equal(signal, null, "the server must exit by itself on SIGTERM");
-  assert.equal(code, 0, `exit code after SIGTERM:\n${server.log()}`);
-}
-
-async function metrics(base) {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  const out = {};
-  for (const line of text.split("\n")) {
-    const m = /^([a-z_]+) ([0-9.e+-]+)$/.exec(line);
-    if (m) out[m[1]] = Number(m[2]);
-  }
-  return out;
-}
+const watchdog = bounded(240);
+const startServer = (args) => start(binary, args);
 
 async function expectApiError(promise, status, check = () => {}) {
   try {

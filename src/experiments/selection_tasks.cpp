@@ -1,4 +1,4 @@
-#include "train/selection_tasks.h"
+#include "experiments/selection_tasks.h"
 
 #include <numeric>
 

@@ -1,4 +1,4 @@
-#include "train/demo.h"
+#include "experiments/demo.h"
 
 #include <chrono>
 #include <mutex>
@@ -6,10 +6,10 @@
 
 #include "compress/compressor.h"
 #include "eval/perplexity.h"
+#include "experiments/selection_experiment.h"
 #include "io/model_loader.h"
 #include "model/kv_cache.h"
 #include "tokenizer/tokenizer.h"
-#include "train/selection_experiment.h"
 #include "util/error.h"
 #include "util/progress.h"
 #include "util/text_file.h"
@@ -101,7 +101,7 @@ void retrieval_part(const DemoOptions& o, DemoResult& out) {
     for (int rank : o.compress_ranks) {
       if (rank >= full.config.head_dim) continue;
       CompressOptions co;
-      co.method = method;
+      co.method = parse_compress_method(method);
       co.ranks.key_rank = rank;
       co.calibration.ctx = RetrievalSpec{runs[0].n, runs[0].pairs}.length();
       co.calibration.tokens = static_cast<int64_t>(calib.size());
@@ -144,7 +144,7 @@ void stories_part(const DemoOptions& o, DemoResult& out) {
   po.stride = po.ctx / 2;
   po.show_progress = false;
   CompressOptions co;
-  co.method = "kqsvd";
+  co.method = CompressMethod::KqSvd;
   co.rope = RopeMode::Latent;
   co.ranks.key_ratio = 0.5;
   co.calibration.ctx = po.ctx;

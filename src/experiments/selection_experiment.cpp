@@ -1,4 +1,4 @@
-#include "train/selection_experiment.h"
+#include "experiments/selection_experiment.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/optim/adam.h>

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "train/selection_tasks.h"
+#include "experiments/selection_tasks.h"
 
 namespace thinkeys {
 

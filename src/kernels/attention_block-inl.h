@@ -1,0 +1,338 @@
+// The per-block driver of decode attention: a head's state, the scores of
+// one block (decoding, rebuilding and rotating latent keys where needed),
+// the online softmax and the value accumulation, with prefetch pacing; and
+// AttendHeads, which walks heads of one sequence block by block. Per-target
+// Highway code for decode_attention.cpp.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <span>
+
+#include "format/row_codec.h"
+#include "kernels/decode_attention.h"
+#include "kernels/prefetch_cursor.h"
+
+#if defined(THINKEYS_KERNELS_ATTENTION_BLOCK_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef THINKEYS_KERNELS_ATTENTION_BLOCK_INL_H_
+#undef THINKEYS_KERNELS_ATTENTION_BLOCK_INL_H_
+#else
+#define THINKEYS_KERNELS_ATTENTION_BLOCK_INL_H_
+#endif
+
+// clang-format off
+#include <hwy/highway.h>
+#include "kernels/attention_tiles-inl.h"
+#include "kernels/latent_rotation-inl.h"
+#include "kernels/row_loaders-inl.h"
+// clang-format on
+
+HWY_BEFORE_NAMESPACE();
+namespace thinkeys {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using DF = hn::ScalableTag<float>;
+
+// One head's running state in scratch: its scaled (and rotated) queries,
+// value accumulators, softmax max and sum per query, and in latent RoPE mode
+// the angles of its next token.
+struct HeadState {
+  float *q, *acc, *m, *l;
+  double *base_c, *base_s;
+};
+
+HeadState StateOf(AttentionScratch& scratch, int h) {
+  double* rope = scratch.rope(h);
+  return {scratch.queries(h),        scratch.accum(h), scratch.maxes(h), scratch.sums(h), rope,
+          rope + scratch.rope_half()};
+}
+
+void Start(const AttentionShape& shape, const AttentionTask& task, const LatentKeys* latent,
+           const HeadState& st) {
+  const int G = task.n_queries, d = shape.head_dim;
+  const int qw = latent ? d : task.keys.format.width;
+  const int ldq = padded(qw), ldv = padded(d);
+  // Rotated keys are stored as H k: scores use H q (or, in latent mode, the
+  // decoded latents are rotated back before the rebuild).
+  const bool rotate_q = task.keys.format.rotated && !latent;
+  for (int g = 0; g < G; ++g) {
+    float* q = st.q + g * ldq;
+    for (int i = 0; i < qw; ++i) q[i] = task.q[g * qw + i] * shape.scale;
+    if (rotate_q) hadamard_rotate(q, qw);
+    std::fill(q + qw, q + ldq, 0.0f);
+    std::fill(st.acc + g * ldv, st.acc + (g + 1) * ldv, 0.0f);
+    st.m[g] = -std::numeric_limits<float>::infinity();
+    st.l[g] = 0;
+  }
+  if (latent && latent->rope)
+    for (int i = 0; i < d / 2; ++i) {
+      const double a = task.begin * latent->rope->inv_freq[i];
+      st.base_c[i] = task.begin ? std::cos(a) : 1.0;
+      st.base_s[i] = task.begin ? std::sin(a) : 0.0;
+    }
+}
+
+// Prefetch pacing: the bytes the score pass moves the cursor on per key row.
+// Moved on by the key bytes alone, it asks for little while rows of few bytes
+// take long to score (an 18-byte int4 row against 4 queries takes about as
+// long as a 256-byte value row takes to accumulate), and memory sits idle.
+// So where the score pass would ask for less than a byte per unit of its work
+// (units are about vector uops), it moves the cursor on by its share of the
+// run's work instead, and the value passes by the rest; never by less than
+// the key bytes, so the cursor stays ahead of the reader. Kernel harness,
+// from DRAM: gqa thin int4 +10%. Applied to every shape it was within +-3%,
+// and a little lower on gqa full-f16, hence the threshold.
+int LoadUnits(CacheDType t) {  // per vector loaded: load, convert, scale
+  switch (t) {
+    case CacheDType::F32:
+      return 1;
+    case CacheDType::F16:
+    case CacheDType::BF16:
+      return 2;
+    case CacheDType::Int8:
+      return 4;
+    case CacheDType::Int4:
+      return 5;
+  }
+  return 2;
+}
+std::size_t ScoreAdvance(const AttentionTask& task, int d) {
+  const int N = static_cast<int>(hn::Lanes(DF()));
+  const int G = task.n_queries, per_value = G / task.n_values;
+  const int kv = (task.keys.format.width + N - 1) / N, vv = (d + N - 1) / N;
+  auto passes = [](int g, int widest) { return (g + widest - 1) / widest; };
+  constexpr int kSumUnits = 3;  // a score's share of the horizontal sums
+  const long score =
+      static_cast<long>(G) * (kv + kSumUnits) +
+      static_cast<long>(LoadUnits(task.keys.format.dtype)) * kv * passes(G, kPassQueries);
+  long value = 0;
+  std::size_t bytes = task.keys.format.bytes();
+  for (int vh = 0; vh < task.n_values; ++vh) {
+    const RowFormat& f = task.values[vh].format;
+    value += static_cast<long>(vv) * (per_value + LoadUnits(f.dtype) * passes(per_value, 4));
+    bytes += f.bytes();
+  }
+  const std::size_t key_bytes = task.keys.format.bytes();
+  if (static_cast<long>(key_bytes) >= score) return key_bytes;
+  return std::clamp<std::size_t>(bytes * score / (score + value), key_bytes, bytes);
+}
+
+// Where the key bytes of tokens [tb, tb + nb) of one block start, and how
+// many there are from there on. By channel, from the first token's channel 0
+// (int4: the part's start) to the last token's last channel, or its last
+// scale when quantized (the other tokens' channels in between are prefetched
+// too when the run is not a whole block).
+const std::byte* KeyStart(const PagedRows& keys, int tb) {
+  if (!keys.by_channel) return keys.row(tb);
+  return keys.part(tb) + keys.element_bytes() * (tb % keys.block_tokens);
+}
+std::size_t KeySpan(const PagedRows& keys, int tb, int nb) {
+  const RowFormat& f = keys.format;
+  if (!keys.by_channel) return f.bytes() * nb;
+  const std::size_t bt = keys.block_tokens, slot = tb % keys.block_tokens;
+  const std::size_t end =
+      f.groups() > 0
+          ? keys.channels_bytes() + RowFormat::kScaleBytes * ((f.groups() - 1) * bt + slot + nb)
+          : keys.element_bytes() * ((f.width - 1) * bt + slot + nb);
+  return end - static_cast<std::size_t>(KeyStart(keys, tb) - keys.part(tb));
+}
+
+// Rows [tb, tb + nb) of one head (its keys and every value head it reads),
+// as a prefetch target.
+struct Run {
+  const AttentionTask* task = nullptr;
+  int tb = 0, nb = 0;
+};
+
+// The key rows of one block of one head: decoded for latent keys (and rebuilt
+// and rotated), scored against every query of the head, then folded into the
+// online softmax and the value accumulators. The start of `next` is
+// prefetched meanwhile; `first` also asks for this run's start (no earlier
+// run's cursor did).
+void Block(const AttentionShape& shape, const AttentionTask& task, const LatentKeys* latent,
+           AttentionScratch& scratch, const HeadState& st, int t0, int t1, bool first,
+           const Run& next) {
+  const int G = task.n_queries, d = shape.head_dim, n = t1 - t0;
+  const int r = task.keys.format.width;
+  const int qw = latent ? d : r;
+  const int ldq = padded(qw), ldv = padded(d), lds = padded(task.keys.block_tokens),
+            ldc = padded(r);
+  const int share = latent ? latent->share : 1;
+  // Latent: query g dots with slice g / (G / share) of the rebuilt key; the
+  // stride leaves room for the last slice's padded read.
+  const int ldk = latent ? padded((share - 1) * d + ldq) : ldq;
+  const int per_value = G / task.n_values;
+  float* s = scratch.scores();
+  float* kbuf = scratch.keys();
+  float* vbuf = scratch.values();
+  float alpha[kMaxQueries];
+
+  // This run's rows, then the next run's: what the thread reads from here on.
+  PrefetchCursor<> cursor;
+  auto add_run = [&](const AttentionTask& on, int tb, int nb) {
+    cursor.add(KeyStart(on.keys, tb), KeySpan(on.keys, tb, nb));
+    for (int vh = 0; vh < on.n_values; ++vh)
+      cursor.add(on.values[vh].row(tb), on.values[vh].format.bytes() * nb);
+  };
+  add_run(task, t0, n);
+  if (next.task) add_run(*next.task, next.tb, next.nb);
+  cursor.start(first);
+  const bool by_channel = task.keys.by_channel;
+  const std::size_t key_advance =
+      latent || by_channel ? task.keys.format.bytes() : ScoreAdvance(task, d);
+  const std::size_t value_less = (key_advance - task.keys.format.bytes()) / task.n_values;
+  auto ahead = [&](const PagedRows& rows) {
+    return Ahead{&cursor, &rows == &task.keys ? key_advance : rows.format.bytes() - value_less};
+  };
+
+  if (latent) {
+    const RopeSteps* rope = latent->rope;
+    const int W = share * d, half = d / 2;
+    float* cbuf = scratch.latents();
+    float* tok_c = scratch.token_angles();
+    float* tok_s = tok_c + half;
+    // Latents by channel are decoded a channel (n tokens) at a time and
+    // stay so: the rebuild reads them one scalar at a time either way.
+    int c_token = ldc, c_channel = 1;
+    if (by_channel && is_quantized(task.keys.format.dtype)) {
+      for (int t = 0; t < n; ++t) {  // read_row decodes to the original basis
+        float* c = cbuf + static_cast<std::size_t>(t) * ldc;
+        read_row(task.keys, t0 + t, c);
+        std::fill(c + r, c + ldc, 0.0f);
+      }
+    } else if (by_channel) {
+      c_token = 1, c_channel = n;
+      RowFormat channel = task.keys.format;
+      channel.width = n;
+      const std::size_t stride = task.keys.element_bytes() * task.keys.block_tokens;
+      const std::byte* p = KeyStart(task.keys, t0);
+      for (int j = 0; j < r; ++j) DecodeFloats(channel, p + stride * j, cbuf + j * n);
+    } else {
+      DecodeRows(task.keys.format, task.keys.row(t0), n, cbuf, ldc);
+    }
+    if (task.keys.format.rotated && !by_channel)
+      for (int t = 0; t < n; ++t) hadamard_rotate(cbuf + static_cast<std::size_t>(t) * ldc, r);
+    Rebuild(cbuf, c_token, c_channel, n, r, latent->up_t, W, kbuf, ldk);
+    for (int t = 0; t < n; ++t) {
+      float* k = kbuf + static_cast<std::size_t>(t) * ldk;
+      std::fill(k + W, k + ldk, 0.0f);
+      if (!rope) continue;
+      const double* sc = rope->cos.data() + static_cast<std::size_t>(t) * half;
+      const double* ss = rope->sin.data() + static_cast<std::size_t>(t) * half;
+      for (int i = 0; i < half; ++i) {
+        tok_c[i] = static_cast<float>(st.base_c[i] * sc[i] - st.base_s[i] * ss[i]);
+        tok_s[i] = static_cast<float>(st.base_s[i] * sc[i] + st.base_c[i] * ss[i]);
+      }
+      for (int seg = 0; seg < share; ++seg)
+        RotatePairs(k + seg * d, k + seg * d + half, tok_c, tok_s, half);
+    }
+    if (rope) {
+      const double* sc = rope->cos.data() + static_cast<std::size_t>(n) * half;
+      const double* ss = rope->sin.data() + static_cast<std::size_t>(n) * half;
+      for (int i = 0; i < half; ++i) {
+        const double c = st.base_c[i] * sc[i] - st.base_s[i] * ss[i];
+        st.base_s[i] = st.base_s[i] * sc[i] + st.base_c[i] * ss[i];
+        st.base_c[i] = c;
+      }
+    }
+    cursor.advance(KeySpan(task.keys, t0, n));  // few bytes: at once
+    for (int seg = 0; seg < share; ++seg)
+      Scores(ScratchRows{kbuf + seg * d, static_cast<std::size_t>(ldk)}, n, ldq, st.q, ldq,
+             seg * (G / share), (seg + 1) * (G / share), s, lds, Ahead{});
+  } else if (by_channel && !Int4ChannelVectors(task.keys, t0)) {
+    // int4 keys from a slot off the vector grid (a window starting inside a
+    // block): their rows gathered, then scored as rows.
+    auto* rows = reinterpret_cast<std::byte*>(scratch.latents());
+    const std::size_t rb = task.keys.format.bytes();
+    for (int t = 0; t < n; ++t) stored_row(task.keys, t0 + t, rows + rb * t);
+    cursor.advance(KeySpan(task.keys, t0, n));
+    WithRows(task.keys.format, rows, n, kbuf, ldk, [&](const auto& rows, int w) {
+      Scores(rows, n, w, st.q, ldq, 0, G, s, lds, Ahead{});
+    });
+  } else if (by_channel) {
+    // The first pass moves the cursor on by a channel's share of the span.
+    const std::size_t span = KeySpan(task.keys, t0, n);
+    WithChannels(task.keys, t0, [&](const auto& ch) {
+      ChannelScores(ch, n, r, st.q, ldq, G, s, lds, kbuf, &cursor, span / r);
+    });
+    cursor.advance(span % r);
+  } else {
+    WithRows(task.keys.format, task.keys.row(t0), n, kbuf, ldk, [&](const auto& rows, int w) {
+      Scores(rows, n, w, st.q, ldq, 0, G, s, lds, ahead(task.keys));
+    });
+  }
+
+  // Online softmax, once per block: the block's max, the factor that
+  // rescales what was accumulated so far (applied inside Accumulate), the
+  // block's weights in place of its scores.
+  for (int g = 0; g < G; ++g) {
+    float* sg = s + g * lds;
+    std::fill(sg + n, sg + lds, -std::numeric_limits<float>::infinity());
+    const float m_new = std::max(st.m[g], Max(sg, lds));
+    alpha[g] = 1.0f;
+    if (m_new > st.m[g]) {
+      alpha[g] = std::exp(st.m[g] - m_new);  // 0 on the first block
+      st.l[g] *= alpha[g];
+      st.m[g] = m_new;
+    }
+    st.l[g] += ExpShiftSum(st.m[g], sg, lds);
+  }
+
+  for (int vh = 0; vh < task.n_values; ++vh) {
+    const PagedRows& V = task.values[vh];
+    WithRows(V.format, V.row(t0), n, vbuf, ldv, [&](const auto& rows, int w) {
+      Accumulate(rows, n, w, s, lds, alpha, vh * per_value, (vh + 1) * per_value, st.acc, ldv,
+                 ahead(V));
+    });
+  }
+}
+
+void Finish(const AttentionShape& shape, const AttentionTask& task, const HeadState& st) {
+  const int d = shape.head_dim, ldv = padded(d);
+  for (int g = 0; g < task.n_queries; ++g) {
+    const float inv = st.l[g] > 0 ? 1.0f / st.l[g] : 0.0f;
+    for (int i = 0; i < d; ++i) task.out[g * d + i] = st.acc[g * ldv + i] * inv;
+    if (task.lse)
+      task.lse[g] =
+          st.l[g] > 0 ? st.m[g] + std::log(st.l[g]) : -std::numeric_limits<float>::infinity();
+  }
+}
+
+// Heads of one sequence over the same tokens, in lockstep: block by block,
+// every head's rows of the block in turn. Heads' rows lie next to each other
+// inside a block, so the thread reads one contiguous stretch per block
+// instead of one short run per block and head; each run's cursor reaches
+// into the next run in that order.
+void AttendHeads(const AttentionShape& shape, std::span<const AttentionTask> tasks,
+                 std::span<const LatentKeys* const> latents, AttentionScratch& scratch) {
+  const int H = static_cast<int>(tasks.size());
+  if (H == 0) return;
+  const int BT = shape.block_tokens, begin = tasks[0].begin, end = tasks[0].end;
+  auto latent_of = [&](int h) { return latents.empty() ? nullptr : latents[h]; };
+  for (int h = 0; h < H; ++h) Start(shape, tasks[h], latent_of(h), StateOf(scratch, h));
+
+  // Run number i in reading order: block b0 + i / H, head i % H.
+  const int b0 = begin / BT;
+  auto run_at = [&](long i) {
+    const long b = b0 + i / H;
+    const int tb = static_cast<int>(std::max<long>(begin, b * BT));
+    if (tb >= end) return Run{};
+    return Run{&tasks[i % H], tb, static_cast<int>(std::min<long>(end, (b + 1) * BT)) - tb};
+  };
+
+  long i = 0;
+  for (int t0 = begin; t0 < end;) {
+    const int t1 = std::min(end, (t0 / BT + 1) * BT);
+    for (int h = 0; h < H; ++h, ++i)
+      Block(shape, tasks[h], latent_of(h), scratch, StateOf(scratch, h), t0, t1, i == 0,
+            run_at(i + 1));
+    t0 = t1;
+  }
+  for (int h = 0; h < H; ++h) Finish(shape, tasks[h], StateOf(scratch, h));
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace thinkeys
+HWY_AFTER_NAMESPACE();
+
+#endif  // THINKEYS_KERNELS_ATTENTION_BLOCK_INL_H_

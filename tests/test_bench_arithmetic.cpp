@@ -1,0 +1,126 @@
+// The benchmarks' comparison arithmetic on hand-made rows: time relative to
+// full-f16 in the same cell, tokens/s, the bandwidth bounds and which shapes
+// and layouts a sweep selects. Expected values are worked out by hand.
+#include <gtest/gtest.h>
+
+#include "bench/relative_time.h"
+#include "bench/sweep_selection.h"
+#include "util/error.h"
+
+namespace thinkeys {
+namespace {
+
+DecodeBenchRow kernel_row(std::string shape, std::string cache, int ctx, int batch, double seconds,
+                          double probe = 0) {
+  DecodeBenchRow r;
+  r.shape = std::move(shape);
+  r.cache = std::move(cache);
+  r.ctx = ctx;
+  r.batch = batch;
+  r.seconds = seconds;
+  r.probe_gb_per_s = probe;
+  return r;
+}
+
+TEST(BenchArithmetic, KernelTimeIsRelativeToFullF16OfTheSameCell) {
+  const std::vector<DecodeBenchRow> rows = {
+      kernel_row("gqa", "full-f16", 4096, 1, 0.008),
+      kernel_row("gqa", "thin-int4", 4096, 1, 0.002),  // 2 / 8
+      kernel_row("gqa", "thin-int4", 4096, 8, 0.004),  // no full-f16 at batch 8
+      kernel_row("mha", "thin-int4", 4096, 1, 0.003),  // nor for mha
+      kernel_row("gqa", "full-f16", 1024, 1, 0.004),
+      kernel_row("gqa", "latent-f16", 1024, 1, 0.006),  // 6 / 4
+  };
+  const std::vector<double> vs = decode_time_vs_full_f16(rows);
+  ASSERT_EQ(vs.size(), rows.size());
+  EXPECT_DOUBLE_EQ(vs[0], 1.0);
+  EXPECT_DOUBLE_EQ(vs[1], 0.25);
+  EXPECT_EQ(vs[2], 0.0);
+  EXPECT_EQ(vs[3], 0.0);
+  EXPECT_DOUBLE_EQ(vs[4], 1.0);
+  EXPECT_DOUBLE_EQ(vs[5], 1.5);
+}
+
+TEST(BenchArithmetic, AttentionOnlyTokensPerSecondAndBestBandwidth) {
+  // 8 sequences, 32 layers of 0.5 ms each: 8 / 0.016 s = 500 tokens/s.
+  EXPECT_DOUBLE_EQ(attention_only_tokens_per_s(kernel_row("gqa", "x", 1, 8, 0.0005), 32), 500.0);
+  const std::vector<DecodeBenchRow> rows = {kernel_row("gqa", "a", 1, 1, 1, 9.5),
+                                            kernel_row("gqa", "b", 1, 1, 1, 12.25)};
+  EXPECT_DOUBLE_EQ(best_read_bandwidth(10, 11, rows), 12.25);
+  EXPECT_DOUBLE_EQ(best_read_bandwidth(13, 11, rows), 13.0);
+  EXPECT_DOUBLE_EQ(best_read_bandwidth(10, 11, {}), 11.0);
+}
+
+ModelDecodeRow model_row(std::string cache, std::string weights, int batch, double median,
+                         double best, bool skipped = false) {
+  ModelDecodeRow r;
+  r.shape = "gqa";
+  r.cache = std::move(cache);
+  r.weights = std::move(weights);
+  r.ctx = 2048;
+  r.batch = batch;
+  r.median_s = median;
+  r.best_s = best;
+  r.skipped = skipped;
+  return r;
+}
+
+TEST(BenchArithmetic, ModelTimeIsRelativeToFullF16OfTheSameWeightsAndCell) {
+  const std::vector<ModelDecodeRow> rows = {
+      model_row("full-f16", "f32", 4, 0.040, 0.032),
+      model_row("thin-f16", "f32", 4, 0.030, 0.028),   // 0.75 and 0.875
+      model_row("thin-f16", "bf16", 4, 0.020, 0.020),  // no bf16 reference
+      model_row("full-f16", "int8", 4, 0.010, 0.010, /*skipped=*/true),
+      model_row("thin-int8", "int8", 4, 0.008, 0.008),  // a skipped row is no reference
+  };
+  const std::vector<VsFullF16> vs = model_time_vs_full_f16(rows);
+  ASSERT_EQ(vs.size(), rows.size());
+  EXPECT_DOUBLE_EQ(vs[0].median, 1.0);
+  EXPECT_DOUBLE_EQ(vs[1].median, 0.75);
+  EXPECT_DOUBLE_EQ(vs[1].best, 0.875);
+  EXPECT_EQ(vs[2].median, 0.0);
+  EXPECT_EQ(vs[2].best, 0.0);
+  EXPECT_EQ(vs[4].median, 0.0);
+}
+
+TEST(BenchArithmetic, BandwidthBounds) {
+  ModelDecodeRow r;
+  r.weight_bytes = 300'000'000;
+  r.kv_bytes_read = 100'000'000;
+  // 0.3 GB and 0.4 GB at 20 GB/s: 15 ms and 20 ms.
+  EXPECT_DOUBLE_EQ(weight_bound_seconds(r, 20e9), 0.015);
+  EXPECT_DOUBLE_EQ(weight_and_kv_bound_seconds(r, 20e9), 0.020);
+}
+
+TEST(BenchArithmetic, SweepSelection) {
+  // Defaults: the shapes that are not diagnostic, every default layout.
+  for (const auto& s : select_decode_bench_shapes({})) EXPECT_FALSE(s.diagnostic) << s.name;
+  EXPECT_EQ(select_decode_bench_caches({}).size(), decode_bench_caches().size());
+  // Named shapes come in the built-in order, named caches in the given order.
+  const auto shapes = select_decode_bench_shapes({"gqa", "mha"});
+  ASSERT_EQ(shapes.size(), 2u);
+  EXPECT_EQ(shapes[0].name, "mha");
+  EXPECT_EQ(shapes[1].name, "gqa");
+  const auto diag = select_decode_bench_shapes({"kv8x1"});
+  ASSERT_EQ(diag.size(), 1u);
+  EXPECT_TRUE(diag[0].diagnostic);
+  const auto caches = select_decode_bench_caches({"thin-int4", "full-f16"});
+  ASSERT_EQ(caches.size(), 2u);
+  EXPECT_EQ(caches[0].name, "thin-int4");
+  EXPECT_EQ(caches[1].name, "full-f16");
+  EXPECT_THROW(select_decode_bench_shapes({"gqa", "nope"}), Error);
+  EXPECT_THROW(select_decode_bench_caches({"nope"}), Error);
+
+  const auto mshapes = select_model_decode_shapes({"mha"});
+  ASSERT_EQ(mshapes.size(), 1u);
+  EXPECT_EQ(mshapes[0].kv_heads, 12);
+  EXPECT_EQ(select_model_decode_shapes({}).size(), 2u);
+  const auto mcaches = select_model_decode_caches({"thin-int8"});
+  ASSERT_EQ(mcaches.size(), 1u);
+  EXPECT_EQ(mcaches[0].key_divisor, 4);
+  EXPECT_THROW(select_model_decode_shapes({"nope"}), Error);
+  EXPECT_THROW(select_model_decode_caches({"nope"}), Error);
+}
+
+}  // namespace
+}  // namespace thinkeys
