@@ -45,6 +45,7 @@ Command add_serve(CLI::App& app) {
     std::string model, tokenizer, chat_template, host = "127.0.0.1", api_key, model_name;
     int port = 8080;
     CacheOptions cache;
+    std::string weights = "stored";
     double cache_fraction = 0;
     int max_batch = 8, max_queue = 64, ctx = 0, prefill_chunk = 256, reserve_tokens = -1;
     double drain_seconds = 10, ping_seconds = 5;
@@ -81,6 +82,7 @@ Command add_serve(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20));
   sub->add_option("--api-key", opts->api_key,
                   "Require 'Authorization: Bearer KEY' (not on /health and /metrics)");
+  add_weights_option(sub, opts->weights);
   sub->add_option("--model-name", opts->model_name,
                   "Model id in /v1/models and requests (default: the model's file or folder name)");
   sub->add_option("--tokenizer", opts->tokenizer,
@@ -120,7 +122,7 @@ Command add_serve(CLI::App& app) {
         std::fprintf(stderr, "listening on http://%s:%d (model loading)\n", so.host.c_str(),
                      server.port());
 
-        Model m = load_model(opts->model);
+        Model m = load_model(opts->model, weights_choice(opts->weights));
         ModelTokenizer mt = model_tokenizer(opts->model, opts->tokenizer, &m);
         const Tokenizer* tp = mt.tokenizer.get();
         const TokenizerConventions& conv = mt.conventions;
