@@ -185,6 +185,7 @@ Command add_bench(CLI::App& app) {
                               {"models", nlohmann::json::array()}};
           for (const auto& r : rows)
             j["models"].push_back({{"name", r.name},
+                                   {"path", r.path},
                                    {"parameters", r.parameters},
                                    {"weight_bytes", r.weight_bytes},
                                    {"kv_bytes_read", r.kv_bytes_read},
@@ -198,15 +199,15 @@ Command add_bench(CLI::App& app) {
         }
         std::printf("threads %d, measured read bandwidth %.1f GB/s (streaming sum over %s)\n",
                     threads, bw.gb_per_s, human_bytes(static_cast<double>(bw.bytes)).c_str());
-        std::printf("ctx %d; decode = last %d positions, f32 cache, weights %s\n\n", opts->ctx,
-                    opts->decode, opts->weights.c_str());
+        std::printf("ctx %d; decode = last %d positions, weights %s\n\n", opts->ctx, opts->decode,
+                    opts->weights.c_str());
         std::printf(
-            "| model | params | weights read/step | prefill tok/s | decode tok/s | decode ms/tok | "
-            "weight-read bound ms | decode / bound |\n");
-        std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+            "| model | decode path | params | weights read/step | prefill tok/s | decode tok/s | "
+            "decode ms/tok | weight-read bound ms | decode / bound |\n");
+        std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for (const auto& r : rows)
-          std::printf("| %s | %lld | %s | %.0f | %.1f | %.3f | %.3f | %.2fx |\n", r.name.c_str(),
-                      static_cast<long long>(r.parameters),
+          std::printf("| %s | %s | %lld | %s | %.0f | %.1f | %.3f | %.3f | %.2fx |\n",
+                      r.name.c_str(), r.path.c_str(), static_cast<long long>(r.parameters),
                       human_bytes(static_cast<double>(r.weight_bytes)).c_str(),
                       r.prefill_tokens_per_s, r.decode_tokens_per_s, r.decode_ms, r.weight_bound_ms,
                       r.decode_ms / r.weight_bound_ms);
