@@ -3,7 +3,7 @@
 // before it copies a byte; the fuzzer mostly explores that arithmetic.
 #include <cstdint>
 
-#include "io/llama2c_checkpoint.h"
+#include "checkpoint/llama2c_checkpoint.h"
 #include "scratch_file.h"
 #include "util/error.h"
 

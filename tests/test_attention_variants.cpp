@@ -9,13 +9,13 @@
 #include <random>
 
 #include "cache/paged_kv_cache.h"
+#include "checkpoint/hf_checkpoint.h"
 #include "compress/compressor.h"
-#include "io/hf_checkpoint.h"
+#include "config/cache_layout.h"
 #include "io/hf_config.h"
-#include "model/batch_decoder.h"
-#include "model/cache_layout.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
+#include "runtime/batch_decoder.h"
 #include "test_support.h"
 #include "train/model_builder.h"
 #include "train/trainable.h"

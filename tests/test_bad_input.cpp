@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/model_loader.h"
+#include "checkpoint/model_loader.h"
 #include "model/random_init.h"
 #include "test_support.h"
 

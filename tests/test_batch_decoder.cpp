@@ -11,16 +11,16 @@
 #include <vector>
 
 #include "compress/compressor.h"
+#include "config/cache_layout.h"
 #include "eval/paged_logits.h"
 #include "eval/perplexity.h"
-#include "model/batch_decoder.h"
-#include "model/batch_generator.h"
-#include "model/cache_layout.h"
-#include "model/generator.h"
 #include "model/kv_cache.h"
 #include "model/random_init.h"
 #include "model/transformer.h"
 #include "model/weight_format.h"
+#include "runtime/batch_decoder.h"
+#include "runtime/batch_generator.h"
+#include "runtime/generator.h"
 #include "util/error.h"
 #include "util/huge_page_memory.h"
 

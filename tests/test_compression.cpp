@@ -6,10 +6,10 @@
 // the held-out KL run on random weights and need no shared data.
 #include <gtest/gtest.h>
 
+#include "checkpoint/model_loader.h"
 #include "compress/calibration.h"
 #include "compress/compressor.h"
 #include "compress/kq_svd.h"
-#include "io/model_loader.h"
 #include "model/kv_cache.h"
 #include "model/random_init.h"
 #include "model/transformer.h"

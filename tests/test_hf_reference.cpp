@@ -28,7 +28,7 @@
 #include <utility>
 #include <vector>
 
-#include "io/model_loader.h"
+#include "checkpoint/model_loader.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
 #include "test_support.h"

@@ -12,7 +12,7 @@
 #include <map>
 #include <random>
 
-#include "io/hf_checkpoint.h"
+#include "checkpoint/hf_checkpoint.h"
 #include "io/safetensors.h"
 #include "test_support.h"
 

@@ -8,9 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cache/paged_kv_cache.h"
+#include "checkpoint/model_loader.h"
 #include "compress/compressor.h"
 #include "io/hf_config.h"
-#include "io/model_loader.h"
 #include "model/random_init.h"
 #include "plan/capacity_plan.h"
 #include "plan/model_source.h"

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <vector>
 
-#include "model/sampler.h"
+#include "runtime/sampler.h"
 #include "util/error.h"
 
 namespace thinkeys {

@@ -1,16 +1,16 @@
 // The continuous-batching scheduler without HTTP, driven one iteration at a
 // time. The reference for every token sequence is the dense single-sequence
-// generator (model/generator), a separate implementation with its own cache.
+// generator (runtime/generator), a separate implementation with its own cache.
 #include <gtest/gtest.h>
 
 #include <random>
 #include <vector>
 
-#include "model/cache_layout.h"
-#include "model/generator.h"
+#include "config/cache_layout.h"
 #include "model/kv_cache.h"
 #include "model/random_init.h"
 #include "model/transformer.h"
+#include "runtime/generator.h"
 #include "serve/scheduler.h"
 
 namespace thinkeys::serve {

@@ -4,11 +4,11 @@
 
 #include <sstream>
 
+#include "checkpoint/model_loader.h"
 #include "eval/perplexity.h"
-#include "io/model_loader.h"
-#include "model/generator.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
+#include "runtime/generator.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
 

@@ -11,8 +11,8 @@
 #include <set>
 #include <thread>
 
+#include "checkpoint/hf_checkpoint.h"
 #include "compress/compressor.h"
-#include "io/hf_checkpoint.h"
 #include "io/hf_config.h"
 #include "model/kv_cache.h"
 #include "model/random_init.h"

@@ -11,8 +11,8 @@
 #include <random>
 #include <set>
 
+#include "checkpoint/hf_checkpoint.h"
 #include "compress/compressor.h"
-#include "io/hf_checkpoint.h"
 #include "model/kv_cache.h"
 #include "model/random_init.h"
 #include "test_support.h"

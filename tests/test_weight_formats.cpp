@@ -19,17 +19,17 @@
 #include <random>
 #include <vector>
 
-#include "io/hf_checkpoint.h"
-#include "io/model_loader.h"
+#include "checkpoint/hf_checkpoint.h"
+#include "checkpoint/model_loader.h"
 #include "kernels/small_gemm.h"
 #include "kernels/weight_rows.h"
-#include "model/batch_decoder.h"
 #include "model/engine_threads.h"
 #include "model/kv_cache.h"
 #include "model/layer_ops.h"
 #include "model/random_init.h"
 #include "model/transformer.h"
 #include "model/weight_format.h"
+#include "runtime/batch_decoder.h"
 #include "util/error.h"
 
 namespace thinkeys {

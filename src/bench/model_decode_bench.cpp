@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "cache/paged_kv_cache.h"
-#include "model/batch_decoder.h"
-#include "model/cache_layout.h"
+#include "runtime/batch_decoder.h"
+#include "config/cache_layout.h"
 #include "util/error.h"
 
 namespace thinkeys {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "format/cache_dtype.h"
-#include "model/model_config.h"
+#include "config/model_config.h"
 #include "model/weights.h"
 
 namespace thinkeys {

@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-#include "model/batch_decoder.h"
+#include "runtime/batch_decoder.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
 #include "util/error.h"

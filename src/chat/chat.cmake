@@ -9,7 +9,7 @@ add_library(thinkeys_chat STATIC
   src/chat/jinja_template.cpp
   src/chat/chat_template.cpp
 )
-target_link_libraries(thinkeys_chat PUBLIC thinkeys_base)
+target_link_libraries(thinkeys_chat PUBLIC thinkeys_tokenizer)
 target_compile_options(thinkeys_chat PRIVATE -Wall -Wextra)
 
 target_sources(thinkeys PRIVATE src/cli/cmd_tokenize.cpp src/cli/cmd_chat.cpp)

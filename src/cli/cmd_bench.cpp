@@ -11,7 +11,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "compress/compressor.h"
-#include "io/model_loader.h"
+#include "checkpoint/model_loader.h"
 #include "model/random_init.h"
 #include "util/shared_data.h"
 

@@ -17,9 +17,9 @@
 #include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "io/model_loader.h"
-#include "model/batch_decoder.h"
-#include "model/sampler.h"
+#include "checkpoint/model_loader.h"
+#include "runtime/batch_decoder.h"
+#include "runtime/sampler.h"
 #include "util/atomic_output.h"
 #include "util/error.h"
 

@@ -4,8 +4,8 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "compress/compressor.h"
-#include "io/hf_checkpoint.h"
-#include "io/model_loader.h"
+#include "checkpoint/hf_checkpoint.h"
+#include "checkpoint/model_loader.h"
 #include "util/error.h"
 #include "util/text_file.h"
 

@@ -9,7 +9,7 @@
 #include "cli/common.h"
 #include "eval/paged_logits.h"
 #include "eval/perplexity.h"
-#include "io/model_loader.h"
+#include "checkpoint/model_loader.h"
 #include "util/error.h"
 #include "util/text_file.h"
 

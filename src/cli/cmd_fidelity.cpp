@@ -4,7 +4,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "eval/fidelity.h"
-#include "io/model_loader.h"
+#include "checkpoint/model_loader.h"
 #include "util/error.h"
 #include "util/text_file.h"
 

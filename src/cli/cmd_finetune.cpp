@@ -9,9 +9,9 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "io/model_loader.h"
+#include "checkpoint/model_loader.h"
 #include "train/data_parallel.h"
-#include "io/hf_checkpoint.h"
+#include "checkpoint/hf_checkpoint.h"
 #include "train/model_output.h"
 #include "train/rank_launcher.h"
 #include "train/trainable.h"

@@ -4,9 +4,9 @@
 #include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "io/model_loader.h"
-#include "model/batch_generator.h"
-#include "model/generator.h"
+#include "checkpoint/model_loader.h"
+#include "runtime/batch_generator.h"
+#include "runtime/generator.h"
 
 namespace thinkeys::cli {
 

@@ -4,8 +4,8 @@
 #include "cache/cache_footprint.h"
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "io/model_loader.h"
-#include "model/cache_layout.h"
+#include "checkpoint/model_loader.h"
+#include "config/cache_layout.h"
 #include "model/kv_cache.h"
 #include "util/error.h"
 

@@ -9,7 +9,7 @@
 #include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "io/model_loader.h"
+#include "checkpoint/model_loader.h"
 #include "plan/sequence_capacity.h"
 #include "serve/server.h"
 

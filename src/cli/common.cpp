@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "io/hf_config.h"
-#include "io/model_loader.h"
+#include "checkpoint/model_loader.h"
 #include "model/engine_threads.h"
 #include "util/error.h"
 

@@ -4,7 +4,7 @@
 // and value dtypes, so each scored logit saw only quantized keys and values,
 // exactly as in deployment (the dense forward would see exact f32 ones).
 #include "eval/perplexity.h"
-#include "model/batch_decoder.h"
+#include "runtime/batch_decoder.h"
 
 namespace thinkeys {
 

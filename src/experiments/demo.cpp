@@ -7,7 +7,7 @@
 #include "compress/compressor.h"
 #include "eval/perplexity.h"
 #include "experiments/selection_experiment.h"
-#include "io/model_loader.h"
+#include "checkpoint/model_loader.h"
 #include "model/kv_cache.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"

@@ -8,7 +8,7 @@ add_library(thinkeys_experiments STATIC
   src/experiments/selection_experiment.cpp
   src/experiments/demo.cpp
 )
-target_link_libraries(thinkeys_experiments PUBLIC thinkeys_train)
+target_link_libraries(thinkeys_experiments PUBLIC thinkeys_train thinkeys_eval)
 target_compile_options(thinkeys_experiments PRIVATE -Wall -Wextra)
 
 target_link_libraries(thinkeys PRIVATE thinkeys_experiments)

@@ -8,7 +8,7 @@
 #include <span>
 #include <string>
 
-#include "model/model_config.h"
+#include "config/model_config.h"
 
 namespace thinkeys {
 

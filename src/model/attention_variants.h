@@ -6,7 +6,7 @@
 // after the weighted sum, so the cache stays physically as small as it is.
 #include <ATen/ATen.h>
 
-#include "model/model_config.h"
+#include "config/model_config.h"
 #include "model/weights.h"
 
 namespace thinkeys {

@@ -3,7 +3,7 @@
 // decode, batched decode, training), so that they cannot drift apart.
 #include <ATen/ATen.h>
 
-#include "model/model_config.h"
+#include "config/model_config.h"
 #include "model/weights.h"
 
 namespace thinkeys {

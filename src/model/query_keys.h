@@ -1,6 +1,6 @@
 #pragma once
 // Query and key preparation, written once for prefill (model/transformer),
-// batched decode (model/batch_decoder) and training (train/training_forward):
+// batched decode (runtime/batch_decoder) and training (train/training_forward):
 // splitting the fused projection, the thin-key maps and RoPE in every
 // RopeMode. The three paths differ only in their leading dimensions
 // ([T], [B] or [B, T] rows before the head dimension), so everything here
@@ -8,7 +8,7 @@
 // dimension lines up with the N positions.
 #include <ATen/ATen.h>
 
-#include "model/model_config.h"
+#include "config/model_config.h"
 #include "model/weights.h"
 
 namespace thinkeys {

@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "model/model_config.h"
+#include "config/model_config.h"
 
 namespace thinkeys {
 

@@ -5,7 +5,7 @@
 #include <cstdio>
 
 #include "cache/block_pool.h"
-#include "model/cache_layout.h"
+#include "config/cache_layout.h"
 #include "plan/byte_size.h"
 #include "util/error.h"
 

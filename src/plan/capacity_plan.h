@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "cache/cache_footprint.h"
-#include "model/model_config.h"
+#include "config/model_config.h"
 #include "plan/parameter_count.h"
 #include "plan/sequence_capacity.h"
 

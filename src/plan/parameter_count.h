@@ -5,7 +5,7 @@
 // tests check it against Model::parameter_count() of loaded models.
 #include <cstdint>
 
-#include "model/model_config.h"
+#include "config/model_config.h"
 
 namespace thinkeys {
 

@@ -10,5 +10,5 @@ add_library(thinkeys_plan STATIC
   src/plan/capacity_plan.cpp
   src/plan/plan_report.cpp
 )
-target_link_libraries(thinkeys_plan PUBLIC thinkeys_base)
+target_link_libraries(thinkeys_plan PUBLIC thinkeys_io)
 target_compile_options(thinkeys_plan PRIVATE -Wall -Wextra)

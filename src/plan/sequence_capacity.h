@@ -7,8 +7,8 @@
 #include <string>
 
 #include "cache/cache_footprint.h"
-#include "model/cache_layout.h"
-#include "model/model_config.h"
+#include "config/cache_layout.h"
+#include "config/model_config.h"
 
 namespace thinkeys {
 

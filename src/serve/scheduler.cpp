@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-#include "model/batch_decoder.h"
+#include "runtime/batch_decoder.h"
 #include "model/weights.h"
 
 namespace thinkeys::serve {

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "cache/paged_kv_cache.h"
-#include "model/sampler.h"
+#include "runtime/sampler.h"
 #include "serve/histogram.h"
 #include "util/error.h"
 

@@ -17,7 +17,8 @@ add_library(thinkeys_serve STATIC
   src/serve/scheduler.cpp
   src/serve/server.cpp
 )
-target_link_libraries(thinkeys_serve PUBLIC thinkeys_engine thinkeys_serve_api PkgConfig::HTTPLIB)
+target_link_libraries(thinkeys_serve PUBLIC thinkeys_runtime thinkeys_tokenizer thinkeys_serve_api
+  PkgConfig::HTTPLIB)
 target_compile_options(thinkeys_serve PRIVATE -Wall -Wextra)
 
 target_sources(thinkeys PRIVATE src/cli/cmd_serve.cpp)

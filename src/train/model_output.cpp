@@ -1,6 +1,6 @@
 #include "train/model_output.h"
 
-#include "io/hf_checkpoint.h"
+#include "checkpoint/hf_checkpoint.h"
 #include "train/token_cache.h"
 #include "util/atomic_output.h"
 #include "util/error.h"

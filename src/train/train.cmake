@@ -21,7 +21,7 @@ add_library(thinkeys_train STATIC
   src/train/rank_launcher.cpp
   src/train/tokenizer_trainer.cpp
 )
-target_link_libraries(thinkeys_train PUBLIC thinkeys_engine)
+target_link_libraries(thinkeys_train PUBLIC thinkeys_checkpoint thinkeys_tokenizer)
 target_compile_options(thinkeys_train PRIVATE -Wall -Wextra)
 if(THINKEYS_GLOO_INCLUDE_DIR)
   target_include_directories(thinkeys_train PRIVATE ${THINKEYS_GLOO_INCLUDE_DIR})

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "model/model_config.h"
+#include "config/model_config.h"
 #include "train/batch.h"
 #include "train/model_builder.h"
 #include "train/trainer.h"

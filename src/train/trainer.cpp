@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "io/hf_checkpoint.h"
+#include "checkpoint/hf_checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/training_forward.h"
 #include "util/atomic_output.h"

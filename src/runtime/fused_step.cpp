@@ -4,14 +4,14 @@
 // small_gemm in its stored dtype on the compute pool, and attention through
 // the paged kernels. forward_rows, the libtorch version, stays for prefill
 // chunks, the thin-key RoPE modes and MLA/LRKV.
-#include "model/fused_step.h"
+#include "runtime/fused_step.h"
 
 #include <algorithm>
 #include <vector>
 
 #include "kernels/row_ops.h"
 #include "kernels/small_gemm.h"
-#include "model/batch_decoder.h"
+#include "runtime/batch_decoder.h"
 #include "model/weight_format.h"
 
 namespace thinkeys {

@@ -1,10 +1,10 @@
-#include "model/batch_generator.h"
+#include "runtime/batch_generator.h"
 
 #include <algorithm>
 #include <chrono>
 
-#include "model/batch_decoder.h"
-#include "model/sampler.h"
+#include "runtime/batch_decoder.h"
+#include "runtime/sampler.h"
 #include "util/error.h"
 
 namespace thinkeys {

@@ -1,4 +1,4 @@
-#include "model/cache_layout.h"
+#include "config/cache_layout.h"
 
 namespace thinkeys {
 

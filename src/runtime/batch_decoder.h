@@ -14,7 +14,7 @@
 
 #include "cache/paged_kv_cache.h"
 #include "kernels/decode_attention.h"
-#include "model/cache_layout.h"
+#include "config/cache_layout.h"
 #include "model/weights.h"
 #include "util/work_pool.h"
 
@@ -26,7 +26,7 @@ struct BatchDecoderOptions {
   CacheSpec cache;
   int threads = 1;  // attention threads (sequences x key heads are split over them)
   // Decode steps through the fused path where the architecture allows
-  // (model/fused_step.cpp); false runs the libtorch forward pass (for A/B).
+  // (runtime/fused_step.cpp); false runs the libtorch forward pass (for A/B).
   bool fused = true;
 };
 
@@ -98,7 +98,7 @@ class BatchDecoder {
   void check_context(int64_t tokens) const;
 
   // The decode step on plain buffers and the project's own kernels
-  // (model/fused_step.cpp): no libtorch dispatch or allocation per layer.
+  // (runtime/fused_step.cpp): no libtorch dispatch or allocation per layer.
   // For standard attention with full-width RoPE (or learned positions) and
   // at most kSmallGemmMaxRows rows; returns logits [rows, V].
   struct FusedStep;

@@ -1,7 +1,7 @@
-#include "io/model_loader.h"
+#include "checkpoint/model_loader.h"
 
-#include "io/hf_checkpoint.h"
-#include "io/llama2c_checkpoint.h"
+#include "checkpoint/hf_checkpoint.h"
+#include "checkpoint/llama2c_checkpoint.h"
 #include "util/atomic_output.h"
 #include "util/error.h"
 

@@ -1,13 +1,13 @@
 #pragma once
 // What BatchDecoder's fused decode step keeps between steps
-// (model/fused_step.cpp): the model's matrices as plain layouts and the
+// (runtime/fused_step.cpp): the model's matrices as plain layouts and the
 // per-step buffers, grown to the largest batch seen.
 #include <ATen/ATen.h>
 
 #include <vector>
 
 #include "kernels/weight_rows.h"
-#include "model/batch_decoder.h"
+#include "runtime/batch_decoder.h"
 
 namespace thinkeys {
 

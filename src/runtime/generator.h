@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "cache/paged_kv_cache.h"
-#include "model/sampler.h"
+#include "runtime/sampler.h"
 #include "model/weights.h"
 
 namespace thinkeys {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "cache/cache_footprint.h"
-#include "model/model_config.h"
+#include "config/model_config.h"
 
 namespace thinkeys {
 

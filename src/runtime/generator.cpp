@@ -1,11 +1,11 @@
-#include "model/generator.h"
+#include "runtime/generator.h"
 
 #include <algorithm>
 #include <chrono>
 #include <memory>
 
-#include "model/batch_decoder.h"
-#include "model/cache_layout.h"
+#include "runtime/batch_decoder.h"
+#include "config/cache_layout.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
 #include "util/error.h"

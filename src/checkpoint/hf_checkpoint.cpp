@@ -1,4 +1,4 @@
-#include "io/hf_checkpoint.h"
+#include "checkpoint/hf_checkpoint.h"
 
 #include <cstring>
 #include <memory>

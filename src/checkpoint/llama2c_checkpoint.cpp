@@ -1,4 +1,4 @@
-#include "io/llama2c_checkpoint.h"
+#include "checkpoint/llama2c_checkpoint.h"
 
 #include <cstdint>
 #include <cstring>

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "cache/paged_kv_cache.h"
-#include "model/generator.h"
+#include "runtime/generator.h"
 #include "model/weights.h"
 
 namespace thinkeys {

@@ -1,4 +1,4 @@
-#include "model/batch_decoder.h"
+#include "runtime/batch_decoder.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,8 +6,8 @@
 #include <string>
 
 #include "kernels/small_gemm.h"
-#include "model/cache_layout.h"
-#include "model/fused_step.h"
+#include "config/cache_layout.h"
+#include "runtime/fused_step.h"
 #include "model/kv_cache.h"
 #include "model/layer_ops.h"
 #include "model/query_keys.h"
