@@ -10,6 +10,15 @@
 // too (1e-4 of the logits' range, as test_batch_decoder uses for f32 paths).
 // Int8 quantization itself is checked element by element: within half a
 // step (scale / 2) of the original, scale = max |w| of the group / 127.
+//
+// Many rows (prefill) by bf16 or int8 weights multiply in bf16 (layer_ops:
+// bf16_project): each input is rounded to bf16 (relative error <= 2^-9), an
+// int8 weight's f32 value too (<= 2^-9; bf16 weights are exact), the products
+// are summed in f32 ((n + 2) 2^-24 of sum |w x|, times 1 + 2^-8 for the
+// perturbed terms) and the sum is rounded to bf16 (<= 2^-9 of |sum| <=
+// (1 + 2^-7) sum |w x|). So |got - want| <= u sum |w x| with
+// u = p + 2^-9 (1 + 2^-7) + 1.01 (n + 2) 2^-24, p = 2^-9 (bf16) or
+// 2^-8 + 2^-18 (int8: both factors perturbed).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -54,6 +63,23 @@ void expect_within_accumulation(const at::Tensor& got, const at::Tensor& x, cons
   const double u = std::ldexp(1.0, -24) * (static_cast<double>(x.size(1)) + 2);
   const at::Tensor excess = (got.to(at::kDouble) - want).abs() - (u * mag + 1e-30);
   EXPECT_LE(excess.max().item<double>(), 0.0) << what;
+}
+
+// The bf16 product's bound (header) for many rows by bf16 or int8 weights.
+void expect_within_bf16_product(const at::Tensor& got, const at::Tensor& x, const at::Tensor& wf,
+                                WeightType type, const std::string& what) {
+  const at::Tensor xd = x.to(at::kDouble), wd = wf.to(at::kDouble);
+  const at::Tensor want = at::mm(xd, wd.t());
+  const at::Tensor mag = at::mm(xd.abs(), wd.abs().t());
+  const double n = static_cast<double>(x.size(1));
+  const double p =
+      type == WeightType::Int8 ? std::ldexp(1.0, -8) + std::ldexp(1.0, -18) : std::ldexp(1.0, -9);
+  const double u =
+      p + std::ldexp(1.0, -9) * (1 + std::ldexp(1.0, -7)) + 1.01 * (n + 2) * std::ldexp(1.0, -24);
+  const at::Tensor excess = (got.to(at::kDouble) - want).abs() - (u * mag + 1e-30);
+  EXPECT_LE(excess.max().item<double>(), 0.0) << what;
+  // The bound is not vacuous: the error is far below the product's scale.
+  EXPECT_GT((want.abs() - 4 * u * mag).max().item<double>(), 0.0) << what;
 }
 
 // A matrix in `type` with its scales (int8) from random f32 values.
@@ -200,18 +226,25 @@ TEST(WeightFormats, Int8LevelsAreWithinHalfAStepOfTheWeights) {
 TEST(WeightFormats, ProjectReadsStoredWeightsForFewAndManyRows) {
   configure_threads(2);
   at::manual_seed(6);
-  // 1-16 rows take the streaming kernel, 40 and 300 rows the converted tiles
-  // (300 output features: one full tile of 256 and a partial one).
+  // 1-16 rows take the streaming kernel; 40 and 300 rows take the bf16
+  // product (bf16, int8) or converted f32 tiles (f16; 300 output features:
+  // one full tile of 256 and a partial one). 1100 output features give the
+  // bf16 product several tiles per thread.
   for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8})
-    for (int rows : {1, 7, 16, 40})
-      for (int out : {13, 300}) {
+    for (int rows : {1, 7, 16, 40, 300})
+      for (int out : {13, 300, 1100}) {
         const auto [w, s] = stored(at::randn({out, 130}), type);
         const at::Tensor b = at::randn({out}), x = at::randn({rows, 130});
         const at::Tensor y = project(x, w, b, s);
         const at::Tensor wf = widened(w, s);
         ASSERT_EQ(y.sizes(), (at::IntArrayRef{rows, out}));
+        const std::string what = std::string(weight_type_name(type)) + " rows " +
+                                 std::to_string(rows) + " out " + std::to_string(out);
         // The bias adds one more rounding: compare without it.
-        expect_within_accumulation(y - b, x, wf, weight_type_name(type));
+        if (rows > kSmallGemmMaxRows && type != WeightType::F16)
+          expect_within_bf16_product(y - b, x, wf, type, what);
+        else
+          expect_within_accumulation(y - b, x, wf, what);
       }
 }
 
@@ -313,14 +346,18 @@ TEST(WeightFormats, WholeModelEqualsTheF32PathOnTheSameValues) {
   configure_threads(2);
   const Model base = random_model(tiny_llama(), 11, 0.1);
   std::mt19937 rng(2);
-  std::vector<int32_t> prompt(23);
+  // 12 tokens: every projection takes the exact streaming kernel; 23: the
+  // many-row path (bf16 product for bf16 and int8 weights).
+  std::vector<int32_t> prompt(12), longer(23);
   for (auto& t : prompt) t = static_cast<int32_t>(rng() % 97);
+  for (auto& t : longer) t = static_cast<int32_t>(rng() % 97);
   for (WeightFormat f : {WeightFormat::BF16, WeightFormat::F16, WeightFormat::Int8}) {
     Model held = deep_copy(base);
     convert_weights(held, f);
     EXPECT_EQ(current_weight_format(held), f);
     const Model ref = rounded_f32(deep_copy(base), f);
-    // Dense prefill (converted tiles) and decode (streaming kernel).
+    // Dense prefill and decode (streaming kernel): only the summation order
+    // differs.
     KVCache c1(held.config, 64), c2(ref.config, 64);
     const at::Tensor a = forward(held, prompt, c1, Logits::All);
     const at::Tensor b = forward(ref, prompt, c2, Logits::All);
@@ -328,6 +365,16 @@ TEST(WeightFormats, WholeModelEqualsTheF32PathOnTheSameValues) {
     const std::vector<int32_t> next{5};
     EXPECT_LT(rel_err(forward(held, next, c1, Logits::Last), forward(ref, next, c2, Logits::Last)),
               1e-4)
+        << weight_format_name(f);
+    // Many-row prefill. f16 converts tiles to f32 (summation order only);
+    // bf16 products err by at most u ~ 3 * 2^-9 of sum |w x| per projection
+    // (above), and the logits pass through 2 layers x 4 projections and the
+    // head: to first order the relative errors add, so 9 u bounds the logits'
+    // error relative to their range (the norms keep each layer's gain near 1).
+    KVCache c3(held.config, 64), c4(ref.config, 64);
+    const double tol = f == WeightFormat::F16 ? 1e-4 : 9 * 3 * std::ldexp(1.0, -9);
+    EXPECT_LT(
+        rel_err(forward(held, longer, c3, Logits::All), forward(ref, longer, c4, Logits::All)), tol)
         << weight_format_name(f);
     // The paged decoder (cache in f32 so that only the weights differ).
     CacheSpec spec;
