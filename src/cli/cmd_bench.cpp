@@ -9,11 +9,13 @@
 #include "bench/runtime_bench.h"
 #include "cli/bench_decode.h"
 #include "cli/bench_model_decode.h"
+#include "cli/bench_prefill.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "compress/compressor.h"
 #include "io/model_loader.h"
 #include "model/random_init.h"
+#include "util/error.h"
 #include "util/shared_data.h"
 
 namespace thinkeys::cli {
@@ -84,7 +86,8 @@ Command add_bench(CLI::App& app) {
     std::vector<std::string> models;
     int ctx = 1024, decode = 64, repeats = 3;
     bool json = false, compress = false, gemm = false;
-    bool decode_sweep = false, quick = false, decode_model = false;
+    bool decode_sweep = false, quick = false, decode_model = false, prefill_model = false;
+    PrefillCliOptions prefill;
     int decode_steps = 5;
     DecodeBenchOptions dec;
     std::vector<std::string> decode_weights = {"f32"};
@@ -111,6 +114,14 @@ Command add_bench(CLI::App& app) {
   sub->add_flag("--decode-model", opts->decode_model,
                 "Instead: whole-model decode tokens/s (12 layers, width 768, GQA and MHA) over the "
                 "paged cache at long contexts, synthetic cached prefix, full vs thin keys");
+  sub->add_flag("--prefill-model", opts->prefill_model,
+                "Instead: prefill tokens/s of the --decode-model shape (mha unless --decode-shape "
+                "names one) in each of --prefill-weights, round-robin in one run");
+  sub->add_option("--prefill-tokens", opts->prefill.tokens, "--prefill-model: prompt tokens")
+      ->check(CLI::Range(1, 1 << 16));
+  sub->add_option("--prefill-weights", opts->prefill.weights,
+                  "--prefill-model: weight formats to compare (default f32,bf16,int8)")
+      ->delimiter(',');
   sub->add_option("--decode-ctx", opts->dec.ctx, "--decode/--decode-model: context lengths")
       ->delimiter(',')
       ->check(CLI::Range(1, 1 << 24));
@@ -156,6 +167,17 @@ Command add_bench(CLI::App& app) {
         }
         if (opts->compress) {
           bench_compression(opts->json);
+          return;
+        }
+        if (opts->prefill_model) {
+          PrefillCliOptions p = opts->prefill;
+          if (opts->dec.shapes.size() > 1)
+            throw Error("bench --prefill-model: give at most one --decode-shape");
+          if (!opts->dec.shapes.empty()) p.shape = opts->dec.shapes.front();
+          p.repeats = opts->repeats;
+          p.threads = opts->dec.threads;
+          p.json = opts->json;
+          run_prefill_bench(p);
           return;
         }
         if (opts->decode_model) {

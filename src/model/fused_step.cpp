@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/int8_gemm.h"
 #include "kernels/row_ops.h"
 #include "kernels/small_gemm.h"
 #include "model/batch_decoder.h"
@@ -30,9 +31,26 @@ bool BatchDecoder::fused_applies(const ModelConfig& c) {
 
 namespace {
 
-void gemm(WorkPool& pool, const WeightRows& w, int in, int out, const float* x, int rows,
-          const float* bias, float* y) {
+// Int8 weights multiply int16 activations, quantized here once per matrix
+// rather than once per chunk.
+struct Int16Buffers {
+  std::vector<int16_t>& levels;
+  std::vector<float>& scales;
+};
+
+void gemm(WorkPool& pool, Int16Buffers f, const WeightRows& w, int in, int out, const float* x,
+          int rows, const float* bias, float* y) {
   const int chunks = (out + kChunk - 1) / kChunk;
+  if (w.type == WeightType::Int8) {
+    if (f.levels.size() < std::size_t(rows) * in) f.levels.resize(std::size_t(rows) * in);
+    if (f.scales.size() < std::size_t(rows)) f.scales.resize(rows);
+    quantize_rows_int16(x, in, rows, in, f.levels.data(), in, f.scales.data());
+    const Int16Rows xq{f.levels.data(), std::size_t(in), f.scales.data()};
+    pool.run(chunks, [&](int c, int) {
+      small_gemm_int8(w, in, xq, rows, bias, y, out, c * kChunk, std::min(out, (c + 1) * kChunk));
+    });
+    return;
+  }
   pool.run(chunks, [&](int c, int) {
     small_gemm(w, in, x, in, rows, bias, y, out, c * kChunk, std::min(out, (c + 1) * kChunk));
   });
@@ -101,6 +119,7 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
   grow(f.act, std::size_t(B) * max_up);
   for (auto* v : {&f.cos, &f.sin, &f.layer_cos, &f.layer_sin}) grow(*v, std::size_t(B) * max_half);
 
+  const Int16Buffers xq{f.xq, f.xq_scales};
   float* x = f.x.data();
   for (int b = 0; b < B; ++b) {
     weight_rows_to_f32(f.emb, D, tokens[b], tokens[b] + 1, x + b * D);
@@ -129,7 +148,7 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
     const FusedStep::Layer& fl = f.layers[l];
     const int r = c.key_width(l), qr = c.q_rows_per_head(l), kr = c.k_rows(l);
     norm(fl.norm1, fl.norm1_b, x, f.h.data());
-    gemm(*pool_, fl.qkv, D, fl.n_qkv, f.h.data(), B, ptr(fl.b_qkv), f.qkv.data());
+    gemm(*pool_, xq, fl.qkv, D, fl.n_qkv, f.h.data(), B, ptr(fl.b_qkv), f.qkv.data());
     // A thin key's own table over the key width (RopeTable::KeyWidth).
     const bool own = rope && fl.inv_freq.defined();
     if (own) angles(fl.inv_freq, f.layer_cos.data(), f.layer_sin.data());
@@ -171,10 +190,10 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
       }
     }
     splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
-    gemm(*pool_, fl.o, H * d, D, f.att.data(), B, ptr(fl.b_o), f.tmp.data());
+    gemm(*pool_, xq, fl.o, H * d, D, f.att.data(), B, ptr(fl.b_o), f.tmp.data());
     add_to(x, f.tmp.data(), B * D);
     norm(fl.norm2, fl.norm2_b, x, f.h.data());
-    gemm(*pool_, fl.up, D, fl.n_up, f.h.data(), B, ptr(fl.b_up), f.up.data());
+    gemm(*pool_, xq, fl.up, D, fl.n_up, f.h.data(), B, ptr(fl.b_up), f.up.data());
     const int F = c.hidden_dim;
     for (int b = 0; b < B; ++b) {
       const float* u = f.up.data() + std::size_t(b) * fl.n_up;
@@ -183,12 +202,12 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
       else
         gelu_tanh(u, F, f.act.data() + std::size_t(b) * F);
     }
-    gemm(*pool_, fl.down, F, D, f.act.data(), B, ptr(fl.b_down), f.tmp.data());
+    gemm(*pool_, xq, fl.down, F, D, f.act.data(), B, ptr(fl.b_down), f.tmp.data());
     add_to(x, f.tmp.data(), B * D);
   }
   norm(f.final_norm, f.final_norm_b, x, f.h.data());
   at::Tensor logits = at::empty({B, c.vocab_size}, at::kFloat);
-  gemm(*pool_, f.head, D, c.vocab_size, f.h.data(), B, nullptr, logits.data_ptr<float>());
+  gemm(*pool_, xq, f.head, D, c.vocab_size, f.h.data(), B, nullptr, logits.data_ptr<float>());
   return logits;
 }
 

@@ -22,6 +22,9 @@ struct BatchDecoder::FusedStep {
   at::Tensor final_norm, final_norm_b, pos_emb, inv_freq;
   // Per-step buffers; layer_cos/sin hold a layer's own RoPE table's angles.
   std::vector<float> x, h, qkv, att, tmp, up, act, cos, sin, layer_cos, layer_sin;
+  // A matrix's input rows quantized for int8 weights (kernels/int8_gemm.h).
+  std::vector<int16_t> xq;
+  std::vector<float> xq_scales;
 };
 
 }  // namespace thinkeys
