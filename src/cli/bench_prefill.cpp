@@ -11,6 +11,7 @@
 #include "bench/prefill_bench.h"
 #include "model/random_init.h"
 #include "model/weight_format.h"
+#include "util/error.h"
 #include "util/threads.h"
 
 namespace thinkeys::cli {
@@ -30,6 +31,8 @@ std::string load_average() {
 void run_prefill_bench(const PrefillCliOptions& opt) {
   const int threads = opt.threads > 0 ? opt.threads : compute_threads();
   const ModelDecodeShape shape = find_model_decode_shape(opt.shape);
+  if (opt.weights.empty()) throw Error("bench --prefill-model: no weight formats given");
+  for (const auto& w : opt.weights) parse_weight_format(w);  // before building any model
   std::vector<std::unique_ptr<Model>> models;
   std::vector<PrefillCase> cases;
   for (const auto& w : opt.weights) {
