@@ -10,6 +10,7 @@
 #
 #   scripts/keys_vs_queries.sh                  # stories260K on TinyStories
 #   MODEL=DIR CALIB=FILE TEST=FILE DOCS=INDEX.tsv DOC_TOKENS=N scripts/keys_vs_queries.sh
+#   RATIOS="0.5 0.25" BASELINES_AT=0.25 ...    # a smaller grid
 #
 # Defaults: stories260K; calibration = first 200 KB of the TinyStories
 # validation head, test = the rest of that file (disjoint), one document cut
@@ -33,6 +34,7 @@ slices=${SLICES:-3}
 doc_tokens=${DOC_TOKENS:-8192}
 ctx=${CTX:-256}
 ratios=${RATIOS:-0.5 0.25 0.125}
+baselines_at=${BASELINES_AT:-$ratios}  # ratios that also get the keypca and kqsvd rows
 tok=()
 [ -n "${TOKENIZER:-}" ] && tok=(--tokenizer "$TOKENIZER")
 sel=(--data "$test_file" --doc-tokens "$doc_tokens" --slices "$slices" "${tok[@]}")
@@ -79,7 +81,9 @@ for ratio in $ratios; do
   for share in head layer; do
     row "keys W_K svd r=$ratio share=$share" --method svd "${rope[@]}" --key-ratio "$ratio" --share "$share"
     row "queries W_Q svd r=$ratio share=$share" --method svd --target queries --key-ratio "$ratio" --share "$share"
-    row "keys keypca r=$ratio share=$share" --method keypca "${rope[@]}" --key-ratio "$ratio" --share "$share"
-    row "keys kqsvd r=$ratio share=$share" --method kqsvd "${rope[@]}" --key-ratio "$ratio" --share "$share"
+    case " $baselines_at " in *" $ratio "*)
+      row "keys keypca r=$ratio share=$share" --method keypca "${rope[@]}" --key-ratio "$ratio" --share "$share"
+      row "keys kqsvd r=$ratio share=$share" --method kqsvd "${rope[@]}" --key-ratio "$ratio" --share "$share" ;;
+    esac
   done
 done
