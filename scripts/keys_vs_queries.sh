@@ -10,7 +10,7 @@
 #
 #   scripts/keys_vs_queries.sh                  # stories260K on TinyStories
 #   MODEL=DIR CALIB=FILE TEST=FILE DOCS=INDEX.tsv DOC_TOKENS=N scripts/keys_vs_queries.sh
-#   RATIOS="0.5 0.25" BASELINES_AT=0.25 ...    # a smaller grid
+#   RATIOS="0.5 0.25" SHARES=layer BASELINES_AT=0.25 ...    # a smaller grid
 #
 # Defaults: stories260K; calibration = first 200 KB of the TinyStories
 # validation head, test = the rest of that file (disjoint), one document cut
@@ -34,6 +34,7 @@ slices=${SLICES:-3}
 doc_tokens=${DOC_TOKENS:-8192}
 ctx=${CTX:-256}
 ratios=${RATIOS:-0.5 0.25 0.125}
+shares=${SHARES:-head layer}
 baselines_at=${BASELINES_AT:-$ratios}  # ratios that also get the keypca and kqsvd rows
 tok=()
 [ -n "${TOKENIZER:-}" ] && tok=(--tokenizer "$TOKENIZER")
@@ -78,7 +79,7 @@ echo
 echo "| variant | rank | fidelity: score error | fidelity: output error | KL(orig‖comp) | PPL |"
 echo "|---|---:|---:|---:|---:|---:|"
 for ratio in $ratios; do
-  for share in head layer; do
+  for share in $shares; do
     row "keys W_K svd r=$ratio share=$share" --method svd "${rope[@]}" --key-ratio "$ratio" --share "$share"
     row "queries W_Q svd r=$ratio share=$share" --method svd --target queries --key-ratio "$ratio" --share "$share"
     case " $baselines_at " in *" $ratio "*)
