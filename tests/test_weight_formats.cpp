@@ -21,6 +21,7 @@
 // 2^-8 + 2^-18 (int8: both factors perturbed).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <hwy/targets.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -134,43 +135,50 @@ TEST(WeightFormats, SmallGemmReadsEachDtypeAsItsWidenedValues) {
 // (the bound above); against the f32 rows it adds sum_i |w_i| times that
 // rounding.
 TEST(WeightFormats, Int8GemmOnInt16RowsStaysWithinBothRoundings) {
-  at::manual_seed(8);
-  for (int rows : {1, 2, 3, 5, 16})
-    for (int in : {1, 17, 64, 100, 129, 300, 768})
-      for (int out : {1, 6, 13}) {
-        const std::string what = "rows " + std::to_string(rows) + " in " + std::to_string(in) +
-                                 " out " + std::to_string(out);
-        const at::Tensor x = at::randn({rows, in}) * at::rand({rows, 1}) * 3;
-        const auto [w, s] = stored(at::randn({out, in}), WeightType::Int8);
-        at::Tensor q = at::empty({rows, in}, at::kShort), qs = at::empty({rows});
-        quantize_rows_int16(x.data_ptr<float>(), in, rows, in, q.data_ptr<int16_t>(), in,
-                            qs.data_ptr<float>());
-        const at::Tensor top = std::get<0>(x.abs().max(1, true));
-        EXPECT_TRUE(at::allclose(qs, top.squeeze(1) / 32767, 1e-6, 0)) << what;
-        EXPECT_EQ(q.abs().max().item<int>(), 32767) << what;
-        const at::Tensor xr = q.to(at::kFloat) * qs.unsqueeze(1);
-        const at::Tensor dx = (x - xr).abs();
-        const at::Tensor bound =
-            (qs.unsqueeze(1) / 2 + std::ldexp(1.0, -21) * top).expand({rows, in});
-        EXPECT_LE((dx - bound).max().item<float>(), 0.0f) << what;
-        at::Tensor y = at::full({rows, out}, 99.0f);
-        const WeightRows wr = weight_rows(w, s);
-        const Int16Rows xq{q.data_ptr<int16_t>(), static_cast<std::size_t>(in),
-                           qs.data_ptr<float>()};
-        const int cut = out / 3;
-        small_gemm_int8(wr, in, xq, rows, nullptr, y.data_ptr<float>(), out, 0, cut);
-        small_gemm_int8(wr, in, xq, rows, nullptr, y.data_ptr<float>(), out, cut, out);
-        const at::Tensor wf = widened(w, s);
-        expect_within_accumulation(y, xr, wf, "int16 rows, " + what);
-        // Against the f32 rows: accumulation plus sum_i |w_i| * rounding_i.
-        const at::Tensor xd = x.to(at::kDouble), wd = wf.to(at::kDouble);
-        const at::Tensor want = at::mm(xd, wd.t());
-        const double u = std::ldexp(1.0, -24) * (in + 2);
-        const at::Tensor allowed = u * at::mm(xd.abs() + bound.to(at::kDouble), wd.abs().t()) +
-                                   at::mm(bound.to(at::kDouble), wd.abs().t());
-        EXPECT_LE(((y.to(at::kDouble) - want).abs() - allowed - 1e-30).max().item<double>(), 0.0)
-            << "f32 rows, " << what;
-      }
+  // Every instruction set this CPU runs (AVX-512 takes the VNNI instruction
+  // where present, the others the pairwise multiply-add), not only the best.
+  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    at::manual_seed(8);
+    for (int rows : {1, 2, 3, 5, 16})
+      for (int in : {1, 17, 64, 100, 129, 300, 768})
+        for (int out : {1, 6, 13}) {
+          const std::string what = "rows " + std::to_string(rows) + " in " + std::to_string(in) +
+                                   " out " + std::to_string(out);
+          const at::Tensor x = at::randn({rows, in}) * at::rand({rows, 1}) * 3;
+          const auto [w, s] = stored(at::randn({out, in}), WeightType::Int8);
+          at::Tensor q = at::empty({rows, in}, at::kShort), qs = at::empty({rows});
+          quantize_rows_int16(x.data_ptr<float>(), in, rows, in, q.data_ptr<int16_t>(), in,
+                              qs.data_ptr<float>());
+          const at::Tensor top = std::get<0>(x.abs().max(1, true));
+          EXPECT_TRUE(at::allclose(qs, top.squeeze(1) / 32767, 1e-6, 0)) << what;
+          EXPECT_EQ(q.abs().max().item<int>(), 32767) << what;
+          const at::Tensor xr = q.to(at::kFloat) * qs.unsqueeze(1);
+          const at::Tensor dx = (x - xr).abs();
+          const at::Tensor bound =
+              (qs.unsqueeze(1) / 2 + std::ldexp(1.0, -21) * top).expand({rows, in});
+          EXPECT_LE((dx - bound).max().item<float>(), 0.0f) << what;
+          at::Tensor y = at::full({rows, out}, 99.0f);
+          const WeightRows wr = weight_rows(w, s);
+          const Int16Rows xq{q.data_ptr<int16_t>(), static_cast<std::size_t>(in),
+                             qs.data_ptr<float>()};
+          const int cut = out / 3;
+          small_gemm_int8(wr, in, xq, rows, nullptr, y.data_ptr<float>(), out, 0, cut);
+          small_gemm_int8(wr, in, xq, rows, nullptr, y.data_ptr<float>(), out, cut, out);
+          const at::Tensor wf = widened(w, s);
+          expect_within_accumulation(y, xr, wf, "int16 rows, " + what);
+          // Against the f32 rows: accumulation plus sum_i |w_i| * rounding_i.
+          const at::Tensor xd = x.to(at::kDouble), wd = wf.to(at::kDouble);
+          const at::Tensor want = at::mm(xd, wd.t());
+          const double u = std::ldexp(1.0, -24) * (in + 2);
+          const at::Tensor allowed = u * at::mm(xd.abs() + bound.to(at::kDouble), wd.abs().t()) +
+                                     at::mm(bound.to(at::kDouble), wd.abs().t());
+          EXPECT_LE(((y.to(at::kDouble) - want).abs() - allowed - 1e-30).max().item<double>(), 0.0)
+              << "f32 rows, " << what;
+        }
+  }
+  hwy::SetSupportedTargetsForTest(0);
   // An all-zero row: zero levels and scale, a zero product (not NaN).
   std::vector<float> zeros(70, 0.0f);
   std::vector<int16_t> zq(70, 1);
