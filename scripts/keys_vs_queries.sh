@@ -11,6 +11,7 @@
 #   scripts/keys_vs_queries.sh                  # stories260K on TinyStories
 #   MODEL=DIR CALIB=FILE TEST=FILE DOCS=INDEX.tsv DOC_TOKENS=N scripts/keys_vs_queries.sh
 #   RATIOS="0.5 0.25" SHARES=layer BASELINES_AT=0.25 ...    # a smaller grid
+#   BASELINES_ONLY=1 ...                                       # only the keypca and kqsvd rows
 #
 # Defaults: stories260K; calibration = first 200 KB of the TinyStories
 # validation head, test = the rest of that file (disjoint), one document cut
@@ -80,8 +81,10 @@ echo "| variant | rank | fidelity: score error | fidelity: output error | KL(ori
 echo "|---|---:|---:|---:|---:|---:|"
 for ratio in $ratios; do
   for share in $shares; do
-    row "keys W_K svd r=$ratio share=$share" --method svd "${rope[@]}" --key-ratio "$ratio" --share "$share"
-    row "queries W_Q svd r=$ratio share=$share" --method svd --target queries --key-ratio "$ratio" --share "$share"
+    if [ -z "${BASELINES_ONLY:-}" ]; then
+      row "keys W_K svd r=$ratio share=$share" --method svd "${rope[@]}" --key-ratio "$ratio" --share "$share"
+      row "queries W_Q svd r=$ratio share=$share" --method svd --target queries --key-ratio "$ratio" --share "$share"
+    fi
     case " $baselines_at " in *" $ratio "*)
       row "keys keypca r=$ratio share=$share" --method keypca "${rope[@]}" --key-ratio "$ratio" --share "$share"
       row "keys kqsvd r=$ratio share=$share" --method kqsvd "${rope[@]}" --key-ratio "$ratio" --share "$share" ;;
