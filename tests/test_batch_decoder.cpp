@@ -145,6 +145,9 @@ TEST(BatchDecoder, CompressedRopeModesMatchDense) {
       o.ranks.key_rank = 4 * share;
       o.calibration.show_progress = false;
       Model t = compress_model(m, o, {});
+      // Every step here has at most 4 rows, so the fused step runs it (the
+      // reference is the dense libtorch forward pass; both f32).
+      EXPECT_TRUE(BatchDecoder(t, {f32_spec(), 1}).uses_fused_step()) << to_string(mode);
       EXPECT_LT(max_batched_error(t, f32_spec()), 1e-4) << to_string(mode) << " share " << share;
     }
 }

@@ -192,6 +192,58 @@ TEST(TrainingForward, MatchesRuntimeOnCompressedRopeModes) {
   }
 }
 
+// The gradients training uses against central finite differences of the loss,
+// in double precision: a change to how the training forward is computed (fused
+// score scaling, grouped heads, masks) that altered the gradients fails here.
+double worst_gradient_error(const ArchConfig& a, uint32_t seed) {
+  Model m = init_model(make_model_config(a), seed);
+  auto params = prepare_for_training(m, TrainScope::All);
+  {
+    at::NoGradGuard g;
+    for (auto& p : params) p.tensor.set_data(p.tensor.detach().to(at::kDouble));
+  }
+  const int B = 2, T = 11;
+  auto toks = random_tokens(B * (T + 1), a.vocab_size, seed + 1);
+  at::Tensor all = at::tensor(toks, at::kInt).view({B, T + 1}).to(at::kLong);
+  at::Tensor ids = all.narrow(1, 0, T), targets = all.narrow(1, 1, T);
+  auto loss = [&] { return lm_loss(training_forward(m, ids), targets); };
+  loss().backward();
+  at::NoGradGuard g;
+  std::mt19937 rng(seed);
+  double worst = 0;
+  for (auto& p : params) {
+    at::Tensor flat = p.tensor.view({-1}), grad = p.tensor.grad().reshape({-1});
+    for (int i = 0; i < 3; ++i) {
+      const int64_t j = static_cast<int64_t>(rng() % static_cast<uint32_t>(flat.numel()));
+      const double x = flat[j].item<double>(), h = 1e-6;
+      flat[j].fill_(x + h);
+      const double up = loss().item<double>();
+      flat[j].fill_(x - h);
+      const double down = loss().item<double>();
+      flat[j].fill_(x);
+      const double fd = (up - down) / (2 * h), got = grad[j].item<double>();
+      worst = std::max(worst, std::abs(got - fd) / std::max(1e-3, std::abs(fd)));
+    }
+  }
+  return worst;
+}
+
+TEST(TrainingForward, GradientsMatchFiniteDifferences) {
+  ArchConfig mha = tiny_arch("gpt2");
+  ArchConfig gqa = tiny_arch("llama");
+  gqa.n_kv_heads = 2;
+  ArchConfig thin_gqa = gqa;
+  thin_gqa.d_select = 8;
+  thin_gqa.query_pre_attn_scalar = 2;
+  ArchConfig mqa = tiny_arch("llama");
+  mqa.n_kv_heads = 1;
+  mqa.tied_embeddings = false;
+  EXPECT_LE(worst_gradient_error(mha, 21), 1e-5);
+  EXPECT_LE(worst_gradient_error(gqa, 22), 1e-5);
+  EXPECT_LE(worst_gradient_error(thin_gqa, 23), 1e-5);
+  EXPECT_LE(worst_gradient_error(mqa, 24), 1e-5);
+}
+
 TEST(TrainingForward, WorksOnPreparedModelAndExportsBack) {
   ArchConfig a = tiny_arch("llama");
   a.n_kv_heads = 2;

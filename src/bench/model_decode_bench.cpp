@@ -251,6 +251,7 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
           r.best_s = t[0];
           r.median_s = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
           r.cpu_util = cpu[i] / (wall[i] * o.threads);
+          r.cpu_s_per_step = cpu[i] / steps;
           if (o.progress)
             std::fprintf(stderr, "  %s %s %s ctx %d batch %d: median %.1f ms/step\n",
                          shape_name.c_str(), r.cache.c_str(), r.weights.c_str(), ctx, batch,

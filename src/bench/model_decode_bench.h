@@ -47,6 +47,9 @@ struct ModelDecodeRow {
   // Process CPU seconds / (wall seconds x threads) over the timed steps: below
   // 1 on a shared machine means the step did not get its cores.
   double cpu_util = 0;
+  // Process CPU seconds per timed step (mean): the work a step costs, without
+  // the time spent waiting for a core on a loaded machine.
+  double cpu_s_per_step = 0;
   bool interleaved = false;  // stepped round-robin with the other layouts of its model shape
   bool skipped = false;
   std::string note;  // why a row was skipped

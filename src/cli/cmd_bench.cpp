@@ -5,14 +5,17 @@
 #include <thread>
 
 #include "bench/bandwidth_probe.h"
+#include "bench/gemm_probe.h"
 #include "bench/runtime_bench.h"
 #include "cli/bench_decode.h"
 #include "cli/bench_model_decode.h"
+#include "cli/bench_prefill.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "compress/compressor.h"
 #include "io/model_loader.h"
 #include "model/random_init.h"
+#include "util/error.h"
 #include "util/shared_data.h"
 
 namespace thinkeys::cli {
@@ -54,14 +57,37 @@ void bench_compression(bool json) {
         nlohmann::json{{"model", "gpt2-small-shaped (random)"}, {"rows", rows}}.dump(2).c_str());
 }
 
+// f32 GEMM rates at the configured BLAS threads: the denominator of a training
+// run's model FLOP utilization (docs/results/training.md).
+void bench_gemm(int repeats, bool json) {
+  nlohmann::json rows = nlohmann::json::array();
+  if (!json)
+    std::printf("| m | k | n | best GFLOP/s | median GFLOP/s |\n|---:|---:|---:|---:|---:|\n");
+  for (const GemmShape& s : default_gemm_shapes()) {
+    GemmRate r = probe_gemm_rate(s, repeats);
+    if (json)
+      rows.push_back({{"m", s.m},
+                      {"k", s.k},
+                      {"n", s.n},
+                      {"best_gflops", r.best_gflops},
+                      {"median_gflops", r.median_gflops}});
+    else
+      std::printf("| %lld | %lld | %lld | %.1f | %.1f |\n", static_cast<long long>(s.m),
+                  static_cast<long long>(s.k), static_cast<long long>(s.n), r.best_gflops,
+                  r.median_gflops);
+  }
+  if (json) std::printf("%s\n", nlohmann::json{{"gemm", rows}}.dump(2).c_str());
+}
+
 }  // namespace
 
 Command add_bench(CLI::App& app) {
   struct Opts {
     std::vector<std::string> models;
     int ctx = 1024, decode = 64, repeats = 3;
-    bool json = false, compress = false;
-    bool decode_sweep = false, quick = false, decode_model = false;
+    bool json = false, compress = false, gemm = false;
+    bool decode_sweep = false, quick = false, decode_model = false, prefill_model = false;
+    PrefillCliOptions prefill;
     int decode_steps = 5;
     DecodeBenchOptions dec;
     std::vector<std::string> decode_weights = {"f32"};
@@ -88,6 +114,14 @@ Command add_bench(CLI::App& app) {
   sub->add_flag("--decode-model", opts->decode_model,
                 "Instead: whole-model decode tokens/s (12 layers, width 768, GQA and MHA) over the "
                 "paged cache at long contexts, synthetic cached prefix, full vs thin keys");
+  sub->add_flag("--prefill-model", opts->prefill_model,
+                "Instead: prefill tokens/s of the --decode-model shape (mha unless --decode-shape "
+                "names one) in each of --prefill-weights, round-robin in one run");
+  sub->add_option("--prefill-tokens", opts->prefill.tokens, "--prefill-model: prompt tokens")
+      ->check(CLI::Range(1, 1 << 16));
+  sub->add_option("--prefill-weights", opts->prefill.weights,
+                  "--prefill-model: weight formats to compare (default f32,bf16,int8)")
+      ->delimiter(',');
   sub->add_option("--decode-ctx", opts->dec.ctx, "--decode/--decode-model: context lengths")
       ->delimiter(',')
       ->check(CLI::Range(1, 1 << 24));
@@ -120,12 +154,30 @@ Command add_bench(CLI::App& app) {
   sub->add_flag(
       "--small-pages", [opts](int64_t) { opts->dec.huge_pages = false; },
       "--decode: map the cache pool without transparent huge pages (for A/B runs)");
+  sub->add_flag("--gemm", opts->gemm,
+                "f32 GEMM rate (at::mm) at the square 2048 and the reference models' training "
+                "shapes, at the BLAS threads of --threads; best and median of --repeats");
   sub->add_flag("--quick", opts->quick,
                 "--decode: contexts 1K and 8K, batch 1 only (a quick subset)");
   return {
       sub, [opts] {
+        if (opts->gemm) {
+          bench_gemm(opts->repeats, opts->json);
+          return;
+        }
         if (opts->compress) {
           bench_compression(opts->json);
+          return;
+        }
+        if (opts->prefill_model) {
+          PrefillCliOptions p = opts->prefill;
+          if (opts->dec.shapes.size() > 1)
+            throw Error("bench --prefill-model: give at most one --decode-shape");
+          if (!opts->dec.shapes.empty()) p.shape = opts->dec.shapes.front();
+          p.repeats = opts->repeats;
+          p.threads = opts->dec.threads;
+          p.json = opts->json;
+          run_prefill_bench(p);
           return;
         }
         if (opts->decode_model) {

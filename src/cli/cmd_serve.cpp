@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -143,7 +144,9 @@ Command add_serve(CLI::App& app) {
         serve::Scheduler scheduler(m, sch);
 
         // The planner's accounting: the block layout the pool itself uses.
-        const SequenceCapacity cap = sequence_capacity(m.config, sch.cache, scheduler.ctx());
+        SequenceCapacity cap = sequence_capacity(m.config, sch.cache, scheduler.ctx());
+        // The server stops every sequence at its context, however many blocks are free.
+        cap.longest_tokens = std::min<long long>(cap.longest_tokens, scheduler.ctx());
         std::fprintf(stderr, "KV cache: K %s, V %s, %.1f bytes/token; %s\n",
                      to_string(sch.cache.key_dtype), to_string(sch.cache.value_dtype),
                      scheduler.cache().bytes_per_token(), describe(cap).c_str());

@@ -10,6 +10,7 @@
 #include "kernels/small_gemm.h"
 
 #include "format/row_codec.h"
+#include "kernels/weight_prefetch.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace thinkeys {
@@ -36,6 +37,7 @@ struct Reader {
   std::size_t ld;
   const float* scales;
   std::size_t ld_scales;
+  static constexpr std::size_t kBytes = T == WeightType::F32 ? 4 : T == WeightType::Int8 ? 1 : 2;
 
   HWY_INLINE hn::Vec<DF> vec(DF df, int o, int i) const {
     const std::size_t at = o * ld + i;
@@ -54,6 +56,10 @@ struct Reader {
           df, hn::PromoteTo(di, hn::LoadU(d8, static_cast<const int8_t*>(data) + at)));
       return hn::Mul(levels, hn::Set(df, scales[o * ld_scales + i / kWeightGroup]));
     }
+  }
+  // Element (o, i) as bytes, for prefetching.
+  const char* at(int o, std::size_t i) const {
+    return static_cast<const char*>(data) + (o * ld + i) * kBytes;
   }
   float scalar(int o, int i) const {
     const std::size_t at = o * ld + i;
@@ -77,8 +83,12 @@ HWY_INLINE void GemmTile(const Reader<T>& w, int o0, int in, const float* x, std
   hn::Vec<DF> acc[NO][NR];
   for (int o = 0; o < NO; ++o)
     for (int r = 0; r < NR; ++r) acc[o][r] = hn::Zero(df);
+  // The same bytes `ahead` rows on (kernels/weight_prefetch.h); once per
+  // vector, which for 16-bit and int8 weights repeats a line.
+  const std::size_t ahead = weight_prefetch_rows(NO, w.ld, Reader<T>::kBytes) * w.ld;
   int i = 0;
   for (; i + N <= in; i += N) {
+    for (int o = 0; o < NO; ++o) __builtin_prefetch(w.at(o0 + o, i + ahead), 0, 2);
     hn::Vec<DF> wv[NO];
     for (int o = 0; o < NO; ++o) wv[o] = w.vec(df, o0 + o, i);
     for (int r = 0; r < NR; ++r) {

@@ -83,6 +83,8 @@ class BatchDecoder {
   void use_model(const Model& model);
 
   const PagedKVCache& cache() const { return cache_; }
+  // Whether steps of up to kSmallGemmMaxRows rows run the fused path.
+  bool uses_fused_step() const { return fused_ != nullptr; }
   const AttentionShape& attention_shape() const { return shape_; }
 
  private:
@@ -99,8 +101,8 @@ class BatchDecoder {
 
   // The decode step on plain buffers and the project's own kernels
   // (model/fused_step.cpp): no libtorch dispatch or allocation per layer.
-  // For standard attention with full-width RoPE (or learned positions) and
-  // at most kSmallGemmMaxRows rows; returns logits [rows, V].
+  // For standard attention (every RoPE mode, or learned positions) and at
+  // most kSmallGemmMaxRows rows; returns logits [rows, V].
   struct FusedStep;
   static bool fused_applies(const ModelConfig& c);
   at::Tensor fused_rows(std::span<const int> ids, std::span<const int32_t> tokens,

@@ -2,13 +2,16 @@
 // live as long as the decoder: embedding rows, norms, RoPE, the activation
 // and residual adds are loops (kernels/row_ops.h), every matrix goes through
 // small_gemm in its stored dtype on the compute pool, and attention through
-// the paged kernels. forward_rows, the libtorch version, stays for prefill
-// chunks, the thin-key RoPE modes and MLA/LRKV.
+// the paged kernels, for every RoPE mode of standard attention (full or thin
+// keys rotated in place, Pairs' per-head planes, Post's per-head maps, Latent
+// keys rotated inside the attention kernel). forward_rows, the libtorch
+// version, stays for prefill chunks and MLA/LRKV.
 #include "model/fused_step.h"
 
 #include <algorithm>
 #include <vector>
 
+#include "kernels/int8_gemm.h"
 #include "kernels/row_ops.h"
 #include "kernels/small_gemm.h"
 #include "model/batch_decoder.h"
@@ -24,15 +27,30 @@ const float* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>()
 
 }  // namespace
 
-bool BatchDecoder::fused_applies(const ModelConfig& c) {
-  return c.is_standard_attention() && c.rope_mode() == RopeMode::Full;
-}
+bool BatchDecoder::fused_applies(const ModelConfig& c) { return c.is_standard_attention(); }
 
 namespace {
 
-void gemm(WorkPool& pool, const WeightRows& w, int in, int out, const float* x, int rows,
-          const float* bias, float* y) {
+// Int8 weights multiply int16 activations, quantized here once per matrix
+// rather than once per chunk.
+struct Int16Buffers {
+  std::vector<int16_t>& levels;
+  std::vector<float>& scales;
+};
+
+void gemm(WorkPool& pool, Int16Buffers f, const WeightRows& w, int in, int out, const float* x,
+          int rows, const float* bias, float* y) {
   const int chunks = (out + kChunk - 1) / kChunk;
+  if (w.type == WeightType::Int8) {
+    if (f.levels.size() < std::size_t(rows) * in) f.levels.resize(std::size_t(rows) * in);
+    if (f.scales.size() < std::size_t(rows)) f.scales.resize(rows);
+    quantize_rows_int16(x, in, rows, in, f.levels.data(), in, f.scales.data());
+    const Int16Rows xq{f.levels.data(), std::size_t(in), f.scales.data()};
+    pool.run(chunks, [&](int c, int) {
+      small_gemm_int8(w, in, xq, rows, bias, y, out, c * kChunk, std::min(out, (c + 1) * kChunk));
+    });
+    return;
+  }
   pool.run(chunks, [&](int c, int) {
     small_gemm(w, in, x, in, rows, bias, y, out, c * kChunk, std::min(out, (c + 1) * kChunk));
   });
@@ -70,6 +88,10 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
       fl.norm2 = keep(L.mlp_norm);
       fl.norm2_b = keep(L.mlp_norm_bias);
       fl.inv_freq = keep(L.rope_inv_freq);
+      if (c.rope_mode() == RopeMode::Post) {
+        fl.q_down_t = L.q_down.to(at::kFloat).transpose(1, 2).contiguous();
+        fl.k_down_t = L.k_down.to(at::kFloat).transpose(1, 2).contiguous();
+      }
       f.layers.push_back(std::move(fl));
     }
     f.emb = weight_rows(w.tok_emb, w.tok_emb_scales);
@@ -87,7 +109,8 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
   for (const auto& fl : f.layers) {
     max_qkv = std::max(max_qkv, fl.n_qkv);
     max_up = std::max(max_up, fl.n_up);
-    if (fl.inv_freq.defined()) max_half = std::max(max_half, static_cast<int>(fl.inv_freq.numel()));
+    if (fl.inv_freq.defined())
+      max_half = std::max(max_half, static_cast<int>(fl.inv_freq.size(-1)));
   }
   auto grow = [](std::vector<float>& v, std::size_t n) {
     if (v.size() < n) v.resize(n);
@@ -100,7 +123,15 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
   grow(f.up, std::size_t(B) * max_up);
   grow(f.act, std::size_t(B) * max_up);
   for (auto* v : {&f.cos, &f.sin, &f.layer_cos, &f.layer_sin}) grow(*v, std::size_t(B) * max_half);
+  const RopeMode mode = c.rope_mode();
+  if (mode == RopeMode::Post) {
+    int max_r = 0;
+    for (int l = 0; l < c.n_layers; ++l) max_r = std::max(max_r, c.key_width(l));
+    grow(f.qmap, std::size_t(B) * H * max_r);
+    grow(f.kmap, std::size_t(B) * nk * max_r);
+  }
 
+  const Int16Buffers xq{f.xq, f.xq_scales};
   float* x = f.x.data();
   for (int b = 0; b < B; ++b) {
     weight_rows_to_f32(f.emb, D, tokens[b], tokens[b] + 1, x + b * D);
@@ -129,12 +160,15 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
     const FusedStep::Layer& fl = f.layers[l];
     const int r = c.key_width(l), qr = c.q_rows_per_head(l), kr = c.k_rows(l);
     norm(fl.norm1, fl.norm1_b, x, f.h.data());
-    gemm(*pool_, fl.qkv, D, fl.n_qkv, f.h.data(), B, ptr(fl.b_qkv), f.qkv.data());
+    gemm(*pool_, xq, fl.qkv, D, fl.n_qkv, f.h.data(), B, ptr(fl.b_qkv), f.qkv.data());
     // A thin key's own table over the key width (RopeTable::KeyWidth).
-    const bool own = rope && fl.inv_freq.defined();
+    const bool own = rope && mode == RopeMode::Full && fl.inv_freq.defined();
     if (own) angles(fl.inv_freq, f.layer_cos.data(), f.layer_sin.data());
     const float* cos_l = own ? f.layer_cos.data() : f.cos.data();
     const float* sin_l = own ? f.layer_sin.data() : f.sin.data();
+    // The query width attention sees: the thin key's (Full, Pairs, Post) or
+    // the head's (Latent, whose kernel rebuilds and rotates full keys).
+    const int qw = mode == RopeMode::Latent ? d : r;
     tasks_.clear();
     value_rows_.clear();
     task_latent_.clear();
@@ -143,11 +177,50 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
       float* q = f.qkv.data() + std::size_t(b) * fl.n_qkv;
       float* k = q + H * qr;
       float* v = k + kr;
-      if (rope) {
-        const float* cs = cos_l + b * max_half;
-        const float* sn = sin_l + b * max_half;
-        rope_rotate_half(q, H, qr, qr, cs, sn);
-        rope_rotate_half(k, nk, r, r, cs, sn);
+      const float* cs = cos_l + b * max_half;
+      const float* sn = sin_l + b * max_half;
+      switch (mode) {
+        case RopeMode::Full:
+          if (rope) {
+            rope_rotate_half(q, H, qr, qr, cs, sn);
+            rope_rotate_half(k, nk, r, r, cs, sn);
+          }
+          break;
+        case RopeMode::Pairs:
+          // Each KV head rotates its own kept planes; its query heads too.
+          for (int kh = 0; rope && kh < nk; ++kh) {
+            float* lc = f.layer_cos.data() + b * max_half;
+            float* ls = f.layer_sin.data() + b * max_half;
+            rope_angles(static_cast<float>(pos[b]), fl.inv_freq.data_ptr<float>() + kh * (r / 2),
+                        r / 2, lc, ls);
+            rope_rotate_half(q + kh * G * qr, G, qr, qr, lc, ls);
+            rope_rotate_half(k + kh * r, 1, r, r, lc, ls);
+          }
+          break;
+        case RopeMode::Latent:
+          // The cache keeps the unrotated latent; the kernel rotates keys.
+          if (rope) rope_rotate_half(q, H, d, d, cs, sn);
+          break;
+        case RopeMode::Post: {
+          if (rope) {
+            rope_rotate_half(q, H, d, d, cs, sn);
+            rope_rotate_half(k, Hkv, d, d, cs, sn);
+          }
+          float* qm = f.qmap.data() + std::size_t(b) * H * r;
+          float* km = f.kmap.data() + std::size_t(b) * nk * r;
+          const float* qd = fl.q_down_t.data_ptr<float>();
+          const float* kd = fl.k_down_t.data_ptr<float>();
+          for (int h = 0; h < H; ++h)
+            small_gemm(qd + std::size_t(h) * r * d, d, d, q + h * d, d, 1, nullptr, qm + h * r, r,
+                       0, r);
+          const int sd = share * d;
+          for (int kh = 0; kh < nk; ++kh)
+            small_gemm(kd + std::size_t(kh) * r * sd, sd, sd, k + kh * sd, sd, 1, nullptr,
+                       km + kh * r, r, 0, r);
+          q = qm;
+          k = km;
+          break;
+        }
       }
       const int id = ids[b], p = static_cast<int>(pos[b]);
       for (int kh = 0; kh < nk; ++kh) cache_.write_key(id, l, kh, p, k + kh * r);
@@ -159,7 +232,7 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
       const int begin = c.sliding_window ? std::max(0, end - *c.sliding_window) : 0;
       for (int kh = 0; kh < nk; ++kh) {
         AttentionTask t;
-        t.q = q + kh * G * qr;
+        t.q = q + kh * G * qw;
         t.n_queries = G;
         t.keys = cache_.keys(id, l, kh);
         t.values = &value_rows_[std::size_t(b) * Hkv + kh * share];
@@ -168,13 +241,14 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
         t.end = end;
         t.out = f.att.data() + (std::size_t(b) * H + kh * G) * d;
         tasks_.push_back(t);
+        if (!latent_.empty()) task_latent_.push_back(&latent_[l][kh]);
       }
     }
     splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
-    gemm(*pool_, fl.o, H * d, D, f.att.data(), B, ptr(fl.b_o), f.tmp.data());
+    gemm(*pool_, xq, fl.o, H * d, D, f.att.data(), B, ptr(fl.b_o), f.tmp.data());
     add_to(x, f.tmp.data(), B * D);
     norm(fl.norm2, fl.norm2_b, x, f.h.data());
-    gemm(*pool_, fl.up, D, fl.n_up, f.h.data(), B, ptr(fl.b_up), f.up.data());
+    gemm(*pool_, xq, fl.up, D, fl.n_up, f.h.data(), B, ptr(fl.b_up), f.up.data());
     const int F = c.hidden_dim;
     for (int b = 0; b < B; ++b) {
       const float* u = f.up.data() + std::size_t(b) * fl.n_up;
@@ -183,12 +257,12 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
       else
         gelu_tanh(u, F, f.act.data() + std::size_t(b) * F);
     }
-    gemm(*pool_, fl.down, F, D, f.act.data(), B, ptr(fl.b_down), f.tmp.data());
+    gemm(*pool_, xq, fl.down, F, D, f.act.data(), B, ptr(fl.b_down), f.tmp.data());
     add_to(x, f.tmp.data(), B * D);
   }
   norm(f.final_norm, f.final_norm_b, x, f.h.data());
   at::Tensor logits = at::empty({B, c.vocab_size}, at::kFloat);
-  gemm(*pool_, f.head, D, c.vocab_size, f.h.data(), B, nullptr, logits.data_ptr<float>());
+  gemm(*pool_, xq, f.head, D, c.vocab_size, f.h.data(), B, nullptr, logits.data_ptr<float>());
   return logits;
 }
 

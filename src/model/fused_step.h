@@ -15,13 +15,21 @@ struct BatchDecoder::FusedStep {
   struct Layer {
     WeightRows qkv, o, up, down;  // up: gate and up stacked for SwiGLU
     int n_qkv = 0, n_up = 0;
+    // inv_freq: the layer's own RoPE table, [r/2] (Full, RopeTable::KeyWidth)
+    // or one row of r/2 per KV head (Pairs).
     at::Tensor b_qkv, b_o, b_up, b_down, norm1, norm1_b, norm2, norm2_b, inv_freq;
+    // Post: the per-head maps as output rows, [H, r, d] and [key_heads, r, share*d].
+    at::Tensor q_down_t, k_down_t;
   };
   std::vector<Layer> layers;
   WeightRows emb, head;
   at::Tensor final_norm, final_norm_b, pos_emb, inv_freq;
-  // Per-step buffers; layer_cos/sin hold a layer's own RoPE table's angles.
-  std::vector<float> x, h, qkv, att, tmp, up, act, cos, sin, layer_cos, layer_sin;
+  // Per-step buffers; layer_cos/sin hold a layer's own RoPE table's angles;
+  // qmap/kmap the Post mode's mapped queries and keys.
+  std::vector<float> x, h, qkv, att, tmp, up, act, cos, sin, layer_cos, layer_sin, qmap, kmap;
+  // A matrix's input rows quantized for int8 weights (kernels/int8_gemm.h).
+  std::vector<int16_t> xq;
+  std::vector<float> xq_scales;
 };
 
 }  // namespace thinkeys

@@ -1,5 +1,7 @@
 #include "model/layer_ops.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <string>
 
@@ -59,9 +61,59 @@ at::Tensor small_project(const at::Tensor& x_in, const at::Tensor& w, const at::
   return y;
 }
 
-// Many rows (prefill) by a 16-bit or int8 matrix: each tile of output
-// features is converted to f32 on the compute pool and multiplied by BLAS, so
-// no more than one tile of f32 weights exists at a time.
+// Output features per bf16 product of a many-row projection: bounds the
+// bf16 result tile (and an int8 matrix's converted tile) a thread holds.
+constexpr int kBf16TileFeatures = 512;
+
+// libtorch runs oneDNN's bf16 GEMM on OpenMP; each compute-pool thread runs
+// its own share on one OpenMP thread so the two pools do not contend.
+void one_openmp_thread() {
+  thread_local bool done = false;
+  if (!done) at::set_num_threads(1);
+  done = true;
+}
+
+// Many rows (prefill) by a bf16 or int8 matrix: the rows are rounded to bf16
+// once and multiplied in bf16 with f32 accumulation (oneDNN's AVX512-BF16
+// kernels through at::mm: 2-3x sgemm's rate on this machine, where converting
+// tiles to f32 for sgemm made 16-bit prefill slower than f32). int8 tiles are
+// widened to bf16 first. Each output is rounded to bf16 once by at::mm; the
+// error bound is in tests/test_weight_formats.cpp.
+at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Tensor& b,
+                        const at::Tensor& scales) {
+  const int64_t out = w.size(0), in = w.size(1), rows = x2.size(0);
+  const at::Tensor xb = x2.to(at::kBFloat16);
+  at::Tensor y = at::empty({rows, out}, at::kFloat);
+  const bool int8 = w.scalar_type() == at::kChar;
+  const WeightRows wr = weight_rows(w, scales);
+  // A multiple of the thread count of equal tiles keeps the threads level.
+  const int64_t threads = project_threads();
+  const int64_t per_thread =
+      (out + threads * kBf16TileFeatures - 1) / (threads * kBf16TileFeatures);
+  const int64_t tiles = threads * per_thread, tile = (out + tiles - 1) / tiles;
+  compute_pool()->run(static_cast<int>(tiles), [&](int t, int) {
+    one_openmp_thread();
+    const int64_t o0 = std::min(out, t * tile), n = std::min(tile, out - o0);
+    if (n <= 0) return;
+    at::Tensor wt;
+    if (int8) {
+      at::Tensor f = at::empty({n, in}, at::kFloat);
+      weight_rows_to_f32(wr, static_cast<int>(in), static_cast<int>(o0), static_cast<int>(o0 + n),
+                         f.data_ptr<float>());
+      wt = f.to(at::kBFloat16);
+    } else {
+      wt = w.narrow(0, o0, n);
+    }
+    at::Tensor part = y.narrow(1, o0, n);
+    part.copy_(at::mm(xb, wt.t()));
+    if (b.defined()) part.add_(b.narrow(0, o0, n));
+  });
+  return y;
+}
+
+// Many rows by an f16 matrix: each tile of output features is converted to
+// f32 on the compute pool and multiplied by BLAS, so no more than one tile of
+// f32 weights exists at a time.
 at::Tensor tiled_project(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& b,
                          const at::Tensor& scales) {
   if (x_in.requires_grad())
@@ -71,6 +123,9 @@ at::Tensor tiled_project(const at::Tensor& x_in, const at::Tensor& w, const at::
   const int64_t out = w.size(0), in = w.size(1);
   const int64_t lead = x.numel() / std::max<int64_t>(in, 1);
   const at::Tensor x2 = x.view({lead, in});
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = out;
+  if (w.scalar_type() != at::kHalf) return bf16_project(x2, w, b, scales).view(shape);
   at::Tensor y = at::empty({lead, out}, x.options());
   const WeightRows wr = weight_rows(w, scales);
   const int64_t tile_rows = std::min<int64_t>(out, kTileFeatures);
@@ -93,8 +148,6 @@ at::Tensor tiled_project(const at::Tensor& x_in, const at::Tensor& w, const at::
     else
       at::mm_out(part, x2, t.t());
   }
-  std::vector<int64_t> shape = x.sizes().vec();
-  shape.back() = out;
   return y.view(shape);
 }
 

@@ -16,17 +16,24 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 
 // q [B, T, H, w], K [B, S, nk, w], V [B, S, Hkv, d] -> [B, T, H*d]. Query head
 // h reads key head h / (H/nk) and value head h / (H/Hkv), as in the runtime.
+// The query heads that share a key head are stacked along the rows of one
+// GEMM, so shared keys are never copied per query head. One baddbmm per layer
+// adds the mask and applies the score scale (BLAS alpha) inside the GEMM: no
+// separate passes over the [T, S] scores forward or backward, and the scale's
+// gradient lands on the small [T, w] query side.
 at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& K,
                   const at::Tensor& V, const at::Tensor& mask) {
   const int64_t B = q.size(0), T = q.size(1), H = q.size(2), w = q.size(3);
   const int64_t S = K.size(1), nk = K.size(2), Hkv = V.size(2), d = V.size(3);
-  const double scale = c.score_scale();
-  at::Tensor qg = q.reshape({B, T, nk, H / nk, w}).permute({0, 2, 3, 1, 4});  // [B,nk,g,T,w]
-  at::Tensor kt = K.permute({0, 2, 3, 1}).unsqueeze(2);                       // [B,nk,1,w,S]
-  at::Tensor scores = at::matmul(qg, kt) * scale + mask;                      // [B,nk,g,T,S]
-  at::Tensor probs = at::softmax(scores, -1).reshape({B, Hkv, H / Hkv, T, S});
-  at::Tensor v = V.permute({0, 2, 1, 3}).unsqueeze(2);  // [B,Hkv,1,S,d]
-  return at::matmul(probs, v).permute({0, 3, 1, 2, 4}).reshape({B, T, H * d});
+  const int64_t g = H / nk, gv = H / Hkv;
+  at::Tensor qg = q.reshape({B, T, nk, g, w}).permute({0, 2, 3, 1, 4}).reshape({B * nk, g * T, w});
+  at::Tensor kt = K.permute({0, 2, 3, 1}).reshape({B * nk, w, S});
+  at::Tensor rows = g == 1 ? mask : mask.repeat({g, 1});                // [g*T, S]
+  at::Tensor scores = at::baddbmm(rows, qg, kt, 1.0, c.score_scale());  // [B*nk, g*T, S]
+  // Row-major [B, H, T, S] either way, so regrouping by value head is a view.
+  at::Tensor probs = at::softmax(scores, -1).view({B * Hkv, gv * T, S});
+  at::Tensor v = V.permute({0, 2, 1, 3}).reshape({B * Hkv, S, d});
+  return at::bmm(probs, v).view({B, H, T, d}).permute({0, 2, 1, 3}).reshape({B, T, H * d});
 }
 
 at::Tensor attention(const Model& model, int l, const at::Tensor& h, const RopeAngles& angles,
@@ -78,7 +85,7 @@ at::Tensor training_forward(const Model& model, const at::Tensor& tokens) {
   at::Tensor kpos = at::arange(0, T, at::kLong).unsqueeze(0);
   at::Tensor blocked = kpos > qpos;
   if (c.sliding_window) blocked = blocked.logical_or(kpos <= qpos - *c.sliding_window);
-  at::Tensor mask = at::zeros({T, T}, at::kFloat).masked_fill(blocked, -INFINITY);
+  at::Tensor mask = at::zeros({T, T}, x.options()).masked_fill(blocked, -INFINITY);
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[l];
