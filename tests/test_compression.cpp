@@ -93,7 +93,7 @@ class RandomLlama : public ::testing::Test {
 
 TEST_F(RandomLlama, FullRankReproducesTheOriginalForEveryMethodAndRopeMode) {
   at::Tensor ref = logits_of(model_, probe_);
-  for (const char* method : {"svd", "kqsvd"})
+  for (const char* method : {"svd", "kqsvd", "keypca"})
     for (RopeMode mode : {RopeMode::Post, RopeMode::Latent, RopeMode::Pairs}) {
       Model c = compress_model(model_, options(method, mode, 8), calib_);
       EXPECT_LE(rel_err(logits_of(c, probe_), ref), 1e-4) << method << " " << to_string(mode);
@@ -331,7 +331,7 @@ TEST(CompressGpt2, AbsorbedKeysAreExactAtFullRankAndThin) {
   auto calib = some_tokens(200, 97, 21);
   auto probe = some_tokens(30, 97, 22);
   at::Tensor ref = logits_of(m, probe);
-  for (const char* method : {"svd", "kqsvd"}) {
+  for (const char* method : {"svd", "kqsvd", "keypca"}) {
     Model full = compress_model(m, options(method, std::nullopt, 12), calib);
     EXPECT_LE(rel_err(logits_of(full, probe), ref), 1e-4) << method;
     Model thin = compress_model(m, options(method, std::nullopt, 3), calib);
@@ -383,6 +383,34 @@ TEST(CompressGpt2, QueriesTargetKeepsTheCacheAndTruncatesEachHeadOptimally) {
     }
   }
   EXPECT_GT(rel_err(logits_of(q, probe), logits_of(m, probe)), 1e-4);
+}
+
+// Per-layer query truncation (share = all 4 KV heads of a layer): the layer's
+// stacked W_Q (4 heads x 12 rows = 48 x 48) becomes its best rank-r
+// approximation, by Eckart-Young as above, and no longer per head: the
+// stacked matrix has rank r while each head's block may keep up to r.
+TEST(CompressGpt2, QueriesTargetPerLayerTruncatesTheStackedHeadsOptimally) {
+  Model m = random_model(tiny_gpt2(), 7, 0.2);
+  auto o = options("svd", std::nullopt, 0, 4);
+  o.ranks.key_ratio = 0.25;  // 0.25 x 48 rows = rank 12
+  o.target = CompressTarget::Queries;
+  const int r = 12, n = 48;
+  Model q = compress_model(m, o, {});
+  for (size_t l = 0; l < m.weights.layers.size(); ++l) {
+    at::Tensor W = m.weights.layers[l].wq.to(at::kDouble);
+    at::Tensor T = q.weights.layers[l].wq.to(at::kDouble);
+    at::Tensor s = at::linalg_svdvals(W), t = at::linalg_svdvals(T);
+    SCOPED_TRACE("layer " + std::to_string(l));
+    ASSERT_GT(s[r - 1].item<double>() - s[r].item<double>(), 1e-3 * s[0].item<double>());
+    EXPECT_LE((t.narrow(0, 0, r) - s.narrow(0, 0, r)).abs().max().item<double>(),
+              1e-5 * s[0].item<double>());
+    EXPECT_LE(t.narrow(0, r, n - r).max().item<double>(), 1e-5 * s[0].item<double>());
+    const double tail = s.narrow(0, r, n - r).pow(2).sum().item<double>();
+    EXPECT_NEAR((W - T).pow(2).sum().item<double>(), tail, 1e-4 * tail);
+  }
+  o.ranks.key_ratio = 0;
+  o.ranks.key_rank = 49;
+  EXPECT_THROW(compress_model(m, o, {}), Error);
 }
 
 }  // namespace

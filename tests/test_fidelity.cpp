@@ -131,7 +131,7 @@ TEST(Fidelity, RefusesModelsOfDifferentShape) {
   Model ma = random_model(a, 1), mb = random_model(b, 1);
   EXPECT_THROW(measure_fidelity(ma, mb, some_tokens(8, 61, 1), 8, false), Error);
   EXPECT_THROW(measure_fidelity(ma, ma, some_tokens(8, 61, 1), 0, false), Error);
-  EXPECT_THROW(measure_fidelity(ma, ma, {}, 8, false), Error);
+  EXPECT_THROW(measure_fidelity(ma, ma, std::span<const int32_t>(), 8, false), Error);
 }
 
 TEST(Spectrum, SummaryOfHandPickedValues) {

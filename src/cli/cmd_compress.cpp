@@ -40,7 +40,9 @@ Command add_compress(CLI::App& app) {
   sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
       ->required();
   sub->add_option("-o,--out", opts->out, "Output model directory (written atomically)")->required();
-  sub->add_option("--method", opts->method, "svd (weights only) or kqsvd (calibrated)");
+  sub->add_option("--method", opts->method,
+                  "svd (weights only), kqsvd (calibrated on keys and queries) or keypca "
+                  "(calibrated on keys only: their principal directions)");
   sub->add_option("--rope", opts->rope, "RoPE models: post, latent or pairs");
   sub->add_option("--key-rank", opts->c.ranks.key_rank, "Key dimensions per key head");
   sub->add_option("--key-ratio", opts->c.ranks.key_ratio,
@@ -52,7 +54,7 @@ Command add_compress(CLI::App& app) {
                   "One key space per head (default), per group:G KV heads, or per layer");
   sub->add_option("--target", opts->target,
                   "keys (default) or queries (truncate W_Q; cache unchanged)");
-  sub->add_option("--calib", opts->calib, "Calibration text (kqsvd)");
+  sub->add_option("--calib", opts->calib, "Calibration text (kqsvd, keypca)");
   sub->add_option("--calib-tokens", opts->c.calibration.tokens, "Calibration tokens")
       ->check(CLI::PositiveNumber);
   sub->add_option("--calib-ctx", opts->c.calibration.ctx,

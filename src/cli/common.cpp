@@ -39,15 +39,18 @@ ModelTokenizer model_tokenizer(const std::string& model_path, const std::string&
   return mt;
 }
 
+std::vector<int32_t> bos_prefix(const Model& model, const ModelTokenizer& mt, bool text_empty,
+                                int bos_mode) {
+  const auto bos = mt.conventions.bos_id ? mt.conventions.bos_id : model.config.bos_id;
+  const bool want = bos_mode == 1 || (bos_mode == -1 && (mt.conventions.add_bos || text_empty));
+  if (!want) return {};
+  if (!bos) throw Error("the model defines no BOS token; pass a non-empty prompt");
+  return {*bos};
+}
+
 std::vector<int32_t> prompt_tokens(const Model& model, const ModelTokenizer& mt,
                                    const std::string& text, int bos_mode) {
-  std::vector<int32_t> ids;
-  const auto bos = mt.conventions.bos_id ? mt.conventions.bos_id : model.config.bos_id;
-  const bool want = bos_mode == 1 || (bos_mode == -1 && (mt.conventions.add_bos || text.empty()));
-  if (want) {
-    if (!bos) throw Error("the model defines no BOS token; pass a non-empty prompt");
-    ids.push_back(*bos);
-  }
+  std::vector<int32_t> ids = bos_prefix(model, mt, text.empty(), bos_mode);
   auto body = mt.conventions.encode(*mt.tokenizer, text, false);
   ids.insert(ids.end(), body.begin(), body.end());
   return ids;

@@ -38,6 +38,10 @@ std::vector<int32_t> prompt_tokens(const Model& model, const ModelTokenizer& mt,
                                    const std::string& text,
                                    int bos_mode);  // -1 auto, 0 never, 1 always
 
+// {BOS} when prompt_tokens would put it first, else {}.
+std::vector<int32_t> bos_prefix(const Model& model, const ModelTokenizer& mt, bool text_empty,
+                                int bos_mode);
+
 std::string human_bytes(double bytes);
 
 // --weights for commands that run a model: "stored" (the checkpoint's dtype,

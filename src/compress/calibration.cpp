@@ -18,7 +18,8 @@ CalibrationStats calibrate(const Model& model, std::span<const int32_t> tokens,
   if (opt.share < 1 || c.n_kv_heads % opt.share != 0)
     throw Error("sharing group must divide the number of KV heads");
   const int64_t n = std::min<int64_t>(static_cast<int64_t>(tokens.size()), opt.tokens);
-  if (n < 2) throw Error("calibration needs at least 2 tokens of text (got " + std::to_string(n) + ")");
+  if (n < 2)
+    throw Error("calibration needs at least 2 tokens of text (got " + std::to_string(n) + ")");
 
   const int64_t H = c.n_heads, Hkv = c.n_kv_heads, G = c.group_size(), d = c.head_dim;
   const int64_t s = opt.share, nk = Hkv / s;
@@ -37,7 +38,8 @@ CalibrationStats calibrate(const Model& model, std::span<const int32_t> tokens,
   };
   auto accumulate_queries = [&](at::Tensor& acc, const at::Tensor& q) {
     // Query heads of KV head g are g*G .. g*G+G-1: stack their rows.
-    at::Tensor qq = q.to(at::kDouble).reshape({-1, Hkv, G, d}).permute({1, 2, 0, 3}).reshape({Hkv, -1, d});
+    at::Tensor qq =
+        q.to(at::kDouble).reshape({-1, Hkv, G, d}).permute({1, 2, 0, 3}).reshape({Hkv, -1, d});
     acc.add_(at::bmm(qq.transpose(1, 2), qq));
   };
   QKObserver observer = [&](int l, const at::Tensor& q, const at::Tensor& k, const at::Tensor& qr,

@@ -13,7 +13,8 @@ namespace thinkeys {
 CompressMethod parse_compress_method(const std::string& s) {
   if (s == "svd") return CompressMethod::Svd;
   if (s == "kqsvd") return CompressMethod::KqSvd;
-  throw Error("unknown method '" + s + "' (expected svd or kqsvd)");
+  if (s == "keypca") return CompressMethod::KeyPca;
+  throw Error("unknown method '" + s + "' (expected svd, kqsvd or keypca)");
 }
 
 CompressTarget parse_compress_target(const std::string& s) {
@@ -22,7 +23,17 @@ CompressTarget parse_compress_target(const std::string& s) {
   throw Error("unknown target '" + s + "' (expected keys or queries)");
 }
 
-const char* to_string(CompressMethod m) { return m == CompressMethod::Svd ? "svd" : "kqsvd"; }
+const char* to_string(CompressMethod m) {
+  switch (m) {
+    case CompressMethod::Svd:
+      return "svd";
+    case CompressMethod::KqSvd:
+      return "kqsvd";
+    case CompressMethod::KeyPca:
+      return "keypca";
+  }
+  return "?";
+}
 
 const char* to_string(CompressTarget t) { return t == CompressTarget::Keys ? "keys" : "queries"; }
 
@@ -40,7 +51,8 @@ struct Plan {
 struct HeadSpectrum {
   at::Tensor singular_values;  // objective's singular values, descending
   std::optional<KQFactorization> kq;
-  at::Tensor weight_rows;  // svd method: stacked key rows [s*d, D]
+  at::Tensor key_directions;  // keypca: eigenvectors of the key moment, by falling eigenvalue
+  at::Tensor weight_rows;     // svd method: stacked key rows [s*d, D]
 };
 
 int rank_limit(const ModelConfig& c, const CompressOptions& o) { return c.head_dim * o.share; }
@@ -49,8 +61,9 @@ void validate(const ModelConfig& c, const CompressOptions& o, bool have_calibrat
   if (c.thin_keys)
     throw Error("model already has compressed keys (method '" + c.thin_keys->method +
                 "'); compress the original model instead");
-  if (o.method == CompressMethod::KqSvd && !have_calibration)
-    throw Error("method kqsvd needs calibration text (--calib FILE)");
+  if (o.method != CompressMethod::Svd && !have_calibration)
+    throw Error(std::string("method ") + to_string(o.method) +
+                " needs calibration text (--calib FILE)");
   if (o.share < 1 || c.n_kv_heads % o.share != 0)
     throw Error("sharing group of " + std::to_string(o.share) + " KV heads does not divide the " +
                 std::to_string(c.n_kv_heads) + " KV heads");
@@ -175,16 +188,23 @@ Model truncate_queries(const Model& original, const CompressOptions& o, Compress
   Model m = original;
   m.weights.layers = original.weights.layers;
   std::vector<int> ranks(c.n_layers);
+  // The query heads of `share` KV heads are truncated together, as the keys of
+  // those KV heads would share one latent: share 1 is per query head (the
+  // group is one head when there is no GQA), share = n_kv_heads the whole layer.
+  const int64_t heads_per_group = o.share == 1 ? 1 : o.share * c.group_size();
+  const int64_t rows = heads_per_group * c.head_dim;
   for (int l = 0; l < c.n_layers; ++l) {
     auto& L = m.weights.layers[l];
-    const int limit = c.head_dim;
-    int r = o.ranks.key_rank > 0 ? o.ranks.key_rank
-                                 : static_cast<int>(std::lround(o.ranks.key_ratio * limit));
-    if (r < 1 || r > limit) throw Error("query rank must be in [1, head_dim]");
-    ranks[l] = r;
+    const int64_t limit = rows;
+    int64_t r = o.ranks.key_rank > 0 ? o.ranks.key_rank
+                                     : std::lround(o.ranks.key_ratio * static_cast<double>(limit));
+    if (r < 1 || r > limit)
+      throw Error("query rank must be in [1, " + std::to_string(limit) + "] (got " +
+                  std::to_string(r) + ")");
+    ranks[l] = static_cast<int>(r);
     std::vector<at::Tensor> heads;
-    for (int64_t h = 0; h < c.n_heads; ++h) {
-      at::Tensor W = L.wq.narrow(0, h * c.head_dim, c.head_dim).to(at::kDouble);
+    for (int64_t h = 0; h < c.n_heads; h += heads_per_group) {
+      at::Tensor W = L.wq.narrow(0, h * c.head_dim, rows).to(at::kDouble);
       auto [U, S, Vh] = at::linalg_svd(W, false);
       at::Tensor Ur = U.narrow(1, 0, r);
       heads.push_back(f32(at::matmul(Ur, at::matmul(Ur.t(), W))));
@@ -224,7 +244,7 @@ Model compress_model(const Model& original, const CompressOptions& o,
   const int64_t D = c.dim, H = c.n_heads;
 
   std::optional<CalibrationStats> stats;
-  if (o.method == CompressMethod::KqSvd) {
+  if (o.method != CompressMethod::Svd) {
     CalibrationOptions co = o.calibration;
     co.share = o.share;
     stats = calibrate(original, calibration_tokens, co);
@@ -246,6 +266,12 @@ Model compress_model(const Model& original, const CompressOptions& o,
         at::Tensor Cq = at::block_diag(blocks);
         hs.kq = kq_factorize(Ck, Cq);
         hs.singular_values = hs.kq->S;
+      } else if (o.method == CompressMethod::KeyPca) {
+        at::Tensor Ck = (rotated ? stats->key_rot : stats->key_pre)[l][kh].to(at::kDouble);
+        auto [evals, evecs] = at::linalg_eigh(0.5 * (Ck + Ck.t()));  // ascending
+        hs.key_directions = evecs.flip({1}).contiguous();
+        // Singular values of the calibration key matrix, for the energy rank rules.
+        hs.singular_values = evals.flip({0}).clamp_min(0).sqrt();
       } else {
         hs.weight_rows = L.wk.narrow(0, kh * s * d, s * d).to(at::kDouble);
         hs.singular_values = at::linalg_svdvals(hs.weight_rows);
@@ -315,8 +341,9 @@ Model compress_model(const Model& original, const CompressOptions& o,
     std::vector<at::Tensor> B_of_kv(Hkv);
     for (int64_t kh = 0; kh < nk; ++kh) {
       const auto& hs = spectra[l][kh];
-      KeyMaps maps = o.method == CompressMethod::KqSvd ? kq_maps(*hs.kq, r)
-                                                       : weight_svd_maps(hs.weight_rows, r);
+      KeyMaps maps = o.method == CompressMethod::KqSvd    ? kq_maps(*hs.kq, r)
+                     : o.method == CompressMethod::KeyPca ? key_pca_maps(hs.key_directions, r)
+                                                          : weight_svd_maps(hs.weight_rows, r);
       discarded[l] += discarded_energy(hs.singular_values, r) / nk;
       at::Tensor rows = Wk.narrow(0, kh * s * d, s * d);                                 // [s*d, D]
       for (int64_t j = 0; j < s; ++j) B_of_kv[kh * s + j] = maps.B.narrow(0, j * d, d);  // [d, r]

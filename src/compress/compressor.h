@@ -20,14 +20,16 @@ struct RankChoice {
 };
 
 enum class CompressMethod {
-  Svd,    // weight SVD, data-free (design.md section 2)
-  KqSvd,  // calibrated on text (design.md section 3)
+  Svd,     // weight SVD, data-free (design.md section 2)
+  KqSvd,   // calibrated on text (design.md section 3)
+  KeyPca,  // calibrated, keys only: top principal directions of the calibration keys
+           // (the data-driven key-only baseline KQ-SVD is measured against)
 };
 enum class CompressTarget {
   Keys,     // thin the key cache
   Queries,  // truncate W_Q instead, cache unchanged (the keys-versus-queries comparison)
 };
-// "svd"/"kqsvd" and "keys"/"queries"; anything else throws Error.
+// "svd"/"kqsvd"/"keypca" and "keys"/"queries"; anything else throws Error.
 CompressMethod parse_compress_method(const std::string& s);
 CompressTarget parse_compress_target(const std::string& s);
 const char* to_string(CompressMethod m);
@@ -49,7 +51,7 @@ struct CompressReport {
   double seconds = 0;
 };
 
-// `calibration_tokens` may be empty for CompressMethod::Svd; KqSvd requires them.
+// `calibration_tokens` may be empty for CompressMethod::Svd; KqSvd and KeyPca require them.
 Model compress_model(const Model& original, const CompressOptions& options,
                      std::span<const int32_t> calibration_tokens, CompressReport* report = nullptr);
 

@@ -64,4 +64,12 @@ KeyMaps weight_svd_maps(const at::Tensor& W, int64_t r, at::Tensor* singular_val
   return m;
 }
 
+KeyMaps key_pca_maps(const at::Tensor& directions, int64_t r) {
+  KeyMaps m;
+  m.A = directions.narrow(1, 0, r).contiguous();
+  m.B = m.A;
+  m.P = m.A;
+  return m;
+}
+
 }  // namespace thinkeys

@@ -9,7 +9,7 @@
 namespace thinkeys {
 
 struct KQFactorization {
-  at::Tensor Lk, Lq;  // [n, n] lower-triangular Cholesky factors (ridged)
+  at::Tensor Lk, Lq;   // [n, n] lower-triangular Cholesky factors (ridged)
   at::Tensor U, S, V;  // SVD of N = Lq^T Lk, S descending
 };
 
@@ -32,5 +32,11 @@ double discarded_energy(const at::Tensor& singular_values, int64_t r);
 // Weight SVD ("factored keys", docs/design.md section 2): W = U S V^T of the stacked
 // key rows; A = B = P = U_r, so scores become q^T U_r U_r^T k.
 KeyMaps weight_svd_maps(const at::Tensor& W, int64_t r, at::Tensor* singular_values = nullptr);
+
+// Key-only PCA: the top-r eigenvectors E_r of the calibration key moment
+// (columns of `directions`, by falling eigenvalue); A = B = P = E_r, so scores
+// become q^T E_r E_r^T k: the projection that keeps the most key energy,
+// blind to which directions the queries read.
+KeyMaps key_pca_maps(const at::Tensor& directions, int64_t r);
 
 }  // namespace thinkeys

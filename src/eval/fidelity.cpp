@@ -39,15 +39,26 @@ double sq(const at::Tensor& t) { return t.pow(2).sum().item<double>(); }
 
 FidelityReport measure_fidelity(const Model& model, const Model& reference,
                                 std::span<const int32_t> tokens, int ctx, bool progress) {
+  return measure_fidelity(model, reference, std::vector<std::span<const int32_t>>{tokens}, ctx,
+                          progress);
+}
+
+FidelityReport measure_fidelity(const Model& model, const Model& reference,
+                                const std::vector<std::span<const int32_t>>& documents, int ctx,
+                                bool progress) {
   const ModelConfig& c = model.config;
   c.require_standard_attention("fidelity");
   reference.config.require_standard_attention("fidelity");
   check_compatible(c, reference.config);
   if (ctx < 1) throw Error("--ctx must be positive (got " + std::to_string(ctx) + ")");
-  const int64_t n = static_cast<int64_t>(tokens.size());
+  int64_t n = 0, longest = 0;
+  for (const auto& d : documents) {
+    n += static_cast<int64_t>(d.size());
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(d.size()));
+  }
   if (n < 1) throw Error("fidelity needs at least 1 token of text");
   const int64_t L = c.n_layers, H = c.n_heads, d = c.head_dim;
-  const int64_t window = std::min<int64_t>(ctx, n);
+  const int64_t window = std::min<int64_t>(ctx, longest);
 
   // The reference's tensors of every layer must be held until the model reaches
   // that layer. Prefilling a window in chunks of queries (exact with a KV cache)
@@ -95,18 +106,21 @@ FidelityReport measure_fidelity(const Model& model, const Model& reference,
   KVCache cache(c, static_cast<int>(window)), ref_cache(reference.config, static_cast<int>(window));
   Progress bar("fidelity", n, "tok");
   if (!progress) bar.finish();
-  for (int64_t begin = 0; begin < n; begin += window) {
-    const int64_t end = std::min(begin + window, n);
-    cache.clear();
-    ref_cache.clear();
-    for (int64_t b = begin; b < end; b += chunk) {
-      auto part = tokens.subspan(b, std::min(chunk, end - b));
-      forward(reference, part, ref_cache, Logits::Last, nullptr, &keep);
-      forward(model, part, cache, Logits::Last, nullptr, &compare);
+  for (const auto& tokens : documents) {
+    const int64_t doc_n = static_cast<int64_t>(tokens.size());
+    for (int64_t begin = 0; begin < doc_n; begin += window) {
+      const int64_t end = std::min(begin + window, doc_n);
+      cache.clear();
+      ref_cache.clear();
+      for (int64_t b = begin; b < end; b += chunk) {
+        auto part = tokens.subspan(b, std::min(chunk, end - b));
+        forward(reference, part, ref_cache, Logits::Last, nullptr, &keep);
+        forward(model, part, cache, Logits::Last, nullptr, &compare);
+      }
+      rep.tokens += end - begin;
+      ++rep.windows;
+      if (progress) bar.advance(end - begin);
     }
-    rep.tokens += end - begin;
-    ++rep.windows;
-    if (progress) bar.advance(end - begin);
   }
   bar.finish();
 

@@ -30,4 +30,10 @@ struct FidelityReport {
 FidelityReport measure_fidelity(const Model& model, const Model& reference,
                                 std::span<const int32_t> tokens, int ctx, bool progress);
 
+// The same over several documents, each cut into its own windows (no window
+// spans two documents); numerators and denominators are summed over all.
+FidelityReport measure_fidelity(const Model& model, const Model& reference,
+                                const std::vector<std::span<const int32_t>>& documents, int ctx,
+                                bool progress);
+
 }  // namespace thinkeys

@@ -98,4 +98,47 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int32_t
   return res;
 }
 
+DocumentsPerplexity evaluate_documents(const Model& model,
+                                       const std::vector<std::vector<int32_t>>& documents,
+                                       const PerplexityOptions& options, const Model* reference,
+                                       const WindowLogits& window_logits) {
+  if (documents.empty()) throw Error("evaluation needs at least one document");
+  PerplexityOptions quiet = options;
+  quiet.show_progress = false;
+  Progress progress("eval", static_cast<int64_t>(documents.size()), "doc");
+  if (!options.show_progress) progress.finish();
+  DocumentsPerplexity out;
+  PerplexityResult& t = out.total;
+  double nll = 0, kl = 0, agree = 0, ref_nll = 0, processed = 0;
+  for (const auto& doc : documents) {
+    PerplexityResult r = evaluate_perplexity(model, doc, quiet, {}, reference, window_logits);
+    const double scored = static_cast<double>(r.tokens_scored);
+    t.tokens_total += r.tokens_total;
+    t.tokens_scored += r.tokens_scored;
+    t.windows += r.windows;
+    t.seconds += r.seconds;
+    processed += r.tokens_per_second * r.seconds;
+    nll += r.mean_nll * scored;
+    if (r.has_reference) {
+      kl += r.kl_mean * scored;
+      agree += r.top1_agreement * scored;
+      ref_nll += r.reference_nll * scored;
+    }
+    out.per_document.push_back(r);
+    if (options.show_progress) progress.advance(1);
+  }
+  progress.finish();
+  const double scored = static_cast<double>(t.tokens_scored);
+  t.mean_nll = nll / scored;
+  t.perplexity = std::exp(t.mean_nll);
+  t.tokens_per_second = t.seconds > 0 ? processed / t.seconds : 0.0;
+  if (reference) {
+    t.has_reference = true;
+    t.kl_mean = kl / scored;
+    t.top1_agreement = agree / scored;
+    t.reference_nll = ref_nll / scored;
+  }
+  return out;
+}
+
 }  // namespace thinkeys

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <vector>
 
 #include "model/weights.h"
 
@@ -46,5 +47,18 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int32_t
                                      const WindowObserver& observer = {},
                                      const Model* reference = nullptr,
                                      const WindowLogits& window_logits = {});
+
+// Several documents, each scored on its own (its first window starts from an
+// empty cache, so no document is context for another). The total is exact:
+// NLL, KL and agreement summed over every scored token of every document.
+struct DocumentsPerplexity {
+  PerplexityResult total;
+  std::vector<PerplexityResult> per_document;
+};
+DocumentsPerplexity evaluate_documents(const Model& model,
+                                       const std::vector<std::vector<int32_t>>& documents,
+                                       const PerplexityOptions& options,
+                                       const Model* reference = nullptr,
+                                       const WindowLogits& window_logits = {});
 
 }  // namespace thinkeys

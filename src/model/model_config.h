@@ -53,7 +53,7 @@ struct AttentionVariant {
 
 // Provenance of a compressed key cache (config.json "thin_keys").
 struct ThinKeysInfo {
-  std::string method;  // "svd", "kqsvd"
+  std::string method;  // "svd", "kqsvd", "keypca"
   std::string target = "keys";
   RopeMode rope = RopeMode::Full;
   int share = 1;  // KV heads that share one cached key latent
