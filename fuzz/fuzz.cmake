@@ -1,11 +1,11 @@
 # Fuzz targets: one per parser surface (fuzz/fuzz_<surface>.cpp, each defining
 # LLVMFuzzerTestOneInput). Every target is built twice:
 #   fuzz_<surface>         libFuzzer binary, only with THINKEYS_FUZZ (the clang
-#                          `fuzz` preset, build-fuzz/); scripts/fuzz.sh runs it.
+#                          `asan` preset, build-asan/); scripts/fuzz.sh runs it.
 #   fuzz_<surface>_replay  plain driver that replays fuzz/corpus/<surface> and
 #                          fuzz/regressions/<surface> once; registered with ctest
 #                          so every build, sanitized or not, re-checks old crashes.
-# Targets marked TORCH link the engine; the rest stay torch-free (and fast to build);
+# Targets marked TORCH link the engine; the rest stay torch-free (and fast to link);
 # LIBS names further libraries (e.g. thinkeys_chat).
 
 add_library(thinkeys_fuzz_support STATIC fuzz/scratch_file.cpp fuzz/tokenizer_probe.cpp)
@@ -26,13 +26,7 @@ function(thinkeys_fuzzer surface)
   cmake_parse_arguments(F "TORCH;SENTENCEPIECE" "" "LIBS" ${ARGN})
   set(name fuzz_${surface})
   set(variants ${name}_replay)
-  # Debian's libtorch headers do not compile with clang 14 in C++20 mode
-  # (libstdc++ 12's constexpr std::vector of the incomplete c10::IValue), so
-  # targets that need the engine exist only as replays in gcc builds.
   set(fuzzable ${THINKEYS_FUZZ})
-  if(F_TORCH)
-    set(fuzzable OFF)
-  endif()
   if(fuzzable)
     list(APPEND variants ${name})
   endif()
@@ -80,7 +74,7 @@ thinkeys_fuzzer(llama2c_checkpoint TORCH)
 thinkeys_fuzzer(chat_template LIBS thinkeys_chat)
 thinkeys_fuzzer(serve_request LIBS thinkeys_serve_api)
 
-# `cmake --build --preset fuzz --target fuzzers` builds every libFuzzer binary;
+# `cmake --build --preset asan --target fuzzers` builds every libFuzzer binary;
 # `fuzz_replays` every replay driver.
 set(replays ${THINKEYS_FUZZERS})
 list(TRANSFORM replays PREPEND fuzz_)

@@ -2,9 +2,9 @@
 # Runs every libFuzzer target (fuzz/fuzz.cmake) from the clang sanitizer build.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]   campaign: SECONDS per target (default 300),
-#       new inputs kept in build-fuzz/fuzz-campaign/<target>, one process on one
+#       new inputs kept in build-asan/fuzz-campaign/<target>, one process on one
 #       core at nice 10; prints executions, edges and crashes per target and
-#       writes them to build-fuzz/fuzz-campaign/summary.tsv (replacing those targets'
+#       writes them to build-asan/fuzz-campaign/summary.tsv (replacing those targets'
 #       rows, keeping the others') and to the table between
 #       the fuzz-campaign markers in docs/results/robustness.md.
 #   scripts/fuzz.sh --report                 only rewrite robustness.md's campaign table
@@ -12,13 +12,13 @@
 #   scripts/fuzz.sh --smoke SECONDS          CI smoke (scripts/test.sh): every target for
 #       SECONDS on the committed corpus and regressions plus new inputs in a scratch
 #       directory; fails on any crash, leak, timeout or sanitizer report.
-# The build must exist (cmake --preset fuzz && cmake --build --preset fuzz --target fuzzers).
+# The build must exist (cmake --preset asan && cmake --build --preset asan --target fuzzers).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 report=$root/docs/results/robustness.md
-summary=$root/build-fuzz/fuzz-campaign/summary.tsv
+summary=$root/build-asan/fuzz-campaign/summary.tsv
 
 # Rewrites the table between the fuzz-campaign markers of robustness.md from
 # summary.tsv; "fixed" counts the committed regression inputs of each target
@@ -59,14 +59,14 @@ if [[ ${1:-} == --smoke ]]; then
 fi
 seconds=${1:-300}
 shift || true
-bin=$root/build-fuzz/fuzz
+bin=$root/build-asan/fuzz
 targets=("$@")
 if ((${#targets[@]} == 0)); then
   for f in "$bin"/fuzz_*; do
     [[ -x $f && $f != *_replay ]] && targets+=("$(basename "$f" | sed 's/^fuzz_//')")
   done
 fi
-((${#targets[@]})) || { echo "fuzz: no fuzz targets in $bin (build the fuzz preset first)" >&2; exit 1; }
+((${#targets[@]})) || { echo "fuzz: no fuzz targets in $bin (build the asan preset first)" >&2; exit 1; }
 
 # Leaks are on: libFuzzer checks every input that allocates more than it frees.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1}

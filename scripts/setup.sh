@@ -15,8 +15,11 @@ packages=(
   nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libsentencepiece-dev libhwy-dev libpcre2-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   clang-format
-  # Fuzzing and the shared sanitizer build (libFuzzer needs clang's runtime)
-  clang libfuzzer-14-dev
+  # The sanitizer build (asan preset: bad-input tests and fuzz targets) is clang 16
+  # with its ASan/UBSan runtimes and libFuzzer; it compiles against GCC 11's
+  # libstdc++ headers because Debian's libtorch headers fail in clang with
+  # GCC 12's (cmake/clang_torch_headers.cmake)
+  clang-16 libclang-rt-16-dev libfuzzer-16-dev libstdc++-11-dev
   # Tests: Debian's Jinja (the chat-template reference, run with /usr/bin/python3),
   # tmux (drives `thinkeys chat` in a real terminal), nginx (replicas behind a
   # load balancer); gnuplot draws the results plots
