@@ -73,6 +73,14 @@ void one_openmp_thread() {
   done = true;
 }
 
+// oneDNN multiplies bf16 at 2-3x sgemm's rate only where the CPU has
+// AVX512-BF16; elsewhere at::mm falls back to a generic bf16 loop far slower
+// than converting tiles to f32 for sgemm, so those CPUs keep the f32 tiles.
+bool native_bf16_gemm() {
+  static const bool yes = __builtin_cpu_supports("avx512bf16");
+  return yes;
+}
+
 // Many rows (prefill) by a bf16 or int8 matrix: the rows are rounded to bf16
 // once and multiplied in bf16 with f32 accumulation (oneDNN's AVX512-BF16
 // kernels through at::mm: 2-3x sgemm's rate on this machine, where converting
@@ -111,7 +119,8 @@ at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Ten
   return y;
 }
 
-// Many rows by an f16 matrix: each tile of output features is converted to
+// Many rows by an f16 matrix (or a bf16/int8 one where the CPU has no native
+// bf16 GEMM): each tile of output features is converted to
 // f32 on the compute pool and multiplied by BLAS, so no more than one tile of
 // f32 weights exists at a time.
 at::Tensor tiled_project(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& b,
@@ -125,7 +134,8 @@ at::Tensor tiled_project(const at::Tensor& x_in, const at::Tensor& w, const at::
   const at::Tensor x2 = x.view({lead, in});
   std::vector<int64_t> shape = x.sizes().vec();
   shape.back() = out;
-  if (w.scalar_type() != at::kHalf) return bf16_project(x2, w, b, scales).view(shape);
+  if (w.scalar_type() != at::kHalf && native_bf16_gemm())
+    return bf16_project(x2, w, b, scales).view(shape);
   at::Tensor y = at::empty({lead, out}, x.options());
   const WeightRows wr = weight_rows(w, scales);
   const int64_t tile_rows = std::min<int64_t>(out, kTileFeatures);
