@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "bench/bandwidth_probe.h"
+#include "bench/load_average.h"
 #include "bench/relative_time.h"
 #include "bench/sweep_selection.h"
 #include "cli/common.h"
@@ -16,19 +16,6 @@
 #include "util/error.h"
 
 namespace thinkeys::cli {
-namespace {
-
-std::string load_average() {
-  std::ifstream in("/proc/loadavg");
-  double a = 0, b = 0, c = 0;
-  if (!(in >> a >> b >> c)) return "unknown";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", a, b, c);
-  return buf;
-}
-
-}  // namespace
-
 void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
   ModelDecodeBenchOptions o = opt.bench;
   if (o.threads <= 0)

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "bench/load_average.h"
 #include "bench/model_decode_bench.h"
 #include "bench/prefill_bench.h"
 #include "model/random_init.h"
@@ -15,19 +15,6 @@
 #include "util/threads.h"
 
 namespace thinkeys::cli {
-namespace {
-
-std::string load_average() {
-  std::ifstream in("/proc/loadavg");
-  double a = 0, b = 0, c = 0;
-  if (!(in >> a >> b >> c)) return "unknown";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", a, b, c);
-  return buf;
-}
-
-}  // namespace
-
 void run_prefill_bench(const PrefillCliOptions& opt) {
   const int threads = opt.threads > 0 ? opt.threads : compute_threads();
   const ModelDecodeShape shape = find_model_decode_shape(opt.shape);
