@@ -208,6 +208,15 @@ TEST(BadInput, GenerateBadTopP) {
   expect_clean_failure(run_cli("generate " + model.string() + " -n 4 --temp 1 --top-p 2"), "top-p");
 }
 
+TEST(BadInput, CompressQueriesRefusesACalibratedMethod) {
+  THINKEYS_REQUIRE_SHARED(model, "models/stories260K/stories260K.bin");
+  test::TempDir dir;
+  expect_clean_failure(run_cli("compress " + model.string() + " -o " + (dir / "q").string() +
+                               " --target queries --key-ratio 0.5 --method kqsvd"),
+                       "--target queries");
+  EXPECT_FALSE(std::filesystem::exists(dir / "q"));
+}
+
 TEST(BadInput, BenchRefusesUnknownShapesAndSizes) {
   // Refused before anything is allocated or timed.
   expect_clean_failure(run_cli("bench --decode --decode-shape mqa"), "unknown decode bench shape");

@@ -1,11 +1,11 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/hf_checkpoint.h"
+#include "checkpoint/model_loader.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "compress/compressor.h"
-#include "checkpoint/hf_checkpoint.h"
-#include "checkpoint/model_loader.h"
 #include "util/error.h"
 #include "util/text_file.h"
 
@@ -40,9 +40,10 @@ Command add_compress(CLI::App& app) {
   sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
       ->required();
   sub->add_option("-o,--out", opts->out, "Output model directory (written atomically)")->required();
-  sub->add_option("--method", opts->method,
-                  "svd (weights only), kqsvd (calibrated on keys and queries) or keypca "
-                  "(calibrated on keys only: their principal directions)");
+  auto* method =
+      sub->add_option("--method", opts->method,
+                      "svd (weights only), kqsvd (calibrated on keys and queries) or keypca "
+                      "(calibrated on keys only: their principal directions)");
   sub->add_option("--rope", opts->rope, "RoPE models: post, latent or pairs");
   sub->add_option("--key-rank", opts->c.ranks.key_rank, "Key dimensions per key head");
   sub->add_option("--key-ratio", opts->c.ranks.key_ratio,
@@ -67,11 +68,19 @@ Command add_compress(CLI::App& app) {
       ->check(CLI::IsMember({"stored", "f32", "f16", "bf16"}));
   sub->add_flag("--json", opts->json, "Print JSON");
   return {
-      sub, [opts] {
-        Model m = load_model(opts->model);
+      sub, [opts, method] {
         CompressOptions co = opts->c;
         co.method = parse_compress_method(opts->method);
         co.target = parse_compress_target(opts->target);
+        // Queries are truncated from W_Q alone; a calibrated method named for
+        // them would otherwise be ignored without a word.
+        if (co.target == CompressTarget::Queries) {
+          if (method->count() > 0 && co.method != CompressMethod::Svd)
+            throw Error("--target queries truncates W_Q by its weight SVD only; --method " +
+                        opts->method + " applies to keys (use --method svd or leave it out)");
+          co.method = CompressMethod::Svd;
+        }
+        Model m = load_model(opts->model);
         co.share = parse_share(opts->share, m.config);
         if (!opts->rope.empty()) co.rope = parse_rope_mode(opts->rope);
         co.calibration.show_progress = !opts->json;
