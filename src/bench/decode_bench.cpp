@@ -8,6 +8,7 @@
 #include <random>
 
 #include "bench/bandwidth_probe.h"
+#include "bench/cpu_clock.h"
 #include "cache/paged_kv_cache.h"
 #include "kernels/decode_attention.h"
 #include "util/error.h"
@@ -123,11 +124,6 @@ DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBe
       if (cc.latent) latents.push_back(&latent);
     }
 
-  auto cpu_now = [] {
-    timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-  };
   double best = 1e30, best_cpu = 0, probe = 0;
   for (int rep = 0; rep <= repeats; ++rep) {  // the first run warms up
     probe = std::max(probe, flush.read(true));
@@ -136,13 +132,13 @@ DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBe
     // the flush they are asleep, and waking them (30-130 us on the VM) is
     // not the kernel's cost.
     pool.run(pool.threads(), [](int, int) {});
-    const double c0 = cpu_now();
+    const double c0 = process_cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     splits.run(shape, tasks, latents, pool, scratch);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (rep > 0 && s < best) {
       best = s;
-      best_cpu = cpu_now() - c0;
+      best_cpu = process_cpu_seconds() - c0;
     }
   }
 

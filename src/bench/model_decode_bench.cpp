@@ -10,19 +10,14 @@
 #include <span>
 #include <sstream>
 
+#include "bench/cpu_clock.h"
 #include "cache/paged_kv_cache.h"
-#include "runtime/batch_decoder.h"
 #include "config/cache_layout.h"
+#include "runtime/batch_decoder.h"
 #include "util/error.h"
 
 namespace thinkeys {
 namespace {
-
-double cpu_now() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 // Bytes the kernel can still get without pushing the machine into swap or
 // the OOM killer; 0 if /proc/meminfo is unreadable (then nothing is refused).
@@ -232,7 +227,7 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
             // every case the same context, so the sequences go back to it.
             for (int b = 0; b < batch; ++b) dec.truncate(ids[i][b], ctx + s);
             dec.use_model(*cases[i].model);
-            const double c0 = cpu_now();
+            const double c0 = process_cpu_seconds();
             const auto t0 = std::chrono::steady_clock::now();
             at::Tensor logits = dec.step(step_ids, toks);
             const double sec =
@@ -240,7 +235,7 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
             if (s > 0) {
               times[i][s - 1] = sec;
               wall[i] += sec;
-              cpu[i] += cpu_now() - c0;
+              cpu[i] += process_cpu_seconds() - c0;
             }
           }
         for (int i = 0; i < n; ++i) {

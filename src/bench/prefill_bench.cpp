@@ -7,17 +7,12 @@
 #include <memory>
 #include <random>
 
+#include "bench/cpu_clock.h"
 #include "runtime/batch_decoder.h"
 #include "util/error.h"
 
 namespace thinkeys {
 namespace {
-
-double cpu_now() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -48,11 +43,11 @@ std::vector<PrefillRow> bench_prefill(const std::vector<PrefillCase>& cases, int
   std::vector<double> cpu(cases.size(), 0.0);
   for (int r = -1; r < repeats; ++r)  // r = -1: warm-up (first-touch, BLAS buffers)
     for (std::size_t i = 0; i < cases.size(); ++i) {
-      const double c0 = cpu_now();
+      const double c0 = process_cpu_seconds();
       const auto t0 = clock::now();
       const int id = decoders[i]->add(prompt);
       const double s = std::chrono::duration<double>(clock::now() - t0).count();
-      const double cs = cpu_now() - c0;
+      const double cs = process_cpu_seconds() - c0;
       decoders[i]->remove(id);
       if (r < 0) continue;
       wall[i].push_back(s);
