@@ -58,7 +58,10 @@ def main():
                         continue
                     tok = [r and r["tokens_per_s"] for r in rs]
                     mib = [r and (r["weight_bytes"] + r["kv_bytes_read"]) / MIB for r in rs]
-                    pct = [r and 100.0 * r["fraction_of_bandwidth"] for r in rs]
+                    # Against the probe of each step's own round where the bench has it
+                    # (the host's bandwidth moves within a run), else before/after.
+                    pct = [r and 100.0 * r.get("fraction_of_round_probe", r["fraction_of_bandwidth"])
+                           for r in rs]
                     ratio = ""
                     if rs[1] and rs[2]:
                         x = rs[2]["median_ms"] / rs[1]["median_ms"]
