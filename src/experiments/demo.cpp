@@ -4,10 +4,10 @@
 #include <mutex>
 #include <optional>
 
+#include "checkpoint/model_loader.h"
 #include "compress/compressor.h"
 #include "eval/perplexity.h"
 #include "experiments/selection_experiment.h"
-#include "checkpoint/model_loader.h"
 #include "model/kv_cache.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"

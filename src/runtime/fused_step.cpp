@@ -14,8 +14,8 @@
 #include "kernels/int8_gemm.h"
 #include "kernels/row_ops.h"
 #include "kernels/small_gemm.h"
-#include "runtime/batch_decoder.h"
 #include "model/weight_format.h"
+#include "runtime/batch_decoder.h"
 
 namespace thinkeys {
 namespace {
