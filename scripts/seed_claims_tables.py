@@ -3,16 +3,21 @@
 scripts/seed_claims_queue.sh writes (ROOT/NAME/{cmd.txt, *.json, DONE}).
 
   /usr/bin/python3 scripts/seed_claims_tables.py [ROOT] [--json OUT] [--bin THINKEYS]
+      [--doc docs/results/seed_claims.md]
 
 Prints the Markdown tables of docs/results (variants.md, finetune.md,
 selection.md) with every finished run, and the state of the unfinished ones
 (step of their last checkpoint); --json also writes every figure with the
-commands that produced it. Re-run it as more runs finish: nothing here is
+commands that produced it; --doc replaces the text between the
+"<!-- seed-claims tables -->" and "<!-- end seed-claims tables -->" lines of
+that file with the tables. Re-run it as more runs finish: nothing here is
 typed in by hand. Perplexities are on gutenberg/test.txt (3 disjoint slices of
 2,048 tokens of each of its 14 books): a run's figure is the mean over its
 slices; spreads are over seeds (sample sd, or both values for two seeds).
 """
 import argparse
+import contextlib
+import io
 import json
 import math
 import os
@@ -247,11 +252,42 @@ def main():
     ap.add_argument("root", nargs="?", default="/work/runs/seed-claims")
     ap.add_argument("--json", help="also write every figure and its commands here")
     ap.add_argument("--bin", help="thinkeys binary for KV bytes (default ROOT/bin/thinkeys)")
+    ap.add_argument("--doc", help="Markdown file whose marked tables section to replace")
     a = ap.parse_args()
     if not os.path.isdir(a.root):
         sys.exit(f"seed_claims_tables: no run directory {a.root}")
     binary = a.bin or os.path.join(a.root, "bin", "thinkeys")
     runs = Runs(a.root, binary if os.access(binary, os.X_OK) else None)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        tables(runs)
+    print(out.getvalue(), end="")
+    if a.doc:
+        replace_section(a.doc, out.getvalue())
+    if a.json:
+        tmp = a.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(runs.record, f, indent=1, sort_keys=True)
+        os.replace(tmp, a.json)
+
+
+BEGIN, END = "<!-- seed-claims tables -->", "<!-- end seed-claims tables -->"
+
+
+def replace_section(path, text):
+    with open(path) as f:
+        doc = f.read()
+    if doc.count(BEGIN) != 1 or doc.count(END) != 1 or doc.index(BEGIN) > doc.index(END):
+        sys.exit(f"seed_claims_tables: {path} needs one '{BEGIN}' line before one '{END}' line")
+    head, rest = doc.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(head + BEGIN + "\n" + text.strip("\n").replace("### ", "#### ") + "\n\n" + END + tail)
+    os.replace(tmp, path)
+
+
+def tables(runs):
     item2(runs, "1.5M")
     item3(runs)
     item5(runs)
@@ -260,11 +296,6 @@ def main():
     print(f"\n### Item 7: head_dim-64 model: "
           f"{'test.txt perplexity %.2f' % hd['ppl'] if hd else runs.state('hd64')}")
     item2(runs, "12M")
-    if a.json:
-        tmp = a.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(runs.record, f, indent=1, sort_keys=True)
-        os.replace(tmp, a.json)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@
 
 #include "config/model_config.h"
 #include "format/cache_dtype.h"
-#include "model/weights.h"
 
 namespace thinkeys {
+
+struct Model;  // model/weights.h
 
 struct ModelDecodeShape {
   std::string name;  // "gqa", "mha"
