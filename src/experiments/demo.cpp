@@ -10,6 +10,7 @@
 #include "experiments/selection_experiment.h"
 #include "model/kv_cache.h"
 #include "tokenizer/tokenizer.h"
+#include "train/batch.h"
 #include "util/error.h"
 #include "util/progress.h"
 #include "util/text_file.h"
