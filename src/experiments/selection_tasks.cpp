@@ -2,6 +2,7 @@
 
 #include <numeric>
 
+#include "train/batch.h"
 #include "train/training_forward.h"
 #include "util/error.h"
 

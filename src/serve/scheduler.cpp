@@ -6,8 +6,8 @@
 #include <cmath>
 #include <limits>
 
-#include "runtime/batch_decoder.h"
 #include "model/weights.h"
+#include "runtime/batch_decoder.h"
 
 namespace thinkeys::serve {
 
