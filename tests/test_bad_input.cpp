@@ -13,24 +13,8 @@
 namespace thinkeys {
 namespace {
 
-struct CliResult {
-  int status = -1;
-  bool signaled = false;
-  std::string out, err;
-};
-
-CliResult run_cli(const std::string& args) {
-  test::TempDir io;
-  std::string cmd = "timeout 120 " + std::string(THINKEYS_CLI_PATH) + " " + args + " >" +
-                    (io / "out").string() + " 2>" + (io / "err").string() + " </dev/null";
-  int raw = std::system(cmd.c_str());
-  CliResult r;
-  r.signaled = WIFSIGNALED(raw);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = test::read_bytes(io / "out");
-  r.err = test::read_bytes(io / "err");
-  return r;
-}
+using test::CliResult;
+using test::run_cli;
 
 // One clear line mentioning `needle`, exit status 1.
 void expect_clean_failure(const CliResult& r, const std::string& needle) {

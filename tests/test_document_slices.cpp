@@ -172,22 +172,8 @@ TEST(DocumentEvaluation, PerplexityTotalsAreTokenWeightedPerDocumentScores) {
   EXPECT_NEAR(all.per_document[1].mean_nll, b.mean_nll, 1e-12);
 }
 
-struct CliResult {
-  int status = -1;
-  std::string out, err;
-};
-
-CliResult run_cli(const std::string& args) {
-  test::TempDir io;
-  std::string cmd = "timeout 120 " + std::string(THINKEYS_CLI_PATH) + " " + args + " >" +
-                    (io / "out").string() + " 2>" + (io / "err").string() + " </dev/null";
-  int raw = std::system(cmd.c_str());
-  CliResult r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = test::read_bytes(io / "out");
-  r.err = test::read_bytes(io / "err");
-  return r;
-}
+using test::CliResult;
+using test::run_cli;
 
 // Two stories in one file with an index: each document's score through
 // --documents equals that story scored as a file of its own, and a slice of

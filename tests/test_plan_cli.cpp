@@ -24,22 +24,9 @@ namespace {
 
 const std::string kConfigs = std::string(THINKEYS_TEST_DATA) + "/configs/";
 
-struct CliResult {
-  int status = -1;
-  std::string out, err;
-};
+using test::CliResult;
 
-CliResult plan(const std::string& args) {
-  test::TempDir io;
-  const std::string cmd = "timeout 120 " + std::string(THINKEYS_CLI_PATH) + " plan " + args + " >" +
-                          (io / "out").string() + " 2>" + (io / "err").string() + " </dev/null";
-  const int raw = std::system(cmd.c_str());
-  CliResult r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = test::read_bytes(io / "out");
-  r.err = test::read_bytes(io / "err");
-  return r;
-}
+CliResult plan(const std::string& args) { return test::run_cli("plan " + args); }
 
 TEST(PlanCli, JsonHasThePapersFigures) {
   const CliResult r =

@@ -24,22 +24,10 @@
 namespace thinkeys {
 namespace {
 
-struct CliResult {
-  int status = -1;
-  std::string out, err;
-};
+using test::CliResult;
 
-CliResult run_cli(const std::string& args) {
-  test::TempDir io;
-  std::string cmd = "timeout 300 " + std::string(THINKEYS_CLI_PATH) + " --threads 1 " + args +
-                    " >" + (io / "out").string() + " 2>" + (io / "err").string() + " </dev/null";
-  int raw = std::system(cmd.c_str());
-  CliResult r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = test::read_bytes(io / "out");
-  r.err = test::read_bytes(io / "err");
-  return r;
-}
+// As before the shared helper: one thread, and five minutes before timeout kills it.
+CliResult run_cli(const std::string& args) { return test::run_cli("--threads 1 " + args, 300); }
 
 void expect_clean_failure(const CliResult& r, const std::string& needle) {
   EXPECT_EQ(r.status, 1) << "stderr: " << r.err;
