@@ -43,17 +43,7 @@ void expect_clean_failure(const CliResult& r, const std::string& needle) {
 }
 
 ModelConfig tiny_llama() {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.vocab_size = 64;
-  c.dim = 16;
-  c.n_layers = 1;
-  c.n_heads = 2;
-  c.n_kv_heads = 1;
-  c.head_dim = 8;
-  c.hidden_dim = 32;
-  c.max_positions = 64;
+  ModelConfig c = llama_config({64, 16, 1, 2, 1, 8, 32, 64});
   c.bos_id = 1;
   c.eos_id = 2;
   return c;

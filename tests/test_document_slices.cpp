@@ -140,18 +140,7 @@ TEST(Spread, SampleStandardDeviationByHand) {
   EXPECT_EQ(spread_of(one).sd, 0.0);
 }
 
-ModelConfig tiny_gpt2() {
-  ModelConfig c = gpt2_small_config();
-  c.vocab_size = 61;
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 4;
-  c.head_dim = 8;
-  c.hidden_dim = 64;
-  c.max_positions = 64;
-  return c;
-}
+ModelConfig tiny_gpt2() { return gpt2_config({61, 32, 2, 4, 4, 8, 64, 64}); }
 
 // Windows are cut per document: 20 and 5 tokens at ctx 16 make 2 + 1 windows,
 // where one stream of 25 would make 2.

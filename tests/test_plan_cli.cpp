@@ -64,28 +64,8 @@ TEST(PlanCli, BandwidthAddsTheDecodeFloor) {
 }
 
 ModelConfig tiny(const std::string& arch, int kv_heads) {
-  ModelConfig c = arch == "gpt2" ? gpt2_small_config() : ModelConfig{};
-  if (arch == "gpt2") {
-    c.vocab_size = 96;
-    c.dim = 32;
-    c.n_layers = 2;
-    c.n_heads = c.n_kv_heads = 4;
-    c.head_dim = 8;
-    c.hidden_dim = 64;
-    c.max_positions = 40;
-    return c;
-  }
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.vocab_size = 96;
-  c.dim = 32;
-  c.n_layers = 3;
-  c.n_heads = 4;
-  c.n_kv_heads = kv_heads;
-  c.head_dim = 8;
-  c.hidden_dim = 48;
-  c.max_positions = 64;
-  return c;
+  if (arch == "gpt2") return gpt2_config({96, 32, 2, 4, 4, 8, 64, 40});
+  return llama_config({96, 32, 3, 4, kv_heads, 8, 48, 64});
 }
 
 TEST(PlanWeights, CountMatchesTheRuntimesTensors) {

@@ -118,14 +118,7 @@ std::map<std::string, at::Tensor> canonical(Model m) {
 // A small GPT-2 model and its keys compressed to rank 3, saved under tmp.
 void save_base_and_compressed(const std::filesystem::path& tmp,
                               const std::filesystem::path& tokenizer) {
-  ModelConfig c = gpt2_small_config();
-  c.vocab_size = 50257;
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = c.n_kv_heads = 4;
-  c.head_dim = 8;
-  c.hidden_dim = 64;
-  c.max_positions = 32;
+  const ModelConfig c = gpt2_config({50257, 32, 2, 4, 4, 8, 64, 32});
   Model base = random_model(c, 3, 0.05);
   CompressOptions o;
   o.method = CompressMethod::Svd;

@@ -14,6 +14,7 @@
 #include "bench/cpu_clock.h"
 #include "cache/paged_kv_cache.h"
 #include "config/cache_layout.h"
+#include "model/random_init.h"
 #include "runtime/batch_decoder.h"
 #include "util/error.h"
 
@@ -44,18 +45,7 @@ std::string gib(double bytes) {
 std::vector<ModelDecodeShape> model_decode_shapes() { return {{"gqa", 4}, {"mha", 12}}; }
 
 ModelConfig model_decode_config(const ModelDecodeShape& shape, int key_divisor) {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.source_format = "random";
-  c.vocab_size = 32000;
-  c.dim = 768;
-  c.n_layers = 12;
-  c.n_heads = 12;
-  c.n_kv_heads = shape.kv_heads;
-  c.head_dim = 64;
-  c.hidden_dim = 2048;
-  c.max_positions = 1 << 17;
+  ModelConfig c = llama_config({32000, 768, 12, 12, shape.kv_heads, 64, 2048, 1 << 17});
   if (key_divisor > 1) c.key_rank.assign(c.n_layers, c.head_dim / key_divisor);
   c.validate();
   return c;
