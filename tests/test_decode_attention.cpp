@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "cache/paged_kv_cache.h"
-#include "kernels/decode_attention.h"
 #include "format/row_codec.h"
+#include "kernels/decode_attention.h"
 #include "util/error.h"
 #include "util/work_pool.h"
 

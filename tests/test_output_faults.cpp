@@ -14,6 +14,7 @@
 
 #include "checkpoint/hf_checkpoint.h"
 #include "io/safetensors.h"
+#include "model/weights.h"
 #include "test_support.h"
 
 namespace thinkeys {

@@ -10,6 +10,7 @@
 #include "experiments/selection_experiment.h"
 #include "experiments/selection_tasks.h"
 #include "model/weights.h"
+#include "train/batch.h"
 #include "train/training_forward.h"
 #include "util/error.h"
 

@@ -10,9 +10,11 @@
 #include <span>
 #include <sstream>
 
+#include "bench/bandwidth_probe.h"
 #include "bench/cpu_clock.h"
 #include "cache/paged_kv_cache.h"
 #include "config/cache_layout.h"
+#include "model/random_init.h"
 #include "runtime/batch_decoder.h"
 #include "util/error.h"
 
@@ -43,18 +45,7 @@ std::string gib(double bytes) {
 std::vector<ModelDecodeShape> model_decode_shapes() { return {{"gqa", 4}, {"mha", 12}}; }
 
 ModelConfig model_decode_config(const ModelDecodeShape& shape, int key_divisor) {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.source_format = "random";
-  c.vocab_size = 32000;
-  c.dim = 768;
-  c.n_layers = 12;
-  c.n_heads = 12;
-  c.n_kv_heads = shape.kv_heads;
-  c.head_dim = 64;
-  c.hidden_dim = 2048;
-  c.max_positions = 1 << 17;
+  ModelConfig c = llama_config({32000, 768, 12, 12, shape.kv_heads, 64, 2048, 1 << 17});
   if (key_divisor > 1) c.key_rank.assign(c.n_layers, c.head_dim / key_divisor);
   c.validate();
   return c;
@@ -205,7 +196,11 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
     std::vector<int32_t> tokens(static_cast<std::size_t>(max_steps(o)) * max_batch);
     for (auto& t : tokens) t = static_cast<int32_t>(rng() % cases[0].model->config.vocab_size);
     std::vector<std::vector<double>> times(n, std::vector<double>(max_steps(o)));
-    std::vector<double> cpu(n), wall(n);
+    std::vector<std::vector<double>> fractions(n, std::vector<double>(max_steps(o)));
+    std::vector<double> probes(max_steps(o));
+    std::vector<double> cpu(n), wall(n), step_bytes(n);
+    // 256 MiB: eight times a Zen 4 CCD's L3, small beside the caches under test.
+    StreamBuffer stream(o.threads, std::size_t{256} << 20);
 
     for (int ctx : ctxs)
       for (int batch : batches) {
@@ -214,10 +209,12 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
           if (owner[i] == i)
             for (int b = 0; b < batch; ++b) decs[i]->truncate(ids[i][b], ctx);
           cpu[i] = wall[i] = 0;
+          const ModelDecodeRow r = base_row(i, ctx, batch);
+          step_bytes[i] = static_cast<double>(r.weight_bytes + r.kv_bytes_read);
         }
         // Round-robin over the layouts, one step each, so a change in the
         // machine's load hits all of them alike and their ratios hold.
-        for (int s = 0; s <= steps; ++s)  // step 0 warms up
+        for (int s = 0; s <= steps; ++s) {  // step 0 warms up
           for (int i = 0; i < n; ++i) {
             const std::span<const int> step_ids(ids[i].data(), batch);
             const std::span<const int32_t> toks(tokens.data() + static_cast<std::size_t>(s) * batch,
@@ -238,13 +235,24 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
               cpu[i] += process_cpu_seconds() - c0;
             }
           }
+          if (s > 0) {
+            const double gb_s = std::max(stream.read(false), stream.read(true));
+            probes[s - 1] = gb_s;
+            for (int i = 0; i < n; ++i)
+              fractions[i][s - 1] = step_bytes[i] / (gb_s * 1e9) / times[i][s - 1];
+          }
+        }
+        auto median = [steps](std::vector<double> v) {
+          std::sort(v.begin(), v.begin() + steps);
+          return steps % 2 ? v[steps / 2] : 0.5 * (v[steps / 2 - 1] + v[steps / 2]);
+        };
         for (int i = 0; i < n; ++i) {
           ModelDecodeRow r = base_row(i, ctx, batch);
           r.steps = steps;
-          std::vector<double>& t = times[i];
-          std::sort(t.begin(), t.begin() + steps);
-          r.best_s = t[0];
-          r.median_s = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
+          r.best_s = *std::min_element(times[i].begin(), times[i].begin() + steps);
+          r.median_s = median(times[i]);
+          r.round_probe_gb_s = median(probes);
+          r.fraction_of_round_probe = median(fractions[i]);
           r.cpu_util = cpu[i] / (wall[i] * o.threads);
           r.cpu_s_per_step = cpu[i] / steps;
           if (o.progress)

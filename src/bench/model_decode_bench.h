@@ -9,11 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "format/cache_dtype.h"
 #include "config/model_config.h"
-#include "model/weights.h"
+#include "format/cache_dtype.h"
 
 namespace thinkeys {
+
+struct Model;  // model/weights.h
 
 struct ModelDecodeShape {
   std::string name;  // "gqa", "mha"
@@ -50,6 +51,14 @@ struct ModelDecodeRow {
   // Process CPU seconds per timed step (mean): the work a step costs, without
   // the time spent waiting for a core on a loaded machine.
   double cpu_s_per_step = 0;
+  // The host's memory bandwidth changes between runs and within one (seen
+  // here: 33 and 60 GB/s a few seconds apart), so a probe before and after a
+  // run is no bound for a step in its middle. Each round of steps is followed
+  // by a read of a buffer far larger than the caches; a step's fraction of the
+  // bound is taken against the probe of its own round, and these are the
+  // medians over the timed rounds.
+  double round_probe_gb_s = 0;
+  double fraction_of_round_probe = 0;
   bool interleaved = false;  // stepped round-robin with the other layouts of its model shape
   bool skipped = false;
   std::string note;  // why a row was skipped

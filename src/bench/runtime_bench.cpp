@@ -5,9 +5,9 @@
 #include <random>
 #include <vector>
 
-#include "runtime/batch_decoder.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
+#include "runtime/batch_decoder.h"
 #include "util/error.h"
 #include "util/threads.h"
 

@@ -6,10 +6,11 @@
 #include <string>
 
 #include "io/safetensors.h"
-#include "model/weight_format.h"
-#include "model/weights.h"
+#include "model/weight_format_choice.h"
 
 namespace thinkeys {
+
+struct Model;  // model/weights.h
 
 // `format`: what the streamed matrices are held as (model/weight_format.h);
 // nullopt keeps the checkpoint's own dtype. 16-bit weights are never widened
@@ -21,13 +22,9 @@ Model load_hf_checkpoint(const std::filesystem::path& dir,
 // directory; callers make the whole directory appear atomically).
 void write_hf_checkpoint(const Model& model, const std::filesystem::path& dir, DType dtype);
 
-// f32 tensor from a stored F32/F16/BF16 tensor; anything else is an error.
-at::Tensor tensor_to_float(const TensorView& view, const std::string& where);
 // The dtype to save a model in: "f32", "f16", "bf16", or "stored"/"" for the
 // dtype its checkpoint came in (config.weight_dtype), so a bf16 model does
 // not come out of compress or finetune twice its size.
 DType dtype_for_saving(const std::string& choice, const ModelConfig& source);
-// The same tensor in its stored dtype.
-at::Tensor tensor_as_stored(const TensorView& view, const std::string& where);
 
 }  // namespace thinkeys

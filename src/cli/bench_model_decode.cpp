@@ -128,6 +128,8 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
                     {"weight_bound_ms", 1e3 * weight_bound(r)},
                     {"weight_and_kv_bound_ms", 1e3 * full_bound(r)},
                     {"fraction_of_bandwidth", full_bound(r) / r.median_s},
+                    {"round_probe_gb_s", r.round_probe_gb_s},
+                    {"fraction_of_round_probe", r.fraction_of_round_probe},
                     {"cpu_util", r.cpu_util},
                     {"cpu_ms_per_step", 1e3 * r.cpu_s_per_step}});
       }

@@ -10,8 +10,8 @@ namespace thinkeys::cli {
 
 struct ModelDecodeCliOptions {
   ModelDecodeBenchOptions bench;
-  std::vector<std::string> shapes;  // empty: gqa, mha
-  std::vector<std::string> caches;  // empty: all
+  std::vector<std::string> shapes;             // empty: gqa, mha
+  std::vector<std::string> caches;             // empty: all
   std::vector<std::string> weights = {"f32"};  // weight formats (model/weight_format.h)
   bool json = false;
 };

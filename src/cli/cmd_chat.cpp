@@ -14,10 +14,10 @@
 #include <thread>
 
 #include "chat/chat_template.h"
+#include "checkpoint/model_loader.h"
 #include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "checkpoint/model_loader.h"
 #include "runtime/batch_decoder.h"
 #include "runtime/sampler.h"
 #include "util/atomic_output.h"

@@ -1,8 +1,8 @@
 #include <cstdio>
 
-#include "cli/commands.h"
 #include "checkpoint/hf_checkpoint.h"
 #include "checkpoint/model_loader.h"
+#include "cli/commands.h"
 #include "util/error.h"
 
 namespace thinkeys::cli {

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "checkpoint/model_loader.h"
 #include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -11,7 +12,6 @@
 #include "eval/document_slices.h"
 #include "eval/paged_logits.h"
 #include "eval/perplexity.h"
-#include "checkpoint/model_loader.h"
 #include "util/error.h"
 #include "util/text_file.h"
 

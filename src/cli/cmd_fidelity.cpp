@@ -1,12 +1,12 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/model_loader.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/document_options.h"
 #include "eval/document_slices.h"
 #include "eval/fidelity.h"
-#include "checkpoint/model_loader.h"
 #include "util/error.h"
 #include "util/text_file.h"
 

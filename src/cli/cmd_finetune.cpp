@@ -7,11 +7,11 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/hf_checkpoint.h"
+#include "checkpoint/model_loader.h"
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "checkpoint/model_loader.h"
 #include "train/data_parallel.h"
-#include "checkpoint/hf_checkpoint.h"
 #include "train/model_output.h"
 #include "train/rank_launcher.h"
 #include "train/trainable.h"

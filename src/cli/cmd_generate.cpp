@@ -1,10 +1,10 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "checkpoint/model_loader.h"
 #include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "checkpoint/model_loader.h"
 #include "runtime/batch_generator.h"
 #include "runtime/generator.h"
 

@@ -2,9 +2,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cache/cache_footprint.h"
+#include "checkpoint/model_loader.h"
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "checkpoint/model_loader.h"
 #include "config/cache_layout.h"
 #include "model/kv_cache.h"
 #include "util/error.h"

@@ -6,10 +6,10 @@
 #include <thread>
 
 #include "chat/chat_template.h"
+#include "checkpoint/model_loader.h"
 #include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "checkpoint/model_loader.h"
 #include "plan/sequence_capacity.h"
 #include "serve/server.h"
 

@@ -1,10 +1,10 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/model_loader.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "eval/spectrum.h"
-#include "checkpoint/model_loader.h"
 #include "util/error.h"
 #include "util/text_file.h"
 

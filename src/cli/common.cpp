@@ -3,8 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
-#include "io/hf_config.h"
 #include "checkpoint/model_loader.h"
+#include "io/hf_config.h"
 #include "model/engine_threads.h"
 #include "util/error.h"
 

@@ -7,14 +7,18 @@
 #include <string>
 #include <vector>
 
-#include "model/weight_format.h"
-#include "model/weights.h"
+#include "model/weight_format_choice.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_conventions.h"
 
 namespace CLI {
 class App;
 }
+
+namespace thinkeys {
+struct Model;  // model/weights.h: only references here, so CLI units that
+               // do not load a model stay libtorch-free
+}  // namespace thinkeys
 
 namespace thinkeys::cli {
 

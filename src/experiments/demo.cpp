@@ -4,12 +4,13 @@
 #include <mutex>
 #include <optional>
 
+#include "checkpoint/model_loader.h"
 #include "compress/compressor.h"
 #include "eval/perplexity.h"
 #include "experiments/selection_experiment.h"
-#include "checkpoint/model_loader.h"
 #include "model/kv_cache.h"
 #include "tokenizer/tokenizer.h"
+#include "train/batch.h"
 #include "util/error.h"
 #include "util/progress.h"
 #include "util/text_file.h"

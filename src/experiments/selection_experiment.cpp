@@ -10,6 +10,7 @@
 #include <optional>
 #include <tuple>
 
+#include "train/batch.h"
 #include "train/model_builder.h"
 #include "train/trainable.h"
 #include "train/training_forward.h"

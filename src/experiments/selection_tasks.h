@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "train/batch.h"
+#include "train/sample_source.h"
 
 namespace thinkeys {
 

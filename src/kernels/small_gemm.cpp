@@ -132,6 +132,7 @@ template <WeightType T>
 void GemmTyped(const WeightRows& rows_of_w, int in, const float* x, std::size_t ldx, int rows,
                const float* bias, float* y, std::size_t ldy, int o_begin, int o_end) {
   const Reader<T> w{rows_of_w.data, rows_of_w.ld, rows_of_w.scales, rows_of_w.ld_scales};
+  prefetch_range_start(rows_of_w, in, o_begin, o_end, kTileOut);
   int o = o_begin;
   for (; o + kTileOut <= o_end; o += kTileOut)
     GemmRows<kTileOut>(w, o, in, x, ldx, rows, bias, y, ldy);

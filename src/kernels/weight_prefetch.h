@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "kernels/weight_rows.h"
+
 namespace thinkeys {
 
 inline constexpr std::size_t kWeightPrefetchBytes = 6144;
@@ -18,6 +20,39 @@ inline std::size_t weight_prefetch_rows(int tile_rows, std::size_t row_elements,
                                         std::size_t element_bytes = 1) {
   const std::size_t row_bytes = std::max<std::size_t>(1, row_elements * element_bytes);
   return std::max<std::size_t>(tile_rows, (kWeightPrefetchBytes + row_bytes - 1) / row_bytes);
+}
+
+// Requests every line of `rows` rows of `row_bytes` bytes, `stride` bytes
+// apart, from `first` on. A kernel's steady-state prefetch covers the rows
+// `weight_prefetch_rows` ahead of the ones it reads, so the first rows of the
+// range a thread is handed would be read cold: the thread on the range
+// before requests them at about the moment they are needed, if at all (the
+// decode step hands each thread chunks of 64 rows, a few KiB to 100 KiB).
+inline void prefetch_rows(const void* first, std::size_t rows, std::size_t row_bytes,
+                          std::size_t stride) {
+  const char* p = static_cast<const char*>(first);
+  for (std::size_t r = 0; r < rows && row_bytes > 0; ++r, p += stride) {
+    for (std::size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(p + b, 0, 2);
+    __builtin_prefetch(p + row_bytes - 1, 0, 2);  // a row that does not start on a line
+  }
+}
+
+// prefetch_rows for rows [first, first + rows) of a matrix of `cols` columns
+// in any dtype, with their int8 scales.
+inline void prefetch_weight_rows(const WeightRows& w, int cols, int first, int rows) {
+  const std::size_t bytes = weight_type_bytes(w.type);
+  prefetch_rows(static_cast<const char*>(w.data) + first * w.ld * bytes, rows, cols * bytes,
+                w.ld * bytes);
+  if (w.type == WeightType::Int8)
+    prefetch_rows(w.scales + first * w.ld_scales, rows, weight_groups(cols) * sizeof(float),
+                  w.ld_scales * sizeof(float));
+}
+
+// The rows a kernel's steady-state prefetch skips at the start of a range of
+// [first, end): weight_prefetch_rows of them for tiles of `tile_rows`.
+inline void prefetch_range_start(const WeightRows& w, int cols, int first, int end, int tile_rows) {
+  const std::size_t ahead = weight_prefetch_rows(tile_rows, cols, weight_type_bytes(w.type));
+  prefetch_weight_rows(w, cols, first, static_cast<int>(std::min<std::size_t>(ahead, end - first)));
 }
 
 }  // namespace thinkeys

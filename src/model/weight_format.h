@@ -6,20 +6,12 @@
 // maps) stay f32.
 #include <ATen/ATen.h>
 
-#include <string>
-
 #include "kernels/weight_rows.h"
+#include "model/weight_format_choice.h"
 #include "model/weights.h"
 
 namespace thinkeys {
 
-enum class WeightFormat { F32, BF16, F16, Int8 };
-
-// "f32", "bf16", "f16", "int8"; anything else is an Error naming the choices.
-WeightFormat parse_weight_format(const std::string& name);
-const char* weight_format_name(WeightFormat f);
-// The format of the checkpoint's own dtype (config.weight_dtype).
-WeightFormat stored_weight_format(const ModelConfig& c);
 // What the streamed matrices are held as now (F32 for a model never converted).
 WeightFormat current_weight_format(const Model& m);
 

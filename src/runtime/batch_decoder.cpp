@@ -5,13 +5,13 @@
 #include <cstring>
 #include <string>
 
-#include "kernels/small_gemm.h"
 #include "config/cache_layout.h"
-#include "runtime/fused_step.h"
+#include "kernels/small_gemm.h"
 #include "model/kv_cache.h"
 #include "model/layer_ops.h"
 #include "model/query_keys.h"
 #include "model/transformer.h"
+#include "runtime/fused_step.h"
 #include "util/error.h"
 #include "util/threads.h"
 

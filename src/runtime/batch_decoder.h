@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "cache/paged_kv_cache.h"
-#include "kernels/decode_attention.h"
 #include "config/cache_layout.h"
+#include "kernels/decode_attention.h"
 #include "model/weights.h"
 #include "util/work_pool.h"
 

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "cache/paged_kv_cache.h"
-#include "runtime/generator.h"
 #include "model/weights.h"
+#include "runtime/generator.h"
 
 namespace thinkeys {
 

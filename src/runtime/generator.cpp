@@ -4,10 +4,10 @@
 #include <chrono>
 #include <memory>
 
-#include "runtime/batch_decoder.h"
 #include "config/cache_layout.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
+#include "runtime/batch_decoder.h"
 #include "util/error.h"
 #include "util/threads.h"
 

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "cache/paged_kv_cache.h"
-#include "runtime/sampler.h"
 #include "model/weights.h"
+#include "runtime/sampler.h"
 
 namespace thinkeys {
 

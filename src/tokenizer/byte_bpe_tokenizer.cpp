@@ -489,7 +489,8 @@ void read_post_processor(const json& pp, BpeSpec& spec) {
     const std::string name = piece.at("SpecialToken").at("id").get<std::string>();
     text += (text.empty() ? "" : " ") + name;
     if (!specials.contains(name)) {
-      throw Error(spec.source + ": post-processor token '" + name + "' has no special_tokens entry");
+      throw Error(spec.source + ": post-processor token '" + name +
+                  "' has no special_tokens entry");
     }
     for (const json& id : specials.at(name).at("ids")) {
       (seen_sequence ? spec.post.after : spec.post.before).push_back(id.get<int32_t>());

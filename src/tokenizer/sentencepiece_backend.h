@@ -18,7 +18,8 @@ class SentencePieceBackend {
   // Each returns an empty string on success, else SentencePiece's message.
   virtual std::string load_serialized(const std::string& model_proto) = 0;
   virtual std::string encode_ids(std::string_view text, std::vector<int>* ids) const = 0;
-  virtual std::string encode_pieces(std::string_view text, std::vector<std::string>* pieces) const = 0;
+  virtual std::string encode_pieces(std::string_view text,
+                                    std::vector<std::string>* pieces) const = 0;
 
   virtual int piece_size() const = 0;
   virtual int piece_to_id(std::string_view piece) const = 0;

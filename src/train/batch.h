@@ -1,11 +1,9 @@
 #pragma once
-// A training batch and where batches come from. Sources are indexed by sample
-// number, not by call order, so a step's data depends only on the step (exact
-// resume, and data-parallel ranks taking disjoint slices of the same stream).
+// A training batch: token ids and next-token targets. Where batches come
+// from (SampleSource) is in train/sample_source.h.
 #include <ATen/ATen.h>
 
-#include <cstdint>
-#include <functional>
+#include "train/sample_source.h"
 
 namespace thinkeys {
 
@@ -13,9 +11,5 @@ struct Batch {
   at::Tensor inputs;   // [B, T] int64 token ids
   at::Tensor targets;  // [B, T] int64 next tokens; kIgnoreIndex (-1) = not scored
 };
-
-// Returns `count` sequences: samples first, first + 1, ..., first + count - 1
-// of an endless, deterministic stream.
-using SampleSource = std::function<Batch(int64_t first, int count)>;
 
 }  // namespace thinkeys

@@ -1,5 +1,7 @@
 #include "train/data_parallel.h"
 
+#include <ATen/ATen.h>
+
 #include <chrono>
 #include <cstdlib>
 

@@ -3,11 +3,13 @@
 // ProcessGroupGloo over a TCPStore rendezvous on loopback. Each rank computes
 // gradients on its own slice of the batch; average() makes them identical
 // everywhere before the optimizer step, so all ranks stay in lockstep.
-#include <ATen/ATen.h>
-
 #include <memory>
 #include <string>
 #include <vector>
+
+namespace at {
+class Tensor;  // by reference only: the launcher's units need no libtorch header
+}  // namespace at
 
 namespace thinkeys {
 

@@ -4,9 +4,10 @@
 #include <filesystem>
 
 #include "io/safetensors.h"
-#include "model/weights.h"
 
 namespace thinkeys {
+
+struct Model;  // model/weights.h
 
 // Writes config.json, model.safetensors and copies of the tokenizer's files
 // into `out` (created if needed). The files appear together: the new set is

@@ -9,7 +9,8 @@ namespace thinkeys {
 
 std::string read_file_bytes(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path)) throw Error("file not found: " + path.string());
-  if (std::filesystem::is_directory(path)) throw Error(path.string() + " is a directory, not a file");
+  if (std::filesystem::is_directory(path))
+    throw Error(path.string() + " is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read " + path.string());
   std::ostringstream ss;

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""decode.md's opening table and data/decode_weights.tsv from one run of
+
+    thinkeys bench --decode-model --decode-ctx 1024,4096,16384,32768 --decode-batch 1,8 \
+        --decode-cache full-f16,thin-f16,thin-int8 --decode-weights f32,bf16,int8 --json
+
+Usage: scripts/decode_grid_table.py GRID.json [--tsv OUT.tsv] [--note TEXT]
+Prints the markdown table, then one line per issue-20 target with the cells
+that miss it, so the prose under the table can be written from the same run.
+"""
+import argparse
+import json
+import sys
+
+WEIGHTS = ["f32", "bf16", "int8"]
+CACHES = ["full-f16", "thin-f16", "thin-int8"]
+MIB = 1024.0 * 1024.0
+
+
+def ctx_label(ctx):
+    return f"{ctx // 1024}K" if ctx % 1024 == 0 else str(ctx)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("grid")
+    ap.add_argument("--tsv")
+    ap.add_argument("--note", default="")
+    a = ap.parse_args()
+    with open(a.grid) as f:
+        run = json.load(f)
+    cells = {}
+    for r in run["rows"]:
+        if r.get("skipped"):
+            continue
+        cells[(r["shape"], r["ctx"], r["batch"], r["cache"], r["weights"])] = r
+    shapes = sorted({k[0] for k in cells})
+    ctxs = sorted({k[1] for k in cells})
+    batches = sorted({k[2] for k in cells})
+
+    def get(shape, ctx, batch, cache, w):
+        return cells.get((shape, ctx, batch, cache, w))
+
+    def fmt(vals, spec):
+        return " / ".join("-" if v is None else format(v, spec) for v in vals)
+
+    print("| shape | ctx | batch | cache | tok/s f32 / bf16 / int8 "
+          "| MiB/step f32 / bf16 / int8 (W+KV) | % of bound f32 / bf16 / int8 "
+          "| int8 / bf16 time | thin-int8 / thin-f16 time (bf16, int8 weights) |")
+    print("|---|---:|---:|---|---|---|---|---:|---|")
+    below75, int8_ratio, thin_ratio = [], [], []
+    for shape in shapes:
+        for batch in batches:
+            for ctx in ctxs:
+                for cache in CACHES:
+                    rs = [get(shape, ctx, batch, cache, w) for w in WEIGHTS]
+                    if all(r is None for r in rs):
+                        continue
+                    tok = [r and r["tokens_per_s"] for r in rs]
+                    mib = [r and (r["weight_bytes"] + r["kv_bytes_read"]) / MIB for r in rs]
+                    # Against the probe of each step's own round where the bench has it
+                    # (the host's bandwidth moves within a run), else before/after.
+                    pct = [r and 100.0 * r.get("fraction_of_round_probe", r["fraction_of_bandwidth"])
+                           for r in rs]
+                    ratio = ""
+                    if rs[1] and rs[2]:
+                        x = rs[2]["median_ms"] / rs[1]["median_ms"]
+                        ratio = f"{x:.2f}"
+                        if ctx == 1024 and batch == 1:
+                            int8_ratio.append((x, shape, cache))
+                    thin = ""
+                    if cache == "thin-int8":
+                        parts = []
+                        for w in ("bf16", "int8"):
+                            i, f = get(shape, ctx, batch, "thin-int8", w), get(shape, ctx, batch, "thin-f16", w)
+                            if i and f:
+                                x = i["median_ms"] / f["median_ms"]
+                                parts.append(f"{x:.2f}")
+                            else:
+                                parts.append("-")
+                        thin = " / ".join(parts)
+                        for w in WEIGHTS:
+                            i, f = get(shape, ctx, batch, "thin-int8", w), get(shape, ctx, batch, "thin-f16", w)
+                            if i and f:
+                                thin_ratio.append((i["median_ms"] / f["median_ms"], shape, ctx, batch, w))
+                    if batch == 1:
+                        for w, p in zip(WEIGHTS, pct):
+                            if p is not None and p < 75.0:
+                                below75.append((p, shape, ctx, cache, w))
+                    print(f"| {shape} | {ctx_label(ctx)} | {batch} | {cache} | {fmt(tok, '.1f')} "
+                          f"| {fmt(mib, '.0f')} | {fmt(pct, '.0f')} | {ratio} | {thin} |")
+
+    n1 = sum(1 for k in cells if k[2] == 1)
+    print(file=sys.stderr)
+    print(f"batch-1 cells below 75% of the bound: {len(below75)} of {n1}", file=sys.stderr)
+    for p, shape, ctx, cache, w in sorted(below75):
+        print(f"  {p:.0f}% {shape} {ctx_label(ctx)} {cache} {w} weights", file=sys.stderr)
+    if int8_ratio:
+        lo, hi = min(x[0] for x in int8_ratio), max(x[0] for x in int8_ratio)
+        print(f"int8/bf16 time at 1K batch 1: {lo:.2f}-{hi:.2f}; above 0.6: "
+              f"{sum(1 for x in int8_ratio if x[0] > 0.6)} of {len(int8_ratio)}", file=sys.stderr)
+    if thin_ratio:
+        slower = [t for t in thin_ratio if t[0] > 1.0]
+        print(f"thin-int8/thin-f16 time: {min(t[0] for t in thin_ratio):.2f}-"
+              f"{max(t[0] for t in thin_ratio):.2f}; above 1.00 in {len(slower)} of {len(thin_ratio)}",
+              file=sys.stderr)
+        for x, shape, ctx, batch, w in sorted(slower, reverse=True):
+            print(f"  {x:.2f} {shape} {ctx_label(ctx)} batch {batch} {w} weights", file=sys.stderr)
+    bw = (run.get("read_bandwidth_gb_s_before"), run.get("read_bandwidth_gb_s_after"))
+    print(f"probe {bw[0]:.1f} / {bw[1]:.1f} GB/s; load before {run.get('load_average_before')}, "
+          f"after {run.get('load_average_after')}", file=sys.stderr)
+
+    if a.tsv:
+        with open(a.tsv + ".tmp", "w") as out:
+            out.write("# thinkeys bench --decode-model --decode-ctx 1024,4096,16384,32768 --decode-batch 1,8 "
+                      "--decode-cache full-f16,thin-f16,thin-int8 --decode-weights f32,bf16,int8 --json\n")
+            out.write(f"# median ms per step; {a.note}\n" if a.note else "# median ms per step\n")
+            out.write("shape\tcache\tweights\tctx\tbatch\tmedian_ms\n")
+            for r in run["rows"]:
+                if r.get("skipped"):
+                    continue
+                out.write(f"{r['shape']}\t{r['cache']}\t{r['weights']}\t{r['ctx']}\t{r['batch']}\t"
+                          f"{r['median_ms']:.3f}\n")
+        import os
+        os.replace(a.tsv + ".tmp", a.tsv)
+
+
+if __name__ == "__main__":
+    main()
