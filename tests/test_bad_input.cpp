@@ -13,24 +13,8 @@
 namespace thinkeys {
 namespace {
 
-struct CliResult {
-  int status = -1;
-  bool signaled = false;
-  std::string out, err;
-};
-
-CliResult run_cli(const std::string& args) {
-  test::TempDir io;
-  std::string cmd = "timeout 120 " + std::string(THINKEYS_CLI_PATH) + " " + args + " >" +
-                    (io / "out").string() + " 2>" + (io / "err").string() + " </dev/null";
-  int raw = std::system(cmd.c_str());
-  CliResult r;
-  r.signaled = WIFSIGNALED(raw);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = test::read_bytes(io / "out");
-  r.err = test::read_bytes(io / "err");
-  return r;
-}
+using test::CliResult;
+using test::run_cli;
 
 // One clear line mentioning `needle`, exit status 1.
 void expect_clean_failure(const CliResult& r, const std::string& needle) {
@@ -43,17 +27,7 @@ void expect_clean_failure(const CliResult& r, const std::string& needle) {
 }
 
 ModelConfig tiny_llama() {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.vocab_size = 64;
-  c.dim = 16;
-  c.n_layers = 1;
-  c.n_heads = 2;
-  c.n_kv_heads = 1;
-  c.head_dim = 8;
-  c.hidden_dim = 32;
-  c.max_positions = 64;
+  ModelConfig c = llama_config({64, 16, 1, 2, 1, 8, 32, 64});
   c.bos_id = 1;
   c.eos_id = 2;
   return c;

@@ -28,33 +28,10 @@ namespace thinkeys {
 namespace {
 
 ModelConfig tiny_llama() {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.source_format = "random";
-  c.vocab_size = 61;
-  c.dim = 64;
-  c.n_layers = 2;
-  c.n_heads = 8;
-  c.n_kv_heads = 2;  // GQA 4
-  c.head_dim = 16;
-  c.hidden_dim = 96;
-  c.max_positions = 512;
-  return c;
+  return llama_config({61, 64, 2, 8, 2, 16, 96, 512});  // GQA 4
 }
 
-ModelConfig tiny_gpt2() {
-  ModelConfig c = gpt2_small_config();
-  c.vocab_size = 61;
-  c.dim = 48;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 4;
-  c.head_dim = 12;
-  c.hidden_dim = 96;
-  c.max_positions = 128;
-  return c;
-}
+ModelConfig tiny_gpt2() { return gpt2_config({61, 48, 2, 4, 4, 12, 96, 128}); }
 
 std::vector<int32_t> tokens(std::mt19937& rng, int n, int vocab) {
   std::vector<int32_t> t(n);

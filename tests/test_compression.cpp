@@ -36,18 +36,7 @@ double rel_err(const at::Tensor& a, const at::Tensor& b) {
   return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
 }
 
-ModelConfig tiny_gpt2() {
-  ModelConfig c = gpt2_small_config();
-  c.vocab_size = 97;
-  c.dim = 48;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 4;
-  c.head_dim = 12;
-  c.hidden_dim = 96;
-  c.max_positions = 128;
-  return c;
-}
+ModelConfig tiny_gpt2() { return gpt2_config({97, 48, 2, 4, 4, 12, 96, 128}); }
 
 CompressOptions options(const std::string& method, std::optional<RopeMode> rope, int rank,
                         int share = 1) {
@@ -64,21 +53,7 @@ CompressOptions options(const std::string& method, std::optional<RopeMode> rope,
 // stories260K's shape (5 layers, width 64, 8 query heads over 4 KV heads of 8,
 // RoPE) with random weights: the algebra below holds for any weights, so these
 // tests need no checkpoint.
-ModelConfig stories_shaped() {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.source_format = "random";
-  c.vocab_size = 512;
-  c.dim = 64;
-  c.n_layers = 5;
-  c.n_heads = 8;
-  c.n_kv_heads = 4;
-  c.head_dim = 8;
-  c.hidden_dim = 172;
-  c.max_positions = 512;
-  return c;
-}
+ModelConfig stories_shaped() { return llama_config({512, 64, 5, 8, 4, 8, 172, 512}); }
 
 class RandomLlama : public ::testing::Test {
  protected:

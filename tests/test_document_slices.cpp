@@ -140,18 +140,7 @@ TEST(Spread, SampleStandardDeviationByHand) {
   EXPECT_EQ(spread_of(one).sd, 0.0);
 }
 
-ModelConfig tiny_gpt2() {
-  ModelConfig c = gpt2_small_config();
-  c.vocab_size = 61;
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 4;
-  c.head_dim = 8;
-  c.hidden_dim = 64;
-  c.max_positions = 64;
-  return c;
-}
+ModelConfig tiny_gpt2() { return gpt2_config({61, 32, 2, 4, 4, 8, 64, 64}); }
 
 // Windows are cut per document: 20 and 5 tokens at ctx 16 make 2 + 1 windows,
 // where one stream of 25 would make 2.
@@ -183,22 +172,8 @@ TEST(DocumentEvaluation, PerplexityTotalsAreTokenWeightedPerDocumentScores) {
   EXPECT_NEAR(all.per_document[1].mean_nll, b.mean_nll, 1e-12);
 }
 
-struct CliResult {
-  int status = -1;
-  std::string out, err;
-};
-
-CliResult run_cli(const std::string& args) {
-  test::TempDir io;
-  std::string cmd = "timeout 120 " + std::string(THINKEYS_CLI_PATH) + " " + args + " >" +
-                    (io / "out").string() + " 2>" + (io / "err").string() + " </dev/null";
-  int raw = std::system(cmd.c_str());
-  CliResult r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = test::read_bytes(io / "out");
-  r.err = test::read_bytes(io / "err");
-  return r;
-}
+using test::CliResult;
+using test::run_cli;
 
 // Two stories in one file with an index: each document's score through
 // --documents equals that story scored as a file of its own, and a slice of

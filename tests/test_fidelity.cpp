@@ -18,18 +18,7 @@
 namespace thinkeys {
 namespace {
 
-ModelConfig tiny_gpt2() {
-  ModelConfig c = gpt2_small_config();
-  c.vocab_size = 61;
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 4;
-  c.head_dim = 8;
-  c.hidden_dim = 64;
-  c.max_positions = 64;
-  return c;
-}
+ModelConfig tiny_gpt2() { return gpt2_config({61, 32, 2, 4, 4, 8, 64, 64}); }
 
 std::vector<int32_t> some_tokens(int n, int vocab, unsigned seed) {
   std::mt19937 rng(seed);
@@ -177,18 +166,7 @@ TEST(Spectrum, DataSpectraAreTheSingularValuesOfTheObservedKeysAndQueries) {
   // A RoPE model, so that keys before and after rotation differ (the data
   // spectra are of the pre-rotation keys), with two query heads per KV head,
   // whose moments are summed.
-  ModelConfig cfg;
-  cfg.architecture = "LlamaForCausalLM";
-  cfg.model_type = "llama";
-  cfg.source_format = "random";
-  cfg.vocab_size = 61;
-  cfg.dim = 32;
-  cfg.n_layers = 2;
-  cfg.n_heads = 4;
-  cfg.n_kv_heads = 2;
-  cfg.head_dim = 8;
-  cfg.hidden_dim = 64;
-  cfg.max_positions = 64;
+  const ModelConfig cfg = llama_config({61, 32, 2, 4, 2, 8, 64, 64});
   Model m = random_model(cfg, 4, 0.3);
   auto tokens = some_tokens(48, 61, 8);
   SpectrumOptions so;

@@ -24,22 +24,9 @@ namespace {
 
 const std::string kConfigs = std::string(THINKEYS_TEST_DATA) + "/configs/";
 
-struct CliResult {
-  int status = -1;
-  std::string out, err;
-};
+using test::CliResult;
 
-CliResult plan(const std::string& args) {
-  test::TempDir io;
-  const std::string cmd = "timeout 120 " + std::string(THINKEYS_CLI_PATH) + " plan " + args + " >" +
-                          (io / "out").string() + " 2>" + (io / "err").string() + " </dev/null";
-  const int raw = std::system(cmd.c_str());
-  CliResult r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = test::read_bytes(io / "out");
-  r.err = test::read_bytes(io / "err");
-  return r;
-}
+CliResult plan(const std::string& args) { return test::run_cli("plan " + args); }
 
 TEST(PlanCli, JsonHasThePapersFigures) {
   const CliResult r =
@@ -64,28 +51,8 @@ TEST(PlanCli, BandwidthAddsTheDecodeFloor) {
 }
 
 ModelConfig tiny(const std::string& arch, int kv_heads) {
-  ModelConfig c = arch == "gpt2" ? gpt2_small_config() : ModelConfig{};
-  if (arch == "gpt2") {
-    c.vocab_size = 96;
-    c.dim = 32;
-    c.n_layers = 2;
-    c.n_heads = c.n_kv_heads = 4;
-    c.head_dim = 8;
-    c.hidden_dim = 64;
-    c.max_positions = 40;
-    return c;
-  }
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.vocab_size = 96;
-  c.dim = 32;
-  c.n_layers = 3;
-  c.n_heads = 4;
-  c.n_kv_heads = kv_heads;
-  c.head_dim = 8;
-  c.hidden_dim = 48;
-  c.max_positions = 64;
-  return c;
+  if (arch == "gpt2") return gpt2_config({96, 32, 2, 4, 4, 8, 64, 40});
+  return llama_config({96, 32, 3, 4, kv_heads, 8, 48, 64});
 }
 
 TEST(PlanWeights, CountMatchesTheRuntimesTensors) {

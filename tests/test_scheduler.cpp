@@ -16,21 +16,7 @@
 namespace thinkeys::serve {
 namespace {
 
-ModelConfig tiny_llama() {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.source_format = "random";
-  c.vocab_size = 61;
-  c.dim = 64;
-  c.n_layers = 2;
-  c.n_heads = 8;
-  c.n_kv_heads = 2;
-  c.head_dim = 16;
-  c.hidden_dim = 96;
-  c.max_positions = 256;
-  return c;
-}
+ModelConfig tiny_llama() { return llama_config({61, 64, 2, 8, 2, 16, 96, 256}); }
 
 struct Recorder : RequestSink {
   std::vector<int32_t> tokens;

@@ -1,6 +1,7 @@
 #pragma once
 // Helpers for tests: locating ../shared, scratch directories, running the CLI.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -83,6 +84,30 @@ inline std::string read_bytes(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
+
+#ifdef THINKEYS_CLI_PATH
+struct CliResult {
+  int status = -1;  // exit code; -1 if the process did not exit (signal, timeout kill)
+  bool signaled = false;
+  std::string out, err;
+};
+
+// Runs `thinkeys ARGS` with no standard input under timeout(1), the way a
+// user's shell would, and collects its exit status and both streams.
+inline CliResult run_cli(const std::string& args, int timeout_seconds = 120) {
+  TempDir io;
+  const std::string cmd = "timeout " + std::to_string(timeout_seconds) + " " +
+                          std::string(THINKEYS_CLI_PATH) + " " + args + " >" +
+                          (io / "out").string() + " 2>" + (io / "err").string() + " </dev/null";
+  const int raw = std::system(cmd.c_str());
+  CliResult r;
+  r.signaled = WIFSIGNALED(raw);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  r.out = read_bytes(io / "out");
+  r.err = read_bytes(io / "err");
+  return r;
+}
+#endif
 
 // n tokens drawn uniformly from [0, vocab), reproducibly from `seed`.
 inline std::vector<int32_t> random_tokens(int n, int vocab, uint32_t seed) {

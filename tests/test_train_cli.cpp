@@ -24,22 +24,10 @@
 namespace thinkeys {
 namespace {
 
-struct CliResult {
-  int status = -1;
-  std::string out, err;
-};
+using test::CliResult;
 
-CliResult run_cli(const std::string& args) {
-  test::TempDir io;
-  std::string cmd = "timeout 300 " + std::string(THINKEYS_CLI_PATH) + " --threads 1 " + args +
-                    " >" + (io / "out").string() + " 2>" + (io / "err").string() + " </dev/null";
-  int raw = std::system(cmd.c_str());
-  CliResult r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = test::read_bytes(io / "out");
-  r.err = test::read_bytes(io / "err");
-  return r;
-}
+// As before the shared helper: one thread, and five minutes before timeout kills it.
+CliResult run_cli(const std::string& args) { return test::run_cli("--threads 1 " + args, 300); }
 
 void expect_clean_failure(const CliResult& r, const std::string& needle) {
   EXPECT_EQ(r.status, 1) << "stderr: " << r.err;
@@ -118,14 +106,7 @@ std::map<std::string, at::Tensor> canonical(Model m) {
 // A small GPT-2 model and its keys compressed to rank 3, saved under tmp.
 void save_base_and_compressed(const std::filesystem::path& tmp,
                               const std::filesystem::path& tokenizer) {
-  ModelConfig c = gpt2_small_config();
-  c.vocab_size = 50257;
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = c.n_kv_heads = 4;
-  c.head_dim = 8;
-  c.hidden_dim = 64;
-  c.max_positions = 32;
+  const ModelConfig c = gpt2_config({50257, 32, 2, 4, 4, 8, 64, 32});
   Model base = random_model(c, 3, 0.05);
   CompressOptions o;
   o.method = CompressMethod::Svd;

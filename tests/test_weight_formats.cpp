@@ -268,19 +268,8 @@ TEST(WeightFormats, EmbedReadsRowsInEveryFormat) {
 }
 
 ModelConfig tiny_llama() {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.source_format = "random";
-  c.vocab_size = 97;
-  c.dim = 128;
-  c.n_layers = 2;
-  c.n_heads = 8;
-  c.n_kv_heads = 2;
-  c.head_dim = 16;
-  c.hidden_dim = 200;  // not a multiple of the int8 group
-  c.max_positions = 256;
-  return c;
+  // hidden 200: not a multiple of the int8 group
+  return llama_config({97, 128, 2, 8, 2, 16, 200, 256});
 }
 
 // The f32 model holding exactly the values `m` holds in `format`.

@@ -14,23 +14,16 @@
 #include "bench/cpu_clock.h"
 #include "cache/paged_kv_cache.h"
 #include "config/cache_layout.h"
+#include "model/random_init.h"
 #include "runtime/batch_decoder.h"
 #include "util/error.h"
+#include "util/memory_info.h"
 
 namespace thinkeys {
 namespace {
 
-// Bytes the kernel can still get without pushing the machine into swap or
-// the OOM killer; 0 if /proc/meminfo is unreadable (then nothing is refused).
-std::size_t available_memory() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  std::size_t kb = 0;
-  std::string unit;
-  while (in >> key >> kb >> unit)
-    if (key == "MemAvailable:") return kb * 1024;
-  return 0;
-}
+// 0 if /proc/meminfo is unreadable: then nothing is refused.
+std::size_t available_memory() { return mem_available_bytes(); }
 
 std::string gib(double bytes) {
   std::ostringstream s;
@@ -44,18 +37,7 @@ std::string gib(double bytes) {
 std::vector<ModelDecodeShape> model_decode_shapes() { return {{"gqa", 4}, {"mha", 12}}; }
 
 ModelConfig model_decode_config(const ModelDecodeShape& shape, int key_divisor) {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.source_format = "random";
-  c.vocab_size = 32000;
-  c.dim = 768;
-  c.n_layers = 12;
-  c.n_heads = 12;
-  c.n_kv_heads = shape.kv_heads;
-  c.head_dim = 64;
-  c.hidden_dim = 2048;
-  c.max_positions = 1 << 17;
+  ModelConfig c = llama_config({32000, 768, 12, 12, shape.kv_heads, 64, 2048, 1 << 17});
   if (key_divisor > 1) c.key_rank.assign(c.n_layers, c.head_dim / key_divisor);
   c.validate();
   return c;

@@ -6,36 +6,29 @@
 #include <queue>
 
 #include "compress/kq_svd.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace thinkeys {
 
+namespace {
+constexpr EnumName<CompressMethod> kMethods[] = {{CompressMethod::Svd, "svd"},
+                                                 {CompressMethod::KqSvd, "kqsvd"},
+                                                 {CompressMethod::KeyPca, "keypca"}};
+constexpr EnumName<CompressTarget> kTargets[] = {{CompressTarget::Keys, "keys"},
+                                                 {CompressTarget::Queries, "queries"}};
+}  // namespace
+
 CompressMethod parse_compress_method(const std::string& s) {
-  if (s == "svd") return CompressMethod::Svd;
-  if (s == "kqsvd") return CompressMethod::KqSvd;
-  if (s == "keypca") return CompressMethod::KeyPca;
-  throw Error("unknown method '" + s + "' (expected svd, kqsvd or keypca)");
+  return parse_enum<CompressMethod>(kMethods, s, "method");
 }
 
 CompressTarget parse_compress_target(const std::string& s) {
-  if (s == "keys") return CompressTarget::Keys;
-  if (s == "queries") return CompressTarget::Queries;
-  throw Error("unknown target '" + s + "' (expected keys or queries)");
+  return parse_enum<CompressTarget>(kTargets, s, "target");
 }
 
-const char* to_string(CompressMethod m) {
-  switch (m) {
-    case CompressMethod::Svd:
-      return "svd";
-    case CompressMethod::KqSvd:
-      return "kqsvd";
-    case CompressMethod::KeyPca:
-      return "keypca";
-  }
-  return "?";
-}
-
-const char* to_string(CompressTarget t) { return t == CompressTarget::Keys ? "keys" : "queries"; }
+const char* to_string(CompressMethod m) { return enum_name<CompressMethod>(kMethods, m); }
+const char* to_string(CompressTarget t) { return enum_name<CompressTarget>(kTargets, t); }
 
 namespace {
 

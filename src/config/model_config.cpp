@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -143,48 +144,31 @@ int64_t ModelConfig::kv_bytes_per_token(double key_bytes, double value_bytes) co
   return total;
 }
 
-const char* to_string(AttentionKind k) {
-  switch (k) {
-    case AttentionKind::Standard:
-      return "standard";
-    case AttentionKind::MLA:
-      return "MLA";
-    case AttentionKind::LRKV:
-      return "LRKV";
-  }
-  return "?";
-}
+namespace {
+constexpr EnumName<AttentionKind> kAttentionKinds[] = {{AttentionKind::Standard, "standard"},
+                                                       {AttentionKind::MLA, "MLA"},
+                                                       {AttentionKind::LRKV, "LRKV"}};
+constexpr EnumName<RopeMode> kRopeModes[] = {{RopeMode::Full, "full"},
+                                             {RopeMode::Post, "post"},
+                                             {RopeMode::Latent, "latent"},
+                                             {RopeMode::Pairs, "pairs"}};
+constexpr EnumName<RopeTable> kRopeTables[] = {{RopeTable::HeadDim, "head_dim"},
+                                               {RopeTable::KeyWidth, "key_width"}};
+}  // namespace
+
+const char* to_string(AttentionKind k) { return enum_name<AttentionKind>(kAttentionKinds, k); }
 
 const char* to_string(NormKind k) { return k == NormKind::LayerNorm ? "LayerNorm" : "RMSNorm"; }
 const char* to_string(MlpKind k) { return k == MlpKind::GeluTanh ? "GELU(tanh)" : "SwiGLU"; }
-const char* to_string(RopeMode m) {
-  switch (m) {
-    case RopeMode::Full:
-      return "full";
-    case RopeMode::Post:
-      return "post";
-    case RopeMode::Latent:
-      return "latent";
-    case RopeMode::Pairs:
-      return "pairs";
-  }
-  return "?";
-}
-
-const char* to_string(RopeTable t) { return t == RopeTable::KeyWidth ? "key_width" : "head_dim"; }
+const char* to_string(RopeMode m) { return enum_name<RopeMode>(kRopeModes, m); }
+const char* to_string(RopeTable t) { return enum_name<RopeTable>(kRopeTables, t); }
 
 RopeTable parse_rope_table(const std::string& s) {
-  if (s == "head_dim") return RopeTable::HeadDim;
-  if (s == "key_width") return RopeTable::KeyWidth;
-  throw Error("unknown RoPE table '" + s + "' (expected head_dim or key_width)");
+  return parse_enum<RopeTable>(kRopeTables, s, "RoPE table");
 }
 
 RopeMode parse_rope_mode(const std::string& s) {
-  if (s == "full") return RopeMode::Full;
-  if (s == "post") return RopeMode::Post;
-  if (s == "latent") return RopeMode::Latent;
-  if (s == "pairs") return RopeMode::Pairs;
-  throw Error("unknown RoPE mode '" + s + "' (expected post, latent or pairs)");
+  return parse_enum<RopeMode>(kRopeModes, s, "RoPE mode");
 }
 
 const char* to_string(PositionKind k) {

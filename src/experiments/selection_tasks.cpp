@@ -4,6 +4,7 @@
 
 #include "train/batch.h"
 #include "train/training_forward.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -48,15 +49,16 @@ void check_request(int64_t first, int count) {
 
 }  // namespace
 
+namespace {
+constexpr EnumName<SelectionTask> kTasks[] = {{SelectionTask::Position, "position"},
+                                              {SelectionTask::Retrieval, "retrieval"}};
+}  // namespace
+
 SelectionTask parse_selection_task(const std::string& s) {
-  if (s == "position") return SelectionTask::Position;
-  if (s == "retrieval") return SelectionTask::Retrieval;
-  throw Error("unknown selection task '" + s + "' (expected position or retrieval)");
+  return parse_enum<SelectionTask>(kTasks, s, "selection task");
 }
 
-const char* to_string(SelectionTask t) {
-  return t == SelectionTask::Position ? "position" : "retrieval";
-}
+const char* to_string(SelectionTask t) { return enum_name<SelectionTask>(kTasks, t); }
 
 void CopyBackSpec::validate() const {
   require(vocab >= 2, "copy-back task: vocabulary must have at least 2 symbols");

@@ -2,31 +2,23 @@
 
 #include <algorithm>
 
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace thinkeys {
 
-const char* to_string(CacheDType t) {
-  switch (t) {
-    case CacheDType::F32:
-      return "f32";
-    case CacheDType::F16:
-      return "f16";
-    case CacheDType::BF16:
-      return "bf16";
-    case CacheDType::Int8:
-      return "int8";
-    case CacheDType::Int4:
-      return "int4";
-  }
-  return "?";
-}
+namespace {
+constexpr EnumName<CacheDType> kCacheDTypes[] = {{CacheDType::F32, "f32"},
+                                                 {CacheDType::F16, "f16"},
+                                                 {CacheDType::BF16, "bf16"},
+                                                 {CacheDType::Int8, "int8"},
+                                                 {CacheDType::Int4, "int4"}};
+}  // namespace
+
+const char* to_string(CacheDType t) { return enum_name<CacheDType>(kCacheDTypes, t); }
 
 CacheDType parse_cache_dtype(const std::string& name) {
-  for (CacheDType t :
-       {CacheDType::F32, CacheDType::F16, CacheDType::BF16, CacheDType::Int8, CacheDType::Int4})
-    if (name == to_string(t)) return t;
-  throw Error("unknown cache dtype '" + name + "' (expected f32, f16, bf16, int8 or int4)");
+  return parse_enum<CacheDType>(kCacheDTypes, name, "cache dtype");
 }
 
 bool is_quantized(CacheDType t) { return t == CacheDType::Int8 || t == CacheDType::Int4; }

@@ -253,7 +253,7 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
     // The first pass moves the cursor on by a channel's share of the span.
     const std::size_t span = KeySpan(task.keys, t0, n);
     WithChannels(task.keys, t0, [&](const auto& ch) {
-      ChannelScores(ch, n, r, st.q, ldq, G, s, lds, kbuf, &cursor, span / r);
+      ChannelScores(ch, n, r, st.q, ldq, G, s, lds, &cursor, span / r);
     });
     cursor.advance(span % r);
   } else {

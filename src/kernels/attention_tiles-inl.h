@@ -114,17 +114,25 @@ HWY_INLINE void QueryPasses(int g0, int g1, Fn&& fn) {
 // alternate between two sets of accumulators to hide the FMA latency. With
 // a cursor, it is moved on channel_bytes after each channel; the caller
 // makes sure the channels fit in its current range.
+//
+// Quantized keys (Ch::kScaled) pass the scale group g of channels [c0, c1):
+// the sums start at zero and are multiplied by the tokens' scales in
+// registers before they are added to s (or stored, when first). Scaling is
+// linear, so a group cut into pieces (by the cursor's range) sums the same.
+// This replaced summing into a scratch row and scaling it in a second pass
+// (a store and two reloads per score vector), which made int8 thin keys
+// slower than f16 ones (docs/results/decode.md).
 template <int NQ, int TV, class Ch>
 HWY_INLINE void ChannelTile(const Ch& ch, int i0, int c0, int c1, const float* q, int ldq, float* s,
                             int lds, bool first, PrefetchCursor<>* cursor,
-                            std::size_t channel_bytes) {
+                            std::size_t channel_bytes, int g = 0) {
   const DF df;
   const int N = static_cast<int>(hn::Lanes(df));
   constexpr int kSets = NQ * TV < 8 ? 2 : 1;
   hn::Vec<DF> acc[kSets][NQ][TV];
   for (int j = 0; j < NQ; ++j)
     for (int v = 0; v < TV; ++v) {
-      acc[0][j][v] = first ? hn::Zero(df) : hn::LoadU(df, s + j * lds + i0 + v * N);
+      acc[0][j][v] = first || Ch::kScaled ? hn::Zero(df) : hn::LoadU(df, s + j * lds + i0 + v * N);
       if constexpr (kSets == 2) acc[1][j][v] = hn::Zero(df);
     }
   auto channel = [&](int c, auto set) {
@@ -142,29 +150,18 @@ HWY_INLINE void ChannelTile(const Ch& ch, int i0, int c0, int c1, const float* q
     if constexpr (kSets == 2) channel(c + 1, std::integral_constant<int, kSets - 1>());
   }
   if (c < c1) channel(c, std::integral_constant<int, 0>());
+  hn::Vec<DF> sc[TV];
+  if constexpr (Ch::kScaled)
+    for (int v = 0; v < TV; ++v) sc[v] = ch.scale(g, i0 + v * N);
   for (int j = 0; j < NQ; ++j)
     for (int v = 0; v < TV; ++v) {
       auto a = acc[0][j][v];
       if constexpr (kSets == 2) a = hn::Add(a, acc[1][j][v]);
-      hn::StoreU(a, df, s + j * lds + i0 + v * N);
-    }
-}
-
-// Lanes [i0, i0 + TV * N) of s[j] = (or +=, unless first) the scale of
-// group g times p[j], for NQ queries: a quantized group's sums scaled.
-template <int NQ, int TV, class Ch>
-HWY_INLINE void ScaleGroup(const Ch& ch, int g, int i0, const float* p, float* s, int lds,
-                           bool first) {
-  const DF df;
-  const int N = static_cast<int>(hn::Lanes(df));
-  for (int v = 0; v < TV; ++v) {
-    const auto sc = ch.scale(g, i0 + v * N);
-    for (int j = 0; j < NQ; ++j) {
       float* out = s + j * lds + i0 + v * N;
-      const auto x = hn::Mul(sc, hn::LoadU(df, p + j * lds + i0 + v * N));
-      hn::StoreU(first ? x : hn::Add(hn::LoadU(df, out), x), df, out);
+      if constexpr (Ch::kScaled)
+        a = first ? hn::Mul(a, sc[v]) : hn::MulAdd(a, sc[v], hn::LoadU(df, out));
+      hn::StoreU(a, df, out);
     }
-  }
 }
 
 // s[g][t] = q_g . k_t for all G queries and the n tokens of `ch`, r
@@ -175,12 +172,12 @@ HWY_INLINE void ScaleGroup(const Ch& ch, int g, int i0, const float* p, float* s
 // channels so that the cursor's out-of-line slow path could run between
 // them, which cost the gqa f16 score pass a fifth of its time with the
 // cache resident (docs/results/decode.md). The slow path now runs only
-// where a channel leaves the cursor's current range. Quantized keys sum each
-// scale group's channels into `partial` (rows of lds) and add them to s
-// scaled. Tokens past the last whole vector are scored one by one.
+// where a channel leaves the cursor's current range. Quantized keys scale
+// each group's sums in registers (ChannelTile). Tokens past the last whole
+// vector are scored one by one.
 template <class Ch>
 void ChannelScores(const Ch& ch, int n, int r, const float* q, int ldq, int G, float* s, int lds,
-                   float* partial, PrefetchCursor<>* cursor, std::size_t channel_bytes) {
+                   PrefetchCursor<>* cursor, std::size_t channel_bytes) {
   const int N = static_cast<int>(hn::Lanes(DF()));
   const int full = n / N;
   int scale_group = r;
@@ -188,7 +185,6 @@ void ChannelScores(const Ch& ch, int n, int r, const float* q, int ldq, int G, f
   QueryPasses<kPassQueries>(0, G, [&](auto nq, int g) {
     const float* qg = q + g * ldq;
     float* sg = s + g * lds;
-    float* sums = Ch::kScaled ? partial : sg;
     int v = 0;
     auto tiles = [&](auto tv) {
       for (; v + tv.value <= full; v += tv.value)
@@ -208,12 +204,13 @@ void ChannelScores(const Ch& ch, int n, int r, const float* q, int ldq, int G, f
                 c1 = c0 + 1;
               }
             }
-            ChannelTile<nq.value, tv.value>(ch, v * N, c0, c1, qg, ldq, sums, lds, c0 == g0,
-                                            inline_cursor, channel_bytes);
+            // Scaled sums start at zero per piece and are added to s
+            // (stored by the first piece of the first group).
+            const bool first = Ch::kScaled ? c0 == 0 : c0 == g0;
+            ChannelTile<nq.value, tv.value>(ch, v * N, c0, c1, qg, ldq, sg, lds, first,
+                                            inline_cursor, channel_bytes, g0 / scale_group);
             if (cursor && v == 0 && !inline_cursor) cursor->advance(channel_bytes);
           }
-          if constexpr (Ch::kScaled)
-            ScaleGroup<nq.value, tv.value>(ch, g0 / scale_group, v * N, sums, sg, lds, g0 == 0);
         }
     };
     tiles(std::integral_constant<int, 4>());

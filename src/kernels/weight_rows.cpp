@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "format/row_codec.h"
+#include "util/enum_names.h"
 
 namespace thinkeys {
 
@@ -29,17 +30,11 @@ std::size_t weight_type_bytes(WeightType t) {
 }
 
 const char* weight_type_name(WeightType t) {
-  switch (t) {
-    case WeightType::F32:
-      return "f32";
-    case WeightType::BF16:
-      return "bf16";
-    case WeightType::F16:
-      return "f16";
-    case WeightType::Int8:
-      return "int8";
-  }
-  return "?";
+  static constexpr EnumName<WeightType> kNames[] = {{WeightType::F32, "f32"},
+                                                    {WeightType::BF16, "bf16"},
+                                                    {WeightType::F16, "f16"},
+                                                    {WeightType::Int8, "int8"}};
+  return enum_name<WeightType>(kNames, t);
 }
 
 void weight_rows_to_f32(const WeightRows& w, int cols, int row_begin, int row_end, float* out) {

@@ -51,19 +51,35 @@ Model random_model(const ModelConfig& config, uint64_t seed, double stddev) {
   return m;
 }
 
-ModelConfig gpt2_small_config() {
+namespace {
+
+void set_shape(ModelConfig& c, const ModelShape& s) {
+  c.source_format = "random";
+  c.vocab_size = s.vocab;
+  c.dim = s.dim;
+  c.n_layers = s.layers;
+  c.n_heads = s.heads;
+  c.n_kv_heads = s.kv_heads;
+  c.head_dim = s.head_dim;
+  c.hidden_dim = s.hidden;
+  c.max_positions = s.max_positions;
+}
+
+}  // namespace
+
+ModelConfig llama_config(const ModelShape& s) {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.model_type = "llama";
+  set_shape(c, s);
+  return c;
+}
+
+ModelConfig gpt2_config(const ModelShape& s) {
   ModelConfig c;
   c.architecture = "GPT2LMHeadModel";
   c.model_type = "gpt2";
-  c.source_format = "random";
-  c.vocab_size = 50257;
-  c.dim = 768;
-  c.n_layers = 12;
-  c.n_heads = 12;
-  c.n_kv_heads = 12;
-  c.head_dim = 64;
-  c.hidden_dim = 3072;
-  c.max_positions = 1024;
+  set_shape(c, s);
   c.norm = NormKind::LayerNorm;
   c.norm_eps = 1e-5;
   c.mlp = MlpKind::GeluTanh;
@@ -73,5 +89,7 @@ ModelConfig gpt2_small_config() {
   c.bos_id = c.eos_id = 50256;
   return c;
 }
+
+ModelConfig gpt2_small_config() { return gpt2_config({50257, 768, 12, 12, 12, 64, 3072, 1024}); }
 
 }  // namespace thinkeys

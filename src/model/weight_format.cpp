@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -46,26 +47,20 @@ void renarrow(const at::Tensor& fused, std::vector<at::Tensor*> parts) {
 
 }  // namespace
 
+namespace {
+// Hugging Face's torch_dtype spellings are accepted too.
+constexpr EnumName<WeightFormat> kWeightFormats[] = {
+    {WeightFormat::F32, "f32"},    {WeightFormat::BF16, "bf16"},   {WeightFormat::F16, "f16"},
+    {WeightFormat::Int8, "int8"},  {WeightFormat::F32, "float32"}, {WeightFormat::BF16, "bfloat16"},
+    {WeightFormat::F16, "float16"}};
+}  // namespace
+
 WeightFormat parse_weight_format(const std::string& name) {
-  if (name == "f32" || name == "float32") return WeightFormat::F32;
-  if (name == "bf16" || name == "bfloat16") return WeightFormat::BF16;
-  if (name == "f16" || name == "float16") return WeightFormat::F16;
-  if (name == "int8") return WeightFormat::Int8;
-  throw Error("unknown weight format '" + name + "' (expected f32, bf16, f16 or int8)");
+  return parse_enum<WeightFormat>(kWeightFormats, name, "weight format");
 }
 
 const char* weight_format_name(WeightFormat f) {
-  switch (f) {
-    case WeightFormat::F32:
-      return "f32";
-    case WeightFormat::BF16:
-      return "bf16";
-    case WeightFormat::F16:
-      return "f16";
-    case WeightFormat::Int8:
-      return "int8";
-  }
-  return "?";
+  return enum_name<WeightFormat>(kWeightFormats, f);
 }
 
 WeightFormat stored_weight_format(const ModelConfig& c) {

@@ -8,23 +8,18 @@
 
 #include "model/weights.h"
 #include "runtime/batch_decoder.h"
+#include "util/enum_names.h"
 
 namespace thinkeys::serve {
 
 using Clock = std::chrono::steady_clock;
 
 const char* to_string(FinishReason r) {
-  switch (r) {
-    case FinishReason::Stop:
-      return "stop";
-    case FinishReason::Length:
-      return "length";
-    case FinishReason::Cancelled:
-      return "cancelled";
-    case FinishReason::Error:
-      return "error";
-  }
-  return "?";
+  static constexpr EnumName<FinishReason> kNames[] = {{FinishReason::Stop, "stop"},
+                                                      {FinishReason::Length, "length"},
+                                                      {FinishReason::Cancelled, "cancelled"},
+                                                      {FinishReason::Error, "error"}};
+  return enum_name<FinishReason>(kNames, r);
 }
 
 void Wakeup::notify() {

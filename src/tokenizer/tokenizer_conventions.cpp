@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -78,17 +79,12 @@ bool defaults_to_bos(const std::string& tokenizer_class) {
 }
 
 const char* kind_name(TokenizerKind k) {
-  switch (k) {
-    case TokenizerKind::TokenizerJson:
-      return "tokenizer.json";
-    case TokenizerKind::Gpt2Files:
-      return "GPT-2-style vocabulary + merges";
-    case TokenizerKind::SentencePiece:
-      return "SentencePiece tokenizer.model";
-    case TokenizerKind::Llama2c:
-      return "llama2.c tokenizer.bin";
-  }
-  return "tokenizer";
+  static constexpr EnumName<TokenizerKind> kNames[] = {
+      {TokenizerKind::TokenizerJson, "tokenizer.json"},
+      {TokenizerKind::Gpt2Files, "GPT-2-style vocabulary + merges"},
+      {TokenizerKind::SentencePiece, "SentencePiece tokenizer.model"},
+      {TokenizerKind::Llama2c, "llama2.c tokenizer.bin"}};
+  return enum_name<TokenizerKind>(kNames, k);
 }
 
 void add_special(TokenizerConventions& c, const std::string& text, int32_t id) {

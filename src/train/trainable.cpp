@@ -2,6 +2,7 @@
 
 #include <functional>
 
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -53,9 +54,9 @@ void for_each_weight(Model& m,
 }  // namespace
 
 TrainScope parse_train_scope(const std::string& s) {
-  if (s == "all") return TrainScope::All;
-  if (s == "qk") return TrainScope::QK;
-  throw Error("unknown training scope '" + s + "' (expected all or qk)");
+  static constexpr EnumName<TrainScope> kNames[] = {{TrainScope::All, "all"},
+                                                    {TrainScope::QK, "qk"}};
+  return parse_enum<TrainScope>(kNames, s, "training scope");
 }
 
 std::vector<NamedParameter> prepare_for_training(Model& model, TrainScope scope) {

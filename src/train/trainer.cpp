@@ -17,6 +17,7 @@
 #include "train/data_parallel.h"
 #include "train/training_forward.h"
 #include "util/atomic_output.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 #include "util/progress.h"
 #include "util/text_file.h"
@@ -80,9 +81,8 @@ double process_cpu_seconds() {
 }  // namespace
 
 LossKind parse_loss_kind(const std::string& s) {
-  if (s == "lm") return LossKind::LM;
-  if (s == "kd") return LossKind::KD;
-  throw Error("unknown loss '" + s + "' (expected lm or kd)");
+  static constexpr EnumName<LossKind> kNames[] = {{LossKind::LM, "lm"}, {LossKind::KD, "kd"}};
+  return parse_enum<LossKind>(kNames, s, "loss");
 }
 
 void TrainConfig::validate() const {

@@ -13,19 +13,9 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import assert from "node:assert/strict";
-import { bounded, metrics, sleep, startServer, stopServer } from "./serve_harness.mjs";
+import { bounded, metrics, sleep, startServer, stopServer, serveTestArgs } from "./serve_harness.mjs";
 
-const [binary, sharedArg] = process.argv.slice(2);
-const shared = process.env.THINKEYS_SHARED || sharedArg;
-const model = path.join(shared ?? "", "models/stories260K/stories260K.bin");
-if (!binary || !existsSync(binary)) {
-  console.error("usage: node serve_capacity.mjs THINKEYS_BINARY SHARED_DIR");
-  process.exit(2);
-}
-if (!existsSync(model)) {
-  console.log(`SKIP: ${model} not found (set THINKEYS_SHARED)`);
-  process.exit(77);
-}
+const { binary, shared, model } = serveTestArgs("serve_capacity.mjs");
 const watchdog = bounded(240);
 const step = (name) => console.log(`- ${name}`);
 

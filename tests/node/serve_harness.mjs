@@ -3,7 +3,9 @@
 // checked to exit 0, /metrics parsed, and a bound on the whole test so that
 // nothing outlives it.
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import net from "node:net";
+import path from "node:path";
 import assert from "node:assert/strict";
 
 const children = new Set();
@@ -98,4 +100,22 @@ export async function metrics(base) {
     if (m) out[m[1]] = Number(m[2]);
   }
   return out;
+}
+
+// The command line every serve test takes: the thinkeys binary and the shared
+// folder ($THINKEYS_SHARED wins). Exits 2 on a missing binary and 77 (ctest:
+// skipped) when stories260K is not there.
+export function serveTestArgs(script) {
+  const [binary, sharedArg] = process.argv.slice(2);
+  const shared = process.env.THINKEYS_SHARED || sharedArg;
+  const model = path.join(shared ?? "", "models/stories260K/stories260K.bin");
+  if (!binary || !existsSync(binary)) {
+    console.error(`usage: node ${script} THINKEYS_BINARY SHARED_DIR`);
+    process.exit(2);
+  }
+  if (!existsSync(model)) {
+    console.log(`SKIP: ${model} not found (set THINKEYS_SHARED)`);
+    process.exit(77);
+  }
+  return { binary, shared, model };
 }

@@ -17,19 +17,9 @@ import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync
 import os from "node:os";
 import path from "node:path";
 import assert from "node:assert/strict";
-import { bounded, freePort, metrics, sleep, startServer, stopServer, track } from "./serve_harness.mjs";
+import { bounded, freePort, metrics, sleep, startServer, stopServer, track, serveTestArgs } from "./serve_harness.mjs";
 
-const [binary, sharedArg] = process.argv.slice(2);
-const shared = process.env.THINKEYS_SHARED || sharedArg;
-const model = path.join(shared ?? "", "models/stories260K/stories260K.bin");
-if (!binary || !existsSync(binary)) {
-  console.error("usage: node serve_nginx.mjs THINKEYS_BINARY SHARED_DIR");
-  process.exit(2);
-}
-if (!existsSync(model)) {
-  console.log(`SKIP: ${model} not found (set THINKEYS_SHARED)`);
-  process.exit(77);
-}
+const { binary, shared, model } = serveTestArgs("serve_nginx.mjs");
 const nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((p) => existsSync(p));
 if (!nginx) {
   console.log("SKIP: nginx is not installed (apt-get install nginx-light)");

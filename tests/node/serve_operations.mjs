@@ -16,19 +16,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from "no
 import os from "node:os";
 import path from "node:path";
 import assert from "node:assert/strict";
-import { bounded, metrics, sleep, startServer, stopServer } from "./serve_harness.mjs";
+import { bounded, metrics, sleep, startServer, stopServer, serveTestArgs } from "./serve_harness.mjs";
 
-const [binary, sharedArg] = process.argv.slice(2);
-const shared = process.env.THINKEYS_SHARED || sharedArg;
-const stories = path.join(shared ?? "", "models/stories260K/stories260K.bin");
-if (!binary || !existsSync(binary)) {
-  console.error("usage: node serve_operations.mjs THINKEYS_BINARY SHARED_DIR");
-  process.exit(2);
-}
-if (!existsSync(stories)) {
-  console.log(`SKIP: ${stories} not found (set THINKEYS_SHARED)`);
-  process.exit(77);
-}
+const { binary, shared, model: stories } = serveTestArgs("serve_operations.mjs");
 let OpenAI, Template, llama3;
 try {
   OpenAI = (await import("openai")).default;
