@@ -17,21 +17,13 @@
 #include "model/random_init.h"
 #include "runtime/batch_decoder.h"
 #include "util/error.h"
+#include "util/memory_info.h"
 
 namespace thinkeys {
 namespace {
 
-// Bytes the kernel can still get without pushing the machine into swap or
-// the OOM killer; 0 if /proc/meminfo is unreadable (then nothing is refused).
-std::size_t available_memory() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  std::size_t kb = 0;
-  std::string unit;
-  while (in >> key >> kb >> unit)
-    if (key == "MemAvailable:") return kb * 1024;
-  return 0;
-}
+// 0 if /proc/meminfo is unreadable: then nothing is refused.
+std::size_t available_memory() { return mem_available_bytes(); }
 
 std::string gib(double bytes) {
   std::ostringstream s;

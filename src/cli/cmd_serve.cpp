@@ -12,6 +12,7 @@
 #include "cli/common.h"
 #include "plan/sequence_capacity.h"
 #include "serve/server.h"
+#include "util/memory_info.h"
 
 namespace thinkeys::cli {
 
@@ -21,16 +22,11 @@ std::atomic<int> g_signal{0};
 
 void on_signal(int sig) { g_signal = sig; }
 
-// MemAvailable from /proc/meminfo: what a new allocation can get without
-// swapping, the base of --cache-fraction.
+// The base of --cache-fraction.
 std::size_t available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  std::size_t kb = 0;
-  std::string unit;
-  while (in >> key >> kb >> unit)
-    if (key == "MemAvailable:") return kb * 1024;
-  throw Error("cannot read MemAvailable from /proc/meminfo; pass --cache-mb");
+  const std::size_t avail = mem_available_bytes();
+  if (avail == 0) throw Error("cannot read MemAvailable from /proc/meminfo; pass --cache-mb");
+  return avail;
 }
 
 std::string model_name_of(const std::string& path) {
