@@ -20,6 +20,7 @@
 // u = p + 2^-9 (1 + 2^-7) + 1.01 (n + 2) 2^-24, p = 2^-9 (bf16) or
 // 2^-8 + 2^-18 (int8: both factors perturbed).
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "checkpoint/hf_checkpoint.h"
@@ -254,6 +256,21 @@ TEST(WeightFormats, ProjectReadsStoredWeightsForFewAndManyRows) {
         else
           expect_within_accumulation(y - b, x, wf, what);
       }
+}
+
+// The many-row bf16 product narrows its pool workers to one OpenMP thread
+// each; that must stay per thread: a thread started afterwards (a training
+// or calibration thread) still gets libtorch's process-wide count.
+TEST(WeightFormats, ManyRowProductLeavesLibtorchThreadCountAlone) {
+  configure_threads(2);
+  at::set_num_threads(2);
+  const auto [w, s] = stored(at::randn({1100, 130}), WeightType::BF16);
+  const at::Tensor y = project(at::randn({300, 130}), w, at::Tensor(), s);
+  ASSERT_EQ(y.size(0), 300);
+  int seen = 0;
+  std::thread([&] { seen = at::get_num_threads(); }).join();
+  at::set_num_threads(1);
+  EXPECT_EQ(seen, 2);
 }
 
 TEST(WeightFormats, EmbedReadsRowsInEveryFormat) {

@@ -11,6 +11,10 @@
 #include "util/threads.h"
 #include "util/work_pool.h"
 
+// libgomp, loaded with libtorch; weak so a libtorch built without OpenMP
+// still links (its at::mm then has no OpenMP threads to narrow).
+extern "C" void omp_set_num_threads(int) __attribute__((weak));
+
 namespace thinkeys {
 namespace {
 
@@ -69,7 +73,14 @@ constexpr int kBf16TileFeatures = 512;
 // its own share on one OpenMP thread so the two pools do not contend.
 void one_openmp_thread() {
   thread_local bool done = false;
-  if (!done) at::set_num_threads(1);
+  if (done) return;
+  // Settle ATen's per-thread lazy init first (it would later reset this
+  // thread's OpenMP count to the process default), then narrow only this
+  // thread. at::set_num_threads(1) here would also change the process-wide
+  // default every thread created afterwards starts with (training,
+  // calibration, another library user).
+  at::internal::lazy_init_num_threads();
+  if (omp_set_num_threads != nullptr) omp_set_num_threads(1);
   done = true;
 }
 
