@@ -22,9 +22,6 @@
 namespace thinkeys {
 namespace {
 
-// 0 if /proc/meminfo is unreadable: then nothing is refused.
-std::size_t available_memory() { return mem_available_bytes(); }
-
 std::string gib(double bytes) {
   std::ostringstream s;
   s.precision(1);
@@ -101,8 +98,6 @@ BatchDecoderOptions decoder_options(const Model& model, const ModelDecodeCache& 
 
 }  // namespace
 
-std::size_t available_memory_bytes() { return available_memory(); }
-
 std::size_t model_decode_cache_bytes(const ModelDecodeCase& c, const ModelDecodeBenchOptions& o) {
   check_options(o);
   return decoder_options(*c.model, c.cache, o).cache.budget_bytes;
@@ -153,7 +148,7 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
   };
   // rows[i] holds case i's rows, longest context first.
   std::vector<std::vector<ModelDecodeRow>> rows(n);
-  const std::size_t avail = available_memory();
+  const std::size_t avail = mem_available_bytes();  // 0 if unknown: nothing is refused
   if (avail > 0 && total > o.memory_fraction * avail) {
     for (int i = 0; i < n; ++i)
       for (int ctx : ctxs)

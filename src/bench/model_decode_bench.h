@@ -82,9 +82,8 @@ struct ModelDecodeCase {
 };
 
 // Bytes of cache pool one case holds (max(batch) sequences of max(ctx) tokens
-// plus the timed steps) and the machine's MemAvailable (0 if unknown).
+// plus the timed steps).
 std::size_t model_decode_cache_bytes(const ModelDecodeCase& c, const ModelDecodeBenchOptions& o);
-std::size_t available_memory_bytes();
 
 // Fills max(batch) synthetic sequences of max(ctx) tokens once per case, then
 // times each (ctx, batch) after truncating to ctx, longest first, stepping

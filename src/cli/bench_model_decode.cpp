@@ -14,6 +14,7 @@
 #include "model/random_init.h"
 #include "model/weight_format.h"
 #include "util/error.h"
+#include "util/memory_info.h"
 
 namespace thinkeys::cli {
 void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
@@ -55,7 +56,7 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
         layouts.push_back(c.cache.name);
         layout_bytes.push_back(model_decode_cache_bytes(c, o));
       }
-    const std::size_t avail = available_memory_bytes();
+    const std::size_t avail = mem_available_bytes();
     const double limit = avail == 0 ? 1e30 : o.memory_fraction * static_cast<double>(avail);
     std::vector<std::vector<std::string>> groups;
     double used = 0;
