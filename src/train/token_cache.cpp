@@ -191,6 +191,13 @@ DataFiles find_data_files(const fs::path& data) {
   std::sort(txt.begin(), txt.end());
   for (const auto& p : txt) {
     const std::string name = p.filename().string();
+    // Test text is for reported figures only: training on it (or choosing on it)
+    // would make those figures in-sample. gutenberg/test.txt sorts before the
+    // train-NN shards, so without this it was silently part of the training pool.
+    if (name.rfind("test", 0) == 0) {
+      f.test.push_back(p);
+      continue;
+    }
     bool valid = name.rfind("valid", 0) == 0 || name.rfind("val.", 0) == 0 ||
                  name.rfind("val_", 0) == 0 || name.find("valid") != std::string::npos;
     (valid ? f.valid : f.train).push_back(p);
