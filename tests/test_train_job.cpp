@@ -8,7 +8,6 @@
 #include <numeric>
 #include <vector>
 
-#include "train/token_cache.h"
 #include "train/train_job.h"
 #include "train/window_dataset.h"
 #include "util/error.h"
@@ -102,23 +101,6 @@ TEST(TrainJob, ResumesOnlyWhenAskedAndATrainerStateExists) {
   ASSERT_TRUE(ckpt);
   EXPECT_EQ(*ckpt, out / "checkpoint");
   fs::remove_all(out);
-}
-
-// A data directory laid out like gutenberg/: test.txt sorts before the train
-// shards and must be in neither the training nor the validation files.
-TEST(TrainJob, DataDirectoryKeepsTestTextOutOfTraining) {
-  const fs::path dir = fs::path(::testing::TempDir()) / "thinkeys_data_files";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  for (const char* name : {"test.txt", "train-00.txt", "train-01.txt", "valid.txt", "INDEX.tsv"})
-    std::ofstream(dir / name) << "text\n";
-  const DataFiles f = find_data_files(dir);
-  EXPECT_EQ(f.train, (std::vector<fs::path>{dir / "train-00.txt", dir / "train-01.txt"}));
-  EXPECT_EQ(f.valid, (std::vector<fs::path>{dir / "valid.txt"}));
-  EXPECT_EQ(f.test, (std::vector<fs::path>{dir / "test.txt"}));
-  // A single file is training text whatever its name.
-  EXPECT_EQ(find_data_files(dir / "test.txt").train, (std::vector<fs::path>{dir / "test.txt"}));
-  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -42,10 +42,11 @@ std::vector<int32_t> tokenize_file_cached(const std::filesystem::path& text_file
 
 // Training and validation text files under `data`: a file is used as is; a
 // directory contributes its *.txt files (sorted), with valid*.txt / val*.txt /
-// *valid* as validation, test*.txt set aside (neither trained nor validated
-// on), and the rest as training. Throws Error for missing or empty data.
+// *valid* as validation, test*.txt / *.test* / *_test* / *-test* left out
+// entirely (held-out text for reported figures), and the rest as training.
+// Throws Error for missing or empty data.
 struct DataFiles {
-  std::vector<std::filesystem::path> train, valid, test;
+  std::vector<std::filesystem::path> train, valid;
 };
 DataFiles find_data_files(const std::filesystem::path& data);
 
