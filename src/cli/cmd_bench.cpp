@@ -15,6 +15,7 @@
 #include "cli/common.h"
 #include "compress/compressor.h"
 #include "model/random_init.h"
+#include "model/weight_format.h"
 #include "util/error.h"
 #include "util/shared_data.h"
 

@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "checkpoint/hf_checkpoint.h"
+#include "checkpoint/loaded_model.h"
 #include "checkpoint/model_loader.h"
 #include "cli/commands.h"
 #include "util/error.h"
@@ -21,10 +22,10 @@ Command add_convert(CLI::App& app) {
                   "Weight dtype: stored (the input model's, default), f32, f16 or bf16")
       ->check(CLI::IsMember({"stored", "f32", "f16", "bf16"}));
   return {sub, [opts] {
-            Model m = load_model(opts->model);
-            const DType dt = dtype_for_saving(opts->dtype, m.config);
-            save_model(m, opts->out, dt, opts->model);
-            std::printf("wrote %s (%s, %s)\n", opts->out.c_str(), m.config.architecture.c_str(),
+            const LoadedModel m = load_model_handle(opts->model);
+            const DType dt = dtype_for_saving(opts->dtype, m.config());
+            save_model(m.model(), opts->out, dt, opts->model);
+            std::printf("wrote %s (%s, %s)\n", opts->out.c_str(), m.config().architecture.c_str(),
                         dtype_name(dt));
           }};
 }
