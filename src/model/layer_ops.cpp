@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <string>
 
+#include "kernels/row_ops.h"
 #include "kernels/small_gemm.h"
 #include "model/weight_format.h"
 #include "util/error.h"
@@ -172,6 +173,25 @@ at::Tensor tiled_project(const at::Tensor& x_in, const at::Tensor& w, const at::
   return y.view(shape);
 }
 
+// Rows per work item of the element-wise prefill loops below.
+constexpr int kRowChunk = 16;
+
+// Many f32 rows without autograd (prefill): libtorch runs element-wise ops on
+// one thread here (model/engine_threads.h), so norms and activations split
+// their rows over the compute pool instead.
+bool many_plain_rows(const at::Tensor& x) {
+  return plain(x) && x.dim() == 2 && x.size(0) > kSmallGemmMaxRows && x.is_contiguous();
+}
+
+template <class F>
+void for_row_chunks(int64_t rows, F&& f) {
+  const int chunks = static_cast<int>((rows + kRowChunk - 1) / kRowChunk);
+  compute_pool()->run(chunks, [&](int c, int) {
+    const int64_t r0 = int64_t{c} * kRowChunk;
+    for (int64_t r = r0; r < std::min(rows, r0 + kRowChunk); ++r) f(r);
+  });
+}
+
 }  // namespace
 
 int project_threads() { return compute_pool()->threads(); }
@@ -206,6 +226,24 @@ at::Tensor embed(const at::Tensor& table, const at::Tensor& scales, const at::Te
 
 at::Tensor normalize(const ModelConfig& c, const at::Tensor& x, const at::Tensor& w,
                      const at::Tensor& b) {
+  if (many_plain_rows(x) && plain(w) && w.is_contiguous() && w.numel() == x.size(1) &&
+      (!b.defined() || (plain(b) && b.is_contiguous() && b.numel() == x.size(1)))) {
+    at::Tensor y = at::empty_like(x);
+    const int n = static_cast<int>(x.size(1));
+    const float* xp = x.data_ptr<float>();
+    const float* wp = w.data_ptr<float>();
+    const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+    float* yp = y.data_ptr<float>();
+    const float eps = static_cast<float>(c.norm_eps);
+    const bool layer = c.norm == NormKind::LayerNorm;
+    for_row_chunks(x.size(0), [&](int64_t r) {
+      if (layer)
+        layer_norm_row(xp + r * n, wp, bp, n, eps, yp + r * n);
+      else
+        rms_norm_row(xp + r * n, wp, n, eps, yp + r * n);
+    });
+    return y;
+  }
   if (c.norm == NormKind::LayerNorm) return at::layer_norm(x, {x.size(-1)}, w, b, c.norm_eps);
   return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + c.norm_eps) * w;
 }
@@ -222,9 +260,29 @@ at::Tensor feed_forward(const ModelConfig& c, const LayerWeights& L, const at::T
   if (c.mlp == MlpKind::SwiGLU) {
     at::Tensor gu = project(h, L.w_gate_up, L.b_gate_up, L.w_gate_up_scales);
     const int64_t f = c.hidden_dim;
-    m = at::silu(gu.narrow(1, 0, f)) * gu.narrow(1, f, f);
+    if (many_plain_rows(gu)) {
+      m = at::empty({gu.size(0), f}, gu.options());
+      const float* g = gu.data_ptr<float>();
+      float* mp = m.data_ptr<float>();
+      for_row_chunks(gu.size(0), [&](int64_t r) {
+        silu_mul(g + r * 2 * f, g + r * 2 * f + f, static_cast<int>(f), mp + r * f);
+      });
+    } else {
+      m = at::silu(gu.narrow(1, 0, f)) * gu.narrow(1, f, f);
+    }
   } else {
-    m = at::gelu(project(h, L.w_up, L.b_up, L.w_up_scales), "tanh");
+    m = project(h, L.w_up, L.b_up, L.w_up_scales);
+    if (many_plain_rows(m)) {
+      at::Tensor a = at::empty_like(m);
+      const int64_t f = m.size(1);
+      const float* mp = m.data_ptr<float>();
+      float* ap = a.data_ptr<float>();
+      for_row_chunks(m.size(0),
+                     [&](int64_t r) { gelu_tanh(mp + r * f, static_cast<int>(f), ap + r * f); });
+      m = a;
+    } else {
+      m = at::gelu(m, "tanh");
+    }
   }
   return project(m, L.w_down, L.b_down, L.w_down_scales);
 }
