@@ -3,10 +3,13 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kernels/row_ops.h"
 #include "kernels/small_gemm.h"
+#include "kernels/weight_tiles.h"
 #include "model/weight_format.h"
 #include "util/error.h"
 #include "util/threads.h"
@@ -15,6 +18,13 @@
 // libgomp, loaded with libtorch; weak so a libtorch built without OpenMP
 // still links (its at::mm then has no OpenMP threads to narrow).
 extern "C" void omp_set_num_threads(int) __attribute__((weak));
+// oneDNN's row-major C = alpha op(A) op(B) + beta C with bf16 A and B and f32
+// C (libdnnl, which libtorch loads; declared here because Debian's libtorch
+// package does not bring its header). Returns dnnl_status_t, 0 on success.
+extern "C" int dnnl_gemm_bf16bf16f32(char transa, char transb, int64_t m, int64_t n, int64_t k,
+                                     float alpha, const uint16_t* a, int64_t lda, const uint16_t* b,
+                                     int64_t ldb, float beta, float* c, int64_t ldc)
+    __attribute__((weak));
 
 namespace thinkeys {
 namespace {
@@ -95,37 +105,54 @@ bool native_bf16_gemm() {
 
 // Many rows (prefill) by a bf16 or int8 matrix: the rows are rounded to bf16
 // once and multiplied in bf16 with f32 accumulation (oneDNN's AVX512-BF16
-// kernels through at::mm: 2-3x sgemm's rate on this machine, where converting
-// tiles to f32 for sgemm made 16-bit prefill slower than f32). int8 tiles are
-// widened to bf16 first. Each output is rounded to bf16 once by at::mm; the
-// error bound is in tests/test_weight_formats.cpp.
+// kernels: 2-3x sgemm's rate on this machine, where converting tiles to f32
+// for sgemm made 16-bit prefill slower than f32). int8 tiles are widened to
+// bf16 first (the level exactly, level x scale rounded once). oneDNN's bf16
+// GEMM writes f32 outputs straight into y; without it (a libtorch built
+// without oneDNN) at::mm rounds each output to bf16. The error bound is in
+// tests/test_weight_formats.cpp.
 at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Tensor& b,
                         const at::Tensor& scales) {
   const int64_t out = w.size(0), in = w.size(1), rows = x2.size(0);
-  const at::Tensor xb = x2.to(at::kBFloat16);
+  const at::Tensor xb = x2.to(at::kBFloat16).contiguous();
   at::Tensor y = at::empty({rows, out}, at::kFloat);
-  const bool int8 = w.scalar_type() == at::kChar;
+  const bool stored_bf16 = w.scalar_type() == at::kBFloat16 && w.is_contiguous();
   const WeightRows wr = weight_rows(w, scales);
   // A multiple of the thread count of equal tiles keeps the threads level.
   const int64_t threads = project_threads();
   const int64_t per_thread =
       (out + threads * kBf16TileFeatures - 1) / (threads * kBf16TileFeatures);
   const int64_t tiles = threads * per_thread, tile = (out + tiles - 1) / tiles;
+  const auto* xp = static_cast<const uint16_t*>(xb.data_ptr());
+  float* yp = y.data_ptr<float>();
+  const float* bp = b.defined() ? b.contiguous().data_ptr<float>() : nullptr;
   compute_pool()->run(static_cast<int>(tiles), [&](int t, int) {
     one_openmp_thread();
     const int64_t o0 = std::min(out, t * tile), n = std::min(tile, out - o0);
     if (n <= 0) return;
-    at::Tensor wt;
-    if (int8) {
-      at::Tensor f = at::empty({n, in}, at::kFloat);
-      weight_rows_to_f32(wr, static_cast<int>(in), static_cast<int>(o0), static_cast<int>(o0 + n),
-                         f.data_ptr<float>());
-      wt = f.to(at::kBFloat16);
+    const uint16_t* wt;
+    thread_local std::vector<uint16_t> converted;
+    if (stored_bf16) {
+      wt = static_cast<const uint16_t*>(w.data_ptr()) + o0 * in;
     } else {
-      wt = w.narrow(0, o0, n);
+      converted.resize(static_cast<std::size_t>(n * in));
+      weight_rows_to_bf16(wr, static_cast<int>(in), static_cast<int>(o0), static_cast<int>(o0 + n),
+                          converted.data());
+      wt = converted.data();
     }
+    if (dnnl_gemm_bf16bf16f32 != nullptr) {
+      const int status =
+          dnnl_gemm_bf16bf16f32('N', 'T', rows, n, in, 1.0f, xp, in, wt, in, 0.0f, yp + o0, out);
+      if (status != 0)
+        throw Error("oneDNN bf16 GEMM failed (status " + std::to_string(status) + ")");
+      if (bp)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < n; ++j) yp[r * out + o0 + j] += bp[o0 + j];
+      return;
+    }
+    const at::Tensor wtile = at::from_blob(const_cast<uint16_t*>(wt), {n, in}, at::kBFloat16);
     at::Tensor part = y.narrow(1, o0, n);
-    part.copy_(at::mm(xb, wt.t()));
+    part.copy_(at::mm(xb, wtile.t()));
     if (b.defined()) part.add_(b.narrow(0, o0, n));
   });
   return y;
