@@ -277,6 +277,27 @@ at::Tensor normalize(const ModelConfig& c, const at::Tensor& x, const at::Tensor
 
 at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   const int64_t half = x.size(-1) / 2;
+  // Prefill rows [N, heads, width] with tables [N, 1, >= half]: each row is
+  // copied and turned in place on the compute pool (same products and sums
+  // as below, so the same values), not six libtorch passes on one thread.
+  if (plain(x) && x.dim() == 3 && x.size(0) > kSmallGemmMaxRows && x.size(-1) % 2 == 0 &&
+      x.stride(2) == 1 && x.stride(1) == x.size(2) && plain(cos) && plain(sin) && cos.dim() == 3 &&
+      sin.dim() == 3 && cos.size(0) == x.size(0) && cos.size(1) == 1 && cos.size(2) >= half &&
+      cos.stride(2) == 1 && sin.sizes() == cos.sizes() && sin.strides() == cos.strides()) {
+    const int64_t heads = x.size(1), width = x.size(2), row = heads * width;
+    at::Tensor y = at::empty(x.sizes(), x.options());
+    const float* xp = x.data_ptr<float>();
+    const float* cp = cos.data_ptr<float>();
+    const float* sp = sin.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    for_row_chunks(x.size(0), [&](int64_t r) {
+      std::copy(xp + r * x.stride(0), xp + r * x.stride(0) + row, yp + r * row);
+      rope_rotate_half(yp + r * row, static_cast<int>(heads), static_cast<int>(width),
+                       static_cast<std::size_t>(width), cp + r * cos.stride(0),
+                       sp + r * sin.stride(0));
+    });
+    return y;
+  }
   at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
   at::Tensor c = cos.narrow(-1, 0, half), s = sin.narrow(-1, 0, half);
   return at::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
