@@ -6,6 +6,7 @@
 add_library(thinkeys_experiments STATIC
   src/experiments/selection_tasks.cpp
   src/experiments/selection_experiment.cpp
+  src/experiments/selection_key_rank.cpp
   src/experiments/demo.cpp
 )
 target_link_libraries(thinkeys_experiments PUBLIC thinkeys_train thinkeys_eval)
