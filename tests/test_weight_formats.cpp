@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -215,6 +216,12 @@ TEST(WeightFormats, WeightRowsToBf16RoundsTheWidenedValueToNearestEven) {
     for (int i = 0; i < 4 * 150; ++i) differ += out[i] != wp[i];
     EXPECT_EQ(differ, 0) << weight_type_name(type);
   }
+  // Activations: any f32 length, the same conversion.
+  const at::Tensor x = at::randn({1003}) * 100;
+  std::vector<uint16_t> xb(1003);
+  f32_to_bf16_bits(x.data_ptr<float>(), 1003, xb.data());
+  const at::Tensor xw = x.to(at::kBFloat16);
+  EXPECT_EQ(std::memcmp(xb.data(), xw.data_ptr(), 2 * 1003), 0);
   // Ties, level 1 in two rows: 1 + 2^-8 lies halfway between bf16's 1
   // (0x3F80) and 1 + 2^-7 (0x3F81) and goes to the even 0x3F80; 1 + 3 * 2^-8
   // lies halfway between 0x3F81 and 1 + 2^-6 (0x3F82) and goes to 0x3F82.

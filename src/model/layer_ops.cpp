@@ -47,6 +47,25 @@ bool stored_weights(const at::Tensor& w) {
   return st == at::kBFloat16 || st == at::kHalf || st == at::kChar;
 }
 
+// Rows per work item of the element-wise prefill loops below.
+constexpr int kRowChunk = 16;
+
+// Many f32 rows without autograd (prefill): libtorch runs element-wise ops on
+// one thread here (model/engine_threads.h), so norms and activations split
+// their rows over the compute pool instead.
+bool many_plain_rows(const at::Tensor& x) {
+  return plain(x) && x.dim() == 2 && x.size(0) > kSmallGemmMaxRows && x.is_contiguous();
+}
+
+template <class F>
+void for_row_chunks(int64_t rows, F&& f) {
+  const int chunks = static_cast<int>((rows + kRowChunk - 1) / kRowChunk);
+  compute_pool()->run(chunks, [&](int c, int) {
+    const int64_t r0 = int64_t{c} * kRowChunk;
+    for (int64_t r = r0; r < std::min(rows, r0 + kRowChunk); ++r) f(r);
+  });
+}
+
 bool small_gemm_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   auto plain_w = [](const at::Tensor& t) {
     return t.device().is_cpu() && !t.requires_grad() &&
@@ -114,7 +133,13 @@ bool native_bf16_gemm() {
 at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Tensor& b,
                         const at::Tensor& scales) {
   const int64_t out = w.size(0), in = w.size(1), rows = x2.size(0);
-  const at::Tensor xb = x2.to(at::kBFloat16).contiguous();
+  const at::Tensor xc = x2.contiguous();
+  const at::Tensor xb = at::empty({rows, in}, at::kBFloat16);
+  {
+    const float* src = xc.data_ptr<float>();
+    auto* dst = static_cast<uint16_t*>(xb.data_ptr());
+    for_row_chunks(rows, [&](int64_t r) { f32_to_bf16_bits(src + r * in, in, dst + r * in); });
+  }
   at::Tensor y = at::empty({rows, out}, at::kFloat);
   const bool stored_bf16 = w.scalar_type() == at::kBFloat16 && w.is_contiguous();
   const WeightRows wr = weight_rows(w, scales);
@@ -198,25 +223,6 @@ at::Tensor tiled_project(const at::Tensor& x_in, const at::Tensor& w, const at::
       at::mm_out(part, x2, t.t());
   }
   return y.view(shape);
-}
-
-// Rows per work item of the element-wise prefill loops below.
-constexpr int kRowChunk = 16;
-
-// Many f32 rows without autograd (prefill): libtorch runs element-wise ops on
-// one thread here (model/engine_threads.h), so norms and activations split
-// their rows over the compute pool instead.
-bool many_plain_rows(const at::Tensor& x) {
-  return plain(x) && x.dim() == 2 && x.size(0) > kSmallGemmMaxRows && x.is_contiguous();
-}
-
-template <class F>
-void for_row_chunks(int64_t rows, F&& f) {
-  const int chunks = static_cast<int>((rows + kRowChunk - 1) / kRowChunk);
-  compute_pool()->run(chunks, [&](int c, int) {
-    const int64_t r0 = int64_t{c} * kRowChunk;
-    for (int64_t r = r0; r < std::min(rows, r0 + kRowChunk); ++r) f(r);
-  });
 }
 
 }  // namespace
