@@ -25,6 +25,10 @@ extern "C" int dnnl_gemm_bf16bf16f32(char transa, char transb, int64_t m, int64_
                                      float alpha, const uint16_t* a, int64_t lda, const uint16_t* b,
                                      int64_t ldb, float beta, float* c, int64_t ldc)
     __attribute__((weak));
+// The same for f32 A, B and C.
+extern "C" int dnnl_sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha,
+                          const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                          float* c, int64_t ldc) __attribute__((weak));
 
 namespace thinkeys {
 namespace {
@@ -122,6 +126,56 @@ bool native_bf16_gemm() {
   return yes;
 }
 
+// Runs fn(o0, n) for tiles [o0, o0 + n) of `out` output features on the
+// compute pool, each thread's GEMM on one OpenMP thread. A multiple of the
+// thread count of equal tiles keeps the threads level.
+template <class F>
+void for_feature_tiles(int64_t out, F&& fn) {
+  const int64_t threads = project_threads();
+  const int64_t per_thread =
+      (out + threads * kBf16TileFeatures - 1) / (threads * kBf16TileFeatures);
+  const int64_t tiles = threads * per_thread, tile = (out + tiles - 1) / tiles;
+  compute_pool()->run(static_cast<int>(tiles), [&](int t, int) {
+    one_openmp_thread();
+    const int64_t o0 = std::min(out, t * tile), n = std::min(tile, out - o0);
+    if (n > 0) fn(o0, n);
+  });
+}
+
+// y[r, o0 + j] += b[o0 + j] for a tile's columns (no-op without a bias).
+void add_bias(const float* b, int64_t rows, int64_t o0, int64_t n, float* y, int64_t ldy) {
+  if (!b) return;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) y[r * ldy + o0 + j] += b[o0 + j];
+}
+
+// Many f32 rows by an f32 matrix, without autograd (prefill): oneDNN's sgemm
+// on tiles of output features on the compute pool, like the bf16 product, so
+// that prefill never wakes OpenBLAS's own threads, which then spin for the
+// cores while the pool runs attention and the element-wise work.
+bool f32_tiles_apply(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return dnnl_sgemm != nullptr && many_plain_rows(x) && plain(w) && w.dim() == 2 &&
+         w.is_contiguous() && x.size(1) == w.size(1) &&
+         (!b.defined() || (plain(b) && b.dim() == 1 && b.size(0) == w.size(0)));
+}
+
+at::Tensor f32_project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  const int64_t out = w.size(0), in = w.size(1), rows = x.size(0);
+  at::Tensor y = at::empty({rows, out}, at::kFloat);
+  const float* xp = x.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
+  const at::Tensor bc = b.defined() ? b.contiguous() : b;
+  const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  for_feature_tiles(out, [&](int64_t o0, int64_t n) {
+    const int status =
+        dnnl_sgemm('N', 'T', rows, n, in, 1.0f, xp, in, wp + o0 * in, in, 0.0f, yp + o0, out);
+    if (status != 0) throw Error("oneDNN sgemm failed (status " + std::to_string(status) + ")");
+    add_bias(bp, rows, o0, n, yp, out);
+  });
+  return y;
+}
+
 // Many rows (prefill) by a bf16 or int8 matrix: the rows are rounded to bf16
 // once and multiplied in bf16 with f32 accumulation (oneDNN's AVX512-BF16
 // kernels: 2-3x sgemm's rate on this machine, where converting tiles to f32
@@ -143,18 +197,11 @@ at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Ten
   at::Tensor y = at::empty({rows, out}, at::kFloat);
   const bool stored_bf16 = w.scalar_type() == at::kBFloat16 && w.is_contiguous();
   const WeightRows wr = weight_rows(w, scales);
-  // A multiple of the thread count of equal tiles keeps the threads level.
-  const int64_t threads = project_threads();
-  const int64_t per_thread =
-      (out + threads * kBf16TileFeatures - 1) / (threads * kBf16TileFeatures);
-  const int64_t tiles = threads * per_thread, tile = (out + tiles - 1) / tiles;
   const auto* xp = static_cast<const uint16_t*>(xb.data_ptr());
   float* yp = y.data_ptr<float>();
-  const float* bp = b.defined() ? b.contiguous().data_ptr<float>() : nullptr;
-  compute_pool()->run(static_cast<int>(tiles), [&](int t, int) {
-    one_openmp_thread();
-    const int64_t o0 = std::min(out, t * tile), n = std::min(tile, out - o0);
-    if (n <= 0) return;
+  const at::Tensor bc = b.defined() ? b.contiguous() : b;
+  const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
+  for_feature_tiles(out, [&](int64_t o0, int64_t n) {
     const uint16_t* wt;
     thread_local std::vector<uint16_t> converted;
     if (stored_bf16) {
@@ -170,9 +217,7 @@ at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Ten
           dnnl_gemm_bf16bf16f32('N', 'T', rows, n, in, 1.0f, xp, in, wt, in, 0.0f, yp + o0, out);
       if (status != 0)
         throw Error("oneDNN bf16 GEMM failed (status " + std::to_string(status) + ")");
-      if (bp)
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t j = 0; j < n; ++j) yp[r * out + o0 + j] += bp[o0 + j];
+      add_bias(bp, rows, o0, n, yp, out);
       return;
     }
     const at::Tensor wtile = at::from_blob(const_cast<uint16_t*>(wt), {n, in}, at::kBFloat16);
@@ -233,6 +278,7 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b
                    const at::Tensor& w_scales) {
   if (small_gemm_applies(x, w, b)) return small_project(x, w, b, w_scales);
   if (stored_weights(w)) return tiled_project(x, w, b, w_scales);
+  if (f32_tiles_apply(x, w, b)) return f32_project(x, w, b);
   if (x.size(0) == 1) {
     at::Tensor row = x.select(0, 0);
     return (b.defined() ? at::addmv(b, w, row) : at::mv(w, row)).unsqueeze(0);
