@@ -6,6 +6,7 @@
 thinkeys_library(thinkeys_experiments DEPENDS thinkeys_train thinkeys_eval SOURCES
   src/experiments/selection_tasks.cpp
   src/experiments/selection_experiment.cpp
+  src/experiments/selection_key_rank.cpp
   src/experiments/demo.cpp
 )
 
