@@ -1,7 +1,7 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "checkpoint/model_loader.h"
+#include "checkpoint/loaded_model.h"
 #include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -81,7 +81,8 @@ Command add_generate(CLI::App& app) {
   sub->add_flag("--quiet,-q", opts->quiet, "Do not print timing to stderr");
   add_weights_option(sub, opts->weights);
   return {sub, [opts] {
-            Model m = load_model(opts->model, weights_choice(opts->weights));
+            const LoadedModel lm = load_model_handle(opts->model, weights_choice(opts->weights));
+            const Model& m = lm.model();
             auto mt = model_tokenizer(opts->model, opts->tokenizer, &m);
             auto& tok = mt.tokenizer;
             int bos_mode = opts->bos ? 1 : opts->no_bos ? 0 : -1;
