@@ -18,6 +18,7 @@
 #include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/shared_options.h"
 #include "runtime/batch_decoder.h"
 #include "runtime/sampler.h"
 #include "util/atomic_output.h"
@@ -48,27 +49,19 @@ Command add_chat(CLI::App& app) {
     std::string weights = "stored";
     CacheOptions cache;
     int n = 512;
-    double temp = 0.0, top_p = 1.0;
-    uint64_t seed = 0;
+    SamplingParams sampling;
   };
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand(
       "chat", "Talk to an instruction-tuned model in the terminal (type /exit or Ctrl-D to leave)");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
-      ->required();
+  add_model_argument(sub, opts->model);
   sub->add_option("--system", opts->system, "System prompt");
-  sub->add_option("--chat-template", opts->chat_template,
-                  "Built-in template (chatml, llama2, llama3, mistral) or a template file "
-                  "(default: the model's own)");
-  sub->add_option("--tokenizer", opts->tokenizer,
-                  "Tokenizer file or directory (default: beside the model)");
+  add_chat_template_option(sub, opts->chat_template);
+  add_tokenizer_option(sub, opts->tokenizer);
   sub->add_option("--transcript", opts->transcript,
                   "Write the conversation as JSON messages to this file after every answer");
   sub->add_option("-n,--tokens", opts->n, "Maximum tokens per answer")->check(CLI::PositiveNumber);
-  sub->add_option("--temp,-t", opts->temp, "Temperature (0 = greedy)")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("--top-p", opts->top_p, "Nucleus sampling mass in (0, 1]");
-  sub->add_option("--seed,-s", opts->seed, "Random seed for sampling");
+  add_sampling_options(sub, opts->sampling);
   add_cache_options(sub, opts->cache);
   add_weights_option(sub, opts->weights);
   return {
@@ -79,7 +72,7 @@ Command add_chat(CLI::App& app) {
         const Tokenizer& tok = *mt.tokenizer;
         const TokenizerConventions& conv = mt.conventions;
         const chat::ChatTemplate tmpl = chat::resolve_chat_template(opts->chat_template, conv);
-        SamplingParams sampling{opts->temp, opts->top_p, opts->seed};
+        const SamplingParams& sampling = opts->sampling;
         sampling.validate();
         Sampler sampler(sampling);
 

@@ -5,6 +5,7 @@
 #include "checkpoint/loaded_model.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/shared_options.h"
 #include "config/cache_layout.h"
 #include "model/dense_cache_bytes.h"
 #include "util/error.h"
@@ -19,8 +20,7 @@ Command add_info(CLI::App& app) {
   };
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("info", "Architecture, parameters and KV-cache size of a model");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
-      ->required();
+  add_model_argument(sub, opts->model);
   sub->add_option("--ctx", opts->ctx,
                   "Context length for the cache total (default: the model's maximum)")
       ->check(CLI::PositiveNumber);

@@ -10,6 +10,7 @@
 #include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/shared_options.h"
 #include "plan/sequence_capacity.h"
 #include "serve/server.h"
 #include "util/memory_info.h"
@@ -51,8 +52,7 @@ Command add_serve(CLI::App& app) {
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand(
       "serve", "Serve a model over an OpenAI-compatible HTTP API with continuous batching");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
-      ->required();
+  add_model_argument(sub, opts->model);
   sub->add_option("--host", opts->host, "Address to listen on");
   sub->add_option("--port", opts->port, "Port to listen on (0: any free port)")
       ->check(CLI::Range(0, 65535));
@@ -82,8 +82,7 @@ Command add_serve(CLI::App& app) {
   add_weights_option(sub, opts->weights);
   sub->add_option("--model-name", opts->model_name,
                   "Model id in /v1/models and requests (default: the model's file or folder name)");
-  sub->add_option("--tokenizer", opts->tokenizer,
-                  "Tokenizer file or directory (default: beside the model)");
+  add_tokenizer_option(sub, opts->tokenizer);
   sub->add_option("--chat-template", opts->chat_template,
                   "Chat template for /v1/chat/completions: a built-in name (chatml, llama2, "
                   "llama3, mistral) or a file (default: the model's own; none: chat is a 400)");
