@@ -11,7 +11,6 @@
 
 #include <map>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "checkpoint/hf_checkpoint.h"
 #include "io/safetensors.h"
@@ -79,21 +78,15 @@ std::vector<std::string> hidden_inside(const fs::path& dir) {
   return out;
 }
 
-std::string some_text() {
-  std::string s;
-  std::mt19937 rng(5);
-  const char* words[] = {"Once", "upon", "a", "time", "the", "cat", "sat", "on", "mat", "Lily"};
-  for (int i = 0; i < 2000; ++i) s += std::string(words[rng() % 10]) + (i % 12 == 11 ? ".\n" : " ");
-  return s;
-}
-
 class OutputFaults : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto model = test::shared_file("models/stories260K/stories260K.bin");
-    if (!model) THINKEYS_MISSING_SHARED("models/stories260K/stories260K.bin");
-    model_ = model->string();
-    test::write_bytes(tmp_ / "data.txt", some_text());
+    THINKEYS_REQUIRE_SHARED(model, "models/stories260K/stories260K.bin");
+    model_ = model.string();
+    test::write_bytes(
+        tmp_ / "data.txt",
+        test::random_sentences(
+            5, {"Once", "upon", "a", "time", "the", "cat", "sat", "on", "mat", "Lily"}, 2000));
   }
   // Runs `args` (which writes `out`) once killed after `kill_after` tensors, then
   // checks `out` is as before and that the same command then completes.

@@ -43,6 +43,7 @@
 #include "model/transformer.h"
 #include "model/weight_format.h"
 #include "runtime/batch_decoder.h"
+#include "runtime/logits_tensor.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -396,8 +397,8 @@ TEST(WeightFormats, WholeModelEqualsTheF32PathOnTheSameValues) {
     BatchDecoder d1(held, {spec, 2}), d2(ref, {spec, 2});
     const int s1 = d1.add(prompt), s2 = d2.add(prompt);
     for (int32_t t : {7, 50, 96}) {
-      const at::Tensor x = d1.step(std::vector<int>{s1}, std::vector<int32_t>{t});
-      const at::Tensor y = d2.step(std::vector<int>{s2}, std::vector<int32_t>{t});
+      const at::Tensor x = logits_tensor(d1.step(std::vector<int>{s1}, std::vector<int32_t>{t}));
+      const at::Tensor y = logits_tensor(d2.step(std::vector<int>{s2}, std::vector<int32_t>{t}));
       EXPECT_LT(rel_err(x, y), f == WeightFormat::Int8 ? kInt16RowsTolerance : 1e-4)
           << weight_format_name(f) << " token " << t;
     }

@@ -11,6 +11,7 @@
 #include "checkpoint/model_loader.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/shared_options.h"
 #include "train/data_parallel.h"
 #include "train/model_output.h"
 #include "train/rank_launcher.h"
@@ -147,7 +148,7 @@ Command add_finetune(CLI::App& app) {
   sub->add_flag("--resume", o->resume,
                 "Continue from OUT/checkpoint when it holds a trainer state (same options; the "
                 "control from its own OUT-control/checkpoint); otherwise start fresh");
-  sub->add_option("--tokenizer", o->tokenizer, "Tokenizer (default: beside the model)");
+  add_tokenizer_option(sub, o->tokenizer);
   sub->add_option("--dtype", o->dtype,
                   "Saved weight dtype: stored (the input model's, default), f32, f16 or bf16")
       ->check(CLI::IsMember({"stored", "f32", "f16", "bf16"}));
