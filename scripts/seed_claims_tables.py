@@ -326,7 +326,7 @@ def item7_grid(runs):
           "quantized keys add), through the paged decode cache. Latent and post: one key space "
           "per layer (`--share layer`); pairs: per head. QK fine-tuning: distillation towards "
           "the uncompressed model, 1M tokens of train-01.txt, post rows only.\n")
-    print("| method | rope | key ratio | key dims/KV head | KV bytes/token (f16) | f32 cache | "
+    print("| method | rope | key ratio | key dims per key space (layer; pairs: per head) | KV bytes/token (f16) | f32 cache | "
           "int8 keys | int4 keys | after QK fine-tuning | state |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for m in ("svd", "kqsvd"):
