@@ -106,17 +106,23 @@ int BatchDecoder::add(std::span<const int32_t> prompt, std::vector<float>* last_
     cache_.reserve(id, n);
     KVCache dense(c, n);
     at::Tensor logits = forward(*model_, prompt, dense, Logits::Last);
-    for (int l = 0; l < c.n_layers; ++l) {
-      // [heads, n, width], contiguous: row (h, t) starts at (h * n + t) * width.
-      at::Tensor K = dense.keys(l).contiguous(), V = dense.values(l).contiguous();
-      const float* kp = K.data_ptr<float>();
-      const float* vp = V.data_ptr<float>();
-      const int64_t kw = K.size(2), vw = V.size(2);
-      for (int h = 0; h < K.size(0); ++h)
-        for (int t = 0; t < n; ++t) cache_.write_key(id, l, h, t, kp + (int64_t{h} * n + t) * kw);
-      for (int h = 0; h < V.size(0); ++h)
-        for (int t = 0; t < n; ++t) cache_.write_value(id, l, h, t, vp + (int64_t{h} * n + t) * vw);
-    }
+    // Encoding rows (f16 and quantized) is per element; writers touch
+    // disjoint rows of reserved blocks, so layers and kinds run in parallel.
+    pool_->run(2 * c.n_layers, [&](int item, int) {
+      const int l = item / 2;
+      const bool values = item % 2;
+      // [heads, capacity, width]: row (h, t) starts at h * stride(0) + t * stride(1).
+      const at::Tensor& X = values ? dense.values(l) : dense.keys(l);
+      const float* p = X.data_ptr<float>();
+      for (int h = 0; h < X.size(0); ++h)
+        for (int t = 0; t < n; ++t) {
+          const float* row = p + h * X.stride(0) + t * X.stride(1);
+          if (values)
+            cache_.write_value(id, l, h, t, row);
+          else
+            cache_.write_key(id, l, h, t, row);
+        }
+    });
     cache_.set_length(id, n);
     if (last_logits) copy_logits(logits, 0, *last_logits);
   } catch (...) {
