@@ -213,7 +213,7 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
             dec.use_model(*cases[i].model);
             const double c0 = process_cpu_seconds();
             const auto t0 = std::chrono::steady_clock::now();
-            at::Tensor logits = dec.step(step_ids, toks);
+            dec.step(step_ids, toks);
             const double sec =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             if (s > 0) {

@@ -3,6 +3,7 @@
 #include "checkpoint/hf_checkpoint.h"
 #include "checkpoint/model_loader.h"
 #include "cli/commands.h"
+#include "cli/shared_options.h"
 #include "util/error.h"
 
 namespace thinkeys::cli {
@@ -14,8 +15,7 @@ Command add_convert(CLI::App& app) {
   auto opts = std::make_shared<Opts>();
   auto* sub =
       app.add_subcommand("convert", "Write a model as a Hugging Face-style safetensors directory");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
-      ->required();
+  add_model_argument(sub, opts->model);
   sub->add_option("-o,--out", opts->out, "Output directory (written atomically)")->required();
   sub->add_option("--dtype", opts->dtype,
                   "Weight dtype: stored (the input model's, default), f32, f16 or bf16")
