@@ -245,8 +245,28 @@ at::Tensor tiled_project(const at::Tensor& x_in, const at::Tensor& w, const at::
   shape.back() = out;
   if (w.scalar_type() != at::kHalf && native_bf16_gemm())
     return bf16_project(x2, w, b, scales).view(shape);
-  at::Tensor y = at::empty({lead, out}, x.options());
   const WeightRows wr = weight_rows(w, scales);
+  if (dnnl_sgemm != nullptr) {
+    // Each pool thread converts its own tiles and multiplies them by oneDNN's
+    // sgemm, as the f32 product does, so OpenBLAS's threads stay asleep.
+    at::Tensor y = at::empty({lead, out}, x.options());
+    const float* xp = x2.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    const at::Tensor bc = b.defined() ? b.contiguous() : b;
+    const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
+    for_feature_tiles(out, [&](int64_t o0, int64_t n) {
+      thread_local std::vector<float> tile;
+      tile.resize(static_cast<std::size_t>(n * in));
+      weight_rows_to_f32(wr, static_cast<int>(in), static_cast<int>(o0), static_cast<int>(o0 + n),
+                         tile.data());
+      const int status =
+          dnnl_sgemm('N', 'T', lead, n, in, 1.0f, xp, in, tile.data(), in, 0.0f, yp + o0, out);
+      if (status != 0) throw Error("oneDNN sgemm failed (status " + std::to_string(status) + ")");
+      add_bias(bp, lead, o0, n, yp, out);
+    });
+    return y.view(shape);
+  }
+  at::Tensor y = at::empty({lead, out}, x.options());
   const int64_t tile_rows = std::min<int64_t>(out, kTileFeatures);
   at::Tensor tile = at::empty({tile_rows, in}, at::kFloat);
   const int parts = project_threads();
