@@ -3,17 +3,12 @@
 // encode a few fixed texts and the input's own tail, and to decode arbitrary ids.
 #include <cstdint>
 
-#include "scratch_file.h"
 #include "tokenizer/byte_bpe_tokenizer.h"
 #include "tokenizer_probe.h"
-#include "util/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  auto path = thinkeys::fuzz::write_scratch("tokenizer.json", {data, size});
-  try {
-    auto tok = thinkeys::load_tokenizer_json(path);
-    thinkeys::fuzz::probe_loaded(*tok, {data, size});
-  } catch (const thinkeys::Error&) {
-  }
+  thinkeys::fuzz::probe_loader({data, size}, "tokenizer.json", [](const auto& path) {
+    return thinkeys::load_tokenizer_json(path);
+  });
   return 0;
 }

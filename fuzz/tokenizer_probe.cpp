@@ -10,18 +10,32 @@
 #include "util/error.h"
 
 namespace thinkeys::fuzz {
+namespace {
+
+// Runs `step`; true when it refused with thinkeys::Error, which aborts (so
+// libFuzzer records the input) where `forbidden` says the contract rules a
+// refusal out.
+template <typename Step>
+bool refused(Step step, bool forbidden, const char* what) {
+  try {
+    step();
+    return false;
+  } catch (const Error&) {
+    if (forbidden) {
+      std::fprintf(stderr, "%s\n", what);
+      std::abort();
+    }
+    return true;
+  }
+}
+
+}  // namespace
 
 void probe_text(const Tokenizer& tok, std::string_view text, bool require_round_trip) {
   std::vector<int32_t> ids;
-  try {
-    ids = tok.encode(text);
-  } catch (const Error&) {
-    if (require_round_trip) {
-      std::fprintf(stderr, "encode refused a text, which the contract forbids\n");
-      std::abort();
-    }
+  if (refused([&] { ids = tok.encode(text); }, require_round_trip,
+              "encode refused a text, which the contract forbids"))
     return;
-  }
   for (int32_t id : ids) {
     if (id < 0 || id >= tok.vocab_size()) {
       std::fprintf(stderr, "encode produced id %d outside the vocabulary of %d\n", id,
@@ -30,15 +44,9 @@ void probe_text(const Tokenizer& tok, std::string_view text, bool require_round_
     }
   }
   std::string back;
-  try {
-    back = tok.decode(ids);
-  } catch (const Error&) {
-    if (require_round_trip) {
-      std::fprintf(stderr, "decode refused ids that encode produced\n");
-      std::abort();
-    }
+  if (refused([&] { back = tok.decode(ids); }, require_round_trip,
+              "decode refused ids that encode produced"))
     return;
-  }
   if (require_round_trip && back != text) {
     std::fprintf(stderr, "round trip changed a %zu-byte text into %zu bytes\n", text.size(),
                  back.size());

@@ -6,7 +6,9 @@
 #include <span>
 #include <string_view>
 
+#include "scratch_file.h"
 #include "tokenizer/tokenizer.h"
+#include "util/error.h"
 
 namespace thinkeys::fuzz {
 
@@ -26,5 +28,18 @@ void probe_fixed_texts(const Tokenizer& tok);
 // What every loader target checks on the tokenizer its input loaded: the
 // fixed texts, the input's last 64 bytes as text and its first 256 as ids.
 void probe_loaded(const Tokenizer& tok, std::span<const uint8_t> input);
+
+// A loader target's whole body: the input written to the scratch file
+// `file_name`, loaded with `load(path)` and, when it loads, probed as above.
+// A refusal (thinkeys::Error) is the expected answer to bad bytes.
+template <typename Load>
+void probe_loader(std::span<const uint8_t> input, std::string_view file_name, Load load) {
+  const auto path = write_scratch(file_name, input);
+  try {
+    const auto tok = load(path);
+    probe_loaded(*tok, input);
+  } catch (const Error&) {
+  }
+}
 
 }  // namespace thinkeys::fuzz

@@ -10,14 +10,7 @@
 # Defaults: calibration on the first 200 KB of the TinyStories validation head,
 # evaluation on its last 30 KB (disjoint), ctx 256, stride 256.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-tk=${THINKEYS_BIN:-$root/build/thinkeys}
-shared=${THINKEYS_SHARED:-$root/../shared}
-M=${MODEL:-$shared/models/stories260K/stories260K.bin}
-tiny=$shared/data/tinystories/tinystories_val_head.txt
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-head -c 200000 "${CALIB:-$tiny}" >"$work/calib.txt"
+. "$(dirname "$0")/compression_common.sh"
 if [ -n "${TEST:-}" ]; then head -c 30000 "$TEST" >"$work/test.txt"; else tail -c 30000 "$tiny" >"$work/test.txt"; fi
 ctx=${CTX:-256}
 stride=${STRIDE:-256}
@@ -49,7 +42,6 @@ echo "| variant | rank/key head | PPL | KL(orig‖comp) | top-1 agree | KV B/tok
 echo "|---|---:|---:|---:|---:|---:|---:|"
 # Models without RoPE (GPT-2) take no --rope: their keys compress exactly as
 # they are, so the grid is method x sharing.
-uses_rope=$("$tk" info "$M" --json | python3 -c "import json,sys; print(int(json.load(sys.stdin)['positions'] == 'RoPE'))")
 for ratio in $ratios; do
   if [ "$uses_rope" = 0 ]; then
     for method in svd kqsvd; do

@@ -17,14 +17,7 @@
 # validation head, test = the rest of that file (disjoint), one document cut
 # into SLICES=3 slices of DOC_TOKENS=8192 tokens; ctx 256.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-tk=${THINKEYS_BIN:-$root/build/thinkeys}
-shared=${THINKEYS_SHARED:-$root/../shared}
-M=${MODEL:-$shared/models/stories260K/stories260K.bin}
-tiny=$shared/data/tinystories/tinystories_val_head.txt
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-head -c 200000 "${CALIB:-$tiny}" >"$work/calib.txt"
+. "$(dirname "$0")/compression_common.sh"
 if [ -n "${TEST:-}" ]; then
   test_file=$TEST
 else
@@ -41,7 +34,6 @@ tok=()
 [ -n "${TOKENIZER:-}" ] && tok=(--tokenizer "$TOKENIZER")
 sel=(--data "$test_file" --doc-tokens "$doc_tokens" --slices "$slices" "${tok[@]}")
 [ -n "${DOCS:-}" ] && sel+=(--documents "$DOCS")
-uses_rope=$("$tk" info "$M" --json | python3 -c "import json,sys; print(int(json.load(sys.stdin)['positions'] == 'RoPE'))")
 rope=()
 [ "$uses_rope" = 1 ] && rope=(--rope latent)
 

@@ -10,11 +10,19 @@
 #           two data-order seeds, each with its control (the uncompressed model fine-tuned
 #           identically), reported on test.txt;
 #   item 4  retrieval among N in {8, 16, 32, 64}: full-width models (d_select 64) trained
-#           up to 30,000 steps until they hold >= 95%, and the ascending from-scratch search
-#           over d_select 4, 8, 16, 32, two seeds each (`thinkeys selection`);
+#           up to 30,000 steps until they hold >= 95%, then the smallest KQ-SVD key rank
+#           that keeps >= 95%, and the ascending from-scratch search over d_select 4, 8,
+#           16, 32, two seeds each (`thinkeys selection --held-out`: evaluation sequences
+#           excluded from training by construction);
 #   item 7  a head_dim-64 model: SentencePiece BPE vocabulary of 4,096 trained on the
 #           Gutenberg shards, 6 layers, width 384, 6 query heads x 64, GQA with 2 KV heads,
 #           RoPE, 12.3M tokens;
+#   item 7  the compression grid on it: svd and kqsvd x post, latent (one key space per
+#           layer) and pairs (per head) x key ratio 1/2, 1/4, 1/8, on test.txt with KL
+#           against the model; int8 and int4 thin key caches for the kqsvd post and latent
+#           rows and the uncompressed model (slice 0, KL against the same model's f32
+#           cache); and QK fine-tuning (distillation, 1M tokens,
+#           the rate item 5 chose on valid.txt) of the post rows of both methods;
 #   item 2  the same ten designs at 12.3M tokens.
 # Items 2 and 3: Llama style, 4 layers, width 256, 8 query heads of 32, context 256,
 # 8 sequences per step (two data-parallel ranks of 4, which beat one process with two
@@ -28,7 +36,8 @@
 # Each run goes to ROOT/NAME/: cmd.txt (every command, in order), one JSON per stage
 # (train.json, eval_test.json, ...), model/ (checkpoint/ while it trains) and DONE once
 # all of it exists. A run with DONE is skipped; an interrupted training resumes from its
-# last checkpoint (every 50 steps, 25 for item 7: a few minutes), a finished stage is
+# last checkpoint (every 50 steps, 25 for item 7 and every fine-tuning: a few minutes;
+# fine-tuning resumes since `finetune --resume`), a finished stage is
 # not repeated, so the queue can be killed at any time and started again with the same
 # command. A failed stage is logged (ROOT/NAME/error.log) and the queue goes on; the
 # next start retries it. Evaluation: held-out gutenberg/test.txt, an equal share of each
@@ -42,6 +51,8 @@
 #   tree does not change a running experiment; delete it to take a new build).
 #   SEED_CLAIMS_SMOKE=1: every budget cut to a few steps (a check of the queue itself;
 #   use a scratch ROOT).
+#   SEED_CLAIMS_ITEMS="4 7": run only these stages (of 2, 3, 5, 4, 7, 7grid, 12m; default
+#   all); a stage whose inputs are missing says so and is skipped.
 # Tables: /usr/bin/python3 scripts/seed_claims_tables.py ROOT.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -76,12 +87,14 @@ ft_sweep_tokens=250000
 ft_tokens=1000000
 sel_steps=30000
 hd64_steps=6000    # 12,288,000 tokens
+hd64_ft_tokens=1000000
 valid_tokens=65536
 doc_tokens=2048
 hd64_data=$data    # tokenizer and training text of item 7
 spm_sentences=1000000
 if [[ -n "${SEED_CLAIMS_SMOKE:-}" ]]; then
   steps_1_5m=3 steps_12m=4 ft_sweep_tokens=4096 ft_tokens=6144 sel_steps=100 hd64_steps=2
+  hd64_ft_tokens=4096
   valid_tokens=1024 doc_tokens=128 hd64_data=$data/valid.txt spm_sentences=20000
 fi
 
@@ -91,6 +104,12 @@ common=(--arch llama --dim 256 --layers 4 --heads 8 --head-dim 32 --ctx 256
         --eval-batches 16 --checkpoint-every 50 --log-every 10 --resume)
 test_eval=(--data "$data/test.txt" --documents "$data/INDEX.tsv"
            --doc-tokens "$doc_tokens" --slices 3 --ctx 256 --stride 128 --json)
+# Quantized key caches run every token through the paged decode path (about 170
+# decode steps/s on item 7's model at nice 19), so they score slice 0 only, without
+# overlap (28,672 tokens), against the same model with its f32 cache: the KL is what
+# the int8 / int4 keys add.
+quant_eval=(--data "$data/test.txt" --documents "$data/INDEX.tsv"
+            --doc-tokens "$doc_tokens" --slices 1 --ctx 256 --stride 256 --json)
 valid_eval=(--data "$data/valid.txt" --max-tokens "$valid_tokens" --ctx 256 --stride 128 --json)
 
 log() { echo "[$(date -u +%H:%M:%S)] $*"; }
@@ -164,7 +183,7 @@ finetune() {
   stage "$dir" finetune "$tk" finetune "$model" --train qk --loss "$loss" "${teacher[@]}" \
       --data "$data/train-01.txt" --valid "$data/valid.txt" --epochs 1 --max-tokens "$tokens" \
       --ctx 256 --nproc 2 --batch 4 --lr "$lr" --seed "$seed" --eval-batches 16 \
-      --tokenizer "$tok" -o "$dir/model" --json || return 1
+      --checkpoint-every 25 --resume --tokenizer "$tok" -o "$dir/model" --json || return 1
   if [[ $ev == valid ]]; then
     stage "$dir" eval_valid "$tk" eval "$dir/model" "${valid_eval[@]}" \
         --reference "$ft_base/model" --tokenizer "$tok" || return 1
@@ -222,19 +241,24 @@ finetune_recipe() {
   done
 }
 
-# Item 4: one (N, seed) per directory; two trained at once (one per core).
-selection_run() {  # selection_run NAME N SEED D_SELECT-LIST
-  local dir=$root/$1
+# Item 4: one (N, seed) per directory; two trained at once (one per core). Every run
+# trains only on sequences outside the fixed held-out class and is evaluated only on
+# held-out ones (`--held-out`: disjoint by construction, whatever N). The full-width
+# runs then compress their trained keys with KQ-SVD at every rank per head and report
+# the smallest that keeps >= 95% on 2,000 held-out test sequences (`--kqsvd-search`).
+selection_run() {  # selection_run NAME N SEED D_SELECT-LIST [EXTRA-FLAGS...]
+  local dir=$root/$1 n=$2 seed=$3 widths=$4
+  shift 4
   [[ -f $dir/DONE ]] && return 0
-  stage "$dir" selection "$tk" --threads 1 selection --task retrieval --n "$2" --d-select "$4" \
-      --steps "$sel_steps" --seed "$3" --json && done_mark "$dir"
+  stage "$dir" selection "$tk" --threads 1 selection --task retrieval --n "$n" --d-select "$widths" \
+      --steps "$sel_steps" --seed "$seed" --held-out "$@" --json && done_mark "$dir"
 }
 
 retrieval_capacity() {
   local n
   for n in 8 16 32 64; do
-    selection_run "sel-full-n$n-s42" "$n" 42 64 & local a=$!
-    selection_run "sel-full-n$n-s7" "$n" 7 64 & local b=$!
+    selection_run "sel-full-n$n-s42" "$n" 42 64 --kqsvd-search --test-sequences 2000 & local a=$!
+    selection_run "sel-full-n$n-s7" "$n" 7 64 --kqsvd-search --test-sequences 2000 & local b=$!
     wait "$a" || true
     wait "$b" || true
   done
@@ -260,19 +284,100 @@ head_dim_64() {
   done_mark "$dir"
 }
 
+# Item 7's compression grid on the head_dim-64 model (ROOT/hd64-c-METHOD-ROPE-qQ: key
+# ratio 1/Q). Calibration for kqsvd: the first 200 KB of train-00.txt, as for item 5.
+hd64_row() {  # hd64_row METHOD ROPE Q
+  local m=$1 rope=$2 q=$3 base=$root/hd64 dir=$root/hd64-c-$1-$2-q$3
+  [[ -f $dir/DONE ]] && return 0
+  local ratio share=() calib=()
+  ratio=$(/usr/bin/python3 -c "print(1 / $q)")
+  [[ $rope != pairs ]] && share=(--share layer)
+  [[ $m == kqsvd ]] && calib=(--calib "$root/ft-calib.txt" --calib-tokens 40000 --calib-ctx 256)
+  local ev=("${test_eval[@]}" --reference "$base/model" --tokenizer "$base/tokenizer")
+  local qev=("${quant_eval[@]}" --reference "$dir/model" --tokenizer "$base/tokenizer")
+  stage "$dir" compress "$tk" compress "$base/model" --method "$m" --rope "$rope" \
+      --key-ratio "$ratio" "${share[@]}" "${calib[@]}" --tokenizer "$base/tokenizer" \
+      -o "$dir/model" --json || return 0
+  stage "$dir" eval_test "$tk" eval "$dir/model" "${ev[@]}" || return 0
+  if [[ $m == kqsvd && $rope != pairs ]]; then
+    stage "$dir" eval_test_k8 "$tk" eval "$dir/model" "${qev[@]}" --cache-k int8 || return 0
+    stage "$dir" eval_test_k4 "$tk" eval "$dir/model" "${qev[@]}" --cache-k int4 || return 0
+  fi
+  done_mark "$dir"
+}
+
+hd64_finetune() {  # hd64_finetune METHOD Q LR: QK distillation of the post row
+  local m=$1 q=$2 lr=$3 base=$root/hd64 dir=$root/hd64-ft-$1-post-q$2
+  [[ -f $dir/DONE ]] && return 0
+  [[ -f $root/hd64-c-$m-post-q$q/DONE ]] || return 0
+  stage "$dir" finetune "$tk" finetune "$root/hd64-c-$m-post-q$q/model" --train qk --loss kd \
+      --teacher "$base/model" --data "$data/train-01.txt" --valid "$data/valid.txt" --epochs 1 \
+      --max-tokens "$hd64_ft_tokens" --ctx 256 --nproc 2 --batch 4 --lr "$lr" --seed 42 \
+      --eval-batches 16 --checkpoint-every 25 --resume --tokenizer "$base/tokenizer" \
+      -o "$dir/model" --json || return 0
+  stage "$dir" eval_test "$tk" eval "$dir/model" "${test_eval[@]}" --reference "$base/model" \
+      --tokenizer "$base/tokenizer" || return 0
+  done_mark "$dir"
+}
+
+hd64_grid() {
+  local base=$root/hd64
+  if [[ ! -f $base/DONE ]]; then
+    log "item 7 grid waits for $base"
+    return 0
+  fi
+  if [[ ! -f $root/ft-calib.txt ]]; then
+    head -c 200000 "$data/train-00.txt" > "$root/ft-calib.txt.tmp"
+    mv "$root/ft-calib.txt.tmp" "$root/ft-calib.txt"
+  fi
+  local dir=$root/hd64-cache m rope q
+  if [[ ! -f $dir/DONE ]]; then  # the uncompressed model's own int8 / int4 key caches
+    local qev=("${quant_eval[@]}" --reference "$base/model" --tokenizer "$base/tokenizer")
+    stage "$dir" eval_test_k8 "$tk" eval "$base/model" "${qev[@]}" --cache-k int8 &&
+      stage "$dir" eval_test_k4 "$tk" eval "$base/model" "${qev[@]}" --cache-k int4 &&
+      done_mark "$dir"
+  fi
+  for m in svd kqsvd; do
+    for rope in post latent pairs; do
+      for q in 2 4 8; do hd64_row "$m" "$rope" "$q"; done
+    done
+  done
+  for m in svd kqsvd; do
+    # The rate item 5 chose on valid.txt for distillation of the same method (width-256
+    # model); 3e-4 when item 5's sweep has not finished.
+    local lr=3e-4
+    if ls "$root"/ft-sweep-$m-kd-lr*/eval_valid.json >/dev/null 2>&1 &&
+        [[ $(ls "$root"/ft-sweep-$m-kd-lr*/eval_valid.json | wc -l) == "${#ft_lrs[@]}" ]]; then
+      lr=$(best_lr "$m" kd)
+    fi
+    for q in 2 4 8; do hd64_finetune "$m" "$q" "$lr"; done
+  done
+}
+
+wants() {  # wants ITEM: is this stage of the queue selected (SEED_CLAIMS_ITEMS)?
+  [[ -z ${SEED_CLAIMS_ITEMS:-} || " $SEED_CLAIMS_ITEMS " == *" $1 "* ]]
+}
+
 log "queue starts: $tk, root $root"
 # Item 2 at 1.5M tokens, both seeds.
-for seed in 42 7; do designs 1.5M "$steps_1_5m" "$seed"; done
+if wants 2; then
+  for seed in 42 7; do designs 1.5M "$steps_1_5m" "$seed"; done
+fi
 # Item 3: GQA (2 KV heads) at 1.5M already ran for seeds 42 and 7 above.
-for seed in 42 7 1234; do run "b1.5M-lrkv4-s$seed" "$steps_1_5m" "$seed" --lrkv-rank 4; done
-run "b1.5M-gqa2-s1234" "$steps_1_5m" 1234 --kv-heads 2
-for seed in 42 7 1234; do
-  run "b1.5M-lrkv12-s$seed" "$steps_1_5m" "$seed" --lrkv-rank 12
-  run "b1.5M-gqa4-s$seed" "$steps_1_5m" "$seed" --kv-heads 4
-done
-finetune_recipe
-retrieval_capacity
-head_dim_64
+if wants 3; then
+  for seed in 42 7 1234; do run "b1.5M-lrkv4-s$seed" "$steps_1_5m" "$seed" --lrkv-rank 4; done
+  run "b1.5M-gqa2-s1234" "$steps_1_5m" 1234 --kv-heads 2
+  for seed in 42 7 1234; do
+    run "b1.5M-lrkv12-s$seed" "$steps_1_5m" "$seed" --lrkv-rank 12
+    run "b1.5M-gqa4-s$seed" "$steps_1_5m" "$seed" --kv-heads 4
+  done
+fi
+if wants 5; then finetune_recipe; fi
+if wants 4; then retrieval_capacity; fi
+if wants 7; then head_dim_64; fi
+if wants 7grid; then hd64_grid; fi
 # Item 2 at 12M tokens.
-for seed in 42 7; do designs 12M "$steps_12m" "$seed"; done
+if wants 12m; then
+  for seed in 42 7; do designs 12M "$steps_12m" "$seed"; done
+fi
 log "queue finished"

@@ -221,30 +221,132 @@ def item5(runs):
                   f"{pct(gaps)} | {'; '.join(states) if states else 'done'} |")
 
 
-def item4(runs):
-    print("\n### Item 4: retrieval among N (4 layers, d_model 64; threshold 95%)\n")
-    print("| N | log2 N | full width (d_select 64): best acc, converge step (seed 42 / 7) | "
-          "smallest d_select from scratch (seed 42 / 7) | state |")
-    print("|---:|---:|---|---|---|")
-    for n in (8, 16, 32, 64):
-        full, thin, states = [], [], []
-        for s in (42, 7):
-            for kind, acc in (("full", full), ("thin", thin)):
+def growth_verdict(label, mins):
+    """How a minimum width grows from the smallest to the largest N with a value:
+    against log2 N (x log2(N2)/log2(N1)) and against N (x N2/N1), nearer on a log scale."""
+    known = [(n, v) for n, v in mins if v is not None and v != math.inf]
+    beyond = [n for n, v in mins if v == math.inf]
+    note = (f" (at N = {', '.join(map(str, beyond))} no swept width reached 95%)" if beyond else "")
+    if len(known) < 2:
+        return f"{label}: open (fewer than two N with a value){note}"
+    (n1, v1), (n2, v2) = known[0], known[-1]
+    ratio, by_log, by_n = v2 / v1, math.log2(n2) / math.log2(n1), n2 / n1
+    near = ("log2 N" if abs(math.log(ratio) - math.log(by_log)) <= abs(math.log(ratio) - math.log(by_n))
+            else "N")
+    return (f"{label}: {v1} at N = {n1} to {v2} at N = {n2} (x{ratio:.2f}; log2 N predicts "
+            f"x{by_log:.2f}, N predicts x{by_n:.0f}): nearer {near}{note}")
+
+
+def item4(runs, ns=(8, 16, 32, 64), seeds=(42, 7)):
+    print("\n### Item 4: retrieval among N, capacity apart from optimisation "
+          "(4 layers, d_model 64, 4 heads of 16; threshold 95%; held-out sequences)\n")
+    print("Accuracies are on held-out sequences that no run can have trained on "
+          "(`selection --held-out`: a fixed 1-in-8 class of sequences by hash of their tokens is "
+          "never drawn for training); widths are totals over the 4 heads, so a KQ-SVD rank r per "
+          "head is 4r, comparable with d_select. Per seed: 42 / 7.\n")
+    print("| N | log2 N | full width (d_select 64): held-out test accuracy (converge step) | "
+          "smallest KQ-SVD key width after training (4 x rank/head) | "
+          "smallest d_select from scratch (of 4, 8, 16, 32) | state |")
+    print("|---:|---:|---|---|---|---|")
+    kq_mins, ds_mins = [], []
+    for n in ns:
+        full, kq, thin, states = [], [], [], []
+        kq_vals, ds_vals = [], []
+        for s in seeds:
+            for kind in ("full", "thin"):
                 name = f"sel-{kind}-n{n}-s{s}"
                 j = load(os.path.join(runs.dir(name), "selection.json")) if runs.done(name) else None
                 if not j:
                     states.append(f"{kind} s{s}: {runs.state(name)}")
                     continue
                 runs.record[name] = {"selection": j, "commands": runs.commands(name)}
+                r = j["runs"][0]
+                if not r.get("held_out"):
+                    states.append(f"{kind} s{s}: not held out (old run; delete it to rerun)")
                 if kind == "full":
-                    r = j["runs"][0]
-                    acc.append(f"{100 * r['best_accuracy']:.1f}%, "
-                               f"{r['converge_step'] if r['converge_step'] is not None else 'not converged'}")
+                    conv = r["converge_step"] if r["converge_step"] is not None else "not converged"
+                    k = r.get("kqsvd_search")
+                    if k:
+                        full.append(f"{100 * k['full_accuracy']:.1f}% ({conv})")
+                        w = k["smallest_key_width_total"]
+                        below = " (full width itself below 95%)" if k["full_accuracy"] < 0.95 else ""
+                        kq.append((str(w) if w is not None else "none < 64") + below)
+                        kq_vals.append(w if w is not None else math.inf)
+                    else:
+                        full.append(f"{100 * r['best_accuracy']:.1f}% best during training ({conv})")
+                        kq.append("no search")
+                        kq_vals.append(None)
                 else:
                     sm = j["summary"][0]["smallest_d_select"]
-                    acc.append(str(sm) if sm is not None else "none <= 32")
-        print(f"| {n} | {math.log2(n):.0f} | {' / '.join(full) or '-'} | {' / '.join(thin) or '-'} | "
-              f"{'; '.join(states) if states else 'done'} |")
+                    thin.append(str(sm) if sm is not None else "none <= 32")
+                    ds_vals.append(sm if sm is not None else math.inf)
+        done_seeds = len(seeds)
+        # The width both seeds need (the larger); None if any seed found none or is missing.
+        kq_mins.append((n, max(kq_vals) if len(kq_vals) == done_seeds and None not in kq_vals else None))
+        ds_mins.append((n, max(ds_vals) if len(ds_vals) == done_seeds and None not in ds_vals else None))
+        print(f"| {n} | {math.log2(n):.0f} | {' / '.join(full) or '-'} | {' / '.join(kq) or '-'} | "
+              f"{' / '.join(thin) or '-'} | {'; '.join(states) if states else 'done'} |")
+    print("\nVerdict (the width both seeds need; d_select is swept in powers of two, so it "
+          "resolves only doublings): " + growth_verdict("KQ-SVD after training", kq_mins) + "; "
+          + growth_verdict("d_select from scratch", ds_mins) + ".")
+
+
+def stage_figures(runs, name, stage):
+    """(mean perplexity, mean KL or None) of ROOT/NAME/STAGE.json over its slices, or None."""
+    e = load(os.path.join(runs.dir(name), stage + ".json"))
+    if not e or "perplexity_over_slices" not in e:
+        return None
+    runs.record.setdefault(name, {"commands": runs.commands(name)})[stage] = e
+    kl = e.get("kl_over_slices", {}).get("mean")
+    return e["perplexity_over_slices"]["mean"], kl
+
+
+def fig(f, base=None):
+    """'ppl (+x.x%, KL k)' of stage_figures output."""
+    if not f:
+        return "-"
+    ppl, kl = f
+    rel = f", {100 * (ppl / base - 1):+.1f}%" if base else ""
+    return f"{ppl:.2f} ({'KL %.4f' % kl if kl is not None else ''}{rel})"
+
+
+def item7_grid(runs):
+    base = runs.test_ppl("hd64")
+    print("\n### Item 7: compression grid on the head_dim-64 model (hd64: 6 layers, width 384, "
+          "6 query heads x 64, 2 KV heads, RoPE, SentencePiece 4,096, 12.3M tokens)\n")
+    if not base:
+        print(f"hd64 not finished ({runs.state('hd64')}); the grid waits for it.")
+        return
+    b = base["ppl"]
+    k8, k4 = (stage_figures(runs, "hd64-cache", s) for s in ("eval_test_k8", "eval_test_k4"))
+    print(f"Uncompressed test.txt perplexity {b:.2f}; its own int8 key cache {fig(k8)}, "
+          f"int4 {fig(k4)}. f32 and fine-tuned cells: perplexity (KL against the uncompressed "
+          "model, change in perplexity), 3 slices. int8 / int4 cells: perplexity on slice 0 "
+          "without overlap (KL against the same compressed model with its f32 cache: what the "
+          "quantized keys add), through the paged decode cache. Latent and post: one key space "
+          "per layer (`--share layer`); pairs: per head. QK fine-tuning: distillation towards "
+          "the uncompressed model, 1M tokens of train-01.txt, post rows only.\n")
+    print("| method | rope | key ratio | key dims per key space (layer; pairs: per head) | KV bytes/token (f16) | f32 cache | "
+          "int8 keys | int4 keys | after QK fine-tuning | state |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for m in ("svd", "kqsvd"):
+        for rope in ("post", "latent", "pairs"):
+            for q in (2, 4, 8):
+                name = f"hd64-c-{m}-{rope}-q{q}"
+                c = load(os.path.join(runs.dir(name), "compress.json"))
+                ranks = c["ranks"][0] if c and c.get("ranks") else "-"
+                kv = runs.kv_bytes(name) or "-"
+                f32 = stage_figures(runs, name, "eval_test")
+                quant = (m == "kqsvd" and rope != "pairs")
+                c8 = fig(stage_figures(runs, name, "eval_test_k8")) if quant else ""
+                c4 = fig(stage_figures(runs, name, "eval_test_k4")) if quant else ""
+                ft_name = f"hd64-ft-{m}-post-q{q}"
+                ft = fig(stage_figures(runs, ft_name, "eval_test"), b) if rope == "post" else ""
+                states = [] if runs.done(name) else [runs.state(name)]
+                if rope == "post" and not runs.done(ft_name):
+                    states.append(f"fine-tuning: {runs.state(ft_name)}")
+                print(f"| {m} | {rope} | 1/{q} | {ranks} | {kv} | {fig(f32, b)} | {c8} | {c4} | {ft} | "
+                      f"{'; '.join(states) if states else 'done'} |")
 
 
 def main():
@@ -295,6 +397,7 @@ def tables(runs):
     hd = runs.test_ppl("hd64")
     print(f"\n### Item 7: head_dim-64 model: "
           f"{'test.txt perplexity %.2f' % hd['ppl'] if hd else runs.state('hd64')}")
+    item7_grid(runs)
     item2(runs, "12M")
 
 

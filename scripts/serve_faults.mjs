@@ -23,12 +23,14 @@
 // --skip-rss is for sanitizer builds, whose allocator keeps freed memory in
 // a quarantine, so resident memory says nothing about leaks there (the leak
 // checker at exit does).
-// Built-in Node modules only (fetch, net); no npm packages needed.
+// Built-in Node modules only (fetch, net); no npm packages needed (the helpers
+// shared with the serve tests, tests/node/serve_harness.mjs, use none either).
 import { spawn, execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort, metrics, sleep } from "../tests/node/serve_harness.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const opt = {
@@ -88,7 +90,6 @@ setTimeout(() => {
   console.error(`FAIL: the run took longer than ${opt.timeout} s`);
   process.exit(1);
 }, opt.timeout * 1000).unref();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Deterministic randomness: the same seed gives the same requests.
 function rng(seed) {
@@ -121,17 +122,6 @@ const BLOCK = 16;
 
 // ---------------------------------------------------------------------------
 // Servers.
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 async function startServer(extra) {
   const port = await freePort();
   const args = ["serve", opt.model, "--host", "127.0.0.1", "--port", String(port), "--api-key",
@@ -168,16 +158,6 @@ async function stopServer(s) {
   if (r.signal !== null || r.code !== 0)
     return `exit after SIGTERM: code ${r.code} signal ${r.signal}\n${s.stderr()}`;
   return null;
-}
-
-async function metrics(base) {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  const out = {};
-  for (const line of text.split("\n")) {
-    const m = /^([a-z_]+) ([0-9.e+-]+)$/.exec(line);
-    if (m) out[m[1]] = Number(m[2]);
-  }
-  return out;
 }
 
 function rssKiB(pid) {

@@ -16,6 +16,7 @@
 #include "model/kv_cache.h"
 #include "model/transformer.h"
 #include "runtime/batch_decoder.h"
+#include "runtime/logits_tensor.h"
 #include "test_support.h"
 #include "train/model_builder.h"
 #include "train/trainable.h"
@@ -298,11 +299,12 @@ TEST(ScoreScale, EqualsRescaledQueriesInEveryPathAndRoundTrips) {
   }
   // The paged decode path reads the same scale.
   BatchDecoder dec(scaled, {CacheSpec{CacheDType::F32, CacheDType::F32, 32, 4, 1 << 20}, 1});
-  at::Tensor last;
-  const int id = dec.add(std::span<const int32_t>(toks.data(), 5), &last);
+  std::vector<float> prompt_last;
+  const int id = dec.add(std::span<const int32_t>(toks.data(), 5), &prompt_last);
   for (size_t t = 5; t < toks.size(); ++t) {
     const int ids1[1] = {id};
-    last = dec.step(ids1, std::span<const int32_t>(toks.data() + t, 1));
+    const at::Tensor last =
+        logits_tensor(dec.step(ids1, std::span<const int32_t>(toks.data() + t, 1)));
     EXPECT_LT(rel_err(last[0], want[static_cast<int64_t>(t)]), 1e-4) << t;
   }
   test::TempDir dir;

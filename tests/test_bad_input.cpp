@@ -14,18 +14,10 @@ namespace thinkeys {
 namespace {
 
 using test::CliResult;
+using test::expect_clean_failure;
 using test::run_cli;
 
 // One clear line mentioning `needle`, exit status 1.
-void expect_clean_failure(const CliResult& r, const std::string& needle) {
-  EXPECT_FALSE(r.signaled);
-  EXPECT_EQ(r.status, 1) << "stderr: " << r.err;
-  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << "stderr: " << r.err;
-  ASSERT_FALSE(r.err.empty());
-  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "more than one line: " << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr lacks '" << needle << "': " << r.err;
-}
-
 ModelConfig tiny_llama() {
   ModelConfig c = llama_config({64, 16, 1, 2, 1, 8, 32, 64});
   c.bos_id = 1;
@@ -40,10 +32,13 @@ class BadCheckpoint : public ::testing::Test {
     save_model(random_model(tiny_llama(), 1), dir_.path() / "m", DType::F32);
     model_ = dir_.path() / "m";
   }
-  nlohmann::json config() const {
-    return nlohmann::json::parse(test::read_bytes(model_ / "config.json"));
+  // Rewrites config.json through `edit`.
+  template <typename Edit>
+  void edit_config(Edit edit) {
+    auto j = nlohmann::json::parse(test::read_bytes(model_ / "config.json"));
+    edit(j);
+    test::write_bytes(model_ / "config.json", j.dump());
   }
-  void set_config(const nlohmann::json& j) { test::write_bytes(model_ / "config.json", j.dump()); }
   std::string info() const { return "info " + model_.string(); }
 
   test::TempDir dir_;
@@ -87,9 +82,7 @@ TEST_F(BadCheckpoint, MalformedHeaderJson) {
 }
 
 TEST_F(BadCheckpoint, ShapeDisagreesWithConfig) {
-  auto j = config();
-  j["intermediate_size"] = 48;
-  set_config(j);
+  edit_config([](nlohmann::json& j) { j["intermediate_size"] = 48; });
   expect_clean_failure(run_cli(info()), "shape");
 }
 
@@ -108,24 +101,22 @@ TEST_F(BadCheckpoint, UnsupportedDtype) {
 }
 
 TEST_F(BadCheckpoint, UnknownArchitecture) {
-  auto j = config();
-  j["architectures"] = {"BertForMaskedLM"};
-  j["model_type"] = "bert";
-  set_config(j);
+  edit_config([](nlohmann::json& j) {
+    j["architectures"] = {"BertForMaskedLM"};
+    j["model_type"] = "bert";
+  });
   expect_clean_failure(run_cli(info()), "BertForMaskedLM");
 }
 
 TEST_F(BadCheckpoint, UnsupportedRopeScaling) {
-  auto j = config();
-  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
-  set_config(j);
+  edit_config([](nlohmann::json& j) {
+    j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  });
   expect_clean_failure(run_cli(info()), "rope_scaling");
 }
 
 TEST_F(BadCheckpoint, HeadsNotDividingKvHeads) {
-  auto j = config();
-  j["num_key_value_heads"] = 3;
-  set_config(j);
+  edit_config([](nlohmann::json& j) { j["num_key_value_heads"] = 3; });
   expect_clean_failure(run_cli(info()), "num_key_value_heads");
 }
 
@@ -148,9 +139,8 @@ TEST(BadInput, TruncatedLlama2cCheckpoint) {
 class BadEval : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto shared = test::shared_file("models/stories260K/stories260K.bin");
-    if (!shared) THINKEYS_MISSING_SHARED("models/stories260K/stories260K.bin");
-    model_ = *shared;
+    THINKEYS_REQUIRE_SHARED(model, "models/stories260K/stories260K.bin");
+    model_ = model;
     test::write_bytes(dir_ / "text.txt", "Once upon a time there was a cat.\n");
     test::write_bytes(dir_ / "empty.txt", "");
   }

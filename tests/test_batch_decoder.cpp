@@ -21,6 +21,7 @@
 #include "runtime/batch_decoder.h"
 #include "runtime/batch_generator.h"
 #include "runtime/generator.h"
+#include "runtime/logits_tensor.h"
 #include "util/error.h"
 #include "util/huge_page_memory.h"
 
@@ -60,9 +61,9 @@ double max_batched_error(const Model& m, CacheSpec spec, int steps = 16) {
     auto prompt = tokens(rng, n, V);
     Dense d{std::make_unique<KVCache>(m.config, 128), {}};
     d.last = forward(m, prompt, *d.cache, Logits::Last);
-    at::Tensor first;
+    std::vector<float> first;
     int id = dec.add(prompt, &first);
-    worst = std::max(worst, rel_err(first, d.last));
+    worst = std::max(worst, rel_err(logits_tensor(first), d.last));
     dense[id] = std::move(d);
   };
   for (int n : {5, 13, 1}) start(n);
@@ -79,7 +80,7 @@ double max_batched_error(const Model& m, CacheSpec spec, int steps = 16) {
       // Greedy on the dense logits, with some noise so tokens vary.
       next.push_back(static_cast<int32_t>((d.last.argmax().item<int64_t>() + rng() % 3) % V));
     }
-    at::Tensor logits = dec.step(ids, next);
+    at::Tensor logits = logits_tensor(dec.step(ids, next));
     EXPECT_EQ(logits.size(0), static_cast<int64_t>(ids.size()));
     for (size_t i = 0; i < ids.size(); ++i) {
       Dense& d = dense[ids[i]];
@@ -199,7 +200,7 @@ double max_chunked_error(const Model& m, CacheSpec spec, std::vector<int> chunks
   const int other = dec.add(tokens(rng, 9, V));  // a neighbour whose blocks interleave
   double worst = 0;
   KVCache dense(m.config, n + 8);
-  at::Tensor got;
+  std::vector<float> got;
   int id = -1, done = 0;
   for (int k : chunks) {
     std::span<const int32_t> piece(prompt.data() + done, k);
@@ -212,12 +213,12 @@ double max_chunked_error(const Model& m, CacheSpec spec, std::vector<int> chunks
     at::Tensor want = forward(m, piece, dense, Logits::Last);
     done += k;
     EXPECT_EQ(dec.length(id), done);
-    EXPECT_EQ(got.size(0), 1);
-    worst = std::max(worst, rel_err(got, want));
+    EXPECT_EQ(static_cast<int>(got.size()), V);
+    worst = std::max(worst, rel_err(logits_tensor(got), want));
   }
   for (int s = 0; s < 4; ++s) {
     std::vector<int32_t> next = {static_cast<int32_t>((s * 7 + 3) % V)};
-    at::Tensor a = dec.step(std::vector<int>{id}, next);
+    at::Tensor a = logits_tensor(dec.step(std::vector<int>{id}, next));
     at::Tensor b = forward(m, next, dense, Logits::Last);
     worst = std::max(worst, rel_err(a, b));
   }
@@ -275,10 +276,10 @@ TEST(BatchDecoder, ExtendRefusesBadInputWithoutChangingTheSequence) {
   // Still exact afterwards.
   KVCache dense(m.config, 16);
   forward(m, prompt, dense, Logits::Last);
-  at::Tensor got;
+  std::vector<float> got;
   const std::vector<int32_t> more = {4, 5, 6, 7, 8, 9, 10};
   dec.extend(id, more, &got);
-  EXPECT_LT(rel_err(got, forward(m, more, dense, Logits::Last)), 1e-4);
+  EXPECT_LT(rel_err(logits_tensor(got), forward(m, more, dense, Logits::Last)), 1e-4);
   EXPECT_EQ(dec.length(id), 12);
   EXPECT_EQ(dec.cache().free_blocks(), 0);
 
@@ -306,7 +307,7 @@ TEST(BatchDecoder, ExhaustedPoolIsAnErrorAndOthersContinue) {
   // a can grow into the last block; b then cannot.
   std::vector<int32_t> t1 = {3};
   for (int s = 0; s < 4; ++s) {
-    at::Tensor got = dec.step(std::vector<int>{a}, t1);
+    at::Tensor got = logits_tensor(dec.step(std::vector<int>{a}, t1));
     at::Tensor want = forward(m, t1, da, Logits::Last);
     EXPECT_LT(rel_err(got, want), 1e-4);
   }
@@ -323,7 +324,7 @@ TEST(BatchDecoder, ExhaustedPoolIsAnErrorAndOthersContinue) {
   // Ending b makes room; a continues and still matches the dense path.
   dec.remove(b);
   for (int s = 0; s < 3; ++s) {
-    at::Tensor got = dec.step(std::vector<int>{a}, t1);
+    at::Tensor got = logits_tensor(dec.step(std::vector<int>{a}, t1));
     at::Tensor want = forward(m, t1, da, Logits::Last);
     EXPECT_LT(rel_err(got, want), 1e-4);
   }
@@ -400,7 +401,8 @@ TEST(BatchDecoder, SyntheticPrefixDecodesLikeDenseWithTheSameRows) {
     }
     const std::vector<int32_t> next = tokens(rng, 2, c.vocab_size);
     const std::vector<int> ids = step % 2 ? std::vector<int>{s, p} : std::vector<int>{s};
-    at::Tensor got = dec.step(ids, std::span<const int32_t>(next.data(), ids.size()));
+    at::Tensor got =
+        logits_tensor(dec.step(ids, std::span<const int32_t>(next.data(), ids.size())));
     at::Tensor want = forward(m, std::span<const int32_t>(&next[0], 1), dense, Logits::Last);
     EXPECT_LT(rel_err(got[0].unsqueeze(0), want), 1e-4) << "step " << step;
     if (ids.size() == 2) {
@@ -420,7 +422,7 @@ TEST(BatchDecoder, SyntheticPrefixDecodesLikeDenseWithTheSameRows) {
   CacheSpec q{CacheDType::Int4, CacheDType::F16, 8, 4, std::size_t{8} << 20};
   BatchDecoder qdec(m, {q, 2});
   const int qs = qdec.add_synthetic(n, 3);
-  at::Tensor logits = qdec.step(std::vector<int>{qs}, std::vector<int32_t>{5});
+  at::Tensor logits = logits_tensor(qdec.step(std::vector<int>{qs}, std::vector<int32_t>{5}));
   EXPECT_TRUE(logits.isfinite().all().item<bool>());
   EXPECT_EQ(qdec.length(qs), n + 1);
 }
@@ -531,11 +533,12 @@ TEST(BatchDecoder, UseModelStepsWithTheNewWeights) {
   const int i1 = d1.add(prompt), i2 = d2.add(prompt);
   const int32_t tok[1] = {5};
   const int id1[1] = {i1}, id2[1] = {i2};
-  const at::Tensor own = d1.step(id1, tok);  // a's step, then b's over the same cache
+  const at::Tensor own =
+      logits_tensor(d1.step(id1, tok));  // a's step, then b's over the same cache
   d1.truncate(i1, static_cast<int>(prompt.size()));
   d1.use_model(b);
   d2.use_model(b);
-  const at::Tensor got = d1.step(id1, tok), want = d2.step(id2, tok);
+  const at::Tensor got = logits_tensor(d1.step(id1, tok)), want = logits_tensor(d2.step(id2, tok));
   EXPECT_TRUE(at::equal(got, want));
   EXPECT_FALSE(at::equal(got, own));
   EXPECT_LT((got - own).abs().max().item<float>(), 0.05f * own.abs().max().item<float>());

@@ -3,6 +3,10 @@
 // and layouts a sweep selects. Expected values are worked out by hand.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
+#include "bench/decode_bench.h"
+#include "bench/model_decode_bench.h"
 #include "bench/relative_time.h"
 #include "bench/sweep_selection.h"
 #include "util/error.h"
@@ -119,6 +123,25 @@ TEST(BenchArithmetic, SweepSelection) {
   ASSERT_EQ(mcaches.size(), 1u);
   EXPECT_EQ(mcaches[0].key_divisor, 4);
   EXPECT_THROW(select_model_decode_shapes({"nope"}), Error);
+}
+
+TEST(BenchArithmetic, KernelSweepHasTheWholeModelsLayer) {
+  // mha-model and gqa-model are the attention layer of the model
+  // bench --decode-model builds, and run by default.
+  for (const char* name : {"mha", "gqa"}) {
+    const auto picked = select_decode_bench_shapes({std::string(name) + "-model"});
+    ASSERT_EQ(picked.size(), 1u) << name;
+    const DecodeBenchShape& k = picked[0];
+    const ModelConfig c = model_decode_config(find_model_decode_shape(name), 4);
+    EXPECT_EQ(k.n_heads, c.n_heads) << name;
+    EXPECT_EQ(k.n_kv_heads, c.n_kv_heads) << name;
+    EXPECT_EQ(k.head_dim, c.head_dim) << name;
+    // The sweep's thin caches keep a quarter of the head, as the model's do.
+    EXPECT_EQ(std::lround(find_decode_bench_cache("thin-int8").key_ratio * k.head_dim),
+              c.key_width(0))
+        << name;
+    EXPECT_FALSE(k.diagnostic) << name;
+  }
   EXPECT_THROW(select_model_decode_caches({"nope"}), Error);
 }
 

@@ -181,26 +181,19 @@ TEST(ChatCli, BadMessagesAndTemplatesFailClearly) {
   test::write_bytes(dir / "not_list.json", R"({"role": "user"})");
   test::write_bytes(dir / "ok.json", R"([{"role": "user", "content": "hi"}])");
   test::write_bytes(dir / "bad.jinja", "{% for m in messages %}{{ m.content }}");
-  fails_with("tokenize " + m + " --messages " + quote((dir / "truncated.json").string()) +
-                 " --chat-template chatml",
-             "is not valid JSON");
-  fails_with("tokenize " + m + " --messages " + quote((dir / "no_role.json").string()) +
-                 " --chat-template chatml",
-             "chat message 0 has no \"role\" string");
-  fails_with("tokenize " + m + " --messages " + quote((dir / "not_list.json").string()) +
-                 " --chat-template chatml",
-             "must be a JSON array");
-  fails_with("tokenize " + m + " --messages " + quote((dir / "ok.json").string()),
-             "the model has no chat template");
-  fails_with("tokenize " + m + " --messages " + quote((dir / "ok.json").string()) +
-                 " --chat-template " + quote((dir / "bad.jinja").string()),
+  // tokenize MODEL --messages FILE [--chat-template TEMPLATE]
+  auto messages = [&](const std::string& file, const std::string& chat_template) {
+    return "tokenize " + m + " --messages " + quote((dir / file).string()) +
+           (chat_template.empty() ? "" : " --chat-template " + chat_template);
+  };
+  fails_with(messages("truncated.json", "chatml"), "is not valid JSON");
+  fails_with(messages("no_role.json", "chatml"), "chat message 0 has no \"role\" string");
+  fails_with(messages("not_list.json", "chatml"), "must be a JSON array");
+  fails_with(messages("ok.json", ""), "the model has no chat template");
+  fails_with(messages("ok.json", quote((dir / "bad.jinja").string())),
              "line 1: {% for %} is never closed");
-  fails_with("tokenize " + m + " --messages " + quote((dir / "ok.json").string()) +
-                 " --chat-template nosuch",
-             "neither a built-in template");
-  fails_with("tokenize " + m + " --messages " + quote((dir / "missing.json").string()) +
-                 " --chat-template chatml",
-             "cannot read messages file");
+  fails_with(messages("ok.json", "nosuch"), "neither a built-in template");
+  fails_with(messages("missing.json", "chatml"), "cannot read messages file");
   fails_with("tokenize " + m, "tokenize needs --text TEXT or --messages FILE.json");
   fails_with("chat " + m + " < /dev/null", "the model has no chat template");
 }

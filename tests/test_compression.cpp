@@ -323,11 +323,23 @@ TEST(CompressGpt2, AbsorbedKeysAreExactAtFullRankAndThin) {
   EXPECT_LE(rel_err(logits_of(load_model(dir / "g"), probe), logits_of(thin, probe)), 1e-6);
 }
 
+// T is W's best rank-r approximation. Eckart-Young says what that is without
+// redoing the SVD the implementation does: rank r, the top r singular values
+// kept, and a squared Frobenius error equal to the sum of the dropped singular
+// values squared (which only the truncated SVD reaches when s_r > s_r+1).
+void expect_best_rank_approximation(const at::Tensor& W, const at::Tensor& T, int r) {
+  const at::Tensor s = at::linalg_svdvals(W), t = at::linalg_svdvals(T);
+  const int64_t n = s.size(0);
+  ASSERT_GT(s[r - 1].item<double>() - s[r].item<double>(), 1e-3 * s[0].item<double>());
+  EXPECT_LE((t.narrow(0, 0, r) - s.narrow(0, 0, r)).abs().max().item<double>(),
+            1e-5 * s[0].item<double>());
+  EXPECT_LE(t.narrow(0, r, n - r).max().item<double>(), 1e-5 * s[0].item<double>());
+  const double tail = s.narrow(0, r, n - r).pow(2).sum().item<double>();
+  EXPECT_NEAR((W - T).pow(2).sum().item<double>(), tail, 1e-4 * tail);
+}
+
 // Queries-only truncation replaces each head's W_Q (d x D) by its best rank-r
-// approximation. Eckart-Young says what that is without redoing the SVD the
-// implementation does: rank r, the top r singular values kept, and a squared
-// Frobenius error equal to the sum of the dropped singular values squared
-// (which only the truncated SVD reaches when s_r > s_r+1).
+// approximation (Eckart-Young, as above).
 TEST(CompressGpt2, QueriesTargetKeepsTheCacheAndTruncatesEachHeadOptimally) {
   Model m = random_model(tiny_gpt2(), 6, 0.2);
   auto o = options("svd", std::nullopt, 12);
@@ -347,14 +359,8 @@ TEST(CompressGpt2, QueriesTargetKeepsTheCacheAndTruncatesEachHeadOptimally) {
     for (int h = 0; h < 4; ++h) {
       at::Tensor W = A.wq.narrow(0, h * d, d).to(at::kDouble);
       at::Tensor T = B.wq.narrow(0, h * d, d).to(at::kDouble);
-      at::Tensor s = at::linalg_svdvals(W), t = at::linalg_svdvals(T);
       SCOPED_TRACE("layer " + std::to_string(l) + " head " + std::to_string(h));
-      ASSERT_GT(s[r - 1].item<double>() - s[r].item<double>(), 1e-3 * s[0].item<double>());
-      EXPECT_LE((t.narrow(0, 0, r) - s.narrow(0, 0, r)).abs().max().item<double>(),
-                1e-5 * s[0].item<double>());
-      EXPECT_LE(t.narrow(0, r, d - r).max().item<double>(), 1e-5 * s[0].item<double>());
-      const double tail = s.narrow(0, r, d - r).pow(2).sum().item<double>();
-      EXPECT_NEAR((W - T).pow(2).sum().item<double>(), tail, 1e-4 * tail);
+      ASSERT_NO_FATAL_FAILURE(expect_best_rank_approximation(W, T, r));
     }
   }
   EXPECT_GT(rel_err(logits_of(q, probe), logits_of(m, probe)), 1e-4);
@@ -369,19 +375,13 @@ TEST(CompressGpt2, QueriesTargetPerLayerTruncatesTheStackedHeadsOptimally) {
   auto o = options("svd", std::nullopt, 0, 4);
   o.ranks.key_ratio = 0.25;  // 0.25 x 48 rows = rank 12
   o.target = CompressTarget::Queries;
-  const int r = 12, n = 48;
+  const int r = 12;
   Model q = compress_model(m, o, {});
   for (size_t l = 0; l < m.weights.layers.size(); ++l) {
     at::Tensor W = m.weights.layers[l].wq.to(at::kDouble);
     at::Tensor T = q.weights.layers[l].wq.to(at::kDouble);
-    at::Tensor s = at::linalg_svdvals(W), t = at::linalg_svdvals(T);
     SCOPED_TRACE("layer " + std::to_string(l));
-    ASSERT_GT(s[r - 1].item<double>() - s[r].item<double>(), 1e-3 * s[0].item<double>());
-    EXPECT_LE((t.narrow(0, 0, r) - s.narrow(0, 0, r)).abs().max().item<double>(),
-              1e-5 * s[0].item<double>());
-    EXPECT_LE(t.narrow(0, r, n - r).max().item<double>(), 1e-5 * s[0].item<double>());
-    const double tail = s.narrow(0, r, n - r).pow(2).sum().item<double>();
-    EXPECT_NEAR((W - T).pow(2).sum().item<double>(), tail, 1e-4 * tail);
+    ASSERT_NO_FATAL_FAILURE(expect_best_rank_approximation(W, T, r));
   }
   o.ranks.key_ratio = 0;
   o.ranks.key_rank = 49;

@@ -22,35 +22,25 @@ namespace {
 
 using Shapes = std::map<std::string, std::vector<int64_t>>;
 
+// Vocabulary 40, two layers, width 16, four heads of 4 (two KV heads in the
+// Llama-style families; GPT-2 has no grouped-query attention), 24 hidden, 32
+// positions.
 ModelConfig tiny(const std::string& model_type) {
-  ModelConfig c;
-  c.model_type = model_type;
-  c.vocab_size = 40;
-  c.dim = 16;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 4;
-  c.hidden_dim = 24;
-  c.max_positions = 32;
+  const bool gpt2 = model_type == "gpt2";
+  const ModelShape shape{40, 16, 2, 4, gpt2 ? 4 : 2, 4, 24, 32};
+  ModelConfig c = gpt2 ? gpt2_config(shape) : llama_config(shape);
+  if (!gpt2) {
+    c.model_type = model_type;
+    if (model_type == "qwen2") {
+      c.architecture = "Qwen2ForCausalLM";
+      c.qkv_bias = true;
+    } else if (model_type == "mistral") {
+      c.architecture = "MistralForCausalLM";
+    }
+  }
+  // Ids inside the 40-token vocabulary (gpt2_config keeps GPT-2's 50256).
   c.bos_id = 1;
   c.eos_id = 2;
-  if (model_type == "gpt2") {
-    c.architecture = "GPT2LMHeadModel";
-    c.n_kv_heads = 4;
-    c.norm = NormKind::LayerNorm;
-    c.mlp = MlpKind::GeluTanh;
-    c.positions = PositionKind::Learned;
-    c.tied_embeddings = true;
-    c.qkv_bias = c.o_bias = c.mlp_bias = true;
-  } else if (model_type == "qwen2") {
-    c.architecture = "Qwen2ForCausalLM";
-    c.qkv_bias = true;
-  } else if (model_type == "mistral") {
-    c.architecture = "MistralForCausalLM";
-  } else {
-    c.architecture = "LlamaForCausalLM";
-  }
   return c;
 }
 

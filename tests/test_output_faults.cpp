@@ -10,7 +10,7 @@
 #include <sys/wait.h>
 
 #include <map>
-#include <random>
+#include <nlohmann/json.hpp>
 
 #include "checkpoint/hf_checkpoint.h"
 #include "io/safetensors.h"
@@ -78,21 +78,15 @@ std::vector<std::string> hidden_inside(const fs::path& dir) {
   return out;
 }
 
-std::string some_text() {
-  std::string s;
-  std::mt19937 rng(5);
-  const char* words[] = {"Once", "upon", "a", "time", "the", "cat", "sat", "on", "mat", "Lily"};
-  for (int i = 0; i < 2000; ++i) s += std::string(words[rng() % 10]) + (i % 12 == 11 ? ".\n" : " ");
-  return s;
-}
-
 class OutputFaults : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto model = test::shared_file("models/stories260K/stories260K.bin");
-    if (!model) THINKEYS_MISSING_SHARED("models/stories260K/stories260K.bin");
-    model_ = model->string();
-    test::write_bytes(tmp_ / "data.txt", some_text());
+    THINKEYS_REQUIRE_SHARED(model, "models/stories260K/stories260K.bin");
+    model_ = model.string();
+    test::write_bytes(
+        tmp_ / "data.txt",
+        test::random_sentences(
+            5, {"Once", "upon", "a", "time", "the", "cat", "sat", "on", "mat", "Lily"}, 2000));
   }
   // Runs `args` (which writes `out`) once killed after `kill_after` tensors, then
   // checks `out` is as before and that the same command then completes.
@@ -222,6 +216,44 @@ TEST_F(OutputFaults, FinetuneKilledMidWriteKeepsThePreviousModel) {
                          " --ctx 16 --batch 2 --max-tokens 200 --lr 1e-2 -o " + out.string();
   ASSERT_EQ(run_cli(ft), 0);
   kill_then_rerun(ft + " --seed 7", out, 2);
+}
+
+// finetune --checkpoint-every / --resume: a run killed while writing its
+// second checkpoint (step 4 of 6) resumes from the first (step 2) and ends
+// with exactly the weights of a run that was never interrupted.
+TEST_F(OutputFaults, FinetuneResumedAfterAKillEqualsTheUninterruptedRun) {
+  const auto base = tmp_ / "base", full = tmp_ / "ft-full", part = tmp_ / "ft-part";
+  ASSERT_EQ(run_cli("convert " + model_ + " -o " + base.string()), 0);
+  // 200 tokens = 12 windows of 16 + 1, 2 per step: 6 steps, checkpoints at 2, 4, 6.
+  const std::string ft = "finetune " + base.string() + " --train qk --loss lm --data " +
+                         (tmp_ / "data.txt").string() + " --cache-dir " +
+                         (tmp_ / "cache").string() +
+                         " --ctx 16 --batch 2 --max-tokens 200 --lr 1e-2 --checkpoint-every 2";
+  ASSERT_EQ(run_cli(ft + " -o " + full.string()), 0);
+  ASSERT_NE(test::read_bytes(full / "checkpoint" / "trainer_state.json").find("\"step\": 6"),
+            std::string::npos);
+  // Tensors one checkpoint writes: the (N+1)-th written is inside the second.
+  const long per_checkpoint = static_cast<long>(
+      SafetensorsFile(full / "checkpoint" / "model.safetensors").tensors().size());
+  ASSERT_GT(per_checkpoint, 0);
+  ASSERT_EQ(run_cli(ft + " -o " + part.string(), per_checkpoint + 1), kKilled);
+  ASSERT_NE(test::read_bytes(part / "checkpoint" / "trainer_state.json").find("\"step\": 2"),
+            std::string::npos);
+  ASSERT_FALSE(fs::exists(part / "config.json")) << "the killed run saved no model";
+  const test::CliResult resumed =
+      test::run_cli("--threads 1 " + ft + " --resume --json -o " + part.string(), 300);
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  const auto j = nlohmann::json::parse(resumed.out);
+  EXPECT_EQ(j["result"]["resumed_at_step"], 2) << "a fresh restart would also match the weights";
+  EXPECT_EQ(j["result"]["steps"], 6);
+  const Model a = load_hf_checkpoint(full), b = load_hf_checkpoint(part);
+  ASSERT_EQ(a.weights.layers.size(), b.weights.layers.size());
+  for (size_t l = 0; l < a.weights.layers.size(); ++l) {
+    EXPECT_TRUE(at::equal(a.weights.layers[l].wq, b.weights.layers[l].wq)) << "layer " << l;
+    EXPECT_TRUE(at::equal(a.weights.layers[l].wk, b.weights.layers[l].wk)) << "layer " << l;
+  }
+  EXPECT_TRUE(test::read_bytes(full / "model.safetensors") ==
+              test::read_bytes(part / "model.safetensors"));
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cache/paged_kv_cache.h"
+#include "format/half_rows.h"
 #include "format/row_codec.h"
 #include "util/error.h"
 
@@ -113,6 +114,38 @@ TEST(RowFormat, HalfToFloatAgreesWithTheCompilerOnEveryPattern) {
       EXPECT_EQ(std::memcmp(&want, &got, 4), 0) << bits << ": " << want << " vs " << got;
     }
   }
+}
+
+TEST(RowFormat, WholeRowF16ConversionEqualsTheScalarOne) {
+  // Every f16 value, the midpoints between neighbours (ties to even), values
+  // just beside the midpoints, f16 subnormals and past the largest half
+  // (infinity); an odd length leaves a tail shorter than a vector.
+  std::vector<float> x;
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    const uint16_t b = static_cast<uint16_t>(bits);
+    if ((b & 0x7C00u) == 0x7C00u) continue;  // inf and NaN
+    const float f = f16_to_f32(b);
+    const uint16_t up = static_cast<uint16_t>(b + 1);
+    x.push_back(f);
+    if ((up & 0x7C00u) != 0x7C00u && (b & 0x8000u) == (up & 0x8000u)) {
+      const float mid = (f + f16_to_f32(up)) / 2;
+      x.push_back(mid);
+      x.push_back(std::nextafter(mid, 1e9f));
+      x.push_back(std::nextafter(mid, -1e9f));
+    }
+  }
+  for (float big : {65504.0f, 65519.0f, 65520.0f, 1e6f, -7e4f, 3e-8f, -2.9e-8f}) x.push_back(big);
+  x.push_back(0.5f);  // odd total length
+  if (x.size() % 2 == 0) x.push_back(1.0f);
+  std::vector<std::byte> got(2 * x.size());
+  f32_to_f16_row(x.data(), x.size(), got.data());
+  int differ = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    uint16_t g;
+    std::memcpy(&g, got.data() + 2 * i, 2);
+    differ += g != f32_to_f16(x[i]);
+  }
+  EXPECT_EQ(differ, 0) << "of " << x.size();
 }
 
 TEST(RowFormat, ScaleIsTheSmallestHalfAtOrAboveTheExactOne) {

@@ -8,7 +8,9 @@
 #include <cmath>
 #include <vector>
 
+#include "model/layer_ops.h"
 #include "model/query_keys.h"
+#include "model/rope.h"
 
 namespace thinkeys {
 namespace {
@@ -95,6 +97,32 @@ Inputs inputs(const ModelConfig& c) {
   in.q = at::randn({N, c.n_heads, c.q_rows_per_head(0)});
   in.k = at::randn({N, c.k_rows(0)});
   return in;
+}
+
+TEST(QueryKeys, ManyRowsRotateLikeTheDefinitionAndLikeTheAutogradPath) {
+  // Prefill-sized inputs (more rows than a decode batch) take rotate()'s
+  // pooled path; a view of a wider projection, as split_qkv hands it over.
+  at::manual_seed(3);
+  const int64_t N = 40, heads = 3, w = 8;
+  const at::Tensor wide = at::randn({N, heads * w + 5});
+  const at::Tensor x = wide.narrow(1, 0, heads * w).view({N, heads, w});
+  const at::Tensor pos = at::arange(0, N, at::kFloat);
+  auto [cos, sin] = rope_cos_sin(pos, inv_freq(w));
+  const at::Tensor got = rotate(x, cos, sin);
+  std::vector<double> want(N * heads * w);
+  const at::Tensor xc = x.contiguous();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < w / 2; ++i) {
+        const double a = n * std::pow(kTheta, -2.0 * i / w);
+        const double x1 = xc[n][h][i].item<float>(), x2 = xc[n][h][i + w / 2].item<float>();
+        want[(n * heads + h) * w + i] = x1 * std::cos(a) - x2 * std::sin(a);
+        want[(n * heads + h) * w + i + w / 2] = x2 * std::cos(a) + x1 * std::sin(a);
+      }
+  expect_near(got, want);
+  // The libtorch ops (autograd keeps them) do the same products and sums.
+  const at::Tensor slow = rotate(x.clone().requires_grad_(true), cos, sin).detach();
+  EXPECT_TRUE(at::equal(got, slow));
 }
 
 TEST(QueryKeys, FullModeRotatesThinKeysWithTheHeadDimTable) {

@@ -16,6 +16,17 @@ std::vector<float> logits_for(const std::vector<double>& probs) {
   return l;
 }
 
+// Draws from p = (0.5, 0.3, 0.2) with `params`: how often each token came.
+// 5 standard deviations of a binomial at kDraws = 40000 is below 0.013.
+constexpr int kDraws = 40000;
+std::vector<int> draw_counts(SamplingParams params) {
+  const auto l = logits_for({0.5, 0.3, 0.2});
+  Sampler s(params);
+  std::vector<int> counts(3);
+  for (int i = 0; i < kDraws; ++i) ++counts[s.sample(l)];
+  return counts;
+}
+
 TEST(Sampler, TemperatureZeroIsArgmax) {
   Sampler s({0.0, 1.0, 1});
   std::vector<float> l = {0.1f, 2.5f, -1.0f, 2.4f};
@@ -23,38 +34,28 @@ TEST(Sampler, TemperatureZeroIsArgmax) {
 }
 
 TEST(Sampler, FollowsTheSoftmaxDistribution) {
-  // p = (0.5, 0.3, 0.2); at temperature 1 the empirical frequencies converge.
-  auto l = logits_for({0.5, 0.3, 0.2});
-  Sampler s({1.0, 1.0, 42});
-  std::vector<int> counts(3);
-  const int n = 40000;
-  for (int i = 0; i < n; ++i) ++counts[s.sample(l)];
-  // 5 standard deviations of a binomial at n = 40000 is below 0.013.
-  EXPECT_NEAR(counts[0] / double(n), 0.5, 0.013);
-  EXPECT_NEAR(counts[1] / double(n), 0.3, 0.013);
-  EXPECT_NEAR(counts[2] / double(n), 0.2, 0.013);
+  // At temperature 1 the empirical frequencies converge to p.
+  const auto counts = draw_counts({1.0, 1.0, 42});
+  const double n = kDraws;
+  EXPECT_NEAR(counts[0] / n, 0.5, 0.013);
+  EXPECT_NEAR(counts[1] / n, 0.3, 0.013);
+  EXPECT_NEAR(counts[2] / n, 0.2, 0.013);
 }
 
 TEST(Sampler, TopPKeepsTheSmallestNucleus) {
   // Nucleus for p = 0.6 over (0.5, 0.3, 0.2) is {0, 1}, renormalised to (0.625, 0.375).
-  auto l = logits_for({0.5, 0.3, 0.2});
-  Sampler s({1.0, 0.6, 7});
-  std::vector<int> counts(3);
-  const int n = 40000;
-  for (int i = 0; i < n; ++i) ++counts[s.sample(l)];
+  const auto counts = draw_counts({1.0, 0.6, 7});
+  const double n = kDraws;
   EXPECT_EQ(counts[2], 0);
-  EXPECT_NEAR(counts[0] / double(n), 0.625, 0.013);
+  EXPECT_NEAR(counts[0] / n, 0.625, 0.013);
 }
 
 TEST(Sampler, TemperatureSharpens) {
   // At T = 0.5 the probabilities become p^2 / sum p^2 = (25, 9, 4) / 38.
-  auto l = logits_for({0.5, 0.3, 0.2});
-  Sampler s({0.5, 1.0, 9});
-  std::vector<int> counts(3);
-  const int n = 40000;
-  for (int i = 0; i < n; ++i) ++counts[s.sample(l)];
-  EXPECT_NEAR(counts[0] / double(n), 25.0 / 38.0, 0.013);
-  EXPECT_NEAR(counts[2] / double(n), 4.0 / 38.0, 0.013);
+  const auto counts = draw_counts({0.5, 1.0, 9});
+  const double n = kDraws;
+  EXPECT_NEAR(counts[0] / n, 25.0 / 38.0, 0.013);
+  EXPECT_NEAR(counts[2] / n, 4.0 / 38.0, 0.013);
 }
 
 TEST(Sampler, SameSeedSameSequence) {

@@ -5,9 +5,11 @@
 
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <set>
 
 #include "experiments/selection_experiment.h"
+#include "experiments/selection_key_rank.h"
 #include "experiments/selection_tasks.h"
 #include "model/weights.h"
 #include "train/batch.h"
@@ -123,6 +125,94 @@ TEST(Retrieval, BadOptionsThrow) {
   EXPECT_THROW(plan_sweep(sweep), Error);
 }
 
+std::vector<int64_t> row_of(const Batch& b, int s) {
+  auto row = b.inputs[s].contiguous();
+  return std::vector<int64_t>(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + row.numel());
+}
+
+// Every retrieval sequence of N = 3 keys with 2 pairs, enumerated by hand:
+// 3 x 2 ordered distinct keys, 3^2 values (3..5), 2 queried slots = 108.
+std::set<std::vector<int64_t>> all_sequences_n3_pairs2() {
+  std::set<std::vector<int64_t>> all;
+  for (int k0 = 0; k0 < 3; ++k0)
+    for (int k1 = 0; k1 < 3; ++k1) {
+      if (k1 == k0) continue;
+      for (int v0 = 3; v0 < 6; ++v0)
+        for (int v1 = 3; v1 < 6; ++v1)
+          for (int q : {k0, k1}) all.insert({k0, v0, k1, v1, 6, q});
+    }
+  return all;
+}
+
+// The held-out class is a partition of the sequence space fixed by the tokens:
+// the training stream reaches exactly the sequences outside it, the held-out
+// stream exactly those inside, so the two never meet whatever the seeds.
+TEST(HeldOut, SplitStreamsPartitionTheWholeSpace) {
+  const RetrievalSpec spec{3, 2};
+  const auto all = all_sequences_n3_pairs2();
+  ASSERT_EQ(all.size(), 108u);
+  std::set<std::vector<int64_t>> expect_train, expect_held;
+  for (const auto& x : all) (is_held_out_sequence(x) ? expect_held : expect_train).insert(x);
+  ASSERT_FALSE(expect_held.empty()) << "this small space has held-out sequences";
+  std::set<std::vector<int64_t>> train, held;
+  // Two seeds each, 4,000 samples: every sequence of a class turns up (each has
+  // probability >= 1/108 per draw).
+  for (uint64_t seed : {1, 2}) {
+    Batch t = retrieval_batch(spec, seed, 0, 4000, SampleSplit::Train);
+    Batch h = retrieval_batch(spec, seed + 100, 0, 4000, SampleSplit::HeldOut);
+    auto tg = h.targets.accessor<int64_t, 2>();
+    for (int s = 0; s < 4000; ++s) {
+      train.insert(row_of(t, s));
+      const auto x = row_of(h, s);
+      held.insert(x);
+      EXPECT_EQ(tg[s][5], x[x[5] == x[0] ? 1 : 3]) << "target = value of the queried key";
+    }
+  }
+  EXPECT_EQ(train, expect_train);
+  EXPECT_EQ(held, expect_held);
+  for (const auto& x : held) EXPECT_EQ(train.count(x), 0u);
+}
+
+// A split stream keeps its sample when the unsplit stream's sample is already
+// in its class, and about 1 sequence in 8 is held out.
+TEST(HeldOut, SplitStreamsAgreeWithTheOriginalWhereTheyMay) {
+  const RetrievalSpec spec{8, 8};
+  const int n = 8000;
+  Batch any = retrieval_batch(spec, 42, 0, n);
+  Batch train = retrieval_batch(spec, 42, 0, n, SampleSplit::Train);
+  Batch held = retrieval_batch(spec, 42, 0, n, SampleSplit::HeldOut);
+  int held_count = 0;
+  for (int s = 0; s < n; ++s) {
+    const auto x = row_of(any, s);
+    const bool h = is_held_out_sequence(x);
+    held_count += h;
+    EXPECT_FALSE(is_held_out_sequence(row_of(train, s)));
+    EXPECT_TRUE(is_held_out_sequence(row_of(held, s)));
+    EXPECT_EQ(row_of(h ? held : train, s), x) << "sample " << s;
+  }
+  // Binomial(8000, 1/8): mean 1000, sd 29.6; 5 sd either side.
+  EXPECT_NEAR(held_count, 1000, 150);
+  // Copy-back splits too (by the same rule over its input tokens).
+  Batch cb = copy_back_batch(CopyBackSpec{}, 3, 0, 64, SampleSplit::HeldOut);
+  for (int s = 0; s < 64; ++s) EXPECT_TRUE(is_held_out_sequence(row_of(cb, s)));
+}
+
+// N = 2 with one pair has 4 sequences; a split whose class is empty must say so.
+TEST(HeldOut, EmptyClassThrowsInsteadOfLooping) {
+  const RetrievalSpec spec{2, 1};
+  int held = 0;
+  for (int k = 0; k < 2; ++k)
+    for (int v = 2; v < 4; ++v) held += is_held_out_sequence(std::vector<int64_t>{k, v, 4, k});
+  if (held == 0)
+    EXPECT_THROW(retrieval_batch(spec, 0, 0, 1, SampleSplit::HeldOut), Error);
+  else
+    EXPECT_NO_THROW(retrieval_batch(spec, 0, 0, 1, SampleSplit::HeldOut));
+  if (held == 4)
+    EXPECT_THROW(retrieval_batch(spec, 0, 0, 1, SampleSplit::Train), Error);
+  else
+    EXPECT_NO_THROW(retrieval_batch(spec, 0, 0, 1, SampleSplit::Train));
+}
+
 TEST(Selection, ResolvedDefaultsFollowThePaper) {
   SelectionRun p;
   p.task = SelectionTask::Position;
@@ -199,6 +289,41 @@ TEST(Selection, ThinQueryMapsStartAndMoveScaledByTheScoreScale) {
     EXPECT_NEAR((q1 - q0).abs().median().item<double>(), c * 0.5, 1e-4);
     EXPECT_NEAR((k1 - k0).abs().median().item<double>(), 0.5, 1e-4);
   }
+}
+
+// The KQ-SVD key-rank search on a trained full-width model: one compressed
+// model per rank 1..head_dim-1 with that many cached key dims per head, the
+// smallest rank is the first one at the threshold, and one dim short of full
+// width (KQ-SVD drops only its weakest direction) keeps the accuracy.
+TEST(Selection, KqsvdKeyRankSearchOnHeldOutSequences) {
+  SelectionRun r;
+  r.n = 8;
+  r.pairs = 2;
+  r.layers = 2;
+  r.d_select = 64;
+  r.steps = 400;
+  r.batch = 32;
+  r.eval_sequences = 256;
+  r.hold = 0;
+  r.held_out = true;
+  Model m;
+  SelectionRunResult res = run_selection(r, {}, &m);
+  ASSERT_GE(res.best_accuracy, 0.9);
+  KeyRankSearch k = search_kqsvd_key_rank(m, res.run, 1000);
+  EXPECT_EQ(k.test_sequences, 1000);
+  EXPECT_GT(k.full_accuracy, 0.8);
+  ASSERT_EQ(k.points.size(), 15u);  // head_dim 16
+  int first_ok = -1;
+  for (int i = 0; i < 15; ++i) {
+    EXPECT_EQ(k.points[i].rank_per_head, i + 1);
+    EXPECT_EQ(k.points[i].key_width_total, 4 * (i + 1));
+    if (first_ok < 0 && k.points[i].accuracy >= 0.95) first_ok = i + 1;
+  }
+  EXPECT_EQ(k.smallest_rank_per_head, first_ok);
+  EXPECT_GT(k.points.back().accuracy, k.full_accuracy - 0.05);
+  SelectionRun thin = res.run;
+  thin.d_select = 16;
+  EXPECT_THROW(search_kqsvd_key_rank(m, thin, 10), Error);
 }
 
 }  // namespace

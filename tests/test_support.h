@@ -107,6 +107,17 @@ inline CliResult run_cli(const std::string& args, int timeout_seconds = 120) {
   r.err = read_bytes(io / "err");
   return r;
 }
+
+// Bad input's contract: exit status 1 and one line on stderr, "error: ..."
+// naming `needle`.
+inline void expect_clean_failure(const CliResult& r, const std::string& needle) {
+  EXPECT_FALSE(r.signaled);
+  EXPECT_EQ(r.status, 1) << "stderr: " << r.err;
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << "stderr: " << r.err;
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "more than one line: " << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr lacks '" << needle << "': " << r.err;
+}
 #endif
 
 // n tokens drawn uniformly from [0, vocab), reproducibly from `seed`.
@@ -115,6 +126,15 @@ inline std::vector<int32_t> random_tokens(int n, int vocab, uint32_t seed) {
   std::vector<int32_t> t(static_cast<size_t>(n));
   for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
   return t;
+}
+
+// `n` words drawn from `words` reproducibly from `seed`, each followed by a
+// space or, every twelfth, by ".\n": text for the CLI to tokenize and train on.
+inline std::string random_sentences(uint32_t seed, const std::vector<std::string>& words, int n) {
+  std::mt19937 rng(seed);
+  std::string s;
+  for (int i = 0; i < n; ++i) s += words[rng() % words.size()] + (i % 12 == 11 ? ".\n" : " ");
+  return s;
 }
 
 }  // namespace thinkeys::test

@@ -21,6 +21,7 @@
 
 #include "test_support.h"
 #include "tokenizer/byte_bpe_tokenizer.h"
+#include "tokenizer/sentencepiece_backend.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
 #include "util/error.h"
@@ -36,17 +37,7 @@ using Ids = std::vector<int32_t>;
 // sanitizer builds cannot load (see tokenizer/sentencepiece_backend.h), so there
 // its tests are skipped. libsentencepiece linked into this test as the reference
 // works everywhere.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSentencePieceTokenizer = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSentencePieceTokenizer = false;
-#else
-constexpr bool kSentencePieceTokenizer = true;
-#endif
-#else
-constexpr bool kSentencePieceTokenizer = true;
-#endif
+constexpr bool kSentencePieceTokenizer = !kAddressSanitizerBuild;
 constexpr const char* kNoSentencePiece =
     "the SentencePiece module is not available in sanitizer builds";
 

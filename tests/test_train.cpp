@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -21,6 +22,7 @@
 #include "train/data_parallel.h"
 #include "train/model_builder.h"
 #include "train/rank_launcher.h"
+#include "train/token_cache.h"
 #include "train/trainable.h"
 #include "train/trainer.h"
 #include "train/training_forward.h"
@@ -481,6 +483,27 @@ TEST(DataParallel, TwoRanksMatchOneProcessOnTheConcatenatedBatch) {
   auto init_params = snapshot(prepare_for_training(init, TrainScope::All));
   EXPECT_GT((init_params.at("layers.0.wq") - want.at("layers.0.wq")).abs().max().item<double>(),
             1e-3);
+}
+
+// The Gutenberg directory holds train shards, valid.txt and the held-out
+// test.txt side by side; test text must reach neither training nor validation.
+TEST(TrainingData, DirectoryLeavesTestTextOut) {
+  test::TempDir dir;
+  for (const char* name : {"train-00.txt", "train-01.txt", "valid.txt", "test.txt", "wiki.test.txt",
+                           "books_test.txt", "notes.md"})
+    std::ofstream(dir.path() / name) << "text\n";
+  DataFiles f = find_data_files(dir.path());
+  std::vector<std::string> train, valid;
+  for (const auto& p : f.train) train.push_back(p.filename().string());
+  for (const auto& p : f.valid) valid.push_back(p.filename().string());
+  EXPECT_EQ(train, (std::vector<std::string>{"train-00.txt", "train-01.txt"}));
+  EXPECT_EQ(valid, (std::vector<std::string>{"valid.txt"}));
+
+  test::TempDir only_test;
+  std::ofstream(only_test.path() / "test.txt") << "text\n";
+  EXPECT_THROW(find_data_files(only_test.path()), Error);
+  // A file named explicitly is used as given.
+  EXPECT_EQ(find_data_files(only_test.path() / "test.txt").train.size(), 1u);
 }
 
 }  // namespace

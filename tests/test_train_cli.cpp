@@ -8,7 +8,6 @@
 #include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <set>
 
 #include "checkpoint/hf_checkpoint.h"
@@ -25,32 +24,20 @@ namespace thinkeys {
 namespace {
 
 using test::CliResult;
+using test::expect_clean_failure;
 
 // As before the shared helper: one thread, and five minutes before timeout kills it.
 CliResult run_cli(const std::string& args) { return test::run_cli("--threads 1 " + args, 300); }
 
-void expect_clean_failure(const CliResult& r, const std::string& needle) {
-  EXPECT_EQ(r.status, 1) << "stderr: " << r.err;
-  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << "stderr: " << r.err;
-  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "more than one line: " << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr lacks '" << needle << "': " << r.err;
-}
-
-std::string some_text() {
-  std::string s;
-  std::mt19937 rng(3);
-  const char* words[] = {"the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "slept"};
-  for (int i = 0; i < 3000; ++i) s += std::string(words[rng() % 10]) + (i % 12 == 11 ? ".\n" : " ");
-  return s;
-}
-
 class TrainCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto tok = test::shared_file("models/gpt2-tokenizer");
-    if (!tok) THINKEYS_MISSING_SHARED("models/gpt2-tokenizer");
-    tokenizer_ = *tok;
-    test::write_bytes(tmp_ / "data.txt", some_text());
+    THINKEYS_REQUIRE_SHARED(tok, "models/gpt2-tokenizer");
+    tokenizer_ = tok;
+    test::write_bytes(
+        tmp_ / "data.txt",
+        test::random_sentences(
+            3, {"the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "slept"}, 3000));
     common_ = " --tokenizer " + tokenizer_.string() + " --data " + (tmp_ / "data.txt").string() +
               " --cache-dir " + (tmp_ / "cache").string();
   }

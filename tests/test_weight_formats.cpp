@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -36,6 +37,7 @@
 #include "kernels/int8_gemm.h"
 #include "kernels/small_gemm.h"
 #include "kernels/weight_rows.h"
+#include "kernels/weight_tiles.h"
 #include "model/engine_threads.h"
 #include "model/kv_cache.h"
 #include "model/layer_ops.h"
@@ -43,6 +45,7 @@
 #include "model/transformer.h"
 #include "model/weight_format.h"
 #include "runtime/batch_decoder.h"
+#include "runtime/logits_tensor.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -198,6 +201,41 @@ TEST(WeightFormats, WeightRowsToF32MatchesLibtorchConversions) {
     weight_rows_to_f32(weight_rows(w, s), 150, 2, 6, out.data_ptr<float>());
     EXPECT_TRUE(at::equal(out, widened(w, s).narrow(0, 2, 4))) << weight_type_name(type);
   }
+}
+
+TEST(WeightFormats, WeightRowsToBf16RoundsTheWidenedValueToNearestEven) {
+  // libtorch's f32 -> bf16 conversion rounds to nearest even; 150 columns
+  // leave a partial group and a tail shorter than a vector.
+  at::manual_seed(6);
+  for (WeightType type : {WeightType::BF16, WeightType::Int8}) {
+    const auto [w, s] = stored(at::randn({7, 150}) * 3, type);
+    std::vector<uint16_t> out(4 * 150);
+    weight_rows_to_bf16(weight_rows(w, s), 150, 2, 6, out.data());
+    const at::Tensor want = widened(w, s).narrow(0, 2, 4).to(at::kBFloat16).contiguous();
+    const auto* wp = static_cast<const uint16_t*>(want.data_ptr());
+    int differ = 0;
+    for (int i = 0; i < 4 * 150; ++i) differ += out[i] != wp[i];
+    EXPECT_EQ(differ, 0) << weight_type_name(type);
+  }
+  // Activations: any f32 length, the same conversion.
+  const at::Tensor x = at::randn({1003}) * 100;
+  std::vector<uint16_t> xb(1003);
+  f32_to_bf16_bits(x.data_ptr<float>(), 1003, xb.data());
+  const at::Tensor xw = x.to(at::kBFloat16);
+  EXPECT_EQ(std::memcmp(xb.data(), xw.data_ptr(), 2 * 1003), 0);
+  // Ties, level 1 in two rows: 1 + 2^-8 lies halfway between bf16's 1
+  // (0x3F80) and 1 + 2^-7 (0x3F81) and goes to the even 0x3F80; 1 + 3 * 2^-8
+  // lies halfway between 0x3F81 and 1 + 2^-6 (0x3F82) and goes to 0x3F82.
+  // Truncation would give 0x3F81 there, rounding half up 0x3F81 in row 0.
+  std::vector<int8_t> levels(2 * kWeightGroup, 0);
+  levels[0] = levels[kWeightGroup] = 1;
+  const float scales[2] = {1.0f + 1.0f / 256, 1.0f + 3.0f / 256};
+  std::vector<uint16_t> out(2 * kWeightGroup, 7);
+  weight_rows_to_bf16(WeightRows{WeightType::Int8, levels.data(), kWeightGroup, scales, 1},
+                      kWeightGroup, 0, 2, out.data());
+  EXPECT_EQ(out[0], 0x3F80);
+  EXPECT_EQ(out[kWeightGroup], 0x3F82);
+  EXPECT_EQ(out[1], 0);
 }
 
 TEST(WeightFormats, Int8LevelsAreWithinHalfAStepOfTheWeights) {
@@ -396,8 +434,8 @@ TEST(WeightFormats, WholeModelEqualsTheF32PathOnTheSameValues) {
     BatchDecoder d1(held, {spec, 2}), d2(ref, {spec, 2});
     const int s1 = d1.add(prompt), s2 = d2.add(prompt);
     for (int32_t t : {7, 50, 96}) {
-      const at::Tensor x = d1.step(std::vector<int>{s1}, std::vector<int32_t>{t});
-      const at::Tensor y = d2.step(std::vector<int>{s2}, std::vector<int32_t>{t});
+      const at::Tensor x = logits_tensor(d1.step(std::vector<int>{s1}, std::vector<int32_t>{t}));
+      const at::Tensor y = logits_tensor(d2.step(std::vector<int>{s2}, std::vector<int32_t>{t}));
       EXPECT_LT(rel_err(x, y), f == WeightFormat::Int8 ? kInt16RowsTolerance : 1e-4)
           << weight_format_name(f) << " token " << t;
     }

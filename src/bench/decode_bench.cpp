@@ -17,10 +17,12 @@
 namespace thinkeys {
 
 std::vector<DecodeBenchShape> decode_bench_shapes() {
-  return {{"mha", 32, 32, 128},
-          {"gqa", 32, 8, 128},
-          {"kv8x1", 8, 8, 128, true},
-          {"kv8x2", 16, 8, 128, true}};
+  // mha and gqa: a 7B model's attention layer (32 query heads of 128);
+  // mha-model and gqa-model: the layer of the model `bench --decode-model`
+  // builds (12 query heads of 64, 12 or 4 KV heads), so kernel figures can be
+  // read beside the whole-model ones.
+  return {{"mha", 32, 32, 128},     {"gqa", 32, 8, 128},        {"mha-model", 12, 12, 64},
+          {"gqa-model", 12, 4, 64}, {"kv8x1", 8, 8, 128, true}, {"kv8x2", 16, 8, 128, true}};
 }
 
 std::vector<DecodeBenchCache> decode_bench_caches() {
@@ -148,6 +150,9 @@ DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBe
   row_out.ctx = ctx;
   row_out.batch = batch;
   row_out.key_width = r;
+  row_out.head_dim = d;
+  row_out.n_heads = sh.n_heads;
+  row_out.n_kv_heads = nk;
   row_out.bytes_read =
       static_cast<int64_t>(ctx) * batch * nk *
       static_cast<int64_t>(cache.key_format(0).bytes() + cache.value_format(0).bytes());

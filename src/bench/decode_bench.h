@@ -38,6 +38,7 @@ struct DecodeBenchCache {
 struct DecodeBenchRow {
   std::string shape, cache;
   int ctx = 0, batch = 0, key_width = 0;
+  int head_dim = 0, n_heads = 0, n_kv_heads = 0;
   int64_t bytes_read = 0;  // cached bytes per layer-step
   double seconds = 0;      // attention of one layer, one step, all sequences
   double gb_per_s = 0;
@@ -49,7 +50,8 @@ struct DecodeBenchRow {
   double probe_gb_per_s = 0;
 };
 
-std::vector<DecodeBenchShape> decode_bench_shapes();                // mha, gqa (7B-like attention)
+std::vector<DecodeBenchShape>
+decode_bench_shapes();  // mha, gqa (7B-like), mha-model, gqa-model, ...
 std::vector<DecodeBenchCache> decode_bench_caches();                // full-f16 ... latent
 std::vector<DecodeBenchCache> decode_bench_diagnostic_caches();     // *-bytoken, r24-f16
 DecodeBenchCache find_decode_bench_cache(const std::string& name);  // throws Error

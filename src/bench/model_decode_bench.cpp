@@ -15,6 +15,7 @@
 #include "cache/paged_kv_cache.h"
 #include "config/cache_layout.h"
 #include "model/random_init.h"
+#include "model/weight_format.h"
 #include "runtime/batch_decoder.h"
 #include "util/error.h"
 #include "util/memory_info.h"
@@ -38,6 +39,13 @@ ModelConfig model_decode_config(const ModelDecodeShape& shape, int key_divisor) 
   if (key_divisor > 1) c.key_rank.assign(c.n_layers, c.head_dim / key_divisor);
   c.validate();
   return c;
+}
+
+std::shared_ptr<const Model> model_decode_model(const ModelDecodeShape& shape, int key_divisor,
+                                                const std::string& weights) {
+  auto m = std::make_shared<Model>(random_model(model_decode_config(shape, key_divisor), 17));
+  convert_weights(*m, parse_weight_format(weights));
+  return m;
 }
 
 std::vector<ModelDecodeCache> model_decode_caches() {
@@ -213,7 +221,7 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
             dec.use_model(*cases[i].model);
             const double c0 = process_cpu_seconds();
             const auto t0 = std::chrono::steady_clock::now();
-            at::Tensor logits = dec.step(step_ids, toks);
+            dec.step(step_ids, toks);
             const double sec =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             if (s > 0) {

@@ -6,6 +6,7 @@
 // here, and decode speed does not depend on what the cached rows hold.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,11 @@ struct ModelDecodeCache {
 // untied head; gqa: 4 KV heads, mha: 12.
 std::vector<ModelDecodeShape> model_decode_shapes();
 ModelConfig model_decode_config(const ModelDecodeShape& shape, int key_divisor);
+// The benchmarks' random model of that configuration (seed 17, so every weight
+// format holds the same model) with its matrices held as `weights` (a
+// parse_weight_format name); shared, so callers need not include libtorch.
+std::shared_ptr<const Model> model_decode_model(const ModelDecodeShape& shape, int key_divisor,
+                                                const std::string& weights);
 std::vector<ModelDecodeCache> model_decode_caches();  // full-f16, thin-f16, thin-int8, thin-int4
 ModelDecodeCache find_model_decode_cache(const std::string& name);  // throws Error
 ModelDecodeShape find_model_decode_shape(const std::string& name);  // throws Error

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "bench/cpu_clock.h"
+#include "model/weights.h"
 #include "runtime/batch_decoder.h"
 #include "util/error.h"
 

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "model/weights.h"
-
 namespace thinkeys {
+
+struct Model;  // model/weights.h
 
 struct PrefillCase {
   const Model* model = nullptr;

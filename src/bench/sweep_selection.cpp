@@ -28,7 +28,8 @@ std::vector<DecodeBenchShape> select_decode_bench_shapes(const std::vector<std::
   for (const auto& n : names)
     if (std::none_of(known.begin(), known.end(),
                      [&](const DecodeBenchShape& s) { return s.name == n; }))
-      throw Error("unknown decode bench shape '" + n + "' (expected mha, gqa, kv8x1 or kv8x2)");
+      throw Error("unknown decode bench shape '" + n +
+                  "' (expected mha, gqa, mha-model, gqa-model, kv8x1 or kv8x2)");
   return shapes;
 }
 

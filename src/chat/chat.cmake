@@ -1,7 +1,7 @@
 # Chat: the Jinja interpreter, chat templates and the `tokenize` / `chat`
 # subcommands. Torch-free (the server links it too). Included from the
 # top-level CMakeLists.txt after the thinkeys executable is defined.
-add_library(thinkeys_chat STATIC
+thinkeys_library(thinkeys_chat DEPENDS thinkeys_tokenizer SOURCES
   src/chat/jinja_value.cpp
   src/chat/jinja_lexer.cpp
   src/chat/jinja_parser.cpp
@@ -9,8 +9,6 @@ add_library(thinkeys_chat STATIC
   src/chat/jinja_template.cpp
   src/chat/chat_template.cpp
 )
-target_link_libraries(thinkeys_chat PUBLIC thinkeys_tokenizer)
-target_compile_options(thinkeys_chat PRIVATE -Wall -Wextra)
 
 target_sources(thinkeys PRIVATE src/cli/cmd_tokenize.cpp src/cli/cmd_chat.cpp)
 target_link_libraries(thinkeys PRIVATE thinkeys_chat)

@@ -53,22 +53,8 @@ int64_t need_int(const Value& v, const std::string& what) {
 
 // Lists, and what Python iterates as one: strings by character, dicts by key.
 Json as_list(const Value& v, const std::string& what) {
-  if (v.is_undefined()) return Json::array();
   if (v.is_namespace()) throw Failure(what + ": a namespace is not iterable");
-  if (!v.is_data()) throw Failure(what + ": " + type_name(v) + " is not iterable");
-  const Json& j = v.data();
-  if (j.is_array()) return j;
-  if (j.is_object()) {
-    Json keys = Json::array();
-    for (auto it = j.begin(); it != j.end(); ++it) keys.push_back(it.key());
-    return keys;
-  }
-  if (j.is_string()) {
-    Json chars = Json::array();
-    for (char32_t c : to_code_points(j.get<std::string>()))
-      chars.push_back(from_code_points({&c, 1}));
-    return chars;
-  }
+  if (auto items = python_items(v)) return *std::move(items);
   throw Failure(what + ": " + type_name(v) + " is not iterable");
 }
 

@@ -25,16 +25,8 @@ class Lexer {
     while (pos < src_.size()) {
       const std::size_t start = next_tag(pos);
       std::size_t text_begin = pos;
-      std::string_view text = src_.substr(pos, start - pos);
-      if (strip_next) {
-        while (!text.empty() && is_space(text.front())) {
-          text.remove_prefix(1);
-          ++text_begin;
-        }
-      } else if (trim_next && !text.empty() && text.front() == '\n') {
-        text.remove_prefix(1);
-        ++text_begin;
-      }
+      std::string_view text =
+          drop_leading(src_.substr(pos, start - pos), text_begin, strip_next, trim_next);
       strip_next = trim_next = false;
       if (start == src_.size()) {
         emit_text(text, text_begin);
@@ -85,6 +77,23 @@ class Lexer {
     return src_.size();
   }
 
+  // Whitespace control of the tag before `text`: a `-` before its end drops
+  // all leading whitespace, trim_blocks one newline. `begin` (the offset of
+  // text in the source) moves past what is dropped.
+  static std::string_view drop_leading(std::string_view text, std::size_t& begin, bool strip,
+                                       bool trim) {
+    if (strip) {
+      while (!text.empty() && is_space(text.front())) {
+        text.remove_prefix(1);
+        ++begin;
+      }
+    } else if (trim && !text.empty() && text.front() == '\n') {
+      text.remove_prefix(1);
+      ++begin;
+    }
+    return text;
+  }
+
   // lstrip_blocks: spaces and tabs between the start of a line and a tag go.
   std::string_view lstrip_line(std::string_view text, std::size_t text_begin) const {
     const std::size_t nl = text.rfind('\n');
@@ -129,17 +138,8 @@ class Lexer {
         search = open + 2;
         continue;
       }
-      std::string_view text = src_.substr(pos, open - pos);
       std::size_t begin = pos;
-      if (strip) {
-        while (!text.empty() && is_space(text.front())) {
-          text.remove_prefix(1);
-          ++begin;
-        }
-      } else if (trim && !text.empty() && text.front() == '\n') {
-        text.remove_prefix(1);
-        ++begin;
-      }
+      std::string_view text = drop_leading(src_.substr(pos, open - pos), begin, strip, trim);
       if (minus_before) {
         while (!text.empty() && is_space(text.back())) text.remove_suffix(1);
       }

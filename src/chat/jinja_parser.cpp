@@ -1,5 +1,6 @@
 #include "chat/jinja_parser.h"
 
+#include <algorithm>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -63,6 +64,16 @@ class ExprParser {
     ++i_;
     return t->text;
   }
+  // Items separated by commas (a trailing one allowed) up to `close`, each
+  // read by `item`, then `close` itself.
+  template <typename Item>
+  void comma_list(std::string_view close, Item item) {
+    while (!at_op(close)) {
+      item();
+      if (!accept_op(",")) break;
+    }
+    expect_op(close);
+  }
   void expect_end(const char* construct) {
     if (!done()) fail(line(), "unexpected '" + t_[i_].text + "' in " + construct);
   }
@@ -111,23 +122,27 @@ class ExprParser {
     return b;
   }
 
-  ExprPtr or_expr() {
-    ExprPtr e = and_expr();
-    while (at_name("or")) {
+  // One left-associative precedence level: operands from `next`, joined while
+  // the next token is one of `ops` (keywords for or/and, operators otherwise).
+  template <typename Next>
+  ExprPtr left_assoc(std::initializer_list<std::string_view> ops, bool keywords, Next next) {
+    ExprPtr e = next();
+    while (true) {
+      const auto op = std::find_if(ops.begin(), ops.end(), [&](std::string_view o) {
+        return keywords ? at_name(o) : at_op(o);
+      });
+      if (op == ops.end()) return e;
       const int l = line();
       ++i_;
-      e = binary("or", std::move(e), and_expr(), l);
+      e = binary(std::string(*op), std::move(e), next(), l);
     }
-    return e;
+  }
+
+  ExprPtr or_expr() {
+    return left_assoc({"or"}, true, [this] { return and_expr(); });
   }
   ExprPtr and_expr() {
-    ExprPtr e = not_expr();
-    while (at_name("and")) {
-      const int l = line();
-      ++i_;
-      e = binary("and", std::move(e), not_expr(), l);
-    }
-    return e;
+    return left_assoc({"and"}, true, [this] { return not_expr(); });
   }
   ExprPtr not_expr() {
     if (at_name("not")) {
@@ -165,42 +180,16 @@ class ExprParser {
     }
   }
   ExprPtr additive() {
-    ExprPtr e = concat();
-    while (at_op("+") || at_op("-")) {
-      const int l = line();
-      const std::string op = peek()->text;
-      ++i_;
-      e = binary(op, std::move(e), concat(), l);
-    }
-    return e;
+    return left_assoc({"+", "-"}, false, [this] { return concat(); });
   }
   ExprPtr concat() {
-    ExprPtr e = multiplicative();
-    while (at_op("~")) {
-      const int l = line();
-      ++i_;
-      e = binary("~", std::move(e), multiplicative(), l);
-    }
-    return e;
+    return left_assoc({"~"}, false, [this] { return multiplicative(); });
   }
   ExprPtr multiplicative() {
-    ExprPtr e = power();
-    while (at_op("*") || at_op("/") || at_op("//") || at_op("%")) {
-      const int l = line();
-      const std::string op = peek()->text;
-      ++i_;
-      e = binary(op, std::move(e), power(), l);
-    }
-    return e;
+    return left_assoc({"*", "/", "//", "%"}, false, [this] { return power(); });
   }
   ExprPtr power() {
-    ExprPtr e = unary(true);
-    while (at_op("**")) {
-      const int l = line();
-      ++i_;
-      e = binary("**", std::move(e), unary(true), l);
-    }
-    return e;
+    return left_assoc({"**"}, false, [this] { return unary(true); });
   }
   ExprPtr unary(bool with_filters) {
     ExprPtr e;
@@ -278,22 +267,16 @@ class ExprParser {
     }
     if (t->text == "[") {
       auto list = node(Expr::Kind::List, l);
-      while (!at_op("]")) {
-        list->items.push_back(expression());
-        if (!accept_op(",")) break;
-      }
-      expect_op("]");
+      comma_list("]", [&] { list->items.push_back(expression()); });
       return list;
     }
     if (t->text == "{") {
       auto dict = node(Expr::Kind::Dict, l);
-      while (!at_op("}")) {
+      comma_list("}", [&] {
         dict->items.push_back(expression());
         expect_op(":");
         dict->items.push_back(expression());
-        if (!accept_op(",")) break;
-      }
-      expect_op("}");
+      });
       return dict;
     }
     fail(l, "unexpected '" + t->text + "' where an expression should start");
@@ -355,7 +338,7 @@ class ExprParser {
 
   void arguments(Expr& e) {
     expect_op("(");
-    while (!at_op(")")) {
+    comma_list(")", [&] {
       if (peek() && peek()->kind == Token::Kind::Name && at_op("=", 1)) {
         std::string key = peek()->text;
         i_ += 2;
@@ -366,9 +349,7 @@ class ExprParser {
         if (!e.keywords.empty()) fail(line(), "positional argument after a keyword argument");
         e.items.push_back(expression());
       }
-      if (!accept_op(",")) break;
-    }
-    expect_op(")");
+    });
   }
 
   ExprPtr call(ExprPtr callee, int l) {
@@ -570,13 +551,11 @@ class Parser {
       auto s = stmt(Stmt::Kind::Macro, p.line);
       s->text = ex.expect_identifier("a macro name");
       ex.expect_op("(");
-      while (!ex.at_op(")")) {
+      ex.comma_list(")", [&] {
         std::string param = ex.expect_identifier("a parameter name");
         ExprPtr def = ex.accept_op("=") ? ex.expression() : nullptr;
         s->params.emplace_back(std::move(param), std::move(def));
-        if (!ex.accept_op(",")) break;
-      }
-      ex.expect_op(")");
+      });
       ex.expect_end("{% macro %}");
       s->body = block("macro", p.line, {"endmacro"});
       close_tag();

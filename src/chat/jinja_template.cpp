@@ -143,22 +143,7 @@ class Evaluator {
   }
 
   static Json iterable(const Value& v) {
-    if (v.is_undefined()) return Json::array();
-    if (v.is_data()) {
-      const Json& j = v.data();
-      if (j.is_array()) return j;
-      if (j.is_object()) {
-        Json keys = Json::array();
-        for (auto it = j.begin(); it != j.end(); ++it) keys.push_back(it.key());
-        return keys;
-      }
-      if (j.is_string()) {
-        Json chars = Json::array();
-        for (char32_t c : to_code_points(j.get<std::string>()))
-          chars.push_back(from_code_points({&c, 1}));
-        return chars;
-      }
-    }
+    if (auto items = python_items(v)) return *std::move(items);
     throw Failure("cannot loop over a " + type_name(v));
   }
 

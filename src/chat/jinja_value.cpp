@@ -348,4 +348,23 @@ bool is_python_space(char32_t c) {
          c == 0x205F || c == 0x3000;
 }
 
+std::optional<Json> python_items(const Value& v) {
+  if (v.is_undefined()) return Json::array();
+  if (!v.is_data()) return std::nullopt;
+  const Json& j = v.data();
+  if (j.is_array()) return j;
+  if (j.is_object()) {
+    Json keys = Json::array();
+    for (auto it = j.begin(); it != j.end(); ++it) keys.push_back(it.key());
+    return keys;
+  }
+  if (j.is_string()) {
+    Json chars = Json::array();
+    for (char32_t c : to_code_points(j.get<std::string>()))
+      chars.push_back(from_code_points({&c, 1}));
+    return chars;
+  }
+  return std::nullopt;
+}
+
 }  // namespace thinkeys::jinja

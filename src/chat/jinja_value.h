@@ -75,6 +75,10 @@ std::string to_json_text(const Json& j,
 bool equal(const Value& a, const Value& b);
 // a < b as Python orders numbers, strings and lists; nullopt when incomparable.
 std::optional<bool> less(const Value& a, const Value& b);
+// What Python iterates a value as: a list as itself, a dict by its keys, a
+// string by character, undefined as nothing; nullopt for anything else (the
+// caller words the error for its context).
+std::optional<Json> python_items(const Value& v);
 
 // UTF-8 strings as code points (Python's str indexing).
 std::u32string to_code_points(const std::string& s);

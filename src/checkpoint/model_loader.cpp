@@ -2,6 +2,8 @@
 
 #include "checkpoint/hf_checkpoint.h"
 #include "checkpoint/llama2c_checkpoint.h"
+#include "model/weight_format.h"
+#include "model/weights.h"
 #include "util/atomic_output.h"
 #include "util/error.h"
 

@@ -4,10 +4,11 @@
 #include <optional>
 
 #include "io/safetensors.h"
-#include "model/weight_format.h"
-#include "model/weights.h"
+#include "model/weight_format_choice.h"
 
 namespace thinkeys {
+
+struct Model;  // model/weights.h: a caller that holds the result includes it
 
 // A Hugging Face directory (or a file inside one), or a llama2.c .bin file.
 // `weights`: the format the streamed matrices are held in (f32 by default, as

@@ -72,6 +72,9 @@ void run_decode_bench(const DecodeBenchOptions& o) {
                            {"key_dtype", to_string(cc.key_dtype)},
                            {"value_dtype", to_string(cc.value_dtype)},
                            {"key_width", r.key_width},
+                           {"head_dim", r.head_dim},
+                           {"n_heads", r.n_heads},
+                           {"n_kv_heads", r.n_kv_heads},
                            {"ctx", r.ctx},
                            {"batch", r.batch},
                            {"bytes_read", r.bytes_read},
@@ -103,9 +106,10 @@ void run_decode_bench(const DecodeBenchOptions& o) {
   std::string shape_text;
   for (const auto& sh : shapes)
     shape_text += (shape_text.empty() ? "" : ", ") + sh.name + " = " + std::to_string(sh.n_heads) +
-                  " query / " + std::to_string(sh.n_kv_heads) + " KV heads";
+                  " query / " + std::to_string(sh.n_kv_heads) + " KV heads of " +
+                  std::to_string(sh.head_dim);
   std::printf(
-      "shapes: %s, head_dim 128; tok/s = batch / (%d layers x attention time), attention only; "
+      "shapes: %s; tok/s = batch / (%d layers x attention time), attention only; "
       "cpu util = process CPU time / (wall time x threads) over the timed run\n\n",
       shape_text.c_str(), o.layers);
   std::printf(

@@ -11,8 +11,6 @@
 #include "bench/relative_time.h"
 #include "bench/sweep_selection.h"
 #include "cli/common.h"
-#include "model/random_init.h"
-#include "model/weight_format.h"
 #include "util/error.h"
 #include "util/memory_info.h"
 
@@ -32,16 +30,14 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
   std::vector<std::string> notes;
   for (const auto& sh : shapes) {
     // One model per key width, shared by the layouts that use it.
-    std::vector<std::unique_ptr<Model>> models;
+    std::vector<std::shared_ptr<const Model>> models;
     std::vector<ModelDecodeCase> cases;
     for (int divisor : {1, 4}) {
       bool used = false;
       for (const auto& cc : caches) used |= cc.key_divisor == divisor;
       if (!used) continue;
       for (const auto& wname : opt.weights) {
-        models.push_back(
-            std::make_unique<Model>(random_model(model_decode_config(sh, divisor), 17)));
-        convert_weights(*models.back(), parse_weight_format(wname));
+        models.push_back(model_decode_model(sh, divisor, wname));
         for (const auto& cc : caches)
           if (cc.key_divisor == divisor) cases.push_back({models.back().get(), cc, wname});
       }

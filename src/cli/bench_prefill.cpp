@@ -9,8 +9,7 @@
 #include "bench/load_average.h"
 #include "bench/model_decode_bench.h"
 #include "bench/prefill_bench.h"
-#include "model/random_init.h"
-#include "model/weight_format.h"
+#include "model/weight_format_choice.h"
 #include "util/error.h"
 #include "util/threads.h"
 
@@ -20,12 +19,10 @@ void run_prefill_bench(const PrefillCliOptions& opt) {
   const ModelDecodeShape shape = find_model_decode_shape(opt.shape);
   if (opt.weights.empty()) throw Error("bench --prefill-model: no weight formats given");
   for (const auto& w : opt.weights) parse_weight_format(w);  // before building any model
-  std::vector<std::unique_ptr<Model>> models;
+  std::vector<std::shared_ptr<const Model>> models;
   std::vector<PrefillCase> cases;
   for (const auto& w : opt.weights) {
-    // Same seed: every format holds the same random model.
-    models.push_back(std::make_unique<Model>(random_model(model_decode_config(shape, 1), 17)));
-    convert_weights(*models.back(), parse_weight_format(w));
+    models.push_back(model_decode_model(shape, 1, w));  // the same random model in each format
     cases.push_back({models.back().get(), w});
   }
   const std::string load0 = load_average();

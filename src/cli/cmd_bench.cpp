@@ -15,6 +15,7 @@
 #include "cli/common.h"
 #include "compress/compressor.h"
 #include "model/random_init.h"
+#include "model/weight_format.h"
 #include "util/error.h"
 #include "util/shared_data.h"
 
@@ -140,8 +141,10 @@ Command add_bench(CLI::App& app) {
                   "--decode-model: weight formats to compare (f32, bf16, f16, int8)")
       ->delimiter(',');
   sub->add_option("--decode-shape", opts->dec.shapes,
-                  "--decode/--decode-model: model shapes (mha, gqa; --decode also kv8x1, kv8x2: "
-                  "the gqa cache read by 1 or 2 query heads per KV head)")
+                  "--decode/--decode-model: model shapes (mha, gqa; --decode: mha and gqa are a 7B "
+                  "layer, 32 query heads of 128, and mha-model, gqa-model the --decode-model "
+                  "layer, 12 query heads of 64; also kv8x1, kv8x2: the gqa cache read by 1 or 2 "
+                  "query heads per KV head)")
       ->delimiter(',');
   sub->add_option("--decode-steps", opts->decode_steps,
                   "--decode-model: timed steps per row after one warm-up (at most 3 at ctx >= 16K)")

@@ -14,10 +14,11 @@
 #include <thread>
 
 #include "chat/chat_template.h"
-#include "checkpoint/model_loader.h"
+#include "checkpoint/loaded_model.h"
 #include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/shared_options.h"
 #include "runtime/batch_decoder.h"
 #include "runtime/sampler.h"
 #include "util/atomic_output.h"
@@ -48,37 +49,30 @@ Command add_chat(CLI::App& app) {
     std::string weights = "stored";
     CacheOptions cache;
     int n = 512;
-    double temp = 0.0, top_p = 1.0;
-    uint64_t seed = 0;
+    SamplingParams sampling;
   };
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand(
       "chat", "Talk to an instruction-tuned model in the terminal (type /exit or Ctrl-D to leave)");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
-      ->required();
+  add_model_argument(sub, opts->model);
   sub->add_option("--system", opts->system, "System prompt");
-  sub->add_option("--chat-template", opts->chat_template,
-                  "Built-in template (chatml, llama2, llama3, mistral) or a template file "
-                  "(default: the model's own)");
-  sub->add_option("--tokenizer", opts->tokenizer,
-                  "Tokenizer file or directory (default: beside the model)");
+  add_chat_template_option(sub, opts->chat_template);
+  add_tokenizer_option(sub, opts->tokenizer);
   sub->add_option("--transcript", opts->transcript,
                   "Write the conversation as JSON messages to this file after every answer");
   sub->add_option("-n,--tokens", opts->n, "Maximum tokens per answer")->check(CLI::PositiveNumber);
-  sub->add_option("--temp,-t", opts->temp, "Temperature (0 = greedy)")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("--top-p", opts->top_p, "Nucleus sampling mass in (0, 1]");
-  sub->add_option("--seed,-s", opts->seed, "Random seed for sampling");
+  add_sampling_options(sub, opts->sampling);
   add_cache_options(sub, opts->cache);
   add_weights_option(sub, opts->weights);
   return {
       sub, [opts] {
-        Model m = load_model(opts->model, weights_choice(opts->weights));
+        const LoadedModel lm = load_model_handle(opts->model, weights_choice(opts->weights));
+        const Model& m = lm.model();
         ModelTokenizer mt = model_tokenizer(opts->model, opts->tokenizer, &m);
         const Tokenizer& tok = *mt.tokenizer;
         const TokenizerConventions& conv = mt.conventions;
         const chat::ChatTemplate tmpl = chat::resolve_chat_template(opts->chat_template, conv);
-        SamplingParams sampling{opts->temp, opts->top_p, opts->seed};
+        const SamplingParams& sampling = opts->sampling;
         sampling.validate();
         Sampler sampler(sampling);
 
@@ -86,8 +80,8 @@ Command add_chat(CLI::App& app) {
         dopts.cache = cache_spec(opts->cache);
         dopts.threads = attention_threads(opts->cache);
         BatchDecoder dec(m, dopts);
-        const int max_context = m.config.positions == PositionKind::Learned
-                                    ? m.config.max_positions
+        const int max_context = lm.config().positions == PositionKind::Learned
+                                    ? lm.config().max_positions
                                     : std::numeric_limits<int>::max();
 
         std::fprintf(stderr, "chat with %s (%s; K %s, V %s cache); stop ids:", opts->model.c_str(),
@@ -144,14 +138,15 @@ Command add_chat(CLI::App& app) {
           // again so that there are logits to sample from.
           std::size_t reuse = seq >= 0 ? std::min(common_prefix(cached, ids), ids.size() - 1) : 0;
           const auto t0 = std::chrono::steady_clock::now();
-          at::Tensor logits;
+          std::vector<float> prompt_logits;
           if (reuse == 0) {
             if (seq >= 0) dec.remove(seq);
-            seq = dec.add(ids, &logits);
+            seq = dec.add(ids, &prompt_logits);
           } else {
             if (reuse < cached.size()) dec.truncate(seq, static_cast<int>(reuse));
-            dec.extend(seq, std::span<const int32_t>(ids).subspan(reuse), &logits);
+            dec.extend(seq, std::span<const int32_t>(ids).subspan(reuse), &prompt_logits);
           }
+          std::span<const float> logits = prompt_logits;
           const double prefill_s =
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           cached = ids;
@@ -167,9 +162,7 @@ Command add_chat(CLI::App& app) {
           const auto t1 = std::chrono::steady_clock::now();
           bool context_full = false;
           for (; generated < opts->n; ++generated) {
-            at::Tensor row = logits[0].contiguous();
-            const int32_t t =
-                sampler.sample({row.data_ptr<float>(), static_cast<std::size_t>(row.numel())});
+            const int32_t t = sampler.sample(logits);
             if (conv.is_stop(t)) break;
             const std::string piece = tok.decode_next(prev, t);
             prev = t;
@@ -183,7 +176,7 @@ Command add_chat(CLI::App& app) {
             }
             const int ids_one[1] = {seq};
             const int32_t tok_one[1] = {t};
-            logits = dec.step(ids_one, tok_one);
+            logits = dec.step(ids_one, tok_one).row(0);
             cached.push_back(t);
           }
           const double decode_s =

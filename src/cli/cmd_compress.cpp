@@ -5,6 +5,7 @@
 #include "checkpoint/model_loader.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/shared_options.h"
 #include "compress/compressor.h"
 #include "util/error.h"
 #include "util/text_file.h"
@@ -37,8 +38,7 @@ Command add_compress(CLI::App& app) {
   };
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("compress", "Compress a model's keys into a thinner KV cache");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
-      ->required();
+  add_model_argument(sub, opts->model);
   sub->add_option("-o,--out", opts->out, "Output model directory (written atomically)")->required();
   auto* method =
       sub->add_option("--method", opts->method,
@@ -61,8 +61,7 @@ Command add_compress(CLI::App& app) {
   sub->add_option("--calib-ctx", opts->c.calibration.ctx,
                   "Calibration window (use the deployment context)")
       ->check(CLI::PositiveNumber);
-  sub->add_option("--tokenizer", opts->tokenizer,
-                  "Tokenizer file or directory (default: beside the model)");
+  add_tokenizer_option(sub, opts->tokenizer);
   sub->add_option("--dtype", opts->dtype,
                   "Saved weight dtype: stored (the input model's, default), f32, f16 or bf16")
       ->check(CLI::IsMember({"stored", "f32", "f16", "bf16"}));

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/document_options.h"
+#include "cli/shared_options.h"
 #include "eval/document_slices.h"
 #include "eval/paged_logits.h"
 #include "eval/perplexity.h"
@@ -183,8 +184,7 @@ void print_documents(const EvalOpts& o, bool paged, const PerplexityOptions& po,
 Command add_eval(CLI::App& app) {
   auto opts = std::make_shared<EvalOpts>();
   auto* sub = app.add_subcommand("eval", "Sliding-window perplexity over a text file");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
-      ->required();
+  add_model_argument(sub, opts->model);
   sub->add_option("--data", opts->data,
                   "UTF-8 text file (one document unless --documents says where documents start)")
       ->required();
@@ -192,8 +192,7 @@ Command add_eval(CLI::App& app) {
   sub->add_option("--stride", opts->stride, "Window advance in tokens (<= ctx)");
   sub->add_option("--max-tokens", opts->max_tokens, "Score only the first N tokens of the file");
   add_document_options(sub, opts->documents);
-  sub->add_option("--tokenizer", opts->tokenizer,
-                  "Tokenizer file or directory (default: beside the model)");
+  add_tokenizer_option(sub, opts->tokenizer);
   sub->add_flag("--no-bos", opts->no_bos, "Do not prepend BOS to the document");
   sub->add_option("--reference", opts->reference,
                   "Original model: also report KL(original || model) and top-1 agreement");

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/document_options.h"
+#include "cli/shared_options.h"
 #include "eval/document_slices.h"
 #include "eval/fidelity.h"
 #include "util/error.h"
@@ -24,8 +25,7 @@ Command add_fidelity(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "fidelity",
       "Per-layer relative error of QK^T, softmax weights and attention output vs the original");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
-      ->required();
+  add_model_argument(sub, opts->model);
   sub->add_option("--reference", opts->reference, "Original model to compare against")->required();
   sub->add_option("--data", opts->data, "UTF-8 text file, run as one document")->required();
   sub->add_option("--ctx", opts->ctx, "Window length in tokens (windows do not overlap)")

@@ -11,9 +11,11 @@
 #include "checkpoint/model_loader.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/shared_options.h"
 #include "train/data_parallel.h"
 #include "train/model_output.h"
 #include "train/rank_launcher.h"
+#include "train/train_job.h"
 #include "train/trainable.h"
 #include "train/trainer.h"
 #include "train/training_data.h"
@@ -33,12 +35,13 @@ struct FinetuneOpts {
   double epochs = 1;
   int64_t max_tokens = 0;
   int ctx = 512, eval_batches = 8, nproc = 1;
-  bool control = false, json = false;
+  bool control = false, json = false, resume = false;
   TrainConfig train;
 };
 
 struct RunResult {
   double val_before = -1, val_after = -1;
+  int64_t resumed_at = 0;  // step of the checkpoint this run continued from; 0: a fresh run
   TrainSummary summary;
 };
 
@@ -51,12 +54,20 @@ RunResult finetune_one(Model& model, const Model* teacher, const FinetuneOpts& o
   TrainConfig tc = o.train;
   tc.out_dir = out;
   tc.show_progress = !quiet;
+  // Checkpoints (and so --resume) only when asked: a checkpoint holds the
+  // optimizer state, several times the size of the QK maps being trained.
+  if (tc.checkpoint_every > 0 || o.resume) tc.checkpoint_dir = fs::path(out) / "checkpoint";
   Trainer trainer(model, tc, data.source());
   trainer.set_validation(valid);
   if (teacher != nullptr) trainer.set_teacher(teacher);
   if (dp != nullptr) trainer.set_data_parallel(dp);
   RunResult r;
+  // "Before" is the model as given, also when the run resumes.
   if (!valid.empty()) r.val_before = trainer.validate();
+  if (auto ckpt = resume_checkpoint(out, o.resume)) {
+    trainer.load_checkpoint(*ckpt);
+    r.resumed_at = trainer.steps_done();
+  }
   r.summary = trainer.run();
   r.val_after = r.summary.final_val_loss;
   if (dp == nullptr || dp->rank() == 0)
@@ -67,6 +78,7 @@ RunResult finetune_one(Model& model, const Model* teacher, const FinetuneOpts& o
 
 json result_json(const RunResult& r) {
   json j = {{"steps", r.summary.steps},
+            {"resumed_at_step", r.resumed_at},
             {"final_train_loss", r.summary.final_loss},
             {"seconds", r.summary.seconds},
             {"tokens_per_second", r.summary.tokens_per_second}};
@@ -80,6 +92,9 @@ json result_json(const RunResult& r) {
 }
 
 void print_result(const char* label, const RunResult& r) {
+  if (r.resumed_at > 0)
+    std::printf("%-10s resumed from the checkpoint at step %lld\n", label,
+                static_cast<long long>(r.resumed_at));
   if (r.val_before >= 0)
     std::printf("%-10s validation perplexity %.3f -> %.3f (loss %.4f -> %.4f), %lld steps\n", label,
                 std::exp(r.val_before), std::exp(r.val_after), r.val_before, r.val_after,
@@ -126,7 +141,14 @@ Command add_finetune(CLI::App& app) {
   sub->add_option("--eval-every", t.eval_every, "Validate every N steps (0: only at the end)")
       ->capture_default_str();
   sub->add_option("--eval-batches", o->eval_batches, "Validation batches")->capture_default_str();
-  sub->add_option("--tokenizer", o->tokenizer, "Tokenizer (default: beside the model)");
+  sub->add_option("--checkpoint-every", t.checkpoint_every,
+                  "Checkpoint to OUT/checkpoint every N steps and at the end (0: none unless "
+                  "--resume)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_flag("--resume", o->resume,
+                "Continue from OUT/checkpoint when it holds a trainer state (same options; the "
+                "control from its own OUT-control/checkpoint); otherwise start fresh");
+  add_tokenizer_option(sub, o->tokenizer);
   sub->add_option("--dtype", o->dtype,
                   "Saved weight dtype: stored (the input model's, default), f32, f16 or bf16")
       ->check(CLI::IsMember({"stored", "f32", "f16", "bf16"}));

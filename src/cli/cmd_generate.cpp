@@ -1,10 +1,11 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "checkpoint/model_loader.h"
+#include "checkpoint/loaded_model.h"
 #include "cli/cache_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/shared_options.h"
 #include "runtime/batch_generator.h"
 #include "runtime/generator.h"
 
@@ -57,14 +58,12 @@ Command add_generate(CLI::App& app) {
     CacheOptions cache;
     int max_batch = 8;
     int n = 256;
-    double temp = 0.0, top_p = 1.0;
-    uint64_t seed = 0;
+    SamplingParams sampling;
     bool bos = false, no_bos = false, quiet = false;
   };
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("generate", "Generate text, streaming tokens as they are chosen");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
-      ->required();
+  add_model_argument(sub, opts->model);
   sub->add_option("--prompt,-p", opts->prompts,
                   "Prompt text (default: empty, start from BOS); repeat for several prompts, which "
                   "then decode together over the paged KV cache");
@@ -75,25 +74,22 @@ Command add_generate(CLI::App& app) {
   sub->add_option("--max-batch", opts->max_batch, "Sequences decoded together (others wait)")
       ->check(CLI::PositiveNumber);
   sub->add_option("-n,--tokens", opts->n, "Maximum new tokens")->check(CLI::NonNegativeNumber);
-  sub->add_option("--temp,-t", opts->temp, "Temperature (0 = greedy)")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("--top-p", opts->top_p, "Nucleus sampling mass in (0, 1]");
-  sub->add_option("--seed,-s", opts->seed, "Random seed for sampling");
-  sub->add_option("--tokenizer", opts->tokenizer,
-                  "Tokenizer file or directory (default: beside the model)");
+  add_sampling_options(sub, opts->sampling);
+  add_tokenizer_option(sub, opts->tokenizer);
   sub->add_flag("--bos", opts->bos, "Always start with BOS");
   sub->add_flag("--no-bos", opts->no_bos, "Never add BOS");
   sub->add_flag("--quiet,-q", opts->quiet, "Do not print timing to stderr");
   add_weights_option(sub, opts->weights);
   return {sub, [opts] {
-            Model m = load_model(opts->model, weights_choice(opts->weights));
+            const LoadedModel lm = load_model_handle(opts->model, weights_choice(opts->weights));
+            const Model& m = lm.model();
             auto mt = model_tokenizer(opts->model, opts->tokenizer, &m);
             auto& tok = mt.tokenizer;
             int bos_mode = opts->bos ? 1 : opts->no_bos ? 0 : -1;
             if (opts->prompts.size() > 1 || opts->paged) {
               BatchGenerateOptions b;
               b.generate.max_new_tokens = opts->n;
-              b.generate.sampling = {opts->temp, opts->top_p, opts->seed};
+              b.generate.sampling = opts->sampling;
               b.generate.stop_ids = mt.conventions.stop_ids;
               b.cache = cache_spec(opts->cache);
               b.max_batch = opts->max_batch;
@@ -105,7 +101,7 @@ Command add_generate(CLI::App& app) {
             auto prompt = prompt_tokens(m, mt, text, bos_mode);
             GenerateOptions g;
             g.max_new_tokens = opts->n;
-            g.sampling = {opts->temp, opts->top_p, opts->seed};
+            g.sampling = opts->sampling;
             g.stop_ids = mt.conventions.stop_ids;
             // One prompt decodes through the same paged, fused path as several.
             g.cache = cache_spec(opts->cache);

@@ -2,11 +2,12 @@
 #include <nlohmann/json.hpp>
 
 #include "cache/cache_footprint.h"
-#include "checkpoint/model_loader.h"
+#include "checkpoint/loaded_model.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/shared_options.h"
 #include "config/cache_layout.h"
-#include "model/kv_cache.h"
+#include "model/dense_cache_bytes.h"
 #include "util/error.h"
 
 namespace thinkeys::cli {
@@ -19,8 +20,7 @@ Command add_info(CLI::App& app) {
   };
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("info", "Architecture, parameters and KV-cache size of a model");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
-      ->required();
+  add_model_argument(sub, opts->model);
   sub->add_option("--ctx", opts->ctx,
                   "Context length for the cache total (default: the model's maximum)")
       ->check(CLI::PositiveNumber);
@@ -28,13 +28,12 @@ Command add_info(CLI::App& app) {
   add_weights_option(sub, opts->weights);
   return {
       sub, [opts] {
-        Model m = load_model(opts->model, weights_choice(opts->weights));
-        const char* held = weight_format_name(current_weight_format(m));
-        const ModelConfig& c = m.config;
+        const LoadedModel lm = load_model_handle(opts->model, weights_choice(opts->weights));
+        const char* held = weight_format_name(lm.weight_format());
+        const ModelConfig& c = lm.config();
         const int ctx = opts->ctx > 0 ? opts->ctx : c.max_positions;
         // Per-token bytes come from a real one-token allocation of the runtime cache.
-        KVCache one(c, 1);
-        const int64_t per_token = one.allocated_bytes();
+        const int64_t per_token = dense_cache_bytes_per_token(c);
         std::vector<int64_t> per_layer;
         for (int l = 0; l < c.n_layers; ++l)
           per_layer.push_back(c.kv_bytes_per_token_layer(l, 4, 4));
@@ -45,7 +44,7 @@ Command add_info(CLI::App& app) {
         full.key_rank.clear();
         full.rope_planes.clear();
         full.attention = AttentionVariant{};  // MLA/LRKV against MHA of the same heads
-        const int64_t full_per_token = KVCache(full, 1).allocated_bytes();
+        const int64_t full_per_token = dense_cache_bytes_per_token(full);
         // Paged decode cache: bytes per token from the block layout the pool
         // really uses (quantization scales and block alignment included).
         struct PagedRow {
@@ -70,7 +69,7 @@ Command add_info(CLI::App& app) {
         std::optional<ModelTokenizer> mt;
         std::string tokenizer_error;
         try {
-          mt = model_tokenizer(opts->model, "", &m);
+          mt = model_tokenizer(opts->model, "", &lm.model());
         } catch (const Error& e) {
           tokenizer_error = e.what();
         }
@@ -80,10 +79,10 @@ Command add_info(CLI::App& app) {
               {"model_type", c.model_type},
               {"source_format", c.source_format},
               {"weight_dtype", c.weight_dtype},
-              {"parameters", m.parameter_count()},
+              {"parameters", lm.parameter_count()},
               {"weights_held_as", held},
-              {"weight_bytes_resident", m.resident_bytes()},
-              {"weight_bytes_per_decode_step", m.weight_bytes()},
+              {"weight_bytes_resident", lm.resident_bytes()},
+              {"weight_bytes_per_decode_step", lm.weight_bytes()},
               {"vocab_size", c.vocab_size},
               {"hidden_size", c.dim},
               {"layers", c.n_layers},
@@ -142,10 +141,10 @@ Command add_info(CLI::App& app) {
         std::printf("model         %s\n", opts->model.c_str());
         std::printf("architecture  %s (%s, loaded from %s, weights %s)\n", c.architecture.c_str(),
                     c.model_type.c_str(), c.source_format.c_str(), c.weight_dtype.c_str());
-        std::printf("parameters    %lld\n", static_cast<long long>(m.parameter_count()));
+        std::printf("parameters    %lld\n", static_cast<long long>(lm.parameter_count()));
         std::printf("weights       held as %s: %s resident, %s read per decode step\n", held,
-                    human_bytes(static_cast<double>(m.resident_bytes())).c_str(),
-                    human_bytes(static_cast<double>(m.weight_bytes())).c_str());
+                    human_bytes(static_cast<double>(lm.resident_bytes())).c_str(),
+                    human_bytes(static_cast<double>(lm.weight_bytes())).c_str());
         std::printf(
             "shape         %d layers, width %d, %d heads, %d KV heads (group %d), head dim %d, MLP "
             "%d\n",

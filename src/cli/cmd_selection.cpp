@@ -39,6 +39,26 @@ nlohmann::json run_json(const SelectionRunResult& res) {
                       {"seconds", res.seconds},
                       {"evals", evals}};
   if (r.task == SelectionTask::Retrieval) j["pairs"] = r.pairs;
+  j["held_out"] = r.held_out;
+  if (res.key_rank) {
+    const KeyRankSearch& k = *res.key_rank;
+    nlohmann::json points = nlohmann::json::array();
+    for (const auto& p : k.points)
+      points.push_back({{"rank_per_head", p.rank_per_head},
+                        {"key_width_total", p.key_width_total},
+                        {"accuracy", p.accuracy}});
+    const int heads = r.heads;
+    j["kqsvd_search"] = {
+        {"test_sequences", k.test_sequences},
+        {"full_accuracy", k.full_accuracy},
+        {"smallest_rank_per_head", k.smallest_rank_per_head > 0
+                                       ? nlohmann::json(k.smallest_rank_per_head)
+                                       : nlohmann::json(nullptr)},
+        {"smallest_key_width_total", k.smallest_rank_per_head > 0
+                                         ? nlohmann::json(k.smallest_rank_per_head * heads)
+                                         : nlohmann::json(nullptr)},
+        {"points", points}};
+  }
   return j;
 }
 
@@ -77,6 +97,18 @@ void print_text(const SweepResult& sweep) {
                 percent(res.best_accuracy).c_str(), conv.c_str(),
                 (std::to_string(res.steps_run) + (res.stopped_early ? "*" : "")).c_str(),
                 res.seconds);
+    if (res.key_rank) {
+      const KeyRankSearch& k = *res.key_rank;
+      std::printf("    KQ-SVD after training (%d test sequences; uncompressed %s):",
+                  k.test_sequences, percent(k.full_accuracy).c_str());
+      for (const auto& p : k.points)
+        std::printf(" r%d %s", p.rank_per_head, percent(p.accuracy).c_str());
+      if (k.smallest_rank_per_head > 0)
+        std::printf("\n    smallest KQ-SVD rank at the threshold: %d per head (%d in all)\n",
+                    k.smallest_rank_per_head, k.smallest_rank_per_head * r.heads);
+      else
+        std::printf("\n    no KQ-SVD rank below head_dim reaches the threshold\n");
+    }
   }
   bool any_early = false;
   for (const auto& res : sweep.runs) any_early = any_early || res.stopped_early;
@@ -144,6 +176,15 @@ Command add_selection(CLI::App& app) {
   sub->add_flag("--no-early-stop", opts->no_early_stop, "Train every run for all its steps");
   sub->add_flag("--full-grid", opts->sweep.full_grid,
                 "Retrieval: run every (N, d_select), not only up to the first that converges");
+  sub->add_flag("--held-out", opts->sweep.base.held_out,
+                "Train only on sequences outside a fixed held-out class (1 in 8, by hash of the "
+                "tokens) and evaluate only on held-out ones: disjoint by construction");
+  sub->add_flag("--kqsvd-search", opts->sweep.key_rank_search,
+                "After each full-width run (d_select = width), compress its keys with KQ-SVD at "
+                "every rank per head and report the smallest that keeps the threshold");
+  sub->add_option("--test-sequences", opts->sweep.test_sequences,
+                  "Test-stream sequences for --kqsvd-search (default 2000)")
+      ->check(CLI::PositiveNumber);
   sub->add_flag("--quick", opts->quick,
                 "Smaller sweep: N 4,16; d_select 4,8,64; at most 1500 steps per run");
   sub->add_option("--jobs", opts->sweep.jobs, "Runs trained at the same time (one N per thread)")
@@ -175,6 +216,10 @@ Command add_selection(CLI::App& app) {
                                    {"n", s.n},
                                    {"log2_n", s.log2_n},
                                    {"not_run", s.skipped},
+                                   {"smallest_kqsvd_rank_per_head",
+                                    s.smallest_kqsvd_rank_per_head > 0
+                                        ? nlohmann::json(s.smallest_kqsvd_rank_per_head)
+                                        : nlohmann::json(nullptr)},
                                    {"smallest_d_select", s.smallest_d_select > 0
                                                              ? nlohmann::json(s.smallest_d_select)
                                                              : nlohmann::json(nullptr)}});

@@ -4,6 +4,7 @@
 #include "checkpoint/model_loader.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/shared_options.h"
 #include "eval/spectrum.h"
 #include "util/error.h"
 #include "util/text_file.h"
@@ -70,14 +71,12 @@ Command add_spectrum(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "spectrum",
       "Singular-value energy of W_K vs W_Q (and of calibration keys vs queries) per head");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
-      ->required();
+  add_model_argument(sub, opts->model);
   sub->add_option("--data", opts->data, "Text for key/query spectra (uncompressed models only)");
   sub->add_option("--calib-tokens", opts->s.calibration_tokens, "Tokens of --data to use")
       ->check(CLI::PositiveNumber);
   sub->add_option("--ctx", opts->s.ctx, "Window length for --data")->check(CLI::Range(2, 1 << 20));
-  sub->add_option("--tokenizer", opts->tokenizer,
-                  "Tokenizer file or directory (default: beside the model)");
+  add_tokenizer_option(sub, opts->tokenizer);
   sub->add_flag("--no-bos", opts->no_bos, "Do not prepend BOS to the text");
   sub->add_flag("--json", opts->json, "Print JSON");
   return {

@@ -8,6 +8,7 @@
 #include "chat/chat_template.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/shared_options.h"
 #include "util/error.h"
 
 namespace thinkeys::cli {
@@ -20,8 +21,7 @@ Command add_tokenize(CLI::App& app) {
   auto opts = std::make_shared<Opts>();
   auto* sub = app.add_subcommand(
       "tokenize", "Token ids of a text, or of a conversation rendered with the chat template");
-  sub->add_option("model", opts->model, "Model directory (Hugging Face) or llama2.c .bin")
-      ->required();
+  add_model_argument(sub, opts->model);
   auto* text = sub->add_option("--text", opts->text,
                                "Text to tokenize (BOS/EOS added as the tokenizer's settings say)");
   auto* messages = sub->add_option("--messages", opts->messages,
@@ -29,11 +29,8 @@ Command add_tokenize(CLI::App& app) {
   text->excludes(messages);
   sub->add_flag("--add-generation-prompt", opts->add_generation_prompt,
                 "With --messages: end with the start of an assistant turn");
-  sub->add_option("--chat-template", opts->chat_template,
-                  "Built-in template (chatml, llama2, llama3, mistral) or a template file "
-                  "(default: the model's own)");
-  sub->add_option("--tokenizer", opts->tokenizer,
-                  "Tokenizer file or directory (default: beside the model)");
+  add_chat_template_option(sub, opts->chat_template);
+  add_tokenizer_option(sub, opts->tokenizer);
   sub->add_flag("--json", opts->json, "Print {\"text\": ..., \"ids\": [...]}");
   return {
       sub, [opts, text, messages] {

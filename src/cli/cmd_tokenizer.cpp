@@ -25,7 +25,8 @@ Command add_tokenizer(CLI::App& app) {
   auto* tok = app.add_subcommand("tokenizer", "Tokenizer tools");
   tok->require_subcommand(1);
   auto* sub = tok->add_subcommand("train", "Train a SentencePiece BPE tokenizer on text");
-  sub->add_option("--data", o->data, "Text file or directory of .txt shards (valid*.txt skipped)")
+  sub->add_option("--data", o->data,
+                  "Text file or directory of .txt shards (valid*.txt and test*.txt skipped)")
       ->required();
   sub->add_option("--vocab-size", o->t.vocab_size, "Vocabulary size")->capture_default_str();
   sub->add_option("--model-type", o->t.model_type, "bpe or unigram")->capture_default_str();

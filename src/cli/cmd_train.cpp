@@ -126,7 +126,7 @@ Command add_train(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--data", job.data,
                   "Text file, or directory of .txt shards (valid*.txt used for "
-                  "validation)");
+                  "validation, test*.txt never read)");
   sub->add_option("--valid", job.valid, "Validation text file (default: from --data)");
   sub->add_option("--tokenizer", job.tokenizer,
                   "Tokenizer file or directory (e.g. a GPT-2 or Llama tokenizer, or one made by "

@@ -6,6 +6,7 @@
 #include "checkpoint/model_loader.h"
 #include "io/hf_config.h"
 #include "model/engine_threads.h"
+#include "model/weights.h"
 #include "util/error.h"
 
 namespace thinkeys::cli {

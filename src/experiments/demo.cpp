@@ -67,7 +67,7 @@ void retrieval_part(const DemoOptions& o, DemoResult& out) {
   }
   // The test set: fresh sequences from a stream neither training nor the
   // training-time evaluations touch.
-  const uint64_t test_seed = selection_eval_seed(o.seed) ^ 0x7E57ULL;
+  const uint64_t test_seed = selection_test_seed(o.seed);
   std::optional<Progress> progress;
   std::mutex progress_mutex;
   if (o.show_progress) progress.emplace("demo: training", o.max_steps * runs.size(), "steps");

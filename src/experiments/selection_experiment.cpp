@@ -10,6 +10,7 @@
 #include <optional>
 #include <tuple>
 
+#include "experiments/selection_key_rank.h"
 #include "train/batch.h"
 #include "train/model_builder.h"
 #include "train/trainable.h"
@@ -32,11 +33,6 @@ CopyBackSpec copy_back_spec(const SelectionRun& r) {
 RetrievalSpec retrieval_spec(const SelectionRun& r) { return {r.n, r.pairs}; }
 
 int task_vocab(const SelectionRun& r) { return is_position(r) ? r.n : retrieval_spec(r).vocab(); }
-
-Batch task_batch(const SelectionRun& r, uint64_t seed, int64_t first, int count) {
-  return is_position(r) ? copy_back_batch(copy_back_spec(r), seed, first, count)
-                        : retrieval_batch(retrieval_spec(r), seed, first, count);
-}
 
 ArchConfig arch_for(const SelectionRun& r) {
   ArchConfig a;
@@ -171,6 +167,22 @@ SelectionRun SelectionRun::resolved() const {
 
 uint64_t selection_eval_seed(uint64_t seed) { return seed ^ 0x5EEDE7A1C0FFEE11ULL; }
 
+uint64_t selection_test_seed(uint64_t seed) { return selection_eval_seed(seed) ^ 0x7E57ULL; }
+
+Batch selection_batch(const SelectionRun& r, uint64_t seed, int64_t first, int count,
+                      SampleSplit split) {
+  return is_position(r) ? copy_back_batch(copy_back_spec(r), seed, first, count, split)
+                        : retrieval_batch(retrieval_spec(r), seed, first, count, split);
+}
+
+SampleSplit selection_train_split(const SelectionRun& r) {
+  return r.held_out ? SampleSplit::Train : SampleSplit::Any;
+}
+
+SampleSplit selection_eval_split(const SelectionRun& r) {
+  return r.held_out ? SampleSplit::HeldOut : SampleSplit::Any;
+}
+
 double selection_accuracy(const Model& model, const SelectionRun& run, uint64_t seed, int64_t first,
                           int count) {
   const SelectionRun r = run.resolved();
@@ -179,7 +191,7 @@ double selection_accuracy(const Model& model, const SelectionRun& run, uint64_t 
   constexpr int kChunk = 256;  // bounds the logits tensor for long evaluations
   for (int done = 0; done < count; done += kChunk) {
     const int n = std::min(kChunk, count - done);
-    Batch b = task_batch(r, seed, first + done, n);
+    Batch b = selection_batch(r, seed, first + done, n, selection_eval_split(r));
     at::Tensor pred = training_forward(model, b.inputs).argmax(-1);
     at::Tensor mask = b.targets.ne(kIgnoreIndex);
     correct += (pred.eq(b.targets) & mask).sum().item<int64_t>();
@@ -201,7 +213,8 @@ SelectionRunResult run_selection(const SelectionRun& run,
   int held = 0;
   for (int64_t step = 1; step <= r.steps; ++step) {
     // Fresh sequences every step: samples (step - 1) * batch .. of the stream.
-    res.final_loss = adam.step(model, task_batch(r, r.seed, (step - 1) * r.batch, r.batch));
+    res.final_loss = adam.step(
+        model, selection_batch(r, r.seed, (step - 1) * r.batch, r.batch, selection_train_split(r)));
     res.steps_run = step;
     if (on_step) on_step(step);
     if (step % r.eval_every != 0) continue;
@@ -288,11 +301,18 @@ SweepResult run_sweep(const SweepOptions& o) {
         advance(r.steps);
         continue;
       }
-      SelectionRunResult res = run_selection(r, [&](int64_t) { advance(1); });
+      const bool search = o.key_rank_search && r.d_select == r.dim;
+      Model trained;
+      SelectionRunResult res = run_selection(
+          r, [&](int64_t) { advance(1); }, search ? &trained : nullptr);
       // An early stop skips the remaining steps; count them so the ETA stays honest.
       advance(r.steps - res.steps_run);
       if (res.converge_step >= 0 && (s.smallest_d_select < 0 || r.d_select < s.smallest_d_select))
         s.smallest_d_select = r.d_select;
+      if (search) {
+        res.key_rank = search_kqsvd_key_rank(trained, r, o.test_sequences);
+        s.smallest_kqsvd_rank_per_head = res.key_rank->smallest_rank_per_head;
+      }
       results[g].push_back(std::move(res));
     }
   });

@@ -14,6 +14,7 @@
 // and a run may stop early once it has converged and held the threshold.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,10 @@ struct SelectionRun {
   // threshold; negative: always train all steps.
   int hold = 2;
   uint64_t seed = 42;  // model init and training data; evaluation uses a derived stream
+  // Train only on sequences outside the held-out class and evaluate only on
+  // held-out ones (SampleSplit), so no evaluation sequence can have been
+  // trained on. false: the original streams (disjoint by seed, not by construction).
+  bool held_out = false;
 
   // Fills the task defaults and checks everything (throws Error naming the
   // problem, e.g. d_select not divisible by heads or N < 2).
@@ -51,6 +56,21 @@ struct EvalPoint {
   double accuracy = 0;
 };
 
+// The smallest KQ-SVD key rank that keeps a trained full-width model at the
+// threshold (src/experiments/selection_key_rank.h).
+struct KeyRankPoint {
+  int rank_per_head = 0;
+  int key_width_total = 0;  // over all heads: comparable with d_select
+  double accuracy = 0;      // compressed model, test sequences
+};
+
+struct KeyRankSearch {
+  int test_sequences = 0;
+  double full_accuracy = 0;          // the uncompressed model on the same test sequences
+  int smallest_rank_per_head = -1;   // first rank (ascending) at the threshold; -1: none
+  std::vector<KeyRankPoint> points;  // every rank 1 .. head_dim - 1, ascending
+};
+
 struct SelectionRunResult {
   SelectionRun run;  // resolved
   double best_accuracy = 0;
@@ -60,6 +80,7 @@ struct SelectionRunResult {
   double final_loss = 0;  // last training step's loss
   double seconds = 0;
   std::vector<EvalPoint> evals;
+  std::optional<KeyRankSearch> key_rank;  // full-width runs of a sweep with key_rank_search
 };
 
 // Trains one model. `on_step` (if set) is called after every optimizer step.
@@ -69,13 +90,24 @@ SelectionRunResult run_selection(const SelectionRun& run,
                                  Model* trained = nullptr);
 
 // Argmax accuracy of `model` over the scored positions of `count` fresh task
-// sequences (samples first.. of the stream for `seed`). Works for any model
-// the training forward runs, including compressed ones.
+// sequences (samples first.. of the stream for `seed`; held-out sequences
+// only when run.held_out). Works for any model the training forward runs,
+// including compressed ones.
 double selection_accuracy(const Model& model, const SelectionRun& run, uint64_t seed, int64_t first,
                           int count);
 
-// Seed of the evaluation stream for a run seed: disjoint from the training stream.
+// Samples of the run's task (any task, N and pairs) from `split`.
+Batch selection_batch(const SelectionRun& run, uint64_t seed, int64_t first, int count,
+                      SampleSplit split);
+
+// The split training draws from and the one evaluations draw from.
+SampleSplit selection_train_split(const SelectionRun& run);
+SampleSplit selection_eval_split(const SelectionRun& run);
+
+// Seed of the evaluation stream for a run seed (another stream than training).
 uint64_t selection_eval_seed(uint64_t seed);
+// Seed of the test stream: used after training, by neither training nor its evaluations.
+uint64_t selection_test_seed(uint64_t seed);
 
 struct SweepOptions {
   bool position = true, retrieval = true;
@@ -87,6 +119,10 @@ struct SweepOptions {
   // tables are monotone), which is what "smallest d_select" needs and skips
   // the most expensive part of the grid. true runs every (N, d_select).
   bool full_grid = false;
+  // After each full-width run (d_select == dim), search the smallest KQ-SVD
+  // key rank at the threshold on `test_sequences` test-stream sequences.
+  bool key_rank_search = false;
+  int test_sequences = 2000;
   // Runs trained at the same time, one (task, N) group per thread. Each run
   // is single-threaded work on tiny matrices, so groups scale across cores.
   int jobs = 1;
@@ -99,7 +135,8 @@ struct SweepSummary {
   double log2_n = 0;
   int smallest_d_select = -1;  // smallest swept d_select that converged; -1: none
   int heads = 0;
-  std::vector<int> skipped;  // d_selects not run (wider than the first converged)
+  std::vector<int> skipped;               // d_selects not run (wider than the first converged)
+  int smallest_kqsvd_rank_per_head = -1;  // from the full-width run's key-rank search; -1: none
 };
 
 struct SweepResult {

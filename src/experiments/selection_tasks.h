@@ -16,9 +16,14 @@
 // only the number of patterns the query selects among changes.
 //
 // Sample i of a stream is a pure function of (seed, i): the trainer's resume
-// and data-parallel rules hold, and evaluation streams with another seed never
-// repeat training sequences except by chance.
+// and data-parallel rules hold. Streams with another seed repeat each other's
+// sequences only by chance; at small N (N = 4 has 24,576 retrieval sequences)
+// that chance is large. The split below makes held-out evaluation exact: every
+// possible sequence belongs to exactly one of two classes, fixed by its tokens
+// alone, so a Train stream and a HeldOut stream can never share a sequence,
+// whatever their seeds.
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -50,12 +55,31 @@ struct RetrievalSpec {
 // The pair count used for N keys when none is given: min(N, 8).
 int default_retrieval_pairs(int n);
 
-// Samples [first, first + count) of the stream for `seed`. Inputs and targets
-// are [count, T] int64; unscored targets are kIgnoreIndex.
-Batch copy_back_batch(const CopyBackSpec& spec, uint64_t seed, int64_t first, int count);
-Batch retrieval_batch(const RetrievalSpec& spec, uint64_t seed, int64_t first, int count);
+// Which sequences a stream may produce. Any: every sequence (the original
+// streams, unchanged). Train: only sequences that are not held out. HeldOut:
+// only held-out ones. A sample of a split stream keeps drawing from its own
+// generator until it lands in its class, so it is still a pure function of
+// (seed, index), and within its class it is as uniform as the Any stream.
+enum class SampleSplit { Any, Train, HeldOut };
 
-SampleSource copy_back_source(const CopyBackSpec& spec, uint64_t seed);
-SampleSource retrieval_source(const RetrievalSpec& spec, uint64_t seed);
+// One sequence in kHeldOutModulus is held out: the one whose input tokens
+// (which determine its targets) hash to 0 mod kHeldOutModulus (64-bit FNV-1a,
+// then the splitmix64 finaliser).
+inline constexpr uint64_t kHeldOutModulus = 8;
+bool is_held_out_sequence(std::span<const int64_t> inputs);
+
+// Samples [first, first + count) of the stream for `seed`. Inputs and targets
+// are [count, T] int64; unscored targets are kIgnoreIndex. A split stream
+// throws Error when a sample finds no sequence of its class in 4,096 draws
+// (a task so small that its held-out class is empty or nearly so).
+Batch copy_back_batch(const CopyBackSpec& spec, uint64_t seed, int64_t first, int count,
+                      SampleSplit split = SampleSplit::Any);
+Batch retrieval_batch(const RetrievalSpec& spec, uint64_t seed, int64_t first, int count,
+                      SampleSplit split = SampleSplit::Any);
+
+SampleSource copy_back_source(const CopyBackSpec& spec, uint64_t seed,
+                              SampleSplit split = SampleSplit::Any);
+SampleSource retrieval_source(const RetrievalSpec& spec, uint64_t seed,
+                              SampleSplit split = SampleSplit::Any);
 
 }  // namespace thinkeys

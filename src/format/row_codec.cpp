@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "format/half_rows.h"
+
 namespace thinkeys {
 
 #if defined(__FLT16_MAX__)
@@ -95,9 +97,10 @@ void encode_row(const RowFormat& f, const float* src, std::byte* dst) {
       std::memcpy(dst, src, 4 * static_cast<std::size_t>(w));
       return;
     case CacheDType::F16:
+      return f32_to_f16_row(src, static_cast<std::size_t>(w), dst);
     case CacheDType::BF16:
       for (int i = 0; i < w; ++i) {
-        uint16_t h = f.dtype == CacheDType::F16 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
+        const uint16_t h = f32_to_bf16(src[i]);
         std::memcpy(dst + 2 * i, &h, 2);
       }
       return;

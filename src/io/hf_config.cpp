@@ -132,20 +132,41 @@ int layer_count(const Fields& f, const char* key) {
   return n;
 }
 
-void read_gpt2(const Fields& f, ModelConfig& c) {
+// config.json's names for the sizes every family has, GPT-2's and the Llama
+// family's (Llama, Mistral, Qwen2): one table for reading and writing.
+struct SizeKeys {
+  const char* dim;
+  const char* layers;
+  const char* heads;
+  const char* hidden;
+  const char* positions;
+  const char* norm_eps;
+};
+constexpr SizeKeys kGpt2Keys{"n_embd",  "n_layer",     "n_head",
+                             "n_inner", "n_positions", "layer_norm_epsilon"};
+constexpr SizeKeys kLlamaKeys{"hidden_size",       "num_hidden_layers",       "num_attention_heads",
+                              "intermediate_size", "max_position_embeddings", "rms_norm_eps"};
+
+// vocab_size, width, layers and heads: read alike in every family.
+void read_sizes(const Fields& f, const SizeKeys& k, ModelConfig& c) {
   c.vocab_size = f.get<int>("vocab_size");
-  c.dim = f.get<int>("n_embd");
-  c.n_layers = layer_count(f, "n_layer");
-  c.n_heads = f.get<int>("n_head");
+  c.dim = f.get<int>(k.dim);
+  c.n_layers = layer_count(f, k.layers);
+  c.n_heads = f.get<int>(k.heads);
+}
+
+void read_gpt2(const Fields& f, ModelConfig& c) {
+  const SizeKeys& k = kGpt2Keys;
+  read_sizes(f, k, c);
   c.n_kv_heads = c.n_heads;
   if (c.n_heads <= 0 || c.dim % c.n_heads != 0)
     f.fail("n_embd (" + std::to_string(c.dim) + ") is not divisible by n_head (" +
            std::to_string(c.n_heads) + ")");
   c.head_dim = c.dim / c.n_heads;
-  c.hidden_dim = f.get_or<int>("n_inner", 4 * c.dim);
-  c.max_positions = f.get_or<int>("n_positions", f.get_or<int>("n_ctx", 1024));
+  c.hidden_dim = f.get_or<int>(k.hidden, 4 * c.dim);
+  c.max_positions = f.get_or<int>(k.positions, f.get_or<int>("n_ctx", 1024));
   c.norm = NormKind::LayerNorm;
-  c.norm_eps = f.get_or<double>("layer_norm_epsilon", 1e-5);
+  c.norm_eps = f.get_or<double>(k.norm_eps, 1e-5);
   auto act = f.get_or<std::string>("activation_function", "gelu_new");
   if (act != "gelu_new" && act != "gelu_pytorch_tanh" && act != "gelu_fast")
     f.unsupported("activation_function '" + act + "' is not supported (expected gelu_new)");
@@ -160,10 +181,8 @@ void read_gpt2(const Fields& f, ModelConfig& c) {
 }
 
 void read_llama_family(const Fields& f, ModelConfig& c) {
-  c.vocab_size = f.get<int>("vocab_size");
-  c.dim = f.get<int>("hidden_size");
-  c.n_layers = layer_count(f, "num_hidden_layers");
-  c.n_heads = f.get<int>("num_attention_heads");
+  const SizeKeys& k = kLlamaKeys;
+  read_sizes(f, k, c);
   c.n_kv_heads = f.get_or<int>("num_key_value_heads", c.n_heads);
   if (f.has("head_dim")) {
     c.head_dim = f.get<int>("head_dim");
@@ -173,10 +192,10 @@ void read_llama_family(const Fields& f, ModelConfig& c) {
              ") is not divisible by num_attention_heads (" + std::to_string(c.n_heads) + ")");
     c.head_dim = c.dim / c.n_heads;
   }
-  c.hidden_dim = f.get<int>("intermediate_size");
-  c.max_positions = f.get_or<int>("max_position_embeddings", 2048);
+  c.hidden_dim = f.get<int>(k.hidden);
+  c.max_positions = f.get_or<int>(k.positions, 2048);
   c.norm = NormKind::RMSNorm;
-  c.norm_eps = f.get_or<double>("rms_norm_eps", 1e-6);
+  c.norm_eps = f.get_or<double>(k.norm_eps, 1e-6);
   auto act = f.get_or<std::string>("hidden_act", "silu");
   if (act != "silu") f.unsupported("hidden_act '" + act + "' is not supported (expected silu)");
   c.mlp = MlpKind::SwiGLU;
@@ -341,24 +360,20 @@ std::string hf_config_json(const ModelConfig& c) {
   if (c.bos_id) j["bos_token_id"] = *c.bos_id;
   if (c.eos_id) j["eos_token_id"] = *c.eos_id;
   j["tie_word_embeddings"] = c.tied_embeddings;
-  if (c.model_type == "gpt2") {
-    j["n_embd"] = c.dim;
-    j["n_layer"] = c.n_layers;
-    j["n_head"] = c.n_heads;
-    j["n_inner"] = c.hidden_dim;
-    j["n_positions"] = c.max_positions;
+  const bool gpt2 = c.model_type == "gpt2";
+  const SizeKeys& k = gpt2 ? kGpt2Keys : kLlamaKeys;
+  j[k.dim] = c.dim;
+  j[k.layers] = c.n_layers;
+  j[k.heads] = c.n_heads;
+  j[k.hidden] = c.hidden_dim;
+  j[k.positions] = c.max_positions;
+  j[k.norm_eps] = c.norm_eps;
+  if (gpt2) {
     j["n_ctx"] = c.max_positions;
-    j["layer_norm_epsilon"] = c.norm_eps;
     j["activation_function"] = "gelu_new";
   } else {
-    j["hidden_size"] = c.dim;
-    j["num_hidden_layers"] = c.n_layers;
-    j["num_attention_heads"] = c.n_heads;
     j["num_key_value_heads"] = c.n_kv_heads;
     j["head_dim"] = c.head_dim;
-    j["intermediate_size"] = c.hidden_dim;
-    j["max_position_embeddings"] = c.max_positions;
-    j["rms_norm_eps"] = c.norm_eps;
     j["hidden_act"] = "silu";
     j["rope_theta"] = c.rope_theta;
     if (c.model_type == "qwen2") {

@@ -34,65 +34,41 @@ void maybe_die_for_test(std::ofstream& out) {
 
 constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // the format's own limit
 
+// Every dtype this reader knows: its name in the header and its bytes per
+// element, read by parse_dtype, dtype_name and dtype_size alike.
+struct DTypeInfo {
+  DType dtype;
+  const char* name;
+  int size;
+};
+constexpr DTypeInfo kDTypes[] = {{DType::F32, "F32", 4},   {DType::F16, "F16", 2},
+                                 {DType::BF16, "BF16", 2}, {DType::F64, "F64", 8},
+                                 {DType::I64, "I64", 8},   {DType::I32, "I32", 4},
+                                 {DType::I16, "I16", 2},   {DType::I8, "I8", 1},
+                                 {DType::U8, "U8", 1},     {DType::Bool, "BOOL", 1}};
+
+const DTypeInfo* dtype_info(DType d) {
+  for (const auto& info : kDTypes)
+    if (info.dtype == d) return &info;
+  return nullptr;  // DType::Unknown
+}
+
 DType parse_dtype(const std::string& s) {
-  static const std::map<std::string, DType> table = {
-      {"F32", DType::F32}, {"F16", DType::F16},  {"BF16", DType::BF16}, {"F64", DType::F64},
-      {"I64", DType::I64}, {"I32", DType::I32},  {"I16", DType::I16},   {"I8", DType::I8},
-      {"U8", DType::U8},   {"BOOL", DType::Bool}};
-  auto it = table.find(s);
-  return it == table.end() ? DType::Unknown : it->second;
+  for (const auto& info : kDTypes)
+    if (s == info.name) return info.dtype;
+  return DType::Unknown;
 }
 
 }  // namespace
 
 const char* dtype_name(DType d) {
-  switch (d) {
-    case DType::F32:
-      return "F32";
-    case DType::F16:
-      return "F16";
-    case DType::BF16:
-      return "BF16";
-    case DType::F64:
-      return "F64";
-    case DType::I64:
-      return "I64";
-    case DType::I32:
-      return "I32";
-    case DType::I16:
-      return "I16";
-    case DType::I8:
-      return "I8";
-    case DType::U8:
-      return "U8";
-    case DType::Bool:
-      return "BOOL";
-    case DType::Unknown:
-      break;
-  }
-  return "unknown";
+  const DTypeInfo* info = dtype_info(d);
+  return info ? info->name : "unknown";
 }
 
 int dtype_size(DType d) {
-  switch (d) {
-    case DType::F64:
-    case DType::I64:
-      return 8;
-    case DType::F32:
-    case DType::I32:
-      return 4;
-    case DType::F16:
-    case DType::BF16:
-    case DType::I16:
-      return 2;
-    case DType::I8:
-    case DType::U8:
-    case DType::Bool:
-      return 1;
-    case DType::Unknown:
-      break;
-  }
-  return 0;
+  const DTypeInfo* info = dtype_info(d);
+  return info ? info->size : 0;
 }
 
 int64_t TensorView::numel() const {

@@ -117,6 +117,37 @@ std::size_t ScoreAdvance(const AttentionTask& task, int d) {
   return std::clamp<std::size_t>(bytes * score / (score + value), key_bytes, bytes);
 }
 
+// The same pacing for int8 keys stored by channel, in bytes per value row
+// the value passes hold back (the score pass moves the cursor on by them
+// instead). An int8 thin row is 18 bytes against an f16 row's 32 but costs a
+// little more to score (levels are widened and converted, sums scaled), so
+// moved on by its own bytes the score pass left memory idler than the f16
+// one. Whole model, batch 1, 1K-32K, 5 interleaved quiet rounds: thin-int8 /
+// thin-f16 step time 0.92-1.005 with this pacing, 0.97-1.02 without
+// (docs/results/decode.md). Per N tokens: each channel is one vector,
+// loaded once per pass and FMA'd once per query; each value row is vv
+// vectors, loaded once per pass of up to 4 queries and FMA'd per query.
+std::size_t ChannelValueLess(const AttentionTask& task, int d) {
+  if (task.keys.format.dtype != CacheDType::Int8) return 0;
+  const int N = static_cast<int>(hn::Lanes(DF()));
+  const int G = task.n_queries, per_value = G / task.n_values, r = task.keys.format.width;
+  auto passes = [](int g, int widest) { return (g + widest - 1) / widest; };
+  const long score =
+      static_cast<long>(r) * (G + LoadUnits(task.keys.format.dtype) * passes(G, kPassQueries));
+  long value = 0;
+  std::size_t bytes = task.keys.format.bytes(), value_bytes = ~std::size_t{0};
+  for (int vh = 0; vh < task.n_values; ++vh) {
+    const RowFormat& f = task.values[vh].format;
+    value += static_cast<long>(N) * ((d + N - 1) / N) *
+             (per_value + LoadUnits(f.dtype) * passes(per_value, 4));
+    bytes += f.bytes();
+    value_bytes = std::min(value_bytes, f.bytes());
+  }
+  const std::size_t share = bytes * score / (score + value), key_bytes = task.keys.format.bytes();
+  if (share <= key_bytes) return 0;
+  return std::min((share - key_bytes) / task.n_values, value_bytes);
+}
+
 // Where the key bytes of tokens [tb, tb + nb) of one block start, and how
 // many there are from there on. By channel, from the first token's channel 0
 // (int4: the part's start) to the last token's last channel, or its last
@@ -180,7 +211,10 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
   const bool by_channel = task.keys.by_channel;
   const std::size_t key_advance =
       latent || by_channel ? task.keys.format.bytes() : ScoreAdvance(task, d);
-  const std::size_t value_less = (key_advance - task.keys.format.bytes()) / task.n_values;
+  const std::size_t value_less = latent ? 0
+                                 : by_channel
+                                     ? ChannelValueLess(task, d)
+                                     : (key_advance - task.keys.format.bytes()) / task.n_values;
   auto ahead = [&](const PagedRows& rows) {
     return Ahead{&cursor, &rows == &task.keys ? key_advance : rows.format.bytes() - value_less};
   };
@@ -250,8 +284,10 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
       Scores(rows, n, w, st.q, ldq, 0, G, s, lds, Ahead{});
     });
   } else if (by_channel) {
-    // The first pass moves the cursor on by a channel's share of the span.
-    const std::size_t span = KeySpan(task.keys, t0, n);
+    // The first pass moves the cursor on by a channel's share of the span
+    // and of what the value passes hold back.
+    const std::size_t span =
+        KeySpan(task.keys, t0, n) + value_less * static_cast<std::size_t>(n) * task.n_values;
     WithChannels(task.keys, t0, [&](const auto& ch) {
       ChannelScores(ch, n, r, st.q, ldq, G, s, lds, &cursor, span / r);
     });

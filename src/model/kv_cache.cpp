@@ -1,5 +1,6 @@
 #include "model/kv_cache.h"
 
+#include "model/dense_cache_bytes.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -22,6 +23,10 @@ int64_t KVCache::allocated_bytes() const {
   int64_t n = 0;
   for (size_t l = 0; l < keys_.size(); ++l) n += keys_[l].nbytes() + values_[l].nbytes();
   return n;
+}
+
+int64_t dense_cache_bytes_per_token(const ModelConfig& config) {
+  return KVCache(config, 1).allocated_bytes();
 }
 
 }  // namespace thinkeys

@@ -3,9 +3,13 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
+#include <vector>
 
+#include "kernels/row_ops.h"
 #include "kernels/small_gemm.h"
+#include "kernels/weight_tiles.h"
 #include "model/weight_format.h"
 #include "util/error.h"
 #include "util/threads.h"
@@ -14,6 +18,17 @@
 // libgomp, loaded with libtorch; weak so a libtorch built without OpenMP
 // still links (its at::mm then has no OpenMP threads to narrow).
 extern "C" void omp_set_num_threads(int) __attribute__((weak));
+// oneDNN's row-major C = alpha op(A) op(B) + beta C with bf16 A and B and f32
+// C (libdnnl, which libtorch loads; declared here because Debian's libtorch
+// package does not bring its header). Returns dnnl_status_t, 0 on success.
+extern "C" int dnnl_gemm_bf16bf16f32(char transa, char transb, int64_t m, int64_t n, int64_t k,
+                                     float alpha, const uint16_t* a, int64_t lda, const uint16_t* b,
+                                     int64_t ldb, float beta, float* c, int64_t ldc)
+    __attribute__((weak));
+// The same for f32 A, B and C.
+extern "C" int dnnl_sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha,
+                          const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                          float* c, int64_t ldc) __attribute__((weak));
 
 namespace thinkeys {
 namespace {
@@ -34,6 +49,25 @@ bool plain(const at::Tensor& t) {
 bool stored_weights(const at::Tensor& w) {
   const auto st = w.scalar_type();
   return st == at::kBFloat16 || st == at::kHalf || st == at::kChar;
+}
+
+// Rows per work item of the element-wise prefill loops below.
+constexpr int kRowChunk = 16;
+
+// Many f32 rows without autograd (prefill): libtorch runs element-wise ops on
+// one thread here (model/engine_threads.h), so norms and activations split
+// their rows over the compute pool instead.
+bool many_plain_rows(const at::Tensor& x) {
+  return plain(x) && x.dim() == 2 && x.size(0) > kSmallGemmMaxRows && x.is_contiguous();
+}
+
+template <class F>
+void for_row_chunks(int64_t rows, F&& f) {
+  const int chunks = static_cast<int>((rows + kRowChunk - 1) / kRowChunk);
+  compute_pool()->run(chunks, [&](int c, int) {
+    const int64_t r0 = int64_t{c} * kRowChunk;
+    for (int64_t r = r0; r < std::min(rows, r0 + kRowChunk); ++r) f(r);
+  });
 }
 
 bool small_gemm_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
@@ -92,20 +126,11 @@ bool native_bf16_gemm() {
   return yes;
 }
 
-// Many rows (prefill) by a bf16 or int8 matrix: the rows are rounded to bf16
-// once and multiplied in bf16 with f32 accumulation (oneDNN's AVX512-BF16
-// kernels through at::mm: 2-3x sgemm's rate on this machine, where converting
-// tiles to f32 for sgemm made 16-bit prefill slower than f32). int8 tiles are
-// widened to bf16 first. Each output is rounded to bf16 once by at::mm; the
-// error bound is in tests/test_weight_formats.cpp.
-at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Tensor& b,
-                        const at::Tensor& scales) {
-  const int64_t out = w.size(0), in = w.size(1), rows = x2.size(0);
-  const at::Tensor xb = x2.to(at::kBFloat16);
-  at::Tensor y = at::empty({rows, out}, at::kFloat);
-  const bool int8 = w.scalar_type() == at::kChar;
-  const WeightRows wr = weight_rows(w, scales);
-  // A multiple of the thread count of equal tiles keeps the threads level.
+// Runs fn(o0, n) for tiles [o0, o0 + n) of `out` output features on the
+// compute pool, each thread's GEMM on one OpenMP thread. A multiple of the
+// thread count of equal tiles keeps the threads level.
+template <class F>
+void for_feature_tiles(int64_t out, F&& fn) {
   const int64_t threads = project_threads();
   const int64_t per_thread =
       (out + threads * kBf16TileFeatures - 1) / (threads * kBf16TileFeatures);
@@ -113,18 +138,91 @@ at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Ten
   compute_pool()->run(static_cast<int>(tiles), [&](int t, int) {
     one_openmp_thread();
     const int64_t o0 = std::min(out, t * tile), n = std::min(tile, out - o0);
-    if (n <= 0) return;
-    at::Tensor wt;
-    if (int8) {
-      at::Tensor f = at::empty({n, in}, at::kFloat);
-      weight_rows_to_f32(wr, static_cast<int>(in), static_cast<int>(o0), static_cast<int>(o0 + n),
-                         f.data_ptr<float>());
-      wt = f.to(at::kBFloat16);
+    if (n > 0) fn(o0, n);
+  });
+}
+
+// y[r, o0 + j] += b[o0 + j] for a tile's columns (no-op without a bias).
+void add_bias(const float* b, int64_t rows, int64_t o0, int64_t n, float* y, int64_t ldy) {
+  if (!b) return;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) y[r * ldy + o0 + j] += b[o0 + j];
+}
+
+// Many f32 rows by an f32 matrix, without autograd (prefill): oneDNN's sgemm
+// on tiles of output features on the compute pool, like the bf16 product, so
+// that prefill never wakes OpenBLAS's own threads, which then spin for the
+// cores while the pool runs attention and the element-wise work.
+bool f32_tiles_apply(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return dnnl_sgemm != nullptr && many_plain_rows(x) && plain(w) && w.dim() == 2 &&
+         w.is_contiguous() && x.size(1) == w.size(1) &&
+         (!b.defined() || (plain(b) && b.dim() == 1 && b.size(0) == w.size(0)));
+}
+
+at::Tensor f32_project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  const int64_t out = w.size(0), in = w.size(1), rows = x.size(0);
+  at::Tensor y = at::empty({rows, out}, at::kFloat);
+  const float* xp = x.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
+  const at::Tensor bc = b.defined() ? b.contiguous() : b;
+  const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  for_feature_tiles(out, [&](int64_t o0, int64_t n) {
+    const int status =
+        dnnl_sgemm('N', 'T', rows, n, in, 1.0f, xp, in, wp + o0 * in, in, 0.0f, yp + o0, out);
+    if (status != 0) throw Error("oneDNN sgemm failed (status " + std::to_string(status) + ")");
+    add_bias(bp, rows, o0, n, yp, out);
+  });
+  return y;
+}
+
+// Many rows (prefill) by a bf16 or int8 matrix: the rows are rounded to bf16
+// once and multiplied in bf16 with f32 accumulation (oneDNN's AVX512-BF16
+// kernels: 2-3x sgemm's rate on this machine, where converting tiles to f32
+// for sgemm made 16-bit prefill slower than f32). int8 tiles are widened to
+// bf16 first (the level exactly, level x scale rounded once). oneDNN's bf16
+// GEMM writes f32 outputs straight into y; without it (a libtorch built
+// without oneDNN) at::mm rounds each output to bf16. The error bound is in
+// tests/test_weight_formats.cpp.
+at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Tensor& b,
+                        const at::Tensor& scales) {
+  const int64_t out = w.size(0), in = w.size(1), rows = x2.size(0);
+  const at::Tensor xc = x2.contiguous();
+  const at::Tensor xb = at::empty({rows, in}, at::kBFloat16);
+  {
+    const float* src = xc.data_ptr<float>();
+    auto* dst = static_cast<uint16_t*>(xb.data_ptr());
+    for_row_chunks(rows, [&](int64_t r) { f32_to_bf16_bits(src + r * in, in, dst + r * in); });
+  }
+  at::Tensor y = at::empty({rows, out}, at::kFloat);
+  const bool stored_bf16 = w.scalar_type() == at::kBFloat16 && w.is_contiguous();
+  const WeightRows wr = weight_rows(w, scales);
+  const auto* xp = static_cast<const uint16_t*>(xb.data_ptr());
+  float* yp = y.data_ptr<float>();
+  const at::Tensor bc = b.defined() ? b.contiguous() : b;
+  const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
+  for_feature_tiles(out, [&](int64_t o0, int64_t n) {
+    const uint16_t* wt;
+    thread_local std::vector<uint16_t> converted;
+    if (stored_bf16) {
+      wt = static_cast<const uint16_t*>(w.data_ptr()) + o0 * in;
     } else {
-      wt = w.narrow(0, o0, n);
+      converted.resize(static_cast<std::size_t>(n * in));
+      weight_rows_to_bf16(wr, static_cast<int>(in), static_cast<int>(o0), static_cast<int>(o0 + n),
+                          converted.data());
+      wt = converted.data();
     }
+    if (dnnl_gemm_bf16bf16f32 != nullptr) {
+      const int status =
+          dnnl_gemm_bf16bf16f32('N', 'T', rows, n, in, 1.0f, xp, in, wt, in, 0.0f, yp + o0, out);
+      if (status != 0)
+        throw Error("oneDNN bf16 GEMM failed (status " + std::to_string(status) + ")");
+      add_bias(bp, rows, o0, n, yp, out);
+      return;
+    }
+    const at::Tensor wtile = at::from_blob(const_cast<uint16_t*>(wt), {n, in}, at::kBFloat16);
     at::Tensor part = y.narrow(1, o0, n);
-    part.copy_(at::mm(xb, wt.t()));
+    part.copy_(at::mm(xb, wtile.t()));
     if (b.defined()) part.add_(b.narrow(0, o0, n));
   });
   return y;
@@ -147,8 +245,28 @@ at::Tensor tiled_project(const at::Tensor& x_in, const at::Tensor& w, const at::
   shape.back() = out;
   if (w.scalar_type() != at::kHalf && native_bf16_gemm())
     return bf16_project(x2, w, b, scales).view(shape);
-  at::Tensor y = at::empty({lead, out}, x.options());
   const WeightRows wr = weight_rows(w, scales);
+  if (dnnl_sgemm != nullptr) {
+    // Each pool thread converts its own tiles and multiplies them by oneDNN's
+    // sgemm, as the f32 product does, so OpenBLAS's threads stay asleep.
+    at::Tensor y = at::empty({lead, out}, x.options());
+    const float* xp = x2.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    const at::Tensor bc = b.defined() ? b.contiguous() : b;
+    const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
+    for_feature_tiles(out, [&](int64_t o0, int64_t n) {
+      thread_local std::vector<float> tile;
+      tile.resize(static_cast<std::size_t>(n * in));
+      weight_rows_to_f32(wr, static_cast<int>(in), static_cast<int>(o0), static_cast<int>(o0 + n),
+                         tile.data());
+      const int status =
+          dnnl_sgemm('N', 'T', lead, n, in, 1.0f, xp, in, tile.data(), in, 0.0f, yp + o0, out);
+      if (status != 0) throw Error("oneDNN sgemm failed (status " + std::to_string(status) + ")");
+      add_bias(bp, lead, o0, n, yp, out);
+    });
+    return y.view(shape);
+  }
+  at::Tensor y = at::empty({lead, out}, x.options());
   const int64_t tile_rows = std::min<int64_t>(out, kTileFeatures);
   at::Tensor tile = at::empty({tile_rows, in}, at::kFloat);
   const int parts = project_threads();
@@ -180,6 +298,7 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b
                    const at::Tensor& w_scales) {
   if (small_gemm_applies(x, w, b)) return small_project(x, w, b, w_scales);
   if (stored_weights(w)) return tiled_project(x, w, b, w_scales);
+  if (f32_tiles_apply(x, w, b)) return f32_project(x, w, b);
   if (x.size(0) == 1) {
     at::Tensor row = x.select(0, 0);
     return (b.defined() ? at::addmv(b, w, row) : at::mv(w, row)).unsqueeze(0);
@@ -206,12 +325,51 @@ at::Tensor embed(const at::Tensor& table, const at::Tensor& scales, const at::Te
 
 at::Tensor normalize(const ModelConfig& c, const at::Tensor& x, const at::Tensor& w,
                      const at::Tensor& b) {
+  if (many_plain_rows(x) && plain(w) && w.is_contiguous() && w.numel() == x.size(1) &&
+      (!b.defined() || (plain(b) && b.is_contiguous() && b.numel() == x.size(1)))) {
+    at::Tensor y = at::empty_like(x);
+    const int n = static_cast<int>(x.size(1));
+    const float* xp = x.data_ptr<float>();
+    const float* wp = w.data_ptr<float>();
+    const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+    float* yp = y.data_ptr<float>();
+    const float eps = static_cast<float>(c.norm_eps);
+    const bool layer = c.norm == NormKind::LayerNorm;
+    for_row_chunks(x.size(0), [&](int64_t r) {
+      if (layer)
+        layer_norm_row(xp + r * n, wp, bp, n, eps, yp + r * n);
+      else
+        rms_norm_row(xp + r * n, wp, n, eps, yp + r * n);
+    });
+    return y;
+  }
   if (c.norm == NormKind::LayerNorm) return at::layer_norm(x, {x.size(-1)}, w, b, c.norm_eps);
   return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + c.norm_eps) * w;
 }
 
 at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   const int64_t half = x.size(-1) / 2;
+  // Prefill rows [N, heads, width] with tables [N, 1, >= half]: each row is
+  // copied and turned in place on the compute pool (same products and sums
+  // as below, so the same values), not six libtorch passes on one thread.
+  if (plain(x) && x.dim() == 3 && x.size(0) > kSmallGemmMaxRows && x.size(-1) % 2 == 0 &&
+      x.stride(2) == 1 && x.stride(1) == x.size(2) && plain(cos) && plain(sin) && cos.dim() == 3 &&
+      sin.dim() == 3 && cos.size(0) == x.size(0) && cos.size(1) == 1 && cos.size(2) >= half &&
+      cos.stride(2) == 1 && sin.sizes() == cos.sizes() && sin.strides() == cos.strides()) {
+    const int64_t heads = x.size(1), width = x.size(2), row = heads * width;
+    at::Tensor y = at::empty(x.sizes(), x.options());
+    const float* xp = x.data_ptr<float>();
+    const float* cp = cos.data_ptr<float>();
+    const float* sp = sin.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    for_row_chunks(x.size(0), [&](int64_t r) {
+      std::copy(xp + r * x.stride(0), xp + r * x.stride(0) + row, yp + r * row);
+      rope_rotate_half(yp + r * row, static_cast<int>(heads), static_cast<int>(width),
+                       static_cast<std::size_t>(width), cp + r * cos.stride(0),
+                       sp + r * sin.stride(0));
+    });
+    return y;
+  }
   at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
   at::Tensor c = cos.narrow(-1, 0, half), s = sin.narrow(-1, 0, half);
   return at::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
@@ -222,9 +380,29 @@ at::Tensor feed_forward(const ModelConfig& c, const LayerWeights& L, const at::T
   if (c.mlp == MlpKind::SwiGLU) {
     at::Tensor gu = project(h, L.w_gate_up, L.b_gate_up, L.w_gate_up_scales);
     const int64_t f = c.hidden_dim;
-    m = at::silu(gu.narrow(1, 0, f)) * gu.narrow(1, f, f);
+    if (many_plain_rows(gu)) {
+      m = at::empty({gu.size(0), f}, gu.options());
+      const float* g = gu.data_ptr<float>();
+      float* mp = m.data_ptr<float>();
+      for_row_chunks(gu.size(0), [&](int64_t r) {
+        silu_mul(g + r * 2 * f, g + r * 2 * f + f, static_cast<int>(f), mp + r * f);
+      });
+    } else {
+      m = at::silu(gu.narrow(1, 0, f)) * gu.narrow(1, f, f);
+    }
   } else {
-    m = at::gelu(project(h, L.w_up, L.b_up, L.w_up_scales), "tanh");
+    m = project(h, L.w_up, L.b_up, L.w_up_scales);
+    if (many_plain_rows(m)) {
+      at::Tensor a = at::empty_like(m);
+      const int64_t f = m.size(1);
+      const float* mp = m.data_ptr<float>();
+      float* ap = a.data_ptr<float>();
+      for_row_chunks(m.size(0),
+                     [&](int64_t r) { gelu_tanh(mp + r * f, static_cast<int>(f), ap + r * f); });
+      m = a;
+    } else {
+      m = at::gelu(m, "tanh");
+    }
   }
   return project(m, L.w_down, L.b_down, L.w_down_scales);
 }

@@ -2,10 +2,13 @@
 
 #include <cmath>
 
+#include "kernels/prefill_attention.h"
 #include "model/attention_variants.h"
 #include "model/layer_ops.h"
 #include "model/query_keys.h"
 #include "util/error.h"
+#include "util/threads.h"
+#include "util/work_pool.h"
 
 namespace thinkeys {
 namespace {
@@ -27,16 +30,54 @@ at::Tensor attend_one(const at::Tensor& q, const at::Tensor& K, const at::Tensor
   return out;
 }
 
+// Causal attention of T queries at positions start.. over K, V on the
+// compute pool (kernels/prefill_attention.h): only the key blocks each query
+// sees, no score square.
+at::Tensor attend_causal(const ModelConfig& c, const at::Tensor& q_in, const at::Tensor& K,
+                         const at::Tensor& V, int64_t start) {
+  const at::Tensor q = q_in.contiguous();
+  const int64_t T = q.size(0), H = q.size(1), w = q.size(2), d = V.size(2);
+  at::Tensor out = at::empty({T, H * d}, q.options());
+  PrefillAttentionShape s;
+  s.tokens = static_cast<int>(T);
+  s.start = static_cast<int>(start);
+  s.heads = static_cast<int>(H);
+  s.key_heads = static_cast<int>(K.size(0));
+  s.value_heads = static_cast<int>(V.size(0));
+  s.key_width = static_cast<int>(w);
+  s.head_dim = static_cast<int>(d);
+  s.window = c.sliding_window ? *c.sliding_window : 0;
+  s.scale = static_cast<float>(c.score_scale());
+  PrefillAttentionArgs a;
+  a.q = q.data_ptr<float>();
+  a.ldq = static_cast<std::size_t>(H * w);
+  a.k = K.data_ptr<float>();
+  a.k_head_stride = static_cast<std::size_t>(K.stride(0));
+  a.k_row_stride = static_cast<std::size_t>(K.stride(1));
+  a.v = V.data_ptr<float>();
+  a.v_head_stride = static_cast<std::size_t>(V.stride(0));
+  a.v_row_stride = static_cast<std::size_t>(V.stride(1));
+  a.out = out.data_ptr<float>();
+  a.ldo = static_cast<std::size_t>(H * d);
+  prefill_attention(s, a, *compute_pool());
+  return out;
+}
+
 // Scores of T queries against S cached keys, softmax, values. Query head h
 // reads key head h / (H / key_heads) and value head h / (H / Hkv); both
 // groupings keep the heads in order, so one view turns one into the other.
+// `mask` is the causal (and sliding-window) mask of queries at positions
+// start.. ; an observer needs the score square, so it takes the libtorch path.
 at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& K,
-                  const at::Tensor& V, const at::Tensor& mask, int layer,
+                  const at::Tensor& V, const at::Tensor& mask, int64_t start, int layer,
                   const AttentionObserver* observer) {
   const int64_t T = q.size(0), H = q.size(1), w = q.size(2);
   const int64_t nk = K.size(0), S = K.size(1), Hkv = V.size(0), d = V.size(2);
   const double scale = c.score_scale();
   if (T == 1 && !mask.defined() && !observer) return attend_one(q, K, V, scale);
+  if (!observer && q.scalar_type() == at::kFloat && K.scalar_type() == at::kFloat &&
+      V.scalar_type() == at::kFloat && K.stride(2) == 1 && V.stride(2) == 1)
+    return attend_causal(c, q, K, V, start);
   at::Tensor qg = q.view({T, nk, H / nk, w}).permute({1, 2, 0, 3}).reshape({nk, H / nk * T, w});
   at::Tensor scores = at::bmm(qg, K.transpose(1, 2)).mul_(scale);  // [nk, (H/nk)*T, S]
   if (mask.defined()) scores.view({nk, H / nk, T, S}).add_(mask);
@@ -86,11 +127,11 @@ at::Tensor attention(const Model& model, int l, const at::Tensor& h, const RopeA
     at::Tensor C = cache.keys(l).narrow(1, 0, S).transpose(0, 1);  // [S, nk, r]
     at::Tensor K =
         latent_keys(c, L, C, rope_angles(c, model.rope_inv_freq, at::arange(0, S, at::kFloat)));
-    return attend(c, qk.q, K.transpose(0, 1).contiguous(), V, mask, l, attention_observer);
+    return attend(c, qk.q, K.transpose(0, 1).contiguous(), V, mask, start, l, attention_observer);
   }
   if (observer && c.rope_mode() == RopeMode::Full)
     (*observer)(l, p.q, p.k.view({T, c.key_heads(), c.key_width(l)}), qk.q, qk.k);
-  return attend(c, qk.q, cache.keys(l).narrow(1, 0, S), V, mask, l, attention_observer);
+  return attend(c, qk.q, cache.keys(l).narrow(1, 0, S), V, mask, start, l, attention_observer);
 }
 
 }  // namespace

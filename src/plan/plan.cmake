@@ -2,7 +2,7 @@
 # from config.json alone, with the paged cache's own block accounting
 # (cache/cache_footprint.h). Torch-free; the `plan` subcommand is a thin CLI
 # over it and the server prints sequence_capacity() at start.
-add_library(thinkeys_plan STATIC
+thinkeys_library(thinkeys_plan DEPENDS thinkeys_io SOURCES
   src/plan/byte_size.cpp
   src/plan/sequence_capacity.cpp
   src/plan/parameter_count.cpp
@@ -10,5 +10,3 @@ add_library(thinkeys_plan STATIC
   src/plan/capacity_plan.cpp
   src/plan/plan_report.cpp
 )
-target_link_libraries(thinkeys_plan PUBLIC thinkeys_io)
-target_compile_options(thinkeys_plan PRIVATE -Wall -Wextra)

@@ -11,12 +11,19 @@
 #include "model/layer_ops.h"
 #include "model/query_keys.h"
 #include "model/transformer.h"
+#include "model/weights.h"
 #include "runtime/fused_step.h"
 #include "util/error.h"
 #include "util/threads.h"
 
 namespace thinkeys {
 namespace {
+
+// Row `row` of a [rows, V] float tensor into `out`.
+void copy_logits(const at::Tensor& logits, int64_t row, std::vector<float>& out) {
+  const at::Tensor r = logits[row].contiguous();
+  out.assign(r.data_ptr<float>(), r.data_ptr<float>() + r.numel());
+}
 
 uint64_t mix64(uint64_t z) {  // splitmix64's finalizer
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -72,6 +79,8 @@ BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& option
 
 BatchDecoder::~BatchDecoder() = default;
 
+const ModelConfig& BatchDecoder::config() const { return model_->config; }
+
 void BatchDecoder::use_model(const Model& model) {
   const ModelConfig &a = model_->config, &b = model.config;
   if (a.rope_mode() == RopeMode::Latent)
@@ -88,7 +97,7 @@ void BatchDecoder::use_model(const Model& model) {
   if (fused_) fused_->layers.clear();  // its matrices are taken again at the next step
 }
 
-int BatchDecoder::add(std::span<const int32_t> prompt, at::Tensor* last_logits) {
+int BatchDecoder::add(std::span<const int32_t> prompt, std::vector<float>* last_logits) {
   const ModelConfig& c = model_->config;
   if (prompt.empty()) throw Error("a sequence needs at least one prompt token");
   const int n = static_cast<int>(prompt.size());
@@ -97,19 +106,25 @@ int BatchDecoder::add(std::span<const int32_t> prompt, at::Tensor* last_logits) 
     cache_.reserve(id, n);
     KVCache dense(c, n);
     at::Tensor logits = forward(*model_, prompt, dense, Logits::Last);
-    for (int l = 0; l < c.n_layers; ++l) {
-      // [heads, n, width], contiguous: row (h, t) starts at (h * n + t) * width.
-      at::Tensor K = dense.keys(l).contiguous(), V = dense.values(l).contiguous();
-      const float* kp = K.data_ptr<float>();
-      const float* vp = V.data_ptr<float>();
-      const int64_t kw = K.size(2), vw = V.size(2);
-      for (int h = 0; h < K.size(0); ++h)
-        for (int t = 0; t < n; ++t) cache_.write_key(id, l, h, t, kp + (int64_t{h} * n + t) * kw);
-      for (int h = 0; h < V.size(0); ++h)
-        for (int t = 0; t < n; ++t) cache_.write_value(id, l, h, t, vp + (int64_t{h} * n + t) * vw);
-    }
+    // Encoding rows (f16 and quantized) is per element; writers touch
+    // disjoint rows of reserved blocks, so layers and kinds run in parallel.
+    pool_->run(2 * c.n_layers, [&](int item, int) {
+      const int l = item / 2;
+      const bool values = item % 2;
+      // [heads, capacity, width]: row (h, t) starts at h * stride(0) + t * stride(1).
+      const at::Tensor& X = values ? dense.values(l) : dense.keys(l);
+      const float* p = X.data_ptr<float>();
+      for (int h = 0; h < X.size(0); ++h)
+        for (int t = 0; t < n; ++t) {
+          const float* row = p + h * X.stride(0) + t * X.stride(1);
+          if (values)
+            cache_.write_value(id, l, h, t, row);
+          else
+            cache_.write_key(id, l, h, t, row);
+        }
+    });
     cache_.set_length(id, n);
-    if (last_logits) *last_logits = logits;
+    if (last_logits) copy_logits(logits, 0, *last_logits);
   } catch (...) {
     cache_.remove_sequence(id);
     throw;
@@ -241,7 +256,7 @@ void BatchDecoder::check_context(int64_t tokens) const {
                 std::to_string(c.max_positions) + ")");
 }
 
-at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t> tokens) {
+LogitRows BatchDecoder::step(std::span<const int> ids, std::span<const int32_t> tokens) {
   const int64_t B = static_cast<int64_t>(ids.size());
   if (B == 0) throw Error("decode step with no sequences");
   if (tokens.size() != ids.size()) throw Error("decode step needs one token per sequence");
@@ -255,17 +270,22 @@ at::Tensor BatchDecoder::step(std::span<const int> ids, std::span<const int32_t>
   }
   // Grow every sequence first: running out here leaves all lengths as they were.
   for (int64_t b = 0; b < B; ++b) cache_.reserve(ids[b], static_cast<int>(pos[b]) + 1);
-  at::Tensor logits;
-  if (fused_ && B <= kSmallGemmMaxRows)
-    logits = fused_rows(ids, tokens, pos);
-  else
-    logits = project(forward_rows(ids, tokens, pos), model_->weights.lm_head, {},
-                     model_->weights.lm_head_scales);
+  const int V = model_->config.vocab_size;
+  logits_.resize(static_cast<std::size_t>(B) * V);  // allocates only for a larger batch
+  if (fused_ && B <= kSmallGemmMaxRows) {
+    fused_rows(ids, tokens, pos, logits_.data());
+  } else {
+    const at::Tensor logits = project(forward_rows(ids, tokens, pos), model_->weights.lm_head, {},
+                                      model_->weights.lm_head_scales)
+                                  .contiguous();
+    std::memcpy(logits_.data(), logits.data_ptr<float>(), logits_.size() * sizeof(float));
+  }
   for (int64_t b = 0; b < B; ++b) cache_.set_length(ids[b], static_cast<int>(pos[b]) + 1);
-  return logits;
+  return {std::span<const float>(logits_), V};
 }
 
-void BatchDecoder::extend(int id, std::span<const int32_t> tokens, at::Tensor* last_logits) {
+void BatchDecoder::extend(int id, std::span<const int32_t> tokens,
+                          std::vector<float>* last_logits) {
   const int64_t T = static_cast<int64_t>(tokens.size());
   if (T == 0) throw Error("extending a sequence needs at least one token");
   const int start = cache_.length(id);  // throws for an unknown id
@@ -278,8 +298,9 @@ void BatchDecoder::extend(int id, std::span<const int32_t> tokens, at::Tensor* l
   at::Tensor x = forward_rows(ids, tokens, pos);
   cache_.set_length(id, static_cast<int>(start + T));
   if (last_logits)
-    *last_logits =
-        project(x.narrow(0, T - 1, 1), model_->weights.lm_head, {}, model_->weights.lm_head_scales);
+    copy_logits(
+        project(x.narrow(0, T - 1, 1), model_->weights.lm_head, {}, model_->weights.lm_head_scales),
+        0, *last_logits);
 }
 
 at::Tensor BatchDecoder::forward_rows(std::span<const int> ids, std::span<const int32_t> tokens,

@@ -4,9 +4,9 @@
 // steps. A new sequence is prefilled with the dense forward pass and its keys
 // and values are then encoded into its cache blocks; decode steps run the
 // projections and MLP as one batch and attention with the fused kernels.
-// This is the interface a server drives.
-#include <ATen/ATen.h>
-
+// This is the interface a server drives; it hands out logits as plain floats,
+// so its users need not include libtorch.
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -14,13 +14,30 @@
 
 #include "cache/paged_kv_cache.h"
 #include "config/cache_layout.h"
+#include "config/model_config.h"
 #include "kernels/decode_attention.h"
-#include "model/weights.h"
 #include "util/work_pool.h"
+
+namespace at {
+class Tensor;  // only in private declarations here
+}
 
 namespace thinkeys {
 
+struct Model;  // model/weights.h
 struct RopeAngles;
+
+// Logits of the rows one call decoded: rows() rows of `vocab` floats,
+// row-major. A view of the decoder's buffer, valid until its next call.
+struct LogitRows {
+  std::span<const float> values;
+  int vocab = 0;
+
+  int rows() const { return vocab > 0 ? static_cast<int>(values.size() / vocab) : 0; }
+  std::span<const float> row(int r) const {
+    return values.subspan(static_cast<std::size_t>(r) * vocab, vocab);
+  }
+};
 
 struct BatchDecoderOptions {
   CacheSpec cache;
@@ -37,9 +54,9 @@ class BatchDecoder {
   ~BatchDecoder();
 
   // Prefills a new sequence and returns its id; `last_logits` (optional)
-  // receives the logits [1, V] after the prompt's last token. Throws Error,
+  // receives the V logits after the prompt's last token. Throws Error,
   // leaving other sequences untouched, if the pool cannot hold the prompt.
-  int add(std::span<const int32_t> prompt, at::Tensor* last_logits = nullptr);
+  int add(std::span<const int32_t> prompt, std::vector<float>* last_logits = nullptr);
   void remove(int id);
   int length(int id) const { return cache_.length(id); }
 
@@ -60,21 +77,22 @@ class BatchDecoder {
   // its blocks), so a benchmark can reuse one long fill at shorter contexts.
   void truncate(int id, int length);
 
-  // Appends tokens[i] to sequence ids[i] (ids distinct) and returns logits
-  // [ids.size(), V]. Throws Error before changing any sequence's length if a
-  // token is out of range or the pool cannot grow every sequence by one.
-  at::Tensor step(std::span<const int> ids, std::span<const int32_t> tokens);
+  // Appends tokens[i] to sequence ids[i] (ids distinct) and returns their
+  // logits, row i for sequence ids[i]. Throws Error before changing any
+  // sequence's length if a token is out of range or the pool cannot grow
+  // every sequence by one.
+  LogitRows step(std::span<const int> ids, std::span<const int32_t> tokens);
 
   // Chunked prefill: appends `tokens` to live sequence `id`, every token
   // attending to the sequence's cached prefix (as stored: thin, paged,
   // possibly quantized) and to the chunk's earlier tokens. Extending in
   // chunks equals add() of the whole prompt up to the cache dtype's rounding
   // (exactly, for an f32 cache, up to float summation order). `last_logits`
-  // (optional) receives the logits [1, V] after the chunk's last token.
+  // (optional) receives the V logits after the chunk's last token.
   // Throws Error before changing the sequence if a token is out of range,
   // the context would pass the model's learned positions, or the pool cannot
   // hold the chunk.
-  void extend(int id, std::span<const int32_t> tokens, at::Tensor* last_logits = nullptr);
+  void extend(int id, std::span<const int32_t> tokens, std::vector<float>* last_logits = nullptr);
 
   // For benchmarks only: later steps use `model`, the same model with its
   // matrices in another weight format, so formats are timed over one cache
@@ -83,6 +101,7 @@ class BatchDecoder {
   void use_model(const Model& model);
 
   const PagedKVCache& cache() const { return cache_; }
+  const ModelConfig& config() const;  // the model's
   // Whether steps of up to kSmallGemmMaxRows rows run the fused path.
   bool uses_fused_step() const { return fused_ != nullptr; }
   const AttentionShape& attention_shape() const { return shape_; }
@@ -102,11 +121,11 @@ class BatchDecoder {
   // The decode step on plain buffers and the project's own kernels
   // (runtime/fused_step.cpp): no libtorch dispatch or allocation per layer.
   // For standard attention (every RoPE mode, or learned positions) and at
-  // most kSmallGemmMaxRows rows; returns logits [rows, V].
+  // most kSmallGemmMaxRows rows; writes logits [rows, V] to `logits`.
   struct FusedStep;
   static bool fused_applies(const ModelConfig& c);
-  at::Tensor fused_rows(std::span<const int> ids, std::span<const int32_t> tokens,
-                        std::span<const int64_t> pos);
+  void fused_rows(std::span<const int> ids, std::span<const int32_t> tokens,
+                  std::span<const int64_t> pos, float* logits);
   std::unique_ptr<FusedStep> fused_;  // null when fused_applies is false
 
   const Model* model_;  // never null; a pointer so use_model can swap it
@@ -122,6 +141,7 @@ class BatchDecoder {
   std::vector<AttentionTask> tasks_;
   std::vector<PagedRows> value_rows_;
   std::vector<const LatentKeys*> task_latent_;
+  std::vector<float> logits_;  // what step() returns, grown to the largest batch
 };
 
 }  // namespace thinkeys

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
+#include "config/model_config.h"
 #include "runtime/batch_decoder.h"
 #include "runtime/sampler.h"
 #include "util/error.h"
@@ -13,11 +15,11 @@ std::vector<std::vector<int32_t>> generate_batch(const Model& model,
                                                  const std::vector<std::vector<int32_t>>& prompts,
                                                  const BatchGenerateOptions& options,
                                                  BatchGenerateStats* stats) {
-  const ModelConfig& c = model.config;
   if (options.max_batch < 1) throw Error("batch size must be at least 1");
   if (options.generate.max_new_tokens < 0) throw Error("number of tokens to generate must be >= 0");
   using clock = std::chrono::steady_clock;
   BatchDecoder dec(model, {options.cache, options.threads});
+  const ModelConfig& c = dec.config();
   BatchGenerateStats st;
   st.prompts = static_cast<int>(prompts.size());
   st.cache_capacity_bytes = dec.cache().capacity_bytes();
@@ -26,7 +28,7 @@ std::vector<std::vector<int32_t>> generate_batch(const Model& model,
   struct Active {
     int index, id, limit;
     Sampler sampler;
-    at::Tensor logits;
+    std::vector<float> logits;  // the next token's
   };
   std::vector<std::vector<int32_t>> out(prompts.size());
   std::vector<Active> active;
@@ -46,11 +48,11 @@ std::vector<std::vector<int32_t>> generate_batch(const Model& model,
       SamplingParams sp = options.generate.sampling;
       sp.seed += static_cast<uint64_t>(index);
       const auto t0 = clock::now();
-      at::Tensor logits;
+      std::vector<float> logits;
       const int id = dec.add(p, &logits);
       st.prefill_seconds += std::chrono::duration<double>(clock::now() - t0).count();
       st.prompt_tokens += static_cast<int>(p.size());
-      active.push_back({index, id, limit, Sampler(sp), logits[0]});
+      active.push_back({index, id, limit, Sampler(sp), std::move(logits)});
     }
   };
 
@@ -65,9 +67,7 @@ std::vector<std::vector<int32_t>> generate_batch(const Model& model,
       Active& a = active[i];
       bool done = static_cast<int>(out[a.index].size()) >= a.limit;
       if (!done) {
-        at::Tensor row = a.logits.contiguous();
-        const int32_t t =
-            a.sampler.sample({row.data_ptr<float>(), static_cast<std::size_t>(row.numel())});
+        const int32_t t = a.sampler.sample(a.logits);
         done = options.generate.stop_at_end_of_text && ends_text(c, options.generate, t);
         if (!done) {
           out[a.index].push_back(t);
@@ -89,12 +89,15 @@ std::vector<std::vector<int32_t>> generate_batch(const Model& model,
     st.peak_cache_bytes = std::max(st.peak_cache_bytes, dec.cache().used_bytes());
     if (!ids.empty()) {
       const auto t0 = clock::now();
-      at::Tensor logits = dec.step(ids, tokens);
+      const LogitRows logits = dec.step(ids, tokens);
       st.decode_seconds += std::chrono::duration<double>(clock::now() - t0).count();
       ++st.steps;
       // Active entries that stepped are, in order, exactly those in ids.
       for (std::size_t i = 0, j = 0; i < active.size(); ++i)
-        if (j < ids.size() && active[i].id == ids[j]) active[i].logits = logits[j++];
+        if (j < ids.size() && active[i].id == ids[j]) {
+          const std::span<const float> row = logits.row(static_cast<int>(j++));
+          active[i].logits.assign(row.begin(), row.end());  // same size: no allocation
+        }
       st.peak_cache_bytes = std::max(st.peak_cache_bytes, dec.cache().used_bytes());
     }
     admit();

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "cache/paged_kv_cache.h"
-#include "model/weights.h"
 #include "runtime/generator.h"
 
 namespace thinkeys {

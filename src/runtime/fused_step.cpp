@@ -63,8 +63,8 @@ void gemm(WorkPool& pool, Int16Buffers f, const WeightRows& w, int in, int out, 
 
 }  // namespace
 
-at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t> tokens,
-                                    std::span<const int64_t> pos) {
+void BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t> tokens,
+                              std::span<const int64_t> pos, float* logits) {
   const ModelConfig& c = model_->config;
   FusedStep& f = *fused_;
   if (f.layers.empty()) {  // first step: the model's matrices as plain layouts
@@ -266,9 +266,7 @@ at::Tensor BatchDecoder::fused_rows(std::span<const int> ids, std::span<const in
     add_to(x, f.tmp.data(), B * D);
   }
   norm(f.final_norm, f.final_norm_b, x, f.h.data());
-  at::Tensor logits = at::empty({B, c.vocab_size}, at::kFloat);
-  gemm(*pool_, xq, f.head, D, c.vocab_size, f.h.data(), B, nullptr, logits.data_ptr<float>());
-  return logits;
+  gemm(*pool_, xq, f.head, D, c.vocab_size, f.h.data(), B, nullptr, logits);
 }
 
 }  // namespace thinkeys

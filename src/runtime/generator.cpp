@@ -55,25 +55,32 @@ std::vector<int32_t> generate(const Model& model, std::span<const int32_t> promp
   std::vector<int32_t> out;
   using clock = std::chrono::steady_clock;
   auto t0 = clock::now();
-  at::Tensor logits;
-  if (paged)
-    id = decoder->add(prompt, &logits);
-  else
-    logits = forward(model, prompt, *cache, Logits::Last);
+  std::vector<float> held;  // the prompt's logits, and every dense step's
+  std::span<const float> logits;
+  auto dense_step = [&](std::span<const int32_t> tokens) {
+    const at::Tensor row = forward(model, tokens, *cache, Logits::Last)[0].contiguous();
+    held.assign(row.data_ptr<float>(), row.data_ptr<float>() + row.numel());
+    logits = held;
+  };
+  if (paged) {
+    id = decoder->add(prompt, &held);
+    logits = held;
+  } else {
+    dense_step(prompt);
+  }
   auto t1 = clock::now();
   const int limit = capacity - static_cast<int>(prompt.size());
   for (int i = 0; i < limit; ++i) {
-    at::Tensor row = logits[0].contiguous();
-    int32_t next = sampler.sample({row.data_ptr<float>(), static_cast<size_t>(row.numel())});
+    int32_t next = sampler.sample(logits);
     if (options.stop_at_end_of_text && ends_text(c, options, next)) break;
     out.push_back(next);
     if (on_token) on_token(next);
     if (i + 1 == limit) break;
     if (paged)
-      logits =
-          decoder->step(std::span<const int>(&id, 1), std::span<const int32_t>(&out.back(), 1));
+      logits = decoder->step(std::span<const int>(&id, 1), std::span<const int32_t>(&out.back(), 1))
+                   .row(0);
     else
-      logits = forward(model, std::span<const int32_t>(&out.back(), 1), *cache, Logits::Last);
+      dense_step(std::span<const int32_t>(&out.back(), 1));
   }
   auto t2 = clock::now();
   if (stats) {

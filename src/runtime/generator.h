@@ -6,10 +6,12 @@
 #include <vector>
 
 #include "cache/paged_kv_cache.h"
-#include "model/weights.h"
+#include "config/model_config.h"
 #include "runtime/sampler.h"
 
 namespace thinkeys {
+
+struct Model;  // model/weights.h: taken by reference only
 
 struct GenerateOptions {
   int max_new_tokens = 256;

@@ -1,12 +1,9 @@
 #include "serve/scheduler.h"
 
-#include <ATen/ATen.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
-#include "model/weights.h"
 #include "runtime/batch_decoder.h"
 #include "util/enum_names.h"
 
@@ -59,20 +56,19 @@ struct Scheduler::Sequence {
   bool prefilling() const { return cached < target; }
 };
 
-Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
-    : model_(model), options_(options) {
+Scheduler::Scheduler(const Model& model, const SchedulerOptions& options) : options_(options) {
   if (options_.max_batch < 1) throw Error("--max-batch must be at least 1");
   if (options_.max_queue < 0) throw Error("--max-queue must be >= 0");
   if (options_.prefill_chunk < 1) throw Error("--prefill-chunk must be at least 1");
-  const ModelConfig& c = model.config;
+  decoder_ =
+      std::make_unique<BatchDecoder>(model, BatchDecoderOptions{options_.cache, options_.threads});
+  const ModelConfig& c = decoder_->config();
   const int model_ctx = c.max_positions > 0 ? c.max_positions : std::numeric_limits<int>::max();
   if (options_.ctx < 0) throw Error("--ctx must be positive");
   if (options_.ctx > 0 && c.positions == PositionKind::Learned && options_.ctx > model_ctx)
     throw Error("--ctx " + std::to_string(options_.ctx) + " exceeds the model's " +
                 std::to_string(model_ctx) + " learned positions");
   ctx_ = options_.ctx > 0 ? options_.ctx : model_ctx;
-  decoder_ =
-      std::make_unique<BatchDecoder>(model, BatchDecoderOptions{options_.cache, options_.threads});
   std::lock_guard lock(mutex_);
   metrics_.blocks_total = decoder_->cache().total_blocks();
   metrics_.bytes_total = decoder_->cache().capacity_bytes();
@@ -94,7 +90,7 @@ int Scheduler::blocks_for(int tokens) const {
 std::shared_ptr<Ticket> Scheduler::submit(GenerationRequest request,
                                           std::shared_ptr<RequestSink> sink) {
   using K = Rejected::Kind;
-  const int V = model_.config.vocab_size;
+  const int V = decoder_->config().vocab_size;
   const int n = static_cast<int>(request.prompt.size());
   if (n == 0) throw Rejected(K::Invalid, "the prompt has no tokens");
   for (int32_t t : request.prompt)
@@ -319,18 +315,16 @@ void Scheduler::decode_step() {
     ids.push_back(s->id);
     next.push_back(s->tokens.back());
   }
-  at::Tensor logits;
+  LogitRows logits;
   try {
-    logits = decoder_->step(ids, next).contiguous();
+    logits = decoder_->step(ids, next);
   } catch (const std::exception& e) {
     for (Sequence* s : batch) finish(*s, FinishReason::Error, e.what());
     return;
   }
-  const int V = static_cast<int>(logits.size(1));
-  const float* p = logits.data_ptr<float>();
   for (std::size_t b = 0; b < batch.size(); ++b) {
     ++batch[b]->cached;
-    emit(*batch[b], p + b * V, V);
+    emit(*batch[b], logits.row(static_cast<int>(b)).data(), logits.vocab);
   }
 }
 
@@ -349,7 +343,7 @@ void Scheduler::prefill_chunk() {
     if (n > budget) continue;
     std::span<const int32_t> piece(s.tokens.data() + s.cached, n);
     const bool last = s.cached + n == s.target;
-    at::Tensor logits;
+    std::vector<float>& logits = prompt_logits_;
     try {
       if (s.id < 0)
         s.id = decoder_->add(piece, last ? &logits : nullptr);
@@ -366,8 +360,7 @@ void Scheduler::prefill_chunk() {
         std::lock_guard lock(mutex_);
         metrics_.prompt_tokens += s.prompt_len;
       }
-      at::Tensor row = logits[0].contiguous();
-      emit(s, row.data_ptr<float>(), static_cast<int>(row.numel()));
+      emit(s, logits.data(), static_cast<int>(logits.size()));
     }
   }
 }

@@ -169,7 +169,6 @@ class Scheduler {
   bool emit(Sequence& s, const float* logits, int vocab);
   void drop_finished();
 
-  const Model& model_;
   SchedulerOptions options_;
   int ctx_ = 0;
   std::unique_ptr<BatchDecoder> decoder_;
@@ -183,6 +182,7 @@ class Scheduler {
 
   // Scheduler thread only.
   std::vector<std::unique_ptr<Sequence>> running_;  // in admission order
+  std::vector<float> prompt_logits_;  // a prefill's last logits, reused across prompts
   uint64_t admissions_ = 0;
 };
 

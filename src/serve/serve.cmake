@@ -4,22 +4,17 @@
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 
 # Request parsing alone (torch-free, no HTTP): what the fuzz targets link.
-add_library(thinkeys_serve_api STATIC
+thinkeys_library(thinkeys_serve_api DEPENDS nlohmann_json::nlohmann_json SOURCES
   src/serve/api_request.cpp
   src/serve/text_stream.cpp
 )
 target_include_directories(thinkeys_serve_api PUBLIC src)
-target_link_libraries(thinkeys_serve_api PUBLIC nlohmann_json::nlohmann_json)
-target_compile_options(thinkeys_serve_api PRIVATE -Wall -Wextra)
 
-add_library(thinkeys_serve STATIC
+thinkeys_library(thinkeys_serve DEPENDS thinkeys_runtime thinkeys_tokenizer thinkeys_serve_api PkgConfig::HTTPLIB SOURCES
   src/serve/histogram.cpp
   src/serve/scheduler.cpp
   src/serve/server.cpp
 )
-target_link_libraries(thinkeys_serve PUBLIC thinkeys_runtime thinkeys_tokenizer thinkeys_serve_api
-  PkgConfig::HTTPLIB)
-target_compile_options(thinkeys_serve PRIVATE -Wall -Wextra)
 
 target_sources(thinkeys PRIVATE src/cli/cmd_serve.cpp)
 target_link_libraries(thinkeys PRIVATE thinkeys_serve thinkeys_plan thinkeys_chat)

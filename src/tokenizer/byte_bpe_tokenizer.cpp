@@ -16,6 +16,7 @@
 
 #include "tokenizer/bpe_merge.h"
 #include "tokenizer/file_bytes.h"
+#include "tokenizer/special_split.h"
 #include "tokenizer/unicode.h"
 
 namespace thinkeys {
@@ -179,23 +180,10 @@ class ByteBpeTokenizer final : public Tokenizer {
     std::vector<int32_t> out;
     // Added tokens are cut out first (leftmost, then longest) so that their text
     // is never split by the regex, which is what HF tokenizers does by default.
-    std::size_t start = 0;
-    std::size_t i = 0;
-    while (i < text.size()) {
-      bool matched = false;
-      for (const auto& [special, id] : specials_[static_cast<unsigned char>(text[i])]) {
-        if (text.substr(i).starts_with(special)) {
-          encode_ordinary(text.substr(start, i - start), out);
-          out.push_back(id);
-          i += special.size();
-          start = i;
-          matched = true;
-          break;
-        }
-      }
-      if (!matched) ++i;
-    }
-    encode_ordinary(text.substr(start), out);
+    split_at_special_tokens(
+        text, [this](unsigned char c) -> const auto& { return specials_[c]; },
+        [&](std::string_view piece) { encode_ordinary(piece, out); },
+        [&](int32_t id) { out.push_back(id); });
     return out;
   }
 

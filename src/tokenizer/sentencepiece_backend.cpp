@@ -15,18 +15,6 @@ namespace {
 
 constexpr const char* kModuleName = "libthinkeys_sentencepiece.so";
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
-
 std::vector<fs::path> candidate_dirs() {
   std::vector<fs::path> dirs;
   if (const char* env = std::getenv("THINKEYS_MODULE_DIR")) dirs.emplace_back(env);
@@ -52,7 +40,7 @@ Factory load_factory() {
   if (auto* linked =
           reinterpret_cast<Factory>(::dlsym(RTLD_DEFAULT, "thinkeys_sentencepiece_create")))
     return linked;
-  if (kSanitized)
+  if (kAddressSanitizerBuild)
     throw Error(
         "SentencePiece is unavailable in sanitizer builds (its module needs RTLD_DEEPBIND, "
         "which AddressSanitizer does not support)");

@@ -34,6 +34,21 @@ class SentencePieceBackend {
   virtual std::string train(const std::string& flags) = 0;
 };
 
+// Whether this is an AddressSanitizer build, which cannot load the module
+// (RTLD_DEEPBIND is not supported under ASan); only a program that links the
+// module's code directly (the fuzz targets) has SentencePiece there.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAddressSanitizerBuild = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kAddressSanitizerBuild = true;
+#else
+inline constexpr bool kAddressSanitizerBuild = false;
+#endif
+#else
+inline constexpr bool kAddressSanitizerBuild = false;
+#endif
+
 // Loads the module on first use; throws Error when it cannot be found or loaded.
 std::unique_ptr<SentencePieceBackend> make_sentencepiece_backend();
 

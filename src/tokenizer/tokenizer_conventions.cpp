@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tokenizer/special_split.h"
 #include "util/enum_names.h"
 #include "util/error.h"
 
@@ -117,25 +118,13 @@ std::vector<int32_t> TokenizerConventions::encode(const Tokenizer& tok, std::str
   }
   // Leftmost special token first, the longest at a position (the list is
   // sorted longest first); the text between goes through the tokenizer.
-  std::size_t start = 0;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    bool matched = false;
-    for (const auto& [special, id] : special_tokens) {
-      if (text.compare(i, special.size(), special) == 0) {
-        const auto piece = tok.encode(text.substr(start, i - start));
-        out.insert(out.end(), piece.begin(), piece.end());
-        out.push_back(id);
-        i += special.size();
-        start = i;
-        matched = true;
-        break;
-      }
-    }
-    if (!matched) ++i;
-  }
-  const auto rest = tok.encode(text.substr(start));
-  out.insert(out.end(), rest.begin(), rest.end());
+  split_at_special_tokens(
+      text, [this](unsigned char) -> const auto& { return special_tokens; },
+      [&](std::string_view piece) {
+        const auto ids = tok.encode(piece);
+        out.insert(out.end(), ids.begin(), ids.end());
+      },
+      [&](int32_t id) { out.push_back(id); });
   if (add_special_tokens && add_eos) {
     if (!eos_id) throw Error("the tokenizer should end text with EOS but defines no EOS token");
     out.push_back(*eos_id);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "model/weights.h"
 #include "util/error.h"
 
 namespace thinkeys {

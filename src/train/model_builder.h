@@ -10,9 +10,11 @@
 #include <optional>
 #include <string>
 
-#include "model/weights.h"
+#include "config/model_config.h"
 
 namespace thinkeys {
+
+struct Model;  // model/weights.h
 
 struct ArchConfig {
   std::string arch = "llama";  // "gpt2" (LayerNorm, GELU, learned positions, biases)

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <optional>
+#include <string_view>
 #include <thread>
 
 #include "util/atomic_output.h"
@@ -191,8 +192,13 @@ DataFiles find_data_files(const fs::path& data) {
   std::sort(txt.begin(), txt.end());
   for (const auto& p : txt) {
     const std::string name = p.filename().string();
+    const auto has = [&](std::string_view part) { return name.find(part) != std::string::npos; };
+    // Held-out test text sits beside the training shards (gutenberg/test.txt);
+    // a model that trains on it makes every figure reported on it meaningless,
+    // so a directory never contributes it, to training or to validation.
+    if (name.rfind("test", 0) == 0 || has(".test") || has("_test") || has("-test")) continue;
     bool valid = name.rfind("valid", 0) == 0 || name.rfind("val.", 0) == 0 ||
-                 name.rfind("val_", 0) == 0 || name.find("valid") != std::string::npos;
+                 name.rfind("val_", 0) == 0 || has("valid");
     (valid ? f.valid : f.train).push_back(p);
   }
   if (f.train.empty()) throw Error("no training .txt files in " + data.string());

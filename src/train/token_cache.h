@@ -42,8 +42,9 @@ std::vector<int32_t> tokenize_file_cached(const std::filesystem::path& text_file
 
 // Training and validation text files under `data`: a file is used as is; a
 // directory contributes its *.txt files (sorted), with valid*.txt / val*.txt /
-// *valid* as validation and the rest as training. Throws Error for missing or
-// empty data.
+// *valid* as validation, test*.txt / *.test* / *_test* / *-test* left out
+// entirely (held-out text for reported figures), and the rest as training.
+// Throws Error for missing or empty data.
 struct DataFiles {
   std::vector<std::filesystem::path> train, valid;
 };

@@ -7,7 +7,7 @@
 # works and data-parallel training reports that it is unavailable.
 find_path(THINKEYS_GLOO_INCLUDE_DIR gloo/context.h)
 
-add_library(thinkeys_train STATIC
+thinkeys_library(thinkeys_train DEPENDS thinkeys_checkpoint thinkeys_tokenizer SOURCES
   src/train/model_builder.cpp
   src/train/trainable.cpp
   src/train/training_forward.cpp
@@ -21,8 +21,6 @@ add_library(thinkeys_train STATIC
   src/train/rank_launcher.cpp
   src/train/tokenizer_trainer.cpp
 )
-target_link_libraries(thinkeys_train PUBLIC thinkeys_checkpoint thinkeys_tokenizer)
-target_compile_options(thinkeys_train PRIVATE -Wall -Wextra)
 if(THINKEYS_GLOO_INCLUDE_DIR)
   target_include_directories(thinkeys_train PRIVATE ${THINKEYS_GLOO_INCLUDE_DIR})
   target_compile_definitions(thinkeys_train PRIVATE THINKEYS_HAVE_GLOO USE_C10D_GLOO)

@@ -9,6 +9,7 @@
 #include "train/data_parallel.h"
 #include "train/model_output.h"
 #include "train/trainable.h"
+#include "train/trainer.h"
 #include "train/training_data.h"
 #include "train/window_dataset.h"
 #include "util/error.h"

@@ -12,12 +12,12 @@
 #include <vector>
 
 #include "config/model_config.h"
-#include "train/batch.h"
 #include "train/model_builder.h"
-#include "train/trainer.h"
+#include "train/train_config.h"
 
 namespace thinkeys {
 
+struct Batch;  // train/batch.h
 class WindowDataset;
 
 struct TrainJob {

@@ -13,15 +13,9 @@
 #include <vector>
 
 #include "model/weights.h"
+#include "train/train_config.h"
 
 namespace thinkeys {
-
-enum class TrainScope {
-  All,  // every weight
-  QK,   // query and key maps only: wq, bq, wk, bk and the thin-key maps k_down, q_down, k_up
-};
-
-TrainScope parse_train_scope(const std::string& s);  // "all" or "qk"; throws Error otherwise
 
 struct NamedParameter {
   std::string name;  // canonical name, e.g. "layers.3.wq", "tok_emb"

@@ -13,11 +13,10 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import assert from "node:assert/strict";
-import { bounded, metrics, sleep, startServer, stopServer, serveTestArgs } from "./serve_harness.mjs";
+import { bounded, metrics, sleep, startServer, stopServer, serveTestArgs, step } from "./serve_harness.mjs";
 
 const { binary, shared, model } = serveTestArgs("serve_capacity.mjs");
 const watchdog = bounded(240);
-const step = (name) => console.log(`- ${name}`);
 
 // stories260K (llama2.c header): 5 layers, 8 query heads sharing 4 KV heads
 // of width 8.

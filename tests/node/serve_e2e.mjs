@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import assert from "node:assert/strict";
-import { bounded, metrics, startServer as start, stopServer, serveTestArgs } from "./serve_harness.mjs";
+import { bounded, metrics, startServer as start, stopServer, serveTestArgs, step } from "./serve_harness.mjs";
 
 const { binary, shared, model } = serveTestArgs("serve_e2e.mjs");
 let OpenAI;
@@ -65,7 +65,6 @@ async function collect(stream) {
   return { text, usage, finish };
 }
 
-const step = (name) => console.log(`- ${name}`);
 
 // ---------------------------------------------------------------------------
 // stories260K, f32 cache so the paged path can be compared with the dense one.

@@ -3,8 +3,9 @@
 // checked to exit 0, /metrics parsed, and a bound on the whole test so that
 // nothing outlives it.
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import assert from "node:assert/strict";
 
@@ -51,6 +52,16 @@ export function freePort() {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// One line per step of a test, so a failure shows how far it got.
+export const step = (name) => console.log(`- ${name}`);
+
+// A scratch directory under the system's temporary folder, removed on exit.
+export function scratchDir(prefix) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 // Starts `binary serve ARGS` on 127.0.0.1 and a free port and waits for
 // /health to say 200 (503 with Retry-After before that).

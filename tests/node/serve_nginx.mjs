@@ -13,11 +13,11 @@
 // Usage: node serve_nginx.mjs THINKEYS_BINARY SHARED_DIR ($THINKEYS_SHARED wins)
 // Exit 77 (ctest: skipped) without the shared model or nginx.
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import assert from "node:assert/strict";
-import { bounded, freePort, metrics, sleep, startServer, stopServer, track, serveTestArgs } from "./serve_harness.mjs";
+import { bounded, freePort, metrics, sleep, startServer, stopServer, track, scratchDir, serveTestArgs, step } from "./serve_harness.mjs";
 
 const { binary, shared, model } = serveTestArgs("serve_nginx.mjs");
 const nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((p) => existsSync(p));
@@ -26,9 +26,7 @@ if (!nginx) {
   process.exit(77);
 }
 const watchdog = bounded(240);
-const tmp = mkdtempSync(path.join(os.tmpdir(), "thinkeys-nginx-"));
-process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
-const step = (name) => console.log(`- ${name}`);
+const tmp = scratchDir("thinkeys-nginx-");
 
 // The upstream: least connections; a replica that fails once (connection
 // refused, or a 503 while loading or draining) is skipped for 10 s.

@@ -12,11 +12,10 @@
 // Usage: node serve_operations.mjs THINKEYS_BINARY SHARED_DIR ($THINKEYS_SHARED wins)
 // Exit 77 (ctest: skipped) without the shared model or node_modules.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
-import os from "node:os";
+import { existsSync, writeFileSync, readFileSync } from "node:fs";
 import path from "node:path";
 import assert from "node:assert/strict";
-import { bounded, metrics, sleep, startServer, stopServer, serveTestArgs } from "./serve_harness.mjs";
+import { bounded, metrics, sleep, startServer, stopServer, scratchDir, serveTestArgs, step } from "./serve_harness.mjs";
 
 const { binary, shared, model: stories } = serveTestArgs("serve_operations.mjs");
 let OpenAI, Template, llama3;
@@ -29,9 +28,7 @@ try {
   process.exit(77);
 }
 const watchdog = bounded(240);
-const tmp = mkdtempSync(path.join(os.tmpdir(), "thinkeys-serve-ops-"));
-process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
-const step = (name) => console.log(`- ${name}`);
+const tmp = scratchDir("thinkeys-serve-ops-");
 
 // Raw SSE: the whole body as text.
 async function sse(base, route, body) {
