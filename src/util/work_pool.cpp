@@ -18,10 +18,15 @@ void cpu_relax() {
 #endif
 }
 
-// Polls ready() for up to `budget`; true once it holds. Every few polls it
-// yields, so a thread that needs this CPU is not kept waiting by the poll.
+// Polls ready() for up to `budget`; true once it holds. It yields every few
+// polls only when the pool has more threads than CPUs (`yield`), where the
+// thread it waits for may need this CPU. Otherwise it does not: sched_yield
+// hands the CPU to any runnable task, and a niced background job then keeps
+// it until the scheduler's next tick. On the 2-vCPU VM, with one niced
+// process busy, that made each hand-over of a decode step wait 0.1-0.4 ms
+// (phase timers, docs/results/decode.md), several times the GEMV it started.
 template <class Ready>
-bool poll_until(Ready&& ready, std::chrono::microseconds budget) {
+bool poll_until(Ready&& ready, std::chrono::microseconds budget, bool yield) {
   if (budget.count() <= 0) return ready();
   const auto until = std::chrono::steady_clock::now() + budget;
   for (unsigned i = 1;; ++i) {
@@ -30,15 +35,26 @@ bool poll_until(Ready&& ready, std::chrono::microseconds budget) {
       cpu_relax();
     } else {
       if (std::chrono::steady_clock::now() >= until) return ready();
-      std::this_thread::yield();
+      if (yield) std::this_thread::yield();
     }
   }
+}
+
+// CPUs this process may run on (0 if unknown).
+int usable_cpus() {
+#ifdef __linux__
+  cpu_set_t mask;
+  if (sched_getaffinity(0, sizeof(mask), &mask) == 0) return CPU_COUNT(&mask);
+#endif
+  return static_cast<int>(std::thread::hardware_concurrency());
 }
 
 }  // namespace
 
 WorkPool::WorkPool(int threads, std::chrono::microseconds poll) : poll_(poll) {
   if (threads < 1) throw Error("a work pool needs at least one thread");
+  const int cpus = usable_cpus();
+  yield_ = cpus <= 0 || threads > cpus;
   for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { work(t); });
 }
 
@@ -66,7 +82,7 @@ void WorkPool::work(int thread) {
   long seen = 0;
   auto woken = [&] { return stop_.load() || generation_.load() != seen; };
   for (;;) {
-    poll_until(woken, poll_);
+    poll_until(woken, poll_, yield_);
     {
       std::unique_lock lock(mutex_);  // the run's fields were written under it
       wake_.wait(lock, woken);
@@ -125,7 +141,7 @@ void WorkPool::run_erased(int n, void* fn, Call call) {
   wake_.notify_all();  // no system call when every worker is polling
   drain(0);
   auto done = [&] { return busy_.load() == 0; };
-  poll_until(done, poll_);
+  poll_until(done, poll_, yield_);
   std::exception_ptr error;
   {
     std::unique_lock lock(mutex_);

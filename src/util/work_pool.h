@@ -19,7 +19,8 @@ class WorkPool {
   // its run, before sleeping on a condition variable. On the 2-vCPU VM a
   // sleeping thread took 30-60 us to wake, so a run of nothing cost 60-130 us
   // (two wake-ups), which is a whole decode-attention call at 1K context.
-  // Polling yields the CPU to any other ready thread (BLAS workers, say).
+  // Polling yields the CPU only when the pool has more threads than the
+  // process has CPUs (work_pool.cpp says why).
   static constexpr std::chrono::microseconds kDefaultPoll{200};
 
   // `threads` counts the calling thread, which takes items too.
@@ -54,6 +55,7 @@ class WorkPool {
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::chrono::microseconds poll_;
+  bool yield_ = true;  // whether polling yields the CPU (see the constructor)
   // Written under mutex_; atomic so that polling threads can read them.
   std::atomic<long> generation_{0};
   std::atomic<int> busy_{0};  // workers still inside the current generation
