@@ -74,6 +74,7 @@ struct Built {
   std::vector<float> kernel_out;
   std::vector<double> ref_stored, ref_original;
   double score_bound = 0;               // max over queries and tokens
+  double query_bound = 0;               // the same for integer scores' query rounding
   std::vector<double> value_err, vmax;  // per [g][i]
 };
 
@@ -95,6 +96,7 @@ Built run_case(const Case& c, std::mt19937& rng) {
   std::vector<std::vector<float>> k_orig(c.length), k_dec(c.length);
   std::vector<std::vector<std::vector<float>>> v_orig(nv), v_dec(nv);
   std::vector<std::vector<double>> k_scale(c.length);  // per element quantization step
+  std::vector<double> k_stored_l1(c.length);           // sum |stored value| (rotated basis)
   for (int t = 0; t < c.length; ++t) {
     k_orig[t].resize(c.r);
     for (auto& x : k_orig[t]) x = N(rng);
@@ -111,7 +113,10 @@ Built run_case(const Case& c, std::mt19937& rng) {
         step = std::ldexp(std::fabs(k_orig[t][i]), -10);
       else if (c.kt == CacheDType::BF16)
         step = std::ldexp(std::fabs(k_orig[t][i]), -7);
-      k_scale[t].push_back(step);  // |k - k_stored| <= step / 2
+      k_scale[t].push_back(step);    // |k - k_stored| <= step / 2
+      if (c.kt == CacheDType::Int8)  // level i (byte i of the row) times its group's scale
+        k_stored_l1[t] += std::fabs(static_cast<double>(static_cast<int8_t>(stored[i])) *
+                                    row_scale(kf, stored.data(), i / kf.group));
     }
   }
   for (int h = 0; h < nv; ++h)
@@ -221,6 +226,24 @@ Built run_case(const Case& c, std::mt19937& rng) {
       for (int j = 0; j < c.r; ++j) e += std::fabs(w[j]) * k_scale[t][j] / 2;
       b.score_bound = std::max(b.score_bound, e * scale);
     }
+  // Integer scores (decode_attention_integer_scores) round each scaled (and,
+  // for rotated keys, rotated) query to levels of s = max|q| / 127, so each
+  // element moves by at most s / 2 and a score by at most s / 2 times the
+  // stored key's L1 norm. 1e-6 of slack: the kernel finds s from its f32
+  // query, this from the double one.
+  const bool integer = decode_attention_integer_scores() && c.kt == CacheDType::Int8 &&
+                       cache.keys(id, 0, 0).by_channel && !c.latent && c.r % 4 == 0 &&
+                       kf.group % 4 == 0;
+  if (integer)
+    for (int g = 0; g < c.G; ++g) {
+      std::vector<double> w(qd[g].begin(), qd[g].end());
+      if (kf.rotated) w = rotate(w);
+      double top = 0;
+      for (double x : w) top = std::max(top, std::fabs(x * scale));
+      const double half_step = top / 127 / 2 * (1 + 1e-6);
+      for (int t = c.begin; t < c.length; ++t)
+        b.query_bound = std::max(b.query_bound, half_step * k_stored_l1[t]);
+    }
   b.value_err.assign(c.G * c.d, 0.0);
   b.vmax.assign(c.G * c.d, 0.0);
   for (int g = 0; g < c.G; ++g)
@@ -272,13 +295,20 @@ void check(const Case& c, std::mt19937& rng) {
     for (int i = 0; i < d; ++i) row_max = std::max(row_max, std::fabs(b.ref_stored[g * d + i]));
     // Against the rows actually stored: only float rounding differs. The
     // latent path rebuilds keys in f32, which costs a little more.
+    // Integer scores add the query's rounding: with every score off by at
+    // most E, each softmax weight moves by a factor within e^{+-2E}, so the
+    // weights move by at most e^{2E} - 1 in L1 (times the largest stored
+    // value).
     const double tol = (c.latent ? 1e-4 : 1e-5) * std::max(row_max, 1e-3);
-    for (int i = 0; i < d; ++i)
-      ASSERT_NEAR(b.kernel_out[g * d + i], b.ref_stored[g * d + i], tol) << "g=" << g << " i=" << i;
-    // Against the original rows: with every score off by at most E, each
-    // softmax weight moves by a factor within e^{+-2E}, so the weights move by
-    // at most e^{2E} - 1 in L1; values add at most their own error.
-    const double spread = std::expm1(2 * b.score_bound);
+    for (int i = 0; i < d; ++i) {
+      const double q_tol =
+          std::expm1(2 * b.query_bound) * (b.vmax[g * d + i] + b.value_err[g * d + i]);
+      ASSERT_NEAR(b.kernel_out[g * d + i], b.ref_stored[g * d + i], tol + q_tol)
+          << "g=" << g << " i=" << i << " query rounding bound " << b.query_bound;
+    }
+    // Against the original rows: likewise with the keys' rounding added;
+    // values add at most their own error.
+    const double spread = std::expm1(2 * (b.score_bound + b.query_bound));
     for (int i = 0; i < d; ++i) {
       const double bound = spread * b.vmax[g * d + i] + b.value_err[g * d + i] + tol;
       ASSERT_LE(std::fabs(b.kernel_out[g * d + i] - b.ref_original[g * d + i]), bound)
@@ -457,6 +487,50 @@ TEST(DecodeAttention, KeysByChannelOrByToken) {
               check(c, rng);
             }
   });
+}
+
+// int8 keys by channel on the integer path (where the CPU has it; the f32
+// path elsewhere, against the same bound): the model's thin gqa and mha
+// heads (r = 16, 3 or 1 queries per key head) and several scale groups
+// (r = 64 and 40: groups of 32, the last of 8), over blocks of 16 tokens
+// (four channels in one 64-byte load), 32 and 7 (loaded channel by channel),
+// runs that end inside a block and windows that start inside one (masked
+// loads), split into pieces, with peaky and flat queries.
+TEST(DecodeAttention, Int8KeysByChannelWithinQueryRoundingBound) {
+  on_every_target([&] {
+    std::mt19937 rng(43);
+    for (int r : {16, 64, 40})
+      for (int G : {3, 1, 6})
+        for (int bt : {16, 32, 7})
+          for (int length : {5, 16, 47, 300}) {
+            Case c;
+            c.d = 64, c.r = r, c.G = G, c.block_tokens = bt, c.length = length;
+            c.kt = CacheDType::Int8, c.vt = CacheDType::F16;
+            c.begin = length > 16 && rng() % 2 ? length / 3 : 0;
+            c.split = length == 300 ? 3 : 0;
+            c.q_scale = rng() % 2 ? 4.0f : 0.5f;
+            c.rotate = rng() % 4 != 0;
+            check(c, rng);
+          }
+  });
+}
+
+// Where the CPU has AVX-512 VNNI and VBMI, the AVX-512 target takes the
+// integer path (so the test above covers it here); other targets never do.
+TEST(DecodeAttention, IntegerScoresWhereTheCpuHasThem) {
+#if defined(__x86_64__)
+  const bool cpu = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
+#else
+  const bool cpu = false;
+#endif
+  bool any = false;
+  on_every_target([&] {
+    const bool here = decode_attention_integer_scores();
+    any = any || here;
+    if (std::string(decode_attention_target()) != "AVX3") EXPECT_FALSE(here);
+  });
+  EXPECT_EQ(any, cpu);
+  std::printf("integer scores of int8 keys on this CPU: %s\n", any ? "yes" : "no");
 }
 
 // Two value heads per key head with 3 and 6 queries each (passes of 2 + 1 and

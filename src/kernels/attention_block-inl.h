@@ -23,6 +23,7 @@
 // clang-format off
 #include <hwy/highway.h>
 #include "kernels/attention_tiles-inl.h"
+#include "kernels/int8_channel_scores-inl.h"
 #include "kernels/latent_rotation-inl.h"
 #include "kernels/row_loaders-inl.h"
 // clang-format on
@@ -35,16 +36,30 @@ using DF = hn::ScalableTag<float>;
 
 // One head's running state in scratch: its scaled (and rotated) queries,
 // value accumulators, softmax max and sum per query, and in latent RoPE mode
-// the angles of its next token.
+// the angles of its next token; for integer scores (IntegerScores) its
+// queries' int8 levels, scales and group offsets.
 struct HeadState {
   float *q, *acc, *m, *l;
   double *base_c, *base_s;
+  int8_t* q8;
+  float* q8_scale;
+  int32_t* q8_offset;
+  int ld8, ldo;
 };
 
 HeadState StateOf(AttentionScratch& scratch, int h) {
   double* rope = scratch.rope(h);
-  return {scratch.queries(h),        scratch.accum(h), scratch.maxes(h), scratch.sums(h), rope,
-          rope + scratch.rope_half()};
+  return {scratch.queries(h),
+          scratch.accum(h),
+          scratch.maxes(h),
+          scratch.sums(h),
+          rope,
+          rope + scratch.rope_half(),
+          scratch.query_levels(h),
+          scratch.query_scales(h),
+          scratch.query_offsets(h),
+          scratch.query_levels_stride(),
+          scratch.query_offsets_stride()};
 }
 
 void Start(const AttentionShape& shape, const AttentionTask& task, const LatentKeys* latent,
@@ -64,6 +79,9 @@ void Start(const AttentionShape& shape, const AttentionTask& task, const LatentK
     st.m[g] = -std::numeric_limits<float>::infinity();
     st.l[g] = 0;
   }
+  if (IntegerScores(task, latent))
+    QuantizeQueries(st.q, ldq, G, qw, task.keys.format.group, st.q8, st.ld8, st.q8_scale,
+                    st.q8_offset, st.ldo);
   if (latent && latent->rope)
     for (int i = 0; i < d / 2; ++i) {
       const double a = task.begin * latent->rope->inv_freq[i];
@@ -127,13 +145,20 @@ std::size_t ScoreAdvance(const AttentionTask& task, int d) {
 // (docs/results/decode.md). Per N tokens: each channel is one vector,
 // loaded once per pass and FMA'd once per query; each value row is vv
 // vectors, loaded once per pass of up to 4 queries and FMA'd per query.
-std::size_t ChannelValueLess(const AttentionTask& task, int d) {
+//
+// Integer scores (IntegerScores) cost per four channels a load, a vpermb
+// and an xor per pass of up to 4 queries and a vpdpbusd per query, then per
+// group and query about 4 more (offset, convert, scale, store).
+std::size_t ChannelValueLess(const AttentionTask& task, int d, bool integer) {
   if (task.keys.format.dtype != CacheDType::Int8) return 0;
   const int N = static_cast<int>(hn::Lanes(DF()));
   const int G = task.n_queries, per_value = G / task.n_values, r = task.keys.format.width;
   auto passes = [](int g, int widest) { return (g + widest - 1) / widest; };
   const long score =
-      static_cast<long>(r) * (G + LoadUnits(task.keys.format.dtype) * passes(G, kPassQueries));
+      integer
+          ? static_cast<long>(r / 4) * (G + 3 * passes(G, 4)) + 4L * G * task.keys.format.groups()
+          : static_cast<long>(r) *
+                (G + LoadUnits(task.keys.format.dtype) * passes(G, kPassQueries));
   long value = 0;
   std::size_t bytes = task.keys.format.bytes(), value_bytes = ~std::size_t{0};
   for (int vh = 0; vh < task.n_values; ++vh) {
@@ -209,11 +234,12 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
   if (next.task) add_run(*next.task, next.tb, next.nb);
   cursor.start(first);
   const bool by_channel = task.keys.by_channel;
+  const bool integer = IntegerScores(task, latent);
   const std::size_t key_advance =
       latent || by_channel ? task.keys.format.bytes() : ScoreAdvance(task, d);
   const std::size_t value_less = latent ? 0
                                  : by_channel
-                                     ? ChannelValueLess(task, d)
+                                     ? ChannelValueLess(task, d, integer)
                                      : (key_advance - task.keys.format.bytes()) / task.n_values;
   auto ahead = [&](const PagedRows& rows) {
     return Ahead{&cursor, &rows == &task.keys ? key_advance : rows.format.bytes() - value_less};
@@ -283,6 +309,12 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
     WithRows(task.keys.format, rows, n, kbuf, ldk, [&](const auto& rows, int w) {
       Scores(rows, n, w, st.q, ldq, 0, G, s, lds, Ahead{});
     });
+  } else if (integer) {
+    const std::size_t span =
+        KeySpan(task.keys, t0, n) + value_less * static_cast<std::size_t>(n) * task.n_values;
+    IntegerChannelScores(task.keys, t0, n, st.q8, st.ld8, st.q8_scale, st.q8_offset, st.ldo, G, s,
+                         lds, &cursor, span / r);
+    cursor.advance(span % r);
   } else if (by_channel) {
     // The first pass moves the cursor on by a channel's share of the span
     // and of what the value passes hold back.

@@ -44,6 +44,14 @@ AttentionScratch::AttentionScratch(const AttentionShape& sh) {
   acc_ = alloc(H * acc_stride_);
   ml_ = alloc(2 * H * G);
   angles_ = alloc(d);  // the current token's (cos, sin) in float
+  // Integer-score queries: int8 levels, scales, and an offset per group of
+  // at least 4 channels.
+  const std::size_t kq = padded(sh.max_key_width);
+  ql_stride_ = G * kq;
+  qo_stride_ = G * (kq / 4);
+  ql_ = alloc(H * ql_stride_ / sizeof(float));
+  qs_ = alloc(H * G);
+  qo_ = alloc(H * qo_stride_);
   // Per head: its next token's (cos, sin) in double.
   void* p = std::aligned_alloc(64, (H * 2 * rope_half_ * sizeof(double) + 63) / 64 * 64 + 64);
   if (!p) throw Error("cannot allocate attention scratch");

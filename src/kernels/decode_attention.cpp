@@ -18,6 +18,7 @@ namespace thinkeys {
 namespace HWY_NAMESPACE {
 
 const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+bool HasIntegerScores() { return IntegerScoresHere(); }
 
 }  // namespace HWY_NAMESPACE
 }  // namespace thinkeys
@@ -28,6 +29,7 @@ namespace thinkeys {
 
 HWY_EXPORT(AttendHeads);
 HWY_EXPORT(TargetName);
+HWY_EXPORT(HasIntegerScores);
 
 void attend_heads(const AttentionShape& shape, std::span<const AttentionTask> tasks,
                   std::span<const LatentKeys* const> latents, AttentionScratch& scratch) {
@@ -35,6 +37,8 @@ void attend_heads(const AttentionShape& shape, std::span<const AttentionTask> ta
 }
 
 const char* decode_attention_target() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+
+bool decode_attention_integer_scores() { return HWY_DYNAMIC_DISPATCH(HasIntegerScores)(); }
 
 }  // namespace thinkeys
 #endif  // HWY_ONCE

@@ -5,6 +5,7 @@
 // of every query come from the same decoded rows, an online softmax keeps a
 // running max and sum, and values are accumulated in the same pass.
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <vector>
@@ -83,6 +84,15 @@ class AttentionScratch {
   float* latents() { return c_.get(); }
   float* values() { return v_.get(); }
   float* scores() { return s_.get(); }
+  // Integer scores of int8 keys (decode_attention_integer_scores): head h's
+  // queries rounded to int8 levels ([max_queries][padded key width]), one
+  // scale per query, and per query and key scale group 128 x the sum of its
+  // levels (the keys' levels are offset by 128 to be unsigned).
+  int8_t* query_levels(int h) { return reinterpret_cast<int8_t*>(ql_.get()) + h * ql_stride_; }
+  float* query_scales(int h) { return qs_.get() + h * state_stride_; }
+  int32_t* query_offsets(int h) { return reinterpret_cast<int32_t*>(qo_.get()) + h * qo_stride_; }
+  int query_levels_stride() const { return static_cast<int>(ql_stride_ / state_stride_); }
+  int query_offsets_stride() const { return static_cast<int>(qo_stride_ / state_stride_); }
 
  private:
   struct Free {
@@ -92,7 +102,8 @@ class AttentionScratch {
   static Buffer alloc(std::size_t floats);
   int heads_ = 1;
   std::size_t q_stride_ = 0, acc_stride_ = 0, state_stride_ = 0, rope_half_ = 0;
-  Buffer q_, k_, c_, v_, s_, acc_, ml_, angles_;
+  std::size_t ql_stride_ = 0, qo_stride_ = 0;  // bytes, int32s per head
+  Buffer q_, k_, c_, v_, s_, acc_, ml_, angles_, ql_, qs_, qo_;
   std::unique_ptr<double, Free> rope_;
 };
 
@@ -157,5 +168,15 @@ class AttentionSplits {
 
 // Name of the instruction set the dispatcher picked on this machine.
 const char* decode_attention_target();
+
+// Whether the picked instruction set scores int8 keys stored by channel in
+// integers: x86 AVX-512 with VNNI and VBMI (Zen 4, Ice Lake on). Each step
+// then rounds every query to int8 levels with one scale per query
+// (|q - scale * level| <= scale / 2, scale = max|q| / 127) and takes
+// exact int32 dot products with the keys' levels, so a score differs from
+// the float path's by at most scale / 2 * sum |k| (the stored key's
+// magnitudes); f32 scores of keys whose group width or rank is not a
+// multiple of 4, and everywhere else.
+bool decode_attention_integer_scores();
 
 }  // namespace thinkeys
