@@ -492,16 +492,17 @@ TEST(DecodeAttention, KeysByChannelOrByToken) {
 // int8 keys by channel on the integer path (where the CPU has it; the f32
 // path elsewhere, against the same bound): the model's thin gqa and mha
 // heads (r = 16, 3 or 1 queries per key head) and several scale groups
-// (r = 64 and 40: groups of 32, the last of 8), over blocks of 16 tokens
-// (four channels in one 64-byte load), 32 and 7 (loaded channel by channel),
+// (r = 64 and 40: groups of 32, the last of 8), over whole blocks of 64
+// tokens (four channel rows transposed), blocks of 16 (four channels in one
+// 64-byte load), 32 and 7 (loaded channel by channel),
 // runs that end inside a block and windows that start inside one (masked
 // loads), split into pieces, with peaky and flat queries.
 TEST(DecodeAttention, Int8KeysByChannelWithinQueryRoundingBound) {
   on_every_target([&] {
     std::mt19937 rng(43);
     for (int r : {16, 64, 40})
-      for (int G : {3, 1, 6})
-        for (int bt : {16, 32, 7})
+      for (int G : {3, 1, 4, 6})
+        for (int bt : {64, 16, 32, 7})
           for (int length : {5, 16, 47, 300}) {
             Case c;
             c.d = 64, c.r = r, c.G = G, c.block_tokens = bt, c.length = length;

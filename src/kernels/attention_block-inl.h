@@ -146,9 +146,11 @@ std::size_t ScoreAdvance(const AttentionTask& task, int d) {
 // loaded once per pass and FMA'd once per query; each value row is vv
 // vectors, loaded once per pass of up to 4 queries and FMA'd per query.
 //
-// Integer scores (IntegerScores) cost per four channels a load, a vpermb
-// and an xor per pass of up to 4 queries and a vpdpbusd per query, then per
-// group and query about 4 more (offset, convert, scale, store).
+// Integer scores (IntegerScores) cost per four channels and N tokens about
+// three instructions per pass of up to 4 queries (load, vpermb or two
+// two-table permutes, xor) and a vpdpbusd per query, then per group and
+// query about 4 more (offset, convert, scale, store): on the model's thin
+// shapes less than their key bytes, so they get no share of the values'.
 std::size_t ChannelValueLess(const AttentionTask& task, int d, bool integer) {
   if (task.keys.format.dtype != CacheDType::Int8) return 0;
   const int N = static_cast<int>(hn::Lanes(DF()));

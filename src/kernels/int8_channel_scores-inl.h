@@ -115,6 +115,52 @@ HWY_INLINE __m512i LoadQuad(const int8_t* p, std::size_t stride, __mmask64 mask6
   return _mm512_xor_si512(t, bias);
 }
 
+// Byte and word indices that turn four channels of a whole 64-token block
+// (four 64-byte rows) into four vectors of 16 tokens' quads: vpermt2b pairs
+// channels 0/1 and 2/3 token by token (tokens 0-31, then 32-63), vpermt2w
+// pairs the pairs (tokens 0-15 and 16-31 of each half).
+constexpr std::array<uint8_t, 64> PairIndex(int first) {
+  std::array<uint8_t, 64> idx{};
+  for (int t = 0; t < 32; ++t)
+    for (int c = 0; c < 2; ++c) idx[2 * t + c] = static_cast<uint8_t>(64 * c + first + t);
+  return idx;
+}
+constexpr std::array<uint16_t, 32> QuadIndex(int first) {
+  std::array<uint16_t, 32> idx{};
+  for (int t = 0; t < 16; ++t)
+    for (int c = 0; c < 2; ++c) idx[2 * t + c] = static_cast<uint16_t>(32 * c + first + t);
+  return idx;
+}
+alignas(64) inline constexpr std::array<uint8_t, 64> kPairsLow = PairIndex(0);
+alignas(64) inline constexpr std::array<uint8_t, 64> kPairsHigh = PairIndex(32);
+alignas(64) inline constexpr std::array<uint16_t, 32> kQuadsLow = QuadIndex(0);
+alignas(64) inline constexpr std::array<uint16_t, 32> kQuadsHigh = QuadIndex(16);
+
+// a's and b's bytes picked by idx (bit 6: from b).
+HWY_INLINE __m512i PermuteBytes2(__m512i a, __m512i idx, __m512i b) {
+  asm("vpermt2b %2, %1, %0" : "+v"(a) : "v"(idx), "v"(b));
+  return a;
+}
+
+struct Block64Indices {
+  __m512i pairs_low, pairs_high, quads_low, quads_high, bias;
+};
+
+// Channels c..c+3 of a whole 64-token block (channel stride 64) as four
+// vectors of 16 tokens' unsigned quads (level + 128).
+HWY_INLINE void LoadQuads64(const int8_t* p, const Block64Indices& ix, __m512i out[4]) {
+  const __m512i c0 = _mm512_loadu_si512(p), c1 = _mm512_loadu_si512(p + 64);
+  const __m512i c2 = _mm512_loadu_si512(p + 128), c3 = _mm512_loadu_si512(p + 192);
+  const __m512i lo01 = PermuteBytes2(c0, ix.pairs_low, c1);
+  const __m512i lo23 = PermuteBytes2(c2, ix.pairs_low, c3);
+  const __m512i hi01 = PermuteBytes2(c0, ix.pairs_high, c1);
+  const __m512i hi23 = PermuteBytes2(c2, ix.pairs_high, c3);
+  out[0] = _mm512_xor_si512(_mm512_permutex2var_epi16(lo01, ix.quads_low, lo23), ix.bias);
+  out[1] = _mm512_xor_si512(_mm512_permutex2var_epi16(lo01, ix.quads_high, lo23), ix.bias);
+  out[2] = _mm512_xor_si512(_mm512_permutex2var_epi16(hi01, ix.quads_low, hi23), ix.bias);
+  out[3] = _mm512_xor_si512(_mm512_permutex2var_epi16(hi01, ix.quads_high, hi23), ix.bias);
+}
+
 HWY_INLINE __m512i DotQuads(__m512i acc, __m512i keys, __m512i q) {
   asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(keys), "v"(q));
   return acc;
@@ -159,6 +205,49 @@ HWY_INLINE void IntTile(const int8_t* levels, const uint16_t* key_scales, std::s
     }
   }
 }
+// IntTile for a whole 64-token block stored with channel stride 64: the
+// four token vectors of a channel quad come from four whole-row loads and
+// are scored together (4 x NQ accumulators).
+template <int NQ>
+HWY_INLINE void IntBlock64(const int8_t* levels, const uint16_t* key_scales, int r, int group,
+                           const int8_t* ql, int ldl, const float* qs, const int32_t* qo, int ldo,
+                           float* s, int lds, PrefetchCursor<>* cursor, std::size_t quad_bytes) {
+  const Block64Indices ix{_mm512_load_si512(kPairsLow.data()), _mm512_load_si512(kPairsHigh.data()),
+                          _mm512_load_si512(kQuadsLow.data()), _mm512_load_si512(kQuadsHigh.data()),
+                          _mm512_set1_epi8(static_cast<char>(0x80))};
+  for (int g0 = 0, k = 0; g0 < r; g0 += group, ++k) {
+    const int g1 = std::min(r, g0 + group);
+    __m512i acc[NQ][4];
+    for (int j = 0; j < NQ; ++j)
+      for (int v = 0; v < 4; ++v) acc[j][v] = _mm512_setzero_si512();
+    for (int c = g0; c < g1; c += 4) {
+      __m512i keys[4];
+      LoadQuads64(levels + 64 * c, ix, keys);
+      for (int j = 0; j < NQ; ++j) {
+        int32_t quad;
+        std::memcpy(&quad, ql + static_cast<std::size_t>(j) * ldl + c, sizeof(quad));
+        const __m512i qv = _mm512_set1_epi32(quad);
+        for (int v = 0; v < 4; ++v) acc[j][v] = DotQuads(acc[j][v], keys[v], qv);
+      }
+      if (cursor) cursor->advance_within(quad_bytes);
+    }
+    __m512 ks[4];
+    for (int v = 0; v < 4; ++v)
+      ks[v] = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(key_scales + 64 * k + 16 * v)));
+    for (int j = 0; j < NQ; ++j) {
+      const __m512i off = _mm512_set1_epi32(qo[j * ldo + k]);
+      const __m512 qscale = _mm512_set1_ps(qs[j]);
+      for (int v = 0; v < 4; ++v) {
+        const __m512 sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[j][v], off));
+        const __m512 scale = _mm512_mul_ps(ks[v], qscale);
+        float* out = s + static_cast<std::size_t>(j) * lds + 16 * v;
+        _mm512_storeu_ps(out, g0 == 0 ? _mm512_mul_ps(sum, scale)
+                                      : _mm512_fmadd_ps(sum, scale, _mm512_loadu_ps(out)));
+      }
+    }
+  }
+}
 #endif  // HWY_TARGET == HWY_AVX3
 
 // s[g][t] = q_g . k_t for the G queries (int8 levels ql, stride ldl; scales
@@ -181,6 +270,15 @@ void IntegerChannelScores(const PagedRows& keys, int t0, int n, const int8_t* ql
   if (cursor && cursor->bytes_in_range() < channel_bytes * r) {
     cursor->advance(channel_bytes * r);
     cursor = nullptr;
+  }
+  if (stride == 64 && n == 64) {  // slot0 is 0
+    QueryPasses<3>(0, G, [&](auto nq, int g) {
+      IntBlock64<nq.value>(levels, key_scales, r, f.group, ql + static_cast<std::size_t>(g) * ldl,
+                           ldl, qs + g, qo + g * ldo, ldo, s + static_cast<std::size_t>(g) * lds,
+                           lds, cursor, 4 * channel_bytes);
+      cursor = nullptr;
+    });
+    return;
   }
   for (int i0 = 0; i0 < n; i0 += 16) {
     const int m = std::min(16, n - i0);
