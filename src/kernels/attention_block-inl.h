@@ -146,21 +146,18 @@ std::size_t ScoreAdvance(const AttentionTask& task, int d) {
 // loaded once per pass and FMA'd once per query; each value row is vv
 // vectors, loaded once per pass of up to 4 queries and FMA'd per query.
 //
-// Integer scores (IntegerScores) cost per four channels and N tokens about
-// three instructions per pass of up to 4 queries (load, vpermb or two
-// two-table permutes, xor) and a vpdpbusd per query, then per group and
-// query about 4 more (offset, convert, scale, store): on the model's thin
-// shapes less than their key bytes, so they get no share of the values'.
-std::size_t ChannelValueLess(const AttentionTask& task, int d, bool integer) {
+// Integer scores (IntegerScores) take the same pacing. By their
+// instructions they would take none (their score pass costs less than its
+// key bytes), but without it thin-int8 / thin-f16 step time was about 2%
+// higher for mha at 16K-32K (docs/results/decode.md): the share also keeps
+// the cursor further ahead of the value passes.
+std::size_t ChannelValueLess(const AttentionTask& task, int d) {
   if (task.keys.format.dtype != CacheDType::Int8) return 0;
   const int N = static_cast<int>(hn::Lanes(DF()));
   const int G = task.n_queries, per_value = G / task.n_values, r = task.keys.format.width;
   auto passes = [](int g, int widest) { return (g + widest - 1) / widest; };
   const long score =
-      integer
-          ? static_cast<long>(r / 4) * (G + 3 * passes(G, 4)) + 4L * G * task.keys.format.groups()
-          : static_cast<long>(r) *
-                (G + LoadUnits(task.keys.format.dtype) * passes(G, kPassQueries));
+      static_cast<long>(r) * (G + LoadUnits(task.keys.format.dtype) * passes(G, kPassQueries));
   long value = 0;
   std::size_t bytes = task.keys.format.bytes(), value_bytes = ~std::size_t{0};
   for (int vh = 0; vh < task.n_values; ++vh) {
@@ -241,7 +238,7 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
       latent || by_channel ? task.keys.format.bytes() : ScoreAdvance(task, d);
   const std::size_t value_less = latent ? 0
                                  : by_channel
-                                     ? ChannelValueLess(task, d, integer)
+                                     ? ChannelValueLess(task, d)
                                      : (key_advance - task.keys.format.bytes()) / task.n_values;
   auto ahead = [&](const PagedRows& rows) {
     return Ahead{&cursor, &rows == &task.keys ? key_advance : rows.format.bytes() - value_less};

@@ -62,20 +62,27 @@ bool IntegerScores(const AttentionTask& task, const LatentKeys* latent) {
          f.group % 4 == 0 && IntegerScoresHere();
 }
 
-// Query g (q + g * ldq, width r) as int8 levels round(q / s), s = max|q| /
-// 127, and per scale group of `group` channels 128 x the sum of its levels.
+// Query g (q + g * ldq, width r, zero up to ldq) as int8 levels
+// round(q / s), s = max|q| / 127, and per scale group of `group` channels
+// 128 x the sum of its levels. Whole vectors over ldq (a multiple of 16):
+// a libm rounding call per element cost as much as the block's scores at
+// 1K context.
 void QuantizeQueries(const float* q, int ldq, int G, int r, int group, int8_t* levels, int ldl,
                      float* scales, int32_t* offsets, int ldo) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<int8_t, decltype(df)> d8;
+  const int N = static_cast<int>(hn::Lanes(df));
   for (int g = 0; g < G; ++g) {
     const float* qg = q + static_cast<std::size_t>(g) * ldq;
     int8_t* lg = levels + static_cast<std::size_t>(g) * ldl;
-    float m = 0;
-    for (int i = 0; i < r; ++i) m = std::max(m, std::fabs(qg[i]));
+    auto top = hn::Zero(df);
+    for (int i = 0; i < ldq; i += N) top = hn::Max(top, hn::Abs(hn::LoadU(df, qg + i)));
+    const float m = hn::GetLane(hn::MaxOfLanes(df, top));
     scales[g] = m / 127.0f;
-    const float inv = m > 0 ? 127.0f / m : 0.0f;
-    for (int i = 0; i < r; ++i)
-      lg[i] = static_cast<int8_t>(std::clamp(std::lrint(qg[i] * inv), -127L, 127L));
-    std::fill(lg + r, lg + ldl, int8_t{0});
+    const auto inv = hn::Set(df, m > 0 ? 127.0f / m : 0.0f);
+    for (int i = 0; i < ldq; i += N)
+      hn::StoreU(hn::DemoteTo(d8, hn::NearestInt(hn::Mul(hn::LoadU(df, qg + i), inv))), d8, lg + i);
     for (int c0 = 0, k = 0; c0 < r; c0 += group, ++k) {
       int32_t sum = 0;
       for (int i = c0; i < std::min(r, c0 + group); ++i) sum += lg[i];
