@@ -73,8 +73,14 @@ std::vector<double> reference(
 struct Built {
   std::vector<float> kernel_out;
   std::vector<double> ref_stored, ref_original;
-  double score_bound = 0;               // max over queries and tokens
-  double query_bound = 0;               // the same for integer scores' query rounding
+  double score_bound = 0;  // max over queries and tokens
+  double query_bound = 0;  // the same for integer scores' query rounding
+  // Integer scores: the reference with the queries rounded as the kernel
+  // rounds them, and the score error left where a query element lies so
+  // close to a rounding boundary that f32 and double may round it apart.
+  bool integer = false;
+  std::vector<double> ref_rounded_q;
+  double tie_bound = 0;
   std::vector<double> value_err, vmax;  // per [g][i]
 };
 
@@ -95,8 +101,9 @@ Built run_case(const Case& c, std::mt19937& rng) {
   // Stored rows (f32 originals and what the cache returns after decoding).
   std::vector<std::vector<float>> k_orig(c.length), k_dec(c.length);
   std::vector<std::vector<std::vector<float>>> v_orig(nv), v_dec(nv);
-  std::vector<std::vector<double>> k_scale(c.length);  // per element quantization step
-  std::vector<double> k_stored_l1(c.length);           // sum |stored value| (rotated basis)
+  std::vector<std::vector<double>> k_scale(c.length);       // per element quantization step
+  std::vector<double> k_stored_l1(c.length);                // sum |stored value| (rotated basis)
+  std::vector<std::vector<double>> k_stored_abs(c.length);  // |stored value| per element
   for (int t = 0; t < c.length; ++t) {
     k_orig[t].resize(c.r);
     for (auto& x : k_orig[t]) x = N(rng);
@@ -113,10 +120,12 @@ Built run_case(const Case& c, std::mt19937& rng) {
         step = std::ldexp(std::fabs(k_orig[t][i]), -10);
       else if (c.kt == CacheDType::BF16)
         step = std::ldexp(std::fabs(k_orig[t][i]), -7);
-      k_scale[t].push_back(step);    // |k - k_stored| <= step / 2
-      if (c.kt == CacheDType::Int8)  // level i (byte i of the row) times its group's scale
-        k_stored_l1[t] += std::fabs(static_cast<double>(static_cast<int8_t>(stored[i])) *
-                                    row_scale(kf, stored.data(), i / kf.group));
+      k_scale[t].push_back(step);      // |k - k_stored| <= step / 2
+      if (c.kt == CacheDType::Int8) {  // level i (byte i of the row) times its group's scale
+        k_stored_abs[t].push_back(std::fabs(static_cast<double>(static_cast<int8_t>(stored[i])) *
+                                            row_scale(kf, stored.data(), i / kf.group)));
+        k_stored_l1[t] += k_stored_abs[t].back();
+      }
     }
   }
   for (int h = 0; h < nv; ++h)
@@ -234,16 +243,42 @@ Built run_case(const Case& c, std::mt19937& rng) {
   const bool integer = decode_attention_integer_scores() && c.kt == CacheDType::Int8 &&
                        cache.keys(id, 0, 0).by_channel && !c.latent && c.r % 4 == 0 &&
                        kf.group % 4 == 0;
+  //
+  // The tight check: the same rounding done here in double, w = rotated
+  // scaled query, level = round(w / s), and the reference attention run
+  // with the rounded query (rotated back: the normalized Hadamard matrix is
+  // its own inverse). Elements within 1e-3 of a rounding tie may round the
+  // other way in the kernel's f32, one step s apart: their s |k| is the only
+  // allowance beyond float rounding.
+  b.integer = integer;
+  std::vector<std::vector<double>> rounded_q(c.G);
   if (integer)
     for (int g = 0; g < c.G; ++g) {
       std::vector<double> w(qd[g].begin(), qd[g].end());
       if (kf.rotated) w = rotate(w);
       double top = 0;
-      for (double x : w) top = std::max(top, std::fabs(x * scale));
+      for (double& x : w) top = std::max(top, std::fabs(x *= scale));
       const double half_step = top / 127 / 2 * (1 + 1e-6);
       for (int t = c.begin; t < c.length; ++t)
         b.query_bound = std::max(b.query_bound, half_step * k_stored_l1[t]);
+      const double step = top / 127;
+      std::vector<bool> tie(c.r, false);
+      for (int j = 0; j < c.r; ++j) {
+        const double x = step > 0 ? w[j] / step : 0.0;
+        tie[j] = std::fabs(std::fabs(x - std::floor(x)) - 0.5) < 1e-3;
+        w[j] = std::nearbyint(x) * step / scale;
+      }
+      rounded_q[g] = kf.rotated ? rotate(w) : w;
+      for (int t = c.begin; t < c.length; ++t) {
+        double e = 0;
+        for (int j = 0; j < c.r; ++j)
+          if (tie[j]) e += step * k_stored_abs[t][j];
+        b.tie_bound = std::max(b.tie_bound, e);
+      }
     }
+  if (integer)
+    b.ref_rounded_q =
+        reference(rounded_q, keys_for(k_dec), vals_for(v_dec), c.begin, c.length, scale);
   b.value_err.assign(c.G * c.d, 0.0);
   b.vmax.assign(c.G * c.d, 0.0);
   for (int g = 0; g < c.G; ++g)
@@ -306,6 +341,15 @@ void check(const Case& c, std::mt19937& rng) {
       ASSERT_NEAR(b.kernel_out[g * d + i], b.ref_stored[g * d + i], tol + q_tol)
           << "g=" << g << " i=" << i << " query rounding bound " << b.query_bound;
     }
+    // Against attention with the query rounded as the kernel rounds it:
+    // float rounding only (and any tie that rounded the other way).
+    if (b.integer)
+      for (int i = 0; i < d; ++i) {
+        const double tie_tol =
+            std::expm1(2 * b.tie_bound) * (b.vmax[g * d + i] + b.value_err[g * d + i]);
+        ASSERT_NEAR(b.kernel_out[g * d + i], b.ref_rounded_q[g * d + i], tol + tie_tol)
+            << "g=" << g << " i=" << i << " tie bound " << b.tie_bound;
+      }
     // Against the original rows: likewise with the keys' rounding added;
     // values add at most their own error.
     const double spread = std::expm1(2 * (b.score_bound + b.query_bound));
