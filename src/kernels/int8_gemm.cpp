@@ -26,9 +26,13 @@ using DF32 = hn::Repartition<float, D16>;
 
 // Accumulators per (weight row, input row): one int32 for the current group
 // and one f32 for the row, all in registers. On AVX-512's 32 registers a
-// tile is 4 weight rows x 2 input rows for one or two rows, 2 x 4 for more
+// tile is 2 weight rows x 2 input rows for one or two rows, 2 x 4 for more
 // (every widened weight vector then serves 4 rows); 16-register targets take
-// 4 x 1 and 2 x 2.
+// 2 x 1 and 2 x 2. Two weight rows rather than four at batch 1: a tile reads
+// its rows' cache lines in turn, so four 768-byte rows made four short
+// interleaved streams over 3 KiB, two make the walk closer to one sequential
+// stream, and the int8 decode step ran 4-9% faster within the same quiet runs
+// (int8 / bf16 at 1K 0.56-0.61 against 0.59-0.71, docs/results/decode.md).
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 constexpr int kFewRows = 2, kManyRows = 4;
 #else
@@ -180,7 +184,7 @@ void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, con
   if (rows >= kManyRows)
     Outputs<2, kManyRows, kVnni>(w, in, x, rows, bias, y, ldy, o_begin, o_end);
   else
-    Outputs<4, kFewRows, kVnni>(w, in, x, rows, bias, y, ldy, o_begin, o_end);
+    Outputs<2, kFewRows, kVnni>(w, in, x, rows, bias, y, ldy, o_begin, o_end);
 }
 
 void Int8Gemm(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
