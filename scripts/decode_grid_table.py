@@ -4,12 +4,17 @@
     thinkeys bench --decode-model --decode-ctx 1024,4096,16384,32768 --decode-batch 1,8 \
         --decode-cache full-f16,thin-f16,thin-int8 --decode-weights f32,bf16,int8 --json
 
-Usage: scripts/decode_grid_table.py GRID.json [--tsv OUT.tsv] [--note TEXT]
+Usage: scripts/decode_grid_table.py GRID.json [GRID2.json ...] [--tsv OUT.tsv] [--note TEXT]
 Prints the markdown table, then one line per issue-20 target with the cells
-that miss it, so the prose under the table can be written from the same run.
+that miss it, so the prose under the table can be written from the same runs.
+With several runs every cell is the median over the runs of its median step
+time and of its fraction of the bound, and each ratio is the median of the
+per-run ratios (a ratio is only taken inside one run: the host's bandwidth
+moves between runs).
 """
 import argparse
 import json
+import statistics
 import sys
 
 WEIGHTS = ["f32", "bf16", "int8"]
@@ -23,17 +28,32 @@ def ctx_label(ctx):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("grid")
+    ap.add_argument("grid", nargs="+")
     ap.add_argument("--tsv")
     ap.add_argument("--note", default="")
     a = ap.parse_args()
-    with open(a.grid) as f:
-        run = json.load(f)
+    runs = []
+    for path in a.grid:
+        with open(path) as f:
+            runs.append(json.load(f))
+    per_run = []  # one {key: row} per run
+    for run in runs:
+        per_run.append({(r["shape"], r["ctx"], r["batch"], r["cache"], r["weights"]): r
+                        for r in run["rows"] if not r.get("skipped")})
+    med = statistics.median
     cells = {}
-    for r in run["rows"]:
-        if r.get("skipped"):
-            continue
-        cells[(r["shape"], r["ctx"], r["batch"], r["cache"], r["weights"])] = r
+    for key in set().union(*per_run):
+        rs = [p[key] for p in per_run if key in p]
+        first = rs[0]
+        cells[key] = dict(first, median_ms=med(r["median_ms"] for r in rs),
+                          tokens_per_s=first["batch"] / (med(r["median_ms"] for r in rs) / 1e3),
+                          fraction_of_round_probe=med(
+                              r.get("fraction_of_round_probe", r["fraction_of_bandwidth"]) for r in rs))
+
+    def run_ratio(num, den):
+        """Median over the runs of num's / den's median step time, each inside one run."""
+        xs = [p[num]["median_ms"] / p[den]["median_ms"] for p in per_run if num in p and den in p]
+        return med(xs) if xs else None
     shapes = sorted({k[0] for k in cells})
     ctxs = sorted({k[1] for k in cells})
     batches = sorted({k[2] for k in cells})
@@ -63,8 +83,8 @@ def main():
                     pct = [r and 100.0 * r.get("fraction_of_round_probe", r["fraction_of_bandwidth"])
                            for r in rs]
                     ratio = ""
-                    if rs[1] and rs[2]:
-                        x = rs[2]["median_ms"] / rs[1]["median_ms"]
+                    x = run_ratio((shape, ctx, batch, cache, "int8"), (shape, ctx, batch, cache, "bf16"))
+                    if x is not None:
                         ratio = f"{x:.2f}"
                         if ctx == 1024 and batch == 1:
                             int8_ratio.append((x, shape, cache))
@@ -72,17 +92,16 @@ def main():
                     if cache == "thin-int8":
                         parts = []
                         for w in ("bf16", "int8"):
-                            i, f = get(shape, ctx, batch, "thin-int8", w), get(shape, ctx, batch, "thin-f16", w)
-                            if i and f:
-                                x = i["median_ms"] / f["median_ms"]
+                            x = run_ratio((shape, ctx, batch, "thin-int8", w), (shape, ctx, batch, "thin-f16", w))
+                            if x is not None:
                                 parts.append(f"{x:.2f}")
                             else:
                                 parts.append("-")
                         thin = " / ".join(parts)
                         for w in WEIGHTS:
-                            i, f = get(shape, ctx, batch, "thin-int8", w), get(shape, ctx, batch, "thin-f16", w)
-                            if i and f:
-                                thin_ratio.append((i["median_ms"] / f["median_ms"], shape, ctx, batch, w))
+                            x = run_ratio((shape, ctx, batch, "thin-int8", w), (shape, ctx, batch, "thin-f16", w))
+                            if x is not None:
+                                thin_ratio.append((x, shape, ctx, batch, w))
                     if batch == 1:
                         for w, p in zip(WEIGHTS, pct):
                             if p is not None and p < 75.0:
@@ -106,19 +125,21 @@ def main():
               file=sys.stderr)
         for x, shape, ctx, batch, w in sorted(slower, reverse=True):
             print(f"  {x:.2f} {shape} {ctx_label(ctx)} batch {batch} {w} weights", file=sys.stderr)
-    bw = (run.get("read_bandwidth_gb_s_before"), run.get("read_bandwidth_gb_s_after"))
-    print(f"probe {bw[0]:.1f} / {bw[1]:.1f} GB/s; load before {run.get('load_average_before')}, "
-          f"after {run.get('load_average_after')}", file=sys.stderr)
+    for k, run in enumerate(runs):
+        bw = (run.get("read_bandwidth_gb_s_before"), run.get("read_bandwidth_gb_s_after"))
+        probes = sorted(r["round_probe_gb_s"] for r in run["rows"] if "round_probe_gb_s" in r)
+        span = f"; round probes {probes[0]:.1f}-{probes[-1]:.1f}" if probes else ""
+        print(f"run {k + 1}: probe {bw[0]:.1f} / {bw[1]:.1f} GB/s{span}; load before "
+              f"{run.get('load_average_before')}, after {run.get('load_average_after')}", file=sys.stderr)
 
     if a.tsv:
         with open(a.tsv + ".tmp", "w") as out:
             out.write("# thinkeys bench --decode-model --decode-ctx 1024,4096,16384,32768 --decode-batch 1,8 "
                       "--decode-cache full-f16,thin-f16,thin-int8 --decode-weights f32,bf16,int8 --json\n")
-            out.write(f"# median ms per step; {a.note}\n" if a.note else "# median ms per step\n")
+            out.write(f"# median ms per step (median over the runs); {a.note}\n" if a.note else "# median ms per step (median over the runs)\n")
             out.write("shape\tcache\tweights\tctx\tbatch\tmedian_ms\n")
-            for r in run["rows"]:
-                if r.get("skipped"):
-                    continue
+            for key in sorted(cells):
+                r = cells[key]
                 out.write(f"{r['shape']}\t{r['cache']}\t{r['weights']}\t{r['ctx']}\t{r['batch']}\t"
                           f"{r['median_ms']:.3f}\n")
         import os

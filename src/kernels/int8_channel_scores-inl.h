@@ -173,6 +173,17 @@ HWY_INLINE __m512i DotQuads(__m512i acc, __m512i keys, __m512i q) {
   return acc;
 }
 
+// One scale group's scores of 16 tokens for one query: the int32 sums less
+// the query's offset, times the tokens' key scales and the query's scale,
+// stored (first group) or added to the previous groups' scores.
+HWY_INLINE void StoreGroupScores(__m512i acc, int32_t offset, __m512 key_scales, float q_scale,
+                                 float* out, bool first) {
+  const __m512 sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_set1_epi32(offset)));
+  const __m512 scale = _mm512_mul_ps(key_scales, _mm512_set1_ps(q_scale));
+  _mm512_storeu_ps(
+      out, first ? _mm512_mul_ps(sum, scale) : _mm512_fmadd_ps(sum, scale, _mm512_loadu_ps(out)));
+}
+
 // s[j][i0 + t] (+)= scores of NQ queries over tokens [i0, i0 + m) of one
 // 16-token vector, all channels. With a cursor, it moves on quad_bytes per
 // quad (the caller checked they fit its current range).
@@ -202,14 +213,9 @@ HWY_INLINE void IntTile(const int8_t* levels, const uint16_t* key_scales, std::s
     }
     const __m512 ks =
         _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask16, key_scales + stride * k + i0));
-    for (int j = 0; j < NQ; ++j) {
-      const __m512 sum =
-          _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[j], _mm512_set1_epi32(qo[j * ldo + k])));
-      const __m512 scale = _mm512_mul_ps(ks, _mm512_set1_ps(qs[j]));
-      float* out = s + static_cast<std::size_t>(j) * lds + i0;
-      _mm512_storeu_ps(out, g0 == 0 ? _mm512_mul_ps(sum, scale)
-                                    : _mm512_fmadd_ps(sum, scale, _mm512_loadu_ps(out)));
-    }
+    for (int j = 0; j < NQ; ++j)
+      StoreGroupScores(acc[j], qo[j * ldo + k], ks, qs[j],
+                       s + static_cast<std::size_t>(j) * lds + i0, g0 == 0);
   }
 }
 // IntTile for a whole 64-token block stored with channel stride 64: the
@@ -242,17 +248,10 @@ HWY_INLINE void IntBlock64(const int8_t* levels, const uint16_t* key_scales, int
     for (int v = 0; v < 4; ++v)
       ks[v] = _mm512_cvtph_ps(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(key_scales + 64 * k + 16 * v)));
-    for (int j = 0; j < NQ; ++j) {
-      const __m512i off = _mm512_set1_epi32(qo[j * ldo + k]);
-      const __m512 qscale = _mm512_set1_ps(qs[j]);
-      for (int v = 0; v < 4; ++v) {
-        const __m512 sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[j][v], off));
-        const __m512 scale = _mm512_mul_ps(ks[v], qscale);
-        float* out = s + static_cast<std::size_t>(j) * lds + 16 * v;
-        _mm512_storeu_ps(out, g0 == 0 ? _mm512_mul_ps(sum, scale)
-                                      : _mm512_fmadd_ps(sum, scale, _mm512_loadu_ps(out)));
-      }
-    }
+    for (int j = 0; j < NQ; ++j)
+      for (int v = 0; v < 4; ++v)
+        StoreGroupScores(acc[j][v], qo[j * ldo + k], ks[v], qs[j],
+                         s + static_cast<std::size_t>(j) * lds + 16 * v, g0 == 0);
   }
 }
 #endif  // HWY_TARGET == HWY_AVX3
