@@ -23,7 +23,9 @@
 #           rows and the uncompressed model (slice 0, KL against the same model's f32
 #           cache); and QK fine-tuning (distillation, 1M tokens,
 #           the rate item 5 chose on valid.txt) of the post rows of both methods;
-#   item 2  the same ten designs at 12.3M tokens (seed 42 after item 5, seed 7 after item 4).
+#   item 2  the same ten designs at 12.3M tokens (seed 42 after item 5, seed 7 after item 4);
+#   variants  MQA (1 KV head) and MLA (latent 128, RoPE key 16) at 1.5M tokens, seeds 42
+#           and 7, between the 12.3M-token thin d/4 and the rest of seed 42.
 # Items 2 and 3: Llama style, 4 layers, width 256, 8 query heads of 32, context 256,
 # 8 sequences per step (two data-parallel ranks of 4, which beat one process with two
 # BLAS threads in training.md), AdamW lr 1e-3, 50 warm-up steps, cosine decay, the
@@ -51,7 +53,7 @@
 #   tree does not change a running experiment; delete it to take a new build).
 #   SEED_CLAIMS_SMOKE=1: every budget cut to a few steps (a check of the queue itself;
 #   use a scratch ROOT).
-#   SEED_CLAIMS_ITEMS="4 7": run only these stages (of 2, 3, 5, 4, 7, 7grid, 12m; default
+#   SEED_CLAIMS_ITEMS="4 7": run only these stages (of 2, 3, 5, 4, 7, 7grid, 12m, variants; default
 #   all); a stage whose inputs are missing says so and is skipped.
 # Tables: /usr/bin/python3 scripts/seed_claims_tables.py ROOT.
 set -euo pipefail
@@ -375,6 +377,15 @@ fi
 if wants 5; then finetune_recipe; fi
 # Item 2 at 12M tokens, seed 42 first: whether the thin-key penalty shrinks with training
 # is the central question, and one seed answers it early; seed 7 follows item 4.
+if wants 12m; then run "b12M-thin4-s42" "$steps_12m" 42 --d-select 64 --query-pre-attn-scalar 8; fi
+# MQA and MLA at 1.5M tokens, both seeds: variants.md's last figures that were only on
+# valid.txt (the paper comparisons of items 2 and 3 do not need them, the doc's table does).
+if wants variants; then
+  for seed in 42 7; do
+    run "b1.5M-mqa-s$seed" "$steps_1_5m" "$seed" --kv-heads 1
+    run "b1.5M-mla-s$seed" "$steps_1_5m" "$seed" --mla-latent 128 --mla-rope-dim 16
+  done
+fi
 if wants 12m; then designs 12M "$steps_12m" 42; fi
 if wants 4; then retrieval_capacity; fi
 if wants 12m; then designs 12M "$steps_12m" 7; fi

@@ -33,7 +33,10 @@ DESIGNS = [  # name in the run directory, label, what differs from MHA
     ("thin8", "thin keys d/8 (4 of 32 per head)", "--d-select 32 --query-pre-attn-scalar 4"),
     ("gqa2thin4", "thin keys d/4 on GQA (2 KV heads)",
      "--kv-heads 2 --d-select 64 --query-pre-attn-scalar 8"),
+    ("mqa", "MQA (1 KV head)", "--kv-heads 1"),
+    ("mla", "MLA (latent 128 + RoPE key 16)", "--mla-latent 128 --mla-rope-dim 16"),
 ]
+ONLY_1_5M = {"mqa", "mla"}  # variants.md's table, trained at 1.5M tokens only
 EQUAL_BYTES = [  # (LRKV, GQA) pairs at equal KV bytes
     ("lrkv4", "LRKV rank 4", "--lrkv-rank 4", "gqa2", "GQA 2 KV heads", "--kv-heads 2"),
     ("lrkv12", "LRKV rank 12", "--lrkv-rank 12", "gqa4", "GQA 4 KV heads", "--kv-heads 4"),
@@ -135,6 +138,8 @@ def item2(runs, budget, seeds=(42, 7)):
     print("|---|---:|---:|---:|---|")
     mha = {s: runs.test_ppl(f"b{budget}-mha-s{s}") for s in seeds}
     for key, label, _ in DESIGNS:
+        if key in ONLY_1_5M and budget != "1.5M":
+            continue
         ppl, gaps, states, kv = [], [], [], None
         for s in seeds:
             name = f"b{budget}-{key}-s{s}"
