@@ -44,9 +44,8 @@ def main():
     cells = {}
     for key in set().union(*per_run):
         rs = [p[key] for p in per_run if key in p]
-        first = rs[0]
-        cells[key] = dict(first, median_ms=med(r["median_ms"] for r in rs),
-                          tokens_per_s=first["batch"] / (med(r["median_ms"] for r in rs) / 1e3),
+        ms = med(r["median_ms"] for r in rs)
+        cells[key] = dict(rs[0], median_ms=ms, tokens_per_s=rs[0]["batch"] / (ms / 1e3),
                           fraction_of_round_probe=med(
                               r.get("fraction_of_round_probe", r["fraction_of_bandwidth"]) for r in rs))
 
@@ -90,18 +89,10 @@ def main():
                             int8_ratio.append((x, shape, cache))
                     thin = ""
                     if cache == "thin-int8":
-                        parts = []
-                        for w in ("bf16", "int8"):
-                            x = run_ratio((shape, ctx, batch, "thin-int8", w), (shape, ctx, batch, "thin-f16", w))
-                            if x is not None:
-                                parts.append(f"{x:.2f}")
-                            else:
-                                parts.append("-")
-                        thin = " / ".join(parts)
-                        for w in WEIGHTS:
-                            x = run_ratio((shape, ctx, batch, "thin-int8", w), (shape, ctx, batch, "thin-f16", w))
-                            if x is not None:
-                                thin_ratio.append((x, shape, ctx, batch, w))
+                        xs = {w: run_ratio((shape, ctx, batch, "thin-int8", w),
+                                           (shape, ctx, batch, "thin-f16", w)) for w in WEIGHTS}
+                        thin = " / ".join("-" if xs[w] is None else f"{xs[w]:.2f}" for w in ("bf16", "int8"))
+                        thin_ratio += [(x, shape, ctx, batch, w) for w, x in xs.items() if x is not None]
                     if batch == 1:
                         for w, p in zip(WEIGHTS, pct):
                             if p is not None and p < 75.0:
