@@ -3,11 +3,13 @@
 // and layouts a sweep selects. Expected values are worked out by hand.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "bench/decode_bench.h"
 #include "bench/model_decode_bench.h"
 #include "bench/relative_time.h"
+#include "bench/round_order.h"
 #include "bench/sweep_selection.h"
 #include "util/error.h"
 
@@ -143,6 +145,36 @@ TEST(BenchArithmetic, KernelSweepHasTheWholeModelsLayer) {
     EXPECT_FALSE(k.diagnostic) << name;
   }
   EXPECT_THROW(select_model_decode_caches({"nope"}), Error);
+}
+
+TEST(BenchArithmetic, RoundOrderGivesEveryCaseEveryPosition) {
+  // Three cases, worked out by hand: rotate left by round / 2, reverse odd rounds.
+  const std::vector<std::vector<int>> expected = {{0, 1, 2}, {2, 1, 0}, {1, 2, 0},
+                                                  {0, 2, 1}, {2, 0, 1}, {1, 0, 2}};
+  std::vector<int> order(3);
+  for (int round = 0; round < 6; ++round) {
+    round_order(round, order);
+    EXPECT_EQ(order, expected[round]) << "round " << round;
+  }
+  round_order(6, order);  // the cycle starts again
+  EXPECT_EQ(order, expected[0]);
+  // Nine cases (three caches x three weight formats) over 18 rounds: each case
+  // is first and last exactly twice, i.e. right after the probe as often as
+  // any other case.
+  std::vector<int> nine(9), first(9, 0), last(9, 0);
+  for (int round = 0; round < 18; ++round) {
+    round_order(round, nine);
+    std::vector<int> sorted = nine;
+    std::sort(sorted.begin(), sorted.end());
+    for (int k = 0; k < 9; ++k)
+      ASSERT_EQ(sorted[k], k) << "round " << round << " not a permutation";
+    ++first[nine.front()];
+    ++last[nine.back()];
+  }
+  EXPECT_EQ(first, std::vector<int>(9, 2));
+  EXPECT_EQ(last, std::vector<int>(9, 2));
+  std::vector<int> none;
+  round_order(3, none);  // nothing to order, nothing written
 }
 
 }  // namespace

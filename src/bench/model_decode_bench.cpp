@@ -12,6 +12,7 @@
 
 #include "bench/bandwidth_probe.h"
 #include "bench/cpu_clock.h"
+#include "bench/round_order.h"
 #include "cache/paged_kv_cache.h"
 #include "config/cache_layout.h"
 #include "model/random_init.h"
@@ -196,6 +197,7 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
     std::vector<double> cpu(n), wall(n), step_bytes(n);
     // 256 MiB: eight times a Zen 4 CCD's L3, small beside the caches under test.
     StreamBuffer stream(o.threads, std::size_t{256} << 20);
+    std::vector<int> order(n);
 
     for (int ctx : ctxs)
       for (int batch : batches) {
@@ -208,9 +210,11 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
           step_bytes[i] = static_cast<double>(r.weight_bytes + r.kv_bytes_read);
         }
         // Round-robin over the layouts, one step each, so a change in the
-        // machine's load hits all of them alike and their ratios hold.
+        // machine's load hits all of them alike and their ratios hold; the
+        // order changes every round (bench/round_order.h).
         for (int s = 0; s <= steps; ++s) {  // step 0 warms up
-          for (int i = 0; i < n; ++i) {
+          round_order(s, order);
+          for (const int i : order) {
             const std::span<const int> step_ids(ids[i].data(), batch);
             const std::span<const int32_t> toks(tokens.data() + static_cast<std::size_t>(s) * batch,
                                                 batch);
