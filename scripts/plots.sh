@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Redraws every plot of docs/results/ (SVG, next to the markdown that links it)
 # from the data kept in docs/results/data/:
-#   compression.tsv, variants.tsv   the results tables of compression.md and
-#                                   variants.md, one row per command run
+#   compression.tsv                 the results table of compression.md, one row per command run
+#   seed_claims.json                issue 22's held-out runs (variants.md's Pareto plot)
 #   spectrum_stories260k.json       `thinkeys spectrum ... --json`
 #   decode_model.tsv,               the decode.md tables (`bench --decode-model` and
 #   decode_kernel_vs_full.tsv       `bench --decode`; they need a quiet machine)
@@ -57,15 +57,22 @@ def write(name, lines):
     with open(os.path.join(work, name), "w") as f:
         f.write("\n".join(lines) + "\n")
 
-# Trained-from-scratch designs (variants.md). The GPT-2 reference differs in
-# more than attention and is left out.
-short = {"MHA_(8_KV_heads)": "MHA", "GQA_(2_KV_heads)": "GQA", "MQA_(1_KV_head)": "MQA",
-         "MLA_(latent_128_+_RoPE_key_16)": "MLA", "LRKV_(shared_head_+_rank_12_per_head)": "LRKV",
-         "thin_keys_d/4,_own_RoPE_table_over_r,_1/sqrt(8)": "thin d/4",
-         "thin_keys_d/8,_own_RoPE_table_over_r,_1/sqrt(4)": "thin d/8"}
-pts = [(float(r[1]), float(r[2]), short[r[0]]) for r in rows("variants.tsv") if r[0] in short]
-write("variants.dat", ["%g %g \"%s\"" % p for p in pts])
-write("variants_front.dat", ["%g %g" % p[:2] for p in pareto(pts)])
+# Trained-from-scratch designs (variants.md), held-out figures of issue 22's queue
+# (seed_claims.json): test.txt perplexity at
+# 1.5M tokens (mean of the seeds run) and at 12.3M tokens (the seeds run so far).
+runs = json.load(open(os.path.join(data, "seed_claims.json")))
+kv = {"mha": (4096, "MHA"), "gqa2": (1024, "GQA"), "mqa": (512, "MQA"), "lrkv12": (2048, "LRKV"),
+      "mla": (1152, "MLA"), "thin4": (2560, "thin d/4"), "thin8": (2304, "thin d/8"),
+      "gqa2thin4": (640, "thin d/4 + GQA")}
+for budget in ("1.5M", "12M"):
+    pts = []
+    for design, (kv_bytes, label) in kv.items():
+        ppl = [r["test"]["ppl"] for name, r in runs.items()
+               if name.startswith("b%s-%s-s" % (budget, design)) and "test" in r]
+        if ppl:
+            pts.append((kv_bytes, sum(ppl) / len(ppl), label))
+    write("variants_%s.dat" % budget, ["%g %g \"%s\"" % p for p in pts])
+    write("variants_%s_front.dat" % budget, ["%g %g" % p[:2] for p in pareto(pts)])
 
 # Post-training compression (compression.md), per model.
 comp = rows("compression.tsv")
@@ -160,14 +167,19 @@ set key box opaque"
 gnuplot <<GP
 $common
 set output '$res/variants_pareto.svg'
-set title 'Attention designs trained from scratch (4 layers, width 256, 1.5M tokens)'
+set title 'Attention designs trained from scratch (4 layers, width 256; test.txt)'
 set xlabel 'KV cache bytes per token (f16, all 4 layers)'
-set ylabel 'Gutenberg validation perplexity'
+set ylabel 'Gutenberg test.txt perplexity'
 set xrange [0:4500]
+set logscale y
 set key top right
-plot '$work/variants_front.dat' w l lw 2 lc rgb '#999999' dt 2 t 'Pareto front', \
-     '$work/variants.dat' u 1:2 w p pt 7 ps 1.3 lc rgb '#1f77b4' t 'design', \
-     '' u 1:2:3 w labels offset 0,1 font 'Helvetica,13' notitle
+plot '$work/variants_1.5M_front.dat' w l lw 2 lc rgb '#1f77b4' dt 2 notitle, \
+     '$work/variants_1.5M.dat' u 1:2 w p pt 7 ps 1.3 lc rgb '#1f77b4' t '1.5M tokens (mean of seeds 42, 7)', \
+     '' u 1:2:3 w labels offset 0,1 font 'Helvetica,12' notitle, \
+     '$work/variants_12M_front.dat' w l lw 2 lc rgb '#d62728' dt 2 notitle, \
+     '$work/variants_12M.dat' u 1:2 w p pt 5 ps 1.3 lc rgb '#d62728' t '12.3M tokens (seed 42)', \
+     '' u 1:2:3 w labels offset 0,-1 font 'Helvetica,12' notitle
+unset logscale y
 GP
 
 # 2. Post-training compression: perplexity against KV bytes per token.
