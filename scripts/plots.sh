@@ -57,9 +57,8 @@ def write(name, lines):
     with open(os.path.join(work, name), "w") as f:
         f.write("\n".join(lines) + "\n")
 
-# Trained-from-scratch designs (variants.md), held-out figures of issue 22's queue
-# (seed_claims.json): test.txt perplexity at
-# 1.5M tokens (mean of the seeds run) and at 12.3M tokens (the seeds run so far).
+# Trained-from-scratch designs (variants.md): test.txt perplexity of issue 22's runs
+# (seed_claims.json) at 1.5M tokens (mean of the seeds run) and at 12.3M tokens.
 runs = json.load(open(os.path.join(data, "seed_claims.json")))
 kv = {"mha": (4096, "MHA"), "gqa2": (1024, "GQA"), "mqa": (512, "MQA"), "lrkv12": (2048, "LRKV"),
       "mla": (1152, "MLA"), "thin4": (2560, "thin d/4"), "thin8": (2304, "thin d/8"),

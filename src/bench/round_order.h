@@ -1,10 +1,11 @@
 #pragma once
 // The order in which an interleaved benchmark steps its cases in one round.
-// A fixed order biases the ratios between cases: on this machine the case
-// stepped right after the bandwidth probe (which flushes the caches) ran 2-7%
-// slower than the same work later in the round. Rotating the start each pair
-// of rounds and reversing every other round gives each case every position
-// and both neighbours in turn, so the bias spreads over all cases alike.
+// A fixed order biases the ratios between cases: swapping the order of two
+// caches moved their time ratio by 2-7% (docs/results/decode.md), as each case
+// always met the machine in the state its fixed predecessor (or the bandwidth
+// probe, which flushes the caches) left. Rotating the start each pair of
+// rounds and reversing every other round gives each case every position and
+// both neighbours in turn, so the bias spreads over all cases alike.
 #include <span>
 
 namespace thinkeys {
