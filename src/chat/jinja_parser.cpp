@@ -14,6 +14,15 @@ namespace {
   throw Error("chat template line " + std::to_string(line) + ": " + what);
 }
 
+// Integer literals, also after a dot (`messages.0`), beyond int64 are refused.
+long long integer_literal(const std::string& text, int line) {
+  try {
+    return std::stoll(text);
+  } catch (const std::exception&) {
+    fail(line, "integer literal " + text + " is out of range");
+  }
+}
+
 bool is_name(const Token& t, std::string_view name) {
   return t.kind == Token::Kind::Name && t.text == name;
 }
@@ -223,16 +232,16 @@ class ExprParser {
       }
       case Token::Kind::Integer: {
         auto e = node(Expr::Kind::Literal, l);
-        try {
-          e->value = std::stoll(t->text);
-        } catch (const std::exception&) {
-          fail(l, "integer literal " + t->text + " is out of range");
-        }
+        e->value = integer_literal(t->text, l);
         return e;
       }
       case Token::Kind::Float: {
         auto e = node(Expr::Kind::Literal, l);
-        e->value = std::stod(t->text);
+        try {
+          e->value = std::stod(t->text);
+        } catch (const std::exception&) {
+          fail(l, "float literal " + t->text + " is out of range");
+        }
         return e;
       }
       case Token::Kind::Name: {
@@ -292,7 +301,7 @@ class ExprParser {
           auto idx = node(Expr::Kind::Index, l);
           idx->items.push_back(std::move(e));
           auto lit = node(Expr::Kind::Literal, l);
-          lit->value = std::stoll(t->text);
+          lit->value = integer_literal(t->text, l);
           idx->items.push_back(std::move(lit));
           e = std::move(idx);
           continue;
