@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 
 #include "kernels/weight_prefetch.h"
@@ -20,35 +21,31 @@ namespace thinkeys {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
-using D16 = hn::ScalableTag<int16_t>;
+// At most 512 bits: a block's 16 rows are one vector of int32 or several.
+using D16 = hn::CappedTag<int16_t, 2 * kInt8BlockRows>;
 using D32 = hn::Repartition<int32_t, D16>;
 using DF32 = hn::Repartition<float, D16>;
 
-// Accumulators per (weight row, input row): one int32 for the current group
-// and one f32 for the row, all in registers. On AVX-512's 32 registers a
-// tile is 2 weight rows x 2 input rows for one or two rows, 2 x 4 for more
-// (every widened weight vector then serves 4 rows); 16-register targets take
-// 2 x 1 and 2 x 2. Two weight rows rather than four at batch 1: a tile reads
-// its rows' cache lines in turn, so four 768-byte rows made four short
-// interleaved streams over 3 KiB, two make the walk closer to one sequential
-// stream, and the int8 decode step ran 4-9% faster within the same quiet runs
-// (int8 / bf16 at 1K 0.56-0.61 against 0.59-0.71, docs/results/decode.md).
+// Input rows per tile: each widened weight vector serves every row of the
+// tile, and a row holds one f32 and one to four int32 accumulators in
+// registers (AVX-512 has 32, other targets 16).
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-constexpr int kFewRows = 2, kManyRows = 4;
+constexpr int kMaxTileRows = 8;
 #else
-constexpr int kFewRows = 1, kManyRows = 2;
+constexpr int kMaxTileRows = 4;
 #endif
 
-// sum + pairwise products of a and b, as ReorderWidenMulAccumulate (sum1
-// only used where the target has no pairwise multiply-add). With AVX-512
-// VNNI one instruction (vpdpwssd) instead of two, which cuts the integer work
-// of a batch-8 step by a quarter. Written as asm because Highway 1.0.3 has no
-// VNNI op and its AVX3_DL target cannot be used: that target's compiler
+// sum + a[2j] * b[2j] + a[2j + 1] * b[2j + 1] in int32 lane j. With AVX-512
+// VNNI one instruction (vpdpwssd), written as asm because Highway 1.0.3 has
+// no VNNI op and its AVX3_DL target cannot be used: that target's compiler
 // flags name "avxvnni" (the VEX form, which Zen 4 lacks), so GCC's own
-// vectorized dot products there fault with an illegal instruction.
+// vectorized dot products there fault with an illegal instruction. Other x86
+// targets take pmaddwd through ReorderWidenMulAccumulate, whose lane order
+// Highway leaves unspecified but is this pairwise one on x86 (and on EMU128,
+// where it adds its even and odd halves); elsewhere even and odd lanes are
+// split by shifts so that the lane order is certain.
 template <bool kVnni>
-HWY_INLINE hn::Vec<D32> MulAddPairs(D32 d32, hn::Vec<D16> a, hn::Vec<D16> b, hn::Vec<D32> sum,
-                                    hn::Vec<D32>& sum1) {
+HWY_INLINE hn::Vec<D32> MulAddPairs(D32 d32, hn::Vec<D16> a, hn::Vec<D16> b, hn::Vec<D32> sum) {
 #if HWY_TARGET == HWY_AVX3
   if constexpr (kVnni) {
     __m512i acc = sum.raw;
@@ -56,7 +53,15 @@ HWY_INLINE hn::Vec<D32> MulAddPairs(D32 d32, hn::Vec<D16> a, hn::Vec<D16> b, hn:
     return hn::Vec<D32>{acc};
   }
 #endif
-  return hn::ReorderWidenMulAccumulate(d32, a, b, sum, sum1);
+#if HWY_ARCH_X86 || HWY_TARGET == HWY_EMU128
+  auto odd = hn::Zero(d32);
+  return hn::Add(hn::ReorderWidenMulAccumulate(d32, a, b, sum, odd), odd);
+#else
+  const auto ai = hn::BitCast(d32, a), bi = hn::BitCast(d32, b);
+  const auto even =
+      hn::Mul(hn::ShiftRight<16>(hn::ShiftLeft<16>(ai)), hn::ShiftRight<16>(hn::ShiftLeft<16>(bi)));
+  return hn::Add(sum, hn::Add(even, hn::Mul(hn::ShiftRight<16>(ai), hn::ShiftRight<16>(bi))));
+#endif
 }
 
 void QuantizeRows(const float* x, std::size_t ldx, int rows, int in, int16_t* levels,
@@ -81,111 +86,125 @@ void QuantizeRows(const float* x, std::size_t ldx, int rows, int in, int16_t* le
                  q + i);
     for (; i < in; ++i)
       q[i] = static_cast<int16_t>(std::lrintf(std::clamp(xr[i] * inv, -32767.0f, 32767.0f)));
+    std::fill(q + in, q + int8_padded_cols(in), int16_t{0});
   }
 }
 
-// One tile of NO weight rows by NR input rows; every weight vector loaded is
-// used by all NR rows. Whole groups run with compile-time trip counts so that
-// the accumulator arrays stay in registers; a last partial group is summed in
-// scalar code.
-template <int NO, int NR, bool kVnni>
-HWY_INLINE void Tile(const WeightRows& w, int o0, int in, const Int16Rows& x, const float* bias,
-                     float* y, std::size_t ldy) {
+// One block of 16 weight rows by NR input rows, output lanes [o_lo, o_hi)
+// of the block stored. The block's rows go kLanes at a time (one pass on
+// AVX-512, two on AVX2); a column pair's 32 bytes are one widened vector, and
+// its activation pair is broadcast from each row. NR < 4 rows keep 4 / NR
+// int32 chains per row so that the multiply-adds do not wait on each other.
+template <int NR, bool kVnni>
+HWY_INLINE void Block(const WeightRows& w, int block, int groups, const Int16Rows& x,
+                      const float* bias, float* y, std::size_t ldy, int o_lo, int o_hi) {
   const D16 d16;
   const D32 d32;
   const DF32 df;
   const hn::Rebind<int8_t, D16> d8;
-  constexpr int N = static_cast<int>(hn::MaxLanes(D16()));
-  static_assert(kWeightGroup % N == 0);
-  const int8_t* wp[NO];
-  const float* sp[NO];
-  for (int o = 0; o < NO; ++o) {
-    wp[o] = static_cast<const int8_t*>(w.data) + (o0 + o) * w.ld;
-    sp[o] = w.scales + (o0 + o) * w.ld_scales;
-  }
-  hn::Vec<DF32> acc[NO][NR];
-  for (int o = 0; o < NO; ++o)
-    for (int r = 0; r < NR; ++r) acc[o][r] = hn::Zero(df);
-  const std::size_t ahead_rows = weight_prefetch_rows(NO, w.ld), ahead = ahead_rows * w.ld;
-  // The scales of the rows whose levels are fetched below: a row's scales
-  // (4 bytes per 64 levels) are a stream of their own, and waiting for them
-  // cost about a tenth of the kernel's time before they were prefetched.
-  for (int o = 0; o < NO; ++o) {
-    const float* s = sp[o] + ahead_rows * w.ld_scales;
-    __builtin_prefetch(s, 0, 2);
-    __builtin_prefetch(s + w.ld_scales - 1, 0, 2);
-  }
-  const int full = in / kWeightGroup;
-  for (int g = 0; g < full; ++g) {
-    const int i0 = g * kWeightGroup;
-    // A group is one cache line of a row: fetch the same line `ahead` rows
-    // on (kernels/weight_prefetch.h).
-    for (int o = 0; o < NO; ++o) __builtin_prefetch(wp[o] + i0 + ahead, 0, 2);
-    hn::Vec<D32> iacc[NO][NR], iacc1[NO][NR];
-    for (int o = 0; o < NO; ++o)
-      for (int r = 0; r < NR; ++r) iacc[o][r] = iacc1[o][r] = hn::Zero(d32);
-    for (int k = 0; k < kWeightGroup / N; ++k) {
-      const int i = i0 + k * N;
-      hn::Vec<D16> wv[NO];
-      for (int o = 0; o < NO; ++o) wv[o] = hn::PromoteTo(d16, hn::LoadU(d8, wp[o] + i));
-      for (int r = 0; r < NR; ++r) {
-        const auto xv = hn::LoadU(d16, x.levels + r * x.ld + i);
-        for (int o = 0; o < NO; ++o)
-          iacc[o][r] = MulAddPairs<kVnni>(d32, wv[o], xv, iacc[o][r], iacc1[o][r]);
+  constexpr int kChains = NR >= 4 ? 1 : 4 / NR;
+  const int kLanes = static_cast<int>(hn::Lanes(d32));
+  const int8_t* wb = static_cast<const int8_t*>(w.data) + block * w.ld;
+  const float* sb = w.scales + block * w.ld_scales;
+  const int o0 = block * kInt8BlockRows;
+  for (int h = 0; h < kInt8BlockRows; h += kLanes) {
+    if (h + kLanes <= o_lo || h >= o_hi) continue;
+    hn::Vec<DF32> acc[NR];
+    for (int r = 0; r < NR; ++r) acc[r] = hn::Zero(df);
+    for (int g = 0; g < groups; ++g) {
+      const int8_t* wg = wb + g * 1024;
+      if (h == 0) {
+        // The blocks of a range follow each other, so the lines
+        // kWeightPrefetchBytes on are the ones read next; a group's scales
+        // are one line, 1/16 as far on.
+        for (int line = 0; line < 1024; line += 64)
+          __builtin_prefetch(wg + line + kWeightPrefetchBytes, 0, 2);
+        __builtin_prefetch(sb + g * kInt8BlockRows + kWeightPrefetchBytes / 64, 0, 2);
       }
-    }
-    for (int o = 0; o < NO; ++o) {
-      const auto s = hn::Set(df, sp[o][g]);
-      // The second sum stays zero on targets with a pairwise multiply-add.
+      const int16_t* xg = x.levels + g * kWeightGroup;
+      hn::Vec<D32> iacc[NR][kChains];
       for (int r = 0; r < NR; ++r)
-        acc[o][r] = hn::MulAdd(hn::ConvertTo(df, hn::Add(iacc[o][r], iacc1[o][r])), s, acc[o][r]);
+        for (int c = 0; c < kChains; ++c) iacc[r][c] = hn::Zero(d32);
+      for (int p = 0; p < kWeightGroup / 2; p += kChains)
+        for (int c = 0; c < kChains; ++c) {
+          const auto wv = hn::PromoteTo(d16, hn::LoadU(d8, wg + (p + c) * 32 + h * 2));
+          for (int r = 0; r < NR; ++r) {
+            int32_t pair;
+            std::memcpy(&pair, xg + r * x.ld + 2 * (p + c), sizeof pair);
+            iacc[r][c] =
+                MulAddPairs<kVnni>(d32, wv, hn::BitCast(d16, hn::Set(d32, pair)), iacc[r][c]);
+          }
+        }
+      const auto s = hn::LoadU(df, sb + g * kInt8BlockRows + h);
+      for (int r = 0; r < NR; ++r) {
+        auto t = iacc[r][0];
+        for (int c = 1; c < kChains; ++c) t = hn::Add(t, iacc[r][c]);
+        acc[r] = hn::MulAdd(hn::ConvertTo(df, t), s, acc[r]);
+      }
+    }
+    const bool whole = o_lo <= h && h + kLanes <= o_hi;
+    for (int r = 0; r < NR; ++r) {
+      const auto v = hn::Mul(acc[r], hn::Set(df, x.scales[r]));
+      float* yr = y + r * ldy + o0;
+      if (whole) {
+        hn::StoreU(bias ? hn::Add(v, hn::LoadU(df, bias + o0 + h)) : v, df, yr + h);
+        continue;
+      }
+      HWY_ALIGN float lanes[hn::MaxLanes(DF32())];
+      hn::Store(v, df, lanes);
+      for (int j = std::max(h, o_lo); j < std::min(h + kLanes, o_hi); ++j)
+        yr[j] = lanes[j - h] + (bias ? bias[o0 + j] : 0.0f);
     }
   }
-  for (int o = 0; o < NO; ++o)
-    for (int r = 0; r < NR; ++r) {
-      float s = hn::GetLane(hn::SumOfLanes(df, acc[o][r]));
-      if (full * kWeightGroup < in) {
-        int32_t t = 0;
-        for (int j = full * kWeightGroup; j < in; ++j)
-          t += int32_t{wp[o][j]} * x.levels[r * x.ld + j];
-        s += static_cast<float>(t) * sp[o][full];
-      }
-      y[r * ldy + o0 + o] = s * x.scales[r] + (bias ? bias[o0 + o] : 0.0f);
-    }
 }
 
-template <int NO, int NR, bool kVnni>
-HWY_INLINE void Rows(const WeightRows& w, int o0, int in, const Int16Rows& x, int rows,
-                     const float* bias, float* y, std::size_t ldy) {
-  int r = 0;
-  auto tile = [&](auto nr) {
-    const Int16Rows xr{x.levels + r * x.ld, x.ld, x.scales + r};
-    Tile<NO, decltype(nr)::value, kVnni>(w, o0, in, xr, bias, y + r * ldy, ldy);
-    r += decltype(nr)::value;
-  };
-  while (r + NR <= rows) tile(std::integral_constant<int, NR>());
-  if constexpr (NR > 2)
-    if (r + 2 <= rows) tile(std::integral_constant<int, 2>());
-  if (r < rows) tile(std::integral_constant<int, 1>());
-}
-
-template <int NO, int NR, bool kVnni>
-void Outputs(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias, float* y,
-             std::size_t ldy, int o_begin, int o_end) {
-  prefetch_range_start(w, in, o_begin, o_end, NO);
-  int o = o_begin;
-  for (; o + NO <= o_end; o += NO) Rows<NO, NR, kVnni>(w, o, in, x, rows, bias, y, ldy);
-  for (; o < o_end; ++o) Rows<1, NR, kVnni>(w, o, in, x, rows, bias, y, ldy);
-}
-
+#if HWY_TARGET == HWY_SCALAR
+// One-lane vectors cannot hold a column pair: plain loops.
 template <bool kVnni>
 void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
                   float* y, std::size_t ldy, int o_begin, int o_end) {
-  if (rows >= kManyRows)
-    Outputs<2, kManyRows, kVnni>(w, in, x, rows, bias, y, ldy, o_begin, o_end);
-  else
-    Outputs<2, kFewRows, kVnni>(w, in, x, rows, bias, y, ldy, o_begin, o_end);
+  const auto* levels = static_cast<const int8_t*>(w.data);
+  for (int r = 0; r < rows; ++r)
+    for (int o = o_begin; o < o_end; ++o) {
+      float sum = 0.0f;
+      for (int i0 = 0; i0 < in; i0 += kWeightGroup) {
+        int32_t t = 0;
+        for (int i = i0; i < std::min(in, i0 + kWeightGroup); ++i)
+          t += int32_t{levels[int8_level_offset(w, o, i)]} * x.levels[r * x.ld + i];
+        sum += static_cast<float>(t) * w.scales[int8_scale_offset(w, o, i0)];
+      }
+      y[r * ldy + o] = sum * x.scales[r] + (bias ? bias[o] : 0.0f);
+    }
 }
+#else
+template <bool kVnni>
+void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
+                  float* y, std::size_t ldy, int o_begin, int o_end) {
+  const int groups = weight_groups(in);
+  const int first = o_begin / kInt8BlockRows, last = (o_end - 1) / kInt8BlockRows;
+  // The first lines of the range: the steady-state prefetch of the range
+  // before (another thread's, or none) does not reach them in time.
+  const std::size_t start = std::min<std::size_t>(kWeightPrefetchBytes, (last - first + 1) * w.ld);
+  prefetch_rows(static_cast<const int8_t*>(w.data) + first * w.ld, 1, start, start);
+  prefetch_rows(w.scales + first * w.ld_scales, 1, start / 16 + 64, start);
+  for (int b = first; b <= last; ++b) {
+    const int lo = std::max(o_begin - b * kInt8BlockRows, 0);
+    const int hi = std::min(o_end - b * kInt8BlockRows, kInt8BlockRows);
+    int r = 0;
+    auto tile = [&](auto nr) {
+      constexpr int n = decltype(nr)::value;
+      const Int16Rows xr{x.levels + r * x.ld, x.ld, x.scales + r};
+      Block<n, kVnni>(w, b, groups, xr, bias, y + r * ldy, ldy, lo, hi);
+      r += n;
+    };
+    while (r + kMaxTileRows <= rows) tile(std::integral_constant<int, kMaxTileRows>());
+    if constexpr (kMaxTileRows > 4)
+      if (r + 4 <= rows) tile(std::integral_constant<int, 4>());
+    if (r + 2 <= rows) tile(std::integral_constant<int, 2>());
+    if (r < rows) tile(std::integral_constant<int, 1>());
+  }
+}
+#endif  // HWY_TARGET == HWY_SCALAR
 
 void Int8Gemm(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
               float* y, std::size_t ldy, int o_begin, int o_end) {

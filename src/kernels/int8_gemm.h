@@ -4,10 +4,14 @@
 // before the FMA (batch-1 decode then runs at half the memory rate); instead
 // each input row is quantized once per matrix to int16 with one scale per
 // row, and levels times activations are summed exactly in int32 by widening
-// pair multiplies (vpmaddwd on x86), one f32 FMA per group of kWeightGroup
-// columns applying the weight scale. int16 activations (not int8 as in
+// pair multiplies (vpdpwssd or vpmaddwd on x86). The weights are packed 16
+// rows by column pairs (kernels/weight_rows.h), so one multiply-add advances
+// 16 outputs and the f32 epilogue applying the weight scales runs once per
+// 16 rows x 64 columns; row by row it ran per row and group, and bounded the
+// kernel (docs/results/decode.md). int16 activations (not int8 as in
 // llama.cpp's Q8_0 path) keep the activation's rounding 258 times below the
-// weights' own: |x - level * scale| <= scale / 2 with scale = max |x| / 32767.
+// weights' own: |x - level * scale| <= scale / 2 with scale = max |x| / 32767;
+// int8 activations were tried and cost 2.4x the KL on stories260K.
 #include <cstddef>
 #include <cstdint>
 
@@ -16,7 +20,9 @@
 namespace thinkeys {
 
 // Activation rows as int16 levels, one f32 scale per row: x(r, i) ~=
-// levels[r * ld + i] * scales[r].
+// levels[r * ld + i] * scales[r]. The kernel reads whole column groups, so
+// each row holds int8_padded_cols(in) levels (ld at least that), zero past
+// `in`: quantize_rows_int16 writes them so.
 struct Int16Rows {
   const int16_t* levels = nullptr;
   std::size_t ld = 0;
@@ -24,14 +30,16 @@ struct Int16Rows {
 };
 
 // levels[r * ld + i] = round(x(r, i) * 32767 / max_i |x(r, i)|) (0 for an
-// all-zero row) and scales[r] = max_i |x(r, i)| / 32767, for i in [0, in).
+// all-zero row) and scales[r] = max_i |x(r, i)| / 32767, for i in [0, in);
+// levels up to int8_padded_cols(in) are zero (ld must be at least that).
 void quantize_rows_int16(const float* x, std::size_t ldx, int rows, int in, int16_t* levels,
                          std::size_t ld, float* scales);
 
-// small_gemm (kernels/small_gemm.h) for WeightType::Int8 weights and
-// quantized rows: y[r * ldy + o] = sum_g scale(o, g) * sum_{i in g} level(o,
-// i) * x.levels(r, i) * x.scales[r] + (bias ? bias[o] : 0), the inner sums
-// exact in int32.
+// small_gemm (kernels/small_gemm.h) for packed WeightType::Int8 weights
+// (kernels/weight_rows.h) and quantized rows: y[r * ldy + o] = sum_g
+// scale(o, g) * sum_{i in g} level(o, i) * x.levels(r, i) * x.scales[r] +
+// (bias ? bias[o] : 0), the inner sums exact in int32. Any [o_begin, o_end);
+// ranges that start and end on multiples of 16 waste no work.
 void small_gemm_int8(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
                      float* y, std::size_t ldy, int o_begin, int o_end);
 

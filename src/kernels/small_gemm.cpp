@@ -9,7 +9,10 @@
 
 #include "kernels/small_gemm.h"
 
+#include <vector>
+
 #include "format/row_codec.h"
+#include "kernels/int8_gemm.h"
 #include "kernels/weight_prefetch.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -28,16 +31,13 @@ constexpr int kTileRows = 2;
 #endif
 constexpr int kTileOut = 4;
 
-// Reads weights of one dtype as f32 vectors and scalars. Int8 multiplies the
-// widened levels by their group's scale before the FMAs, so one multiply per
-// weight vector serves all rows and no second set of accumulators is needed.
+// Reads weights of one float dtype as f32 vectors and scalars (packed int8
+// weights go to kernels/int8_gemm.h).
 template <WeightType T>
 struct Reader {
   const void* data;
   std::size_t ld;
-  const float* scales;
-  std::size_t ld_scales;
-  static constexpr std::size_t kBytes = T == WeightType::F32 ? 4 : T == WeightType::Int8 ? 1 : 2;
+  static constexpr std::size_t kBytes = T == WeightType::F32 ? 4 : 2;
 
   HWY_INLINE hn::Vec<DF> vec(DF df, int o, int i) const {
     const std::size_t at = o * ld + i;
@@ -46,15 +46,9 @@ struct Reader {
     } else if constexpr (T == WeightType::BF16) {
       const hn::Rebind<hwy::bfloat16_t, DF> d16;
       return hn::PromoteTo(df, hn::LoadU(d16, static_cast<const hwy::bfloat16_t*>(data) + at));
-    } else if constexpr (T == WeightType::F16) {
+    } else {
       const hn::Rebind<hwy::float16_t, DF> d16;
       return hn::PromoteTo(df, hn::LoadU(d16, static_cast<const hwy::float16_t*>(data) + at));
-    } else {
-      const hn::Rebind<int8_t, DF> d8;
-      const hn::Rebind<int32_t, DF> di;
-      const auto levels = hn::ConvertTo(
-          df, hn::PromoteTo(di, hn::LoadU(d8, static_cast<const int8_t*>(data) + at)));
-      return hn::Mul(levels, hn::Set(df, scales[o * ld_scales + i / kWeightGroup]));
     }
   }
   // Element (o, i) as bytes, for prefetching.
@@ -65,10 +59,7 @@ struct Reader {
     const std::size_t at = o * ld + i;
     if constexpr (T == WeightType::F32) return static_cast<const float*>(data)[at];
     if constexpr (T == WeightType::BF16) return bf16_to_f32(static_cast<const uint16_t*>(data)[at]);
-    if constexpr (T == WeightType::F16) return f16_to_f32(static_cast<const uint16_t*>(data)[at]);
-    if constexpr (T == WeightType::Int8)
-      return static_cast<float>(static_cast<const int8_t*>(data)[at]) *
-             scales[o * ld_scales + i / kWeightGroup];
+    return f16_to_f32(static_cast<const uint16_t*>(data)[at]);
   }
 };
 
@@ -131,7 +122,7 @@ HWY_INLINE void GemmRows(const Reader<T>& w, int o0, int in, const float* x, std
 template <WeightType T>
 void GemmTyped(const WeightRows& rows_of_w, int in, const float* x, std::size_t ldx, int rows,
                const float* bias, float* y, std::size_t ldy, int o_begin, int o_end) {
-  const Reader<T> w{rows_of_w.data, rows_of_w.ld, rows_of_w.scales, rows_of_w.ld_scales};
+  const Reader<T> w{rows_of_w.data, rows_of_w.ld};
   prefetch_range_start(rows_of_w, in, o_begin, o_end, kTileOut);
   int o = o_begin;
   for (; o + kTileOut <= o_end; o += kTileOut)
@@ -149,7 +140,7 @@ void SmallGemm(const WeightRows& w, int in, const float* x, std::size_t ldx, int
     case WeightType::F16:
       return GemmTyped<WeightType::F16>(w, in, x, ldx, rows, bias, y, ldy, o_begin, o_end);
     case WeightType::Int8:
-      return GemmTyped<WeightType::Int8>(w, in, x, ldx, rows, bias, y, ldy, o_begin, o_end);
+      break;  // small_gemm() sends these to small_gemm_int8
   }
 }
 
@@ -168,6 +159,19 @@ HWY_EXPORT(GemmTargetName);
 void small_gemm(const WeightRows& w, int in, const float* x, std::size_t ldx, int rows,
                 const float* bias, float* y, std::size_t ldy, int o_begin, int o_end) {
   if (rows <= 0 || o_end <= o_begin) return;
+  if (w.type == WeightType::Int8) {
+    // The rows are quantized per call (a few KiB); callers that split one
+    // product over threads and care quantize once (runtime/fused_step.cpp).
+    thread_local std::vector<int16_t> levels;
+    thread_local std::vector<float> scales;
+    const std::size_t ld = int8_padded_cols(in);
+    levels.resize(rows * ld);
+    scales.resize(rows);
+    quantize_rows_int16(x, ldx, rows, in, levels.data(), ld, scales.data());
+    small_gemm_int8(w, in, Int16Rows{levels.data(), ld, scales.data()}, rows, bias, y, ldy, o_begin,
+                    o_end);
+    return;
+  }
   HWY_DYNAMIC_DISPATCH(SmallGemm)(w, in, x, ldx, rows, bias, y, ldy, o_begin, o_end);
 }
 

@@ -6,7 +6,8 @@
 // the weights once. One row goes here too rather than to OpenBLAS's GEMV, so
 // that it runs on the compute pool that decode attention shares. Weights are
 // read in their stored dtype (kernels/weight_rows.h) and widened to f32 in
-// registers; products accumulate in f32.
+// registers; products accumulate in f32. Int8 weights multiply the rows
+// quantized to int16 (kernels/int8_gemm.h), as the decode step does.
 #include <cstddef>
 
 #include "kernels/weight_rows.h"

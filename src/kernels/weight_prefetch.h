@@ -37,15 +37,13 @@ inline void prefetch_rows(const void* first, std::size_t rows, std::size_t row_b
   }
 }
 
-// prefetch_rows for rows [first, first + rows) of a matrix of `cols` columns
-// in any dtype, with their int8 scales.
+// prefetch_rows for rows [first, first + rows) of a row-major matrix of
+// `cols` columns (f32, bf16, f16; packed int8 prefetches by blocks in
+// kernels/int8_gemm.cpp).
 inline void prefetch_weight_rows(const WeightRows& w, int cols, int first, int rows) {
   const std::size_t bytes = weight_type_bytes(w.type);
   prefetch_rows(static_cast<const char*>(w.data) + first * w.ld * bytes, rows, cols * bytes,
                 w.ld * bytes);
-  if (w.type == WeightType::Int8)
-    prefetch_rows(w.scales + first * w.ld_scales, rows, weight_groups(cols) * sizeof(float),
-                  w.ld_scales * sizeof(float));
 }
 
 // The rows a kernel's steady-state prefetch skips at the start of a range of

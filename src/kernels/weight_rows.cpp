@@ -3,14 +3,24 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 
 #include "format/row_codec.h"
 #include "util/enum_names.h"
+#include "util/error.h"
 
 namespace thinkeys {
 
 WeightRows WeightRows::from_row(std::size_t first) const {
   WeightRows r = *this;
+  if (type == WeightType::Int8) {
+    if (first % kInt8BlockRows != 0)
+      throw Error("int8 weights are packed in blocks of 16 rows; row " + std::to_string(first) +
+                  " does not start one");
+    r.data = static_cast<const std::byte*>(data) + first / kInt8BlockRows * ld;
+    r.scales = scales + first / kInt8BlockRows * ld_scales;
+    return r;
+  }
   r.data = static_cast<const std::byte*>(data) + first * ld * weight_type_bytes(type);
   if (scales) r.scales = scales + first * ld_scales;
   return r;
@@ -54,12 +64,9 @@ void weight_rows_to_f32(const WeightRows& w, int cols, int row_begin, int row_en
         for (int i = 0; i < cols; ++i) out[i] = f16_to_f32(p[i]);
         break;
       }
-      case WeightType::Int8: {
-        const auto* p = static_cast<const int8_t*>(w.data) + base;
-        const float* s = w.scales + static_cast<std::size_t>(o) * w.ld_scales;
-        for (int i = 0; i < cols; ++i) out[i] = static_cast<float>(p[i]) * s[i / kWeightGroup];
+      case WeightType::Int8:
+        for (int i = 0; i < cols; ++i) out[i] = int8_value(w, o, i);
         break;
-      }
     }
   }
 }
@@ -79,6 +86,21 @@ void quantize_int8_rows(const float* w, std::size_t ldw, int rows, int cols, int
         levels[o * ld_levels + i] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
       }
     }
+  }
+}
+
+void pack_int8_rows(const int8_t* levels, std::size_t ld_levels, const float* scales,
+                    std::size_t ld_scales, int rows, int cols, int8_t* packed,
+                    float* packed_scales) {
+  const int groups = weight_groups(cols), blocks = int8_blocks(rows);
+  std::memset(packed, 0, blocks * int8_block_bytes(cols));
+  std::memset(packed_scales, 0, sizeof(float) * blocks * groups * kInt8BlockRows);
+  const WeightRows w{WeightType::Int8, packed, int8_block_bytes(cols), packed_scales,
+                     static_cast<std::size_t>(groups) * kInt8BlockRows};
+  for (int o = 0; o < rows; ++o) {
+    for (int i = 0; i < cols; ++i) packed[int8_level_offset(w, o, i)] = levels[o * ld_levels + i];
+    for (int g = 0; g < groups; ++g)
+      packed_scales[int8_scale_offset(w, o, g * kWeightGroup)] = scales[o * ld_scales + g];
   }
 }
 

@@ -3,6 +3,20 @@
 // reads directly: f32, the two 16-bit floats a checkpoint comes in, or int8
 // levels with one f32 scale per group of kWeightGroup consecutive columns of
 // a row (symmetric: w ~= level * scale, level in [-127, 127]).
+//
+// Int8 matrices are held packed for the decode kernel (kernels/int8_gemm.h),
+// not row by row. Rows go in blocks of kInt8BlockRows; a block holds its
+// column groups in turn, a group its 32 column pairs in turn, and a pair the
+// block's 16 rows with two levels each. So one 32-byte load, widened to
+// int16, is 16 output rows times two columns: one pairwise multiply-add by
+// the broadcast activation pair advances 16 outputs, and one f32 epilogue
+// (convert, scale, add) serves 1,024 weights instead of 64, the work that
+// bounded the row-major kernel. Element (o, i) lies at byte
+//   (o / 16) * block_bytes + (i / 64) * 1024 + (i % 64) / 2 * 32 + (o % 16) * 2 + i % 2,
+// block_bytes = weight_groups(cols) * 1024, and its scale at float
+//   (o / 16) * weight_groups(cols) * 16 + (i / 64) * 16 + o % 16.
+// Rows past the last and columns past the last group hold zero levels and
+// zero scales.
 #include <cstddef>
 #include <cstdint>
 
@@ -15,18 +29,51 @@ enum class WeightType : uint8_t { F32, BF16, F16, Int8 };
 // x86 target.
 inline constexpr int kWeightGroup = 64;
 
+inline constexpr int kInt8BlockRows = 16;
+
 struct WeightRows {
   WeightType type = WeightType::F32;
-  const void* data = nullptr;     // element (o, i) at data + o * ld + i
-  std::size_t ld = 0;             // elements between rows
-  const float* scales = nullptr;  // Int8: scale (o, g) at scales[o * ld_scales + g]
-  std::size_t ld_scales = 0;
+  // F32, BF16, F16: element (o, i) at data + o * ld + i (ld in elements).
+  // Int8: the packed blocks above, ld = bytes per block of 16 rows.
+  const void* data = nullptr;
+  std::size_t ld = 0;
+  const float* scales = nullptr;  // Int8: packed as the levels
+  std::size_t ld_scales = 0;      // Int8: floats per block of 16 rows
 
-  // The same layout from row `first` on.
+  // The same layout from row `first` on (for Int8 a multiple of 16).
   WeightRows from_row(std::size_t first) const;
 };
 
 inline int weight_groups(int cols) { return (cols + kWeightGroup - 1) / kWeightGroup; }
+inline int int8_blocks(int rows) { return (rows + kInt8BlockRows - 1) / kInt8BlockRows; }
+// Columns an int8 matrix is padded to, and the activation rows multiplying it.
+inline int int8_padded_cols(int cols) { return weight_groups(cols) * kWeightGroup; }
+inline std::size_t int8_block_bytes(int cols) {
+  return static_cast<std::size_t>(int8_padded_cols(cols)) * kInt8BlockRows;
+}
+
+// Where element (o, i) of a packed int8 matrix keeps its level (bytes from
+// data) and its scale (floats from scales).
+inline std::size_t int8_level_offset(const WeightRows& w, int o, int i) {
+  return (o / kInt8BlockRows) * w.ld + (i / kWeightGroup) * 1024 + (i % kWeightGroup) / 2 * 32 +
+         (o % kInt8BlockRows) * 2 + i % 2;
+}
+inline std::size_t int8_scale_offset(const WeightRows& w, int o, int i) {
+  return (o / kInt8BlockRows) * w.ld_scales + (i / kWeightGroup) * kInt8BlockRows +
+         o % kInt8BlockRows;
+}
+inline float int8_value(const WeightRows& w, int o, int i) {
+  return static_cast<float>(static_cast<const int8_t*>(w.data)[int8_level_offset(w, o, i)]) *
+         w.scales[int8_scale_offset(w, o, i)];
+}
+
+// Packs row-major levels and scales ([rows, weight_groups(cols)]) into
+// `packed` (int8_blocks(rows) * int8_block_bytes(cols) bytes) and
+// `packed_scales` (int8_blocks(rows) * weight_groups(cols) * 16 floats),
+// padding included.
+void pack_int8_rows(const int8_t* levels, std::size_t ld_levels, const float* scales,
+                    std::size_t ld_scales, int rows, int cols, int8_t* packed,
+                    float* packed_scales);
 std::size_t weight_type_bytes(WeightType t);
 const char* weight_type_name(WeightType t);
 

@@ -76,7 +76,8 @@ bool small_gemm_applies(const at::Tensor& x, const at::Tensor& w, const at::Tens
            (t.scalar_type() == at::kFloat || stored_weights(t));
   };
   return x.dim() == 2 && x.size(0) >= 1 && x.size(0) <= kSmallGemmMaxRows && w.dim() == 2 &&
-         x.size(1) == w.size(1) && plain(x) && plain_w(w) && w.is_contiguous() &&
+         x.size(1) == w.size(1) && plain(x) && plain_w(w) &&
+         (w.is_contiguous() || w.scalar_type() == at::kChar) &&
          (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0) && plain(b)));
 }
 

@@ -1,5 +1,6 @@
 #include "model/weight_format.h"
 
+#include <tuple>
 #include <vector>
 
 #include "util/enum_names.h"
@@ -24,13 +25,9 @@ at::Tensor convert_matrix(const at::Tensor& w, WeightFormat format, at::Tensor& 
     const at::ScalarType st = float_type(format);
     return w.scalar_type() == st ? w : on_huge_pages(w.to(st).contiguous());
   }
-  const at::Tensor f = to_f32(w).contiguous();
-  const int rows = static_cast<int>(f.size(0)), cols = static_cast<int>(f.size(1));
-  at::Tensor levels = at::empty({rows, cols}, at::kChar);
-  scales = at::empty({rows, weight_groups(cols)}, at::kFloat);
-  quantize_int8_rows(f.data_ptr<float>(), cols, rows, cols, levels.data_ptr<int8_t>(), cols,
-                     scales.data_ptr<float>(), scales.size(1));
-  return on_huge_pages(levels);
+  at::Tensor levels;
+  std::tie(levels, scales) = quantize_int8(w);
+  return levels;
 }
 
 // Views that finalize() made into a fused matrix, made again into its
@@ -46,6 +43,25 @@ void renarrow(const at::Tensor& fused, std::vector<at::Tensor*> parts) {
 }
 
 }  // namespace
+
+std::pair<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& w) {
+  if (w.dim() != 2) throw Error("quantize_int8: need a 2-D matrix");
+  const at::Tensor f = to_f32(w).contiguous();
+  const int rows = static_cast<int>(f.size(0)), cols = static_cast<int>(f.size(1));
+  const int groups = weight_groups(cols), blocks = int8_blocks(rows);
+  std::vector<int8_t> levels(static_cast<std::size_t>(rows) * cols);
+  std::vector<float> row_scales(static_cast<std::size_t>(rows) * groups);
+  quantize_int8_rows(f.data_ptr<float>(), cols, rows, cols, levels.data(), cols, row_scales.data(),
+                     groups);
+  // The packed bytes (kernels/weight_rows.h) under a [rows, cols] view, so
+  // that shapes read as the matrix's; only weight_rows() reads the bytes.
+  at::Tensor packed =
+      on_huge_pages(at::empty({blocks * kInt8BlockRows, int8_padded_cols(cols)}, at::kChar));
+  at::Tensor scales = at::empty({blocks, groups, kInt8BlockRows}, at::kFloat);
+  pack_int8_rows(levels.data(), cols, row_scales.data(), groups, rows, cols,
+                 packed.data_ptr<int8_t>(), scales.data_ptr<float>());
+  return {packed.narrow(0, 0, rows).narrow(1, 0, cols), scales};
+}
 
 namespace {
 // Hugging Face's torch_dtype spellings are accepted too.
@@ -149,14 +165,27 @@ WeightRows weight_rows(const at::Tensor& w, const at::Tensor& scales) {
     case at::kHalf:
       r.type = WeightType::F16;
       break;
-    case at::kChar:
-      if (!scales.defined() || scales.scalar_type() != at::kFloat || scales.stride(1) != 1 ||
-          scales.size(0) != w.size(0))
-        throw Error("weight_rows: int8 weights without matching f32 scales");
+    case at::kChar: {
+      // Packed (convert_weights): the scales' [blocks, groups, 16] shape
+      // marks the layout, and the levels must be the whole matrix, not a
+      // view into part of it (the fused QKV's wq, wk, wv).
+      const int64_t rows = w.size(0), cols = w.size(1);
+      const int64_t blocks = int8_blocks(static_cast<int>(rows));
+      const int64_t groups = weight_groups(static_cast<int>(cols));
+      if (!scales.defined() || scales.scalar_type() != at::kFloat || scales.dim() != 3 ||
+          scales.size(0) != blocks || scales.size(1) != groups ||
+          scales.size(2) != kInt8BlockRows || !scales.is_contiguous())
+        throw Error("weight_rows: int8 weights without their packed f32 scales");
+      if (w.storage_offset() != 0 || w.stride(0) != int8_padded_cols(static_cast<int>(cols)) ||
+          static_cast<int64_t>(w.storage().nbytes()) <
+              blocks * static_cast<int64_t>(int8_block_bytes(static_cast<int>(cols))))
+        throw Error("weight_rows: int8 weights are read as a whole packed matrix, not a view");
       r.type = WeightType::Int8;
+      r.ld = int8_block_bytes(static_cast<int>(cols));
       r.scales = scales.data_ptr<float>();
-      r.ld_scales = static_cast<std::size_t>(scales.stride(0));
+      r.ld_scales = static_cast<std::size_t>(groups) * kInt8BlockRows;
       break;
+    }
     default:
       throw Error("weight_rows: unsupported weight dtype");
   }

@@ -6,6 +6,8 @@
 // maps) stay f32.
 #include <ATen/ATen.h>
 
+#include <utility>
+
 #include "kernels/weight_rows.h"
 #include "model/weight_format_choice.h"
 #include "model/weights.h"
@@ -21,8 +23,13 @@ WeightFormat current_weight_format(const Model& m);
 // compression or finalize() again. Call after finalize().
 void convert_weights(Model& m, WeightFormat format);
 
-// The kernels' view of a 2-D CPU matrix held as f32, bf16, f16 or int8
-// (`scales` [rows, weight_groups(cols)] for int8, else undefined).
+// An f32 matrix [rows, cols] as packed int8 levels (a [rows, cols] view of
+// the padded blocks) and their scales, as convert_weights holds it.
+std::pair<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& w);
+
+// The kernels' view of a 2-D CPU matrix held as f32, bf16, f16 or packed
+// int8 as convert_weights makes it (`scales` [int8_blocks(rows),
+// weight_groups(cols), 16] for int8, else undefined).
 WeightRows weight_rows(const at::Tensor& w, const at::Tensor& scales = {});
 
 }  // namespace thinkeys

@@ -149,7 +149,10 @@ namespace {
 
 // Bytes of t and of its int8 scales, if any.
 int64_t bytes_of(const at::Tensor& t, const at::Tensor& scales = {}) {
-  int64_t n = t.defined() ? static_cast<int64_t>(t.nbytes()) : 0;
+  // Packed int8 levels sit in padded storage under their [rows, cols] view.
+  int64_t n = !t.defined()                   ? 0
+              : t.scalar_type() == at::kChar ? static_cast<int64_t>(t.storage().nbytes())
+                                             : static_cast<int64_t>(t.nbytes());
   if (scales.defined()) n += static_cast<int64_t>(scales.nbytes());
   return n;
 }

@@ -52,10 +52,11 @@ struct Int16Buffers {
 void gemm(WorkPool& pool, Int16Buffers f, const WeightRows& w, int in, int out, const float* x,
           int rows, const float* bias, float* y) {
   if (w.type == WeightType::Int8) {
-    if (f.levels.size() < std::size_t(rows) * in) f.levels.resize(std::size_t(rows) * in);
+    const std::size_t ld = int8_padded_cols(in);
+    if (f.levels.size() < rows * ld) f.levels.resize(rows * ld);
     if (f.scales.size() < std::size_t(rows)) f.scales.resize(rows);
-    quantize_rows_int16(x, in, rows, in, f.levels.data(), in, f.scales.data());
-    const Int16Rows xq{f.levels.data(), std::size_t(in), f.scales.data()};
+    quantize_rows_int16(x, in, rows, in, f.levels.data(), ld, f.scales.data());
+    const Int16Rows xq{f.levels.data(), ld, f.scales.data()};
     const int chunks = (out + kInt8Chunk - 1) / kInt8Chunk, T = pool.threads();
     auto chunk = [&](int c) {
       small_gemm_int8(w, in, xq, rows, bias, y, out, c * kInt8Chunk,
