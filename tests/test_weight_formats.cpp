@@ -227,16 +227,40 @@ TEST(WeightFormats, WeightRowsToBf16RoundsTheWidenedValueToNearestEven) {
   // libtorch's f32 -> bf16 conversion rounds to nearest even; 150 columns
   // leave a partial group and a tail shorter than a vector.
   at::manual_seed(6);
-  for (WeightType type : {WeightType::BF16, WeightType::Int8}) {
-    const auto [w, s, wf] = stored(at::randn({37, 150}) * 3, type);
+  {
+    const auto [w, s, wf] = stored(at::randn({37, 150}) * 3, WeightType::BF16);
     std::vector<uint16_t> out(33 * 150);
     weight_rows_to_bf16(weight_rows(w, s), 150, 2, 35, out.data());
     const at::Tensor want = wf.narrow(0, 2, 33).to(at::kBFloat16).contiguous();
-    const auto* wp = static_cast<const uint16_t*>(want.data_ptr());
-    int differ = 0;
-    for (int i = 0; i < 33 * 150; ++i) differ += out[i] != wp[i];
-    EXPECT_EQ(differ, 0) << weight_type_name(type);
+    EXPECT_EQ(std::memcmp(out.data(), want.data_ptr(), 2 * out.size()), 0);
   }
+  // Packed int8 rows come out as a transposed tile, on every instruction
+  // set this CPU runs (AVX2 takes two passes per block of 16 rows): rows
+  // [16, 37) end inside a block, [0, 37) span three.
+  const auto [w, s, wf] = stored(at::randn({37, 150}) * 3, WeightType::Int8);
+  EXPECT_THROW(weight_rows_to_bf16(weight_rows(w, s), 150, 0, 1, std::vector<uint16_t>(150).data()),
+               Error);
+  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    for (const auto [begin, end] : {std::pair{16, 37}, std::pair{0, 37}, std::pair{0, 16}}) {
+      const int n = end - begin;
+      std::vector<uint16_t> out(150 * (n + 3), 7);
+      int8_rows_to_bf16_transposed(weight_rows(w, s), 150, begin, end, out.data(), n + 3);
+      const at::Tensor want = wf.narrow(0, begin, n).t().to(at::kBFloat16).contiguous();
+      const auto* wp = static_cast<const uint16_t*>(want.data_ptr());
+      int differ = 0, touched = 0;
+      for (int i = 0; i < 150; ++i) {
+        for (int o = 0; o < n; ++o) differ += out[i * (n + 3) + o] != wp[i * n + o];
+        for (int o = n; o < n + 3; ++o) touched += out[i * (n + 3) + o] != 7;
+      }
+      EXPECT_EQ(differ, 0) << hwy::TargetName(target) << " rows " << begin << "-" << end;
+      EXPECT_EQ(touched, 0) << hwy::TargetName(target) << " rows " << begin << "-" << end;
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);
+  EXPECT_THROW(int8_rows_to_bf16_transposed(weight_rows(w, s), 150, 2, 5,
+                                            std::vector<uint16_t>(450).data(), 3),
+               Error);
   // Activations: any f32 length, the same conversion.
   const at::Tensor x = at::randn({1003}) * 100;
   std::vector<uint16_t> xb(1003);
@@ -255,12 +279,12 @@ TEST(WeightFormats, WeightRowsToBf16RoundsTheWidenedValueToNearestEven) {
   pack_int8_rows(levels.data(), kWeightGroup, scales, 1, 2, kWeightGroup, packed.data(),
                  packed_scales.data());
   std::vector<uint16_t> out(2 * kWeightGroup, 7);
-  weight_rows_to_bf16(WeightRows{WeightType::Int8, packed.data(), packed.size(),
-                                 packed_scales.data(), kInt8BlockRows},
-                      kWeightGroup, 0, 2, out.data());
-  EXPECT_EQ(out[0], 0x3F80);
-  EXPECT_EQ(out[kWeightGroup], 0x3F82);
-  EXPECT_EQ(out[1], 0);
+  int8_rows_to_bf16_transposed(WeightRows{WeightType::Int8, packed.data(), packed.size(),
+                                          packed_scales.data(), kInt8BlockRows},
+                               kWeightGroup, 0, 2, out.data(), 2);
+  EXPECT_EQ(out[0], 0x3F80);  // (0, 0)
+  EXPECT_EQ(out[1], 0x3F82);  // (1, 0)
+  EXPECT_EQ(out[2], 0);       // (0, 1)
 }
 
 // The packed int8 layout (kernels/weight_rows.h), byte by byte: a 20 x 70

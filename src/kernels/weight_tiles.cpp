@@ -44,31 +44,56 @@ void F32ToBf16(const float* x, std::size_t n, uint16_t* out) {
   for (; i < n; ++i) out[i] = f32_to_bf16(x[i]);
 }
 
-// Row o of a packed int8 matrix: each group's levels are gathered from its
-// 32 column pairs (two bytes each, 32 bytes apart) and then converted a
-// vector at a time.
-void Int8RowToBf16(const WeightRows& w, int o, int cols, uint16_t* out) {
+// Rows [row_begin, row_end) of a packed int8 matrix as a transposed bf16
+// tile. A column pair's 32 bytes hold 16 rows x 2 columns: their even bytes
+// are one column of the block's 16 rows and their odd bytes the next, so
+// splitting them is two shifts, and the 16 rows' scales are one load.
+void Int8RowsToBf16Transposed(const WeightRows& w, int cols, int row_begin, int row_end,
+                              uint16_t* out, std::size_t ldo) {
+#if HWY_TARGET == HWY_SCALAR  // one-lane vectors cannot hold a column pair
+  for (int o = row_begin; o < row_end; ++o)
+    for (int i = 0; i < cols; ++i)
+      out[i * ldo + (o - row_begin)] = f32_to_bf16(int8_value(w, o, i));
+#else
   const DF df;
   const hn::Rebind<int32_t, DF> di;
   const hn::Rebind<uint32_t, DF> du;
-  const hn::Rebind<int8_t, DF> d8;
   const hn::Rebind<uint16_t, DF> d16;
+  const hn::Repartition<int16_t, DF> dw;  // two levels per f32 lane
+  const hn::Rebind<int8_t, decltype(dw)> d8;
   const int N = static_cast<int>(hn::Lanes(df));
-  HWY_ALIGN int8_t levels[kWeightGroup];
-  for (int g0 = 0; g0 < cols; g0 += kWeightGroup) {
-    const int g1 = std::min(cols, g0 + kWeightGroup);
-    const int8_t* pairs = static_cast<const int8_t*>(w.data) + int8_level_offset(w, o, g0);
-    for (int p = 0; p < (g1 - g0 + 1) / 2; ++p) std::memcpy(levels + 2 * p, pairs + 32 * p, 2);
-    const float s = w.scales[int8_scale_offset(w, o, g0)];
-    const auto vs = hn::Set(df, s);
-    int i = 0;
-    for (; g0 + i + N <= g1; i += N) {
-      const auto f = hn::Mul(hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, levels + i))), vs);
-      const auto r = RoundToBf16Bits(du, hn::BitCast(du, f));
-      hn::StoreU(hn::DemoteTo(d16, hn::BitCast(di, r)), d16, out + g0 + i);
+  HWY_ALIGN uint16_t part[2][hn::MaxLanes(DF())];
+  for (int b = row_begin / kInt8BlockRows; b * kInt8BlockRows < row_end; ++b) {
+    const int8_t* block = static_cast<const int8_t*>(w.data) + b * w.ld;
+    const float* scales = w.scales + b * w.ld_scales;
+    for (int h = 0; h < kInt8BlockRows; h += N) {
+      const int o0 = b * kInt8BlockRows + h;  // first row of these lanes
+      const int n = std::min(N, row_end - o0);
+      if (n <= 0) break;
+      uint16_t* dst = out + (o0 - row_begin);
+      for (int i = 0; i < cols; i += 2) {
+        const int g = i / kWeightGroup;
+        const auto v = hn::BitCast(
+            di, hn::PromoteTo(
+                    dw, hn::LoadU(d8, block + g * 1024 + (i % kWeightGroup) / 2 * 32 + 2 * h)));
+        const auto s = hn::LoadU(df, scales + g * kInt8BlockRows + h);
+        const auto even = hn::ShiftRight<16>(hn::ShiftLeft<16>(v)), odd = hn::ShiftRight<16>(v);
+        for (int k = 0; k < 2 && i + k < cols; ++k) {
+          const auto f = hn::Mul(hn::ConvertTo(df, k == 0 ? even : odd), s);
+          const auto bits =
+              hn::DemoteTo(d16, hn::BitCast(di, RoundToBf16Bits(du, hn::BitCast(du, f))));
+          uint16_t* row = dst + (i + k) * ldo;
+          if (n == N) {
+            hn::StoreU(bits, d16, row);
+          } else {
+            hn::Store(bits, d16, part[k]);
+            std::copy(part[k], part[k] + n, row);
+          }
+        }
+      }
     }
-    for (; g0 + i < g1; ++i) out[g0 + i] = f32_to_bf16(static_cast<float>(levels[i]) * s);
   }
+#endif
 }
 
 }  // namespace HWY_NAMESPACE
@@ -78,7 +103,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace thinkeys {
 
-HWY_EXPORT(Int8RowToBf16);
+HWY_EXPORT(Int8RowsToBf16Transposed);
 HWY_EXPORT(F32ToBf16);
 
 void f32_to_bf16_bits(const float* x, std::size_t n, uint16_t* out) {
@@ -86,20 +111,20 @@ void f32_to_bf16_bits(const float* x, std::size_t n, uint16_t* out) {
 }
 
 void weight_rows_to_bf16(const WeightRows& w, int cols, int row_begin, int row_end, uint16_t* out) {
-  for (int o = row_begin; o < row_end; ++o, out += cols) {
-    const std::size_t base = static_cast<std::size_t>(o) * w.ld;
-    switch (w.type) {
-      case WeightType::BF16:
-        std::memcpy(out, static_cast<const uint16_t*>(w.data) + base, cols * sizeof(uint16_t));
-        break;
-      case WeightType::Int8:
-        HWY_DYNAMIC_DISPATCH(Int8RowToBf16)(w, o, cols, out);
-        break;
-      default:
-        throw Error(std::string("weight_rows_to_bf16: ") + weight_type_name(w.type) +
-                    " weights are not converted to bf16");
-    }
-  }
+  if (w.type != WeightType::BF16)
+    throw Error(std::string("weight_rows_to_bf16: ") + weight_type_name(w.type) +
+                " weights are not copied as bf16 rows");
+  for (int o = row_begin; o < row_end; ++o, out += cols)
+    std::memcpy(out, static_cast<const uint16_t*>(w.data) + static_cast<std::size_t>(o) * w.ld,
+                cols * sizeof(uint16_t));
+}
+
+void int8_rows_to_bf16_transposed(const WeightRows& w, int cols, int row_begin, int row_end,
+                                  uint16_t* out, std::size_t ldo) {
+  if (w.type != WeightType::Int8 || row_begin % kInt8BlockRows != 0)
+    throw Error("int8_rows_to_bf16_transposed: packed int8 rows from a multiple of 16");
+  if (row_end <= row_begin || cols <= 0) return;
+  HWY_DYNAMIC_DISPATCH(Int8RowsToBf16Transposed)(w, cols, row_begin, row_end, out, ldo);
 }
 
 }  // namespace thinkeys

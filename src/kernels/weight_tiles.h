@@ -8,11 +8,17 @@
 
 namespace thinkeys {
 
-// out[(o - row_begin) * cols + i] = bf16 bits of element (o, i) for rows
-// [row_begin, row_end): bf16 weights are copied; int8 levels times their
-// group's scale are rounded to nearest even once (the level itself is exact
-// in bf16). Other types are refused (Error).
+// out[(o - row_begin) * cols + i] = bits of element (o, i) of a bf16 matrix
+// for rows [row_begin, row_end). Other types are refused (Error).
 void weight_rows_to_bf16(const WeightRows& w, int cols, int row_begin, int row_end, uint16_t* out);
+
+// The transposed tile of a packed int8 matrix: out[i * ldo + (o - row_begin)]
+// = level x scale of element (o, i) rounded once to the nearest bf16 (ties
+// to even; the level itself is exact in bf16), for rows [row_begin,
+// row_end), row_begin a multiple of 16. Transposed because the packed
+// bytes hold a column of 16 rows together (kernels/weight_rows.h).
+void int8_rows_to_bf16_transposed(const WeightRows& w, int cols, int row_begin, int row_end,
+                                  uint16_t* out, std::size_t ldo);
 
 // out[i] = x[i] rounded to the nearest bf16 (ties to even), as bits; finite
 // inputs (the activations a product multiplies).

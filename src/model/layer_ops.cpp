@@ -130,12 +130,15 @@ bool native_bf16_gemm() {
 // Runs fn(o0, n) for tiles [o0, o0 + n) of `out` output features on the
 // compute pool, each thread's GEMM on one OpenMP thread. A multiple of the
 // thread count of equal tiles keeps the threads level.
+// Tiles start on multiples of `align` (packed int8 weights convert whole
+// blocks of 16 rows).
 template <class F>
-void for_feature_tiles(int64_t out, F&& fn) {
+void for_feature_tiles(int64_t out, F&& fn, int64_t align = 1) {
   const int64_t threads = project_threads();
   const int64_t per_thread =
       (out + threads * kBf16TileFeatures - 1) / (threads * kBf16TileFeatures);
-  const int64_t tiles = threads * per_thread, tile = (out + tiles - 1) / tiles;
+  const int64_t tiles = threads * per_thread;
+  const int64_t tile = ((out + tiles - 1) / tiles + align - 1) / align * align;
   compute_pool()->run(static_cast<int>(tiles), [&](int t, int) {
     one_openmp_thread();
     const int64_t o0 = std::min(out, t * tile), n = std::min(tile, out - o0);
@@ -202,30 +205,48 @@ at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Ten
   float* yp = y.data_ptr<float>();
   const at::Tensor bc = b.defined() ? b.contiguous() : b;
   const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
-  for_feature_tiles(out, [&](int64_t o0, int64_t n) {
-    const uint16_t* wt;
-    thread_local std::vector<uint16_t> converted;
-    if (stored_bf16) {
-      wt = static_cast<const uint16_t*>(w.data_ptr()) + o0 * in;
-    } else {
-      converted.resize(static_cast<std::size_t>(n * in));
-      weight_rows_to_bf16(wr, static_cast<int>(in), static_cast<int>(o0), static_cast<int>(o0 + n),
-                          converted.data());
-      wt = converted.data();
-    }
-    if (dnnl_gemm_bf16bf16f32 != nullptr) {
-      const int status =
-          dnnl_gemm_bf16bf16f32('N', 'T', rows, n, in, 1.0f, xp, in, wt, in, 0.0f, yp + o0, out);
-      if (status != 0)
-        throw Error("oneDNN bf16 GEMM failed (status " + std::to_string(status) + ")");
-      add_bias(bp, rows, o0, n, yp, out);
-      return;
-    }
-    const at::Tensor wtile = at::from_blob(const_cast<uint16_t*>(wt), {n, in}, at::kBFloat16);
-    at::Tensor part = y.narrow(1, o0, n);
-    part.copy_(at::mm(xb, wtile.t()));
-    if (b.defined()) part.add_(b.narrow(0, o0, n));
-  });
+  const bool packed_int8 = wr.type == WeightType::Int8;
+  for_feature_tiles(
+      out,
+      [&](int64_t o0, int64_t n) {
+        // bf16 weights are multiplied in place; int8 ones widened to a bf16
+        // tile, transposed (int8_rows_to_bf16_transposed says why).
+        const uint16_t* wt;
+        thread_local std::vector<uint16_t> converted;
+        char trans_w = 'T';
+        int64_t ldw = in;
+        if (stored_bf16) {
+          wt = static_cast<const uint16_t*>(w.data_ptr()) + o0 * in;
+        } else if (packed_int8) {
+          converted.resize(static_cast<std::size_t>(n * in));
+          int8_rows_to_bf16_transposed(wr, static_cast<int>(in), static_cast<int>(o0),
+                                       static_cast<int>(o0 + n), converted.data(),
+                                       static_cast<std::size_t>(n));
+          wt = converted.data();
+          trans_w = 'N';
+          ldw = n;
+        } else {
+          converted.resize(static_cast<std::size_t>(n * in));
+          weight_rows_to_bf16(wr, static_cast<int>(in), static_cast<int>(o0),
+                              static_cast<int>(o0 + n), converted.data());
+          wt = converted.data();
+        }
+        if (dnnl_gemm_bf16bf16f32 != nullptr) {
+          const int status = dnnl_gemm_bf16bf16f32('N', trans_w, rows, n, in, 1.0f, xp, in, wt, ldw,
+                                                   0.0f, yp + o0, out);
+          if (status != 0)
+            throw Error("oneDNN bf16 GEMM failed (status " + std::to_string(status) + ")");
+          add_bias(bp, rows, o0, n, yp, out);
+          return;
+        }
+        const at::Tensor wtile =
+            trans_w == 'T' ? at::from_blob(const_cast<uint16_t*>(wt), {n, in}, at::kBFloat16).t()
+                           : at::from_blob(const_cast<uint16_t*>(wt), {in, n}, at::kBFloat16);
+        at::Tensor part = y.narrow(1, o0, n);
+        part.copy_(at::mm(xb, wtile));
+        if (b.defined()) part.add_(b.narrow(0, o0, n));
+      },
+      packed_int8 ? kInt8BlockRows : 1);
   return y;
 }
 
