@@ -231,6 +231,14 @@ void quantize_rows_int16(const float* x, std::size_t ldx, int rows, int in, int1
   HWY_DYNAMIC_DISPATCH(QuantizeRows)(x, ldx, rows, in, levels, ld, scales);
 }
 
+Int16Rows Int16RowBuffer::quantize(const float* x, std::size_t ldx, int rows, int in) {
+  const std::size_t ld = int8_padded_cols(in);
+  if (levels_.size() < rows * ld) levels_.resize(rows * ld);
+  if (scales_.size() < static_cast<std::size_t>(rows)) scales_.resize(rows);
+  quantize_rows_int16(x, ldx, rows, in, levels_.data(), ld, scales_.data());
+  return {levels_.data(), ld, scales_.data()};
+}
+
 void small_gemm_int8(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
                      float* y, std::size_t ldy, int o_begin, int o_end) {
   if (rows <= 0 || o_end <= o_begin) return;

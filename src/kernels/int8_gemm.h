@@ -14,6 +14,7 @@
 // int8 activations were tried and cost 2.4x the KL on stories260K.
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/weight_rows.h"
 
@@ -34,6 +35,18 @@ struct Int16Rows {
 // levels up to int8_padded_cols(in) are zero (ld must be at least that).
 void quantize_rows_int16(const float* x, std::size_t ldx, int rows, int in, int16_t* levels,
                          std::size_t ld, float* scales);
+
+// Storage for quantized rows that callers keep between products: it grows to
+// the largest product seen and is then reused without allocating. The rows it
+// returns stay valid until the next quantize().
+class Int16RowBuffer {
+ public:
+  Int16Rows quantize(const float* x, std::size_t ldx, int rows, int in);
+
+ private:
+  std::vector<int16_t> levels_;
+  std::vector<float> scales_;
+};
 
 // small_gemm (kernels/small_gemm.h) for packed WeightType::Int8 weights
 // (kernels/weight_rows.h) and quantized rows: y[r * ldy + o] = sum_g

@@ -9,8 +9,6 @@
 
 #include "kernels/small_gemm.h"
 
-#include <vector>
-
 #include "format/row_codec.h"
 #include "kernels/int8_gemm.h"
 #include "kernels/weight_prefetch.h"
@@ -160,16 +158,11 @@ void small_gemm(const WeightRows& w, int in, const float* x, std::size_t ldx, in
                 const float* bias, float* y, std::size_t ldy, int o_begin, int o_end) {
   if (rows <= 0 || o_end <= o_begin) return;
   if (w.type == WeightType::Int8) {
-    // The rows are quantized per call (a few KiB); callers that split one
-    // product over threads and care quantize once (runtime/fused_step.cpp).
-    thread_local std::vector<int16_t> levels;
-    thread_local std::vector<float> scales;
-    const std::size_t ld = int8_padded_cols(in);
-    levels.resize(rows * ld);
-    scales.resize(rows);
-    quantize_rows_int16(x, ldx, rows, in, levels.data(), ld, scales.data());
-    small_gemm_int8(w, in, Int16Rows{levels.data(), ld, scales.data()}, rows, bias, y, ldy, o_begin,
-                    o_end);
+    // Quantized per call; callers that split one product over threads
+    // quantize once and call small_gemm_int8 (model/layer_ops.cpp,
+    // runtime/fused_step.cpp).
+    thread_local Int16RowBuffer rows_q;
+    small_gemm_int8(w, in, rows_q.quantize(x, ldx, rows, in), rows, bias, y, ldy, o_begin, o_end);
     return;
   }
   HWY_DYNAMIC_DISPATCH(SmallGemm)(w, in, x, ldx, rows, bias, y, ldy, o_begin, o_end);

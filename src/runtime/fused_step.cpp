@@ -44,19 +44,10 @@ namespace {
 
 // Int8 weights multiply int16 activations, quantized here once per matrix
 // rather than once per chunk.
-struct Int16Buffers {
-  std::vector<int16_t>& levels;
-  std::vector<float>& scales;
-};
-
-void gemm(WorkPool& pool, Int16Buffers f, const WeightRows& w, int in, int out, const float* x,
-          int rows, const float* bias, float* y) {
+void gemm(WorkPool& pool, Int16RowBuffer& xq_buffer, const WeightRows& w, int in, int out,
+          const float* x, int rows, const float* bias, float* y) {
   if (w.type == WeightType::Int8) {
-    const std::size_t ld = int8_padded_cols(in);
-    if (f.levels.size() < rows * ld) f.levels.resize(rows * ld);
-    if (f.scales.size() < std::size_t(rows)) f.scales.resize(rows);
-    quantize_rows_int16(x, in, rows, in, f.levels.data(), ld, f.scales.data());
-    const Int16Rows xq{f.levels.data(), ld, f.scales.data()};
+    const Int16Rows xq = xq_buffer.quantize(x, in, rows, in);
     const int chunks = (out + kInt8Chunk - 1) / kInt8Chunk, T = pool.threads();
     auto chunk = [&](int c) {
       small_gemm_int8(w, in, xq, rows, bias, y, out, c * kInt8Chunk,
@@ -165,7 +156,7 @@ void BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t>
     grow(f.kmap, std::size_t(B) * nk * max_r);
   }
 
-  const Int16Buffers xq{f.xq, f.xq_scales};
+  Int16RowBuffer& xq = f.xq;
   float* x = f.x.data();
   for (int b = 0; b < B; ++b) {
     weight_rows_to_f32(f.emb, D, tokens[b], tokens[b] + 1, x + b * D);

@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "kernels/int8_gemm.h"
 #include "kernels/weight_rows.h"
 #include "runtime/batch_decoder.h"
 
@@ -28,8 +29,7 @@ struct BatchDecoder::FusedStep {
   // qmap/kmap the Post mode's mapped queries and keys.
   std::vector<float> x, h, qkv, att, tmp, up, act, cos, sin, layer_cos, layer_sin, qmap, kmap;
   // A matrix's input rows quantized for int8 weights (kernels/int8_gemm.h).
-  std::vector<int16_t> xq;
-  std::vector<float> xq_scales;
+  Int16RowBuffer xq;
 };
 
 }  // namespace thinkeys
