@@ -30,7 +30,7 @@ namespace {
 // item's start being paid over fewer bytes.
 constexpr int kChunk = 64;
 constexpr int kInt8Chunk = 128;
-// Threads up to which int8 matrices are split into one contiguous share per
+// Threads up to which matrices are split into one contiguous share per
 // thread (the cursors live on the stack: no allocation per step).
 constexpr int kMaxShares = 16;
 
@@ -46,38 +46,38 @@ namespace {
 // rather than once per chunk.
 void gemm(WorkPool& pool, Int16RowBuffer& xq_buffer, const WeightRows& w, int in, int out,
           const float* x, int rows, const float* bias, float* y) {
-  if (w.type == WeightType::Int8) {
-    const Int16Rows xq = xq_buffer.quantize(x, in, rows, in);
-    const int chunks = (out + kInt8Chunk - 1) / kInt8Chunk, T = pool.threads();
-    auto chunk = [&](int c) {
-      small_gemm_int8(w, in, xq, rows, bias, y, out, c * kInt8Chunk,
-                      std::min(out, (c + 1) * kInt8Chunk));
-    };
-    if (T > kMaxShares) {
-      pool.run(chunks, [&](int c, int) { chunk(c); });
-      return;
-    }
-    // Each thread walks a contiguous share of the rows front to back and
-    // then helps with the others' (each pool item claims one chunk, so every
-    // chunk is claimed exactly once): one long stream per thread, as the
-    // read-bandwidth probe reads, instead of threads alternating 128-row
-    // items. In quiet interleaved runs (gqa, mha thin-f16 1K) int8 / bf16
-    // went from 0.594-0.658 to 0.549-0.607 (docs/results/decode.md).
-    std::array<std::atomic<int>, kMaxShares> next;
-    std::array<int, kMaxShares + 1> first{};
-    for (int s = 0; s <= T; ++s) first[s] = static_cast<int>(std::int64_t{chunks} * s / T);
-    for (int s = 0; s < T; ++s) next[s].store(first[s], std::memory_order_relaxed);
-    pool.run(chunks, [&](int, int t) {
-      for (int k = 0; k < T; ++k) {
-        const int s = (t + k) % T;
-        const int c = next[s].fetch_add(1);
-        if (c < first[s + 1]) return chunk(c);
-      }
-    });
+  const bool int8 = w.type == WeightType::Int8;
+  const Int16Rows xq = int8 ? xq_buffer.quantize(x, in, rows, in) : Int16Rows{};
+  const int rows_per_chunk = int8 ? kInt8Chunk : kChunk;
+  const int chunks = (out + rows_per_chunk - 1) / rows_per_chunk, T = pool.threads();
+  auto chunk = [&](int c) {
+    const int o_begin = c * rows_per_chunk, o_end = std::min(out, o_begin + rows_per_chunk);
+    if (int8)
+      small_gemm_int8(w, in, xq, rows, bias, y, out, o_begin, o_end);
+    else
+      small_gemm(w, in, x, in, rows, bias, y, out, o_begin, o_end);
+  };
+  if (T > kMaxShares) {
+    pool.run(chunks, [&](int c, int) { chunk(c); });
     return;
   }
-  pool.run((out + kChunk - 1) / kChunk, [&](int c, int) {
-    small_gemm(w, in, x, in, rows, bias, y, out, c * kChunk, std::min(out, (c + 1) * kChunk));
+  // Each thread walks a contiguous share of the rows front to back and then
+  // helps with the others' (each pool item claims one chunk, so every chunk
+  // is claimed exactly once): one long stream per thread, as the
+  // read-bandwidth probe reads, instead of threads alternating items. In
+  // quiet interleaved runs (gqa, mha thin-f16 1K) int8 / bf16 went from
+  // 0.594-0.658 to 0.549-0.607 (docs/results/decode.md); on the Zen 5 VM the
+  // 16-bit and f32 GEMVs gained as much from it.
+  std::array<std::atomic<int>, kMaxShares> next;
+  std::array<int, kMaxShares + 1> first{};
+  for (int s = 0; s <= T; ++s) first[s] = static_cast<int>(std::int64_t{chunks} * s / T);
+  for (int s = 0; s < T; ++s) next[s].store(first[s], std::memory_order_relaxed);
+  pool.run(chunks, [&](int, int t) {
+    for (int k = 0; k < T; ++k) {
+      const int s = (t + k) % T;
+      const int c = next[s].fetch_add(1);
+      if (c < first[s + 1]) return chunk(c);
+    }
   });
 }
 
