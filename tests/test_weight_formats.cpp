@@ -214,13 +214,15 @@ TEST(WeightFormats, Int8GemmOnInt16RowsStaysWithinBothRoundings) {
 
 TEST(WeightFormats, WeightRowsToF32MatchesLibtorchConversions) {
   at::manual_seed(4);
-  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8}) {
-    // 37 rows: three packed int8 blocks, the last one partial.
-    const auto [w, s, wf] = stored(at::randn({37, 150}), type);
-    at::Tensor out = at::empty({33, 150});
-    weight_rows_to_f32(weight_rows(w, s), 150, 2, 35, out.data_ptr<float>());
-    EXPECT_TRUE(at::equal(out, wf.narrow(0, 2, 33))) << weight_type_name(type);
-  }
+  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8})
+    for (int cols : {150, 151}) {
+      // 37 rows: three packed int8 blocks, the last one partial; 150 and 151
+      // columns end inside a group, 151 inside a column pair.
+      const auto [w, s, wf] = stored(at::randn({37, cols}), type);
+      at::Tensor out = at::empty({33, cols});
+      weight_rows_to_f32(weight_rows(w, s), cols, 2, 35, out.data_ptr<float>());
+      EXPECT_TRUE(at::equal(out, wf.narrow(0, 2, 33))) << weight_type_name(type) << " " << cols;
+    }
 }
 
 TEST(WeightFormats, WeightRowsToBf16RoundsTheWidenedValueToNearestEven) {

@@ -64,9 +64,23 @@ void weight_rows_to_f32(const WeightRows& w, int cols, int row_begin, int row_en
         for (int i = 0; i < cols; ++i) out[i] = f16_to_f32(p[i]);
         break;
       }
-      case WeightType::Int8:
-        for (int i = 0; i < cols; ++i) out[i] = int8_value(w, o, i);
+      case WeightType::Int8: {
+        // Walks the row's pairs in storage order (prefill tiles on CPUs
+        // without AVX512-BF16 convert every weight through here): a row's
+        // two levels of a column pair sit 32 bytes after the previous pair's.
+        const auto* levels = static_cast<const int8_t*>(w.data) + int8_level_offset(w, o, 0);
+        const float* scales = w.scales + int8_scale_offset(w, o, 0);
+        for (int g = 0; g * kWeightGroup < cols; ++g) {
+          const int8_t* pair = levels + g * (kWeightGroup * kInt8BlockRows);
+          const float s = scales[g * kInt8BlockRows];
+          const int end = std::min(cols, (g + 1) * kWeightGroup);
+          for (int i = g * kWeightGroup; i < end; i += 2, pair += 2 * kInt8BlockRows) {
+            out[i] = static_cast<float>(pair[0]) * s;
+            if (i + 1 < end) out[i + 1] = static_cast<float>(pair[1]) * s;
+          }
+        }
         break;
+      }
     }
   }
 }
