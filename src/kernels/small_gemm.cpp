@@ -157,15 +157,26 @@ HWY_EXPORT(GemmTargetName);
 void small_gemm(const WeightRows& w, int in, const float* x, std::size_t ldx, int rows,
                 const float* bias, float* y, std::size_t ldy, int o_begin, int o_end) {
   if (rows <= 0 || o_end <= o_begin) return;
-  if (w.type == WeightType::Int8) {
-    // Quantized per call; callers that split one product over threads
-    // quantize once and call small_gemm_int8 (model/layer_ops.cpp,
-    // runtime/fused_step.cpp).
-    thread_local Int16RowBuffer rows_q;
-    small_gemm_int8(w, in, rows_q.quantize(x, ldx, rows, in), rows, bias, y, ldy, o_begin, o_end);
-    return;
-  }
-  HWY_DYNAMIC_DISPATCH(SmallGemm)(w, in, x, ldx, rows, bias, y, ldy, o_begin, o_end);
+  // Quantized per call for int8 weights; callers that split one product over
+  // threads prepare the rows once (model/layer_ops.cpp, runtime/fused_step.cpp).
+  thread_local Int16RowBuffer buffer;
+  small_gemm(w, in, prepare_gemm_rows(w, in, x, ldx, rows, buffer), rows, bias, y, ldy, o_begin,
+             o_end);
+}
+
+GemmRows prepare_gemm_rows(const WeightRows& w, int in, const float* x, std::size_t ldx, int rows,
+                           Int16RowBuffer& buffer) {
+  GemmRows r{x, ldx, {}};
+  if (w.type == WeightType::Int8 && rows > 0) r.xq = buffer.quantize(x, ldx, rows, in);
+  return r;
+}
+
+void small_gemm(const WeightRows& w, int in, const GemmRows& x, int rows, const float* bias,
+                float* y, std::size_t ldy, int o_begin, int o_end) {
+  if (rows <= 0 || o_end <= o_begin) return;
+  if (w.type == WeightType::Int8)
+    return small_gemm_int8(w, in, x.xq, rows, bias, y, ldy, o_begin, o_end);
+  HWY_DYNAMIC_DISPATCH(SmallGemm)(w, in, x.x, x.ldx, rows, bias, y, ldy, o_begin, o_end);
 }
 
 void small_gemm(const float* w, std::size_t ldw, int in, const float* x, std::size_t ldx, int rows,

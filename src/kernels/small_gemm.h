@@ -10,6 +10,7 @@
 // quantized to int16 (kernels/int8_gemm.h), as the decode step does.
 #include <cstddef>
 
+#include "kernels/int8_gemm.h"
 #include "kernels/weight_rows.h"
 
 namespace thinkeys {
@@ -24,6 +25,20 @@ inline constexpr int kSmallGemmMaxRows = 16;
 // disjoint outputs.
 void small_gemm(const WeightRows& w, int in, const float* x, std::size_t ldx, int rows,
                 const float* bias, float* y, std::size_t ldy, int o_begin, int o_end);
+
+// A product's input rows made ready once for all the chunks threads run of
+// it: for int8 weights quantized to int16 into `buffer` (valid until its next
+// quantize), otherwise the f32 rows as given.
+struct GemmRows {
+  const float* x = nullptr;
+  std::size_t ldx = 0;
+  Int16Rows xq;  // int8 weights only
+};
+GemmRows prepare_gemm_rows(const WeightRows& w, int in, const float* x, std::size_t ldx, int rows,
+                           Int16RowBuffer& buffer);
+// small_gemm on rows from prepare_gemm_rows(w, ...).
+void small_gemm(const WeightRows& w, int in, const GemmRows& x, int rows, const float* bias,
+                float* y, std::size_t ldy, int o_begin, int o_end);
 // The same for f32 weights w[o * ldw + i].
 void small_gemm(const float* w, std::size_t ldw, int in, const float* x, std::size_t ldx, int rows,
                 const float* bias, float* y, std::size_t ldy, int o_begin, int o_end);

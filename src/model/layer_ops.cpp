@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "kernels/int8_gemm.h"
 #include "kernels/row_ops.h"
 #include "kernels/small_gemm.h"
 #include "kernels/weight_tiles.h"
@@ -93,15 +92,9 @@ at::Tensor small_project(const at::Tensor& x_in, const at::Tensor& w, const at::
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
   // int8 weights: the rows are quantized once here, not once per chunk.
-  Int16RowBuffer rows_q;
-  const Int16Rows xq =
-      wr.type == WeightType::Int8 ? rows_q.quantize(xp, in, rows, in) : Int16Rows{};
-  auto run = [&](int o0, int o1) {
-    if (wr.type == WeightType::Int8)
-      small_gemm_int8(wr, in, xq, rows, bp, yp, out, o0, o1);
-    else
-      small_gemm(wr, in, xp, in, rows, bp, yp, out, o0, o1);
-  };
+  Int16RowBuffer buffer;
+  const GemmRows xr = prepare_gemm_rows(wr, in, xp, in, rows, buffer);
+  auto run = [&](int o0, int o1) { small_gemm(wr, in, xr, rows, bp, yp, out, o0, o1); };
   // libtorch's own pool is pinned to one thread (util/threads.h), so without
   // the shared pool this would run on one core.
   const int chunks = (out + kGemmChunk - 1) / kGemmChunk;

@@ -46,16 +46,12 @@ namespace {
 // rather than once per chunk.
 void gemm(WorkPool& pool, Int16RowBuffer& xq_buffer, const WeightRows& w, int in, int out,
           const float* x, int rows, const float* bias, float* y) {
-  const bool int8 = w.type == WeightType::Int8;
-  const Int16Rows xq = int8 ? xq_buffer.quantize(x, in, rows, in) : Int16Rows{};
-  const int rows_per_chunk = int8 ? kInt8Chunk : kChunk;
+  const GemmRows xr = prepare_gemm_rows(w, in, x, in, rows, xq_buffer);
+  const int rows_per_chunk = w.type == WeightType::Int8 ? kInt8Chunk : kChunk;
   const int chunks = (out + rows_per_chunk - 1) / rows_per_chunk, T = pool.threads();
   auto chunk = [&](int c) {
-    const int o_begin = c * rows_per_chunk, o_end = std::min(out, o_begin + rows_per_chunk);
-    if (int8)
-      small_gemm_int8(w, in, xq, rows, bias, y, out, o_begin, o_end);
-    else
-      small_gemm(w, in, x, in, rows, bias, y, out, o_begin, o_end);
+    const int o_begin = c * rows_per_chunk;
+    small_gemm(w, in, xr, rows, bias, y, out, o_begin, std::min(out, o_begin + rows_per_chunk));
   };
   if (T > kMaxShares) {
     pool.run(chunks, [&](int c, int) { chunk(c); });
