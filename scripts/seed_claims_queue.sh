@@ -350,8 +350,9 @@ hd64_grid() {
   done
   for m in svd kqsvd; do
     # The rate item 5 chose on valid.txt for distillation of the same method (width-256
-    # model); 3e-4 when item 5's sweep has not finished.
-    local lr=3e-4
+    # model): from its sweep when this root has it, else 1e-3, which it chose for both
+    # methods (docs/results/finetune.md; a root made after 5 December 11:34 lacks the sweep).
+    local lr=1e-3
     if ls "$root"/ft-sweep-$m-kd-lr*/eval_valid.json >/dev/null 2>&1 &&
         [[ $(ls "$root"/ft-sweep-$m-kd-lr*/eval_valid.json | wc -l) == "${#ft_lrs[@]}" ]]; then
       lr=$(best_lr "$m" kd)
