@@ -2,7 +2,8 @@
 # Redraws every plot of docs/results/ (SVG, next to the markdown that links it)
 # from the data kept in docs/results/data/:
 #   compression.tsv                 the results table of compression.md, one row per command run
-#   seed_claims.json                issue 22's held-out runs (variants.md's Pareto plot)
+#   seed_claims.json                issue 22's held-out runs (variants.md's Pareto plot,
+#                                   compression.md's hd64 Pareto plot)
 #   spectrum_stories260k.json       `thinkeys spectrum ... --json`
 #   decode_model.tsv,               the decode.md tables (`bench --decode-model` and
 #   decode_kernel_vs_full.tsv       `bench --decode`; they need a quiet machine)
@@ -108,6 +109,35 @@ for model in ("stories260K", "llama_hd32", "gpt2_hd32"):
     dims = [p[2] for n in names for p in series[n]]
     write("comp_%s_range.txt" % model,
           ["%g %g %g %g" % (min(ppl) * 0.95, max(ppl) * 1.1, min(dims) / 1.4, max(dims) * 1.4)])
+
+# Issue 22 item 7: the compression grid of hd64 on test.txt (seed_claims.json, hd64* keys), in
+# the same series files as the sweeps above: bytes, perplexity, key dims, KL.
+sc_path = os.path.join(data, "seed_claims.json")
+sc = json.load(open(sc_path)) if os.path.exists(sc_path) else {}
+if "hd64" in sc:
+    orig, full_bytes = sc["hd64"]["test"]["ppl"], 3072  # 6 layers x 2 KV heads x 64 x (K + V) x 2 B
+    series = {}
+    for q, dims in ((2, 64), (4, 32), (8, 16)):
+        f16_bytes = full_bytes // 2 + full_bytes // 2 // q  # values full, keys 1/q wide
+        for m in ("kqsvd", "svd"):
+            for mode in ("latent", "post", "pairs"):
+                for key, label in (("hd64-c-%s-%s-q%d" % (m, mode, q), "%s %s" % (m, mode)),
+                                   ("hd64-ft-%s-%s-q%d" % (m, mode, q), "%s %s + QK fine-tuning" % (m, mode))):
+                    if "eval_test" not in sc.get(key, {}):
+                        continue
+                    e = sc[key]["eval_test"]
+                    d = dims // 2 if mode == "pairs" else dims  # pairs: per head
+                    series.setdefault(label, []).append((f16_bytes, e["perplexity_over_slices"]["mean"], d,
+                                                         e["kl_over_slices"]["mean"]))
+    names = sorted(series)
+    for i, name in enumerate(names):
+        write("comp_hd64_%d.dat" % i, ["%g %g %g %g" % p for p in sorted(series[name])])
+    write("comp_hd64_names.txt", names)
+    allpts = [p for n in names for p in series[n]] + [(float(full_bytes), orig, 0, 0)]
+    write("comp_hd64_front.dat", ["%g %g" % p[:2] for p in pareto(allpts)])
+    write("comp_hd64_orig.txt", ["%g %g" % (orig, full_bytes)])
+    # The failed rows (up to 120) would flatten the ones that matter: they leave the chart.
+    write("comp_hd64_range.txt", ["%g %g %g %g" % (orig * 0.97, orig * 1.45, 8 / 1.4, 64 * 1.4)])
 
 # Mean cumulative singular-value energy over heads and layers.
 spec_path = os.path.join(data, "spectrum_stories260k.json")
@@ -219,6 +249,8 @@ GP
 }
 comp_plot llama_hd32 'Key compression after training: Llama trained here (RoPE, GQA, head dim 32)' "$res/compression_pareto.svg"
 comp_plot stories260K 'Key compression after training: stories260K (RoPE, GQA, head dim 8)' "$res/compression_pareto_stories260k.svg"
+[ -f "$work/comp_hd64_names.txt" ] &&
+  comp_plot hd64 'Key compression after training: hd64 (RoPE, GQA, head dim 64; test.txt)' "$res/compression_pareto_hd64.svg"
 
 # 3. Perplexity and KL against key dimensions, per method (trained Llama).
 rank_plot() {  # model title output

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Thin keys composed with int8 / int4 keys on issue 22 item 7's head_dim-64 model: for the
+# uncompressed model, KQ-SVD's latent caches and its QK-fine-tuned post caches, one eval per
+# key dtype (f32 dense, int8 and int4 through the paged decode cache with f16 values), each
+# against the UNCOMPRESSED model on the same text (slice 0 of test.txt, no overlap), so the
+# KL is the total cost of thinning and quantizing the keys. Bytes per token are what
+# `thinkeys info` counts for that paged cache (scales included).
+#
+#   bash scripts/hd64_key_dtypes.sh ROOT [OUT.tsv]
+#
+# ROOT is the seed-claims run root holding hd64, hd64-c-* and hd64-ft-* (made by
+# scripts/seed_claims_queue.sh with SEED_CLAIMS_ITEMS="7 7grid"). Each eval's JSON goes to
+# ROOT/key-dtypes/ (finished ones are skipped); the table goes to OUT (default: stdout).
+set -euo pipefail
+root=${1:?usage: hd64_key_dtypes.sh ROOT [OUT.tsv]}
+out=${2:-/dev/stdout}
+here=$(cd "$(dirname "$0")/.." && pwd)
+shared=${THINKEYS_SHARED:-$here/../shared}
+data=$shared/data/gutenberg
+tk=$root/bin/thinkeys
+[[ -x $tk ]] || { echo "hd64_key_dtypes.sh: $tk not found (the queue's binary copy)" >&2; exit 1; }
+[[ -f $data/test.txt ]] || { echo "hd64_key_dtypes.sh: $data/test.txt not found" >&2; exit 1; }
+models=(hd64
+  hd64-c-kqsvd-latent-q2 hd64-c-kqsvd-latent-q4 hd64-c-kqsvd-latent-q8
+  hd64-c-kqsvd-post-q2 hd64-c-kqsvd-post-q4 hd64-c-kqsvd-post-q8
+  hd64-ft-kqsvd-post-q2 hd64-ft-kqsvd-post-q4 hd64-ft-kqsvd-post-q8)
+dir=$root/key-dtypes
+mkdir -p "$dir"
+for m in "${models[@]}"; do
+  [[ -f $root/$m/DONE ]] || { echo "hd64_key_dtypes.sh: $root/$m is not finished" >&2; exit 1; }
+  [[ -s $dir/$m-info.json ]] || { "$tk" info "$root/$m/model" --json > "$dir/$m-info.json.tmp" &&
+    mv "$dir/$m-info.json.tmp" "$dir/$m-info.json"; }
+  for k in f32 int8 int4; do
+    j=$dir/$m-$k.json
+    [[ -s $j ]] && continue
+    cache=()
+    [[ $k != f32 ]] && cache=(--cache-k "$k")
+    "$tk" eval "$root/$m/model" --data "$data/test.txt" --documents "$data/INDEX.tsv" \
+      --doc-tokens 2048 --slices 1 --ctx 256 --stride 256 --json --reference "$root/hd64/model" \
+      --tokenizer "$root/hd64/tokenizer" "${cache[@]}" > "$j.tmp"
+    mv "$j.tmp" "$j"
+  done
+done
+tmp=$dir/table.tsv.tmp
+/usr/bin/python3 - "$dir" "${models[@]}" > "$tmp" <<'PY'
+import json, sys
+d, models = sys.argv[1], sys.argv[2:]
+print("# hd64 key dtypes: slice 0 of test.txt, ctx 256, stride 256; KL against the uncompressed model;"
+      " bytes per token of the paged cache (values f16) from `thinkeys info --json`; made by scripts/hd64_key_dtypes.sh")
+print("model\tkeys\tbytes_per_token\tperplexity\tkl\ttop1")
+for m in models:
+    info = json.load(open(f"{d}/{m}-info.json"))
+    paged = {(p["key_dtype"], p["value_dtype"]): p["pool_bytes_per_token"] for p in info["paged_cache"]}
+    for k in ("f32", "int8", "int4"):
+        e = json.load(open(f"{d}/{m}-{k}.json"))
+        b = paged[("f16" if k == "f32" else k, "f16")]  # f32 keys are scored as the f16 cache's bytes
+        print(f"{m}\t{k}\t{b:g}\t{e['perplexity']:.4f}\t{e['kl_mean']:.5f}\t{e['top1_agreement']:.4f}")
+PY
+if [[ $out == /dev/stdout ]]; then cat "$tmp" && rm -f "$tmp"; else cp "$tmp" "$out.tmp" && mv "$out.tmp" "$out" && rm -f "$tmp"; fi
