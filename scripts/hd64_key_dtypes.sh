@@ -47,6 +47,8 @@ import json, sys
 d, models = sys.argv[1], sys.argv[2:]
 print("# hd64 key dtypes: slice 0 of test.txt, ctx 256, stride 256; KL against the uncompressed model;"
       " bytes per token of the paged cache (values f16) from `thinkeys info --json`; made by scripts/hd64_key_dtypes.sh")
+print("# keys f32: scored with the dense f32 cache, bytes of the f16 paged cache (f16 keys and values"
+      " add KL 0.00000 on stories260K, compression.md's cache-dtype table)")
 print("model\tkeys\tbytes_per_token\tperplexity\tkl\ttop1")
 for m in models:
     info = json.load(open(f"{d}/{m}-info.json"))
