@@ -13,7 +13,6 @@
 # ROOT/key-dtypes/ (finished ones are skipped); the table goes to OUT (default: stdout).
 set -euo pipefail
 root=${1:?usage: hd64_key_dtypes.sh ROOT [OUT.tsv]}
-out=${2:-/dev/stdout}
 here=$(cd "$(dirname "$0")/.." && pwd)
 shared=${THINKEYS_SHARED:-$here/../shared}
 data=$shared/data/gutenberg
@@ -42,8 +41,8 @@ for m in "${models[@]}"; do
     mv "$j.tmp" "$j"
   done
 done
-tmp=$dir/table.tsv.tmp
-/usr/bin/python3 - "$dir" "${models[@]}" > "$tmp" <<'PY'
+table() {
+  /usr/bin/python3 - "$dir" "${models[@]}" <<'PY'
 import json, sys
 d, models = sys.argv[1], sys.argv[2:]
 print("# hd64 key dtypes: slice 0 of test.txt, ctx 256, stride 256; KL against the uncompressed model;"
@@ -60,4 +59,10 @@ for m in models:
         b = paged[(kd, vd)]  # f32 keys are scored as the f16 cache's bytes
         print(f"{m}\t{k}\t{b:g}\t{e['perplexity']:.4f}\t{e['kl_mean']:.5f}\t{e['top1_agreement']:.4f}")
 PY
-if [[ $out == /dev/stdout ]]; then cat "$tmp" && rm -f "$tmp"; else cp "$tmp" "$out.tmp" && mv "$out.tmp" "$out" && rm -f "$tmp"; fi
+}
+if [[ $# -ge 2 ]]; then
+  table > "$2.tmp"
+  mv "$2.tmp" "$2"
+else
+  table
+fi
