@@ -116,6 +116,23 @@ def main():
               file=sys.stderr)
         for x, shape, ctx, batch, w in sorted(slower, reverse=True):
             print(f"  {x:.2f} {shape} {ctx_label(ctx)} batch {batch} {w} weights", file=sys.stderr)
+    # The lead-in step of each round (the first after the probe or another case,
+    # untimed before the bench timed the second of two back-to-back steps).
+    leads = []
+    for key, r in cells.items():
+        xs = [p[key]["lead_in_median_ms"] / p[key]["median_ms"] for p in per_run
+              if key in p and "lead_in_median_ms" in p[key]]
+        if xs and key[2] == 1:
+            x = med(xs)
+            leads.append((x, 100.0 * r["fraction_of_round_probe"] / x, key))
+    if leads:
+        xs = sorted(x for x, _, _ in leads)
+        cold = sorted((p, k) for _, p, k in leads if p < 75.0)
+        print(f"lead-in / timed step, batch 1: {xs[0]:.2f}-{xs[-1]:.2f} (median "
+              f"{statistics.median(xs):.2f}); batch-1 cells below 75% timed on the lead-in: "
+              f"{len(cold)} of {len(leads)}", file=sys.stderr)
+        for p, (shape, ctx, _, cache, w) in cold:
+            print(f"  {p:.0f}% {shape} {ctx_label(ctx)} {cache} {w} weights", file=sys.stderr)
     for k, run in enumerate(runs):
         bw = (run.get("read_bandwidth_gb_s_before"), run.get("read_bandwidth_gb_s_after"))
         probes = sorted(r["round_probe_gb_s"] for r in run["rows"] if "round_probe_gb_s" in r)
@@ -128,11 +145,14 @@ def main():
             out.write("# thinkeys bench --decode-model --decode-ctx 1024,4096,16384,32768 --decode-batch 1,8 "
                       "--decode-cache full-f16,thin-f16,thin-int8 --decode-weights f32,bf16,int8 --json\n")
             out.write(f"# median ms per step (median over the runs); {a.note}\n" if a.note else "# median ms per step (median over the runs)\n")
-            out.write("shape\tcache\tweights\tctx\tbatch\tmedian_ms\n")
+            out.write("shape\tcache\tweights\tctx\tbatch\tmedian_ms\tlead_in_ms_median\n")
             for key in sorted(cells):
                 r = cells[key]
+                lead = med(p[key]["lead_in_median_ms"] for p in per_run
+                           if key in p and "lead_in_median_ms" in p[key]) \
+                    if any("lead_in_median_ms" in p.get(key, {}) for p in per_run) else float("nan")
                 out.write(f"{r['shape']}\t{r['cache']}\t{r['weights']}\t{r['ctx']}\t{r['batch']}\t"
-                          f"{r['median_ms']:.3f}\n")
+                          f"{r['median_ms']:.3f}\t{lead:.3f}\n")
         import os
         os.replace(a.tsv + ".tmp", a.tsv)
 

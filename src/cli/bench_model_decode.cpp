@@ -119,6 +119,7 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
         row.update({{"steps", r.steps},
                     {"best_ms", 1e3 * r.best_s},
                     {"median_ms", 1e3 * r.median_s},
+                    {"lead_in_median_ms", 1e3 * r.lead_in_median_s},
                     {"tokens_per_s", r.batch / r.median_s},
                     {"time_vs_full_f16_median", vs_full[i].median},
                     {"time_vs_full_f16_best", vs_full[i].best},
@@ -149,8 +150,8 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
       "W+KV bound = (weights + KV read) / bandwidth\n",
       o.steps, o.long_steps);
   std::printf(
-      "layouts of one model are stepped round-robin (one step each in turn) so load changes hit "
-      "them alike%s\n",
+      "layouts of one model are stepped round-robin (two steps each in turn, the second timed, "
+      "as a decode loop runs them) so load changes hit them alike%s\n",
       notes.empty() ? "" : ", except:");
   for (const auto& n : notes) std::printf("  %s\n", n.c_str());
   std::printf("\n");
