@@ -116,12 +116,14 @@ def main():
               file=sys.stderr)
         for x, shape, ctx, batch, w in sorted(slower, reverse=True):
             print(f"  {x:.2f} {shape} {ctx_label(ctx)} batch {batch} {w} weights", file=sys.stderr)
-    # The lead-in step of each round (the first after the probe or another case,
-    # untimed before the bench timed the second of two back-to-back steps).
+    # The lead-in step of each round: the first of a case's two back-to-back
+    # steps, after the probe or another case (timed itself before 7faf3f0).
+    def lead_runs(key):
+        return [p[key] for p in per_run if key in p and "lead_in_median_ms" in p[key]]
+
     leads = []
     for key, r in cells.items():
-        xs = [p[key]["lead_in_median_ms"] / p[key]["median_ms"] for p in per_run
-              if key in p and "lead_in_median_ms" in p[key]]
+        xs = [q["lead_in_median_ms"] / q["median_ms"] for q in lead_runs(key)]
         if xs and key[2] == 1:
             x = med(xs)
             leads.append((x, 100.0 * r["fraction_of_round_probe"] / x, key))
@@ -148,9 +150,8 @@ def main():
             out.write("shape\tcache\tweights\tctx\tbatch\tmedian_ms\tlead_in_ms_median\n")
             for key in sorted(cells):
                 r = cells[key]
-                lead = med(p[key]["lead_in_median_ms"] for p in per_run
-                           if key in p and "lead_in_median_ms" in p[key]) \
-                    if any("lead_in_median_ms" in p.get(key, {}) for p in per_run) else float("nan")
+                qs = lead_runs(key)
+                lead = med(q["lead_in_median_ms"] for q in qs) if qs else float("nan")
                 out.write(f"{r['shape']}\t{r['cache']}\t{r['weights']}\t{r['ctx']}\t{r['batch']}\t"
                           f"{r['median_ms']:.3f}\t{lead:.3f}\n")
         import os

@@ -53,9 +53,9 @@ struct ModelDecodeRow {
   double best_s = 0, median_s = 0;
   // Each round a case runs two steps back to back and times the second, as a
   // generate or serving loop runs them; the first (the lead-in) follows the
-  // probe or another case's steps, and its median is kept to show what that
-  // costs (the worker threads asleep, the TLB and caches holding another
-  // model's pages).
+  // probe (during which the pool's worker went to sleep) or another case's
+  // steps (whose pages fill the TLB and caches), and its median is kept to
+  // show what that costs.
   double lead_in_median_s = 0;
   // Process CPU seconds / (wall seconds x threads) over the timed steps: below
   // 1 on a shared machine means the step did not get its cores.
