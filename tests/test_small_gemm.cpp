@@ -50,30 +50,33 @@ TEST(SmallGemm, MatchesLinearForOddShapes) {
 }
 
 TEST(SmallGemm, StridedOperandsAndNothingWrittenOutsideTheRange) {
-  const int rows = 6, in = 37, out = 11, ldw = 40, ldx = 45, ldy = 19;
-  std::mt19937 rng(3);
-  std::normal_distribution<float> N;
-  std::vector<float> w(out * ldw), x(rows * ldx), bias(out);
-  for (auto* v : {&w, &x, &bias})
-    for (auto& e : *v) e = N(rng);
-  const float kSentinel = 12345.0f;
-  std::vector<float> y(rows * ldy, kSentinel);
-  const int o0 = 2, o1 = 9;
-  small_gemm(w.data(), ldw, in, x.data(), ldx, rows, bias.data(), y.data(), ldy, o0, o1);
-  for (int r = 0; r < rows; ++r)
-    for (int o = 0; o < ldy; ++o) {
-      const float got = y[r * ldy + o];
-      if (o < o0 || o >= o1) {
-        EXPECT_EQ(got, kSentinel) << r << " " << o;
-        continue;
+  // One row takes the row-at-a-time GEMV, six the tiles.
+  for (const int rows : {1, 6}) {
+    const int in = 37, out = 11, ldw = 40, ldx = 45, ldy = 19;
+    std::mt19937 rng(3);
+    std::normal_distribution<float> N;
+    std::vector<float> w(out * ldw), x(rows * ldx), bias(out);
+    for (auto* v : {&w, &x, &bias})
+      for (auto& e : *v) e = N(rng);
+    const float kSentinel = 12345.0f;
+    std::vector<float> y(rows * ldy, kSentinel);
+    const int o0 = 2, o1 = 9;
+    small_gemm(w.data(), ldw, in, x.data(), ldx, rows, bias.data(), y.data(), ldy, o0, o1);
+    for (int r = 0; r < rows; ++r)
+      for (int o = 0; o < ldy; ++o) {
+        const float got = y[r * ldy + o];
+        if (o < o0 || o >= o1) {
+          EXPECT_EQ(got, kSentinel) << r << " " << o;
+          continue;
+        }
+        double want = bias[o], mag = std::fabs(bias[o]);
+        for (int i = 0; i < in; ++i) {
+          want += static_cast<double>(w[o * ldw + i]) * x[r * ldx + i];
+          mag += std::fabs(static_cast<double>(w[o * ldw + i]) * x[r * ldx + i]);
+        }
+        EXPECT_NEAR(got, want, 1e-6 * mag) << r << " " << o;
       }
-      double want = bias[o], mag = std::fabs(bias[o]);
-      for (int i = 0; i < in; ++i) {
-        want += static_cast<double>(w[o * ldw + i]) * x[r * ldx + i];
-        mag += std::fabs(static_cast<double>(w[o * ldw + i]) * x[r * ldx + i]);
-      }
-      EXPECT_NEAR(got, want, 1e-6 * mag) << r << " " << o;
-    }
+  }
 }
 
 TEST(SmallGemm, ProjectKeepsLinearResultsAndAutograd) {
