@@ -121,9 +121,9 @@ HWY_INLINE void GemmRows(const Reader<T>& w, int o0, int in, const float* x, std
 // rows of a range are read one after another, so each thread's bytes arrive
 // as one sequential stream; a tile of kTileOut rows read side by side made
 // kTileOut streams 1.5-4 KiB apart, and in the whole decode step (same
-// weights, same memory, steps paired in one process) that took 1.15-1.22x
-// this kernel's time at bf16. Four sums along the row keep the multiply-adds
-// from waiting on each other.
+// weights, same memory, steps paired in one process) that took 1.10-1.25x
+// this kernel's time with bf16 weights (docs/results/decode.md). Four
+// sums along the row keep the multiply-adds from waiting on each other.
 template <WeightType T>
 HWY_INLINE void GemvRow(const Reader<T>& w, int o, int in, const float* x, std::size_t ahead,
                         const float* bias, float* y) {
