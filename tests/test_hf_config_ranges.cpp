@@ -1,7 +1,8 @@
 // config.json integer fields that do not fit an int (found by fuzz_hf_config):
 // nlohmann's get<int>() would wrap 2^32 + 5 to 5 or hit undefined behaviour on
 // 1e90, so a malformed config could load as a different, valid-looking model.
-// Each must be refused with one message naming the field.
+// Each must be refused with one message naming the field. Also from the fuzzer:
+// an architecture and a model_type of different families.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -55,6 +56,32 @@ TEST(HfConfigRanges, RopeScalingOfTheWrongTypeIsAClearError) {
   c = llama_config("512");
   c.insert(c.size() - 1, R"(, "rope_scaling": {"rope_type": 3})");
   EXPECT_THROW((void)parse_hf_config(c, "config.json"), Error);
+}
+
+TEST(HfConfigRanges, ArchitectureAndModelTypeOfDifferentFamiliesAreRefused) {
+  auto with_type = [](const std::string& arch, const std::string& type) {
+    std::string c = llama_config("512");
+    c.replace(c.find("LlamaForCausalLM"), 16, arch);
+    c.insert(c.size() - 1, R"(, "model_type": ")" + type + "\"");
+    return c;
+  };
+  for (const auto& [arch, type] : {std::pair{"LlamaForCausalLM", "gpt2"},
+                                   {"Qwen2ForCausalLM", "bert"},
+                                   {"GPT2LMHeadModel", "llama"}}) {
+    try {
+      (void)parse_hf_config(with_type(arch, type), "config.json");
+      ADD_FAILURE() << arch << " with model_type " << type << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("'model_type' is '" + std::string(type) + "'"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  // Within a family the model_type still picks the variant.
+  EXPECT_EQ(parse_hf_config(with_type("LlamaForCausalLM", "mistral"), "config.json").model_type,
+            "mistral");
+  EXPECT_EQ(parse_hf_config(with_type("LlamaForCausalLM", "llama"), "config.json").architecture,
+            "LlamaForCausalLM");
 }
 
 }  // namespace

@@ -297,6 +297,19 @@ ModelConfig read_config(const json& j, const std::string& origin,
   c.model_type = f.get_or<std::string>("model_type", "");
   if (c.architecture.empty() && c.model_type.empty())
     f.fail("neither 'architectures' nor 'model_type' is set; cannot tell the architecture");
+  // Which fields are read and written follows the family, so the two must
+  // agree: Llama with model_type "gpt2" used to load as Llama and be written
+  // back with GPT-2's field names.
+  const bool gpt2_class = c.architecture == "GPT2LMHeadModel";
+  const bool llama_class = c.architecture == "LlamaForCausalLM" ||
+                           c.architecture == "MistralForCausalLM" ||
+                           c.architecture == "Qwen2ForCausalLM";
+  const bool gpt2_type = c.model_type == "gpt2";
+  const bool llama_type =
+      c.model_type == "llama" || c.model_type == "mistral" || c.model_type == "qwen2";
+  if (!c.model_type.empty() && ((gpt2_class && !gpt2_type) || (llama_class && !llama_type)))
+    f.fail("'architectures' names " + c.architecture + " but 'model_type' is '" + c.model_type +
+           "'");
 
   if (c.architecture == "GPT2LMHeadModel" || (c.architecture.empty() && c.model_type == "gpt2")) {
     c.architecture = "GPT2LMHeadModel";
