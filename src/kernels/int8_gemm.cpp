@@ -113,19 +113,20 @@ HWY_INLINE void Block(const WeightRows& w, int block, int groups, const Int16Row
     for (int r = 0; r < NR; ++r) acc[r] = hn::Zero(df);
     for (int g = 0; g < groups; ++g) {
       const int8_t* wg = wb + g * 1024;
-      if (h == 0) {
-        // The blocks of a range follow each other, so the lines
-        // kWeightPrefetchBytes on are the ones read next; a group's scales
-        // are one line, 1/16 as far on.
-        for (int line = 0; line < 1024; line += 64)
-          __builtin_prefetch(wg + line + kWeightPrefetchBytes, 0, 2);
-        __builtin_prefetch(sb + g * kInt8BlockRows + kWeightPrefetchBytes / 64, 0, 2);
-      }
+      // The blocks of a range follow each other, so the lines
+      // kInt8PrefetchBytes on are the ones read next; a group's scales are
+      // one line, 1/16 as far on.
+      if (h == 0) __builtin_prefetch(sb + g * kInt8BlockRows + kInt8PrefetchBytes / 64, 0, 2);
       const int16_t* xg = x.levels + g * kWeightGroup;
       hn::Vec<D32> iacc[NR][kChains];
       for (int r = 0; r < NR; ++r)
         for (int c = 0; c < kChains; ++c) iacc[r][c] = hn::Zero(d32);
-      for (int p = 0; p < kWeightGroup / 2; p += kChains)
+      for (int p = 0; p < kWeightGroup / 2; p += kChains) {
+        // One request per line as the line before it is read, not the
+        // group's 16 at its start (kInt8PrefetchBytes says why).
+        if (h == 0 && p % 2 == 0)
+          for (int b = 0; b < std::max(64, kChains * 32); b += 64)
+            __builtin_prefetch(wg + p * 32 + b + kInt8PrefetchBytes, 0, 2);
         for (int c = 0; c < kChains; ++c) {
           const auto wv = hn::PromoteTo(d16, hn::LoadU(d8, wg + (p + c) * 32 + h * 2));
           for (int r = 0; r < NR; ++r) {
@@ -135,6 +136,7 @@ HWY_INLINE void Block(const WeightRows& w, int block, int groups, const Int16Row
                 MulAddPairs<kVnni>(d32, wv, hn::BitCast(d16, hn::Set(d32, pair)), iacc[r][c]);
           }
         }
+      }
       const auto s = hn::LoadU(df, sb + g * kInt8BlockRows + h);
       for (int r = 0; r < NR; ++r) {
         auto t = iacc[r][0];
@@ -184,7 +186,7 @@ void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, con
   const int first = o_begin / kInt8BlockRows, last = (o_end - 1) / kInt8BlockRows;
   // The first lines of the range: the steady-state prefetch of the range
   // before (another thread's, or none) does not reach them in time.
-  const std::size_t start = std::min<std::size_t>(kWeightPrefetchBytes, (last - first + 1) * w.ld);
+  const std::size_t start = std::min<std::size_t>(kInt8PrefetchBytes, (last - first + 1) * w.ld);
   prefetch_rows(static_cast<const int8_t*>(w.data) + first * w.ld, 1, start, start);
   prefetch_rows(w.scales + first * w.ld_scales, 1, start / 16 + 64, start);
   for (int b = first; b <= last; ++b) {

@@ -14,6 +14,16 @@ namespace thinkeys {
 
 inline constexpr std::size_t kWeightPrefetchBytes = 6144;
 
+// The packed int8 kernel (kernels/int8_gemm.cpp) requests further on, one
+// line at a time as it reads one: whole-model decode steps with int8 weights
+// (batch 1, 1K-4K, gqa and mha, three caches, same weights, steps paired in
+// one process) took 0.93-0.96x the time in 10 of 12 cells (the others 0.98
+// and 1.01) of 6 KiB requested 16 lines at each column group's start, and
+// 0.91-0.94x that of 6 KiB a line at a time; 4 KiB was slower and 12 KiB in
+// between (docs/results/decode.md). The 16-bit row kernel gained nothing
+// from 8 KiB (0.99-1.02x).
+inline constexpr std::size_t kInt8PrefetchBytes = 8192;
+
 // Rows ahead for rows of `row_elements` elements of `element_bytes` bytes
 // read in tiles of `tile_rows`.
 inline std::size_t weight_prefetch_rows(int tile_rows, std::size_t row_elements,
