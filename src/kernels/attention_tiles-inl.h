@@ -307,12 +307,25 @@ float ExpShiftSum(float m, float* x, int n) {
 // NQ queries and tokens [t0, t1): the C x NQ accumulators stay in registers
 // over the tokens, each value vector is loaded (and converted) once for the
 // NQ queries, and the softmax rescale (alpha, null for none) costs one
-// multiply per accumulator.
+// multiply per accumulator. The cursor moves on per token only where the
+// tile's rows stay in its current range (advance_within: inline, no call
+// for the accumulators to be kept across); otherwise by all of them before
+// the loop. Against a per-token advance (whose slow path is a call), 60
+// paired kernel calls per cell, gqa and mha, 1K-4K, three caches: 0.95-0.99x
+// the time with the cache resident, 0.94-1.02x from DRAM.
 template <int NQ, int C, class Rows>
 HWY_INLINE void AccumulateTile(const Rows& rows, int t0, int t1, int i, const float* p, int lds,
                                const float* alpha, float* acc, int ldv, const Ahead& ahead) {
   const DF df;
   const int N = static_cast<int>(hn::Lanes(df));
+  PrefetchCursor<>* cursor = ahead.cursor;
+  if (cursor) {
+    const std::size_t bytes = ahead.row_bytes * static_cast<std::size_t>(t1 - t0);
+    if (cursor->bytes_in_range() < bytes) {
+      cursor->advance(bytes);
+      cursor = nullptr;
+    }
+  }
   hn::Vec<DF> a[NQ][C];
   for (int j = 0; j < NQ; ++j) {
     const auto va = hn::Set(df, alpha ? alpha[j] : 1.0f);
@@ -321,7 +334,7 @@ HWY_INLINE void AccumulateTile(const Rows& rows, int t0, int t1, int i, const fl
       for (int c = 0; c < C; ++c) a[j][c] = hn::Mul(a[j][c], va);
   }
   for (int t = t0; t < t1; ++t) {
-    ahead.row();
+    if (cursor) cursor->advance_within(ahead.row_bytes);
     hn::Vec<DF> v[C];
     for (int c = 0; c < C; ++c) v[c] = rows(t, i + c * N);
     for (int j = 0; j < NQ; ++j) {
