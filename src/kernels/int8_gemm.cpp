@@ -123,10 +123,11 @@ HWY_INLINE void Block(const WeightRows& w, int block, int groups, const Int16Row
         for (int c = 0; c < kChains; ++c) iacc[r][c] = hn::Zero(d32);
       for (int p = 0; p < kWeightGroup / 2; p += kChains) {
         // One request per line as the line before it is read, not the
-        // group's 16 at its start (kInt8PrefetchBytes says why).
+        // group's 16 at its start, and into L1 (prefetcht0), not L2
+        // (kInt8PrefetchBytes says why).
         if (h == 0 && p % 2 == 0)
           for (int b = 0; b < std::max(64, kChains * 32); b += 64)
-            __builtin_prefetch(wg + p * 32 + b + kInt8PrefetchBytes, 0, 2);
+            __builtin_prefetch(wg + p * 32 + b + kInt8PrefetchBytes, 0, 3);
         for (int c = 0; c < kChains; ++c) {
           const auto wv = hn::PromoteTo(d16, hn::LoadU(d8, wg + (p + c) * 32 + h * 2));
           for (int r = 0; r < NR; ++r) {
