@@ -311,14 +311,11 @@ ModelConfig read_config(const json& j, const std::string& origin,
     f.fail("'architectures' names " + c.architecture + " but 'model_type' is '" + c.model_type +
            "'");
 
-  if (c.architecture == "GPT2LMHeadModel" || (c.architecture.empty() && c.model_type == "gpt2")) {
+  if (gpt2_class || (c.architecture.empty() && gpt2_type)) {
     c.architecture = "GPT2LMHeadModel";
     c.model_type = "gpt2";
     read_gpt2(f, c);
-  } else if (c.architecture == "LlamaForCausalLM" || c.architecture == "MistralForCausalLM" ||
-             c.architecture == "Qwen2ForCausalLM" ||
-             (c.architecture.empty() &&
-              (c.model_type == "llama" || c.model_type == "mistral" || c.model_type == "qwen2"))) {
+  } else if (llama_class || (c.architecture.empty() && llama_type)) {
     if (c.model_type.empty()) {
       c.model_type = c.architecture == "MistralForCausalLM" ? "mistral"
                      : c.architecture == "Qwen2ForCausalLM" ? "qwen2"
