@@ -15,18 +15,12 @@ namespace thinkeys {
 inline constexpr std::size_t kWeightPrefetchBytes = 6144;
 
 // The packed int8 kernel (kernels/int8_gemm.cpp) requests further on, one
-// line at a time as it reads one: whole-model decode steps with int8 weights
-// (batch 1, 1K-4K, gqa and mha, three caches, same weights, steps paired in
-// one process) took 0.93-0.96x the time in 10 of 12 cells (the others 0.98
-// and 1.01) of 6 KiB requested 16 lines at each column group's start, and
-// 0.91-0.94x that of 6 KiB a line at a time; 4 KiB was slower and 12 KiB in
-// between (docs/results/decode.md). The 16-bit row kernel gained nothing
-// from 8 KiB (0.99-1.02x). These requests go into L1 (prefetcht0): read
-// from DRAM as bf16 and as int8 in turn, the same 96 MiB took int8
-// 1.25-1.29x bf16's time with requests into L2 and 1.06-1.07x into L1 on
-// one thread (1.06x is int8's scale bytes), and whole-model int8 steps at 1K
-// 0.92-0.99x, at 4K-16K 0.95-1.01x (paired, 22-42 pairs a cell). The row
-// kernel's requests into L1 were no faster (bf16 0.94-1.07x, f32 1.00-1.05x).
+// line at a time as it reads one, and into L1 (prefetcht0): with 6 KiB into
+// L2 it read the same DRAM bytes 1.25-1.29x slower than the bf16 row kernel
+// although it computes faster; now 1.06-1.07x (its scale bytes). Each of the
+// two changes took whole-model int8 steps at 1K to 0.92-0.99x (paired;
+// docs/results/decode.md has the distances and hints tried). The 16-bit row
+// kernel gained from neither 8 KiB nor L1.
 inline constexpr std::size_t kInt8PrefetchBytes = 8192;
 
 // Rows ahead for rows of `row_elements` elements of `element_bytes` bytes
