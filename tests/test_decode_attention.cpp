@@ -621,7 +621,8 @@ TEST(DecodeAttention, SplitPiecesMergeToTheWholeTask) {
 
 TEST(DecodeAttention, SplitLeavesEnoughTasksAlone) {
   // With at least per_thread pieces' worth of tasks per thread nothing is
-  // cut; one long task on 2 threads becomes 2 x per_thread pieces.
+  // cut; one long task on 2 threads becomes 2 x per_thread pieces; short
+  // tasks are cut into pieces of min_blocks, or half that to fill threads.
   CacheSpec spec{CacheDType::F32, CacheDType::F32, 32, 16, std::size_t{16} << 20};
   PagedKVCache cache({{4, 16, 4, 16}}, spec);
   const int id = cache.add_sequence();
@@ -650,6 +651,23 @@ TEST(DecodeAttention, SplitLeavesEnoughTasksAlone) {
   many.run(shape, std::span<const AttentionTask>(tasks).first(1), {}, pool, scratch);
   EXPECT_EQ(many.last_pieces(), 16);
   // Every value row is 0.5, so every output is 0.5 however it was cut.
+  for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ(out[i], 0.5f);
+
+  // By default pieces hold at least 8 blocks: a 16-block task on 2 threads
+  // is 2 pieces. On 8 threads it is cut into pieces of 4 blocks so that
+  // more threads get one, and a 5-block task is not cut below 4.
+  AttentionTask short_task = tasks[0];
+  short_task.end = 16 * 16;
+  AttentionSplits splits;
+  splits.run(shape, std::span<const AttentionTask>(&short_task, 1), {}, pool, scratch);
+  EXPECT_EQ(splits.last_pieces(), 2);
+  WorkPool wide(8);
+  while (scratch.size() < 8) scratch.emplace_back(shape);
+  splits.run(shape, std::span<const AttentionTask>(&short_task, 1), {}, wide, scratch);
+  EXPECT_EQ(splits.last_pieces(), 4);
+  short_task.end = 5 * 16;
+  splits.run(shape, std::span<const AttentionTask>(&short_task, 1), {}, wide, scratch);
+  EXPECT_EQ(splits.last_pieces(), 1);
   for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ(out[i], 0.5f);
 }
 

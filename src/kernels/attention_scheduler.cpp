@@ -127,6 +127,7 @@ void AttentionSplits::run(const AttentionShape& shape, std::span<const Attention
   // Range i becomes count_[i] pieces of whole blocks; piece p of it holds
   // its heads at pieces_[first_[i] + p * heads ...].
   const int BT = shape.block_tokens, per_range = (want + n - 1) / n;
+  const int fill = (pool.threads() + n - 1) / n, fill_blocks = std::max(1, min_blocks_ / 2);
   piece_latents_.clear();
   first_.assign(n, 0);
   count_.assign(n, 1);
@@ -135,7 +136,9 @@ void AttentionSplits::run(const AttentionShape& shape, std::span<const Attention
     const HeadRange r = ranges_[i];
     const AttentionTask& t0 = tasks[r.first];
     const int b0 = t0.begin / BT, b1 = (t0.end + BT - 1) / BT;
-    count_[i] = std::clamp((b1 - b0) / min_blocks_, 1, per_range);
+    const int nb = b1 - b0;
+    count_[i] =
+        std::max(std::clamp(nb / min_blocks_, 1, per_range), std::min(fill, nb / fill_blocks));
     first_[i] = static_cast<int>(pieces_.size());
     for (int p = 0; p < count_[i]; ++p) {
       piece_ranges_.push_back({static_cast<int>(pieces_.size()), r.count});
@@ -143,7 +146,6 @@ void AttentionSplits::run(const AttentionShape& shape, std::span<const Attention
         const AttentionTask& t = tasks[r.first + h];
         AttentionTask piece = t;
         if (count_[i] > 1) {
-          const int nb = b1 - b0;
           piece.begin = std::max(t.begin, (b0 + p * nb / count_[i]) * BT);
           piece.end = std::min(t.end, (b0 + (p + 1) * nb / count_[i]) * BT);
           out_floats += static_cast<std::size_t>(t.n_queries) * shape.head_dim;
