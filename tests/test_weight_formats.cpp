@@ -277,7 +277,7 @@ TEST(WeightFormats, WeightRowsToBf16RoundsTheWidenedValueToNearestEven) {
   levels[0] = levels[kWeightGroup] = 1;
   const float scales[2] = {1.0f + 1.0f / 256, 1.0f + 3.0f / 256};
   std::vector<int8_t> packed(int8_block_bytes(kWeightGroup));
-  std::vector<float> packed_scales(kInt8BlockRows);
+  std::vector<uint16_t> packed_scales(kInt8BlockRows);
   pack_int8_rows(levels.data(), kWeightGroup, scales, 1, 2, kWeightGroup, packed.data(),
                  packed_scales.data());
   std::vector<uint16_t> out(2 * kWeightGroup, 7);
@@ -302,7 +302,7 @@ TEST(WeightFormats, Int8PacksSixteenRowsByColumnPairs) {
   for (int k = 0; k < rows * 2; ++k) scales[k] = 0.5f + k;
   ASSERT_EQ(int8_block_bytes(cols), 2048u);
   std::vector<int8_t> packed(2 * 2048, 99);
-  std::vector<float> ps(2 * 2 * 16, 99.0f);
+  std::vector<uint16_t> ps(2 * 2 * 16, 99);
   pack_int8_rows(levels.data(), cols, scales.data(), 2, rows, cols, packed.data(), ps.data());
   // Hand-placed: (0, 0) and (0, 1) open the first pair; (1, 0) follows them;
   // (0, 2) opens the second pair, 32 bytes on; (17, 65) is block 1, group
@@ -318,11 +318,13 @@ TEST(WeightFormats, Int8PacksSixteenRowsByColumnPairs) {
   EXPECT_EQ(packed[2048 + 8], 0);
   EXPECT_EQ(packed[1024 + 3 * 32 + 0], 0);  // (0, 70)
   // Scales: block, group, row. (17, group 1) = block 1, group 1, row 1.
-  EXPECT_EQ(ps[0], scales[0]);
-  EXPECT_EQ(ps[1], scales[2]);
-  EXPECT_EQ(ps[16], scales[1]);
-  EXPECT_EQ(ps[32 + 16 + 1], scales[17 * 2 + 1]);
-  EXPECT_EQ(ps[32 + 4], 0.0f);
+  // Each 0.5 + k is 512 (2k + 1) units of 2^-10, a half exactly.
+  const auto unit_scale = [&](int k) { return f16_to_f32(ps[k]) * kInt8ScaleUnit; };
+  EXPECT_EQ(unit_scale(0), scales[0]);
+  EXPECT_EQ(unit_scale(1), scales[2]);
+  EXPECT_EQ(unit_scale(16), scales[1]);
+  EXPECT_EQ(unit_scale(32 + 16 + 1), scales[17 * 2 + 1]);
+  EXPECT_EQ(ps[32 + 4], 0);
   // A view into a packed matrix (a fused QKV's wk) has no packed layout of
   // its own: refused, not read as if it had.
   const auto [w, s] = quantize_int8(at::randn({40, 70}));
@@ -332,7 +334,9 @@ TEST(WeightFormats, Int8PacksSixteenRowsByColumnPairs) {
 }
 
 TEST(WeightFormats, Int8LevelsAreWithinHalfAStepOfTheWeights) {
-  // Hand-made group: max |w| = 2.54, so the step is 0.02 and 1.0 -> level 50.
+  // Hand-made group: max |w| = 2.54, so the step is 0.02, held as the next
+  // f16 multiple of 2^-10 up: 0.02 * 2^10 = 20.48 lies in [16, 32), where
+  // halves are 2^-6 apart, so 1311 * 2^-6 * 2^-10; 1.0 -> level 50.
   std::vector<float> w(kWeightGroup + 3, 0.0f);
   w[0] = -2.54f;
   w[1] = 1.0f;
@@ -342,8 +346,9 @@ TEST(WeightFormats, Int8LevelsAreWithinHalfAStepOfTheWeights) {
   float scales[2];
   quantize_int8_rows(w.data(), w.size(), 1, static_cast<int>(w.size()), q.data(), w.size(), scales,
                      2);
-  EXPECT_FLOAT_EQ(scales[0], 2.54f / 127);
-  EXPECT_FLOAT_EQ(scales[1], 0.5f / 127);
+  EXPECT_EQ(scales[0], 1311 * 0x1p-16f);
+  // 0.5 / 127 * 2^10 = 4.03 in [4, 8), halves 2^-8 apart: 1033 of them.
+  EXPECT_EQ(scales[1], 1033 * 0x1p-18f);
   EXPECT_EQ(q[0], -127);
   EXPECT_EQ(q[1], 50);
   EXPECT_EQ(q[2], 0);
@@ -356,7 +361,9 @@ TEST(WeightFormats, Int8LevelsAreWithinHalfAStepOfTheWeights) {
           .repeat_interleave(kWeightGroup, 1);
   const at::Tensor last = std::get<0>(f.narrow(1, 320, 13).abs().max(1, true)) / 127;
   const at::Tensor steps = at::cat({step, last.expand({9, 13})}, 1);
-  const at::Tensor err = (int8_values(f) - f).abs() - (0.5 * steps * (1 + 1e-6) + 1e-12);
+  // The held step is at most 2^-10 above max |w| / 127 (a half's spacing).
+  const at::Tensor err =
+      (int8_values(f) - f).abs() - (0.5 * steps * (1 + 0x1p-10) * (1 + 1e-6) + 1e-12);
   EXPECT_LE(err.max().item<float>(), 0.0f);
   // An all-zero group quantizes to zeros with a zero scale, not NaN.
   std::vector<float> zeros(kWeightGroup, 0.0f);
@@ -365,6 +372,17 @@ TEST(WeightFormats, Int8LevelsAreWithinHalfAStepOfTheWeights) {
   quantize_int8_rows(zeros.data(), kWeightGroup, 1, kWeightGroup, zq.data(), kWeightGroup, &zs, 1);
   EXPECT_EQ(zs, 0.0f);
   for (int8_t v : zq) EXPECT_EQ(v, 0);
+  // 8,000 / 127 is 64,504 units of 2^-10, inside f16's 65,504; 9,000 is
+  // past it and refused rather than clamped.
+  std::vector<float> big(kWeightGroup, 0.0f);
+  big[3] = 8000.0f;
+  EXPECT_NO_THROW(quantize_int8_rows(big.data(), kWeightGroup, 1, kWeightGroup, zq.data(),
+                                     kWeightGroup, &zs, 1));
+  EXPECT_EQ(zq[3], 127);
+  big[3] = -9000.0f;
+  EXPECT_THROW(quantize_int8_rows(big.data(), kWeightGroup, 1, kWeightGroup, zq.data(),
+                                  kWeightGroup, &zs, 1),
+               Error);
 }
 
 TEST(WeightFormats, ProjectReadsStoredWeightsForFewAndManyRows) {

@@ -102,10 +102,11 @@ HWY_INLINE void Block(const WeightRows& w, int block, int groups, const Int16Row
   const D32 d32;
   const DF32 df;
   const hn::Rebind<int8_t, D16> d8;
+  const hn::Rebind<hwy::float16_t, DF32> dh;
   constexpr int kChains = NR >= 4 ? 1 : 4 / NR;
   const int kLanes = static_cast<int>(hn::Lanes(d32));
   const int8_t* wb = static_cast<const int8_t*>(w.data) + block * w.ld;
-  const float* sb = w.scales + block * w.ld_scales;
+  const uint16_t* sb = w.scales + block * w.ld_scales;
   const int o0 = block * kInt8BlockRows;
   for (int h = 0; h < kInt8BlockRows; h += kLanes) {
     if (h + kLanes <= o_lo || h >= o_hi) continue;
@@ -115,7 +116,7 @@ HWY_INLINE void Block(const WeightRows& w, int block, int groups, const Int16Row
       const int8_t* wg = wb + g * 1024;
       // The blocks of a range follow each other, so the lines
       // kInt8PrefetchBytes on are the ones read next; a group's scales are
-      // one line, 1/16 as far on.
+      // half a line, 1/32 as far on.
       if (h == 0) __builtin_prefetch(sb + g * kInt8BlockRows + kInt8PrefetchBytes / 64, 0, 2);
       const int16_t* xg = x.levels + g * kWeightGroup;
       hn::Vec<D32> iacc[NR][kChains];
@@ -138,7 +139,8 @@ HWY_INLINE void Block(const WeightRows& w, int block, int groups, const Int16Row
           }
         }
       }
-      const auto s = hn::LoadU(df, sb + g * kInt8BlockRows + h);
+      const auto s = hn::PromoteTo(
+          df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(sb + g * kInt8BlockRows + h)));
       for (int r = 0; r < NR; ++r) {
         auto t = iacc[r][0];
         for (int c = 1; c < kChains; ++c) t = hn::Add(t, iacc[r][c]);
@@ -147,7 +149,7 @@ HWY_INLINE void Block(const WeightRows& w, int block, int groups, const Int16Row
     }
     const bool whole = o_lo <= h && h + kLanes <= o_hi;
     for (int r = 0; r < NR; ++r) {
-      const auto v = hn::Mul(acc[r], hn::Set(df, x.scales[r]));
+      const auto v = hn::Mul(acc[r], hn::Set(df, x.scales[r] * kInt8ScaleUnit));
       float* yr = y + r * ldy + o0;
       if (whole) {
         hn::StoreU(bias ? hn::Add(v, hn::LoadU(df, bias + o0 + h)) : v, df, yr + h);
@@ -174,9 +176,9 @@ void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, con
         int32_t t = 0;
         for (int i = i0; i < std::min(in, i0 + kWeightGroup); ++i)
           t += int32_t{levels[int8_level_offset(w, o, i)]} * x.levels[r * x.ld + i];
-        sum += static_cast<float>(t) * w.scales[int8_scale_offset(w, o, i0)];
+        sum += static_cast<float>(t) * f16_to_f32(w.scales[int8_scale_offset(w, o, i0)]);
       }
-      y[r * ldy + o] = sum * x.scales[r] + (bias ? bias[o] : 0.0f);
+      y[r * ldy + o] = sum * (x.scales[r] * kInt8ScaleUnit) + (bias ? bias[o] : 0.0f);
     }
 }
 #else
@@ -189,7 +191,7 @@ void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, con
   // before (another thread's, or none) does not reach them in time.
   const std::size_t start = std::min<std::size_t>(kInt8PrefetchBytes, (last - first + 1) * w.ld);
   prefetch_rows(static_cast<const int8_t*>(w.data) + first * w.ld, 1, start, start);
-  prefetch_rows(w.scales + first * w.ld_scales, 1, start / 16 + 64, start);
+  prefetch_rows(w.scales + first * w.ld_scales, 1, start / 32 + 64, start);
   for (int b = first; b <= last; ++b) {
     const int lo = std::max(o_begin - b * kInt8BlockRows, 0);
     const int hi = std::min(o_end - b * kInt8BlockRows, kInt8BlockRows);

@@ -69,10 +69,9 @@ void weight_rows_to_f32(const WeightRows& w, int cols, int row_begin, int row_en
         // without AVX512-BF16 convert every weight through here): a row's
         // two levels of a column pair sit 32 bytes after the previous pair's.
         const auto* levels = static_cast<const int8_t*>(w.data) + int8_level_offset(w, o, 0);
-        const float* scales = w.scales + int8_scale_offset(w, o, 0);
         for (int g = 0; g * kWeightGroup < cols; ++g) {
           const int8_t* pair = levels + g * (kWeightGroup * kInt8BlockRows);
-          const float s = scales[g * kInt8BlockRows];
+          const float s = int8_scale(w, o, g * kWeightGroup);
           const int end = std::min(cols, (g + 1) * kWeightGroup);
           for (int i = g * kWeightGroup; i < end; i += 2, pair += 2 * kInt8BlockRows) {
             out[i] = static_cast<float>(pair[0]) * s;
@@ -93,7 +92,11 @@ void quantize_int8_rows(const float* w, std::size_t ldw, int rows, int cols, int
       const int i0 = g * kWeightGroup, i1 = std::min(cols, i0 + kWeightGroup);
       float top = 0.0f;
       for (int i = i0; i < i1; ++i) top = std::max(top, std::fabs(row[i]));
-      const float scale = top / 127.0f;
+      const float step = top / 127.0f;
+      if (!(step <= 65504.0f * kInt8ScaleUnit))
+        throw Error("int8 weights: a weight of magnitude " + std::to_string(top) +
+                    " is past what int8 levels with f16 scales hold (8,125); use bf16 weights");
+      const float scale = f16_to_f32(f16_scale_at_least(step / kInt8ScaleUnit)) * kInt8ScaleUnit;
       scales[o * ld_scales + g] = scale;
       for (int i = i0; i < i1; ++i) {
         const float q = scale > 0.0f ? std::nearbyint(row[i] / scale) : 0.0f;
@@ -105,16 +108,17 @@ void quantize_int8_rows(const float* w, std::size_t ldw, int rows, int cols, int
 
 void pack_int8_rows(const int8_t* levels, std::size_t ld_levels, const float* scales,
                     std::size_t ld_scales, int rows, int cols, int8_t* packed,
-                    float* packed_scales) {
+                    uint16_t* packed_scales) {
   const int groups = weight_groups(cols), blocks = int8_blocks(rows);
   std::memset(packed, 0, blocks * int8_block_bytes(cols));
-  std::memset(packed_scales, 0, sizeof(float) * blocks * groups * kInt8BlockRows);
+  std::memset(packed_scales, 0, sizeof(uint16_t) * blocks * groups * kInt8BlockRows);
   const WeightRows w{WeightType::Int8, packed, int8_block_bytes(cols), packed_scales,
                      static_cast<std::size_t>(groups) * kInt8BlockRows};
   for (int o = 0; o < rows; ++o) {
     for (int i = 0; i < cols; ++i) packed[int8_level_offset(w, o, i)] = levels[o * ld_levels + i];
     for (int g = 0; g < groups; ++g)
-      packed_scales[int8_scale_offset(w, o, g * kWeightGroup)] = scales[o * ld_scales + g];
+      packed_scales[int8_scale_offset(w, o, g * kWeightGroup)] =
+          f32_to_f16(scales[o * ld_scales + g] / kInt8ScaleUnit);
   }
 }
 

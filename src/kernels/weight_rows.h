@@ -1,8 +1,9 @@
 #pragma once
 // How a weight matrix [rows, cols] sits in memory, in any of the dtypes decode
 // reads directly: f32, the two 16-bit floats a checkpoint comes in, or int8
-// levels with one f32 scale per group of kWeightGroup consecutive columns of
-// a row (symmetric: w ~= level * scale, level in [-127, 127]).
+// levels with one scale per group of kWeightGroup consecutive columns of a
+// row (symmetric: w ~= level * scale, level in [-127, 127]), held as f16 in
+// units of kInt8ScaleUnit.
 //
 // Int8 matrices are held packed for the decode kernel (kernels/int8_gemm.h),
 // not row by row. Rows go in blocks of kInt8BlockRows; a block holds its
@@ -13,21 +14,30 @@
 // (convert, scale, add) serves 1,024 weights instead of 64, the work that
 // bounded the row-major kernel. Element (o, i) lies at byte
 //   (o / 16) * block_bytes + (i / 64) * 1024 + (i % 64) / 2 * 32 + (o % 16) * 2 + i % 2,
-// block_bytes = weight_groups(cols) * 1024, and its scale at float
+// block_bytes = weight_groups(cols) * 1024, and its scale at element
 //   (o / 16) * weight_groups(cols) * 16 + (i / 64) * 16 + o % 16.
 // Rows past the last and columns past the last group hold zero levels and
 // zero scales.
 #include <cstddef>
 #include <cstdint>
 
+#include "format/row_codec.h"
+
 namespace thinkeys {
 
 enum class WeightType : uint8_t { F32, BF16, F16, Int8 };
 
-// Columns per int8 scale: a group of 64 costs 4 bytes of scale per 64 bytes of
-// levels (1.0625 bytes a weight), and its levels fill whole vectors on every
-// x86 target.
+// Columns per int8 scale: a group of 64 costs 2 bytes of scale per 64 bytes of
+// levels (1.03125 bytes a weight; f32 scales made it 1.0625), and its levels
+// fill whole vectors on every x86 target.
 inline constexpr int kWeightGroup = 64;
+
+// What an int8 scale's f16 counts in. A scale is max |w| / 127 of its group,
+// so f16's normal range [2^-14, 65504] holds groups whose largest weight lies
+// in [7.6e-6, 8,125]; quantize_int8_rows refuses larger ones, and rounds
+// the scales of smaller ones up by less than 2^-34 (absolute) instead of
+// 2^-10 (relative). A power of two, so applying it is exact.
+inline constexpr float kInt8ScaleUnit = 0x1p-10f;
 
 inline constexpr int kInt8BlockRows = 16;
 
@@ -37,8 +47,8 @@ struct WeightRows {
   // Int8: the packed blocks above, ld = bytes per block of 16 rows.
   const void* data = nullptr;
   std::size_t ld = 0;
-  const float* scales = nullptr;  // Int8: packed as the levels
-  std::size_t ld_scales = 0;      // Int8: floats per block of 16 rows
+  const uint16_t* scales = nullptr;  // Int8: f16 bits, packed as the levels
+  std::size_t ld_scales = 0;         // Int8: scales per block of 16 rows
 
   // The same layout from row `first` on (for Int8 a multiple of 16).
   WeightRows from_row(std::size_t first) const;
@@ -53,7 +63,7 @@ inline std::size_t int8_block_bytes(int cols) {
 }
 
 // Where element (o, i) of a packed int8 matrix keeps its level (bytes from
-// data) and its scale (floats from scales).
+// data) and its scale (elements from scales).
 inline std::size_t int8_level_offset(const WeightRows& w, int o, int i) {
   return (o / kInt8BlockRows) * w.ld + (i / kWeightGroup) * 1024 + (i % kWeightGroup) / 2 * 32 +
          (o % kInt8BlockRows) * 2 + i % 2;
@@ -62,18 +72,22 @@ inline std::size_t int8_scale_offset(const WeightRows& w, int o, int i) {
   return (o / kInt8BlockRows) * w.ld_scales + (i / kWeightGroup) * kInt8BlockRows +
          o % kInt8BlockRows;
 }
+inline float int8_scale(const WeightRows& w, int o, int i) {
+  return f16_to_f32(w.scales[int8_scale_offset(w, o, i)]) * kInt8ScaleUnit;
+}
 inline float int8_value(const WeightRows& w, int o, int i) {
   return static_cast<float>(static_cast<const int8_t*>(w.data)[int8_level_offset(w, o, i)]) *
-         w.scales[int8_scale_offset(w, o, i)];
+         int8_scale(w, o, i);
 }
 
 // Packs row-major levels and scales ([rows, weight_groups(cols)]) into
 // `packed` (int8_blocks(rows) * int8_block_bytes(cols) bytes) and
-// `packed_scales` (int8_blocks(rows) * weight_groups(cols) * 16 floats),
-// padding included.
+// `packed_scales` (int8_blocks(rows) * weight_groups(cols) * 16 f16s in
+// units of kInt8ScaleUnit, to nearest; quantize_int8_rows' scales are exact
+// there), padding included.
 void pack_int8_rows(const int8_t* levels, std::size_t ld_levels, const float* scales,
                     std::size_t ld_scales, int rows, int cols, int8_t* packed,
-                    float* packed_scales);
+                    uint16_t* packed_scales);
 std::size_t weight_type_bytes(WeightType t);
 const char* weight_type_name(WeightType t);
 
@@ -81,9 +95,11 @@ const char* weight_type_name(WeightType t);
 // [row_begin, row_end): embedding lookups and GEMM tiles convert through it.
 void weight_rows_to_f32(const WeightRows& w, int cols, int row_begin, int row_end, float* out);
 
-// Int8 levels and scales of an f32 matrix: per group, scale = max |w| / 127
-// (0 for an all-zero group) and level = round(w / scale), so every element is
-// within scale / 2 of level * scale.
+// Int8 levels and scales of an f32 matrix: per group, scale = the smallest
+// f16 multiple of kInt8ScaleUnit >= max |w| / 127 (at most 2^-10 above it;
+// 0 for an all-zero group) and level = round(w / scale), so every element is
+// within scale / 2 of level * scale. Throws where max |w| / 127 is past the
+// f16 range in those units.
 void quantize_int8_rows(const float* w, std::size_t ldw, int rows, int cols, int8_t* levels,
                         std::size_t ld_levels, float* scales, std::size_t ld_scales);
 

@@ -60,12 +60,13 @@ void Int8RowsToBf16Transposed(const WeightRows& w, int cols, int row_begin, int 
   const hn::Rebind<uint32_t, DF> du;
   const hn::Rebind<uint16_t, DF> d16;
   const hn::Repartition<int16_t, DF> dw;  // two levels per f32 lane
+  const hn::Rebind<hwy::float16_t, DF> dh;
   const hn::Rebind<int8_t, decltype(dw)> d8;
   const int N = static_cast<int>(hn::Lanes(df));
   HWY_ALIGN uint16_t part[2][hn::MaxLanes(DF())];
   for (int b = row_begin / kInt8BlockRows; b * kInt8BlockRows < row_end; ++b) {
     const int8_t* block = static_cast<const int8_t*>(w.data) + b * w.ld;
-    const float* scales = w.scales + b * w.ld_scales;
+    const uint16_t* scales = w.scales + b * w.ld_scales;
     for (int h = 0; h < kInt8BlockRows; h += N) {
       const int o0 = b * kInt8BlockRows + h;  // first row of these lanes
       const int n = std::min(N, row_end - o0);
@@ -76,7 +77,10 @@ void Int8RowsToBf16Transposed(const WeightRows& w, int cols, int row_begin, int 
         const auto v = hn::BitCast(
             di, hn::PromoteTo(
                     dw, hn::LoadU(d8, block + g * 1024 + (i % kWeightGroup) / 2 * 32 + 2 * h)));
-        const auto s = hn::LoadU(df, scales + g * kInt8BlockRows + h);
+        const auto s =
+            hn::Mul(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(
+                                                        scales + g * kInt8BlockRows + h))),
+                    hn::Set(df, kInt8ScaleUnit));
         const auto even = hn::ShiftRight<16>(hn::ShiftLeft<16>(v)), odd = hn::ShiftRight<16>(v);
         for (int k = 0; k < 2 && i + k < cols; ++k) {
           const auto f = hn::Mul(hn::ConvertTo(df, k == 0 ? even : odd), s);

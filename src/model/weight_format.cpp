@@ -57,9 +57,9 @@ std::pair<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& w) {
   // that shapes read as the matrix's; only weight_rows() reads the bytes.
   at::Tensor packed =
       on_huge_pages(at::empty({blocks * kInt8BlockRows, int8_padded_cols(cols)}, at::kChar));
-  at::Tensor scales = at::empty({blocks, groups, kInt8BlockRows}, at::kFloat);
+  at::Tensor scales = at::empty({blocks, groups, kInt8BlockRows}, at::kHalf);
   pack_int8_rows(levels.data(), cols, row_scales.data(), groups, rows, cols,
-                 packed.data_ptr<int8_t>(), scales.data_ptr<float>());
+                 packed.data_ptr<int8_t>(), reinterpret_cast<uint16_t*>(scales.data_ptr()));
   return {packed.narrow(0, 0, rows).narrow(1, 0, cols), scales};
 }
 
@@ -172,17 +172,17 @@ WeightRows weight_rows(const at::Tensor& w, const at::Tensor& scales) {
       const int64_t rows = w.size(0), cols = w.size(1);
       const int64_t blocks = int8_blocks(static_cast<int>(rows));
       const int64_t groups = weight_groups(static_cast<int>(cols));
-      if (!scales.defined() || scales.scalar_type() != at::kFloat || scales.dim() != 3 ||
+      if (!scales.defined() || scales.scalar_type() != at::kHalf || scales.dim() != 3 ||
           scales.size(0) != blocks || scales.size(1) != groups ||
           scales.size(2) != kInt8BlockRows || !scales.is_contiguous())
-        throw Error("weight_rows: int8 weights without their packed f32 scales");
+        throw Error("weight_rows: int8 weights without their packed f16 scales");
       if (w.storage_offset() != 0 || w.stride(0) != int8_padded_cols(static_cast<int>(cols)) ||
           static_cast<int64_t>(w.storage().nbytes()) <
               blocks * static_cast<int64_t>(int8_block_bytes(static_cast<int>(cols))))
         throw Error("weight_rows: int8 weights are read as a whole packed matrix, not a view");
       r.type = WeightType::Int8;
       r.ld = int8_block_bytes(static_cast<int>(cols));
-      r.scales = scales.data_ptr<float>();
+      r.scales = static_cast<const uint16_t*>(scales.data_ptr());
       r.ld_scales = static_cast<std::size_t>(groups) * kInt8BlockRows;
       break;
     }

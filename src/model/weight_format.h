@@ -28,7 +28,7 @@ void convert_weights(Model& m, WeightFormat format);
 std::pair<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& w);
 
 // The kernels' view of a 2-D CPU matrix held as f32, bf16, f16 or packed
-// int8 as convert_weights makes it (`scales` [int8_blocks(rows),
+// int8 as convert_weights makes it (`scales` f16 [int8_blocks(rows),
 // weight_groups(cols), 16] for int8, else undefined).
 WeightRows weight_rows(const at::Tensor& w, const at::Tensor& scales = {});
 

@@ -35,8 +35,9 @@ struct LayerWeights {
   // separate tensors above are views into them after fuse().
   at::Tensor wqkv, bqkv, w_gate_up, b_gate_up;
 
-  // Int8 weights only (model/weight_format.h): f32 scales [rows, groups] of
-  // the matrix of the same name; undefined for float weights.
+  // Int8 weights only (model/weight_format.h): the packed f16 scales
+  // [blocks, groups, 16] of the matrix of the same name (kernels/weight_rows.h);
+  // undefined for float weights.
   at::Tensor wqkv_scales, wo_scales, w_gate_up_scales, w_up_scales, w_down_scales;
 };
 
