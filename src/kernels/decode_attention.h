@@ -152,10 +152,9 @@ class AttentionSplits {
   // into pieces shorter than min_blocks blocks, except that a group is cut
   // into as many pieces as it takes to give every thread one, down to
   // pieces of min_blocks / 2. Each piece has fixed costs (its first lines
-  // read cold, its merge), so on 2 threads a 1K-4K context runs best in
-  // pieces of 8 blocks (docs/results/decode.md: whole-model steps 0.92-1.00x
-  // those with pieces of 4, 22 pairs per cell), while more threads than
-  // pieces of 8 would leave threads idle.
+  // read cold, the wait for the last piece, its merge): on 2 threads 1K-4K
+  // contexts ran best in pieces of 8 (docs/results/decode.md), but many
+  // threads would sit idle beside pieces that long.
   explicit AttentionSplits(int min_blocks = 8, int per_thread = 8);
   void run(const AttentionShape& shape, std::span<const AttentionTask> tasks,
            std::span<const LatentKeys* const> latents, WorkPool& pool,

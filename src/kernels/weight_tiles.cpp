@@ -72,15 +72,17 @@ void Int8RowsToBf16Transposed(const WeightRows& w, int cols, int row_begin, int 
       const int n = std::min(N, row_end - o0);
       if (n <= 0) break;
       uint16_t* dst = out + (o0 - row_begin);
+      hn::Vec<DF> s = hn::Zero(df);
       for (int i = 0; i < cols; i += 2) {
         const int g = i / kWeightGroup;
+        // A group's scales are widened once, at its first column pair.
+        if (i % kWeightGroup == 0)
+          s = hn::Mul(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(
+                                                          scales + g * kInt8BlockRows + h))),
+                      hn::Set(df, kInt8ScaleUnit));
         const auto v = hn::BitCast(
             di, hn::PromoteTo(
                     dw, hn::LoadU(d8, block + g * 1024 + (i % kWeightGroup) / 2 * 32 + 2 * h)));
-        const auto s =
-            hn::Mul(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(
-                                                        scales + g * kInt8BlockRows + h))),
-                    hn::Set(df, kInt8ScaleUnit));
         const auto even = hn::ShiftRight<16>(hn::ShiftLeft<16>(v)), odd = hn::ShiftRight<16>(v);
         for (int k = 0; k < 2 && i + k < cols; ++k) {
           const auto f = hn::Mul(hn::ConvertTo(df, k == 0 ? even : odd), s);
