@@ -552,3 +552,22 @@ TEST(BatchDecoder, UseModelStepsWithTheNewWeights) {
 
 }  // namespace
 }  // namespace thinkeys
+
+namespace thinkeys {
+namespace {
+
+// The cache learns from the model how many query heads read each key head,
+// which decides its key layout (PagedKVCache::keys_by_channel): the GPT-2
+// model's full keys, one query each, token by token; the GQA model's by
+// channel.
+TEST(BatchDecoder, CacheShapeCarriesQueriesPerKeyHead) {
+  const ModelConfig gpt2 = tiny_gpt2(), llama = tiny_llama();
+  EXPECT_EQ(cache_shape(gpt2)[0].queries_per_key, 1);
+  EXPECT_EQ(cache_shape(llama)[0].queries_per_key, 4);
+  const CacheSpec spec;
+  EXPECT_FALSE(PagedKVCache(cache_shape(gpt2), spec).keys_by_channel(0));
+  EXPECT_TRUE(PagedKVCache(cache_shape(llama), spec).keys_by_channel(0));
+}
+
+}  // namespace
+}  // namespace thinkeys

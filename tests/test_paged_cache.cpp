@@ -581,3 +581,40 @@ TEST(PagedKVCache, ExhaustionIsAnErrorAndLeavesOthersIntact) {
 
 }  // namespace
 }  // namespace thinkeys
+
+namespace thinkeys {
+namespace {
+
+// Full-width float keys that one query head each reads are stored token by
+// token (writing one by channel misses once per channel); keys that several
+// queries share, thin or quantized keys, and layers whose readers are not
+// known keep the channel layout.
+TEST(PagedKVCache, FullKeysOfOneQueryGoTokenByToken) {
+  auto by_channel = [](CacheLayerShape s, CacheDType kt) {
+    CacheSpec spec{kt, CacheDType::F16, 16, 64, 1 << 22};
+    return PagedKVCache({s}, spec).keys_by_channel(0);
+  };
+  EXPECT_FALSE(by_channel({12, 64, 12, 64, 1}, CacheDType::F16));  // mha, full keys
+  EXPECT_FALSE(by_channel({12, 64, 12, 64, 1}, CacheDType::BF16));
+  EXPECT_TRUE(by_channel({4, 64, 4, 64, 3}, CacheDType::F16));    // gqa: 3 queries a key
+  EXPECT_TRUE(by_channel({12, 16, 12, 64, 1}, CacheDType::F16));  // thin keys
+  EXPECT_TRUE(by_channel({12, 64, 12, 64, 1}, CacheDType::Int8));
+  EXPECT_TRUE(by_channel({12, 64, 12, 64, 0}, CacheDType::F16));  // readers not known
+  // Written and read back through the token layout the same as by channel.
+  CacheSpec spec{CacheDType::F16, CacheDType::F16, 16, 4, 1 << 20};
+  PagedKVCache cache({{2, 8, 2, 8, 1}}, spec);
+  const int id = cache.add_sequence();
+  cache.reserve(id, 8);
+  for (int t = 0; t < 8; ++t) {
+    float row[8], got[8];
+    for (int j = 0; j < 8; ++j) row[j] = 0.5f * t - 0.25f * j;  // exact in f16
+    cache.write_key(id, 0, 1, t, row);
+    cache.read_key(id, 0, 1, t, got);
+    for (int j = 0; j < 8; ++j) EXPECT_EQ(got[j], row[j]) << t << " " << j;
+    const PagedRows k = cache.keys(id, 0, 1);
+    EXPECT_EQ(k.row(t), k.part(t) + 16 * (t % 4));  // a 16-byte f16 row per slot
+  }
+}
+
+}  // namespace
+}  // namespace thinkeys

@@ -59,7 +59,7 @@ DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBe
   const int threads = flush.threads();
   const int d = sh.head_dim, nk = sh.n_kv_heads, G = sh.n_heads / sh.n_kv_heads;
   const int r = std::max(1, static_cast<int>(std::lround(cc.key_ratio * d)));
-  const std::vector<CacheLayerShape> layers = {{nk, r, nk, d}};
+  const std::vector<CacheLayerShape> layers = {{nk, r, nk, d, G}};
   CacheSpec spec{cc.key_dtype, cc.value_dtype, kDefaultQuantGroup, block_tokens, 0, huge_pages};
   spec.keys_by_channel = !cc.keys_by_token;
   const int blocks_per_seq = (ctx + block_tokens - 1) / block_tokens;

@@ -13,6 +13,7 @@ namespace thinkeys {
 struct CacheLayerShape {
   int key_heads = 0, key_width = 0;  // cached key rows per token and their width
   int value_heads = 0, value_width = 0;
+  int queries_per_key = 0;  // query heads reading each key head (0: not known)
 };
 
 struct CacheSpec {
@@ -28,7 +29,7 @@ struct CacheSpec {
   // Keys are stored channel by channel within a block (PagedRows::by_channel;
   // int4 keys only when block_tokens is even): the decode kernel then scores
   // a vector of tokens per FMA and needs no horizontal sums. Same bytes
-  // either way.
+  // either way. PagedKVCache::keys_by_channel says which layers take it.
   bool keys_by_channel = true;
 };
 
