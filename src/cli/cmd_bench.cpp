@@ -129,12 +129,12 @@ Command add_bench(CLI::App& app) {
   sub->add_option("--decode-batch", opts->dec.batch, "--decode/--decode-model: batch sizes")
       ->delimiter(',')
       ->check(CLI::Range(1, 1024));
-  sub->add_option(
-         "--decode-cache", opts->dec.caches,
-         "--decode/--decode-model: cache layouts (full-f16, thin-f16, thin-int8, "
-         "thin-int4; full-f16-bytoken, thin-f16-bytoken: f16 keys stored token by "
-         "token; --decode only: thin-int8-bytoken, thin-int4-bytoken, latent-f16, and r24-f16, "
-         "r24-f16-bytoken: 24-wide keys)")
+  sub->add_option("--decode-cache", opts->dec.caches,
+                  "--decode/--decode-model: cache layouts (full-f16, thin-f16, thin-int8, "
+                  "thin-int4; full-f16-bytoken, thin-f16-bytoken: f16 keys stored token by "
+                  "token, as full-f16 already is for the mha shapes; --decode only: "
+                  "thin-int8-bytoken, thin-int4-bytoken, latent-f16, and r24-f16, "
+                  "r24-f16-bytoken: 24-wide keys)")
       ->delimiter(',');
   add_weights_option(sub, opts->weights);
   sub->add_option("--decode-weights", opts->decode_weights,
