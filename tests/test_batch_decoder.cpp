@@ -550,12 +550,6 @@ TEST(BatchDecoder, UseModelStepsWithTheNewWeights) {
   EXPECT_THROW(d1.use_model(c), Error);
 }
 
-}  // namespace
-}  // namespace thinkeys
-
-namespace thinkeys {
-namespace {
-
 // The cache learns from the model how many query heads read each key head,
 // which decides its key layout (PagedKVCache::keys_by_channel): the GPT-2
 // model's full keys, one query each, token by token; the GQA model's by

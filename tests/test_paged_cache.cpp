@@ -579,12 +579,6 @@ TEST(PagedKVCache, ExhaustionIsAnErrorAndLeavesOthersIntact) {
   EXPECT_THROW(PagedKVCache(shape, CacheSpec{CacheDType::F32, CacheDType::F32, 32, 4, 100}), Error);
 }
 
-}  // namespace
-}  // namespace thinkeys
-
-namespace thinkeys {
-namespace {
-
 // Full-width float keys that one query head each reads are stored token by
 // token (writing one by channel misses once per channel); keys that several
 // queries share, thin or quantized keys, and layers whose readers are not
@@ -600,7 +594,7 @@ TEST(PagedKVCache, FullKeysOfOneQueryGoTokenByToken) {
   EXPECT_TRUE(by_channel({12, 16, 12, 64, 1}, CacheDType::F16));  // thin keys
   EXPECT_TRUE(by_channel({12, 64, 12, 64, 1}, CacheDType::Int8));
   EXPECT_TRUE(by_channel({12, 64, 12, 64, 0}, CacheDType::F16));  // readers not known
-  // Written and read back through the token layout the same as by channel.
+  // Written and read back exactly through the token layout.
   CacheSpec spec{CacheDType::F16, CacheDType::F16, 16, 4, 1 << 20};
   PagedKVCache cache({{2, 8, 2, 8, 1}}, spec);
   const int id = cache.add_sequence();

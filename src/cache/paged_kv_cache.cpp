@@ -118,15 +118,12 @@ std::byte* PagedKVCache::part_address(int id, int layer, std::size_t offset, int
 bool PagedKVCache::keys_by_channel(int layer) const {
   check_layer(layer);
   const CacheLayerShape& s = layers_[layer];
-  // Full-width float keys that one query each reads go token by token. By
-  // channel, writing a token's key misses once per channel (64 lines a head,
-  // 768 a layer for 12 heads, each fetched before it is written: 9 us of a
-  // 1K-context layer's 300), and with one query there is no query reuse for
-  // the channel layout to buy. Whole model, mha, int8 weights, paired in one
-  // process: 1.09x at 1K, 1.06-1.09x at 4K, 1.05-1.14x at 16K-32K; with 3
-  // queries per key head (gqa) by channel stays ahead at 16K-32K (up to
-  // 1.18x), and thin keys are level at 1K-4K and ahead by channel beyond
-  // (docs/results/decode.md).
+  // Full-width float keys that one query head each reads go token by token:
+  // writing a token's key by channel misses once per channel (64 lines a
+  // head, 768 a layer for 12 heads, each fetched from DRAM before it is
+  // written), and with one query the channel layout has no query reuse to
+  // buy that back. Keys several queries share (GQA), thin and quantized keys
+  // keep it (docs/results/decode.md, "Full keys of one query").
   if (s.queries_per_key == 1 && s.key_width == s.value_width && !is_quantized(spec_.key_dtype))
     return false;
   // An odd block would leave int4 channels half a byte over the part.
