@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <set>
 #include <string>
@@ -29,6 +30,7 @@ struct Case {
   bool latent = false, rope = true;
   float q_scale = 1.0f;
   int split = 0;  // > 0: run through AttentionSplits cutting the task into up to this many pieces
+  int split_threads = 1;   // > 1: on this many threads, whose pieces claim blocks (not latent)
   bool rotate = true;      // CacheSpec::rotate_keys
   bool by_channel = true;  // CacheSpec::keys_by_channel
 };
@@ -39,8 +41,9 @@ std::string describe(const Case& c) {
          " begin=" + std::to_string(c.begin) + " bt=" + std::to_string(c.block_tokens) +
          " K=" + to_string(c.kt) + " V=" + to_string(c.vt) + (c.latent ? " latent" : "") +
          (c.latent && c.rope ? "+rope" : "") +
-         (c.split ? " split " + std::to_string(c.split) : "") + (c.rotate ? "" : " unrotated") +
-         (c.by_channel ? "" : " token-major keys");
+         (c.split ? " split " + std::to_string(c.split) : "") +
+         (c.split_threads > 1 ? " threads " + std::to_string(c.split_threads) : "") +
+         (c.rotate ? "" : " unrotated") + (c.by_channel ? "" : " token-major keys");
 }
 
 // Plain attention of G queries over keys [S][qw] and per-query values.
@@ -305,16 +308,21 @@ Built run_case(const Case& c, std::mt19937& rng) {
   AttentionTask task{q.data(), c.G,      cache.keys(id, 0, 0), values.data(), nv,
                      c.begin,  c.length, b.kernel_out.data()};
   if (c.split > 0) {
-    // One thread and split pieces of at least one block.
-    WorkPool pool(1);
+    // Split pieces of at least one block; on one thread cut at fixed
+    // blocks, on more one piece per thread claiming blocks.
+    WorkPool pool(c.split_threads);
+    std::vector<AttentionScratch> scratches;
+    for (int t = 0; t < c.split_threads; ++t) scratches.emplace_back(shape);
     AttentionSplits splits(1, c.split);
     const LatentKeys* lp = c.latent ? &lat : nullptr;
     splits.run(shape, std::span<const AttentionTask>(&task, 1),
                c.latent ? std::span<const LatentKeys* const>(&lp, 1)
                         : std::span<const LatentKeys* const>(),
-               pool, std::span<AttentionScratch>(&scratch, 1));
+               pool, scratches);
     const int blocks = (c.length + c.block_tokens - 1) / c.block_tokens - c.begin / c.block_tokens;
-    EXPECT_EQ(splits.last_pieces(), std::clamp(blocks, 1, c.split));
+    const bool claimed = c.split_threads > 1 && !c.latent && blocks > 1;
+    EXPECT_EQ(splits.last_pieces(),
+              claimed ? std::min(blocks, c.split_threads) : std::clamp(blocks, 1, c.split));
   } else {
     decode_attention(shape, task, c.latent ? &lat : nullptr, scratch);
   }
@@ -603,15 +611,18 @@ TEST(DecodeAttention, SplitPiecesMergeToTheWholeTask) {
   on_every_target([&] {
     for (int split : {2, 3, 7})
       for (int length : {1, 40, 129, 1000}) {
-        check({64, 64, 4, 1, length, 0, 16, CacheDType::F32, CacheDType::F32, false, true, 1.0f,
-               split},
-              rng);
-        check({32, 3, 2, 1, length, length / 3, 16, CacheDType::F16, CacheDType::Int8, false, true,
-               1.0f, split},
-              rng);
-        check({32, 8, 4, 2, length, 0, 8, CacheDType::Int4, CacheDType::F16, false, true, 1.0f,
-               split},
-              rng);
+        // split 7 also on 2 and 3 threads: pieces that claim blocks.
+        for (int threads : split == 7 ? std::vector<int>{1, 2, 3} : std::vector<int>{1}) {
+          check({64, 64, 4, 1, length, 0, 16, CacheDType::F32, CacheDType::F32, false, true, 1.0f,
+                 split, threads},
+                rng);
+          check({32, 3, 2, 1, length, length / 3, 16, CacheDType::F16, CacheDType::Int8, false,
+                 true, 1.0f, split, threads},
+                rng);
+          check({32, 8, 4, 2, length, 0, 8, CacheDType::Int4, CacheDType::F16, false, true, 1.0f,
+                 split, threads},
+                rng);
+        }
         check({32, 8, 2, 2, length, length / 2, 16, CacheDType::F32, CacheDType::F32, true, true,
                1.0f, split},
               rng);
@@ -621,8 +632,9 @@ TEST(DecodeAttention, SplitPiecesMergeToTheWholeTask) {
 
 TEST(DecodeAttention, SplitLeavesEnoughTasksAlone) {
   // With at least per_thread pieces' worth of tasks per thread nothing is
-  // cut; one long task on 2 threads becomes 2 x per_thread pieces; short
-  // tasks are cut into pieces of min_blocks, or half that to fill threads.
+  // cut; as many tasks as threads but fewer pieces than wanted are cut into
+  // pieces of min_blocks; fewer tasks than threads become one piece per
+  // thread (at most one per block) that claim blocks as they go.
   CacheSpec spec{CacheDType::F32, CacheDType::F32, 32, 16, std::size_t{16} << 20};
   PagedKVCache cache({{4, 16, 4, 16}}, spec);
   const int id = cache.add_sequence();
@@ -644,31 +656,93 @@ TEST(DecodeAttention, SplitLeavesEnoughTasksAlone) {
   for (int h = 0; h < 4; ++h)
     tasks.push_back(
         {q.data() + h * 16, 1, cache.keys(id, 0, h), &vals[h], 1, 0, 1600, out.data() + h * 16});
+  // Every value row is 0.5, so every output is 0.5 however it was cut.
+  auto all_half = [&] {
+    for (float x : out) EXPECT_FLOAT_EQ(x, 0.5f);
+    std::fill(out.begin(), out.end(), 0.0f);
+  };
   AttentionSplits few(4, 2);  // want 4 pieces: the 4 tasks stay whole
   few.run(shape, tasks, {}, pool, scratch);
   EXPECT_EQ(few.last_pieces(), 0);
-  AttentionSplits many(4, 8);  // want 16: each 100-block task in 4 pieces
-  many.run(shape, std::span<const AttentionTask>(tasks).first(1), {}, pool, scratch);
+  all_half();
+  AttentionSplits many(4, 8);  // want 16: each 100-block task in 4 pieces of 25
+  many.run(shape, tasks, {}, pool, scratch);
   EXPECT_EQ(many.last_pieces(), 16);
-  // Every value row is 0.5, so every output is 0.5 however it was cut.
+  all_half();
+  many.run(shape, std::span<const AttentionTask>(tasks).first(1), {}, pool, scratch);
+  EXPECT_EQ(many.last_pieces(), 2);  // one task, two threads: a piece each
   for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ(out[i], 0.5f);
 
-  // By default pieces hold at least 8 blocks: a 16-block task on 2 threads
-  // is 2 pieces. On 8 threads it is cut into pieces of 4 blocks so that
-  // more threads get one, and a 5-block task is not cut below 4.
+  // One task on 8 threads: 8 pieces of a 16-block task, 5 of a 5-block
+  // one, and a 1-block task is not cut.
   AttentionTask short_task = tasks[0];
   short_task.end = 16 * 16;
   AttentionSplits splits;
-  splits.run(shape, std::span<const AttentionTask>(&short_task, 1), {}, pool, scratch);
-  EXPECT_EQ(splits.last_pieces(), 2);
   WorkPool wide(8);
   while (scratch.size() < 8) scratch.emplace_back(shape);
-  splits.run(shape, std::span<const AttentionTask>(&short_task, 1), {}, wide, scratch);
-  EXPECT_EQ(splits.last_pieces(), 4);
-  short_task.end = 5 * 16;
-  splits.run(shape, std::span<const AttentionTask>(&short_task, 1), {}, wide, scratch);
-  EXPECT_EQ(splits.last_pieces(), 1);
-  for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ(out[i], 0.5f);
+  for (const auto& [blocks, pieces] : std::vector<std::pair<int, int>>{{16, 8}, {5, 5}, {1, 1}}) {
+    short_task.end = blocks * 16;
+    std::fill(out.begin(), out.end(), 0.0f);
+    splits.run(shape, std::span<const AttentionTask>(&short_task, 1), {}, wide, scratch);
+    EXPECT_EQ(splits.last_pieces(), pieces) << blocks << " blocks";
+    for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ(out[i], 0.5f);
+  }
+}
+
+// Pieces that claim blocks: one that claims them all (the others came too
+// late) gives the whole task's output, and one that got none contributes
+// nothing to the merge (output 0, log-sum-exp -inf).
+TEST(DecodeAttention, ClaimingPiecesCoverTheTaskOnce) {
+  std::mt19937 rng(53);
+  std::normal_distribution<float> N;
+  CacheSpec spec{CacheDType::F16, CacheDType::F16, 32, 16, std::size_t{16} << 20};
+  PagedKVCache cache({{2, 32, 2, 32}}, spec);
+  const int id = cache.add_sequence(), len = 16 * 9 + 5;
+  cache.reserve(id, len);
+  cache.set_length(id, len);
+  std::vector<float> row(32);
+  for (int h = 0; h < 2; ++h)
+    for (int t = 0; t < len; ++t) {
+      for (auto& x : row) x = N(rng);
+      cache.write_key(id, 0, h, t, row.data());
+      for (auto& x : row) x = N(rng);
+      cache.write_value(id, 0, h, t, row.data());
+    }
+  AttentionShape shape{32, 2, 32, 16, 0.2f, 1, 2};
+  AttentionScratch scratch(shape);
+  std::vector<float> q(2 * 2 * 32);
+  for (auto& x : q) x = N(rng);
+  std::vector<PagedRows> vals{cache.values(id, 0, 0), cache.values(id, 0, 1)};
+  std::vector<float> whole(2 * 2 * 32), mine(whole.size()), theirs(whole.size());
+  std::vector<float> lse_mine(4), lse_theirs(4);
+  auto tasks_into = [&](float* out, float* lse, ShareClaims* claims, int piece) {
+    std::vector<AttentionTask> t;
+    for (int h = 0; h < 2; ++h) {
+      AttentionTask a{q.data() + h * 64, 2, cache.keys(id, 0, h), &vals[h], 1, 3, len,
+                      out + h * 64};
+      a.lse = lse ? lse + h * 2 : nullptr;
+      a.blocks = claims;
+      a.piece = piece;
+      t.push_back(a);
+    }
+    return t;
+  };
+  auto w = tasks_into(whole.data(), nullptr, nullptr, 0);
+  decode_attention_heads(shape, w, {}, scratch);
+  ShareClaims claims;
+  claims.reset(10, 2);  // blocks 0-9 of tokens [3, 149)
+  auto a = tasks_into(mine.data(), lse_mine.data(), &claims, 0);
+  decode_attention_heads(shape, a, {}, scratch);  // takes its 5, then steals the other 5
+  auto b = tasks_into(theirs.data(), lse_theirs.data(), &claims, 1);
+  decode_attention_heads(shape, b, {}, scratch);
+  for (std::size_t i = 0; i < whole.size(); ++i) {
+    EXPECT_NEAR(mine[i], whole[i], 1e-5f * (1.0f + std::fabs(whole[i]))) << i;
+    EXPECT_EQ(theirs[i], 0.0f) << i;
+  }
+  for (int g = 0; g < 4; ++g) {
+    EXPECT_TRUE(std::isfinite(lse_mine[g]));
+    EXPECT_EQ(lse_theirs[g], -std::numeric_limits<float>::infinity());
+  }
 }
 
 TEST(DecodeAttention, PoolRunsTasksOnEveryThread) {

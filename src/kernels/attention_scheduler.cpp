@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "kernels/attend_heads.h"
@@ -129,6 +130,10 @@ void AttentionSplits::run(const AttentionShape& shape, std::span<const Attention
   const int BT = shape.block_tokens, per_range = (want + n - 1) / n;
   const int fill = (pool.threads() + n - 1) / n, fill_blocks = std::max(1, min_blocks_ / 2);
   piece_latents_.clear();
+  if (claims_size_ < n) {
+    claims_ = std::make_unique<ShareClaims[]>(n);
+    claims_size_ = n;
+  }
   first_.assign(n, 0);
   count_.assign(n, 1);
   std::size_t out_floats = 0, lse_floats = 0;
@@ -137,17 +142,28 @@ void AttentionSplits::run(const AttentionShape& shape, std::span<const Attention
     const AttentionTask& t0 = tasks[r.first];
     const int b0 = t0.begin / BT, b1 = (t0.end + BT - 1) / BT;
     const int nb = b1 - b0;
-    count_[i] =
-        std::max(std::clamp(nb / min_blocks_, 1, per_range), std::min(fill, nb / fill_blocks));
+    // Fewer groups than threads (batch 1 on 2 threads): one piece per
+    // thread, each taking blocks as it goes, so that neither waits for the
+    // other (ShareClaims; latent keys are rotated in block order).
+    const bool claimed = n < pool.threads() && latents.empty() && nb > 1;
+    count_[i] = claimed ? std::min(nb, fill)
+                        : std::max(std::clamp(nb / min_blocks_, 1, per_range),
+                                   std::min(fill, nb / fill_blocks));
+    if (claimed) claims_[i].reset(nb, count_[i]);
     first_[i] = static_cast<int>(pieces_.size());
     for (int p = 0; p < count_[i]; ++p) {
       piece_ranges_.push_back({static_cast<int>(pieces_.size()), r.count});
       for (int h = 0; h < r.count; ++h) {
         const AttentionTask& t = tasks[r.first + h];
         AttentionTask piece = t;
-        if (count_[i] > 1) {
+        if (claimed) {
+          piece.blocks = &claims_[i];
+          piece.piece = p;
+        } else if (count_[i] > 1) {
           piece.begin = std::max(t.begin, (b0 + p * nb / count_[i]) * BT);
           piece.end = std::min(t.end, (b0 + (p + 1) * nb / count_[i]) * BT);
+        }
+        if (count_[i] > 1) {
           out_floats += static_cast<std::size_t>(t.n_queries) * shape.head_dim;
           lse_floats += t.n_queries;
         }

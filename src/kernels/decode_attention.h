@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "format/paged_rows.h"
+#include "kernels/share_claims.h"
 
 namespace thinkeys {
 
@@ -51,6 +52,12 @@ struct AttentionTask {
   // [begin, end), max included (-inf for an empty range), so that pieces of
   // one task can be merged (AttentionSplits).
   float* lse = nullptr;
+  // Optional: the blocks of [begin, end) are shared with other pieces of the
+  // same tokens (AttentionSplits); this task attends to the blocks it
+  // claims as worker `piece` (possibly none). Heads run together share
+  // them. Not for latent keys, whose rotation walks the blocks in order.
+  ShareClaims* blocks = nullptr;
+  int piece = 0;
 };
 
 struct AttentionShape {
@@ -148,13 +155,17 @@ struct HeadRange {
 // are then reused, so steady decoding allocates nothing.
 class AttentionSplits {
  public:
-  // Split until there are about per_thread pieces per pool thread, never
-  // into pieces shorter than min_blocks blocks, except that a group is cut
-  // into as many pieces as it takes to give every thread one, down to
-  // pieces of min_blocks / 2. Each piece has fixed costs (its first lines
-  // read cold, the wait for the last piece, its merge): on 2 threads 1K-4K
-  // contexts ran best in pieces of 8 (docs/results/decode.md), but many
-  // threads would sit idle beside pieces that long.
+  // With fewer groups than pool threads, each group becomes one piece per
+  // thread (as many as it has blocks, at most), and the pieces take the
+  // group's blocks as they go (ShareClaims: each its own share front to
+  // back, then half of what another has left); latent groups are cut as
+  // below. Otherwise split until there are about per_thread pieces per pool
+  // thread, never into pieces shorter than min_blocks blocks, except that a
+  // group is cut into as many pieces as it takes to give every thread one,
+  // down to pieces of min_blocks / 2. Each piece has fixed costs (its first
+  // lines read cold, the wait for the last piece, its merge): on 2 threads
+  // 1K-4K contexts ran best in pieces of 8 (docs/results/decode.md), but
+  // many threads would sit idle beside pieces that long.
   explicit AttentionSplits(int min_blocks = 8, int per_thread = 8);
   void run(const AttentionShape& shape, std::span<const AttentionTask> tasks,
            std::span<const LatentKeys* const> latents, WorkPool& pool,
@@ -169,6 +180,8 @@ class AttentionSplits {
   std::vector<const LatentKeys*> piece_latents_;
   std::vector<int> first_, count_;  // per range: its pieces in pieces_
   std::vector<float> out_, lse_;
+  std::unique_ptr<ShareClaims[]> claims_;  // per range whose pieces claim blocks
+  int claims_size_ = 0;
 };
 
 // Name of the instruction set the dispatcher picked on this machine.

@@ -35,8 +35,8 @@ inline std::size_t weight_prefetch_rows(int tile_rows, std::size_t row_elements,
 // apart, from `first` on. A kernel's steady-state prefetch covers the rows
 // `weight_prefetch_rows` ahead of the ones it reads, so the first rows of the
 // range a thread is handed would be read cold: the thread on the range
-// before requests them at about the moment they are needed, if at all (the
-// decode step hands each thread chunks of 64 rows, a few KiB to 100 KiB).
+// before requests them at about the moment they are needed, if at all (a
+// decode step's threads take about 64 KiB of rows at a time).
 inline void prefetch_rows(const void* first, std::size_t rows, std::size_t row_bytes,
                           std::size_t stride) {
   const char* p = static_cast<const char*>(first);

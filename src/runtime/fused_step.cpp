@@ -9,13 +9,13 @@
 #include "runtime/fused_step.h"
 
 #include <algorithm>
-#include <array>
-#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "kernels/int8_gemm.h"
 #include "kernels/row_ops.h"
+#include "kernels/share_claims.h"
 #include "kernels/small_gemm.h"
 #include "model/weight_format.h"
 #include "runtime/batch_decoder.h"
@@ -23,16 +23,13 @@
 namespace thinkeys {
 namespace {
 
-// Output features per pool item (as layer_ops' project). int8 rows are half
-// as long as 16-bit ones, so they go twice as many to an item: with 64 (48
-// KiB of a 768-wide matrix) the int8 step was 3-8% slower within the same
-// runs than with 128 (gqa 1K batch 1; 32 was slower still), the cost of each
-// item's start being paid over fewer bytes.
-constexpr int kChunk = 64;
-constexpr int kInt8Chunk = 128;
-// Threads up to which matrices are split into one contiguous share per
-// thread (the cursors live on the stack: no allocation per step).
-constexpr int kMaxShares = 16;
+// Rows a claim of ShareClaims counts in: one int8 block.
+constexpr int kUnitRows = 16;
+// Bytes of weights a thread takes from its own share at a time. Smaller
+// takes leave less for the other thread to wait on at the end; 256 KiB ran
+// int8 steps 2-3% slower than 64 KiB, and 16-24 KiB level with it (paired
+// whole-model steps, docs/results/decode.md).
+constexpr std::size_t kOwnTakeBytes = 64 << 10;
 
 const float* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
@@ -43,37 +40,24 @@ bool BatchDecoder::fused_applies(const ModelConfig& c) { return c.is_standard_at
 namespace {
 
 // Int8 weights multiply int16 activations, quantized here once per matrix
-// rather than once per chunk.
+// rather than once per claim. Each thread reads its own contiguous share of
+// the rows front to back, one long stream as the read-bandwidth probe reads,
+// and then takes the back half of what the other has left
+// (kernels/share_claims.h): the two vCPUs stream at different rates, and
+// items of 64-128 rows claimed in turn from shares cost 3-6% of a step at
+// batch 1 in ramps and waits (docs/results/decode.md).
 void gemm(WorkPool& pool, Int16RowBuffer& xq_buffer, const WeightRows& w, int in, int out,
           const float* x, int rows, const float* bias, float* y) {
   const GemmRows xr = prepare_gemm_rows(w, in, x, in, rows, xq_buffer);
-  const int rows_per_chunk = w.type == WeightType::Int8 ? kInt8Chunk : kChunk;
-  const int chunks = (out + rows_per_chunk - 1) / rows_per_chunk, T = pool.threads();
-  auto chunk = [&](int c) {
-    const int o_begin = c * rows_per_chunk;
-    small_gemm(w, in, xr, rows, bias, y, out, o_begin, std::min(out, o_begin + rows_per_chunk));
-  };
-  if (T > kMaxShares) {
-    pool.run(chunks, [&](int c, int) { chunk(c); });
-    return;
-  }
-  // Each thread walks a contiguous share of the rows front to back and then
-  // helps with the others' (each pool item claims one chunk, so every chunk
-  // is claimed exactly once): one long stream per thread, as the
-  // read-bandwidth probe reads, instead of threads alternating items. In
-  // quiet interleaved runs (gqa, mha thin-f16 1K) int8 / bf16 went from
-  // 0.594-0.658 to 0.549-0.607 (docs/results/decode.md); on the Zen 5 VM the
-  // 16-bit and f32 GEMVs gained as much from it.
-  std::array<std::atomic<int>, kMaxShares> next;
-  std::array<int, kMaxShares + 1> first{};
-  for (int s = 0; s <= T; ++s) first[s] = static_cast<int>(std::int64_t{chunks} * s / T);
-  for (int s = 0; s < T; ++s) next[s].store(first[s], std::memory_order_relaxed);
-  pool.run(chunks, [&](int, int t) {
-    for (int k = 0; k < T; ++k) {
-      const int s = (t + k) % T;
-      const int c = next[s].fetch_add(1);
-      if (c < first[s + 1]) return chunk(c);
-    }
+  const std::size_t unit_bytes = std::size_t{kUnitRows} * in * weight_type_bytes(w.type);
+  const int own = static_cast<int>(std::max<std::size_t>(1, kOwnTakeBytes / unit_bytes));
+  const int T = pool.threads();
+  ShareClaims claims;
+  claims.reset((out + kUnitRows - 1) / kUnitRows, T);
+  pool.run(T, [&](int, int t) {
+    for (auto c = claims.next(t, own); c.count > 0; c = claims.next(t, own))
+      small_gemm(w, in, xr, rows, bias, y, out, c.first * kUnitRows,
+                 std::min(out, (c.first + c.count) * kUnitRows));
   });
 }
 
