@@ -378,59 +378,42 @@ void AttendHeads(const AttentionShape& shape, std::span<const AttentionTask> tas
   auto latent_of = [&](int h) { return latents.empty() ? nullptr : latents[h]; };
   for (int h = 0; h < H; ++h) Start(shape, tasks[h], latent_of(h), StateOf(scratch, h));
 
-  // Run number i in reading order: block b0 + i / H, head i % H.
+  // Block k of the task (k = 0 holds begin), head h, as a prefetch target.
   const int b0 = begin / BT;
-  auto run_at = [&](long i) {
-    const long b = b0 + i / H;
-    const int tb = static_cast<int>(std::max<long>(begin, b * BT));
-    if (tb >= end) return Run{};
-    return Run{&tasks[i % H], tb, static_cast<int>(std::min<long>(end, (b + 1) * BT)) - tb};
+  auto block_run = [&](int k, int h) {
+    const int tb = std::max(begin, (b0 + k) * BT);
+    return Run{&tasks[h], tb, std::min(end, (b0 + k + 1) * BT) - tb};
   };
-
-  if (tasks[0].blocks) {
-    // The blocks this piece claims, in the order claimed; the next claim is
-    // made as the last head of the claimed blocks starts, so that its start
-    // is prefetched and no piece holds blocks it has not begun.
-    ShareClaims& claims = *tasks[0].blocks;
-    const int me = tasks[0].piece;
-    auto block_run = [&](int k, int h) {
-      const int tb = std::max(begin, (b0 + k) * BT);
-      return Run{&tasks[h], tb, std::min(end, (b0 + k + 1) * BT) - tb};
-    };
-    bool first = true;
-    for (ShareClaims::Take take = claims.next(me, 1); take.count > 0;) {
-      ShareClaims::Take after{};
-      for (int k = take.first; k < take.first + take.count; ++k) {
-        const bool last = k + 1 == take.first + take.count;
-        const Run at = block_run(k, 0);
-        for (int h = 0; h < H; ++h) {
-          Run next;
-          if (h + 1 < H) {
-            next = block_run(k, h + 1);
-          } else if (!last) {
-            next = block_run(k + 1, 0);
-          } else {
-            after = claims.next(me, 1);
-            if (after.count > 0) next = block_run(after.first, 0);
-          }
-          Block(shape, tasks[h], latent_of(h), scratch, StateOf(scratch, h), at.tb, at.tb + at.nb,
-                first, next);
-          first = false;
+  // The blocks in takes: all of them at once, or, for a piece that shares
+  // them (AttentionTask::blocks), as it claims them; the next claim is made
+  // as the last head of the claimed blocks starts, so that its start is
+  // prefetched and no piece holds blocks it has not begun.
+  ShareClaims* claims = tasks[0].blocks;
+  const int me = tasks[0].piece;
+  const int blocks = end > begin ? (end - 1) / BT - b0 + 1 : 0;
+  bool first = true;
+  for (ShareClaims::Take take = claims ? claims->next(me, 1) : ShareClaims::Take{0, blocks};
+       take.count > 0;) {
+    ShareClaims::Take after{};
+    for (int k = take.first; k < take.first + take.count; ++k) {
+      const bool last = k + 1 == take.first + take.count;
+      const Run at = block_run(k, 0);
+      for (int h = 0; h < H; ++h) {
+        Run next;
+        if (h + 1 < H) {
+          next = block_run(k, h + 1);
+        } else if (!last) {
+          next = block_run(k + 1, 0);
+        } else if (claims) {
+          after = claims->next(me, 1);
+          if (after.count > 0) next = block_run(after.first, 0);
         }
+        Block(shape, tasks[h], latent_of(h), scratch, StateOf(scratch, h), at.tb, at.tb + at.nb,
+              first, next);
+        first = false;
       }
-      take = after;
     }
-    for (int h = 0; h < H; ++h) Finish(shape, tasks[h], StateOf(scratch, h));
-    return;
-  }
-
-  long i = 0;
-  for (int t0 = begin; t0 < end;) {
-    const int t1 = std::min(end, (t0 / BT + 1) * BT);
-    for (int h = 0; h < H; ++h, ++i)
-      Block(shape, tasks[h], latent_of(h), scratch, StateOf(scratch, h), t0, t1, i == 0,
-            run_at(i + 1));
-    t0 = t1;
+    take = after;
   }
   for (int h = 0; h < H; ++h) Finish(shape, tasks[h], StateOf(scratch, h));
 }
