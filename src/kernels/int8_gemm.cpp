@@ -187,9 +187,10 @@ void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, con
                   float* y, std::size_t ldy, int o_begin, int o_end) {
   const int groups = weight_groups(in);
   const int first = o_begin / kInt8BlockRows, last = (o_end - 1) / kInt8BlockRows;
-  // The first lines of the range: the steady-state prefetch of the range
-  // before (another thread's, or none) does not reach them in time.
-  const std::size_t start = std::min<std::size_t>(kInt8PrefetchBytes, (last - first + 1) * w.ld);
+  // The first lines of the range (kInt8StartBytes): the steady-state
+  // prefetch of the range before (another thread's, or none) does not reach
+  // them in time.
+  const std::size_t start = std::min<std::size_t>(kInt8StartBytes, (last - first + 1) * w.ld);
   prefetch_rows(static_cast<const int8_t*>(w.data) + first * w.ld, 1, start, start);
   prefetch_rows(w.scales + first * w.ld_scales, 1, start / 32 + 64, start);
   for (int b = first; b <= last; ++b) {

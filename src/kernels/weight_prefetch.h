@@ -23,6 +23,16 @@ inline constexpr std::size_t kWeightPrefetchBytes = 6144;
 // kernel gained from neither 8 KiB nor L1.
 inline constexpr std::size_t kInt8PrefetchBytes = 8192;
 
+// What the int8 kernel requests at the start of a range, before its first
+// block: twice the steady distance, so that a fresh stream (a thread's first
+// take of a matrix, or a steal) gets more lines in flight before its first
+// loads wait. Whole-model int8 steps paired in one process, batch 1: 0.967-
+// 0.988 of the time with 8 KiB at 1K (8 cells in two runs), 0.96-1.003 at
+// 1K-4K in a slower phase (11 of 12 cells below 1); batch 8 level. 32 KiB
+// was level with 8, and bf16's row kernel with 16 KiB instead of its 6 KiB
+// took 1.01-1.06x as long (docs/results/decode.md).
+inline constexpr std::size_t kInt8StartBytes = 16384;
+
 // Rows ahead for rows of `row_elements` elements of `element_bytes` bytes
 // read in tiles of `tile_rows`.
 inline std::size_t weight_prefetch_rows(int tile_rows, std::size_t row_elements,
