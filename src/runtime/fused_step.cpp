@@ -25,10 +25,14 @@ namespace {
 
 // Rows a claim of ShareClaims counts in: one int8 block.
 constexpr int kUnitRows = 16;
-// Bytes of weights a thread takes from its own share at a time. Smaller
-// takes leave less for the other thread to wait on at the end; 256 KiB ran
-// int8 steps 2-3% slower than 64 KiB, and 16-24 KiB level with it (paired
-// whole-model steps, docs/results/decode.md).
+// Bytes of weights a thread takes from its own share at a time, for one input
+// row and for several. Smaller takes leave less for the other thread to wait
+// on at the end, and each take's first lines are requested at once (the int8
+// kernel's kInt8StartBytes). Paired whole-model steps (docs/results/decode.md):
+// at batch 1, 16 KiB against 64 took int8 steps 0.93-0.99x as long at 1K-4K
+// and bf16 0.98-1.00x; at batch 8 it was 1.01-1.06x slower. 256 KiB ran int8
+// steps 2-3% slower than 64 KiB.
+constexpr std::size_t kOwnTakeBytesOneRow = 16 << 10;
 constexpr std::size_t kOwnTakeBytes = 64 << 10;
 
 const float* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
@@ -50,7 +54,8 @@ void gemm(WorkPool& pool, Int16RowBuffer& xq_buffer, const WeightRows& w, int in
           const float* x, int rows, const float* bias, float* y) {
   const GemmRows xr = prepare_gemm_rows(w, in, x, in, rows, xq_buffer);
   const std::size_t unit_bytes = std::size_t{kUnitRows} * in * weight_type_bytes(w.type);
-  const int own = static_cast<int>(std::max<std::size_t>(1, kOwnTakeBytes / unit_bytes));
+  const std::size_t own_bytes = rows == 1 ? kOwnTakeBytesOneRow : kOwnTakeBytes;
+  const int own = static_cast<int>(std::max<std::size_t>(1, own_bytes / unit_bytes));
   const int T = pool.threads();
   ShareClaims claims;
   claims.reset((out + kUnitRows - 1) / kUnitRows, T);
