@@ -14,23 +14,19 @@ namespace thinkeys {
 
 inline constexpr std::size_t kWeightPrefetchBytes = 6144;
 
-// The packed int8 kernel (kernels/int8_gemm.cpp) requests further on, one
-// line at a time as it reads one, and into L1 (prefetcht0): with 6 KiB into
-// L2 it read the same DRAM bytes 1.25-1.29x slower than the bf16 row kernel
-// although it computes faster; now 1.06-1.07x (its scale bytes). Each of the
-// two changes took whole-model int8 steps at 1K to 0.92-0.99x (paired;
-// docs/results/decode.md has the distances and hints tried). The 16-bit row
-// kernel gained from neither 8 KiB nor L1.
-inline constexpr std::size_t kInt8PrefetchBytes = 8192;
-
-// What the int8 kernel requests at the start of a range, before its first
-// block: twice the steady distance, so that a fresh stream (a thread's first
-// take of a matrix, or a steal) gets more lines in flight before its first
-// loads wait. Whole-model int8 steps paired in one process, batch 1: 0.967-
-// 0.988 of the time with 8 KiB at 1K (8 cells in two runs), 0.96-1.003 at
-// 1K-4K in a slower phase (11 of 12 cells below 1); batch 8 level. 32 KiB
-// was level with 8, and bf16's row kernel with 16 KiB instead of its 6 KiB
-// took 1.01-1.06x as long (docs/results/decode.md).
+// The packed int8 kernel (kernels/int8_gemm.cpp) requests one line at a
+// time as it reads one, into L1 (prefetcht0): with 6 KiB into L2 it read the
+// same DRAM bytes 1.25-1.29x slower than the bf16 row kernel although it
+// computes faster. It also requests kInt8StartBytes at the start of every
+// range: a batch-1 thread takes 16 KiB of rows at a time
+// (runtime/fused_step.cpp), so every take starts with its first lines in
+// flight. With those 16 KiB takes and starts, whole-model int8 steps paired
+// in one process (docs/results/decode.md): 6 KiB ahead took 0.96-1.00x the
+// time of 8 KiB at 1K (12 cells in three runs), 0.97-1.02x at 4K, level at
+// batch 8; 12 and 16 KiB 1.01-1.11x; 4 KiB mixed. Starts of 8 KiB instead
+// of 16 took 1.05-1.10x; 24-32 KiB level. The 16-bit row kernel gained from
+// neither 8 KiB nor L1, and 16 KiB starts slowed it by 1-6%.
+inline constexpr std::size_t kInt8PrefetchBytes = 6144;
 inline constexpr std::size_t kInt8StartBytes = 16384;
 
 // Rows ahead for rows of `row_elements` elements of `element_bytes` bytes
