@@ -35,6 +35,20 @@ struct Case {
   bool by_channel = true;  // CacheSpec::keys_by_channel
 };
 
+// Random keys and values for tokens [0, len) of every head of layer 0.
+void write_random_rows(PagedKVCache& cache, int id, int heads, int len, int width,
+                       std::mt19937& rng) {
+  std::normal_distribution<float> N;
+  std::vector<float> row(width);
+  for (int h = 0; h < heads; ++h)
+    for (int t = 0; t < len; ++t) {
+      for (auto& x : row) x = N(rng);
+      cache.write_key(id, 0, h, t, row.data());
+      for (auto& x : row) x = N(rng);
+      cache.write_value(id, 0, h, t, row.data());
+    }
+}
+
 std::string describe(const Case& c) {
   return "d=" + std::to_string(c.d) + " r=" + std::to_string(c.r) + " G=" + std::to_string(c.G) +
          " share=" + std::to_string(c.share) + " len=" + std::to_string(c.length) +
@@ -700,14 +714,7 @@ TEST(DecodeAttention, ClaimingPiecesCoverTheTaskOnce) {
   const int id = cache.add_sequence(), len = 16 * 9 + 5;
   cache.reserve(id, len);
   cache.set_length(id, len);
-  std::vector<float> row(32);
-  for (int h = 0; h < 2; ++h)
-    for (int t = 0; t < len; ++t) {
-      for (auto& x : row) x = N(rng);
-      cache.write_key(id, 0, h, t, row.data());
-      for (auto& x : row) x = N(rng);
-      cache.write_value(id, 0, h, t, row.data());
-    }
+  write_random_rows(cache, id, 2, len, 32, rng);
   AttentionShape shape{32, 2, 32, 16, 0.2f, 1, 2};
   AttentionScratch scratch(shape);
   std::vector<float> q(2 * 2 * 32);
@@ -757,13 +764,7 @@ TEST(DecodeAttention, PoolRunsTasksOnEveryThread) {
     int len = 1 + s * 37;
     cache.reserve(id, len);
     cache.set_length(id, len);
-    std::vector<float> row(32);
-    for (int h = 0; h < 4; ++h)
-      for (int t = 0; t < len; ++t) {
-        for (auto& x : row) x = N(rng);
-        cache.write_key(id, 0, h, t, row.data());
-        cache.write_value(id, 0, h, t, row.data());
-      }
+    write_random_rows(cache, id, 4, len, 32, rng);
     ids.push_back(id);
   }
   AttentionShape shape{32, 2, 8, 16, 0.2f, 1};
