@@ -23,21 +23,6 @@ CacheDType parse_cache_dtype(const std::string& name) {
 
 bool is_quantized(CacheDType t) { return t == CacheDType::Int8 || t == CacheDType::Int4; }
 
-std::size_t RowFormat::data_bytes() const {
-  switch (dtype) {
-    case CacheDType::F32:
-      return 4 * static_cast<std::size_t>(width);
-    case CacheDType::F16:
-    case CacheDType::BF16:
-      return 2 * static_cast<std::size_t>(width);
-    case CacheDType::Int8:
-      return static_cast<std::size_t>(width);
-    case CacheDType::Int4:
-      return (static_cast<std::size_t>(width) + 1) / 2;
-  }
-  return 0;
-}
-
 int RowFormat::levels() const {
   return dtype == CacheDType::Int8 ? 127 : dtype == CacheDType::Int4 ? 7 : 0;
 }

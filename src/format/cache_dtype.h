@@ -35,7 +35,22 @@ struct RowFormat {
   bool rotated = false;  // stores H x (Walsh-Hadamard, see make_row_format)
 
   int groups() const { return group > 0 ? (width + group - 1) / group : 0; }
-  std::size_t data_bytes() const;
+  // Inline: decode attention asks for it per block and head.
+  std::size_t data_bytes() const {
+    const auto w = static_cast<std::size_t>(width);
+    switch (dtype) {
+      case CacheDType::F32:
+        return 4 * w;
+      case CacheDType::F16:
+      case CacheDType::BF16:
+        return 2 * w;
+      case CacheDType::Int8:
+        return w;
+      case CacheDType::Int4:
+        return (w + 1) / 2;
+    }
+    return 0;
+  }
   std::size_t scale_offset() const { return data_bytes(); }
   static constexpr std::size_t kScaleBytes = 2;  // f16
   std::size_t bytes() const { return data_bytes() + kScaleBytes * groups(); }

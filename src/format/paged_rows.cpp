@@ -31,12 +31,6 @@ void set_nibble(std::byte* p, Nibble at, std::uint8_t level) {
   p[at.byte] = std::byte(keep | (level << at.shift));
 }
 
-// Bytes of one channel's slots in a part stored by channel.
-std::size_t channel_stride(const RowFormat& f, int block_tokens) {
-  const std::size_t bt = block_tokens;
-  return f.dtype == CacheDType::Int4 ? (bt + 1) / 2 : f.data_bytes() / f.width * bt;
-}
-
 // Where each stored piece of slot `slot`'s row sits in the row (encode_row's
 // form) and in a part stored by channel: nibbles(row_at, part_at) for each
 // int4 level, bytes(row_offset, part_offset, n) for each wider element and
@@ -61,8 +55,6 @@ void each_place(const RowFormat& f, int block_tokens, int slot, Nibbles&& nibble
 }
 
 }  // namespace
-
-std::size_t PagedRows::channel_bytes() const { return channel_stride(format, block_tokens); }
 
 void scatter_row(const RowFormat& f, int block_tokens, int slot, const std::byte* row,
                  std::byte* part) {

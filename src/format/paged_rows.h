@@ -10,6 +10,12 @@
 
 namespace thinkeys {
 
+// Bytes of one channel's slots in a part stored by channel.
+inline std::size_t channel_stride(const RowFormat& f, int block_tokens) {
+  const auto bt = static_cast<std::size_t>(block_tokens);
+  return f.dtype == CacheDType::Int4 ? (bt + 1) / 2 : f.data_bytes() / f.width * bt;
+}
+
 struct PagedRows {
   const std::byte* const* blocks = nullptr;  // the layer's rows in each block, in token order
   std::size_t offset = 0;                    // of this head's rows among them
@@ -35,7 +41,7 @@ struct PagedRows {
   // Bytes of one stored value; 0 for int4 (half a byte).
   std::size_t element_bytes() const { return format.data_bytes() / format.width; }
   // Bytes of one channel's slots, stored by channel.
-  std::size_t channel_bytes() const;
+  std::size_t channel_bytes() const { return channel_stride(format, block_tokens); }
   // Bytes of all channels' slots: where the scales start, stored by channel.
   std::size_t channels_bytes() const { return channel_bytes() * format.width; }
 };

@@ -45,6 +45,7 @@ struct HeadState {
   float* q8_scale;
   int32_t* q8_offset;
   int ld8, ldo;
+  std::size_t* pace;  // SetPacing's three sizes
 };
 
 HeadState StateOf(AttentionScratch& scratch, int h) {
@@ -59,7 +60,8 @@ HeadState StateOf(AttentionScratch& scratch, int h) {
           scratch.query_scales(h),
           scratch.query_offsets(h),
           scratch.query_levels_stride(),
-          scratch.query_offsets_stride()};
+          scratch.query_offsets_stride(),
+          scratch.pacing(h)};
 }
 
 void Start(const AttentionShape& shape, const AttentionTask& task, const LatentKeys* latent,
@@ -192,10 +194,33 @@ std::size_t KeySpan(const PagedRows& keys, int tb, int nb) {
   return end - static_cast<std::size_t>(KeyStart(keys, tb) - keys.part(tb));
 }
 
+// A head's prefetch pacing: pace[0] the bytes the score pass moves the
+// cursor on per key row, pace[1] the bytes each value pass holds back per
+// row (ScoreAdvance, ChannelValueLess), pace[2] the key span of a whole
+// block. Worked out once per call: per block and head, with the divisions
+// in KeySpan, they took 1-6% of a resident block's time (in-process paired
+// calls, docs/results/decode.md).
+void SetPacing(const AttentionTask& task, const LatentKeys* latent, int d, std::size_t* pace) {
+  const bool by_channel = task.keys.by_channel;
+  const std::size_t key_advance =
+      latent || by_channel ? task.keys.format.bytes() : ScoreAdvance(task, d);
+  pace[0] = key_advance;
+  pace[1] = latent       ? 0
+            : by_channel ? ChannelValueLess(task, d)
+                         : (key_advance - task.keys.format.bytes()) / task.n_values;
+  pace[2] = KeySpan(task.keys, 0, task.keys.block_tokens);
+}
+
+// KeySpan of a run of one block, from the head's pacing for a whole block.
+std::size_t RunKeySpan(const PagedRows& keys, const std::size_t* pace, int tb, int nb) {
+  return nb == keys.block_tokens ? pace[2] : KeySpan(keys, tb, nb);
+}
+
 // Rows [tb, tb + nb) of one head (its keys and every value head it reads),
 // as a prefetch target.
 struct Run {
   const AttentionTask* task = nullptr;
+  const std::size_t* pace = nullptr;  // the head's SetPacing
   int tb = 0, nb = 0;
 };
 
@@ -224,22 +249,19 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
 
   // This run's rows, then the next run's: what the thread reads from here on.
   PrefetchCursor<> cursor;
-  auto add_run = [&](const AttentionTask& on, int tb, int nb) {
-    cursor.add(KeyStart(on.keys, tb), KeySpan(on.keys, tb, nb));
+  const std::size_t key_span = RunKeySpan(task.keys, st.pace, t0, n);
+  auto add_run = [&](const AttentionTask& on, std::size_t span, int tb, int nb) {
+    cursor.add(KeyStart(on.keys, tb), span);
     for (int vh = 0; vh < on.n_values; ++vh)
       cursor.add(on.values[vh].row(tb), on.values[vh].format.bytes() * nb);
   };
-  add_run(task, t0, n);
-  if (next.task) add_run(*next.task, next.tb, next.nb);
+  add_run(task, key_span, t0, n);
+  if (next.task)
+    add_run(*next.task, RunKeySpan(next.task->keys, next.pace, next.tb, next.nb), next.tb, next.nb);
   cursor.start(first);
   const bool by_channel = task.keys.by_channel;
   const bool integer = IntegerScores(task, latent);
-  const std::size_t key_advance =
-      latent || by_channel ? task.keys.format.bytes() : ScoreAdvance(task, d);
-  const std::size_t value_less = latent ? 0
-                                 : by_channel
-                                     ? ChannelValueLess(task, d)
-                                     : (key_advance - task.keys.format.bytes()) / task.n_values;
+  const std::size_t key_advance = st.pace[0], value_less = st.pace[1];
   auto ahead = [&](const PagedRows& rows) {
     return Ahead{&cursor, &rows == &task.keys ? key_advance : rows.format.bytes() - value_less};
   };
@@ -294,7 +316,7 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
         st.base_c[i] = c;
       }
     }
-    cursor.advance(KeySpan(task.keys, t0, n));  // few bytes: at once
+    cursor.advance(key_span);  // few bytes: at once
     for (int seg = 0; seg < share; ++seg)
       Scores(ScratchRows{kbuf + seg * d, static_cast<std::size_t>(ldk)}, n, ldq, st.q, ldq,
              seg * (G / share), (seg + 1) * (G / share), s, lds, Ahead{});
@@ -304,21 +326,19 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
     auto* rows = reinterpret_cast<std::byte*>(scratch.latents());
     const std::size_t rb = task.keys.format.bytes();
     for (int t = 0; t < n; ++t) stored_row(task.keys, t0 + t, rows + rb * t);
-    cursor.advance(KeySpan(task.keys, t0, n));
+    cursor.advance(key_span);
     WithRows(task.keys.format, rows, n, kbuf, ldk, [&](const auto& rows, int w) {
       Scores(rows, n, w, st.q, ldq, 0, G, s, lds, Ahead{});
     });
   } else if (integer) {
-    const std::size_t span =
-        KeySpan(task.keys, t0, n) + value_less * static_cast<std::size_t>(n) * task.n_values;
+    const std::size_t span = key_span + value_less * static_cast<std::size_t>(n) * task.n_values;
     IntegerChannelScores(task.keys, t0, n, st.q8, st.ld8, st.q8_scale, st.q8_offset, st.ldo, G, s,
                          lds, &cursor, span / r);
     cursor.advance(span % r);
   } else if (by_channel) {
     // The first pass moves the cursor on by a channel's share of the span
     // and of what the value passes hold back.
-    const std::size_t span =
-        KeySpan(task.keys, t0, n) + value_less * static_cast<std::size_t>(n) * task.n_values;
+    const std::size_t span = key_span + value_less * static_cast<std::size_t>(n) * task.n_values;
     WithChannels(task.keys, t0, [&](const auto& ch) {
       ChannelScores(ch, n, r, st.q, ldq, G, s, lds, &cursor, span / r);
     });
@@ -376,13 +396,16 @@ void AttendHeads(const AttentionShape& shape, std::span<const AttentionTask> tas
   if (H == 0) return;
   const int BT = shape.block_tokens, begin = tasks[0].begin, end = tasks[0].end;
   auto latent_of = [&](int h) { return latents.empty() ? nullptr : latents[h]; };
-  for (int h = 0; h < H; ++h) Start(shape, tasks[h], latent_of(h), StateOf(scratch, h));
+  for (int h = 0; h < H; ++h) {
+    Start(shape, tasks[h], latent_of(h), StateOf(scratch, h));
+    SetPacing(tasks[h], latent_of(h), shape.head_dim, scratch.pacing(h));
+  }
 
   // Block k of the task (k = 0 holds begin), head h, as a prefetch target.
   const int b0 = begin / BT;
   auto block_run = [&](int k, int h) {
     const int tb = std::max(begin, (b0 + k) * BT);
-    return Run{&tasks[h], tb, std::min(end, (b0 + k + 1) * BT) - tb};
+    return Run{&tasks[h], scratch.pacing(h), tb, std::min(end, (b0 + k + 1) * BT) - tb};
   };
   // The blocks in takes: all of them at once, or, for a piece that shares
   // them (AttentionTask::blocks), as it claims them; the next claim is made

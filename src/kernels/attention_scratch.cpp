@@ -52,6 +52,7 @@ AttentionScratch::AttentionScratch(const AttentionShape& sh) {
   ql_ = alloc(H * ql_stride_ / sizeof(float));
   qs_ = alloc(H * G);
   qo_ = alloc(H * qo_stride_);
+  pace_ = std::make_unique<std::size_t[]>(3 * H);
   // Per head: its next token's (cos, sin) in double.
   void* p = std::aligned_alloc(64, (H * 2 * rope_half_ * sizeof(double) + 63) / 64 * 64 + 64);
   if (!p) throw Error("cannot allocate attention scratch");

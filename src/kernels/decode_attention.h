@@ -100,6 +100,9 @@ class AttentionScratch {
   int32_t* query_offsets(int h) { return reinterpret_cast<int32_t*>(qo_.get()) + h * qo_stride_; }
   int query_levels_stride() const { return static_cast<int>(ql_stride_ / state_stride_); }
   int query_offsets_stride() const { return static_cast<int>(qo_stride_ / state_stride_); }
+  // Per head: how its passes move the prefetch cursor on, worked out once
+  // per call rather than per block (three sizes, attention_block-inl.h).
+  std::size_t* pacing(int h) { return pace_.get() + 3 * h; }
 
  private:
   struct Free {
@@ -112,6 +115,7 @@ class AttentionScratch {
   std::size_t ql_stride_ = 0, qo_stride_ = 0;  // bytes, int32s per head
   Buffer q_, k_, c_, v_, s_, acc_, ml_, angles_, ql_, qs_, qo_;
   std::unique_ptr<double, Free> rope_;
+  std::unique_ptr<std::size_t[]> pace_;
 };
 
 // Query heads per key head the kernel handles (GQA groups times share).
