@@ -428,6 +428,21 @@ TEST(DecodeAttention, FloatCacheMatchesReferenceOverShapes) {
   });
 }
 
+// Scores spread over tens of units put the softmax's exponentials (of
+// score minus running max) anywhere from 0 down past e^-86, where the
+// kernel's exp gives 0; the weights must still match the double reference.
+TEST(DecodeAttention, SoftmaxOverAWideRangeOfScores) {
+  on_every_target([&] {
+    std::mt19937 rng(11);
+    for (float q_scale : {4.0f, 12.0f, 40.0f})
+      for (int length : {17, 100, 300}) {
+        Case c;
+        c.G = 2, c.length = length, c.q_scale = q_scale, c.block_tokens = 64;
+        check(c, rng);
+      }
+  });
+}
+
 TEST(DecodeAttention, EveryDtypePairWithinDerivedBound) {
   on_every_target([&] {
     std::mt19937 rng(11);

@@ -349,21 +349,9 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
     });
   }
 
-  // Online softmax, once per block: the block's max, the factor that
-  // rescales what was accumulated so far (applied inside Accumulate), the
-  // block's weights in place of its scores.
-  for (int g = 0; g < G; ++g) {
-    float* sg = s + g * lds;
-    std::fill(sg + n, sg + lds, -std::numeric_limits<float>::infinity());
-    const float m_new = std::max(st.m[g], Max(sg, lds));
-    alpha[g] = 1.0f;
-    if (m_new > st.m[g]) {
-      alpha[g] = std::exp(st.m[g] - m_new);  // 0 on the first block
-      st.l[g] *= alpha[g];
-      st.m[g] = m_new;
-    }
-    st.l[g] += ExpShiftSum(st.m[g], sg, lds);
-  }
+  // Online softmax, once per block (the rescale is applied inside
+  // Accumulate).
+  BlockSoftmax(s, lds, n, G, st.m, st.l, alpha);
 
   for (int vh = 0; vh < task.n_values; ++vh) {
     const PagedRows& V = task.values[vh];
