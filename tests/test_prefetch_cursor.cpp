@@ -8,7 +8,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <fstream>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/prefetch_cursor.h"
@@ -114,6 +116,19 @@ TEST(PrefetchCursor, StopsAtTheEndAndIgnoresRangesPastItsCapacity) {
   ASSERT_EQ(joined.size(), static_cast<std::size_t>(kMax + 2));
   for (int i = 0; i < kMax + 2; ++i)
     EXPECT_EQ(joined[i], reinterpret_cast<std::uintptr_t>(arena + 64 * i));
+}
+
+// The CPUID vendor string is the one Linux reports as vendor_id.
+TEST(PrefetchTuning, VendorIsTheOneLinuxReports) {
+  std::ifstream info("/proc/cpuinfo");
+  std::string line, vendor;
+  while (vendor.empty() && std::getline(info, line))
+    if (line.rfind("vendor_id", 0) == 0) vendor = line.substr(line.find(':') + 2);
+  if (vendor.empty()) GTEST_SKIP() << "no vendor_id in /proc/cpuinfo on this machine";
+  EXPECT_EQ(cpu_vendor(), vendor);
+  const PrefetchTuning expected = prefetch_tuning_for(vendor);
+  EXPECT_EQ(prefetch_tuning().int8_bytes, expected.int8_bytes);
+  EXPECT_EQ(prefetch_tuning().int8_into_l1, expected.int8_into_l1);
 }
 
 }  // namespace

@@ -97,7 +97,8 @@ void QuantizeRows(const float* x, std::size_t ldx, int rows, int in, int16_t* le
 // int32 chains per row so that the multiply-adds do not wait on each other.
 template <int NR, bool kVnni>
 HWY_INLINE void Block(const WeightRows& w, int block, int groups, const Int16Rows& x,
-                      const float* bias, float* y, std::size_t ldy, int o_lo, int o_hi) {
+                      const float* bias, float* y, std::size_t ldy, int o_lo, int o_hi,
+                      const PrefetchTuning& tuning) {
   const D16 d16;
   const D32 d32;
   const DF32 df;
@@ -105,6 +106,8 @@ HWY_INLINE void Block(const WeightRows& w, int block, int groups, const Int16Row
   const hn::Rebind<hwy::float16_t, DF32> dh;
   constexpr int kChains = NR >= 4 ? 1 : 4 / NR;
   const int kLanes = static_cast<int>(hn::Lanes(d32));
+  const std::size_t ahead = tuning.int8_bytes;
+  const bool into_l1 = tuning.int8_into_l1;
   const int8_t* wb = static_cast<const int8_t*>(w.data) + block * w.ld;
   const uint16_t* sb = w.scales + block * w.ld_scales;
   const int o0 = block * kInt8BlockRows;
@@ -114,21 +117,25 @@ HWY_INLINE void Block(const WeightRows& w, int block, int groups, const Int16Row
     for (int r = 0; r < NR; ++r) acc[r] = hn::Zero(df);
     for (int g = 0; g < groups; ++g) {
       const int8_t* wg = wb + g * 1024;
-      // The blocks of a range follow each other, so the lines
-      // kInt8PrefetchBytes on are the ones read next; a group's scales are
-      // half a line, 1/32 as far on.
-      if (h == 0) __builtin_prefetch(sb + g * kInt8BlockRows + kInt8PrefetchBytes / 64, 0, 2);
+      // The blocks of a range follow each other, so the lines `ahead` bytes
+      // on are the ones read next; a group's scales are half a line, 1/32
+      // as far on.
+      if (h == 0) __builtin_prefetch(sb + g * kInt8BlockRows + ahead / 64, 0, 2);
       const int16_t* xg = x.levels + g * kWeightGroup;
       hn::Vec<D32> iacc[NR][kChains];
       for (int r = 0; r < NR; ++r)
         for (int c = 0; c < kChains; ++c) iacc[r][c] = hn::Zero(d32);
       for (int p = 0; p < kWeightGroup / 2; p += kChains) {
         // One request per line as the line before it is read, not the
-        // group's 16 at its start, and into L1 (prefetcht0), not L2
-        // (kInt8PrefetchBytes says why).
+        // group's 16 at its start (kernels/weight_prefetch.h); into L1 or
+        // L2 by CPU (kernels/prefetch_tuning.h).
         if (h == 0 && p % 2 == 0)
-          for (int b = 0; b < std::max(64, kChains * 32); b += 64)
-            __builtin_prefetch(wg + p * 32 + b + kInt8PrefetchBytes, 0, 3);
+          for (int b = 0; b < std::max(64, kChains * 32); b += 64) {
+            if (into_l1)
+              __builtin_prefetch(wg + p * 32 + b + ahead, 0, 3);
+            else
+              __builtin_prefetch(wg + p * 32 + b + ahead, 0, 2);
+          }
         for (int c = 0; c < kChains; ++c) {
           const auto wv = hn::PromoteTo(d16, hn::LoadU(d8, wg + (p + c) * 32 + h * 2));
           for (int r = 0; r < NR; ++r) {
@@ -187,6 +194,7 @@ void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, con
                   float* y, std::size_t ldy, int o_begin, int o_end) {
   const int groups = weight_groups(in);
   const int first = o_begin / kInt8BlockRows, last = (o_end - 1) / kInt8BlockRows;
+  const PrefetchTuning& tuning = prefetch_tuning();
   // The first lines of the range (kInt8StartBytes): the steady-state
   // prefetch of the range before (another thread's, or none) does not reach
   // them in time.
@@ -200,7 +208,7 @@ void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, con
     auto tile = [&](auto nr) {
       constexpr int n = decltype(nr)::value;
       const Int16Rows xr{x.levels + r * x.ld, x.ld, x.scales + r};
-      Block<n, kVnni>(w, b, groups, xr, bias, y + r * ldy, ldy, lo, hi);
+      Block<n, kVnni>(w, b, groups, xr, bias, y + r * ldy, ldy, lo, hi, tuning);
       r += n;
     };
     while (r + kMaxTileRows <= rows) tile(std::integral_constant<int, kMaxTileRows>());

@@ -10,16 +10,18 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/prefetch_tuning.h"
+
 namespace thinkeys {
 
+// How far ahead: PrefetchTuning::attention_bytes (kernels/prefetch_tuning.h).
 // On the Intel VM of earlier sessions, 2-3 KiB ahead ran decode attention
 // 10-17% faster from DRAM than a whole run (16-64 KiB) ahead, and a plain f16
 // stream with gqa's arithmetic read 27 GB/s at 2 KiB against 22 GB/s at
-// 8 KiB. On this session's AMD Zen 4 VM 6 KiB beats 3 KiB: the
-// --decode-model layers at 16K-32K context, batch 1, ran 13-24% faster in
-// the kernel sweep (one cell 2%) and gqa's whole-model steps 6-12% faster
-// (docs/results/decode.md); 8 KiB was better in some cells, worse in others.
-inline constexpr std::size_t kPrefetchAheadBytes = 6144;
+// 8 KiB. On the AMD Zen 4 VM 6 KiB beat 3 KiB: the --decode-model layers at
+// 16K-32K context, batch 1, ran 13-24% faster in the kernel sweep (one cell
+// 2%) and gqa's whole-model steps 6-12% faster (docs/results/decode.md); 8
+// KiB was better in some cells, worse in others.
 
 // Into L2: the non-temporal hint ran the kernel at 0.4x at 32K context.
 struct PrefetchIntoL2 {
@@ -33,7 +35,8 @@ class PrefetchCursor {
  public:
   static constexpr int kMaxRanges = 8;
 
-  explicit PrefetchCursor(std::size_t ahead = kPrefetchAheadBytes, Request request = {})
+  explicit PrefetchCursor(std::size_t ahead = prefetch_tuning().attention_bytes,
+                          Request request = {})
       : ahead_(ahead), request_(request) {}
 
   // Ranges past kMaxRanges are not prefetched. A range that starts where the

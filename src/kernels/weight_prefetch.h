@@ -4,29 +4,27 @@
 // the DRAM rate (int8 rows of 768: 2.7 GB/s without, 10-23 GB/s with
 // software prefetch, one thread, noisy machine), so every kernel requests
 // each line of the row it reads `weight_prefetch_rows` rows further on: about
-// kWeightPrefetchBytes ahead in the matrix, and at least one tile.
+// PrefetchTuning::weight_bytes ahead in the matrix, and at least one tile.
+// The distances depend on the CPU (kernels/prefetch_tuning.h).
 #include <algorithm>
 #include <cstddef>
 
+#include "kernels/prefetch_tuning.h"
 #include "kernels/weight_rows.h"
 
 namespace thinkeys {
 
-inline constexpr std::size_t kWeightPrefetchBytes = 6144;
-
 // The packed int8 kernel (kernels/int8_gemm.cpp) requests one line at a
-// time as it reads one, into L1 (prefetcht0): with 6 KiB into L2 it read the
-// same DRAM bytes 1.25-1.29x slower than the bf16 row kernel although it
-// computes faster. It also requests kInt8StartBytes at the start of every
-// range: a batch-1 thread takes 16 KiB of rows at a time
-// (runtime/fused_step.cpp), so every take starts with its first lines in
-// flight. With those 16 KiB takes and starts, whole-model int8 steps paired
-// in one process (docs/results/decode.md): 6 KiB ahead took 0.96-1.00x the
-// time of 8 KiB at 1K (12 cells in three runs), 0.97-1.02x at 4K, level at
-// batch 8; 12 and 16 KiB 1.01-1.11x; 4 KiB mixed. Starts of 8 KiB instead
-// of 16 took 1.05-1.10x; 24-32 KiB level. The 16-bit row kernel gained from
-// neither 8 KiB nor L1, and 16 KiB starts slowed it by 1-6%.
-inline constexpr std::size_t kInt8PrefetchBytes = 6144;
+// time as it reads one, PrefetchTuning::int8_bytes on. It also requests
+// kInt8StartBytes at the start of every range: a batch-1 thread takes 16 KiB
+// of rows at a time (runtime/fused_step.cpp), so every take starts with its
+// first lines in flight. On the AMD VMs, with those 16 KiB takes and starts,
+// whole-model int8 steps paired in one process (docs/results/decode.md): 6
+// KiB ahead took 0.96-1.00x the time of 8 KiB at 1K (12 cells in three
+// runs), 0.97-1.02x at 4K, level at batch 8; 12 and 16 KiB 1.01-1.11x; 4 KiB
+// mixed. Starts of 8 KiB instead of 16 took 1.05-1.10x; 24-32 KiB level.
+// The 16-bit row kernel gained from neither 8 KiB nor L1 there, and 16 KiB
+// starts slowed it by 1-6%.
 inline constexpr std::size_t kInt8StartBytes = 16384;
 
 // Rows ahead for rows of `row_elements` elements of `element_bytes` bytes
@@ -34,7 +32,8 @@ inline constexpr std::size_t kInt8StartBytes = 16384;
 inline std::size_t weight_prefetch_rows(int tile_rows, std::size_t row_elements,
                                         std::size_t element_bytes = 1) {
   const std::size_t row_bytes = std::max<std::size_t>(1, row_elements * element_bytes);
-  return std::max<std::size_t>(tile_rows, (kWeightPrefetchBytes + row_bytes - 1) / row_bytes);
+  const std::size_t ahead = prefetch_tuning().weight_bytes;
+  return std::max<std::size_t>(tile_rows, (ahead + row_bytes - 1) / row_bytes);
 }
 
 // Requests every line of `rows` rows of `row_bytes` bytes, `stride` bytes
