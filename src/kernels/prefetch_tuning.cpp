@@ -12,12 +12,16 @@ namespace thinkeys {
 PrefetchTuning prefetch_tuning_for(std::string_view vendor) {
   PrefetchTuning t;
   if (vendor == "GenuineIntel") {
-    // Intel's L2 streamer runs ahead of a core by itself; requests further
-    // on than about one page only take line-fill buffers from it. Into L1
-    // (prefetcht0), the int8 kernel's steps took 1.12x as long.
+    // Measured on the Intel VM, whole-model steps paired in one process
+    // (mha 1K, batch 1): int8 weights into L1 ran 1.12x the time of L2, and
+    // 6 KiB ahead 1.02x of 3 KiB (2 KiB: 1.07x); bf16 rows 6 KiB ahead
+    // 1.06x of 3 KiB. A 16 KiB start burst held the int8 kernel in its
+    // prefetch loop for half of its samples (perf), the requests queueing
+    // for fill buffers: 3 KiB ran steps 0.90x the time.
     t.weight_bytes = 3072;
     t.int8_bytes = 3072;
     t.int8_into_l1 = false;
+    t.int8_start_bytes = 3072;
     t.attention_bytes = 3072;
   }
   return t;

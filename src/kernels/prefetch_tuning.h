@@ -1,13 +1,13 @@
 #pragma once
 // How far ahead of its reads, and into which cache, each decode kernel
-// requests the bytes it streams. The best distances differ between the two
+// requests the bytes it streams. The best settings differ between the two
 // kinds of 2-vCPU VM these kernels run on, by more than any other choice in
-// them, so they are picked once per process from the CPU's vendor. Paired
-// whole-model steps in one process (docs/results/decode.md, "Prefetch by
-// CPU"): on the Intel VM (Xeon, 2 MiB L2 per core) the AMD settings ran int8
-// weight steps at mha 1K 1.12-1.18x the time of these, bf16 steps 1.06x;
-// on the AMD Zen 4/5 VMs 6 KiB beat 3 KiB by 13-24% in the attention kernel
-// and int8 weights read 3-6% faster into L1 than into L2.
+// them, so they are picked once per process from the CPU's vendor
+// (docs/results/decode.md, "Prefetch by CPU"). Intel's are in
+// prefetch_tuning.cpp; the defaults were tuned on the AMD Zen 4/5 VMs,
+// where 6 KiB beat 3 KiB by 13-24% in the attention kernel, int8 weights
+// read 3-6% faster into L1 than into L2, and 16 KiB starts beat 8 KiB by
+// 5-10% (kernels/weight_prefetch.h).
 #include <cstddef>
 #include <string_view>
 
@@ -20,6 +20,9 @@ struct PrefetchTuning {
   // Packed int8 weights (kernels/int8_gemm.cpp), one request per line read.
   std::size_t int8_bytes = 6144;
   bool int8_into_l1 = true;  // prefetcht0; else prefetcht1 (L2)
+  // Requested at once as a thread starts a range of int8 rows: the
+  // steady-state requests of the range before do not reach them in time.
+  std::size_t int8_start_bytes = 16384;
   // Decode attention's key and value rows (kernels/prefetch_cursor.h), into L2.
   std::size_t attention_bytes = 6144;
 };

@@ -16,16 +16,16 @@ namespace thinkeys {
 
 // The packed int8 kernel (kernels/int8_gemm.cpp) requests one line at a
 // time as it reads one, PrefetchTuning::int8_bytes on. It also requests
-// kInt8StartBytes at the start of every range: a batch-1 thread takes 16 KiB
-// of rows at a time (runtime/fused_step.cpp), so every take starts with its
-// first lines in flight. On the AMD VMs, with those 16 KiB takes and starts,
-// whole-model int8 steps paired in one process (docs/results/decode.md): 6
-// KiB ahead took 0.96-1.00x the time of 8 KiB at 1K (12 cells in three
-// runs), 0.97-1.02x at 4K, level at batch 8; 12 and 16 KiB 1.01-1.11x; 4 KiB
-// mixed. Starts of 8 KiB instead of 16 took 1.05-1.10x; 24-32 KiB level.
-// The 16-bit row kernel gained from neither 8 KiB nor L1 there, and 16 KiB
-// starts slowed it by 1-6%.
-inline constexpr std::size_t kInt8StartBytes = 16384;
+// PrefetchTuning::int8_start_bytes at the start of every range: a batch-1
+// thread takes 16 KiB of rows at a time (runtime/fused_step.cpp), so every
+// take starts with its first lines in flight. On the AMD VMs, with those 16
+// KiB takes and starts, whole-model int8 steps paired in one process
+// (docs/results/decode.md): 6 KiB ahead took 0.96-1.00x the time of 8 KiB at
+// 1K (12 cells in three runs), 0.97-1.02x at 4K, level at batch 8; 12 and 16
+// KiB 1.01-1.11x; 4 KiB mixed. Starts of 8 KiB instead of 16 took
+// 1.05-1.10x; 24-32 KiB level. The 16-bit row kernel gained from neither 8
+// KiB nor L1 there, and 16 KiB starts slowed it by 1-6%. On the Intel VM the
+// settings differ (kernels/prefetch_tuning.cpp).
 
 // Rows ahead for rows of `row_elements` elements of `element_bytes` bytes
 // read in tiles of `tile_rows`.
