@@ -6,14 +6,17 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "compress/compressor.h"
 #include "config/cache_layout.h"
 #include "eval/paged_logits.h"
 #include "eval/perplexity.h"
+#include "huge_page_check.h"
 #include "model/kv_cache.h"
 #include "model/random_init.h"
 #include "model/transformer.h"
@@ -477,13 +480,12 @@ TEST(PagedPerplexity, F32EqualsDenseAndInt4IsCloseButNotEqual) {
   EXPECT_NE(q.mean_nll, dense.mean_nll);
 }
 
-// Decode streams every weight once per step, so finalize() puts each weight
-// of at least one huge page on huge-page memory (util/huge_page_memory.h).
-// malloc never returns a 2 MiB-aligned pointer for these sizes (its header
-// comes first), so alignment shows where a tensor lives; the values, the
-// views into the fused tensors and the tied head must all survive the move,
-// and so must a second finalize().
-TEST(ModelWeights, LargeWeightsMoveToHugePageMemoryUnchanged) {
+// Decode streams every weight once per step, so finalize() copies each
+// streamed matrix into the weight arena (util/huge_page_arena.h), whose
+// mappings are whole, advised huge pages, small matrices included; the
+// values, the views into the fused tensors and the tied head must all
+// survive the move, and so must a second finalize() and int8 packing.
+TEST(ModelWeights, StreamedWeightsMoveOntoWholeHugePagesUnchanged) {
   ModelConfig c = tiny_llama();
   c.dim = 512;
   c.n_layers = 1;
@@ -494,8 +496,13 @@ TEST(ModelWeights, LargeWeightsMoveToHugePageMemoryUnchanged) {
   c.vocab_size = 1100;  // tok_emb 2.1 MiB
   c.tied_embeddings = true;
   Model m = random_model(c, 12, 0.1);
-  auto on_huge = [](const at::Tensor& t) {
-    return reinterpret_cast<std::uintptr_t>(t.data_ptr()) % HugePageMemory::kHugePage == 0;
+  std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string thp_mode;
+  std::getline(thp, thp_mode);
+  const bool advisable = thp && thp_mode.find("[never]") == std::string::npos;
+  auto on_huge = [&](const at::Tensor& t) {
+    const auto whole = on_whole_huge_pages(t.data_ptr(), t.nbytes());
+    return !advisable || !whole || *whole;
   };
   for (int round = 0; round < 2; ++round) {
     const LayerWeights& L = m.weights.layers[0];
@@ -503,7 +510,7 @@ TEST(ModelWeights, LargeWeightsMoveToHugePageMemoryUnchanged) {
     EXPECT_TRUE(on_huge(L.w_gate_up));
     EXPECT_TRUE(on_huge(L.w_down));
     EXPECT_TRUE(on_huge(m.weights.tok_emb));
-    EXPECT_FALSE(on_huge(L.wo));  // 1 MiB: not worth a huge page
+    EXPECT_TRUE(on_huge(L.wo));  // 1 MiB
     EXPECT_EQ(L.wq.data_ptr(), L.wqkv.data_ptr());
     EXPECT_EQ(L.w_gate.data_ptr(), L.w_gate_up.data_ptr());
     EXPECT_EQ(m.weights.lm_head.data_ptr(), m.weights.tok_emb.data_ptr());
@@ -518,6 +525,12 @@ TEST(ModelWeights, LargeWeightsMoveToHugePageMemoryUnchanged) {
                                            A.w_gate, A.w_up, A.w_down, m.weights.tok_emb};
     for (std::size_t i = 0; i < after.size(); ++i) EXPECT_TRUE(at::equal(after[i], before[i])) << i;
   }
+  convert_weights(m, WeightFormat::Int8);
+  const LayerWeights& L = m.weights.layers[0];
+  const Weights& w = m.weights;
+  for (const at::Tensor* t : {&L.wqkv, &L.wqkv_scales, &L.wo, &L.wo_scales, &L.w_down,
+                              &L.w_down_scales, &w.tok_emb, &w.tok_emb_scales})
+    EXPECT_TRUE(on_huge(*t));
 }
 
 // use_model (benchmarks time weight formats over one cache): the step after a

@@ -56,8 +56,8 @@ std::pair<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& w) {
   // The packed bytes (kernels/weight_rows.h) under a [rows, cols] view, so
   // that shapes read as the matrix's; only weight_rows() reads the bytes.
   at::Tensor packed =
-      on_huge_pages(at::empty({blocks * kInt8BlockRows, int8_padded_cols(cols)}, at::kChar));
-  at::Tensor scales = at::empty({blocks, groups, kInt8BlockRows}, at::kHalf);
+      empty_on_huge_pages({blocks * kInt8BlockRows, int8_padded_cols(cols)}, at::kChar);
+  at::Tensor scales = empty_on_huge_pages({blocks, groups, kInt8BlockRows}, at::kHalf);
   pack_int8_rows(levels.data(), cols, row_scales.data(), groups, rows, cols,
                  packed.data_ptr<int8_t>(), reinterpret_cast<uint16_t*>(scales.data_ptr()));
   return {packed.narrow(0, 0, rows).narrow(1, 0, cols), scales};

@@ -4,21 +4,26 @@
 #include <memory>
 
 #include "util/error.h"
-#include "util/huge_page_memory.h"
+#include "util/huge_page_arena.h"
 
 namespace thinkeys {
 
-// A copy of t on transparent huge pages: a decode step streams every weight
-// once, and on 4 KiB pages the walks cost a third of the GEMV's rate where
-// THP is "madvise" (util/huge_page_memory.h). Tensors smaller than a huge
-// page, that need gradients, or that live off the CPU stay as they are.
+// A copy of t in the weight arena, on transparent huge pages: a decode step
+// streams every weight once, and on 4 KiB pages the walks cost a third of
+// the GEMV's rate where THP is "madvise" (util/huge_page_memory.h). Tensors
+// that need gradients or live off the CPU stay as they are.
+at::Tensor empty_on_huge_pages(at::IntArrayRef sizes, at::ScalarType dtype) {
+  int64_t n = 1;
+  for (int64_t s : sizes) n *= s;
+  const auto bytes = static_cast<std::size_t>(n) * at::elementSize(dtype);
+  HugePageArena::Allocation a = weight_arena().allocate(bytes);
+  return at::from_blob(
+      a.data, sizes, [chunk = std::move(a.chunk)](void*) {}, at::TensorOptions().dtype(dtype));
+}
+
 at::Tensor on_huge_pages(const at::Tensor& t) {
-  if (!t.defined() || t.requires_grad() || !t.device().is_cpu() ||
-      t.nbytes() < HugePageMemory::kHugePage)
-    return t;
-  auto memory = std::make_shared<HugePageMemory>(t.nbytes());
-  at::Tensor out = at::from_blob(
-      memory->data(), t.sizes(), [memory](void*) {}, t.options());
+  if (!t.defined() || t.requires_grad() || !t.device().is_cpu() || t.nbytes() == 0) return t;
+  at::Tensor out = empty_on_huge_pages(t.sizes(), t.scalar_type());
   out.copy_(t);
   return out;
 }

@@ -62,9 +62,11 @@ struct Model {
   int64_t resident_bytes() const;  // bytes all weights occupy in memory
 };
 
-// A copy of t on transparent huge pages when it is a large CPU tensor without
-// gradients; t itself otherwise.
+// A copy of t on transparent huge pages (util/huge_page_arena.h) when it is a
+// CPU tensor without gradients; t itself otherwise.
 at::Tensor on_huge_pages(const at::Tensor& t);
+// An uninitialized CPU tensor there.
+at::Tensor empty_on_huge_pages(at::IntArrayRef sizes, at::ScalarType dtype);
 
 // Expected shape of every weight, so loaders can check files against the config.
 std::vector<int64_t> expected_shape_q(const ModelConfig& c, int layer);
