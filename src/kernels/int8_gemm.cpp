@@ -195,9 +195,9 @@ void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, con
   const int groups = weight_groups(in);
   const int first = o_begin / kInt8BlockRows, last = (o_end - 1) / kInt8BlockRows;
   const PrefetchTuning& tuning = prefetch_tuning();
-  // The first lines of the range (PrefetchTuning::int8_start_bytes): the steady-state
-  // prefetch of the range before (another thread's, or none) does not reach
-  // them in time.
+  // The first lines of the range (PrefetchTuning::int8_start_bytes): the
+  // steady-state prefetch of the range before (another thread's, or none)
+  // does not reach them in time.
   const std::size_t start =
       std::min<std::size_t>(tuning.int8_start_bytes, (last - first + 1) * w.ld);
   prefetch_rows(static_cast<const int8_t*>(w.data) + first * w.ld, 1, start, start);

@@ -8,10 +8,9 @@
 
 namespace thinkeys {
 
-// A copy of t in the weight arena, on transparent huge pages: a decode step
+// Weights live in the weight arena, on transparent huge pages: a decode step
 // streams every weight once, and on 4 KiB pages the walks cost a third of
-// the GEMV's rate where THP is "madvise" (util/huge_page_memory.h). Tensors
-// that need gradients or live off the CPU stay as they are.
+// the GEMV's rate where THP is "madvise" (util/huge_page_memory.h).
 at::Tensor empty_on_huge_pages(at::IntArrayRef sizes, at::ScalarType dtype) {
   int64_t n = 1;
   for (int64_t s : sizes) n *= s;
@@ -21,6 +20,7 @@ at::Tensor empty_on_huge_pages(at::IntArrayRef sizes, at::ScalarType dtype) {
       a.data, sizes, [chunk = std::move(a.chunk)](void*) {}, at::TensorOptions().dtype(dtype));
 }
 
+// Tensors that need gradients or live off the CPU stay as they are.
 at::Tensor on_huge_pages(const at::Tensor& t) {
   if (!t.defined() || t.requires_grad() || !t.device().is_cpu() || t.nbytes() == 0) return t;
   at::Tensor out = empty_on_huge_pages(t.sizes(), t.scalar_type());

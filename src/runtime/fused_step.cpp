@@ -28,11 +28,12 @@ constexpr int kUnitRows = 16;
 // Bytes of weights a thread takes from its own share at a time, for one input
 // row and for several. Smaller takes leave less for the other thread to wait
 // on at the end, and each take's first lines are requested at once (the int8
-// kernel's PrefetchTuning::int8_start_bytes). Paired whole-model steps (docs/results/decode.md):
-// at batch 1, 16 KiB against 64 took int8 steps 0.93-0.99x as long at 1K-4K
-// and bf16 0.98-1.00x; at batch 8 it was 1.01-1.06x slower. 256 KiB ran int8
-// steps 2-3% slower than 64 KiB. On the Intel VM, with 3 KiB starts, 8, 32
-// and 64 KiB took int8 steps 0.99-1.00x the time of 16.
+// kernel's PrefetchTuning::int8_start_bytes). Paired whole-model steps
+// (docs/results/decode.md): at batch 1, 16 KiB against 64 took int8 steps
+// 0.93-0.99x as long at 1K-4K and bf16 0.98-1.00x; at batch 8 it was
+// 1.01-1.06x slower. 256 KiB ran int8 steps 2-3% slower than 64 KiB. On the
+// Intel VM, with 3 KiB starts, 8, 32 and 64 KiB took int8 steps 0.99-1.00x
+// the time of 16.
 constexpr std::size_t kOwnTakeBytesOneRow = 16 << 10;
 constexpr std::size_t kOwnTakeBytes = 64 << 10;
 
