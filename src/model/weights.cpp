@@ -1,7 +1,7 @@
 #include "model/weights.h"
 
 #include <cmath>
-#include <memory>
+#include <utility>
 
 #include "util/error.h"
 #include "util/huge_page_arena.h"
