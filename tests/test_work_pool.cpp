@@ -61,6 +61,39 @@ TEST(WorkPool, HandsOverEveryRunToPollingOrSleepingWorkers) {
   }
 }
 
+// The caller finishes its items first and outlasts its poll: it sleeps, and
+// the last worker to finish must wake it (a lost wake-up hangs here), also
+// when that worker's item threw.
+TEST(WorkPool, CallerAsleepIsWokenByTheLastWorker) {
+  using std::chrono::microseconds;
+  for (const microseconds poll : {microseconds(0), microseconds(50)}) {
+    WorkPool pool(3, poll);
+    for (int run = 0; run < 40; ++run) {
+      std::atomic<int> done{0}, by_workers{0};
+      const bool fail = run % 4 == 3;
+      auto item = [&](int, int thread) {
+        if (thread == 0) {  // hold the caller until a worker has an item (2 s at most)
+          const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+          while (by_workers.load() == 0 && std::chrono::steady_clock::now() < until) {
+          }
+        } else {
+          by_workers++;
+          std::this_thread::sleep_for(poll + microseconds(300 + 100 * (run % 3)));
+          if (fail) throw std::runtime_error("worker item");
+        }
+        done++;
+      };
+      if (fail) {
+        EXPECT_THROW(pool.run(3, item), std::runtime_error) << "poll " << poll.count();
+      } else {
+        pool.run(3, item);
+        EXPECT_EQ(done.load(), 3) << "poll " << poll.count();
+      }
+      EXPECT_GE(by_workers.load(), 1);
+    }
+  }
+}
+
 // Two threads run on one pool at once, and an item runs a nested loop on it:
 // the call that finds the pool busy runs its own items, as thread 0.
 TEST(WorkPool, OverlappingCallersEachGetAllTheirItems) {
