@@ -99,6 +99,53 @@ CacheSpec f32_spec(int block_tokens = 4) {
   return {CacheDType::F32, CacheDType::F32, 32, block_tokens, std::size_t{8} << 20};
 }
 
+// More sequences than one GEMV tile holds (kSmallGemmMaxRows) step through
+// the same fused path as a few: twenty prompts of different lengths, the
+// batch crossing 16 as sequences join and leave, each row against the dense
+// forward pass of its sequence alone (f32 weights and cache: summation order
+// only).
+TEST(BatchDecoder, ManySequencesStepTogetherAsEachAlone) {
+  const Model m = random_model(tiny_llama(), 8, 0.1);
+  std::mt19937 rng(9);
+  const int V = m.config.vocab_size;
+  BatchDecoder dec(m, {f32_spec(), 2});
+  ASSERT_TRUE(dec.uses_fused_step());
+  std::map<int, Dense> dense;
+  double worst = 0;
+  auto start = [&](int n) {
+    Dense d{std::make_unique<KVCache>(m.config, 64), {}};
+    const auto prompt = tokens(rng, n, V);
+    d.last = forward(m, prompt, *d.cache, Logits::Last);
+    dense[dec.add(prompt)] = std::move(d);
+  };
+  for (int i = 0; i < 15; ++i) start(1 + i % 7);
+  std::vector<int> sizes;
+  for (int s = 0; s < 8; ++s) {
+    if (s == 2)
+      for (int i = 0; i < 5; ++i) start(3 + i);  // 20 rows
+    if (s == 5)
+      for (int i = 0; i < 3; ++i) {  // 17 rows
+        dec.remove(dense.begin()->first);
+        dense.erase(dense.begin());
+      }
+    std::vector<int> ids;
+    std::vector<int32_t> next;
+    for (auto& [id, d] : dense) {
+      ids.push_back(id);
+      next.push_back(static_cast<int32_t>((d.last.argmax().item<int64_t>() + rng() % 5) % V));
+    }
+    sizes.push_back(static_cast<int>(ids.size()));
+    const at::Tensor logits = logits_tensor(dec.step(ids, next));
+    for (size_t i = 0; i < ids.size(); ++i) {
+      Dense& d = dense[ids[i]];
+      d.last = forward(m, std::span<const int32_t>(&next[i], 1), *d.cache, Logits::Last);
+      worst = std::max(worst, rel_err(logits[static_cast<int64_t>(i)].unsqueeze(0), d.last));
+    }
+  }
+  EXPECT_EQ(sizes, (std::vector<int>{15, 15, 20, 20, 20, 17, 17, 17}));
+  EXPECT_LT(worst, 1e-4);
+}
+
 TEST(BatchDecoder, FullWidthGqaMatchesDense) {
   Model m = random_model(tiny_llama(), 1, 0.1);
   for (int bt : {1, 4, 16}) EXPECT_LT(max_batched_error(m, f32_spec(bt)), 1e-4) << "block " << bt;

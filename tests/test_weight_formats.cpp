@@ -559,6 +559,25 @@ TEST(WeightFormats, WholeModelEqualsTheF32PathOnTheSameValues) {
       EXPECT_LT(rel_err(x, y), f == WeightFormat::Int8 ? kInt16RowsTolerance : 1e-4)
           << weight_format_name(f) << " token " << t;
     }
+    // Twenty sequences in one step, more rows than the streaming kernel's
+    // tile: int8 and f16 weights stay in their kernels (int8 on int16 rows,
+    // as at one row), bf16 ones go to the bf16 product where the CPU has one
+    // (then prefill's bound; else the streaming kernel's).
+    BatchDecoder d3(held, {spec, 2}), d4(ref, {spec, 2});
+    std::vector<int> ids3, ids4;
+    std::vector<int32_t> next20;
+    for (int k = 0; k < 20; ++k) {
+      const std::vector<int32_t> p(prompt.begin(), prompt.begin() + 1 + k % 12);
+      ids3.push_back(d3.add(p));
+      ids4.push_back(d4.add(p));
+      next20.push_back(static_cast<int32_t>((7 * k + 3) % 97));
+    }
+    const double many = f == WeightFormat::BF16   ? tol
+                        : f == WeightFormat::Int8 ? kInt16RowsTolerance
+                                                  : 1e-4;
+    EXPECT_LT(rel_err(logits_tensor(d3.step(ids3, next20)), logits_tensor(d4.step(ids4, next20))),
+              many)
+        << weight_format_name(f) << ", 20 rows";
   }
 }
 

@@ -136,13 +136,13 @@ bool native_bf16_gemm() {
 // Tiles start on multiples of `align` (packed int8 weights convert whole
 // blocks of 16 rows).
 template <class F>
-void for_feature_tiles(int64_t out, F&& fn, int64_t align = 1) {
-  const int64_t threads = project_threads();
+void for_feature_tiles(WorkPool& pool, int64_t out, F&& fn, int64_t align = 1) {
+  const int64_t threads = pool.threads();
   const int64_t per_thread =
       (out + threads * kBf16TileFeatures - 1) / (threads * kBf16TileFeatures);
   const int64_t tiles = threads * per_thread;
   const int64_t tile = ((out + tiles - 1) / tiles + align - 1) / align * align;
-  compute_pool()->run(static_cast<int>(tiles), [&](int t, int) {
+  pool.run(static_cast<int>(tiles), [&](int t, int) {
     one_openmp_thread();
     const int64_t o0 = std::min(out, t * tile), n = std::min(tile, out - o0);
     if (n > 0) fn(o0, n);
@@ -154,6 +154,17 @@ void add_bias(const float* b, int64_t rows, int64_t o0, int64_t n, float* y, int
   if (!b) return;
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < n; ++j) y[r * ldy + o0 + j] += b[o0 + j];
+}
+
+// y[:, o0, o0 + n) = x w^T + b for bf16 rows x [rows, in] and the tile's n
+// bf16 weight rows (trans_w 'T': [n, ldw] as stored; 'N': transposed,
+// [in, ldw]), by oneDNN's bf16 GEMM (present: dnnl_gemm_bf16bf16f32).
+void bf16_tile_product(const uint16_t* x, int64_t rows, int64_t in, const uint16_t* w, char trans_w,
+                       int64_t ldw, int64_t o0, int64_t n, const float* b, float* y, int64_t ldy) {
+  const int status =
+      dnnl_gemm_bf16bf16f32('N', trans_w, rows, n, in, 1.0f, x, in, w, ldw, 0.0f, y + o0, ldy);
+  if (status != 0) throw Error("oneDNN bf16 GEMM failed (status " + std::to_string(status) + ")");
+  add_bias(b, rows, o0, n, y, ldy);
 }
 
 // Many f32 rows by an f32 matrix, without autograd (prefill): oneDNN's sgemm
@@ -174,7 +185,7 @@ at::Tensor f32_project(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   const at::Tensor bc = b.defined() ? b.contiguous() : b;
   const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
-  for_feature_tiles(out, [&](int64_t o0, int64_t n) {
+  for_feature_tiles(*compute_pool(), out, [&](int64_t o0, int64_t n) {
     const int status =
         dnnl_sgemm('N', 'T', rows, n, in, 1.0f, xp, in, wp + o0 * in, in, 0.0f, yp + o0, out);
     if (status != 0) throw Error("oneDNN sgemm failed (status " + std::to_string(status) + ")");
@@ -210,7 +221,7 @@ at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Ten
   const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
   const bool packed_int8 = wr.type == WeightType::Int8;
   for_feature_tiles(
-      out,
+      *compute_pool(), out,
       [&](int64_t o0, int64_t n) {
         // bf16 weights are multiplied in place; int8 ones widened to a bf16
         // tile, transposed (int8_rows_to_bf16_transposed says why).
@@ -234,14 +245,8 @@ at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Ten
                               static_cast<int>(o0 + n), converted.data());
           wt = converted.data();
         }
-        if (dnnl_gemm_bf16bf16f32 != nullptr) {
-          const int status = dnnl_gemm_bf16bf16f32('N', trans_w, rows, n, in, 1.0f, xp, in, wt, ldw,
-                                                   0.0f, yp + o0, out);
-          if (status != 0)
-            throw Error("oneDNN bf16 GEMM failed (status " + std::to_string(status) + ")");
-          add_bias(bp, rows, o0, n, yp, out);
-          return;
-        }
+        if (dnnl_gemm_bf16bf16f32 != nullptr)
+          return bf16_tile_product(xp, rows, in, wt, trans_w, ldw, o0, n, bp, yp, out);
         const at::Tensor wtile =
             trans_w == 'T' ? at::from_blob(const_cast<uint16_t*>(wt), {n, in}, at::kBFloat16).t()
                            : at::from_blob(const_cast<uint16_t*>(wt), {in, n}, at::kBFloat16);
@@ -279,7 +284,7 @@ at::Tensor tiled_project(const at::Tensor& x_in, const at::Tensor& w, const at::
     float* yp = y.data_ptr<float>();
     const at::Tensor bc = b.defined() ? b.contiguous() : b;
     const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
-    for_feature_tiles(out, [&](int64_t o0, int64_t n) {
+    for_feature_tiles(*compute_pool(), out, [&](int64_t o0, int64_t n) {
       thread_local std::vector<float> tile;
       tile.resize(static_cast<std::size_t>(n * in));
       weight_rows_to_f32(wr, static_cast<int>(in), static_cast<int>(o0), static_cast<int>(o0 + n),
@@ -318,6 +323,27 @@ at::Tensor tiled_project(const at::Tensor& x_in, const at::Tensor& w, const at::
 }  // namespace
 
 int project_threads() { return compute_pool()->threads(); }
+
+bool bf16_gemm_rows(WorkPool& pool, const WeightRows& w, int in, int out, const float* x, int rows,
+                    const float* bias, float* y, std::vector<uint16_t>& x_bf16) {
+  if (w.type != WeightType::BF16 || rows <= kSmallGemmMaxRows || !native_bf16_gemm() ||
+      dnnl_gemm_bf16bf16f32 == nullptr)
+    return false;
+  const std::size_t n = static_cast<std::size_t>(rows) * in;
+  if (x_bf16.size() < n) x_bf16.resize(n);
+  uint16_t* xb = x_bf16.data();
+  pool.run((rows + kRowChunk - 1) / kRowChunk, [&](int c, int) {
+    for (int r = c * kRowChunk; r < std::min(rows, (c + 1) * kRowChunk); ++r)
+      f32_to_bf16_bits(x + static_cast<std::size_t>(r) * in, in,
+                       xb + static_cast<std::size_t>(r) * in);
+  });
+  const auto* wp = static_cast<const uint16_t*>(w.data);
+  for_feature_tiles(pool, out, [&](int64_t o0, int64_t nf) {
+    bf16_tile_product(xb, rows, in, wp + o0 * static_cast<int64_t>(w.ld), 'T',
+                      static_cast<int64_t>(w.ld), o0, nf, bias, y, out);
+  });
+  return true;
+}
 
 at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                    const at::Tensor& w_scales) {

@@ -3,7 +3,11 @@
 // decode, batched decode, training), so that they cannot drift apart.
 #include <ATen/ATen.h>
 
+#include <cstdint>
+#include <vector>
+
 #include "config/model_config.h"
+#include "kernels/weight_rows.h"
 #include "model/weights.h"
 
 namespace thinkeys {
@@ -23,6 +27,20 @@ at::Tensor embed(const at::Tensor& table, const at::Tensor& scales, const at::Te
 // Threads project() splits few-row GEMMs over: compute_threads() at the time
 // of the call (configure_threads may change it between calls).
 int project_threads();
+
+class WorkPool;
+// y = x W^T + b for more than kSmallGemmMaxRows f32 rows x [rows, in] and
+// bf16 weights W [out, in], y [rows, out]: the rows rounded to bf16 once
+// (into `x_bf16`, grown as needed) and multiplied by oneDNN's AVX512-BF16
+// GEMM in tiles of output features on `pool`, as project() multiplies many
+// rows. There it does 2-3x the multiply-adds per instruction of the f32
+// arithmetic small_gemm keeps exact, which pays once the products are bound
+// by arithmetic rather than by reading the weights: decode steps of 32 and 64
+// rows took 0.91x and 0.83x the time through it (docs/results/decode.md).
+// Returns false, doing nothing, for other weights, for kSmallGemmMaxRows rows
+// or fewer, and where the CPU or the build has no such GEMM.
+bool bf16_gemm_rows(WorkPool& pool, const WeightRows& w, int in, int out, const float* x, int rows,
+                    const float* bias, float* y, std::vector<uint16_t>& x_bf16);
 
 // LayerNorm or RMSNorm over the last dimension, as the config says.
 at::Tensor normalize(const ModelConfig& c, const at::Tensor& x, const at::Tensor& w,

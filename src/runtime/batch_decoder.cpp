@@ -6,7 +6,6 @@
 #include <string>
 
 #include "config/cache_layout.h"
-#include "kernels/small_gemm.h"
 #include "model/kv_cache.h"
 #include "model/layer_ops.h"
 #include "model/query_keys.h"
@@ -272,7 +271,7 @@ LogitRows BatchDecoder::step(std::span<const int> ids, std::span<const int32_t> 
   for (int64_t b = 0; b < B; ++b) cache_.reserve(ids[b], static_cast<int>(pos[b]) + 1);
   const int V = model_->config.vocab_size;
   logits_.resize(static_cast<std::size_t>(B) * V);  // allocates only for a larger batch
-  if (fused_ && B <= kSmallGemmMaxRows) {
+  if (fused_) {
     fused_rows(ids, tokens, pos, logits_.data());
   } else {
     const at::Tensor logits = project(forward_rows(ids, tokens, pos), model_->weights.lm_head, {},

@@ -102,7 +102,7 @@ class BatchDecoder {
 
   const PagedKVCache& cache() const { return cache_; }
   const ModelConfig& config() const;  // the model's
-  // Whether steps of up to kSmallGemmMaxRows rows run the fused path.
+  // Whether decode steps run the fused path (every batch size does).
   bool uses_fused_step() const { return fused_ != nullptr; }
   const AttentionShape& attention_shape() const { return shape_; }
 
@@ -120,8 +120,8 @@ class BatchDecoder {
 
   // The decode step on plain buffers and the project's own kernels
   // (runtime/fused_step.cpp): no libtorch dispatch or allocation per layer.
-  // For standard attention (every RoPE mode, or learned positions) and at
-  // most kSmallGemmMaxRows rows; writes logits [rows, V] to `logits`.
+  // For standard attention (every RoPE mode, or learned positions), any
+  // number of rows; writes logits [rows, V] to `logits`.
   struct FusedStep;
   static bool fused_applies(const ModelConfig& c);
   void fused_rows(std::span<const int> ids, std::span<const int32_t> tokens,

@@ -1,7 +1,8 @@
 // BatchDecoder's decode step for the common architectures, on buffers that
 // live as long as the decoder: embedding rows, norms, RoPE, the activation
 // and residual adds are loops (kernels/row_ops.h), every matrix goes through
-// small_gemm in its stored dtype on the compute pool, and attention through
+// small_gemm in its stored dtype on the compute pool (bf16 ones past
+// kSmallGemmMaxRows rows through oneDNN, see gemm), and attention through
 // the paged kernels, for every RoPE mode of standard attention (full or thin
 // keys rotated in place, Pairs' per-head planes, Post's per-head maps, Latent
 // keys rotated inside the attention kernel). forward_rows, the libtorch
@@ -17,6 +18,7 @@
 #include "kernels/row_ops.h"
 #include "kernels/share_claims.h"
 #include "kernels/small_gemm.h"
+#include "model/layer_ops.h"
 #include "model/weight_format.h"
 #include "runtime/batch_decoder.h"
 
@@ -52,8 +54,18 @@ namespace {
 // (kernels/share_claims.h): the two vCPUs stream at different rates, and
 // items of 64-128 rows claimed in turn from shares cost 3-6% of a step at
 // batch 1 in ramps and waits (docs/results/decode.md).
-void gemm(WorkPool& pool, Int16RowBuffer& xq_buffer, const WeightRows& w, int in, int out,
-          const float* x, int rows, const float* bias, float* y) {
+//
+// Past kSmallGemmMaxRows rows, bf16 weights go to oneDNN's bf16 GEMM where
+// the CPU has one (bf16_gemm_rows): the products are bound by arithmetic
+// there, not by the weight stream. Every other dtype stays here at any row
+// count: int8 and f16 weights would otherwise be converted to bf16 or f32
+// tiles every step, and f32 ran no faster through oneDNN's sgemm
+// (docs/results/decode.md, "More rows than a GEMV").
+void gemm(WorkPool& pool, Int16RowBuffer& xq_buffer, std::vector<uint16_t>& bf16_buffer,
+          const WeightRows& w, int in, int out, const float* x, int rows, const float* bias,
+          float* y) {
+  if (rows > kSmallGemmMaxRows && bf16_gemm_rows(pool, w, in, out, x, rows, bias, y, bf16_buffer))
+    return;
   const GemmRows xr = prepare_gemm_rows(w, in, x, in, rows, xq_buffer);
   const std::size_t unit_bytes = std::size_t{kUnitRows} * in * weight_type_bytes(w.type);
   const std::size_t own_bytes = rows == 1 ? kOwnTakeBytesOneRow : kOwnTakeBytes;
@@ -172,7 +184,7 @@ void BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t>
     const FusedStep::Layer& fl = f.layers[l];
     const int r = c.key_width(l), qr = c.q_rows_per_head(l), kr = c.k_rows(l);
     norm(fl.norm1, fl.norm1_b, x, f.h.data());
-    gemm(*pool_, xq, fl.qkv, D, fl.n_qkv, f.h.data(), B, ptr(fl.b_qkv), f.qkv.data());
+    gemm(*pool_, xq, f.xb, fl.qkv, D, fl.n_qkv, f.h.data(), B, ptr(fl.b_qkv), f.qkv.data());
     // A thin key's own table over the key width (RopeTable::KeyWidth).
     const bool own = rope && mode == RopeMode::Full && fl.inv_freq.defined();
     if (own) angles(fl.inv_freq, f.layer_cos.data(), f.layer_sin.data());
@@ -257,10 +269,10 @@ void BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t>
       }
     }
     splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
-    gemm(*pool_, xq, fl.o, H * d, D, f.att.data(), B, ptr(fl.b_o), f.tmp.data());
+    gemm(*pool_, xq, f.xb, fl.o, H * d, D, f.att.data(), B, ptr(fl.b_o), f.tmp.data());
     add_to(x, f.tmp.data(), B * D);
     norm(fl.norm2, fl.norm2_b, x, f.h.data());
-    gemm(*pool_, xq, fl.up, D, fl.n_up, f.h.data(), B, ptr(fl.b_up), f.up.data());
+    gemm(*pool_, xq, f.xb, fl.up, D, fl.n_up, f.h.data(), B, ptr(fl.b_up), f.up.data());
     const int F = c.hidden_dim;
     for (int b = 0; b < B; ++b) {
       const float* u = f.up.data() + std::size_t(b) * fl.n_up;
@@ -269,11 +281,11 @@ void BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t>
       else
         gelu_tanh(u, F, f.act.data() + std::size_t(b) * F);
     }
-    gemm(*pool_, xq, fl.down, F, D, f.act.data(), B, ptr(fl.b_down), f.tmp.data());
+    gemm(*pool_, xq, f.xb, fl.down, F, D, f.act.data(), B, ptr(fl.b_down), f.tmp.data());
     add_to(x, f.tmp.data(), B * D);
   }
   norm(f.final_norm, f.final_norm_b, x, f.h.data());
-  gemm(*pool_, xq, f.head, D, c.vocab_size, f.h.data(), B, nullptr, logits);
+  gemm(*pool_, xq, f.xb, f.head, D, c.vocab_size, f.h.data(), B, nullptr, logits);
 }
 
 }  // namespace thinkeys

@@ -4,6 +4,7 @@
 // per-step buffers, grown to the largest batch seen.
 #include <ATen/ATen.h>
 
+#include <cstdint>
 #include <vector>
 
 #include "kernels/int8_gemm.h"
@@ -30,6 +31,8 @@ struct BatchDecoder::FusedStep {
   std::vector<float> x, h, qkv, att, tmp, up, act, cos, sin, layer_cos, layer_sin, qmap, kmap;
   // A matrix's input rows quantized for int8 weights (kernels/int8_gemm.h).
   Int16RowBuffer xq;
+  // Many rows rounded to bf16 for bf16 weights (bf16_gemm_rows).
+  std::vector<uint16_t> xb;
 };
 
 }  // namespace thinkeys
