@@ -33,12 +33,13 @@ class WorkPool;
 // bf16 weights W [out, in], y [rows, out]: the rows rounded to bf16 once
 // (into `x_bf16`, grown as needed) and multiplied by oneDNN's AVX512-BF16
 // GEMM in tiles of output features on `pool`, as project() multiplies many
-// rows. There it does 2-3x the multiply-adds per instruction of the f32
+// rows. It does twice the multiply-adds per instruction of the f32
 // arithmetic small_gemm keeps exact, which pays once the products are bound
-// by arithmetic rather than by reading the weights: decode steps of 32 and 64
-// rows took 0.91x and 0.83x the time through it (docs/results/decode.md).
-// Returns false, doing nothing, for other weights, for kSmallGemmMaxRows rows
-// or fewer, and where the CPU or the build has no such GEMM.
+// by arithmetic rather than by reading the weights: whole decode steps took
+// 0.94-0.97x the time through it at 17 rows and 0.70-0.79x at 64
+// (docs/results/decode.md). Returns false, doing nothing, for other weights,
+// for kSmallGemmMaxRows rows or fewer, and where the CPU or the build has no
+// such GEMM.
 bool bf16_gemm_rows(WorkPool& pool, const WeightRows& w, int in, int out, const float* x, int rows,
                     const float* bias, float* y, std::vector<uint16_t>& x_bf16);
 

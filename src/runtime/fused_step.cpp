@@ -59,8 +59,8 @@ namespace {
 // the CPU has one (bf16_gemm_rows): the products are bound by arithmetic
 // there, not by the weight stream. Every other dtype stays here at any row
 // count: int8 and f16 weights would otherwise be converted to bf16 or f32
-// tiles every step, and f32 ran no faster through oneDNN's sgemm
-// (docs/results/decode.md, "More rows than a GEMV").
+// tiles every step, and f32 steps took 1.05-1.27x the time through oneDNN's
+// sgemm at 17-32 rows (docs/results/decode.md, "More rows than a GEMV").
 void gemm(WorkPool& pool, Int16RowBuffer& xq_buffer, std::vector<uint16_t>& bf16_buffer,
           const WeightRows& w, int in, int out, const float* x, int rows, const float* bias,
           float* y) {
