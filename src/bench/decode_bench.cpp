@@ -38,6 +38,8 @@ std::vector<DecodeBenchCache> decode_bench_diagnostic_caches() {
           {"thin-f16-bytoken", 0.25, CacheDType::F16, CacheDType::F16, false, true},
           {"thin-int8-bytoken", 0.25, CacheDType::Int8, CacheDType::F16, false, true},
           {"thin-int4-bytoken", 0.25, CacheDType::Int4, CacheDType::F16, false, true},
+          // The latent cache in int8 (thin servers with --cache-k int8).
+          {"latent-int8", 0.25, CacheDType::Int8, CacheDType::F16, true},
           // r = 3/16 of the head: 24 of 128, not a whole number of vectors.
           {"r24-f16", 0.1875, CacheDType::F16, CacheDType::F16, false, false},
           {"r24-f16-bytoken", 0.1875, CacheDType::F16, CacheDType::F16, false, true}};

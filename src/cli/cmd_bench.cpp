@@ -133,7 +133,7 @@ Command add_bench(CLI::App& app) {
                   "--decode/--decode-model: cache layouts (full-f16, thin-f16, thin-int8, "
                   "thin-int4; full-f16-bytoken, thin-f16-bytoken: f16 keys stored token by "
                   "token, as full-f16 already is for the mha shapes; --decode only: "
-                  "thin-int8-bytoken, thin-int4-bytoken, latent-f16, and r24-f16, "
+                  "thin-int8-bytoken, thin-int4-bytoken, latent-f16, latent-int8, and r24-f16, "
                   "r24-f16-bytoken: 24-wide keys)")
       ->delimiter(',');
   add_weights_option(sub, opts->weights);

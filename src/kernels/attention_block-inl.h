@@ -216,6 +216,65 @@ std::size_t RunKeySpan(const PagedRows& keys, const std::size_t* pace, int tb, i
   return nb == keys.block_tokens ? pace[2] : KeySpan(keys, tb, nb);
 }
 
+// Tokens [t0, t0 + n) of one block of int8 keys stored by channel, decoded
+// channel by channel (out[j * n + t], t < n) and, for rotated rows, turned
+// back to the original basis across channels: decode_row's arithmetic lane
+// by lane (level times scale, then the Walsh-Hadamard butterflies in its
+// order), so the values are read_row's bit for bit. read_row gathered and
+// decoded a token at a time: latent int8 attention took 2-3.4x the time of
+// latent f16 (kernel bench, docs/results/decode.md).
+void DecodeInt8Channels(const PagedRows& keys, int t0, int n, float* out) {
+  const DF df;
+  const hn::Rebind<int8_t, DF> d8;
+  const hn::Rebind<int32_t, DF> di;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  const int N = static_cast<int>(hn::Lanes(df));
+  const RowFormat& f = keys.format;
+  const int r = f.width, bt = keys.block_tokens, slot = t0 % bt;
+  const std::byte* part = keys.part(t0);
+  const auto* levels = reinterpret_cast<const int8_t*>(part) + slot;
+  const auto* scales = reinterpret_cast<const hwy::float16_t*>(part + keys.channels_bytes()) + slot;
+  const float norm = 1.0f / std::sqrt(static_cast<float>(r));
+  int t = 0;
+  for (; t + N <= n; t += N) {
+    float* o = out + t;
+    for (int j = 0; j < r; ++j) {
+      const auto q =
+          hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, levels + std::size_t(j) * bt + t)));
+      const auto sc = hn::PromoteTo(df, hn::LoadU(dh, scales + std::size_t(j / f.group) * bt + t));
+      hn::StoreU(hn::Mul(q, sc), df, o + std::size_t(j) * n);
+    }
+    if (!f.rotated) continue;
+    for (int len = 1; len < r; len *= 2)
+      for (int i = 0; i < r; i += 2 * len)
+        for (int j = i; j < i + len; ++j) {
+          const auto a = hn::LoadU(df, o + std::size_t(j) * n);
+          const auto b = hn::LoadU(df, o + std::size_t(j + len) * n);
+          hn::StoreU(hn::Add(a, b), df, o + std::size_t(j) * n);
+          hn::StoreU(hn::Sub(a, b), df, o + std::size_t(j + len) * n);
+        }
+    const auto vn = hn::Set(df, norm);
+    for (int j = 0; j < r; ++j)
+      hn::StoreU(hn::Mul(hn::LoadU(df, o + std::size_t(j) * n), vn), df, o + std::size_t(j) * n);
+  }
+  const auto* scale_bits = reinterpret_cast<const uint16_t*>(scales);
+  for (; t < n; ++t) {  // the block's last tokens, one at a time, the same arithmetic
+    float* o = out + t;
+    for (int j = 0; j < r; ++j)
+      o[std::size_t(j) * n] = static_cast<float>(levels[std::size_t(j) * bt + t]) *
+                              f16_to_f32(scale_bits[std::size_t(j / f.group) * bt + t]);
+    if (!f.rotated) continue;
+    for (int len = 1; len < r; len *= 2)
+      for (int i = 0; i < r; i += 2 * len)
+        for (int j = i; j < i + len; ++j) {
+          const float a = o[std::size_t(j) * n], b = o[std::size_t(j + len) * n];
+          o[std::size_t(j) * n] = a + b;
+          o[std::size_t(j + len) * n] = a - b;
+        }
+    for (int j = 0; j < r; ++j) o[std::size_t(j) * n] *= norm;
+  }
+}
+
 // Rows [tb, tb + nb) of one head (its keys and every value head it reads),
 // as a prefetch target.
 struct Run {
@@ -275,7 +334,10 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
     // Latents by channel are decoded a channel (n tokens) at a time and
     // stay so: the rebuild reads them one scalar at a time either way.
     int c_token = ldc, c_channel = 1;
-    if (by_channel && is_quantized(task.keys.format.dtype)) {
+    if (by_channel && task.keys.format.dtype == CacheDType::Int8) {
+      c_token = 1, c_channel = n;
+      DecodeInt8Channels(task.keys, t0, n, cbuf);
+    } else if (by_channel && is_quantized(task.keys.format.dtype)) {
       for (int t = 0; t < n; ++t) {  // read_row decodes to the original basis
         float* c = cbuf + static_cast<std::size_t>(t) * ldc;
         read_row(task.keys, t0 + t, c);
