@@ -287,10 +287,11 @@ struct Run {
 // and rotated), scored against every query of the head, then folded into the
 // online softmax and the value accumulators. The start of `next` is
 // prefetched meanwhile; `first` also asks for this run's start (no earlier
-// run's cursor did).
+// run's cursor did). `same_angles`: the block's latent RoPE angles are the
+// ones the previous head of the block left in the scratch.
 void Block(const AttentionShape& shape, const AttentionTask& task, const LatentKeys* latent,
            AttentionScratch& scratch, const HeadState& st, int t0, int t1, bool first,
-           const Run& next) {
+           const Run& next, bool same_angles) {
   const int G = task.n_queries, d = shape.head_dim, n = t1 - t0;
   const int r = task.keys.format.width;
   const int qw = latent ? d : r;
@@ -329,8 +330,10 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
     const RopeSteps* rope = latent->rope;
     const int W = share * d, half = d / 2;
     float* cbuf = scratch.latents();
-    float* tok_c = scratch.token_angles();
-    float* tok_s = tok_c + half;
+    // Token t's (cos, sin) at angles + t * d: worked out by the first head
+    // of the block and read by the others (same_angles), which share its
+    // tokens and RoPE table and so would compute the same floats.
+    float* angles = scratch.token_angles();
     // Latents by channel are decoded a channel (n tokens) at a time and
     // stay so: the rebuild reads them one scalar at a time either way.
     int c_token = ldc, c_channel = 1;
@@ -360,11 +363,15 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
       float* k = kbuf + static_cast<std::size_t>(t) * ldk;
       std::fill(k + W, k + ldk, 0.0f);
       if (!rope) continue;
-      const double* sc = rope->cos.data() + static_cast<std::size_t>(t) * half;
-      const double* ss = rope->sin.data() + static_cast<std::size_t>(t) * half;
-      for (int i = 0; i < half; ++i) {
-        tok_c[i] = static_cast<float>(st.base_c[i] * sc[i] - st.base_s[i] * ss[i]);
-        tok_s[i] = static_cast<float>(st.base_s[i] * sc[i] + st.base_c[i] * ss[i]);
+      float* tok_c = angles + static_cast<std::size_t>(t) * d;
+      float* tok_s = tok_c + half;
+      if (!same_angles) {
+        const double* sc = rope->cos.data() + static_cast<std::size_t>(t) * half;
+        const double* ss = rope->sin.data() + static_cast<std::size_t>(t) * half;
+        for (int i = 0; i < half; ++i) {
+          tok_c[i] = static_cast<float>(st.base_c[i] * sc[i] - st.base_s[i] * ss[i]);
+          tok_s[i] = static_cast<float>(st.base_s[i] * sc[i] + st.base_c[i] * ss[i]);
+        }
       }
       for (int seg = 0; seg < share; ++seg)
         RotatePairs(k + seg * d, k + seg * d + half, tok_c, tok_s, half);
@@ -461,6 +468,11 @@ void AttendHeads(const AttentionShape& shape, std::span<const AttentionTask> tas
   // them (AttentionTask::blocks), as it claims them; the next claim is made
   // as the last head of the claimed blocks starts, so that its start is
   // prefetched and no piece holds blocks it has not begun.
+  // Heads after the first reuse its per-token RoPE angles in latent mode
+  // (Block): at 12 heads the angle walk was about a tenth of a latent block.
+  bool shared_rope = !latents.empty() && latents[0];
+  for (int h = 1; h < H && shared_rope; ++h)
+    shared_rope = latent_of(h) && latent_of(h)->rope == latents[0]->rope;
   ShareClaims* claims = tasks[0].blocks;
   const int me = tasks[0].piece;
   const int blocks = end > begin ? (end - 1) / BT - b0 + 1 : 0;
@@ -482,7 +494,7 @@ void AttendHeads(const AttentionShape& shape, std::span<const AttentionTask> tas
           if (after.count > 0) next = block_run(after.first, 0);
         }
         Block(shape, tasks[h], latent_of(h), scratch, StateOf(scratch, h), at.tb, at.tb + at.nb,
-              first, next);
+              first, next, h > 0 && shared_rope);
         first = false;
       }
     }

@@ -43,7 +43,7 @@ AttentionScratch::AttentionScratch(const AttentionShape& sh) {
   s_ = alloc(G * padded(sh.block_tokens));
   acc_ = alloc(H * acc_stride_);
   ml_ = alloc(2 * H * G);
-  angles_ = alloc(d);  // the current token's (cos, sin) in float
+  angles_ = alloc(BT * d);  // each token's (cos, sin) in float, for a block
   // Integer-score queries: int8 levels, scales, and an offset per group of
   // at least 4 channels.
   const std::size_t kq = padded(sh.max_key_width);

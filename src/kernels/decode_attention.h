@@ -86,7 +86,7 @@ class AttentionScratch {
   float* sums(int h) { return maxes(h) + state_stride_; }
   double* rope(int h) { return rope_.get() + 2 * h * rope_half_; }  // cos[half], sin[half]
   int rope_half() const { return static_cast<int>(rope_half_); }
-  float* token_angles() { return angles_.get(); }
+  float* token_angles() { return angles_.get(); }  // block_tokens x (cos[d/2], sin[d/2])
   float* keys() { return k_.get(); }
   float* latents() { return c_.get(); }
   float* values() { return v_.get(); }
