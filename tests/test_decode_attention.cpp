@@ -951,6 +951,65 @@ TEST(DecodeAttention, LockstepIsTheSameArithmeticAsOneHeadAtATime) {
   }
 }
 
+// Latent RoPE heads in lockstep: heads after a block's first reuse its
+// per-token angles (attention_block-inl.h), which must be the floats each
+// would have walked to itself. So heads run together give one head at a
+// time's outputs bit for bit, from a window start inside a block (the walk
+// starts mid-table) and for f16 and int8 latents.
+TEST(DecodeAttention, LatentHeadsInLockstepAreOneHeadAtATime) {
+  on_every_target([&] {
+    const int nk = 4, r = 16, d = 64, bt = 16, G = 2, length = 150, begin = 7;
+    for (CacheDType kt : {CacheDType::F16, CacheDType::Int8}) {
+      std::mt19937 rng(43);
+      std::normal_distribution<float> N;
+      CacheSpec spec{kt, CacheDType::F16, 8, bt, std::size_t{16} << 20};
+      PagedKVCache cache({{nk, r, nk, d}}, spec);
+      const int id = cache.add_sequence();
+      cache.reserve(id, length);
+      cache.set_length(id, length);
+      std::vector<float> row(d);
+      for (int t = 0; t < length; ++t)
+        for (int h = 0; h < nk; ++h) {
+          for (int i = 0; i < r; ++i) row[i] = N(rng);
+          cache.write_key(id, 0, h, t, row.data());
+          for (int i = 0; i < d; ++i) row[i] = N(rng);
+          cache.write_value(id, 0, h, t, row.data());
+        }
+      std::vector<float> up_t(static_cast<std::size_t>(r) * d), inv_freq, q(nk * G * d);
+      for (auto& x : up_t) x = N(rng) / 4;
+      for (auto& x : q) x = N(rng);
+      for (int i = 0; i < d / 2; ++i) inv_freq.push_back(std::pow(10000.0f, -2.0f * i / d));
+      const RopeSteps steps = make_rope_steps(inv_freq, bt);
+      const LatentKeys lat{up_t.data(), 1, &steps};
+      const std::vector<const LatentKeys*> latents(nk, &lat);
+      std::vector<PagedRows> values;
+      for (int h = 0; h < nk; ++h) values.push_back(cache.values(id, 0, h));
+      auto run = [&](int max_heads) {
+        AttentionShape shape;
+        shape.head_dim = d;
+        shape.max_queries = G;
+        shape.max_key_width = r;
+        shape.block_tokens = bt;
+        shape.scale = 0.125f;
+        shape.max_heads = max_heads;
+        WorkPool pool(1);
+        std::vector<AttentionScratch> scratch;
+        scratch.emplace_back(shape);
+        std::vector<float> out(nk * G * d, std::nanf(""));
+        std::vector<AttentionTask> tasks;
+        for (int h = 0; h < nk; ++h)
+          tasks.push_back({q.data() + h * G * d, G, cache.keys(id, 0, h), &values[h], 1, begin,
+                           length, out.data() + h * G * d});
+        run_decode_attention(shape, tasks, latents, pool, scratch);
+        return out;
+      };
+      const std::vector<float> one = run(1), all = run(nk);
+      for (std::size_t i = 0; i < one.size(); ++i)
+        ASSERT_EQ(one[i], all[i]) << to_string(kt) << " at " << i;
+    }
+  });
+}
+
 TEST(DecodeAttention, LockstepRefusesMismatchedHeadsAndSmallScratch) {
   CacheSpec spec{CacheDType::F32, CacheDType::F32, 8, 16, std::size_t{4} << 20};
   PagedKVCache cache({{2, 8, 2, 8}}, spec);
