@@ -52,9 +52,21 @@ struct Dense {
   at::Tensor last;  // [1, V]
 };
 
-// Runs sequences through both paths: prompts of lengths 5, 13, 1 start
-// together, a fourth joins after 4 steps, the first leaves after 9.
-double max_batched_error(const Model& m, CacheSpec spec, int steps = 16) {
+// Who steps when: prompts of `first`'s lengths start together; before step
+// s, prompts of join[s]'s lengths start, then the leave[s] oldest sequences
+// leave.
+struct Schedule {
+  std::vector<int> first{5, 13, 1};
+  std::map<int, std::vector<int>> join{{4, {7}}};
+  std::map<int, int> leave{{9, 1}};
+  int steps = 16;
+};
+
+// Runs the schedule's sequences through both paths, each step's rows against
+// the dense forward pass of each sequence alone; `rows` gets each step's
+// number of rows.
+double max_batched_error(const Model& m, CacheSpec spec, const Schedule& sc,
+                         std::vector<int>* rows = nullptr) {
   std::mt19937 rng(5);
   const int V = m.config.vocab_size;
   BatchDecoder dec(m, {spec, 2});
@@ -69,13 +81,15 @@ double max_batched_error(const Model& m, CacheSpec spec, int steps = 16) {
     worst = std::max(worst, rel_err(logits_tensor(first), d.last));
     dense[id] = std::move(d);
   };
-  for (int n : {5, 13, 1}) start(n);
-  for (int s = 0; s < steps; ++s) {
-    if (s == 4) start(7);
-    if (s == 9) {
-      dec.remove(dense.begin()->first);
-      dense.erase(dense.begin());
-    }
+  for (int n : sc.first) start(n);
+  for (int s = 0; s < sc.steps; ++s) {
+    if (auto j = sc.join.find(s); j != sc.join.end())
+      for (int n : j->second) start(n);
+    if (auto l = sc.leave.find(s); l != sc.leave.end())
+      for (int k = 0; k < l->second; ++k) {
+        dec.remove(dense.begin()->first);
+        dense.erase(dense.begin());
+      }
     std::vector<int> ids;
     std::vector<int32_t> next;
     for (auto& [id, d] : dense) {
@@ -83,6 +97,7 @@ double max_batched_error(const Model& m, CacheSpec spec, int steps = 16) {
       // Greedy on the dense logits, with some noise so tokens vary.
       next.push_back(static_cast<int32_t>((d.last.argmax().item<int64_t>() + rng() % 3) % V));
     }
+    if (rows) rows->push_back(static_cast<int>(ids.size()));
     at::Tensor logits = logits_tensor(dec.step(ids, next));
     EXPECT_EQ(logits.size(0), static_cast<int64_t>(ids.size()));
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -93,6 +108,14 @@ double max_batched_error(const Model& m, CacheSpec spec, int steps = 16) {
     }
   }
   return worst;
+}
+
+// Prompts of lengths 5, 13, 1 start together, a fourth joins after 4 steps,
+// the first leaves after 9.
+double max_batched_error(const Model& m, CacheSpec spec, int steps = 16) {
+  Schedule sc;
+  sc.steps = steps;
+  return max_batched_error(m, spec, sc);
 }
 
 CacheSpec f32_spec(int block_tokens = 4) {
@@ -106,44 +129,16 @@ CacheSpec f32_spec(int block_tokens = 4) {
 // only).
 TEST(BatchDecoder, ManySequencesStepTogetherAsEachAlone) {
   const Model m = random_model(tiny_llama(), 8, 0.1);
-  std::mt19937 rng(9);
-  const int V = m.config.vocab_size;
-  BatchDecoder dec(m, {f32_spec(), 2});
-  ASSERT_TRUE(dec.uses_fused_step());
-  std::map<int, Dense> dense;
-  double worst = 0;
-  auto start = [&](int n) {
-    Dense d{std::make_unique<KVCache>(m.config, 64), {}};
-    const auto prompt = tokens(rng, n, V);
-    d.last = forward(m, prompt, *d.cache, Logits::Last);
-    dense[dec.add(prompt)] = std::move(d);
-  };
-  for (int i = 0; i < 15; ++i) start(1 + i % 7);
-  std::vector<int> sizes;
-  for (int s = 0; s < 8; ++s) {
-    if (s == 2)
-      for (int i = 0; i < 5; ++i) start(3 + i);  // 20 rows
-    if (s == 5)
-      for (int i = 0; i < 3; ++i) {  // 17 rows
-        dec.remove(dense.begin()->first);
-        dense.erase(dense.begin());
-      }
-    std::vector<int> ids;
-    std::vector<int32_t> next;
-    for (auto& [id, d] : dense) {
-      ids.push_back(id);
-      next.push_back(static_cast<int32_t>((d.last.argmax().item<int64_t>() + rng() % 5) % V));
-    }
-    sizes.push_back(static_cast<int>(ids.size()));
-    const at::Tensor logits = logits_tensor(dec.step(ids, next));
-    for (size_t i = 0; i < ids.size(); ++i) {
-      Dense& d = dense[ids[i]];
-      d.last = forward(m, std::span<const int32_t>(&next[i], 1), *d.cache, Logits::Last);
-      worst = std::max(worst, rel_err(logits[static_cast<int64_t>(i)].unsqueeze(0), d.last));
-    }
-  }
-  EXPECT_EQ(sizes, (std::vector<int>{15, 15, 20, 20, 20, 17, 17, 17}));
-  EXPECT_LT(worst, 1e-4);
+  ASSERT_TRUE(BatchDecoder(m, {f32_spec(), 2}).uses_fused_step());
+  Schedule sc;
+  sc.first.clear();
+  for (int i = 0; i < 15; ++i) sc.first.push_back(1 + i % 7);
+  sc.join = {{2, {3, 4, 5, 6, 7}}};  // 20 rows
+  sc.leave = {{5, 3}};               // 17 rows
+  sc.steps = 8;
+  std::vector<int> rows;
+  EXPECT_LT(max_batched_error(m, f32_spec(), sc, &rows), 1e-4);
+  EXPECT_EQ(rows, (std::vector<int>{15, 15, 20, 20, 20, 17, 17, 17}));
 }
 
 TEST(BatchDecoder, FullWidthGqaMatchesDense) {

@@ -14,6 +14,7 @@
 
 // clang-format off
 #include <hwy/highway.h>
+#include "kernels/attention_tiles-inl.h"
 // clang-format on
 
 HWY_BEFORE_NAMESPACE();
@@ -22,13 +23,10 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 
-// Vectors of a key chunk one pass of RebuildTokens keeps in registers:
-// kTok x kRebuildVectors accumulators and the chunk of P beside them.
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-constexpr int kRebuildVectors = 4;
-#else
-constexpr int kRebuildVectors = 2;
-#endif
+// Vectors of a key chunk one pass of RebuildTokens keeps in registers: its
+// 4 tokens x kRebuildVectors accumulators are the value tiles' budget
+// (kAccRegs: 16 on AVX-512, 8 elsewhere), beside the chunk of P.
+constexpr int kRebuildVectors = kAccRegs / 4;
 
 // Tokens [t0, t0 + T) of Rebuild: every loaded vector of P serves the T
 // tokens, and the T x V accumulators of a chunk stay in registers across j.
