@@ -661,8 +661,9 @@ TEST(DecodeAttention, SplitPiecesMergeToTheWholeTask) {
 
 TEST(DecodeAttention, SplitLeavesEnoughTasksAlone) {
   // With at least per_thread pieces' worth of tasks per thread nothing is
-  // cut; as many tasks as threads but fewer pieces than wanted are cut into
-  // pieces of min_blocks; fewer tasks than threads become one piece per
+  // cut, nor with two or more tasks per thread of about one length; other
+  // sets of as many tasks as threads but fewer pieces than wanted are cut
+  // into pieces of min_blocks; fewer tasks than threads become one piece per
   // thread (at most one per block) that claim blocks as they go.
   CacheSpec spec{CacheDType::F32, CacheDType::F32, 32, 16, std::size_t{16} << 20};
   PagedKVCache cache({{4, 16, 4, 16}}, spec);
@@ -694,10 +695,23 @@ TEST(DecodeAttention, SplitLeavesEnoughTasksAlone) {
   few.run(shape, tasks, {}, pool, scratch);
   EXPECT_EQ(few.last_pieces(), 0);
   all_half();
-  AttentionSplits many(4, 8);  // want 16: each 100-block task in 4 pieces of 25
+  // Want 16, but 4 tasks of one length are two per thread: they stay whole.
+  AttentionSplits many(4, 8);
+  many.run(shape, tasks, {}, pool, scratch);
+  EXPECT_EQ(many.last_pieces(), 0);
+  all_half();
+  // One task 30 blocks shorter (past a quarter): each 100-block task in 4
+  // pieces of 25, the 70-block one in 4 of 17-18.
+  tasks[3].begin = 30 * 16;
   many.run(shape, tasks, {}, pool, scratch);
   EXPECT_EQ(many.last_pieces(), 16);
   all_half();
+  // Three tasks are fewer than two per thread: cut, 6 pieces each.
+  tasks[3].begin = 0;
+  many.run(shape, std::span<const AttentionTask>(tasks).first(3), {}, pool, scratch);
+  EXPECT_EQ(many.last_pieces(), 18);
+  for (int i = 0; i < 48; ++i) EXPECT_FLOAT_EQ(out[i], 0.5f);
+  std::fill(out.begin(), out.end(), 0.0f);
   many.run(shape, std::span<const AttentionTask>(tasks).first(1), {}, pool, scratch);
   EXPECT_EQ(many.last_pieces(), 2);  // one task, two threads: a piece each
   for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ(out[i], 0.5f);

@@ -166,7 +166,8 @@ class AttentionSplits {
   // below. Otherwise split until there are about per_thread pieces per pool
   // thread, never into pieces shorter than min_blocks blocks, except that a
   // group is cut into as many pieces as it takes to give every thread one,
-  // down to pieces of min_blocks / 2. Each piece has fixed costs (its first
+  // down to pieces of min_blocks / 2; but at least two groups per thread of
+  // about one length run whole. Each piece has fixed costs (its first
   // lines read cold, the wait for the last piece, its merge): on 2 threads
   // 1K-4K contexts ran best in pieces of 8 (docs/results/decode.md), but
   // many threads would sit idle beside pieces that long.
@@ -178,6 +179,8 @@ class AttentionSplits {
   int last_pieces() const { return static_cast<int>(piece_ranges_.size()); }
 
  private:
+  bool even_enough(const AttentionShape& shape, std::span<const AttentionTask> tasks,
+                   int threads) const;
   int min_blocks_, per_thread_;
   std::vector<HeadRange> ranges_, piece_ranges_;
   std::vector<AttentionTask> pieces_;
