@@ -223,7 +223,7 @@ std::size_t RunKeySpan(const PagedRows& keys, const std::size_t* pace, int tb, i
 // order), so the values are read_row's bit for bit. read_row gathered and
 // decoded a token at a time: latent int8 attention took 2-3.4x the time of
 // latent f16 (kernel bench, docs/results/decode.md).
-void DecodeInt8Channels(const PagedRows& keys, int t0, int n, float* out) {
+void DecodeInt8Channels(const PagedRows& keys, int t0, int n, float* out, float* row) {
   const DF df;
   const hn::Rebind<int8_t, DF> d8;
   const hn::Rebind<int32_t, DF> di;
@@ -257,21 +257,9 @@ void DecodeInt8Channels(const PagedRows& keys, int t0, int n, float* out) {
     for (int j = 0; j < r; ++j)
       hn::StoreU(hn::Mul(hn::LoadU(df, o + std::size_t(j) * n), vn), df, o + std::size_t(j) * n);
   }
-  const auto* scale_bits = reinterpret_cast<const uint16_t*>(scales);
-  for (; t < n; ++t) {  // the block's last tokens, one at a time, the same arithmetic
-    float* o = out + t;
-    for (int j = 0; j < r; ++j)
-      o[std::size_t(j) * n] = static_cast<float>(levels[std::size_t(j) * bt + t]) *
-                              f16_to_f32(scale_bits[std::size_t(j / f.group) * bt + t]);
-    if (!f.rotated) continue;
-    for (int len = 1; len < r; len *= 2)
-      for (int i = 0; i < r; i += 2 * len)
-        for (int j = i; j < i + len; ++j) {
-          const float a = o[std::size_t(j) * n], b = o[std::size_t(j + len) * n];
-          o[std::size_t(j) * n] = a + b;
-          o[std::size_t(j + len) * n] = a - b;
-        }
-    for (int j = 0; j < r; ++j) o[std::size_t(j) * n] *= norm;
+  for (; t < n; ++t) {  // the block's last tokens: read_row itself, through `row` (r floats)
+    read_row(keys, t0 + t, row);
+    for (int j = 0; j < r; ++j) out[std::size_t(j) * n + t] = row[j];
   }
 }
 
@@ -339,7 +327,7 @@ void Block(const AttentionShape& shape, const AttentionTask& task, const LatentK
     int c_token = ldc, c_channel = 1;
     if (by_channel && task.keys.format.dtype == CacheDType::Int8) {
       c_token = 1, c_channel = n;
-      DecodeInt8Channels(task.keys, t0, n, cbuf);
+      DecodeInt8Channels(task.keys, t0, n, cbuf, kbuf);  // kbuf: free until the rebuild
     } else if (by_channel && is_quantized(task.keys.format.dtype)) {
       for (int t = 0; t < n; ++t) {  // read_row decodes to the original basis
         float* c = cbuf + static_cast<std::size_t>(t) * ldc;

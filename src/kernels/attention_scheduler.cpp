@@ -112,6 +112,11 @@ void run_decode_attention(const AttentionShape& shape, std::span<const Attention
   run_ranges(shape, tasks, latents, ranges, pool, scratch);
 }
 
+// Blocks of the cache a task's tokens touch.
+static int task_blocks(const AttentionTask& t, int block_tokens) {
+  return t.end > t.begin ? (t.end - 1) / block_tokens - t.begin / block_tokens + 1 : 0;
+}
+
 // At least two groups per thread, none more than a quarter longer (in
 // blocks) than the shortest: claimed in turn, whole groups keep the threads
 // level, and cutting them only adds pieces' fixed costs. Batch 4 and 8 on
@@ -123,11 +128,9 @@ bool AttentionSplits::even_enough(const AttentionShape& shape, std::span<const A
                                   int threads) const {
   const int n = static_cast<int>(ranges_.size());
   if (n < 2 * threads) return false;
-  const int BT = shape.block_tokens;
   int shortest = 0, longest = 0;
   for (int i = 0; i < n; ++i) {
-    const AttentionTask& t = tasks[ranges_[i].first];
-    const int blocks = t.end > t.begin ? (t.end - 1) / BT - t.begin / BT + 1 : 0;
+    const int blocks = task_blocks(tasks[ranges_[i].first], shape.block_tokens);
     shortest = i == 0 ? blocks : std::min(shortest, blocks);
     longest = std::max(longest, blocks);
   }
