@@ -1,4 +1,4 @@
-// Weights held as bf16, f16 or int8 (model/weight_format.h).
+// Weights held as bf16, f16, int8 or int4 (model/weight_format.h).
 //
 // Tolerances. Kernels widen every stored weight to f32 exactly (bf16 and f16
 // are subsets of f32; an int8 level times its f32 scale is one f32 product,
@@ -9,7 +9,8 @@
 // holding the same rounded values, so it sees only that accumulation order
 // too (1e-4 of the logits' range, as test_batch_decoder uses for f32 paths).
 // Int8 quantization itself is checked element by element: within half a
-// step (scale / 2) of the original, scale = max |w| of the group / 127.
+// step (scale / 2) of the original, scale = max |w| of the group / 127; int4
+// group by group against plain rounding's squared error.
 //
 // Many rows (prefill) by bf16 or int8 weights multiply in bf16 (layer_ops:
 // bf16_project): each input is rounded to bf16 (relative error <= 2^-9), an
@@ -34,7 +35,7 @@
 
 #include "checkpoint/hf_checkpoint.h"
 #include "checkpoint/model_loader.h"
-#include "kernels/int8_gemm.h"
+#include "kernels/packed_gemm.h"
 #include "kernels/small_gemm.h"
 #include "kernels/weight_rows.h"
 #include "kernels/weight_tiles.h"
@@ -64,6 +65,18 @@ at::Tensor int8_values(const at::Tensor& f) {
   return q.to(at::kFloat) * s.repeat_interleave(kWeightGroup, 1).narrow(1, 0, cols);
 }
 
+// The same by the reference int4 quantizer.
+at::Tensor int4_values(const at::Tensor& f) {
+  const int rows = static_cast<int>(f.size(0)), cols = static_cast<int>(f.size(1));
+  const int groups = (cols + kInt4Group - 1) / kInt4Group;
+  at::Tensor q = at::empty({rows, cols}, at::kChar);
+  at::Tensor s = at::empty({rows, groups}, at::kFloat);
+  const at::Tensor c = f.to(at::kFloat).contiguous();
+  quantize_int4_rows(c.data_ptr<float>(), cols, rows, cols, q.data_ptr<int8_t>(), cols,
+                     s.data_ptr<float>(), groups);
+  return q.to(at::kFloat) * s.repeat_interleave(kInt4Group, 1).narrow(1, 0, cols);
+}
+
 // |got - want| <= (n + 2) 2^-24 sum |w x| elementwise, want in double.
 void expect_within_accumulation(const at::Tensor& got, const at::Tensor& x, const at::Tensor& wf,
                                 const std::string& what) {
@@ -75,7 +88,8 @@ void expect_within_accumulation(const at::Tensor& got, const at::Tensor& x, cons
   EXPECT_LE(excess.max().item<double>(), 0.0) << what;
 }
 
-// The bf16 product's bound (header) for many rows by bf16 or int8 weights.
+// The bf16 product's bound (header) for many rows by bf16, int8 or int4
+// weights (an int4 weight's f32 value is rounded once, as an int8 one's).
 void expect_within_bf16_product(const at::Tensor& got, const at::Tensor& x, const at::Tensor& wf,
                                 WeightType type, const std::string& what) {
   const at::Tensor xd = x.to(at::kDouble), wd = wf.to(at::kDouble);
@@ -83,7 +97,7 @@ void expect_within_bf16_product(const at::Tensor& got, const at::Tensor& x, cons
   const at::Tensor mag = at::mm(xd.abs(), wd.abs().t());
   const double n = static_cast<double>(x.size(1));
   const double p =
-      type == WeightType::Int8 ? std::ldexp(1.0, -8) + std::ldexp(1.0, -18) : std::ldexp(1.0, -9);
+      packed_weights(type) ? std::ldexp(1.0, -8) + std::ldexp(1.0, -18) : std::ldexp(1.0, -9);
   const double u =
       p + std::ldexp(1.0, -9) * (1 + std::ldexp(1.0, -7)) + 1.01 * (n + 2) * std::ldexp(1.0, -24);
   const at::Tensor excess = (got.to(at::kDouble) - want).abs() - (u * mag + 1e-30);
@@ -107,12 +121,16 @@ Stored stored(const at::Tensor& f, WeightType type) {
       auto [w, s] = quantize_int8(f);
       return {w, s, int8_values(f)};
     }
+    case WeightType::Int4: {
+      auto [w, s] = quantize_int4(f);
+      return {w, s, int4_values(f)};
+    }
     default:
       return {f, {}, f};
   }
 }
 
-// Int8 weights multiply rows quantized to int16 (kernels/int8_gemm.h): each
+// Int8 and int4 weights multiply rows quantized to int16 (kernels/packed_gemm.h): each
 // row is rounded to levels q with scale s = max |x| / 32767, |x - q s| <= s / 2
 // plus f32 rounding of x * (1 / s) and of s itself, at most 2^-21 max |x| (2
 // ulp of a value below 32768 s). Given the rounded rows the sums are exact in
@@ -136,7 +154,8 @@ void expect_within_int16_rows(const at::Tensor& got, const at::Tensor& x, const 
 
 TEST(WeightFormats, SmallGemmReadsEachDtypeAsItsWidenedValues) {
   at::manual_seed(3);
-  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8, WeightType::F32})
+  for (WeightType type :
+       {WeightType::BF16, WeightType::F16, WeightType::Int8, WeightType::Int4, WeightType::F32})
     for (int rows : {1, 2, 3, 4, 5, 9, 16})
       for (int in : {1, 17, 64, 100, 129, 300})
         for (int out : {1, 6, 13, 40}) {
@@ -153,54 +172,59 @@ TEST(WeightFormats, SmallGemmReadsEachDtypeAsItsWidenedValues) {
           const std::string what = std::string(weight_type_name(type)) + " rows " +
                                    std::to_string(rows) + " in " + std::to_string(in) + " out " +
                                    std::to_string(out);
-          if (type == WeightType::Int8)
+          if (packed_weights(type))
             expect_within_int16_rows(y, x, wf, what);
           else
             expect_within_accumulation(y, x, wf, what);
         }
 }
 
-// Decode multiplies int8 weights by int16 activations (kernels/int8_gemm.h),
-// within the bounds above. Output counts of 40 and 70 span several packed
-// blocks of 16 rows, and the split at out / 3 starts a range inside a block;
-// 8 to 16 rows take AVX-512's tiles of 8 rows, 5 the tiles of 4 and 1.
-TEST(WeightFormats, Int8GemmOnInt16RowsStaysWithinBothRoundings) {
+// Decode multiplies int8 and int4 weights by int16 activations
+// (kernels/packed_gemm.h), within the bounds above. Output counts of 40 and
+// 70 span several packed blocks of 16 rows, and the split at out / 3 starts a
+// range inside a block; 8 to 16 rows take AVX-512's tiles of 8 rows, 5 the
+// tiles of 4 and 1; 1, 2 and 3 rows the kernel's 4, 2 and 1 chains per row
+// (int4 units feed two chains each). Inputs of 17, 100 and 129 end inside an
+// int4 group of 32 and inside a column quad.
+TEST(WeightFormats, PackedGemmOnInt16RowsStaysWithinBothRoundings) {
   // Every instruction set this CPU runs (AVX-512 takes the VNNI instruction
   // where present, the others the pairwise multiply-add), not only the best.
   for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
     hwy::SetSupportedTargetsForTest(target);
     SCOPED_TRACE(hwy::TargetName(target));
     at::manual_seed(8);
-    for (int rows : {1, 2, 3, 5, 8, 11, 16})
-      for (int in : {1, 17, 64, 100, 129, 300, 768})
-        for (int out : {1, 6, 13, 40, 70}) {
-          const std::string what = "rows " + std::to_string(rows) + " in " + std::to_string(in) +
-                                   " out " + std::to_string(out);
-          const at::Tensor x = at::randn({rows, in}) * at::rand({rows, 1}) * 3;
-          const auto [w, s, wf] = stored(at::randn({out, in}), WeightType::Int8);
-          const int ld = int8_padded_cols(in);
-          at::Tensor qp = at::full({rows, ld}, 77, at::kShort), qs = at::empty({rows});
-          quantize_rows_int16(x.data_ptr<float>(), in, rows, in, qp.data_ptr<int16_t>(), ld,
-                              qs.data_ptr<float>());
-          // The padding the kernel reads is zeroed.
-          EXPECT_EQ(qp.narrow(1, in, ld - in).abs().sum().item<int>(), 0) << what;
-          const at::Tensor q = qp.narrow(1, 0, in);
-          const at::Tensor top = std::get<0>(x.abs().max(1, true));
-          EXPECT_TRUE(at::allclose(qs, top.squeeze(1) / 32767, 1e-6, 0)) << what;
-          EXPECT_EQ(q.abs().max().item<int>(), 32767) << what;
-          const at::Tensor xr = q.to(at::kFloat) * qs.unsqueeze(1);
-          const at::Tensor dx = (x - xr).abs();
-          EXPECT_LE((dx - int16_rounding_bound(x)).max().item<float>(), 0.0f) << what;
-          at::Tensor y = at::full({rows, out}, 99.0f);
-          const WeightRows wr = weight_rows(w, s);
-          const Int16Rows xq{qp.data_ptr<int16_t>(), static_cast<std::size_t>(ld),
-                             qs.data_ptr<float>()};
-          const int cut = out / 3;
-          small_gemm_int8(wr, in, xq, rows, nullptr, y.data_ptr<float>(), out, 0, cut);
-          small_gemm_int8(wr, in, xq, rows, nullptr, y.data_ptr<float>(), out, cut, out);
-          expect_within_accumulation(y, xr, wf, "int16 rows, " + what);
-          expect_within_int16_rows(y, x, wf, "f32 rows, " + what);
-        }
+    for (WeightType type : {WeightType::Int8, WeightType::Int4})
+      for (int rows : {1, 2, 3, 5, 8, 11, 16})
+        for (int in : {1, 17, 64, 100, 129, 300, 768})
+          for (int out : {1, 6, 13, 40, 70}) {
+            const std::string what = std::string(weight_type_name(type)) + " rows " +
+                                     std::to_string(rows) + " in " + std::to_string(in) + " out " +
+                                     std::to_string(out);
+            const at::Tensor x = at::randn({rows, in}) * at::rand({rows, 1}) * 3;
+            const auto [w, s, wf] = stored(at::randn({out, in}), type);
+            const int ld = int8_padded_cols(in);
+            at::Tensor qp = at::full({rows, ld}, 77, at::kShort), qs = at::empty({rows});
+            quantize_rows_int16(x.data_ptr<float>(), in, rows, in, qp.data_ptr<int16_t>(), ld,
+                                qs.data_ptr<float>());
+            // The padding the kernel reads is zeroed.
+            EXPECT_EQ(qp.narrow(1, in, ld - in).abs().sum().item<int>(), 0) << what;
+            const at::Tensor q = qp.narrow(1, 0, in);
+            const at::Tensor top = std::get<0>(x.abs().max(1, true));
+            EXPECT_TRUE(at::allclose(qs, top.squeeze(1) / 32767, 1e-6, 0)) << what;
+            EXPECT_EQ(q.abs().max().item<int>(), 32767) << what;
+            const at::Tensor xr = q.to(at::kFloat) * qs.unsqueeze(1);
+            const at::Tensor dx = (x - xr).abs();
+            EXPECT_LE((dx - int16_rounding_bound(x)).max().item<float>(), 0.0f) << what;
+            at::Tensor y = at::full({rows, out}, 99.0f);
+            const WeightRows wr = weight_rows(w, s);
+            const Int16Rows xq{qp.data_ptr<int16_t>(), static_cast<std::size_t>(ld),
+                               qs.data_ptr<float>()};
+            const int cut = out / 3;
+            small_gemm_packed(wr, in, xq, rows, nullptr, y.data_ptr<float>(), out, 0, cut);
+            small_gemm_packed(wr, in, xq, rows, nullptr, y.data_ptr<float>(), out, cut, out);
+            expect_within_accumulation(y, xr, wf, "int16 rows, " + what);
+            expect_within_int16_rows(y, x, wf, "f32 rows, " + what);
+          }
   }
   hwy::SetSupportedTargetsForTest(0);
   // An all-zero row: zero levels and scale, a zero product (not NaN).
@@ -214,10 +238,11 @@ TEST(WeightFormats, Int8GemmOnInt16RowsStaysWithinBothRoundings) {
 
 TEST(WeightFormats, WeightRowsToF32MatchesLibtorchConversions) {
   at::manual_seed(4);
-  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8})
+  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8, WeightType::Int4})
     for (int cols : {150, 151}) {
-      // 37 rows: three packed int8 blocks, the last one partial; 150 and 151
-      // columns end inside a group, 151 inside a column pair.
+      // 37 rows: three packed blocks, the last one partial; 150 and 151
+      // columns end inside a group, 151 inside a column pair (and inside an
+      // int4 quad's high nibbles, 150 inside its low ones).
       const auto [w, s, wf] = stored(at::randn({37, cols}), type);
       at::Tensor out = at::empty({33, cols});
       weight_rows_to_f32(weight_rows(w, s), cols, 2, 35, out.data_ptr<float>());
@@ -236,33 +261,40 @@ TEST(WeightFormats, WeightRowsToBf16RoundsTheWidenedValueToNearestEven) {
     const at::Tensor want = wf.narrow(0, 2, 33).to(at::kBFloat16).contiguous();
     EXPECT_EQ(std::memcmp(out.data(), want.data_ptr(), 2 * out.size()), 0);
   }
-  // Packed int8 rows come out as a transposed tile, on every instruction
-  // set this CPU runs (AVX2 takes two passes per block of 16 rows): rows
-  // [16, 37) end inside a block, [0, 37) span three.
-  const auto [w, s, wf] = stored(at::randn({37, 150}) * 3, WeightType::Int8);
-  EXPECT_THROW(weight_rows_to_bf16(weight_rows(w, s), 150, 0, 1, std::vector<uint16_t>(150).data()),
-               Error);
-  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    for (const auto [begin, end] : {std::pair{16, 37}, std::pair{0, 37}, std::pair{0, 16}}) {
-      const int n = end - begin;
-      std::vector<uint16_t> out(150 * (n + 3), 7);
-      int8_rows_to_bf16_transposed(weight_rows(w, s), 150, begin, end, out.data(), n + 3);
-      const at::Tensor want = wf.narrow(0, begin, n).t().to(at::kBFloat16).contiguous();
-      const auto* wp = static_cast<const uint16_t*>(want.data_ptr());
-      int differ = 0, touched = 0;
-      for (int i = 0; i < 150; ++i) {
-        for (int o = 0; o < n; ++o) differ += out[i * (n + 3) + o] != wp[i * n + o];
-        for (int o = n; o < n + 3; ++o) touched += out[i * (n + 3) + o] != 7;
+  // Packed int8 and int4 rows come out as a transposed tile, on every
+  // instruction set this CPU runs (AVX2 takes two passes per block of 16
+  // rows): rows [16, 37) end inside a block, [0, 37) span three; 150 columns
+  // end inside an int4 quad.
+  for (WeightType type : {WeightType::Int8, WeightType::Int4}) {
+    const auto [w, s, wf] = stored(at::randn({37, 150}) * 3, type);
+    EXPECT_THROW(
+        weight_rows_to_bf16(weight_rows(w, s), 150, 0, 1, std::vector<uint16_t>(150).data()),
+        Error);
+    for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+      hwy::SetSupportedTargetsForTest(target);
+      for (const auto [begin, end] : {std::pair{16, 37}, std::pair{0, 37}, std::pair{0, 16}}) {
+        const int n = end - begin;
+        std::vector<uint16_t> out(150 * (n + 3), 7);
+        packed_rows_to_bf16_transposed(weight_rows(w, s), 150, begin, end, out.data(), n + 3);
+        const at::Tensor want = wf.narrow(0, begin, n).t().to(at::kBFloat16).contiguous();
+        const auto* wp = static_cast<const uint16_t*>(want.data_ptr());
+        int differ = 0, touched = 0;
+        for (int i = 0; i < 150; ++i) {
+          for (int o = 0; o < n; ++o) differ += out[i * (n + 3) + o] != wp[i * n + o];
+          for (int o = n; o < n + 3; ++o) touched += out[i * (n + 3) + o] != 7;
+        }
+        const std::string what = std::string(weight_type_name(type)) + " " +
+                                 hwy::TargetName(target) + " rows " + std::to_string(begin) + "-" +
+                                 std::to_string(end);
+        EXPECT_EQ(differ, 0) << what;
+        EXPECT_EQ(touched, 0) << what;
       }
-      EXPECT_EQ(differ, 0) << hwy::TargetName(target) << " rows " << begin << "-" << end;
-      EXPECT_EQ(touched, 0) << hwy::TargetName(target) << " rows " << begin << "-" << end;
     }
+    hwy::SetSupportedTargetsForTest(0);
+    EXPECT_THROW(packed_rows_to_bf16_transposed(weight_rows(w, s), 150, 2, 5,
+                                                std::vector<uint16_t>(450).data(), 3),
+                 Error);
   }
-  hwy::SetSupportedTargetsForTest(0);
-  EXPECT_THROW(int8_rows_to_bf16_transposed(weight_rows(w, s), 150, 2, 5,
-                                            std::vector<uint16_t>(450).data(), 3),
-               Error);
   // Activations: any f32 length, the same conversion.
   const at::Tensor x = at::randn({1003}) * 100;
   std::vector<uint16_t> xb(1003);
@@ -281,9 +313,9 @@ TEST(WeightFormats, WeightRowsToBf16RoundsTheWidenedValueToNearestEven) {
   pack_int8_rows(levels.data(), kWeightGroup, scales, 1, 2, kWeightGroup, packed.data(),
                  packed_scales.data());
   std::vector<uint16_t> out(2 * kWeightGroup, 7);
-  int8_rows_to_bf16_transposed(WeightRows{WeightType::Int8, packed.data(), packed.size(),
-                                          packed_scales.data(), kInt8BlockRows},
-                               kWeightGroup, 0, 2, out.data(), 2);
+  packed_rows_to_bf16_transposed(WeightRows{WeightType::Int8, packed.data(), packed.size(),
+                                            packed_scales.data(), kInt8BlockRows},
+                                 kWeightGroup, 0, 2, out.data(), 2);
   EXPECT_EQ(out[0], 0x3F80);  // (0, 0)
   EXPECT_EQ(out[1], 0x3F82);  // (1, 0)
   EXPECT_EQ(out[2], 0);       // (0, 1)
@@ -385,6 +417,149 @@ TEST(WeightFormats, Int8LevelsAreWithinHalfAStepOfTheWeights) {
                Error);
 }
 
+// The packed int4 layout (kernels/weight_rows.h), nibble by nibble: a 20 x
+// 70 matrix is two blocks of 16 rows of four groups of 32 columns (70
+// columns padded to 128, as the activation rows are), 2 x 4 x 256 bytes.
+TEST(WeightFormats, Int4PacksSixteenRowsByColumnQuads) {
+  const int rows = 20, cols = 70;
+  std::vector<int8_t> levels(rows * cols);
+  for (int o = 0; o < rows; ++o)
+    for (int i = 0; i < cols; ++i) levels[o * cols + i] = static_cast<int8_t>((o * 7 + i) % 16 - 8);
+  std::vector<float> scales(rows * 3);
+  for (int k = 0; k < rows * 3; ++k) scales[k] = 0.5f + k;
+  ASSERT_EQ(int4_groups(cols), 4);
+  ASSERT_EQ(int4_block_bytes(cols), 1024u);
+  std::vector<uint8_t> packed(2 * 1024, 99);
+  std::vector<uint16_t> ps(2 * 4 * 16, 99);
+  pack_int4_rows(levels.data(), cols, scales.data(), 3, rows, cols, packed.data(), ps.data());
+  auto level = [&](int o, int i) { return levels[o * cols + i]; };
+  auto nib = [](int byte, int which) { return which == 0 ? byte & 15 : byte >> 4; };
+  auto as_nibble = [](int l) { return l & 15; };
+  // Hand-placed: (0, 0) and (0, 2) share byte 0 (low, high), (0, 1) and
+  // (0, 3) byte 1; (1, 0) is byte 2; (0, 4) opens the second quad, 32 bytes
+  // on; (17, 65) is block 1, group 2, quad 0, row 1, odd column, low:
+  // 1024 + 512 + 2 + 1; (5, 38) is group 1, quad 1, row 5, even, high:
+  // 256 + 32 + 10.
+  EXPECT_EQ(nib(packed[0], 0), as_nibble(level(0, 0)));
+  EXPECT_EQ(nib(packed[0], 1), as_nibble(level(0, 2)));
+  EXPECT_EQ(nib(packed[1], 0), as_nibble(level(0, 1)));
+  EXPECT_EQ(nib(packed[1], 1), as_nibble(level(0, 3)));
+  EXPECT_EQ(nib(packed[2], 0), as_nibble(level(1, 0)));
+  EXPECT_EQ(nib(packed[32], 0), as_nibble(level(0, 4)));
+  EXPECT_EQ(nib(packed[1539], 0), as_nibble(level(17, 65)));
+  EXPECT_EQ(nib(packed[298], 1), as_nibble(level(5, 38)));
+  // Padding: (0, 70) is byte 544's high nibble, beside (0, 68) in its low
+  // one; row 20 (block 1, row 4) is zero.
+  EXPECT_EQ(packed[544], as_nibble(level(0, 68)));
+  EXPECT_EQ(packed[1024 + 8], 0);
+  // The reader sign-extends: level -8 is nibble 8 and reads back as -8.
+  const WeightRows w{WeightType::Int4, packed.data(), 1024, ps.data(), 64};
+  for (int o = 0; o < rows; ++o)
+    for (int i = 0; i < cols; ++i) ASSERT_EQ(int4_level(w, o, i), level(o, i)) << o << " " << i;
+  // Scales: block, group, row. (17, group 2) = 64 + 2 * 16 + 1.
+  const auto unit_scale = [&](int k) { return f16_to_f32(ps[k]) * kInt8ScaleUnit; };
+  EXPECT_EQ(unit_scale(0), scales[0]);
+  EXPECT_EQ(unit_scale(16), scales[1]);
+  EXPECT_EQ(unit_scale(64 + 32 + 1), scales[17 * 3 + 2]);
+  EXPECT_EQ(ps[3 * 16], 0);  // group 3 holds padding only
+  // The uint8 view is the matrix's shape over the packing alone (plus half a
+  // padded row), and views into it are refused as int8's are.
+  const auto [wt, st] = quantize_int4(at::randn({40, 70}));
+  EXPECT_EQ(wt.sizes(), (at::IntArrayRef{40, 70}));
+  EXPECT_EQ(static_cast<int64_t>(wt.storage().nbytes()), 3 * 1024 + 64);
+  EXPECT_NO_THROW(weight_rows(wt, st));
+  EXPECT_THROW(weight_rows(wt.narrow(0, 16, 16), st), Error);
+  EXPECT_THROW(weight_rows(wt, st.view({-1, 16})), Error);
+}
+
+// Plain rounding's squared error per int4 group (scale max |w| / 7 rounded up
+// to an f16 multiple of 2^-10, levels in [-7, 7]): a second, plain quantizer
+// the searched one must never do worse than.
+std::vector<double> plain_int4_errors(const float* w, int cols) {
+  std::vector<double> errs;
+  for (int i0 = 0; i0 < cols; i0 += kInt4Group) {
+    const int i1 = std::min(cols, i0 + kInt4Group);
+    float top = 0.0f;
+    for (int i = i0; i < i1; ++i) top = std::max(top, std::fabs(w[i]));
+    const float scale = f16_to_f32(f16_scale_at_least(top / 7 / kInt8ScaleUnit)) * kInt8ScaleUnit;
+    double e = 0;
+    for (int i = i0; i < i1; ++i) {
+      const double q = scale > 0 ? std::clamp(std::nearbyint(w[i] / scale), -7.0f, 7.0f) : 0.0;
+      e += (w[i] - q * scale) * (w[i] - q * scale);
+    }
+    errs.push_back(e);
+  }
+  return errs;
+}
+
+TEST(WeightFormats, Int4LevelsErrNoMoreThanPlainRounding) {
+  // Hand-made group {-2.1, 1.0, 0, ...}: |scale| = 2.1 / c rounded up to an
+  // f16 multiple of 2^-10 (in [256, 512) units halves are 2^-2 apart):
+  //   c = 8: 0.2625 -> 269 * 2^-10; levels -8 (-2.1016), 4 (1.0508):
+  //          squared error 0.0016^2 + 0.0508^2 = 0.00258
+  //   c = 7: 307.25 * 2^-10; levels -7, 3 (0.9001): 0.0998^2 = 0.00997
+  //   c = 7.5 and 6.5 leave -2.1 0.14-0.16 away: larger still.
+  // m = -2.1 is negative, so the scale stays positive. The second (partial)
+  // group holds only 0.5, positive: scale -0.5 / 8 = -2^-4 exactly, level -8.
+  std::vector<float> w(kInt4Group + 3, 0.0f);
+  w[0] = -2.1f;
+  w[1] = 1.0f;
+  w[kInt4Group] = 0.5f;
+  std::vector<int8_t> q(w.size());
+  float scales[2];
+  quantize_int4_rows(w.data(), w.size(), 1, static_cast<int>(w.size()), q.data(), w.size(), scales,
+                     2);
+  EXPECT_EQ(scales[0], 269 * 0x1p-10f);
+  EXPECT_EQ(q[0], -8);
+  EXPECT_EQ(q[1], 4);
+  EXPECT_EQ(q[2], 0);
+  EXPECT_EQ(scales[1], -0x1p-4f);
+  EXPECT_EQ(q[kInt4Group], -8);
+  // Random rows (with a partial last group): levels in [-8, 7], and each
+  // group's squared error at most plain rounding's, and below it overall.
+  at::manual_seed(5);
+  const int rows = 9, cols = 333, groups = 11;
+  const at::Tensor f = (at::randn({rows, cols}) * at::rand({rows, 1}) * 4).contiguous();
+  std::vector<int8_t> lv(rows * cols);
+  std::vector<float> sv(rows * groups);
+  quantize_int4_rows(f.data_ptr<float>(), cols, rows, cols, lv.data(), cols, sv.data(), groups);
+  EXPECT_EQ(*std::max_element(lv.begin(), lv.end()), 7);
+  EXPECT_EQ(*std::min_element(lv.begin(), lv.end()), -8);
+  double searched_total = 0, plain_total = 0;
+  for (int o = 0; o < rows; ++o) {
+    const float* row = f.data_ptr<float>() + o * cols;
+    const std::vector<double> plain = plain_int4_errors(row, cols);
+    for (int g = 0; g < groups; ++g) {
+      double e = 0;
+      for (int i = g * kInt4Group; i < std::min(cols, (g + 1) * kInt4Group); ++i) {
+        const double d = row[i] - lv[o * cols + i] * static_cast<double>(sv[o * groups + g]);
+        e += d * d;
+      }
+      EXPECT_LE(e, plain[g] * (1 + 1e-5) + 1e-12) << "row " << o << " group " << g;
+      searched_total += e;
+      plain_total += plain[g];
+    }
+  }
+  EXPECT_LT(searched_total, 0.9 * plain_total);
+  // An all-zero group: zero levels and scale, not NaN.
+  std::vector<float> zeros(kInt4Group, 0.0f);
+  std::vector<int8_t> zq(kInt4Group, 1);
+  float zs = 1;
+  quantize_int4_rows(zeros.data(), kInt4Group, 1, kInt4Group, zq.data(), kInt4Group, &zs, 1);
+  EXPECT_EQ(zs, 0.0f);
+  for (int8_t v : zq) EXPECT_EQ(v, 0);
+  // 440 / 7 fits the f16 scale (62.9 of at most 63.97); 450 does not and
+  // is refused rather than clamped.
+  std::vector<float> big(kInt4Group, 0.0f);
+  big[3] = 440.0f;
+  EXPECT_NO_THROW(
+      quantize_int4_rows(big.data(), kInt4Group, 1, kInt4Group, zq.data(), kInt4Group, &zs, 1));
+  big[3] = -450.0f;
+  EXPECT_THROW(
+      quantize_int4_rows(big.data(), kInt4Group, 1, kInt4Group, zq.data(), kInt4Group, &zs, 1),
+      Error);
+}
+
 TEST(WeightFormats, ProjectReadsStoredWeightsForFewAndManyRows) {
   configure_threads(2);
   at::manual_seed(6);
@@ -392,7 +567,7 @@ TEST(WeightFormats, ProjectReadsStoredWeightsForFewAndManyRows) {
   // product (bf16, int8) or converted f32 tiles (f16; 300 output features:
   // one full tile of 256 and a partial one). 1100 output features give the
   // bf16 product several tiles per thread.
-  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8})
+  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8, WeightType::Int4})
     for (int rows : {1, 7, 16, 40, 300})
       for (int out : {13, 300, 1100}) {
         const auto [w, s, wf] = stored(at::randn({out, 130}), type);
@@ -404,7 +579,7 @@ TEST(WeightFormats, ProjectReadsStoredWeightsForFewAndManyRows) {
         // The bias adds one more rounding: compare without it.
         if (rows > kSmallGemmMaxRows && type != WeightType::F16)
           expect_within_bf16_product(y - b, x, wf, type, what);
-        else if (type == WeightType::Int8)
+        else if (packed_weights(type))
           expect_within_int16_rows(y - b, x, wf, what);
         else
           expect_within_accumulation(y - b, x, wf, what);
@@ -428,7 +603,7 @@ TEST(WeightFormats, ManyRowProductLeavesLibtorchThreadCountAlone) {
 
 TEST(WeightFormats, EmbedReadsRowsInEveryFormat) {
   at::manual_seed(7);
-  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8}) {
+  for (WeightType type : {WeightType::BF16, WeightType::F16, WeightType::Int8, WeightType::Int4}) {
     const auto [w, s, wf] = stored(at::randn({20, 70}), type);
     const at::Tensor ids = at::tensor({3, 0, 19, 3}, at::kLong);
     EXPECT_TRUE(at::equal(embed(w, s, ids), wf.index_select(0, ids)));
@@ -449,6 +624,7 @@ Model rounded_f32(const Model& f32, WeightFormat format) {
   // read back through the packed layout.
   auto values = [&](const at::Tensor& f) {
     return format == WeightFormat::Int8   ? int8_values(f)
+           : format == WeightFormat::Int4 ? int4_values(f)
            : format == WeightFormat::BF16 ? f.to(at::kBFloat16).to(at::kFloat)
            : format == WeightFormat::F16  ? f.to(at::kHalf).to(at::kFloat)
                                           : f.clone();
@@ -522,14 +698,16 @@ TEST(WeightFormats, WholeModelEqualsTheF32PathOnTheSameValues) {
   std::vector<int32_t> prompt(12), longer(23);
   for (auto& t : prompt) t = static_cast<int32_t>(rng() % 97);
   for (auto& t : longer) t = static_cast<int32_t>(rng() % 97);
-  for (WeightFormat f : {WeightFormat::BF16, WeightFormat::F16, WeightFormat::Int8}) {
+  for (WeightFormat f :
+       {WeightFormat::BF16, WeightFormat::F16, WeightFormat::Int8, WeightFormat::Int4}) {
+    const bool packed = f == WeightFormat::Int8 || f == WeightFormat::Int4;
     Model held = deep_copy(base);
     convert_weights(held, f);
     EXPECT_EQ(current_weight_format(held), f);
     const Model ref = rounded_f32(deep_copy(base), f);
     // Dense prefill and decode (streaming kernel): only the summation order
     // differs, and for int8 the rows' int16 rounding.
-    const double few = f == WeightFormat::Int8 ? kInt16RowsTolerance : 1e-4;
+    const double few = packed ? kInt16RowsTolerance : 1e-4;
     KVCache c1(held.config, 64), c2(ref.config, 64);
     const at::Tensor a = forward(held, prompt, c1, Logits::All);
     const at::Tensor b = forward(ref, prompt, c2, Logits::All);
@@ -556,7 +734,7 @@ TEST(WeightFormats, WholeModelEqualsTheF32PathOnTheSameValues) {
     for (int32_t t : {7, 50, 96}) {
       const at::Tensor x = logits_tensor(d1.step(std::vector<int>{s1}, std::vector<int32_t>{t}));
       const at::Tensor y = logits_tensor(d2.step(std::vector<int>{s2}, std::vector<int32_t>{t}));
-      EXPECT_LT(rel_err(x, y), f == WeightFormat::Int8 ? kInt16RowsTolerance : 1e-4)
+      EXPECT_LT(rel_err(x, y), packed ? kInt16RowsTolerance : 1e-4)
           << weight_format_name(f) << " token " << t;
     }
     // Twenty sequences in one step, more rows than the streaming kernel's
@@ -572,9 +750,7 @@ TEST(WeightFormats, WholeModelEqualsTheF32PathOnTheSameValues) {
       ids4.push_back(d4.add(p));
       next20.push_back(static_cast<int32_t>((7 * k + 3) % 97));
     }
-    const double many = f == WeightFormat::BF16   ? tol
-                        : f == WeightFormat::Int8 ? kInt16RowsTolerance
-                                                  : 1e-4;
+    const double many = f == WeightFormat::BF16 ? tol : packed ? kInt16RowsTolerance : 1e-4;
     EXPECT_LT(rel_err(logits_tensor(d3.step(ids3, next20)), logits_tensor(d4.step(ids4, next20))),
               many)
         << weight_format_name(f) << ", 20 rows";
@@ -594,7 +770,19 @@ TEST(WeightFormats, ResidentBytesFollowTheFormat) {
   EXPECT_LT(q.resident_bytes(), 0.29 * f32);
   EXPECT_LT(q.weight_bytes(), 0.29 * base.weight_bytes());
   EXPECT_THROW(convert_weights(q, WeightFormat::F32), Error);
+  EXPECT_THROW(convert_weights(q, WeightFormat::Int4), Error);
   EXPECT_THROW(q.finalize(), Error);
+  // int4: 4.5 bits a weight (4 plus a 16-bit scale per 32) over int8's 8.25,
+  // with tiny_llama's 200 columns padded to 256 (int8's groups of 64 pad
+  // them the same).
+  Model q4 = deep_copy(base);
+  convert_weights(q4, WeightFormat::Int4);
+  EXPECT_EQ(current_weight_format(q4), WeightFormat::Int4);
+  const double ratio = static_cast<double>(q4.weight_bytes()) / q.weight_bytes();
+  EXPECT_GT(ratio, 4.5 / 8.25 - 0.02);
+  EXPECT_LT(ratio, 4.5 / 8.25 + 0.02);
+  EXPECT_THROW(convert_weights(q4, WeightFormat::Int8), Error);
+  EXPECT_THROW(q4.finalize(), Error);
 }
 
 TEST(WeightFormats, CheckpointsLoadInTheirStoredDtypeAndSaveAsTheyCame) {
@@ -623,6 +811,10 @@ TEST(WeightFormats, CheckpointsLoadInTheirStoredDtypeAndSaveAsTheyCame) {
   EXPECT_TRUE(
       at::equal(load_model(again, std::nullopt).weights.layers[1].wo, kept.weights.layers[1].wo));
   EXPECT_THROW(save_model(q, dir.string() + "_q", DType::F32), Error);
+  EXPECT_FALSE(fs::exists(dir.string() + "_q"));
+  const Model q4 = load_model(dir, WeightFormat::Int4);
+  EXPECT_EQ(current_weight_format(q4), WeightFormat::Int4);
+  EXPECT_THROW(save_model(q4, dir.string() + "_q", DType::BF16), Error);
   EXPECT_FALSE(fs::exists(dir.string() + "_q"));
   fs::remove_all(dir);
   fs::remove_all(again);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <string>
 
 #include "checkpoint/hf_tensor_names.h"
 #include "io/hf_config.h"
@@ -208,10 +209,12 @@ Model load_hf_checkpoint(const fs::path& dir, std::optional<WeightFormat> format
 void write_hf_checkpoint(const Model& model, const fs::path& dir, DType dtype) {
   if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16)
     throw Error("can only save weights as F32, F16 or BF16");
-  if (current_weight_format(model) == WeightFormat::Int8)
-    throw Error(
-        "int8 weights are a load-time format and cannot be saved; load the model "
-        "without --weights int8");
+  if (const WeightFormat f = current_weight_format(model);
+      f == WeightFormat::Int8 || f == WeightFormat::Int4)
+    throw Error(std::string(weight_format_name(f)) +
+                " weights are a load-time format and cannot be saved; load the model without "
+                "--weights " +
+                weight_format_name(f));
   at::ScalarType st = dtype == DType::F32   ? at::kFloat
                       : dtype == DType::F16 ? at::kHalf
                                             : at::kBFloat16;

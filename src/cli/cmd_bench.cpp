@@ -121,7 +121,8 @@ Command add_bench(CLI::App& app) {
   sub->add_option("--prefill-tokens", opts->prefill.tokens, "--prefill-model: prompt tokens")
       ->check(CLI::Range(1, 1 << 16));
   sub->add_option("--prefill-weights", opts->prefill.weights,
-                  "--prefill-model: weight formats to compare (default f32,bf16,int8)")
+                  "--prefill-model: weight formats to compare (f32, bf16, f16, int8, int4; default "
+                  "f32,bf16,int8)")
       ->delimiter(',');
   sub->add_option("--decode-ctx", opts->dec.ctx, "--decode/--decode-model: context lengths")
       ->delimiter(',')
@@ -138,7 +139,7 @@ Command add_bench(CLI::App& app) {
       ->delimiter(',');
   add_weights_option(sub, opts->weights);
   sub->add_option("--decode-weights", opts->decode_weights,
-                  "--decode-model: weight formats to compare (f32, bf16, f16, int8)")
+                  "--decode-model: weight formats to compare (f32, bf16, f16, int8, int4)")
       ->delimiter(',');
   sub->add_option("--decode-shape", opts->dec.shapes,
                   "--decode/--decode-model: model shapes (mha, gqa; --decode: mha and gqa are a 7B "

@@ -60,8 +60,9 @@ std::vector<int32_t> prompt_tokens(const Model& model, const ModelTokenizer& mt,
 void add_weights_option(CLI::App* sub, std::string& weights) {
   sub->add_option("--weights", weights,
                   "Hold the projection, MLP and head weights as: stored (the checkpoint's dtype), "
-                  "f32, bf16, f16 or int8 (symmetric, one scale per 64 weights of a row)")
-      ->check(CLI::IsMember({"stored", "f32", "bf16", "f16", "int8"}));
+                  "f32, bf16, f16, int8 (symmetric, one scale per 64 weights of a row) or int4 "
+                  "(one scale per 32)")
+      ->check(CLI::IsMember({"stored", "f32", "bf16", "f16", "int8", "int4"}));
 }
 
 std::optional<WeightFormat> weights_choice(const std::string& weights) {

@@ -13,7 +13,7 @@
 // 4 x (2 + 3) instructions per four channels become 1 load, 1 vpermb, 1 xor
 // and 3 vpdpbusd. Per-target Highway code for decode_attention.cpp; the
 // integer path exists on the AVX3 target only (Highway 1.0.3 has no VNNI
-// op, and its AVX3_DL target's flags break GCC on Zen 4, see int8_gemm.cpp),
+// op, and its AVX3_DL target's flags break GCC on Zen 4, see packed_gemm.cpp),
 // so the instructions are written as asm and chosen at run time.
 #include <algorithm>
 #include <array>

@@ -17,7 +17,7 @@ struct PrefetchTuning {
   // 16-bit and f32 weight rows (kernels/small_gemm.cpp), into L2; at least
   // one tile of rows ahead.
   std::size_t weight_bytes = 6144;
-  // Packed int8 weights (kernels/int8_gemm.cpp), one request per line read.
+  // Packed int8 weights (kernels/packed_gemm.cpp), one request per line read.
   std::size_t int8_bytes = 6144;
   bool int8_into_l1 = true;  // prefetcht0; else prefetcht1 (L2)
   // Requested at once as a thread starts a range of int8 rows: the

@@ -10,7 +10,7 @@
 #include "kernels/small_gemm.h"
 
 #include "format/row_codec.h"
-#include "kernels/int8_gemm.h"
+#include "kernels/packed_gemm.h"
 #include "kernels/weight_prefetch.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -29,8 +29,8 @@ constexpr int kTileRows = 2;
 #endif
 constexpr int kTileOut = 4;
 
-// Reads weights of one float dtype as f32 vectors and scalars (packed int8
-// weights go to kernels/int8_gemm.h).
+// Reads weights of one float dtype as f32 vectors and scalars (packed integer
+// weights go to kernels/packed_gemm.h).
 template <WeightType T>
 struct Reader {
   const void* data;
@@ -176,7 +176,8 @@ void SmallGemm(const WeightRows& w, int in, const float* x, std::size_t ldx, int
     case WeightType::F16:
       return GemmTyped<WeightType::F16>(w, in, x, ldx, rows, bias, y, ldy, o_begin, o_end);
     case WeightType::Int8:
-      break;  // small_gemm() sends these to small_gemm_int8
+    case WeightType::Int4:
+      break;  // small_gemm() sends these to small_gemm_packed
   }
 }
 
@@ -205,15 +206,15 @@ void small_gemm(const WeightRows& w, int in, const float* x, std::size_t ldx, in
 GemmRows prepare_gemm_rows(const WeightRows& w, int in, const float* x, std::size_t ldx, int rows,
                            Int16RowBuffer& buffer) {
   GemmRows r{x, ldx, {}};
-  if (w.type == WeightType::Int8 && rows > 0) r.xq = buffer.quantize(x, ldx, rows, in);
+  if (packed_weights(w.type) && rows > 0) r.xq = buffer.quantize(x, ldx, rows, in);
   return r;
 }
 
 void small_gemm(const WeightRows& w, int in, const GemmRows& x, int rows, const float* bias,
                 float* y, std::size_t ldy, int o_begin, int o_end) {
   if (rows <= 0 || o_end <= o_begin) return;
-  if (w.type == WeightType::Int8)
-    return small_gemm_int8(w, in, x.xq, rows, bias, y, ldy, o_begin, o_end);
+  if (packed_weights(w.type))
+    return small_gemm_packed(w, in, x.xq, rows, bias, y, ldy, o_begin, o_end);
   HWY_DYNAMIC_DISPATCH(SmallGemm)(w, in, x.x, x.ldx, rows, bias, y, ldy, o_begin, o_end);
 }
 

@@ -6,11 +6,11 @@
 // the weights once. One row goes here too rather than to OpenBLAS's GEMV, so
 // that it runs on the compute pool that decode attention shares. Weights are
 // read in their stored dtype (kernels/weight_rows.h) and widened to f32 in
-// registers; products accumulate in f32. Int8 weights multiply the rows
-// quantized to int16 (kernels/int8_gemm.h), as the decode step does.
+// registers; products accumulate in f32. Int8 and int4 weights multiply the
+// rows quantized to int16 (kernels/packed_gemm.h), as the decode step does.
 #include <cstddef>
 
-#include "kernels/int8_gemm.h"
+#include "kernels/packed_gemm.h"
 #include "kernels/weight_rows.h"
 
 namespace thinkeys {
@@ -27,12 +27,12 @@ void small_gemm(const WeightRows& w, int in, const float* x, std::size_t ldx, in
                 const float* bias, float* y, std::size_t ldy, int o_begin, int o_end);
 
 // A product's input rows made ready once for all the chunks threads run of
-// it: for int8 weights quantized to int16 into `buffer` (valid until its next
-// quantize), otherwise the f32 rows as given.
+// it: for int8 / int4 weights quantized to int16 into `buffer` (valid until
+// its next quantize), otherwise the f32 rows as given.
 struct GemmRows {
   const float* x = nullptr;
   std::size_t ldx = 0;
-  Int16Rows xq;  // int8 weights only
+  Int16Rows xq;  // int8 and int4 weights only
 };
 GemmRows prepare_gemm_rows(const WeightRows& w, int in, const float* x, std::size_t ldx, int rows,
                            Int16RowBuffer& buffer);

@@ -14,7 +14,7 @@
 
 namespace thinkeys {
 
-// The packed int8 kernel (kernels/int8_gemm.cpp) requests one line at a
+// The packed int8 kernel (kernels/packed_gemm.cpp) requests one line at a
 // time as it reads one, PrefetchTuning::int8_bytes on. It also requests
 // PrefetchTuning::int8_start_bytes at the start of every range: a batch-1
 // thread takes 16 KiB of rows at a time (runtime/fused_step.cpp), so every
@@ -53,7 +53,7 @@ inline void prefetch_rows(const void* first, std::size_t rows, std::size_t row_b
 
 // prefetch_rows for rows [first, first + rows) of a row-major matrix of
 // `cols` columns (f32, bf16, f16; packed int8 prefetches by blocks in
-// kernels/int8_gemm.cpp).
+// kernels/packed_gemm.cpp).
 inline void prefetch_weight_rows(const WeightRows& w, int cols, int first, int rows) {
   const std::size_t bytes = weight_type_bytes(w.type);
   prefetch_rows(static_cast<const char*>(w.data) + first * w.ld * bytes, rows, cols * bytes,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "format/row_codec.h"
@@ -13,9 +14,10 @@ namespace thinkeys {
 
 WeightRows WeightRows::from_row(std::size_t first) const {
   WeightRows r = *this;
-  if (type == WeightType::Int8) {
+  if (packed_weights(type)) {
     if (first % kInt8BlockRows != 0)
-      throw Error("int8 weights are packed in blocks of 16 rows; row " + std::to_string(first) +
+      throw Error(std::string(weight_type_name(type)) +
+                  " weights are packed in blocks of 16 rows; row " + std::to_string(first) +
                   " does not start one");
     r.data = static_cast<const std::byte*>(data) + first / kInt8BlockRows * ld;
     r.scales = scales + first / kInt8BlockRows * ld_scales;
@@ -34,16 +36,24 @@ std::size_t weight_type_bytes(WeightType t) {
     case WeightType::F16:
       return 2;
     case WeightType::Int8:
+    case WeightType::Int4:  // no whole byte per element: weight_row_bytes
       return 1;
   }
   return 4;
+}
+
+std::size_t weight_row_bytes(WeightType t, int cols) {
+  if (t == WeightType::Int8) return int8_padded_cols(cols);
+  if (t == WeightType::Int4) return int8_padded_cols(cols) / 2;
+  return weight_type_bytes(t) * cols;
 }
 
 const char* weight_type_name(WeightType t) {
   static constexpr EnumName<WeightType> kNames[] = {{WeightType::F32, "f32"},
                                                     {WeightType::BF16, "bf16"},
                                                     {WeightType::F16, "f16"},
-                                                    {WeightType::Int8, "int8"}};
+                                                    {WeightType::Int8, "int8"},
+                                                    {WeightType::Int4, "int4"}};
   return enum_name<WeightType>(kNames, t);
 }
 
@@ -79,6 +89,49 @@ void weight_rows_to_f32(const WeightRows& w, int cols, int row_begin, int row_en
           }
         }
         break;
+      }
+      case WeightType::Int4:
+        for (int i = 0; i < cols; ++i) out[i] = int4_value(w, o, i);
+        break;
+    }
+  }
+}
+
+void quantize_int4_rows(const float* w, std::size_t ldw, int rows, int cols, int8_t* levels,
+                        std::size_t ld_levels, float* scales, std::size_t ld_scales) {
+  // The group's largest weight m goes to level -c (the scale takes m's
+  // opposite sign), so that side of the group spans [-8, 0] in steps of
+  // |m| / 8 at c = 8 rather than |m| / 7; c = 7 is plain rounding, the same
+  // levels as a positive scale |m| / 7 mirrored, so the pick never errs more.
+  constexpr float kCandidates[] = {8.0f, 7.5f, 7.0f, 6.5f};
+  for (int o = 0; o < rows; ++o) {
+    const float* row = w + o * ldw;
+    int8_t* out = levels + o * ld_levels;
+    for (int g = 0; g * kInt4Group < cols; ++g) {
+      const int i0 = g * kInt4Group, i1 = std::min(cols, i0 + kInt4Group);
+      float m = 0.0f;
+      for (int i = i0; i < i1; ++i)
+        if (std::fabs(row[i]) > std::fabs(m)) m = row[i];
+      const float top = std::fabs(m);
+      if (!(top / 7.0f <= 65504.0f * kInt8ScaleUnit))
+        throw Error("int4 weights: a weight of magnitude " + std::to_string(top) +
+                    " is past what int4 levels with f16 scales hold (447); use int8 or bf16 "
+                    "weights");
+      float best_scale = 0.0f, best_err = std::numeric_limits<float>::infinity();
+      for (float c : kCandidates) {
+        const float mag = f16_to_f32(f16_scale_at_least(top / c / kInt8ScaleUnit)) * kInt8ScaleUnit;
+        const float scale = m > 0 ? -mag : mag;
+        float err = 0.0f;
+        for (int i = i0; i < i1 && mag > 0.0f; ++i) {
+          const float q = std::clamp(std::nearbyint(row[i] / scale), -8.0f, 7.0f);
+          err += (row[i] - q * scale) * (row[i] - q * scale);
+        }
+        if (err < best_err) best_err = err, best_scale = scale;
+      }
+      scales[o * ld_scales + g] = best_scale;
+      for (int i = i0; i < i1; ++i) {
+        const float q = best_scale != 0.0f ? std::nearbyint(row[i] / best_scale) : 0.0f;
+        out[i] = static_cast<int8_t>(std::clamp(q, -8.0f, 7.0f));
       }
     }
   }
@@ -118,6 +171,25 @@ void pack_int8_rows(const int8_t* levels, std::size_t ld_levels, const float* sc
     for (int i = 0; i < cols; ++i) packed[int8_level_offset(w, o, i)] = levels[o * ld_levels + i];
     for (int g = 0; g < groups; ++g)
       packed_scales[int8_scale_offset(w, o, g * kWeightGroup)] =
+          f32_to_f16(scales[o * ld_scales + g] / kInt8ScaleUnit);
+  }
+}
+
+void pack_int4_rows(const int8_t* levels, std::size_t ld_levels, const float* scales,
+                    std::size_t ld_scales, int rows, int cols, uint8_t* packed,
+                    uint16_t* packed_scales) {
+  const int groups = int4_groups(cols), blocks = int8_blocks(rows);
+  std::memset(packed, 0, blocks * int4_block_bytes(cols));
+  std::memset(packed_scales, 0, sizeof(uint16_t) * blocks * groups * kInt8BlockRows);
+  const WeightRows w{WeightType::Int4, packed, int4_block_bytes(cols), packed_scales,
+                     static_cast<std::size_t>(groups) * kInt8BlockRows};
+  for (int o = 0; o < rows; ++o) {
+    for (int i = 0; i < cols; ++i) {
+      const auto nibble = static_cast<uint8_t>(levels[o * ld_levels + i] & 15);
+      packed[int4_level_byte(w, o, i)] |= int4_nibble(i) == 0 ? nibble : nibble << 4;
+    }
+    for (int g = 0; g * kInt4Group < cols; ++g)
+      packed_scales[int4_scale_offset(w, o, g * kInt4Group)] =
           f32_to_f16(scales[o * ld_scales + g] / kInt8ScaleUnit);
   }
 }

@@ -5,7 +5,7 @@
 // row (symmetric: w ~= level * scale, level in [-127, 127]), held as f16 in
 // units of kInt8ScaleUnit.
 //
-// Int8 matrices are held packed for the decode kernel (kernels/int8_gemm.h),
+// Int8 matrices are held packed for the decode kernel (kernels/packed_gemm.h),
 // not row by row. Rows go in blocks of kInt8BlockRows; a block holds its
 // column groups in turn, a group its 32 column pairs in turn, and a pair the
 // block's 16 rows with two levels each. So one 32-byte load, widened to
@@ -18,6 +18,13 @@
 //   (o / 16) * weight_groups(cols) * 16 + (i / 64) * 16 + o % 16.
 // Rows past the last and columns past the last group hold zero levels and
 // zero scales.
+//
+// Int4 matrices (levels in [-8, 7], one scale per kInt4Group columns, scales
+// as int8's but signed) pack the same blocks of 16 rows at half the bytes: a group of 32
+// columns is 8 column quads of 32 bytes, and byte 2j + e of a quad holds row
+// j's columns 4q + e (low nibble) and 4q + 2 + e (high nibble). One 32-byte
+// load widened to int16 is then two column pairs for the 16 rows: the low
+// nibbles by two shifts, the high ones by one (kernels/packed_gemm.h).
 #include <cstddef>
 #include <cstdint>
 
@@ -25,7 +32,7 @@
 
 namespace thinkeys {
 
-enum class WeightType : uint8_t { F32, BF16, F16, Int8 };
+enum class WeightType : uint8_t { F32, BF16, F16, Int8, Int4 };
 
 // Columns per int8 scale: a group of 64 costs 2 bytes of scale per 64 bytes of
 // levels (1.03125 bytes a weight; f32 scales made it 1.0625), and its levels
@@ -41,16 +48,21 @@ inline constexpr float kInt8ScaleUnit = 0x1p-10f;
 
 inline constexpr int kInt8BlockRows = 16;
 
+// Columns per int4 scale: llama.cpp's Q4_0 group, 4.5 bits a weight with the
+// f16 scale; int4 needs the smaller group more than int8 (7 levels a side
+// against 127).
+inline constexpr int kInt4Group = 32;
+
 struct WeightRows {
   WeightType type = WeightType::F32;
   // F32, BF16, F16: element (o, i) at data + o * ld + i (ld in elements).
-  // Int8: the packed blocks above, ld = bytes per block of 16 rows.
+  // Int8, Int4: the packed blocks above, ld = bytes per block of 16 rows.
   const void* data = nullptr;
   std::size_t ld = 0;
-  const uint16_t* scales = nullptr;  // Int8: f16 bits, packed as the levels
-  std::size_t ld_scales = 0;         // Int8: scales per block of 16 rows
+  const uint16_t* scales = nullptr;  // Int8, Int4: f16 bits, packed as the levels
+  std::size_t ld_scales = 0;         // Int8, Int4: scales per block of 16 rows
 
-  // The same layout from row `first` on (for Int8 a multiple of 16).
+  // The same layout from row `first` on (for Int8 and Int4 a multiple of 16).
   WeightRows from_row(std::size_t first) const;
 };
 
@@ -61,6 +73,17 @@ inline int int8_padded_cols(int cols) { return weight_groups(cols) * kWeightGrou
 inline std::size_t int8_block_bytes(int cols) {
   return static_cast<std::size_t>(int8_padded_cols(cols)) * kInt8BlockRows;
 }
+
+inline bool packed_weights(WeightType t) { return t == WeightType::Int8 || t == WeightType::Int4; }
+
+// Int4: scale groups per row (the columns padded as int8's, to whole
+// activation rows), bytes per block of 16 rows, and bytes per (padded) row.
+inline int int4_groups(int cols) { return int8_padded_cols(cols) / kInt4Group; }
+inline std::size_t int4_block_bytes(int cols) {
+  return static_cast<std::size_t>(int8_padded_cols(cols)) * kInt8BlockRows / 2;
+}
+// Bytes one row of a matrix `cols` wide takes in `t`, padding included.
+std::size_t weight_row_bytes(WeightType t, int cols);
 
 // Where element (o, i) of a packed int8 matrix keeps its level (bytes from
 // data) and its scale (elements from scales).
@@ -80,6 +103,27 @@ inline float int8_value(const WeightRows& w, int o, int i) {
          int8_scale(w, o, i);
 }
 
+// Element (o, i) of a packed int4 matrix: the byte holding its level (from
+// data), which nibble (0 low, 1 high), and its scale (elements from scales).
+inline std::size_t int4_level_byte(const WeightRows& w, int o, int i) {
+  return (o / kInt8BlockRows) * w.ld + (i / kInt4Group) * 256 + (i % kInt4Group) / 4 * 32 +
+         (o % kInt8BlockRows) * 2 + i % 2;
+}
+inline int int4_nibble(int i) { return (i % 4) / 2; }
+inline std::size_t int4_scale_offset(const WeightRows& w, int o, int i) {
+  return (o / kInt8BlockRows) * w.ld_scales + (i / kInt4Group) * kInt8BlockRows +
+         o % kInt8BlockRows;
+}
+inline int int4_level(const WeightRows& w, int o, int i) {
+  const auto byte = static_cast<const uint8_t*>(w.data)[int4_level_byte(w, o, i)];
+  const int nibble = int4_nibble(i) == 0 ? byte & 15 : byte >> 4;
+  return nibble >= 8 ? nibble - 16 : nibble;
+}
+inline float int4_value(const WeightRows& w, int o, int i) {
+  return static_cast<float>(int4_level(w, o, i)) *
+         (f16_to_f32(w.scales[int4_scale_offset(w, o, i)]) * kInt8ScaleUnit);
+}
+
 // Packs row-major levels and scales ([rows, weight_groups(cols)]) into
 // `packed` (int8_blocks(rows) * int8_block_bytes(cols) bytes) and
 // `packed_scales` (int8_blocks(rows) * weight_groups(cols) * 16 f16s in
@@ -88,6 +132,14 @@ inline float int8_value(const WeightRows& w, int o, int i) {
 void pack_int8_rows(const int8_t* levels, std::size_t ld_levels, const float* scales,
                     std::size_t ld_scales, int rows, int cols, int8_t* packed,
                     uint16_t* packed_scales);
+// As pack_int8_rows for int4: levels in [-8, 7], scales [rows,
+// ceil(cols / kInt4Group)]; `packed` holds int8_blocks(rows) *
+// int4_block_bytes(cols) bytes, `packed_scales` int8_blocks(rows) *
+// int4_groups(cols) * 16 f16s.
+void pack_int4_rows(const int8_t* levels, std::size_t ld_levels, const float* scales,
+                    std::size_t ld_scales, int rows, int cols, uint8_t* packed,
+                    uint16_t* packed_scales);
+// Bytes per element of a row-major type (F32, BF16, F16; Int8 1).
 std::size_t weight_type_bytes(WeightType t);
 const char* weight_type_name(WeightType t);
 
@@ -101,6 +153,17 @@ void weight_rows_to_f32(const WeightRows& w, int cols, int row_begin, int row_en
 // within scale / 2 of level * scale. Throws where max |w| / 127 is past the
 // f16 range in those units.
 void quantize_int8_rows(const float* w, std::size_t ldw, int rows, int cols, int8_t* levels,
+                        std::size_t ld_levels, float* scales, std::size_t ld_scales);
+// Int4 levels in [-8, 7] and one scale per kInt4Group columns (scales [rows,
+// ceil(cols / kInt4Group)], signed f16 multiples of kInt8ScaleUnit), by a
+// search as llama.cpp's k-quants do rather than plain rounding: |scale| =
+// max |w| / c (rounded up to f16), c in {8, 7.5, 7, 6.5}, signed so that the
+// largest |w| falls on the negative side, where there is an eighth level;
+// the c with the least squared error over the group is kept. c = 7 is plain
+// rounding (scale max |w| / 7, as int8's), so no group errs more than plain
+// rounding would; c = 8 is llama.cpp's Q4_0 rule. Throws where max |w| is
+// past 447 (7 x the largest f16 scale).
+void quantize_int4_rows(const float* w, std::size_t ldw, int rows, int cols, int8_t* levels,
                         std::size_t ld_levels, float* scales, std::size_t ld_scales);
 
 }  // namespace thinkeys

@@ -44,17 +44,24 @@ void F32ToBf16(const float* x, std::size_t n, uint16_t* out) {
   for (; i < n; ++i) out[i] = f32_to_bf16(x[i]);
 }
 
-// Rows [row_begin, row_end) of a packed int8 matrix as a transposed bf16
-// tile. A column pair's 32 bytes hold 16 rows x 2 columns: their even bytes
-// are one column of the block's 16 rows and their odd bytes the next, so
-// splitting them is two shifts, and the 16 rows' scales are one load.
-void Int8RowsToBf16Transposed(const WeightRows& w, int cols, int row_begin, int row_end,
-                              uint16_t* out, std::size_t ldo) {
+// Rows [row_begin, row_end) of a packed int8 or int4 matrix as a transposed
+// bf16 tile. A 32-byte unit holds 16 rows x 2 columns (int8) or 16 rows x 4
+// (int4): widened to int16, its even lanes are one column of the block's 16
+// rows and its odd lanes the next (for int4, the low nibbles those of the
+// first column pair and the high ones the second), so splitting them is
+// shifts, and the 16 rows' scales are one load.
+template <WeightType kType>
+void PackedRowsToBf16Transposed(const WeightRows& w, int cols, int row_begin, int row_end,
+                                uint16_t* out, std::size_t ldo) {
+  constexpr bool kInt4 = kType == WeightType::Int4;
 #if HWY_TARGET == HWY_SCALAR  // one-lane vectors cannot hold a column pair
   for (int o = row_begin; o < row_end; ++o)
     for (int i = 0; i < cols; ++i)
-      out[i * ldo + (o - row_begin)] = f32_to_bf16(int8_value(w, o, i));
+      out[i * ldo + (o - row_begin)] =
+          f32_to_bf16(kInt4 ? int4_value(w, o, i) : int8_value(w, o, i));
 #else
+  constexpr int kGroup = kInt4 ? kInt4Group : kWeightGroup, kUnitCols = kInt4 ? 4 : 2;
+  constexpr int kGroupBytes = kGroup / kUnitCols * 32;
   const DF df;
   const hn::Rebind<int32_t, DF> di;
   const hn::Rebind<uint32_t, DF> du;
@@ -63,7 +70,7 @@ void Int8RowsToBf16Transposed(const WeightRows& w, int cols, int row_begin, int 
   const hn::Rebind<hwy::float16_t, DF> dh;
   const hn::Rebind<int8_t, decltype(dw)> d8;
   const int N = static_cast<int>(hn::Lanes(df));
-  HWY_ALIGN uint16_t part[2][hn::MaxLanes(DF())];
+  HWY_ALIGN uint16_t part[kUnitCols][hn::MaxLanes(DF())];
   for (int b = row_begin / kInt8BlockRows; b * kInt8BlockRows < row_end; ++b) {
     const int8_t* block = static_cast<const int8_t*>(w.data) + b * w.ld;
     const uint16_t* scales = w.scales + b * w.ld_scales;
@@ -73,19 +80,27 @@ void Int8RowsToBf16Transposed(const WeightRows& w, int cols, int row_begin, int 
       if (n <= 0) break;
       uint16_t* dst = out + (o0 - row_begin);
       hn::Vec<DF> s = hn::Zero(df);
-      for (int i = 0; i < cols; i += 2) {
-        const int g = i / kWeightGroup;
-        // A group's scales are widened once, at its first column pair.
-        if (i % kWeightGroup == 0)
+      for (int i = 0; i < cols; i += kUnitCols) {
+        const int g = i / kGroup;
+        // A group's scales are widened once, at its first unit.
+        if (i % kGroup == 0)
           s = hn::Mul(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(
                                                           scales + g * kInt8BlockRows + h))),
                       hn::Set(df, kInt8ScaleUnit));
-        const auto v = hn::BitCast(
-            di, hn::PromoteTo(
-                    dw, hn::LoadU(d8, block + g * 1024 + (i % kWeightGroup) / 2 * 32 + 2 * h)));
-        const auto even = hn::ShiftRight<16>(hn::ShiftLeft<16>(v)), odd = hn::ShiftRight<16>(v);
-        for (int k = 0; k < 2 && i + k < cols; ++k) {
-          const auto f = hn::Mul(hn::ConvertTo(df, k == 0 ? even : odd), s);
+        const auto raw = hn::PromoteTo(
+            dw, hn::LoadU(d8, block + g * kGroupBytes + (i % kGroup) / kUnitCols * 32 + 2 * h));
+        hn::Vec<decltype(di)> pairs[kUnitCols / 2];
+        if constexpr (kInt4) {
+          pairs[0] = hn::BitCast(di, hn::ShiftRight<12>(hn::ShiftLeft<12>(raw)));
+          pairs[1] = hn::BitCast(di, hn::ShiftRight<4>(raw));
+        } else {
+          pairs[0] = hn::BitCast(di, raw);
+        }
+        for (int k = 0; k < kUnitCols && i + k < cols; ++k) {
+          const auto v = pairs[k / 2];
+          const auto level =
+              k % 2 == 0 ? hn::ShiftRight<16>(hn::ShiftLeft<16>(v)) : hn::ShiftRight<16>(v);
+          const auto f = hn::Mul(hn::ConvertTo(df, level), s);
           const auto bits =
               hn::DemoteTo(d16, hn::BitCast(di, RoundToBf16Bits(du, hn::BitCast(du, f))));
           uint16_t* row = dst + (i + k) * ldo;
@@ -102,6 +117,13 @@ void Int8RowsToBf16Transposed(const WeightRows& w, int cols, int row_begin, int 
 #endif
 }
 
+void PackedRowsToBf16(const WeightRows& w, int cols, int row_begin, int row_end, uint16_t* out,
+                      std::size_t ldo) {
+  if (w.type == WeightType::Int4)
+    return PackedRowsToBf16Transposed<WeightType::Int4>(w, cols, row_begin, row_end, out, ldo);
+  PackedRowsToBf16Transposed<WeightType::Int8>(w, cols, row_begin, row_end, out, ldo);
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace thinkeys
 HWY_AFTER_NAMESPACE();
@@ -109,7 +131,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace thinkeys {
 
-HWY_EXPORT(Int8RowsToBf16Transposed);
+HWY_EXPORT(PackedRowsToBf16);
 HWY_EXPORT(F32ToBf16);
 
 void f32_to_bf16_bits(const float* x, std::size_t n, uint16_t* out) {
@@ -125,12 +147,12 @@ void weight_rows_to_bf16(const WeightRows& w, int cols, int row_begin, int row_e
                 cols * sizeof(uint16_t));
 }
 
-void int8_rows_to_bf16_transposed(const WeightRows& w, int cols, int row_begin, int row_end,
-                                  uint16_t* out, std::size_t ldo) {
-  if (w.type != WeightType::Int8 || row_begin % kInt8BlockRows != 0)
-    throw Error("int8_rows_to_bf16_transposed: packed int8 rows from a multiple of 16");
+void packed_rows_to_bf16_transposed(const WeightRows& w, int cols, int row_begin, int row_end,
+                                    uint16_t* out, std::size_t ldo) {
+  if (!packed_weights(w.type) || row_begin % kInt8BlockRows != 0)
+    throw Error("packed_rows_to_bf16_transposed: packed int8 or int4 rows from a multiple of 16");
   if (row_end <= row_begin || cols <= 0) return;
-  HWY_DYNAMIC_DISPATCH(Int8RowsToBf16Transposed)(w, cols, row_begin, row_end, out, ldo);
+  HWY_DYNAMIC_DISPATCH(PackedRowsToBf16)(w, cols, row_begin, row_end, out, ldo);
 }
 
 }  // namespace thinkeys

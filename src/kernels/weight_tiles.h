@@ -12,13 +12,13 @@ namespace thinkeys {
 // for rows [row_begin, row_end). Other types are refused (Error).
 void weight_rows_to_bf16(const WeightRows& w, int cols, int row_begin, int row_end, uint16_t* out);
 
-// The transposed tile of a packed int8 matrix: out[i * ldo + (o - row_begin)]
-// = level x scale of element (o, i) rounded once to the nearest bf16 (ties
-// to even; the level itself is exact in bf16), for rows [row_begin,
-// row_end), row_begin a multiple of 16. Transposed because the packed
-// bytes hold a column of 16 rows together (kernels/weight_rows.h).
-void int8_rows_to_bf16_transposed(const WeightRows& w, int cols, int row_begin, int row_end,
-                                  uint16_t* out, std::size_t ldo);
+// The transposed tile of a packed int8 or int4 matrix: out[i * ldo + (o -
+// row_begin)] = level x scale of element (o, i) rounded once to the nearest
+// bf16 (ties to even; the level itself is exact in bf16), for rows
+// [row_begin, row_end), row_begin a multiple of 16. Transposed because the
+// packed bytes hold a column of 16 rows together (kernels/weight_rows.h).
+void packed_rows_to_bf16_transposed(const WeightRows& w, int cols, int row_begin, int row_end,
+                                    uint16_t* out, std::size_t ldo);
 
 // out[i] = x[i] rounded to the nearest bf16 (ties to even), as bits; finite
 // inputs (the activations a product multiplies).

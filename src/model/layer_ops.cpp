@@ -48,7 +48,7 @@ bool plain(const at::Tensor& t) {
 
 bool stored_weights(const at::Tensor& w) {
   const auto st = w.scalar_type();
-  return st == at::kBFloat16 || st == at::kHalf || st == at::kChar;
+  return st == at::kBFloat16 || st == at::kHalf || packed_tensor(w);
 }
 
 // Rows per work item of the element-wise prefill loops below.
@@ -77,7 +77,7 @@ bool small_gemm_applies(const at::Tensor& x, const at::Tensor& w, const at::Tens
   };
   return x.dim() == 2 && x.size(0) >= 1 && x.size(0) <= kSmallGemmMaxRows && w.dim() == 2 &&
          x.size(1) == w.size(1) && plain(x) && plain_w(w) &&
-         (w.is_contiguous() || w.scalar_type() == at::kChar) &&
+         (w.is_contiguous() || packed_tensor(w)) &&
          (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0) && plain(b)));
 }
 
@@ -219,23 +219,23 @@ at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Ten
   float* yp = y.data_ptr<float>();
   const at::Tensor bc = b.defined() ? b.contiguous() : b;
   const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
-  const bool packed_int8 = wr.type == WeightType::Int8;
+  const bool packed = packed_weights(wr.type);
   for_feature_tiles(
       *compute_pool(), out,
       [&](int64_t o0, int64_t n) {
-        // bf16 weights are multiplied in place; int8 ones widened to a bf16
-        // tile, transposed (int8_rows_to_bf16_transposed says why).
+        // bf16 weights are multiplied in place; int8 and int4 ones widened to
+        // a bf16 tile, transposed (packed_rows_to_bf16_transposed says why).
         const uint16_t* wt;
         thread_local std::vector<uint16_t> converted;
         char trans_w = 'T';
         int64_t ldw = in;
         if (stored_bf16) {
           wt = static_cast<const uint16_t*>(w.data_ptr()) + o0 * in;
-        } else if (packed_int8) {
+        } else if (packed) {
           converted.resize(static_cast<std::size_t>(n * in));
-          int8_rows_to_bf16_transposed(wr, static_cast<int>(in), static_cast<int>(o0),
-                                       static_cast<int>(o0 + n), converted.data(),
-                                       static_cast<std::size_t>(n));
+          packed_rows_to_bf16_transposed(wr, static_cast<int>(in), static_cast<int>(o0),
+                                         static_cast<int>(o0 + n), converted.data(),
+                                         static_cast<std::size_t>(n));
           wt = converted.data();
           trans_w = 'N';
           ldw = n;
@@ -254,7 +254,7 @@ at::Tensor bf16_project(const at::Tensor& x2, const at::Tensor& w, const at::Ten
         part.copy_(at::mm(xb, wtile));
         if (b.defined()) part.add_(b.narrow(0, o0, n));
       },
-      packed_int8 ? kInt8BlockRows : 1);
+      packed ? kInt8BlockRows : 1);
   return y;
 }
 

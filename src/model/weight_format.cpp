@@ -1,5 +1,6 @@
 #include "model/weight_format.h"
 
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -17,16 +18,18 @@ at::Tensor to_f32(const at::Tensor& t) {
   return t.defined() && t.scalar_type() != at::kFloat ? t.to(at::kFloat) : t;
 }
 
-// One streamed matrix in `format`; `scales` receives int8 scales.
+bool packed_format(WeightFormat f) { return f == WeightFormat::Int8 || f == WeightFormat::Int4; }
+
+// One streamed matrix in `format`; `scales` receives int8 / int4 scales.
 at::Tensor convert_matrix(const at::Tensor& w, WeightFormat format, at::Tensor& scales) {
   scales = at::Tensor();
   if (!w.defined()) return w;
-  if (format != WeightFormat::Int8) {
+  if (!packed_format(format)) {
     const at::ScalarType st = float_type(format);
     return w.scalar_type() == st ? w : on_huge_pages(w.to(st).contiguous());
   }
   at::Tensor levels;
-  std::tie(levels, scales) = quantize_int8(w);
+  std::tie(levels, scales) = format == WeightFormat::Int8 ? quantize_int8(w) : quantize_int4(w);
   return levels;
 }
 
@@ -63,12 +66,37 @@ std::pair<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& w) {
   return {packed.narrow(0, 0, rows).narrow(1, 0, cols), scales};
 }
 
+std::pair<at::Tensor, at::Tensor> quantize_int4(const at::Tensor& w) {
+  if (w.dim() != 2) throw Error("quantize_int4: need a 2-D matrix");
+  const at::Tensor f = to_f32(w).contiguous();
+  const int rows = static_cast<int>(f.size(0)), cols = static_cast<int>(f.size(1));
+  const int groups = int4_groups(cols), blocks = int8_blocks(rows);
+  const int row_groups = (cols + kInt4Group - 1) / kInt4Group;
+  std::vector<int8_t> levels(static_cast<std::size_t>(rows) * cols);
+  std::vector<float> row_scales(static_cast<std::size_t>(rows) * row_groups);
+  quantize_int4_rows(f.data_ptr<float>(), cols, rows, cols, levels.data(), cols, row_scales.data(),
+                     row_groups);
+  // Half a padded row past the packing, so that the overlapping [rows, cols]
+  // view (stride half a padded row) ends inside the storage.
+  const int64_t half_row = int8_padded_cols(cols) / 2;
+  const int64_t packed_bytes = blocks * static_cast<int64_t>(int4_block_bytes(cols));
+  at::Tensor storage = empty_on_huge_pages({packed_bytes + half_row}, at::kByte);
+  at::Tensor scales = empty_on_huge_pages({blocks, groups, kInt8BlockRows}, at::kHalf);
+  pack_int4_rows(levels.data(), cols, row_scales.data(), row_groups, rows, cols,
+                 storage.data_ptr<uint8_t>(), reinterpret_cast<uint16_t*>(scales.data_ptr()));
+  return {storage.as_strided({rows, cols}, {half_row, 1}), scales};
+}
+
+bool packed_tensor(const at::Tensor& t) {
+  return t.defined() && (t.scalar_type() == at::kChar || t.scalar_type() == at::kByte);
+}
+
 namespace {
 // Hugging Face's torch_dtype spellings are accepted too.
 constexpr EnumName<WeightFormat> kWeightFormats[] = {
-    {WeightFormat::F32, "f32"},    {WeightFormat::BF16, "bf16"},   {WeightFormat::F16, "f16"},
-    {WeightFormat::Int8, "int8"},  {WeightFormat::F32, "float32"}, {WeightFormat::BF16, "bfloat16"},
-    {WeightFormat::F16, "float16"}};
+    {WeightFormat::F32, "f32"},       {WeightFormat::BF16, "bf16"},  {WeightFormat::F16, "f16"},
+    {WeightFormat::Int8, "int8"},     {WeightFormat::Int4, "int4"},  {WeightFormat::F32, "float32"},
+    {WeightFormat::BF16, "bfloat16"}, {WeightFormat::F16, "float16"}};
 }  // namespace
 
 WeightFormat parse_weight_format(const std::string& name) {
@@ -95,15 +123,19 @@ WeightFormat current_weight_format(const Model& m) {
       return WeightFormat::F16;
     case at::kChar:
       return WeightFormat::Int8;
+    case at::kByte:
+      return WeightFormat::Int4;
     default:
       return WeightFormat::F32;
   }
 }
 
 void convert_weights(Model& m, WeightFormat format) {
-  if (current_weight_format(m) == WeightFormat::Int8 && format != WeightFormat::Int8)
-    throw Error("int8 weights cannot be converted back; load the model again");
-  if (current_weight_format(m) == WeightFormat::Int8) return;
+  const WeightFormat now = current_weight_format(m);
+  if (packed_format(now) && format != now)
+    throw Error(std::string(weight_format_name(now)) +
+                " weights cannot be converted; load the model again");
+  if (packed_format(now)) return;
   const bool swiglu = m.config.mlp == MlpKind::SwiGLU;
   for (auto& L : m.weights.layers) {
     L.wqkv = convert_matrix(L.wqkv, format, L.wqkv_scales);
@@ -182,6 +214,24 @@ WeightRows weight_rows(const at::Tensor& w, const at::Tensor& scales) {
         throw Error("weight_rows: int8 weights are read as a whole packed matrix, not a view");
       r.type = WeightType::Int8;
       r.ld = int8_block_bytes(static_cast<int>(cols));
+      r.scales = static_cast<const uint16_t*>(scales.data_ptr());
+      r.ld_scales = static_cast<std::size_t>(groups) * kInt8BlockRows;
+      break;
+    }
+    case at::kByte: {
+      // Packed int4 (quantize_int4): the same checks on its own layout.
+      const int rows = static_cast<int>(w.size(0)), cols = static_cast<int>(w.size(1));
+      const int64_t blocks = int8_blocks(rows), groups = int4_groups(cols);
+      if (!scales.defined() || scales.scalar_type() != at::kHalf || scales.dim() != 3 ||
+          scales.size(0) != blocks || scales.size(1) != groups ||
+          scales.size(2) != kInt8BlockRows || !scales.is_contiguous())
+        throw Error("weight_rows: int4 weights without their packed f16 scales");
+      if (w.storage_offset() != 0 || w.stride(0) != int8_padded_cols(cols) / 2 ||
+          static_cast<int64_t>(w.storage().nbytes()) <
+              blocks * static_cast<int64_t>(int4_block_bytes(cols)))
+        throw Error("weight_rows: int4 weights are read as a whole packed matrix, not a view");
+      r.type = WeightType::Int4;
+      r.ld = int4_block_bytes(cols);
       r.scales = static_cast<const uint16_t*>(scales.data_ptr());
       r.ld_scales = static_cast<std::size_t>(groups) * kInt8BlockRows;
       break;

@@ -7,9 +7,9 @@
 
 namespace thinkeys {
 
-enum class WeightFormat { F32, BF16, F16, Int8 };
+enum class WeightFormat { F32, BF16, F16, Int8, Int4 };
 
-// "f32", "bf16", "f16", "int8"; anything else is an Error naming the choices.
+// "f32", "bf16", "f16", "int8", "int4"; anything else is an Error naming the choices.
 WeightFormat parse_weight_format(const std::string& name);
 const char* weight_format_name(WeightFormat f);
 // The format of the checkpoint's own dtype (config.weight_dtype).

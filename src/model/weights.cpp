@@ -47,7 +47,7 @@ std::vector<int64_t> expected_shape_k(const ModelConfig& c, int layer) {
 
 void Model::finalize() {
   if (weights.tok_emb_scales.defined())
-    throw Error("int8 weights cannot be re-fused; load the model again to change it");
+    throw Error("int8 / int4 weights cannot be re-fused; load the model again to change it");
   for (auto& L : weights.layers) {
     // Everything the layer input feeds goes into one GEMM; the parts become
     // views (MLA has no wv, LRKV adds its residual down-projections).
@@ -152,12 +152,14 @@ int64_t Model::parameter_count() const {
 
 namespace {
 
-// Bytes of t and of its int8 scales, if any.
+// Bytes of t and of its int8 / int4 scales, if any.
 int64_t bytes_of(const at::Tensor& t, const at::Tensor& scales = {}) {
-  // Packed int8 levels sit in padded storage under their [rows, cols] view.
-  int64_t n = !t.defined()                   ? 0
-              : t.scalar_type() == at::kChar ? static_cast<int64_t>(t.storage().nbytes())
-                                             : static_cast<int64_t>(t.nbytes());
+  // Packed int8 / int4 levels sit in padded storage under their [rows,
+  // cols] view.
+  const bool packed = t.defined() && (t.scalar_type() == at::kChar || t.scalar_type() == at::kByte);
+  int64_t n = !t.defined() ? 0
+              : packed     ? static_cast<int64_t>(t.storage().nbytes())
+                           : static_cast<int64_t>(t.nbytes());
   if (scales.defined()) n += static_cast<int64_t>(scales.nbytes());
   return n;
 }

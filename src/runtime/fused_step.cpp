@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/int8_gemm.h"
+#include "kernels/packed_gemm.h"
 #include "kernels/row_ops.h"
 #include "kernels/share_claims.h"
 #include "kernels/small_gemm.h"
@@ -47,8 +47,8 @@ bool BatchDecoder::fused_applies(const ModelConfig& c) { return c.is_standard_at
 
 namespace {
 
-// Int8 weights multiply int16 activations, quantized here once per matrix
-// rather than once per claim. Each thread reads its own contiguous share of
+// Int8 and int4 weights multiply int16 activations, quantized here once per
+// matrix rather than once per claim. Each thread reads its own contiguous share of
 // the rows front to back, one long stream as the read-bandwidth probe reads,
 // and then takes the back half of what the other has left
 // (kernels/share_claims.h): the two vCPUs stream at different rates, and
@@ -58,8 +58,8 @@ namespace {
 // Past kSmallGemmMaxRows rows, bf16 weights go to oneDNN's bf16 GEMM where
 // the CPU has one (bf16_gemm_rows): the products are bound by arithmetic
 // there, not by the weight stream. Every other dtype stays here at any row
-// count: int8 and f16 weights would otherwise be converted to bf16 or f32
-// tiles every step, and f32 steps took 1.05-1.27x the time through oneDNN's
+// count: int8, int4 and f16 weights would otherwise be converted to bf16 or
+// f32 tiles every step, and f32 steps took 1.05-1.27x the time through oneDNN's
 // sgemm at 17-32 rows (docs/results/decode.md, "More rows than a GEMV").
 void gemm(WorkPool& pool, Int16RowBuffer& xq_buffer, std::vector<uint16_t>& bf16_buffer,
           const WeightRows& w, int in, int out, const float* x, int rows, const float* bias,
@@ -67,7 +67,7 @@ void gemm(WorkPool& pool, Int16RowBuffer& xq_buffer, std::vector<uint16_t>& bf16
   if (rows > kSmallGemmMaxRows && bf16_gemm_rows(pool, w, in, out, x, rows, bias, y, bf16_buffer))
     return;
   const GemmRows xr = prepare_gemm_rows(w, in, x, in, rows, xq_buffer);
-  const std::size_t unit_bytes = std::size_t{kUnitRows} * in * weight_type_bytes(w.type);
+  const std::size_t unit_bytes = std::size_t{kUnitRows} * weight_row_bytes(w.type, in);
   const std::size_t own_bytes = rows == 1 ? kOwnTakeBytesOneRow : kOwnTakeBytes;
   const int own = static_cast<int>(std::max<std::size_t>(1, own_bytes / unit_bytes));
   const int T = pool.threads();

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/int8_gemm.h"
+#include "kernels/packed_gemm.h"
 #include "kernels/weight_rows.h"
 #include "runtime/batch_decoder.h"
 
@@ -29,7 +29,7 @@ struct BatchDecoder::FusedStep {
   // Per-step buffers; layer_cos/sin hold a layer's own RoPE table's angles;
   // qmap/kmap the Post mode's mapped queries and keys.
   std::vector<float> x, h, qkv, att, tmp, up, act, cos, sin, layer_cos, layer_sin, qmap, kmap;
-  // A matrix's input rows quantized for int8 weights (kernels/int8_gemm.h).
+  // A matrix's input rows quantized for int8 or int4 weights (kernels/packed_gemm.h).
   Int16RowBuffer xq;
   // Many rows rounded to bf16 for bf16 weights (bf16_gemm_rows).
   std::vector<uint16_t> xb;

@@ -1,20 +1,22 @@
 // Highway compiles this file once per instruction set (foreach_target.h) and
 // picks the best one at run time (HWY_DYNAMIC_DISPATCH).
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "kernels/int8_gemm.cpp"
+#define HWY_TARGET_INCLUDE "kernels/packed_gemm.cpp"
 // clang-format off
 #include <hwy/foreach_target.h>  // must come before highway.h
 #include <hwy/highway.h>
 // clang-format on
 
-#include "kernels/int8_gemm.h"
+#include "kernels/packed_gemm.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <type_traits>
 
 #include "kernels/weight_prefetch.h"
+#include "util/error.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace thinkeys {
@@ -90,59 +92,90 @@ void QuantizeRows(const float* x, std::size_t ldx, int rows, int in, int16_t* le
   }
 }
 
+// The two packings (kernels/weight_rows.h) as the kernel walks them: a group
+// of kGroup columns in kGroup / kUnitCols units of 32 bytes, each unit one
+// (int8) or two (int4) column pairs of the block's 16 rows.
+template <WeightType kType>
+struct Packing {
+  static constexpr bool kInt4 = kType == WeightType::Int4;
+  static constexpr int kGroup = kInt4 ? kInt4Group : kWeightGroup;
+  static constexpr int kUnitCols = kInt4 ? 4 : 2;
+  static constexpr int kUnits = kGroup / kUnitCols;
+  static constexpr int kGroupBytes = kUnits * 32;
+};
+
 // One block of 16 weight rows by NR input rows, output lanes [o_lo, o_hi)
 // of the block stored. The block's rows go kLanes at a time (one pass on
-// AVX-512, two on AVX2); a column pair's 32 bytes are one widened vector, and
-// its activation pair is broadcast from each row. NR < 4 rows keep 4 / NR
-// int32 chains per row so that the multiply-adds do not wait on each other.
-template <int NR, bool kVnni>
+// AVX-512, two on AVX2); a unit's 32 bytes are one widened vector, split
+// into two by shifts for int4, and each column pair's activations are
+// broadcast from each row. NR < 4 rows keep 4 / NR int32 chains per row so
+// that the multiply-adds do not wait on each other.
+template <WeightType kType, int NR, bool kVnni>
 HWY_INLINE void Block(const WeightRows& w, int block, int groups, const Int16Rows& x,
                       const float* bias, float* y, std::size_t ldy, int o_lo, int o_hi,
                       const PrefetchTuning& tuning) {
+  using P = Packing<kType>;
   const D16 d16;
   const D32 d32;
   const DF32 df;
   const hn::Rebind<int8_t, D16> d8;
   const hn::Rebind<hwy::float16_t, DF32> dh;
   constexpr int kChains = NR >= 4 ? 1 : 4 / NR;
+  // Units per chain step: int4 units feed two chains each.
+  constexpr int kUnitStep = P::kInt4 ? (kChains + 1) / 2 : kChains;
   const int kLanes = static_cast<int>(hn::Lanes(d32));
   const std::size_t ahead = tuning.int8_bytes;
   const bool into_l1 = tuning.int8_into_l1;
   const int8_t* wb = static_cast<const int8_t*>(w.data) + block * w.ld;
   const uint16_t* sb = w.scales + block * w.ld_scales;
   const int o0 = block * kInt8BlockRows;
+  auto mul_add = [&](hn::Vec<D16> wv, const int16_t* xr, hn::Vec<D32> sum) {
+    int32_t pair;
+    std::memcpy(&pair, xr, sizeof pair);
+    return MulAddPairs<kVnni>(d32, wv, hn::BitCast(d16, hn::Set(d32, pair)), sum);
+  };
   for (int h = 0; h < kInt8BlockRows; h += kLanes) {
     if (h + kLanes <= o_lo || h >= o_hi) continue;
     hn::Vec<DF32> acc[NR];
     for (int r = 0; r < NR; ++r) acc[r] = hn::Zero(df);
     for (int g = 0; g < groups; ++g) {
-      const int8_t* wg = wb + g * 1024;
+      const int8_t* wg = wb + g * P::kGroupBytes;
       // The blocks of a range follow each other, so the lines `ahead` bytes
-      // on are the ones read next; a group's scales are half a line, 1/32
-      // as far on.
-      if (h == 0) __builtin_prefetch(sb + g * kInt8BlockRows + ahead / 64, 0, 2);
-      const int16_t* xg = x.levels + g * kWeightGroup;
+      // on are the ones read next; a group's 16 scales are 32 bytes against
+      // its kGroupBytes of levels.
+      if (h == 0)
+        __builtin_prefetch(sb + g * kInt8BlockRows + ahead * kInt8BlockRows / P::kGroupBytes, 0, 2);
+      const int16_t* xg = x.levels + g * P::kGroup;
       hn::Vec<D32> iacc[NR][kChains];
       for (int r = 0; r < NR; ++r)
         for (int c = 0; c < kChains; ++c) iacc[r][c] = hn::Zero(d32);
-      for (int p = 0; p < kWeightGroup / 2; p += kChains) {
+      for (int u = 0; u < P::kUnits; u += kUnitStep) {
         // One request per line as the line before it is read, not the
-        // group's 16 at its start (kernels/weight_prefetch.h); into L1 or
-        // L2 by CPU (kernels/prefetch_tuning.h).
-        if (h == 0 && p % 2 == 0)
-          for (int b = 0; b < std::max(64, kChains * 32); b += 64) {
+        // group's at its start (kernels/weight_prefetch.h); into L1 or L2
+        // by CPU (kernels/prefetch_tuning.h).
+        if (h == 0 && u % 2 == 0)
+          for (int b = 0; b < std::max(64, kUnitStep * 32); b += 64) {
             if (into_l1)
-              __builtin_prefetch(wg + p * 32 + b + ahead, 0, 3);
+              __builtin_prefetch(wg + u * 32 + b + ahead, 0, 3);
             else
-              __builtin_prefetch(wg + p * 32 + b + ahead, 0, 2);
+              __builtin_prefetch(wg + u * 32 + b + ahead, 0, 2);
           }
-        for (int c = 0; c < kChains; ++c) {
-          const auto wv = hn::PromoteTo(d16, hn::LoadU(d8, wg + (p + c) * 32 + h * 2));
-          for (int r = 0; r < NR; ++r) {
-            int32_t pair;
-            std::memcpy(&pair, xg + r * x.ld + 2 * (p + c), sizeof pair);
-            iacc[r][c] =
-                MulAddPairs<kVnni>(d32, wv, hn::BitCast(d16, hn::Set(d32, pair)), iacc[r][c]);
+        for (int c = 0; c < kUnitStep; ++c) {
+          const auto raw = hn::PromoteTo(d16, hn::LoadU(d8, wg + (u + c) * 32 + h * 2));
+          const int col = (u + c) * P::kUnitCols;
+          if constexpr (P::kInt4) {
+            // Low nibbles sign-extended by two shifts, high ones by one (the
+            // byte was sign-extended by the widening).
+            const auto lo = hn::ShiftRight<12>(hn::ShiftLeft<12>(raw));
+            const auto hi = hn::ShiftRight<4>(raw);
+            for (int r = 0; r < NR; ++r) {
+              auto& a = iacc[r][(2 * c) % kChains];
+              a = mul_add(lo, xg + r * x.ld + col, a);
+              auto& b = iacc[r][(2 * c + 1) % kChains];
+              b = mul_add(hi, xg + r * x.ld + col + 2, b);
+            }
+          } else {
+            for (int r = 0; r < NR; ++r) iacc[r][c] = mul_add(raw, xg + r * x.ld + col, iacc[r][c]);
           }
         }
       }
@@ -172,27 +205,37 @@ HWY_INLINE void Block(const WeightRows& w, int block, int groups, const Int16Row
 
 #if HWY_TARGET == HWY_SCALAR
 // One-lane vectors cannot hold a column pair: plain loops.
-template <bool kVnni>
-void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
-                  float* y, std::size_t ldy, int o_begin, int o_end) {
-  const auto* levels = static_cast<const int8_t*>(w.data);
+template <WeightType kType, bool kVnni>
+void PackedGemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
+                    float* y, std::size_t ldy, int o_begin, int o_end) {
+  constexpr int kGroup = Packing<kType>::kGroup;
   for (int r = 0; r < rows; ++r)
     for (int o = o_begin; o < o_end; ++o) {
       float sum = 0.0f;
-      for (int i0 = 0; i0 < in; i0 += kWeightGroup) {
+      for (int i0 = 0; i0 < in; i0 += kGroup) {
         int32_t t = 0;
-        for (int i = i0; i < std::min(in, i0 + kWeightGroup); ++i)
-          t += int32_t{levels[int8_level_offset(w, o, i)]} * x.levels[r * x.ld + i];
-        sum += static_cast<float>(t) * f16_to_f32(w.scales[int8_scale_offset(w, o, i0)]);
+        float scale;
+        for (int i = i0; i < std::min(in, i0 + kGroup); ++i) {
+          const int level = kType == WeightType::Int4
+                                ? int4_level(w, o, i)
+                                : static_cast<const int8_t*>(w.data)[int8_level_offset(w, o, i)];
+          t += level * x.levels[r * x.ld + i];
+        }
+        if constexpr (kType == WeightType::Int4)
+          scale = f16_to_f32(w.scales[int4_scale_offset(w, o, i0)]);
+        else
+          scale = f16_to_f32(w.scales[int8_scale_offset(w, o, i0)]);
+        sum += static_cast<float>(t) * scale;
       }
       y[r * ldy + o] = sum * (x.scales[r] * kInt8ScaleUnit) + (bias ? bias[o] : 0.0f);
     }
 }
 #else
-template <bool kVnni>
-void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
-                  float* y, std::size_t ldy, int o_begin, int o_end) {
-  const int groups = weight_groups(in);
+template <WeightType kType, bool kVnni>
+void PackedGemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
+                    float* y, std::size_t ldy, int o_begin, int o_end) {
+  using P = Packing<kType>;
+  const int groups = (in + P::kGroup - 1) / P::kGroup;
   const int first = o_begin / kInt8BlockRows, last = (o_end - 1) / kInt8BlockRows;
   const PrefetchTuning& tuning = prefetch_tuning();
   // The first lines of the range (PrefetchTuning::int8_start_bytes): the
@@ -201,7 +244,7 @@ void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, con
   const std::size_t start =
       std::min<std::size_t>(tuning.int8_start_bytes, (last - first + 1) * w.ld);
   prefetch_rows(static_cast<const int8_t*>(w.data) + first * w.ld, 1, start, start);
-  prefetch_rows(w.scales + first * w.ld_scales, 1, start / 32 + 64, start);
+  prefetch_rows(w.scales + first * w.ld_scales, 1, start * 32 / P::kGroupBytes + 64, start);
   for (int b = first; b <= last; ++b) {
     const int lo = std::max(o_begin - b * kInt8BlockRows, 0);
     const int hi = std::min(o_end - b * kInt8BlockRows, kInt8BlockRows);
@@ -209,7 +252,7 @@ void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, con
     auto tile = [&](auto nr) {
       constexpr int n = decltype(nr)::value;
       const Int16Rows xr{x.levels + r * x.ld, x.ld, x.scales + r};
-      Block<n, kVnni>(w, b, groups, xr, bias, y + r * ldy, ldy, lo, hi, tuning);
+      Block<kType, n, kVnni>(w, b, groups, xr, bias, y + r * ldy, ldy, lo, hi, tuning);
       r += n;
     };
     while (r + kMaxTileRows <= rows) tile(std::integral_constant<int, kMaxTileRows>());
@@ -221,13 +264,21 @@ void Int8GemmWith(const WeightRows& w, int in, const Int16Rows& x, int rows, con
 }
 #endif  // HWY_TARGET == HWY_SCALAR
 
-void Int8Gemm(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
-              float* y, std::size_t ldy, int o_begin, int o_end) {
+template <WeightType kType>
+void PackedGemmTyped(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
+                     float* y, std::size_t ldy, int o_begin, int o_end) {
 #if HWY_TARGET == HWY_AVX3
   static const bool vnni = __builtin_cpu_supports("avx512vnni");
-  if (vnni) return Int8GemmWith<true>(w, in, x, rows, bias, y, ldy, o_begin, o_end);
+  if (vnni) return PackedGemmWith<kType, true>(w, in, x, rows, bias, y, ldy, o_begin, o_end);
 #endif
-  Int8GemmWith<false>(w, in, x, rows, bias, y, ldy, o_begin, o_end);
+  PackedGemmWith<kType, false>(w, in, x, rows, bias, y, ldy, o_begin, o_end);
+}
+
+void PackedGemm(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
+                float* y, std::size_t ldy, int o_begin, int o_end) {
+  if (w.type == WeightType::Int4)
+    return PackedGemmTyped<WeightType::Int4>(w, in, x, rows, bias, y, ldy, o_begin, o_end);
+  PackedGemmTyped<WeightType::Int8>(w, in, x, rows, bias, y, ldy, o_begin, o_end);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -238,7 +289,7 @@ HWY_AFTER_NAMESPACE();
 namespace thinkeys {
 
 HWY_EXPORT(QuantizeRows);
-HWY_EXPORT(Int8Gemm);
+HWY_EXPORT(PackedGemm);
 
 void quantize_rows_int16(const float* x, std::size_t ldx, int rows, int in, int16_t* levels,
                          std::size_t ld, float* scales) {
@@ -254,10 +305,13 @@ Int16Rows Int16RowBuffer::quantize(const float* x, std::size_t ldx, int rows, in
   return {levels_.data(), ld, scales_.data()};
 }
 
-void small_gemm_int8(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
-                     float* y, std::size_t ldy, int o_begin, int o_end) {
+void small_gemm_packed(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
+                       float* y, std::size_t ldy, int o_begin, int o_end) {
   if (rows <= 0 || o_end <= o_begin) return;
-  HWY_DYNAMIC_DISPATCH(Int8Gemm)(w, in, x, rows, bias, y, ldy, o_begin, o_end);
+  if (!packed_weights(w.type))
+    throw Error(std::string("small_gemm_packed: ") + weight_type_name(w.type) +
+                " weights are not packed integers");
+  HWY_DYNAMIC_DISPATCH(PackedGemm)(w, in, x, rows, bias, y, ldy, o_begin, o_end);
 }
 
 }  // namespace thinkeys

@@ -1,7 +1,8 @@
 #pragma once
-// Few-row GEMV over int8 weights in integer arithmetic. Widening each int8
-// level to f32 and scaling it costs four vector instructions per weight vector
-// before the FMA (batch-1 decode then runs at half the memory rate); instead
+// Few-row GEMV over packed int8 or int4 weights in integer arithmetic.
+// Widening each int8 level to f32 and scaling it costs four vector
+// instructions per weight vector before the FMA (batch-1 decode then runs at
+// half the memory rate); instead
 // each input row is quantized once per matrix to int16 with one scale per
 // row, and levels times activations are summed exactly in int32 by widening
 // pair multiplies (vpdpwssd or vpmaddwd on x86). The weights are packed 16
@@ -48,12 +49,15 @@ class Int16RowBuffer {
   std::vector<float> scales_;
 };
 
-// small_gemm (kernels/small_gemm.h) for packed WeightType::Int8 weights
-// (kernels/weight_rows.h) and quantized rows: y[r * ldy + o] = sum_g
+// small_gemm (kernels/small_gemm.h) for packed WeightType::Int8 or Int4
+// weights (kernels/weight_rows.h) and quantized rows: y[r * ldy + o] = sum_g
 // scale(o, g) * sum_{i in g} level(o, i) * x.levels(r, i) * x.scales[r] +
 // (bias ? bias[o] : 0), the inner sums exact in int32. Any [o_begin, o_end);
-// ranges that start and end on multiples of 16 waste no work.
-void small_gemm_int8(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
-                     float* y, std::size_t ldy, int o_begin, int o_end);
+// ranges that start and end on multiples of 16 waste no work. Int4 levels
+// are unpacked in registers (two shifts for a low nibble, one for a high),
+// so a 32-byte load feeds two multiply-adds instead of one: the int4 kernel
+// does twice int8's integer work per byte it reads.
+void small_gemm_packed(const WeightRows& w, int in, const Int16Rows& x, int rows, const float* bias,
+                       float* y, std::size_t ldy, int o_begin, int o_end);
 
 }  // namespace thinkeys
