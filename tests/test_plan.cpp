@@ -269,6 +269,25 @@ TEST(CapacityPlan, Llama3_8B_On24GiBWithInt4Keys) {
   EXPECT_DOUBLE_EQ(int4.ratio_to_full_f16, 83968.0 / 131072.0);
 }
 
+// --weights int8 / int4 count the levels and their f16 scales, as the
+// runtime holds them: 1 + 2/64 and 1/2 + 2/32 bytes a weight.
+TEST(CapacityPlan, Int8AndInt4WeightsCountTheirScales) {
+  const ModelConfig c = config_file("llama-3-8b.json");
+  PlanOptions o = options(std::size_t{24} << 30, {4096}, {CacheDType::F16});
+  o.keys = {{}};
+  o.weights = "int4";
+  const CapacityPlan q4 = plan_capacity(c, o);
+  // 8,030,261,248 x 0.5625 = 4,517,021,952; the budget 24 GiB - that - 1 GiB.
+  EXPECT_EQ(q4.weight_bytes, 4517021952u);
+  EXPECT_EQ(q4.cache_budget_bytes, 25769803776u - 4517021952u - (1u << 30));
+  EXPECT_EQ(q4.weight_dtype, "int4");
+  o.weights = "int8";
+  // 8,030,261,248 x 1.03125 = 8,281,206,912.
+  EXPECT_EQ(plan_capacity(c, o).weight_bytes, 8281206912u);
+  o.weights = "int3";
+  EXPECT_THROW(plan_capacity(c, o), Error);
+}
+
 TEST(CapacityPlan, ThinKeysWithARankPerLayer) {
   const ModelConfig c = config_file("thin-per-layer.json");
   PlanOptions o =

@@ -48,8 +48,8 @@ Command add_plan(CLI::App& app) {
   sub->add_option("--block-tokens", o->block_tokens, "Tokens per cache block")
       ->capture_default_str();
   sub->add_option("--weights", o->weights,
-                  "Count weights as f32, f16, bf16, or none (default: as the checkpoint stores "
-                  "them)");
+                  "Count weights as f32, f16, bf16, int8 or int4 (as --weights int8/int4 holds "
+                  "them, scales included), or none (default: as the checkpoint stores them)");
   sub->add_option(
          "--reserve", o->reserve,
          "Kept out of the cache for activations, logits and workspace, per device (0 for none)")

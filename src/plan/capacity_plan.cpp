@@ -16,6 +16,8 @@ std::string canonical_dtype(const std::string& name) {
   if (name == "f32" || name == "float32") return "f32";
   if (name == "f16" || name == "float16") return "f16";
   if (name == "bf16" || name == "bfloat16") return "bf16";
+  if (name == "int8") return "int8";
+  if (name == "int4") return "int4";
   if (name == "none") return "none";
   return "";
 }
@@ -88,12 +90,16 @@ double ms_at(double bytes, double gb_per_s) { return bytes / (gb_per_s * 1e9) * 
 
 }  // namespace
 
-int weight_element_bytes(const std::string& dtype) {
+double weight_element_bytes(const std::string& dtype) {
   const std::string d = canonical_dtype(dtype);
   if (d == "f32") return 4;
   if (d == "f16" || d == "bf16") return 2;
+  // Levels plus one f16 scale per group (kernels/weight_rows.h: 64 weights
+  // for int8, 32 for int4); the f32 norms are a rounding error beside them.
+  if (d == "int8") return 1 + 2.0 / 64;
+  if (d == "int4") return 0.5 + 2.0 / 32;
   if (d == "none") return 0;
-  throw Error("unknown weight dtype '" + dtype + "' (expected f32, f16, bf16 or none)");
+  throw Error("unknown weight dtype '" + dtype + "' (expected f32, f16, bf16, int8, int4 or none)");
 }
 
 std::size_t cache_budget(std::size_t memory, std::size_t weights, std::size_t reserve) {
@@ -126,13 +132,15 @@ CapacityPlan plan_capacity(const ModelConfig& c, const PlanOptions& o) {
   if (canonical_dtype(dtype).empty())
     throw Error(o.weights.empty()
                     ? "the checkpoint stores weights as '" + dtype +
-                          "'; say what to count them as with --weights f32|f16|bf16"
-                    : "unknown weight dtype '" + dtype + "' (expected f32, f16, bf16 or none)");
+                          "'; say what to count them as with --weights f32|f16|bf16|int8|int4"
+                    : "unknown weight dtype '" + dtype +
+                          "' (expected f32, f16, bf16, int8, int4 or none)");
   p.weight_dtype = canonical_dtype(dtype);
   p.parameters = count_parameters(c);
-  const auto element = static_cast<std::size_t>(weight_element_bytes(p.weight_dtype));
-  p.weight_bytes = static_cast<std::size_t>(p.parameters.total) * element;
-  p.weight_read_bytes = static_cast<std::size_t>(p.parameters.per_step) * element;
+  const double element = weight_element_bytes(p.weight_dtype);
+  p.weight_bytes = static_cast<std::size_t>(static_cast<double>(p.parameters.total) * element);
+  p.weight_read_bytes =
+      static_cast<std::size_t>(static_cast<double>(p.parameters.per_step) * element);
 
   p.memory_bytes = o.memory_bytes;
   p.reserve_bytes = o.reserve_bytes * static_cast<std::size_t>(o.devices);

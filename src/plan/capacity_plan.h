@@ -37,8 +37,9 @@ struct PlanOptions {
   std::vector<CacheDType> value_dtypes = {CacheDType::F16};
   int block_tokens = CacheSpec{}.block_tokens;
   int group = kDefaultQuantGroup;
-  // Bytes per weight: "f32", "f16", "bf16" or "none" (weights held elsewhere);
-  // empty: the dtype the checkpoint stores (config.json torch_dtype).
+  // Bytes per weight: "f32", "f16", "bf16", "int8", "int4" or "none" (weights
+  // held elsewhere); empty: the dtype the checkpoint stores (config.json
+  // torch_dtype).
   std::string weights;
   std::optional<double> bandwidth_gb_per_s;  // adds the decode-time floor
 };
@@ -91,7 +92,8 @@ std::size_t cache_budget(std::size_t memory_bytes, std::size_t weight_bytes,
                          std::size_t reserve_bytes);
 
 // Bytes per weight element for a --weights name ("f32", "float32", "bf16",
-// "bfloat16", "f16", "float16", "none"); throws Error on others.
-int weight_element_bytes(const std::string& dtype);
+// "bfloat16", "f16", "float16", "int8" and "int4" with their scales, "none");
+// throws Error on others.
+double weight_element_bytes(const std::string& dtype);
 
 }  // namespace thinkeys
