@@ -2,7 +2,9 @@
 """decode.md's opening table and data/decode_weights.tsv from one run of
 
     thinkeys bench --decode-model --decode-ctx 1024,4096,16384,32768 --decode-batch 1,8 \
-        --decode-cache full-f16,thin-f16,thin-int8 --decode-weights f32,bf16,int8 --json
+        --decode-cache full-f16,thin-f16,thin-int8 --decode-weights f32,bf16,int8,int4 --json
+
+(int4 is optional: runs without it give the table without its columns.)
 
 Usage: scripts/decode_grid_table.py GRID.json [GRID2.json ...] [--tsv OUT.tsv] [--note TEXT]
 Prints the markdown table, then one line per issue-20 target with the cells
@@ -17,7 +19,7 @@ import json
 import statistics
 import sys
 
-WEIGHTS = ["f32", "bf16", "int8"]
+ALL_WEIGHTS = ["f32", "bf16", "int8", "int4"]
 CACHES = ["full-f16", "thin-f16", "thin-int8"]
 MIB = 1024.0 * 1024.0
 
@@ -40,6 +42,9 @@ def main():
     for run in runs:
         per_run.append({(r["shape"], r["ctx"], r["batch"], r["cache"], r["weights"]): r
                         for r in run["rows"] if not r.get("skipped")})
+    present = {k[4] for p in per_run for k in p}
+    WEIGHTS = [w for w in ALL_WEIGHTS if w in present]
+    has_int4 = "int4" in WEIGHTS
     med = statistics.median
     cells = {}
     for key in set().union(*per_run):
@@ -63,11 +68,13 @@ def main():
     def fmt(vals, spec):
         return " / ".join("-" if v is None else format(v, spec) for v in vals)
 
-    print("| shape | ctx | batch | cache | tok/s f32 / bf16 / int8 "
-          "| MiB/step f32 / bf16 / int8 (W+KV) | % of bound f32 / bf16 / int8 "
-          "| int8 / bf16 time | thin-int8 / thin-f16 time (bf16, int8 weights) |")
-    print("|---|---:|---:|---|---|---|---|---:|---|")
-    below75, int8_ratio, thin_ratio = [], [], []
+    names = " / ".join(WEIGHTS)
+    print(f"| shape | ctx | batch | cache | tok/s {names} "
+          f"| MiB/step {names} (W+KV) | % of bound {names} "
+          "| int8 / bf16 time " + ("| int4 / int8 time " if has_int4 else "") +
+          "| thin-int8 / thin-f16 time (bf16, int8 weights) |")
+    print("|---|---:|---:|---|---|---|---|---:|" + ("---:|" if has_int4 else "") + "---|")
+    below75, int8_ratio, thin_ratio, int4_ratio = [], [], [], []
     for shape in shapes:
         for batch in batches:
             for ctx in ctxs:
@@ -87,6 +94,13 @@ def main():
                         ratio = f"{x:.2f}"
                         if ctx == 1024 and batch == 1:
                             int8_ratio.append((x, shape, cache))
+                    q4 = ""
+                    if has_int4:
+                        y = run_ratio((shape, ctx, batch, cache, "int4"),
+                                      (shape, ctx, batch, cache, "int8"))
+                        q4 = "| " + ("" if y is None else f"{y:.2f}") + " "
+                        if y is not None:
+                            int4_ratio.append((y, shape, ctx, batch, cache))
                     thin = ""
                     if cache == "thin-int8":
                         xs = {w: run_ratio((shape, ctx, batch, "thin-int8", w),
@@ -98,7 +112,7 @@ def main():
                             if p is not None and p < 75.0:
                                 below75.append((p, shape, ctx, cache, w))
                     print(f"| {shape} | {ctx_label(ctx)} | {batch} | {cache} | {fmt(tok, '.1f')} "
-                          f"| {fmt(mib, '.0f')} | {fmt(pct, '.0f')} | {ratio} | {thin} |")
+                          f"| {fmt(mib, '.0f')} | {fmt(pct, '.0f')} | {ratio} {q4}| {thin} |")
 
     n1 = sum(1 for k in cells if k[2] == 1)
     print(file=sys.stderr)
@@ -109,6 +123,12 @@ def main():
         lo, hi = min(x[0] for x in int8_ratio), max(x[0] for x in int8_ratio)
         print(f"int8/bf16 time at 1K batch 1: {lo:.2f}-{hi:.2f}; above 0.6: "
               f"{sum(1 for x in int8_ratio if x[0] > 0.6)} of {len(int8_ratio)}", file=sys.stderr)
+    if int4_ratio:
+        one = [t[0] for t in int4_ratio if t[3] == 1]
+        short = [t[0] for t in int4_ratio if t[3] == 1 and t[2] == 1024]
+        print(f"int4/int8 time, batch 1: {min(one):.2f}-{max(one):.2f} (1K: {min(short):.2f}-"
+              f"{max(short):.2f}); all cells {min(t[0] for t in int4_ratio):.2f}-"
+              f"{max(t[0] for t in int4_ratio):.2f}", file=sys.stderr)
     if thin_ratio:
         slower = [t for t in thin_ratio if t[0] > 1.0]
         print(f"thin-int8/thin-f16 time: {min(t[0] for t in thin_ratio):.2f}-"
@@ -145,7 +165,7 @@ def main():
     if a.tsv:
         with open(a.tsv + ".tmp", "w") as out:
             out.write("# thinkeys bench --decode-model --decode-ctx 1024,4096,16384,32768 --decode-batch 1,8 "
-                      "--decode-cache full-f16,thin-f16,thin-int8 --decode-weights f32,bf16,int8 --json\n")
+                      "--decode-cache full-f16,thin-f16,thin-int8 --decode-weights " + ",".join(WEIGHTS) + " --json\n")
             out.write(f"# median ms per step (median over the runs); {a.note}\n" if a.note else "# median ms per step (median over the runs)\n")
             out.write("shape\tcache\tweights\tctx\tbatch\tmedian_ms\tlead_in_ms_median\n")
             for key in sorted(cells):

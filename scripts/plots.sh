@@ -170,7 +170,8 @@ for shape in ("gqa", "mha"):
 
 # Optional: whole-model decode per weight dtype. decode_weights.tsv has a
 # header line "shape cache weights ctx batch ms..." (tab-separated; one or
-# more ms columns, one per run); one series per (shape, weights, cache, batch).
+# more ms columns, one per run); one panel per (shape, batch), one series per
+# (weights, cache) in it.
 dw_path = os.path.join(data, "decode_weights.tsv")
 if os.path.exists(dw_path):
     dw = rows("decode_weights.tsv")
@@ -179,13 +180,17 @@ if os.path.exists(dw_path):
     ms_cols = [i for i, name in enumerate(head) if name.endswith("ms")]
     series = {}
     for r in body:
-        key = "%s %s weights, %s keys, batch %s" % (r[col["shape"]], r[col["weights"]], r[col["cache"]], r[col["batch"]])
+        key = (r[col["shape"]], r[col["batch"]], r[col["weights"]], r[col["cache"]])
         ms = [float(r[i]) for i in ms_cols if r[i]]
         series.setdefault(key, []).append((int(r[col["ctx"]]), 1000 * float(r[col["batch"]]) * len(ms) / sum(ms)))
-    names = sorted(series)
-    for i, name in enumerate(names):
-        write("dw_%d.dat" % i, ["%d %g" % p for p in sorted(series[name])])
-    write("dw_names.txt", names)
+    panels = sorted({k[:2] for k in series}, key=lambda p: (p[0], int(p[1])))
+    lines = []
+    for shape, batch in panels:
+        for key in sorted(k for k in series if k[:2] == (shape, batch)):
+            name = "dw_%s_%s_%s_%s.dat" % key
+            write(name, ["%d %g" % p for p in sorted(series[key])])
+            lines.append("\t".join(key + (name,)))
+    write("dw_series.txt", lines)
 
 cap_path = os.path.join(data, "capacity.tsv")
 if os.path.exists(cap_path):
@@ -362,26 +367,35 @@ plot 1 w l lc rgb '#444444' dt 3 t 'full-f16', \
 unset multiplot
 GP
 
-# 5b. Decode tokens/s against context per weight dtype, when measured.
-if [ -f "$work/dw_names.txt" ]; then
-  n=$(wc -l <"$work/dw_names.txt")
-  cmd=""
-  for ((i = 0; i < n; i++)); do
-    name=$(sed -n "$((i + 1))p" "$work/dw_names.txt")
-    cmd+="'$work/dw_$i.dat' u 1:2 w lp pt $((i % 7 + 4)) ps 1.2 lw 2 lc $((i + 1)) t '$name', "
+# 5b. Decode tokens/s against context per weight dtype, when measured: one
+# panel per shape and batch; colour by weights, dash by cache.
+if [ -f "$work/dw_series.txt" ]; then
+  weight_colour() { case $1 in f32) echo '#7f7f7f' ;; bf16) echo '#1f77b4' ;; int8) echo '#2ca02c' ;; *) echo '#d62728' ;; esac; }
+  cache_dash() { case $1 in full-f16) echo 1 ;; thin-f16) echo 2 ;; *) echo 3 ;; esac; }
+  plots=""
+  for panel in $(cut -f1,2 "$work/dw_series.txt" | sort -u -k1,1 -k2,2n | tr '\t' ':'); do
+    shape=${panel%%:*} batch=${panel##*:} cmd=""
+    while IFS=$'\t' read -r s b w c file; do
+      [ "$s" = "$shape" ] && [ "$b" = "$batch" ] || continue
+      cmd+="'$work/$file' u 1:2 w lp pt 7 ps 0.8 lw 2 dt $(cache_dash "$c") lc rgb '$(weight_colour "$w")' t '$w, $c', "
+    done <"$work/dw_series.txt"
+    plots+="set title '$shape, batch $batch'
+plot ${cmd%, }
+"
   done
   gnuplot <<GP
 $common
-set terminal svg size 1200,600 dynamic enhanced font 'Helvetica,15' background rgb 'white'
+set terminal svg size 1300,1000 dynamic enhanced font 'Helvetica,13' background rgb 'white'
 set output '$res/decode_weights.svg'
-set title 'Whole-model decode by weight dtype and cache layout'
+set multiplot layout 2,2 title 'Whole-model decode by weights (colour) and cache (dash), 12 x 768 Llama shape'
 set xlabel 'context (tokens cached per sequence, log scale)'
-set ylabel 'decode tokens/s (batch / median step time)'
+set ylabel 'decode tokens/s'
 set logscale x 2
 set offsets graph 0.05, graph 0.05, 0, 0
 set yrange [0:*]
-set key outside right top font 'Helvetica,12' box opaque
-plot ${cmd%, }
+set key top right font 'Helvetica,10' box opaque
+$plots
+unset multiplot
 GP
 fi
 
