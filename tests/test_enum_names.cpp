@@ -40,7 +40,7 @@ TEST(EnumNames, ChoicesListPrintedNamesOnly) {
 TEST(EnumNames, ProjectEnumsRoundTrip) {
   for (const char* n : {"f32", "f16", "bf16", "int8", "int4"})
     EXPECT_STREQ(to_string(parse_cache_dtype(n)), n);
-  for (const char* n : {"f32", "bf16", "f16", "int8"})
+  for (const char* n : {"f32", "bf16", "f16", "int8", "int4"})
     EXPECT_STREQ(weight_format_name(parse_weight_format(n)), n);
   EXPECT_EQ(parse_weight_format("bfloat16"), WeightFormat::BF16);
   EXPECT_EQ(parse_weight_format("float32"), WeightFormat::F32);
@@ -56,7 +56,7 @@ TEST(EnumNames, ProjectErrorsListTheAcceptedNames) {
   EXPECT_EQ(error_of([] { parse_cache_dtype("fp8"); }),
             "unknown cache dtype 'fp8' (expected f32, f16, bf16, int8 or int4)");
   EXPECT_EQ(error_of([] { parse_weight_format("q4"); }),
-            "unknown weight format 'q4' (expected f32, bf16, f16 or int8)");
+            "unknown weight format 'q4' (expected f32, bf16, f16, int8 or int4)");
   EXPECT_EQ(error_of([] { parse_compress_method("pca"); }),
             "unknown method 'pca' (expected svd, kqsvd or keypca)");
 }
