@@ -159,39 +159,50 @@ void quantize_int8_rows(const float* w, std::size_t ldw, int rows, int cols, int
   }
 }
 
+namespace {
+
+// What both packings share: blocks and scales zeroed (padding included), then
+// each element's level placed by `put(o, i, level)` and each group's scale
+// at its slot, as f16 in units of kInt8ScaleUnit.
+template <class Put>
+void pack_rows(const WeightRows& w, std::size_t level_bytes, int group, int groups,
+               const int8_t* levels, std::size_t ld_levels, const float* scales,
+               std::size_t ld_scales, int rows, int cols, uint16_t* packed_scales, Put put) {
+  const int blocks = int8_blocks(rows);
+  std::memset(const_cast<void*>(w.data), 0, blocks * level_bytes);
+  std::memset(packed_scales, 0, sizeof(uint16_t) * blocks * groups * kInt8BlockRows);
+  for (int o = 0; o < rows; ++o) {
+    for (int i = 0; i < cols; ++i) put(o, i, levels[o * ld_levels + i]);
+    for (int g = 0; g * group < cols; ++g)
+      packed_scales[(o / kInt8BlockRows) * w.ld_scales + g * kInt8BlockRows + o % kInt8BlockRows] =
+          f32_to_f16(scales[o * ld_scales + g] / kInt8ScaleUnit);
+  }
+}
+
+}  // namespace
+
 void pack_int8_rows(const int8_t* levels, std::size_t ld_levels, const float* scales,
                     std::size_t ld_scales, int rows, int cols, int8_t* packed,
                     uint16_t* packed_scales) {
-  const int groups = weight_groups(cols), blocks = int8_blocks(rows);
-  std::memset(packed, 0, blocks * int8_block_bytes(cols));
-  std::memset(packed_scales, 0, sizeof(uint16_t) * blocks * groups * kInt8BlockRows);
+  const int groups = weight_groups(cols);
   const WeightRows w{WeightType::Int8, packed, int8_block_bytes(cols), packed_scales,
                      static_cast<std::size_t>(groups) * kInt8BlockRows};
-  for (int o = 0; o < rows; ++o) {
-    for (int i = 0; i < cols; ++i) packed[int8_level_offset(w, o, i)] = levels[o * ld_levels + i];
-    for (int g = 0; g < groups; ++g)
-      packed_scales[int8_scale_offset(w, o, g * kWeightGroup)] =
-          f32_to_f16(scales[o * ld_scales + g] / kInt8ScaleUnit);
-  }
+  pack_rows(w, int8_block_bytes(cols), kWeightGroup, groups, levels, ld_levels, scales, ld_scales,
+            rows, cols, packed_scales,
+            [&](int o, int i, int8_t level) { packed[int8_level_offset(w, o, i)] = level; });
 }
 
 void pack_int4_rows(const int8_t* levels, std::size_t ld_levels, const float* scales,
                     std::size_t ld_scales, int rows, int cols, uint8_t* packed,
                     uint16_t* packed_scales) {
-  const int groups = int4_groups(cols), blocks = int8_blocks(rows);
-  std::memset(packed, 0, blocks * int4_block_bytes(cols));
-  std::memset(packed_scales, 0, sizeof(uint16_t) * blocks * groups * kInt8BlockRows);
+  const int groups = int4_groups(cols);
   const WeightRows w{WeightType::Int4, packed, int4_block_bytes(cols), packed_scales,
                      static_cast<std::size_t>(groups) * kInt8BlockRows};
-  for (int o = 0; o < rows; ++o) {
-    for (int i = 0; i < cols; ++i) {
-      const auto nibble = static_cast<uint8_t>(levels[o * ld_levels + i] & 15);
-      packed[int4_level_byte(w, o, i)] |= int4_nibble(i) == 0 ? nibble : nibble << 4;
-    }
-    for (int g = 0; g * kInt4Group < cols; ++g)
-      packed_scales[int4_scale_offset(w, o, g * kInt4Group)] =
-          f32_to_f16(scales[o * ld_scales + g] / kInt8ScaleUnit);
-  }
+  pack_rows(w, int4_block_bytes(cols), kInt4Group, groups, levels, ld_levels, scales, ld_scales,
+            rows, cols, packed_scales, [&](int o, int i, int8_t level) {
+              const auto nibble = static_cast<uint8_t>(level & 15);
+              packed[int4_level_byte(w, o, i)] |= int4_nibble(i) == 0 ? nibble : nibble << 4;
+            });
 }
 
 }  // namespace thinkeys
