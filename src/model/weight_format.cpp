@@ -48,16 +48,25 @@ void renarrow(const at::Tensor& fused, std::vector<at::Tensor*> parts) {
   }
 }
 
-// Quantizes rows [0, rows) in chunks on the compute pool: each row is
-// independent, and int4's scale search is a visible part of a load (the
-// bench's 110M weights: 0.6 s over bf16's load on two threads).
-template <class F>
-void quantize_in_chunks(int rows, F&& quantize) {
+using RowQuantizer = void (*)(const float*, std::size_t, int, int, int8_t*, std::size_t, float*,
+                              std::size_t);
+
+// Row-major levels [rows, cols] and `groups` scales a row of the f32 matrix
+// f, by `quantize` (quantize_int8_rows or quantize_int4_rows) in chunks of
+// rows on the compute pool: each row is independent, and int4's scale search
+// is a visible part of a load (the bench's 110M weights: 0.6 s over bf16's
+// load on two threads).
+void quantize_on_pool(RowQuantizer quantize, const at::Tensor& f, int groups,
+                      std::vector<int8_t>& levels, std::vector<float>& scales) {
+  const int rows = static_cast<int>(f.size(0)), cols = static_cast<int>(f.size(1));
+  levels.resize(static_cast<std::size_t>(rows) * cols);
+  scales.resize(static_cast<std::size_t>(rows) * groups);
+  const float* src = f.data_ptr<float>();
   constexpr int kChunk = 256;
-  const int chunks = (rows + kChunk - 1) / kChunk;
-  compute_pool()->run(chunks, [&](int c, int) {
-    const int r0 = c * kChunk;
-    quantize(r0, std::min(rows, r0 + kChunk) - r0);
+  compute_pool()->run((rows + kChunk - 1) / kChunk, [&](int c, int) {
+    const std::size_t r0 = std::size_t(c) * kChunk;
+    quantize(src + r0 * cols, cols, std::min(rows - static_cast<int>(r0), kChunk), cols,
+             levels.data() + r0 * cols, cols, scales.data() + r0 * groups, groups);
   });
 }
 
@@ -68,14 +77,9 @@ std::pair<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& w) {
   const at::Tensor f = to_f32(w).contiguous();
   const int rows = static_cast<int>(f.size(0)), cols = static_cast<int>(f.size(1));
   const int groups = weight_groups(cols), blocks = int8_blocks(rows);
-  std::vector<int8_t> levels(static_cast<std::size_t>(rows) * cols);
-  std::vector<float> row_scales(static_cast<std::size_t>(rows) * groups);
-  const float* src = f.data_ptr<float>();
-  quantize_in_chunks(rows, [&](int r0, int n) {
-    quantize_int8_rows(src + std::size_t(r0) * cols, cols, n, cols,
-                       levels.data() + std::size_t(r0) * cols, cols,
-                       row_scales.data() + std::size_t(r0) * groups, groups);
-  });
+  std::vector<int8_t> levels;
+  std::vector<float> row_scales;
+  quantize_on_pool(quantize_int8_rows, f, groups, levels, row_scales);
   // The packed bytes (kernels/weight_rows.h) under a [rows, cols] view, so
   // that shapes read as the matrix's; only weight_rows() reads the bytes.
   at::Tensor packed =
@@ -92,14 +96,9 @@ std::pair<at::Tensor, at::Tensor> quantize_int4(const at::Tensor& w) {
   const int rows = static_cast<int>(f.size(0)), cols = static_cast<int>(f.size(1));
   const int groups = int4_groups(cols), blocks = int8_blocks(rows);
   const int row_groups = (cols + kInt4Group - 1) / kInt4Group;
-  std::vector<int8_t> levels(static_cast<std::size_t>(rows) * cols);
-  std::vector<float> row_scales(static_cast<std::size_t>(rows) * row_groups);
-  const float* src = f.data_ptr<float>();
-  quantize_in_chunks(rows, [&](int r0, int n) {
-    quantize_int4_rows(src + std::size_t(r0) * cols, cols, n, cols,
-                       levels.data() + std::size_t(r0) * cols, cols,
-                       row_scales.data() + std::size_t(r0) * row_groups, row_groups);
-  });
+  std::vector<int8_t> levels;
+  std::vector<float> row_scales;
+  quantize_on_pool(quantize_int4_rows, f, row_groups, levels, row_scales);
   // Half a padded row past the packing, so that the overlapping [rows, cols]
   // view (stride half a padded row) ends inside the storage.
   const int64_t half_row = int8_padded_cols(cols) / 2;
