@@ -186,7 +186,9 @@ if os.path.exists(dw_path):
     panels = sorted({k[:2] for k in series}, key=lambda p: (p[0], int(p[1])))
     lines = []
     for shape, batch in panels:
-        for key in sorted(k for k in series if k[:2] == (shape, batch)):
+        order = {"f32": 0, "bf16": 1, "f16": 2, "int8": 3, "int4": 4}
+        for key in sorted((k for k in series if k[:2] == (shape, batch)),
+                          key=lambda k: (order.get(k[2], 9), k[2], k[3])):
             name = "dw_%s_%s_%s_%s.dat" % key
             write(name, ["%d %g" % p for p in sorted(series[key])])
             lines.append("\t".join(key + (name,)))
