@@ -209,8 +209,7 @@ Model load_hf_checkpoint(const fs::path& dir, std::optional<WeightFormat> format
 void write_hf_checkpoint(const Model& model, const fs::path& dir, DType dtype) {
   if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16)
     throw Error("can only save weights as F32, F16 or BF16");
-  if (const WeightFormat f = current_weight_format(model);
-      f == WeightFormat::Int8 || f == WeightFormat::Int4)
+  if (const WeightFormat f = current_weight_format(model); packed_format(f))
     throw Error(std::string(weight_format_name(f)) +
                 " weights are a load-time format and cannot be saved; load the model without "
                 "--weights " +

@@ -21,8 +21,6 @@ at::Tensor to_f32(const at::Tensor& t) {
   return t.defined() && t.scalar_type() != at::kFloat ? t.to(at::kFloat) : t;
 }
 
-bool packed_format(WeightFormat f) { return f == WeightFormat::Int8 || f == WeightFormat::Int4; }
-
 // One streamed matrix in `format`; `scales` receives int8 / int4 scales.
 at::Tensor convert_matrix(const at::Tensor& w, WeightFormat format, at::Tensor& scales) {
   scales = at::Tensor();
@@ -108,10 +106,6 @@ std::pair<at::Tensor, at::Tensor> quantize_int4(const at::Tensor& w) {
   pack_int4_rows(levels.data(), cols, row_scales.data(), row_groups, rows, cols,
                  storage.data_ptr<uint8_t>(), reinterpret_cast<uint16_t*>(scales.data_ptr()));
   return {storage.as_strided({rows, cols}, {half_row, 1}), scales};
-}
-
-bool packed_tensor(const at::Tensor& t) {
-  return t.defined() && (t.scalar_type() == at::kChar || t.scalar_type() == at::kByte);
 }
 
 namespace {

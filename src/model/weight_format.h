@@ -31,9 +31,6 @@ std::pair<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& w);
 // that shapes read as the matrix's while the storage holds only the packing.
 std::pair<at::Tensor, at::Tensor> quantize_int4(const at::Tensor& w);
 
-// Whether t holds packed integer levels (int8 or int4) rather than floats.
-bool packed_tensor(const at::Tensor& t);
-
 // The kernels' view of a 2-D CPU matrix held as f32, bf16, f16 or packed
 // int8 / int4 as convert_weights makes it (`scales` f16 [int8_blocks(rows),
 // groups, 16] for those, else undefined).

@@ -150,16 +150,17 @@ int64_t Model::parameter_count() const {
   return n;
 }
 
+bool packed_tensor(const at::Tensor& t) {
+  return t.defined() && (t.scalar_type() == at::kChar || t.scalar_type() == at::kByte);
+}
+
 namespace {
 
 // Bytes of t and of its int8 / int4 scales, if any.
 int64_t bytes_of(const at::Tensor& t, const at::Tensor& scales = {}) {
-  // Packed int8 / int4 levels sit in padded storage under their [rows,
-  // cols] view.
-  const bool packed = t.defined() && (t.scalar_type() == at::kChar || t.scalar_type() == at::kByte);
-  int64_t n = !t.defined() ? 0
-              : packed     ? static_cast<int64_t>(t.storage().nbytes())
-                           : static_cast<int64_t>(t.nbytes());
+  int64_t n = !t.defined()       ? 0
+              : packed_tensor(t) ? static_cast<int64_t>(t.storage().nbytes())
+                                 : static_cast<int64_t>(t.nbytes());
   if (scales.defined()) n += static_cast<int64_t>(scales.nbytes());
   return n;
 }

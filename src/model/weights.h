@@ -68,6 +68,10 @@ at::Tensor on_huge_pages(const at::Tensor& t);
 // An uninitialized CPU tensor there.
 at::Tensor empty_on_huge_pages(at::IntArrayRef sizes, at::ScalarType dtype);
 
+// Whether t holds packed integer levels (int8 or int4, model/weight_format.h)
+// rather than floats: its [rows, cols] view then stands over padded storage.
+bool packed_tensor(const at::Tensor& t);
+
 // Expected shape of every weight, so loaders can check files against the config.
 std::vector<int64_t> expected_shape_q(const ModelConfig& c, int layer);
 std::vector<int64_t> expected_shape_k(const ModelConfig& c, int layer);
