@@ -339,25 +339,33 @@ TEST(CapacityPlan, RatiosAndRanksReplaceTheKeyWidth) {
   EXPECT_THROW(plan_capacity(c, o), Error);
 }
 
-TEST(CapacityPlan, MlaAndLrkvAreCountedAsTheDenseF32Cache) {
-  // MLA: one cached row of latent 96 + RoPE key 32 per layer, f32, no values:
-  // 4 x 128 x 4 = 2048 B/token, against 4 x 4 heads x 64 x 2 x 2 = 4096 full f16.
-  PlanOptions o = options(std::size_t{1} << 30, {4096});
+TEST(CapacityPlan, MlaAndLrkvAreCountedInThePagedCache) {
+  // MLA: one cached row of latent 96 + RoPE key 32 per layer, no value rows
+  // (the values read the latent in place): 4 x 128 x 2 = 1024 B/token in f16,
+  // against 4 x 4 heads x 64 x 2 x 2 = 4096 for full f16 keys and values. A
+  // 64-token block holds 4 x 128 x 2 x 64 = 65,536 B, 64 blocks a sequence.
+  PlanOptions o = options(std::size_t{1} << 30, {4096}, {CacheDType::F16, CacheDType::Int8});
   o.weights = "none";
   o.reserve_bytes = 0;
   const CapacityPlan mla = plan_capacity(config_file("mla-small.json"), o);
-  EXPECT_FALSE(mla.paged);
-  ASSERT_EQ(mla.tables[0].rows.size(), 1u);
+  ASSERT_EQ(mla.tables[0].rows.size(), 1u);  // int8 keys refused: the values read them
   const PlanRow& m = mla.tables[0].rows[0];
-  EXPECT_EQ(m.key_bytes_per_token, 2048u);
+  EXPECT_EQ(m.keys, "MLA latent 128");
+  EXPECT_EQ(m.key_bytes_per_token, 1024u);
   EXPECT_EQ(m.value_bytes_per_token, 0u);
-  EXPECT_EQ(m.capacity.bytes_per_sequence, 2048u * 4096);
-  EXPECT_EQ(m.capacity.sequences, (1 << 30) / (2048 * 4096));
-  EXPECT_DOUBLE_EQ(m.ratio_to_full_f16, 0.5);
-  // LRKV rank 12 over 4 heads: shared 64 + 4 x 12 = 112 wide keys and values.
-  const PlanRow& l = plan_capacity(config_file("lrkv-small.json"), o).tables[0].rows[0];
-  EXPECT_EQ(l.key_bytes_per_token, 4u * 112 * 4);
-  EXPECT_EQ(l.value_bytes_per_token, 4u * 112 * 4);
+  EXPECT_EQ(m.capacity.bytes_per_sequence, 64u * 65536);
+  EXPECT_EQ(m.capacity.sequences, (1 << 30) / (64 * 65536));
+  EXPECT_DOUBLE_EQ(m.ratio_to_full_f16, 0.25);
+  o.key_dtypes = {CacheDType::Int8};
+  EXPECT_THROW(plan_capacity(config_file("mla-small.json"), o), Error);
+  // LRKV rank 12 over 4 heads: shared 64 + 4 x 12 = 112 wide keys and values;
+  // int8 keys are paged too (112 bytes and 4 scales of 32 values).
+  o.key_dtypes = {CacheDType::F16, CacheDType::Int8};
+  const auto lrkv = plan_capacity(config_file("lrkv-small.json"), o).tables[0].rows;
+  ASSERT_EQ(lrkv.size(), 2u);
+  EXPECT_EQ(lrkv[0].key_bytes_per_token, 4u * 112 * 2);
+  EXPECT_EQ(lrkv[0].value_bytes_per_token, 4u * 112 * 2);
+  EXPECT_EQ(lrkv[1].key_bytes_per_token, 4u * (112 + 4 * 2));
 }
 
 TEST(CapacityPlan, DecodeFloorFromTheBytesAStepReads) {

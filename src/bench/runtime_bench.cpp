@@ -5,8 +5,6 @@
 #include <random>
 #include <vector>
 
-#include "model/kv_cache.h"
-#include "model/transformer.h"
 #include "runtime/batch_decoder.h"
 #include "util/error.h"
 #include "util/threads.h"
@@ -28,44 +26,26 @@ RuntimeBenchResult bench_runtime(const Model& model, const std::string& name, in
     return std::chrono::duration<double>(b - a).count();
   };
   double best_prefill = 1e30, best_decode = 1e30;
-  int64_t kv_bytes_per_token = c.kv_bytes_per_token(4, 4);
-  const bool paged = c.is_standard_attention();
-  if (paged) {
-    // The path generate, chat and serve decode on: paged f16 cache, fused step.
-    BatchDecoderOptions d{CacheSpec{}, compute_threads()};
-    CacheSpec probe_spec = d.cache;
-    probe_spec.budget_bytes = std::size_t{1} << 24;  // address space only
-    const PagedKVCache probe(cache_shape(c), probe_spec);
-    const std::size_t blocks =
-        (static_cast<std::size_t>(ctx) + d.cache.block_tokens - 1) / d.cache.block_tokens;
-    d.cache.budget_bytes = probe.block_bytes() * (blocks + 1);
-    BatchDecoder decoder(model, d);
-    kv_bytes_per_token = static_cast<int64_t>(decoder.cache().bytes_per_token());
-    for (int r = 0; r < repeats; ++r) {
-      auto t0 = clock::now();
-      int id = decoder.add(tokens);
-      best_prefill = std::min(best_prefill, seconds(t0, clock::now()));
-      decoder.truncate(id, ctx - decode_tokens);
-      auto t1 = clock::now();
-      for (int i = ctx - decode_tokens; i < ctx; ++i)
-        decoder.step(std::span<const int>(&id, 1), std::span<const int32_t>(&tokens[i], 1));
-      best_decode = std::min(best_decode, seconds(t1, clock::now()));
-      decoder.remove(id);
-    }
-  } else {
-    // MLA and LRKV run on the dense cache only.
-    KVCache cache(c, ctx);
-    for (int r = 0; r < repeats; ++r) {
-      cache.clear();
-      auto t0 = clock::now();
-      forward(model, tokens, cache, Logits::Last);
-      best_prefill = std::min(best_prefill, seconds(t0, clock::now()));
-      cache.truncate(ctx - decode_tokens);
-      auto t1 = clock::now();
-      for (int i = ctx - decode_tokens; i < ctx; ++i)
-        forward(model, std::span<const int32_t>(&tokens[i], 1), cache, Logits::Last);
-      best_decode = std::min(best_decode, seconds(t1, clock::now()));
-    }
+  // The path generate, chat and serve decode on: paged f16 cache, fused step.
+  BatchDecoderOptions d{CacheSpec{}, compute_threads()};
+  CacheSpec probe_spec = d.cache;
+  probe_spec.budget_bytes = std::size_t{1} << 24;  // address space only
+  const PagedKVCache probe(cache_shape(c), probe_spec);
+  const std::size_t blocks =
+      (static_cast<std::size_t>(ctx) + d.cache.block_tokens - 1) / d.cache.block_tokens;
+  d.cache.budget_bytes = probe.block_bytes() * (blocks + 1);
+  BatchDecoder decoder(model, d);
+  const auto kv_bytes_per_token = static_cast<int64_t>(decoder.cache().bytes_per_token());
+  for (int r = 0; r < repeats; ++r) {
+    auto t0 = clock::now();
+    int id = decoder.add(tokens);
+    best_prefill = std::min(best_prefill, seconds(t0, clock::now()));
+    decoder.truncate(id, ctx - decode_tokens);
+    auto t1 = clock::now();
+    for (int i = ctx - decode_tokens; i < ctx; ++i)
+      decoder.step(std::span<const int>(&id, 1), std::span<const int32_t>(&tokens[i], 1));
+    best_decode = std::min(best_decode, seconds(t1, clock::now()));
+    decoder.remove(id);
   }
   RuntimeBenchResult res;
   res.name = name;
@@ -75,7 +55,7 @@ RuntimeBenchResult bench_runtime(const Model& model, const std::string& name, in
   res.decode_tokens = decode_tokens;
   const int avg_len = ctx - decode_tokens / 2;
   res.kv_bytes_read = kv_bytes_per_token * avg_len;
-  res.path = paged ? "paged f16, fused" : "dense f32";
+  res.path = "paged f16, fused";
   res.prefill_tokens_per_s = ctx / best_prefill;
   res.decode_tokens_per_s = decode_tokens / best_decode;
   res.decode_ms = 1e3 * best_decode / decode_tokens;

@@ -29,15 +29,23 @@ CacheFootprint cache_footprint(const std::vector<CacheLayerShape>& layers, const
   f.block_tokens = spec.block_tokens;
   const std::size_t bt = spec.block_tokens;
   for (const auto& L : layers) {
-    if (L.key_heads <= 0 || L.key_width <= 0 || L.value_heads <= 0 || L.value_width <= 0)
+    // No value rows: the values are the keys' leading elements (MLA).
+    const bool values_in_keys = L.value_heads == 0 && L.value_width == 0;
+    if (L.key_heads <= 0 || L.key_width <= 0 ||
+        (!values_in_keys && (L.value_heads <= 0 || L.value_width <= 0)))
       throw Error("paged KV cache layer shape must be positive");
+    if (values_in_keys && is_quantized(spec.key_dtype))
+      throw Error(std::string("this model's values are read from its cached keys (MLA's latent), "
+                              "which must then be f32, f16 or bf16, not ") +
+                  to_string(spec.key_dtype));
     if (L.value_heads % L.key_heads != 0)
       throw Error("paged KV cache: " + std::to_string(L.value_heads) +
                   " value heads cannot be split evenly over " + std::to_string(L.key_heads) +
                   " key heads");
     LayerFootprint g;
     g.key_format = make_row_format(spec.key_dtype, L.key_width, spec.group, spec.rotate_keys);
-    g.value_format = make_row_format(spec.value_dtype, L.value_width, spec.group);
+    if (!values_in_keys)
+      g.value_format = make_row_format(spec.value_dtype, L.value_width, spec.group);
     g.key_heads = L.key_heads;
     g.share = L.value_heads / L.key_heads;
     // A key head's rows are followed by the rows of the value heads that
@@ -47,7 +55,7 @@ CacheFootprint cache_footprint(const std::vector<CacheLayerShape>& layers, const
     // takes ceil(bt / 2) bytes per channel, never more than its rows'
     // bytes, so the stride holds either layout.
     g.key_stride = align_up(g.key_format.bytes() * bt);
-    g.value_stride = align_up(g.value_format.bytes() * bt);
+    g.value_stride = values_in_keys ? 0 : align_up(g.value_format.bytes() * bt);
     g.stride = g.key_stride + g.share * g.value_stride;
     f.key_block_bytes += g.key_bytes();
     f.value_block_bytes += g.value_bytes();

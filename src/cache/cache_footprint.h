@@ -12,6 +12,8 @@ namespace thinkeys {
 
 struct CacheLayerShape {
   int key_heads = 0, key_width = 0;  // cached key rows per token and their width
+  // Both 0: no value rows, the values are read from the keys (MLA's cached
+  // latent; float key dtypes only, stored token by token).
   int value_heads = 0, value_width = 0;
   int queries_per_key = 0;  // query heads reading each key head (0: not known)
 };

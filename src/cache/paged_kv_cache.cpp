@@ -118,6 +118,7 @@ std::byte* PagedKVCache::part_address(int id, int layer, std::size_t offset, int
 bool PagedKVCache::keys_by_channel(int layer) const {
   check_layer(layer);
   const CacheLayerShape& s = layers_[layer];
+  if (s.value_heads == 0) return false;  // the values are read as the keys' leading elements
   // Full-width float keys that one query head each reads go token by token:
   // writing a token's key by channel misses once per channel (64 lines a
   // head, 768 a layer for 12 heads, each fetched from DRAM before it is

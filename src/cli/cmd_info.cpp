@@ -56,7 +56,8 @@ Command add_info(CLI::App& app) {
                                        {CacheDType::Int8, CacheDType::F16},
                                        {CacheDType::Int4, CacheDType::F16},
                                        {CacheDType::Int4, CacheDType::Int8}};
-        if (!c.is_standard_attention()) paged.clear();  // dense cache only
+        if (c.is_mla())  // its values read the cached latent in place: float keys only
+          std::erase_if(paged, [](const PagedRow& p) { return is_quantized(p.k); });
         for (auto& p : paged) {
           // The block layout the cache would use, without allocating one.
           const CacheFootprint f = cache_footprint(
@@ -214,11 +215,6 @@ Command add_info(CLI::App& app) {
         std::printf("  at ctx %d  %s (f32), %s (f16)\n", ctx,
                     human_bytes(static_cast<double>(per_token) * ctx).c_str(),
                     human_bytes(static_cast<double>(f16_per_token) * ctx).c_str());
-        if (!c.is_standard_attention()) {
-          std::printf("paged decode cache: not available for %s (dense runtime cache only)\n",
-                      to_string(c.attention.kind));
-          return;
-        }
         std::printf(
             "paged decode cache (%d tokens/block; int8/int4: one f16 scale per %d values or per "
             "narrower row, keys of power-of-two width Hadamard-rotated):\n",

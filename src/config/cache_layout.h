@@ -10,8 +10,9 @@
 namespace thinkeys {
 
 // One layer shape per model layer: key heads (KV heads / share) of the
-// layer's cached key width, KV heads of head_dim values. Throws Error for
-// MLA/LRKV models, which only the dense runtime supports.
+// layer's cached key width, KV heads of head_dim values; for MLA and LRKV the
+// rows the dense cache holds (ModelConfig::cache_key_width and so on), one
+// key row per token read by every query head.
 std::vector<CacheLayerShape> cache_shape(const ModelConfig& config);
 
 }  // namespace thinkeys

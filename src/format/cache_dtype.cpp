@@ -40,4 +40,17 @@ RowFormat make_row_format(CacheDType dtype, int width, int group, bool rotate) {
   return f;
 }
 
+RowFormat leading_elements(const RowFormat& rows, int width) {
+  if (is_quantized(rows.dtype))
+    throw Error("a view of a row's leading elements needs float rows, not " +
+                std::string(to_string(rows.dtype)));
+  if (width <= 0 || width > rows.width)
+    throw Error("a view of " + std::to_string(width) + " leading elements of " +
+                std::to_string(rows.width) + "-wide rows");
+  RowFormat view = rows;
+  view.width = width;
+  view.stride = rows.bytes();
+  return view;
+}
+
 }  // namespace thinkeys

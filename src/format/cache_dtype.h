@@ -33,6 +33,9 @@ struct RowFormat {
   int width = 0;
   int group = 0;         // 0 for float types
   bool rotated = false;  // stores H x (Walsh-Hadamard, see make_row_format)
+  // Non-zero in a view (leading_elements): the rows are this many bytes apart
+  // and the view reads the first `width` elements of each.
+  std::size_t stride = 0;
 
   int groups() const { return group > 0 ? (width + group - 1) / group : 0; }
   // Inline: decode attention asks for it per block and head.
@@ -53,10 +56,16 @@ struct RowFormat {
   }
   std::size_t scale_offset() const { return data_bytes(); }
   static constexpr std::size_t kScaleBytes = 2;  // f16
-  std::size_t bytes() const { return data_bytes() + kScaleBytes * groups(); }
+  std::size_t bytes() const { return stride ? stride : data_bytes() + kScaleBytes * groups(); }
   // Largest representable level: the scale of a group is max|x| / levels().
   int levels() const;
 };
+
+// The first `width` elements of every row stored as `rows`, read in place: an
+// MLA cache row is [latent ; rotated RoPE key], and its latent is also the
+// value (decode attention reads it as the value rows without a second copy).
+// Float dtypes only: a quantized row's scales cover the whole row.
+RowFormat leading_elements(const RowFormat& rows, int width);
 
 // Widest row that may be rotated (the encoder rotates in a stack buffer).
 inline constexpr int kMaxRotatedWidth = 1024;

@@ -124,7 +124,6 @@ CapacityPlan plan_capacity(const ModelConfig& c, const PlanOptions& o) {
   p.devices = o.devices;
   p.block_tokens = o.block_tokens;
   p.bandwidth_gb_per_s = o.bandwidth_gb_per_s;
-  p.paged = c.is_standard_attention();
 
   // Weights.
   p.weight_dtype_stored = o.weights.empty();
@@ -174,11 +173,26 @@ CapacityPlan plan_capacity(const ModelConfig& c, const PlanOptions& o) {
     std::string label;
     int min_width = 0, max_width = 0;
     CacheDType k = CacheDType::F32, v = CacheDType::F32;
-    std::optional<CacheFootprint> paged;  // empty: dense
+    CacheFootprint paged;
     std::size_t key_bytes = 0, value_bytes = 0;
   };
   std::vector<Variant> variants;
-  if (p.paged) {
+  auto add = [&](const std::string& label, int min_width, int max_width,
+                 const std::vector<CacheLayerShape>& layers, CacheDType kd, CacheDType vd) {
+    CacheSpec spec;
+    spec.key_dtype = kd;
+    spec.value_dtype = vd;
+    spec.block_tokens = o.block_tokens;
+    spec.group = o.group;
+    CacheFootprint f = cache_footprint(layers, spec);
+    if (f.blocks_in_budget(p.cache_budget_bytes) > BlockPool::kMaxBlocks)
+      throw Error("a cache budget of " + format_bytes(static_cast<double>(p.cache_budget_bytes)) +
+                  " holds " + std::to_string(f.blocks_in_budget(p.cache_budget_bytes)) +
+                  " blocks, more than the pool's limit of 2^30; use larger --block-tokens");
+    variants.push_back({label, min_width, max_width, kd, vd, f, f.key_payload_per_token,
+                        f.value_payload_per_token});
+  };
+  if (c.is_standard_attention()) {
     std::vector<KeyChoice> keys = o.keys;
     if (keys.empty()) {
       keys.push_back({});
@@ -188,52 +202,31 @@ CapacityPlan plan_capacity(const ModelConfig& c, const PlanOptions& o) {
     for (const KeyChoice& k : keys) layouts.push_back(key_layout(c, k));
     for (const KeyLayout& layout : layouts)
       for (CacheDType kd : o.key_dtypes)
-        for (CacheDType vd : o.value_dtypes) {
-          CacheSpec spec;
-          spec.key_dtype = kd;
-          spec.value_dtype = vd;
-          spec.block_tokens = o.block_tokens;
-          spec.group = o.group;
-          CacheFootprint f = cache_footprint(layout.layers, spec);
-          if (f.blocks_in_budget(p.cache_budget_bytes) > BlockPool::kMaxBlocks)
-            throw Error("a cache budget of " +
-                        format_bytes(static_cast<double>(p.cache_budget_bytes)) + " holds " +
-                        std::to_string(f.blocks_in_budget(p.cache_budget_bytes)) +
-                        " blocks, more than the pool's limit of 2^30; use larger --block-tokens");
-          Variant v{layout.label,
-                    layout.min_width,
-                    layout.max_width,
-                    kd,
-                    vd,
-                    f,
-                    f.key_payload_per_token,
-                    f.value_payload_per_token};
-          variants.push_back(std::move(v));
-        }
+        for (CacheDType vd : o.value_dtypes)
+          add(layout.label, layout.min_width, layout.max_width, layout.layers, kd, vd);
   } else {
-    // MLA and LRKV live only in the dense runtime cache (model/kv_cache.h):
-    // f32 rows, each sequence allocated for its whole context up front.
-    Variant v;
-    v.label =
-        std::string(c.is_mla() ? "MLA latent " : "LRKV ") + std::to_string(c.cache_key_width(0));
-    v.min_width = v.max_width = c.cache_key_width(0);
-    for (int l = 0; l < c.n_layers; ++l) {
-      v.key_bytes += static_cast<std::size_t>(c.cache_key_heads(l)) * c.cache_key_width(l) * 4;
-      v.value_bytes += static_cast<std::size_t>(c.cache_value_heads()) * c.cache_value_width() * 4;
+    // MLA and LRKV: one cached row per token that every query head reads
+    // (config/cache_layout.h), at the widths the model was trained with.
+    const int w = c.cache_key_width(0);
+    const std::string label = std::string(c.is_mla() ? "MLA latent " : "LRKV ") + std::to_string(w);
+    for (CacheDType kd : o.key_dtypes) {
+      if (c.is_mla() && is_quantized(kd)) continue;
+      if (c.is_mla())  // no value rows: the values are the keys' latent part
+        add(label, w, w, cache_shape(c), kd, kd);
+      else
+        for (CacheDType vd : o.value_dtypes) add(label, w, w, cache_shape(c), kd, vd);
     }
-    variants.push_back(v);
-    const std::string rows =
-        std::to_string(c.cache_key_heads(0)) + " x " + std::to_string(c.cache_key_width(0)) +
-        " key values" +
-        (c.cache_value_heads() > 0 ? " and " + std::to_string(c.cache_value_heads()) + " x " +
-                                         std::to_string(c.cache_value_width()) + " values"
-                                   : std::string(" (the latent serves as the values too)"));
-    p.notes.push_back(std::string(to_string(c.attention.kind)) +
-                      ": the paged cache refuses it, so this is the dense cache the runtime "
-                      "allocates: f32 rows, per layer and token " +
-                      rows +
-                      ", each sequence holding its whole context from the start; --cache-k, "
-                      "--cache-v, --key-ratio and --key-rank do not apply");
+    if (variants.empty())
+      throw Error(
+          "MLA caches its latent, which the values read in place, as f32, f16 or bf16 "
+          "keys: quantized --cache-k does not apply");
+    std::string note = std::string(to_string(c.attention.kind)) + ": per layer and token " +
+                       std::to_string(w) + " key values";
+    note += c.is_mla() ? " whose first " + std::to_string(c.attention.latent) +
+                             " (the latent) are also the values; --cache-v does not apply"
+                       : " and " + std::to_string(c.cache_value_width()) + " values";
+    if (!o.keys.empty()) note += "; --key-ratio and --key-rank do not apply";
+    p.notes.push_back(note);
   }
 
   for (long long ctx : o.contexts) {
@@ -251,20 +244,8 @@ CapacityPlan plan_capacity(const ModelConfig& c, const PlanOptions& o) {
       r.value_dtype = v.v;
       r.key_bytes_per_token = v.key_bytes;
       r.value_bytes_per_token = v.value_bytes;
-      if (v.paged) {
-        r.capacity = sequence_capacity(*v.paged, p.cache_budget_bytes, ctx);
-        r.pool_bytes_per_token = v.paged->bytes_per_token();
-      } else {
-        const std::size_t per_token = v.key_bytes + v.value_bytes;
-        SequenceCapacity& s = r.capacity;
-        s.ctx = ctx;
-        s.budget_bytes = p.cache_budget_bytes;
-        s.bytes_per_sequence = per_token * static_cast<std::size_t>(ctx);
-        s.sequences = static_cast<long long>(p.cache_budget_bytes / s.bytes_per_sequence);
-        s.longest_tokens = static_cast<long long>(p.cache_budget_bytes / per_token);
-        s.pool_bytes = s.bytes_per_sequence * static_cast<std::size_t>(s.sequences);
-        r.pool_bytes_per_token = static_cast<double>(per_token);
-      }
+      r.capacity = sequence_capacity(v.paged, p.cache_budget_bytes, ctx);
+      r.pool_bytes_per_token = v.paged.bytes_per_token();
       r.ratio_to_full_f16 = static_cast<double>(r.capacity.bytes_per_sequence) / full_bytes;
       if (o.bandwidth_gb_per_s) {
         const double read_tokens =

@@ -75,7 +75,6 @@ struct CapacityPlan {
   std::size_t memory_bytes = 0, reserve_bytes = 0, cache_budget_bytes = 0;
   int devices = 1;
   int block_tokens = 0;
-  bool paged = true;  // false: MLA/LRKV, counted as the dense f32 cache
   std::optional<double> bandwidth_gb_per_s;
   std::vector<std::string> notes;
   std::vector<PlanTable> tables;

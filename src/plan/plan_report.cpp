@@ -58,11 +58,10 @@ std::string plan_table_text(const CapacityPlan& p, const std::string& source) {
   add(out, "; reserve %s for activations, logits and workspace\n",
       format_bytes(static_cast<double>(p.reserve_bytes)).c_str());
   add(out, "KV budget  %s\n", both(p.cache_budget_bytes).c_str());
-  if (p.paged)
-    add(out,
-        "cache      paged, %d-token blocks (sequences take whole blocks); int8/int4 rows carry one "
-        "f16 scale per 32 values\n",
-        p.block_tokens);
+  add(out,
+      "cache      paged, %d-token blocks (sequences take whole blocks); int8/int4 rows carry one "
+      "f16 scale per 32 values\n",
+      p.block_tokens);
   if (p.bandwidth_gb_per_s)
     add(out,
         "decode     floor from bytes read per step at %.1f GB/s: weights + each sequence's K and "
@@ -77,12 +76,10 @@ std::string plan_table_text(const CapacityPlan& p, const std::string& source) {
     if (p.bandwidth_gb_per_s) add(out, " %10s %11s", "1 seq ms", "all ms/tok");
     add(out, "\n");
     for (const PlanRow& r : t.rows) {
-      const bool dense = !p.paged;
       add(out, "  %-14s %-4s %-4s %9zu %9zu %11s %10lld %11lld %8.3f", r.keys.c_str(),
-          dense ? "f32" : to_string(r.key_dtype), dense ? "f32" : to_string(r.value_dtype),
-          r.key_bytes_per_token, r.value_bytes_per_token,
-          gb(static_cast<double>(r.capacity.bytes_per_sequence)).c_str(), r.capacity.sequences,
-          r.capacity.longest_tokens, r.ratio_to_full_f16);
+          to_string(r.key_dtype), to_string(r.value_dtype), r.key_bytes_per_token,
+          r.value_bytes_per_token, gb(static_cast<double>(r.capacity.bytes_per_sequence)).c_str(),
+          r.capacity.sequences, r.capacity.longest_tokens, r.ratio_to_full_f16);
       if (r.step_ms_one) {
         add(out, " %10.2f", *r.step_ms_one);
         if (r.token_ms_full_batch)
@@ -124,8 +121,8 @@ std::string plan_json(const CapacityPlan& p, const std::string& source) {
       {"devices", p.devices},
       {"reserve_bytes", p.reserve_bytes},
       {"cache_budget_bytes", p.cache_budget_bytes},
-      {"cache", p.paged ? "paged" : "dense_f32"},
-      {"block_tokens", p.paged ? json(p.block_tokens) : json()},
+      {"cache", "paged"},
+      {"block_tokens", p.block_tokens},
       {"quant_group", kDefaultQuantGroup},
       {"bandwidth_gb_per_s", p.bandwidth_gb_per_s ? json(*p.bandwidth_gb_per_s) : json()},
       {"notes", p.notes},
@@ -138,8 +135,8 @@ std::string plan_json(const CapacityPlan& p, const std::string& source) {
           {"keys", r.keys},
           {"key_width_min", r.min_key_width},
           {"key_width_max", r.max_key_width},
-          {"key_dtype", p.paged ? to_string(r.key_dtype) : "f32"},
-          {"value_dtype", p.paged ? to_string(r.value_dtype) : "f32"},
+          {"key_dtype", to_string(r.key_dtype)},
+          {"value_dtype", to_string(r.value_dtype)},
           {"key_bytes_per_token", r.key_bytes_per_token},
           {"value_bytes_per_token", r.value_bytes_per_token},
           {"pool_bytes_per_token", r.pool_bytes_per_token},

@@ -29,8 +29,7 @@ struct SequenceCapacity {
 SequenceCapacity sequence_capacity(const CacheFootprint& footprint, std::size_t budget_bytes,
                                    long long ctx);
 // For a model and the spec a server would give its cache (spec.budget_bytes
-// is the budget). Throws Error for MLA/LRKV models (no paged cache) and for
-// a spec the cache would refuse.
+// is the budget). Throws Error for a spec the cache would refuse.
 SequenceCapacity sequence_capacity(const ModelConfig& config, const CacheSpec& spec, long long ctx);
 
 // One line for a log: "KV cache 1.50 GiB in 96 blocks of 64 tokens (16.0 MiB

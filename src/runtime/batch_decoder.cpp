@@ -12,6 +12,7 @@
 #include "model/transformer.h"
 #include "model/weights.h"
 #include "runtime/fused_step.h"
+#include "runtime/variant_rows.h"
 #include "util/error.h"
 #include "util/threads.h"
 
@@ -51,7 +52,7 @@ BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& option
                                                  : std::make_shared<WorkPool>(options.threads)) {
   const ModelConfig& c = model.config;
   const bool latent = c.rope_mode() == RopeMode::Latent;
-  if (options.fused && fused_applies(c)) fused_ = std::make_unique<FusedStep>();
+  if (options.fused) fused_ = std::make_unique<FusedStep>();
   shape_.head_dim = c.head_dim;
   shape_.max_queries = c.n_heads / c.key_heads();
   for (int l = 0; l < c.n_layers; ++l)
@@ -60,6 +61,18 @@ BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& option
   shape_.scale = static_cast<float>(c.score_scale());
   shape_.max_share = latent ? c.key_share() : 1;
   shape_.max_heads = c.key_heads();
+  if (!c.is_standard_attention()) {
+    if (c.n_heads > kMaxQueries)
+      throw Error(
+          "MLA / LRKV decoding reads one cached row per token with every query head: at "
+          "most " +
+          std::to_string(kMaxQueries) + " heads, not " + std::to_string(c.n_heads));
+    variant_ = std::make_unique<VariantRows>(model);
+    shape_.head_dim = variant_->value_width();
+    shape_.max_queries = c.n_heads;
+    shape_.max_key_width = variant_->key_width();
+    shape_.max_heads = 1;
+  }
   for (int t = 0; t < pool_->threads(); ++t) scratch_.emplace_back(shape_);
   if (latent) {
     if (c.positions == PositionKind::Rope) {
@@ -94,6 +107,7 @@ void BatchDecoder::use_model(const Model& model) {
   if (!same) throw Error("use_model: the new model's shape differs from the decoder's");
   model_ = &model;
   if (fused_) fused_->layers.clear();  // its matrices are taken again at the next step
+  if (variant_) variant_ = std::make_unique<VariantRows>(model);
 }
 
 int BatchDecoder::add(std::span<const int32_t> prompt, std::vector<float>* last_logits) {
@@ -200,6 +214,13 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const RopeA
   const int64_t B = h.size(0), H = c.n_heads, Hkv = c.n_kv_heads, d = c.head_dim;
   const int64_t nk = c.key_heads(), share = c.key_share();
 
+  if (variant_) {
+    const at::Tensor qkv = project(h, L.wqkv, L.bqkv, L.wqkv_scales).contiguous();
+    at::Tensor out = at::empty({B, H * d}, at::kFloat);
+    variant_attention(l, ids, pos_of, qkv.data_ptr<float>(), static_cast<std::size_t>(qkv.size(1)),
+                      out.data_ptr<float>());
+    return out;
+  }
   QKV p = split_qkv(c, l, project(h, L.wqkv, L.bqkv, L.wqkv_scales));
   // Latent mode: k is the latent, rotated inside the kernel.
   QueryKeys qk = prepare_query_keys(c, L, l, p.q, p.k, angles);
@@ -238,6 +259,53 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const RopeA
   }
   splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
   return out;
+}
+
+void BatchDecoder::variant_attention(int l, std::span<const int> ids, std::span<const int64_t> pos,
+                                     const float* qkv, std::size_t ld_qkv, float* att) {
+  const ModelConfig& c = model_->config;
+  VariantRows& v = *variant_;
+  const int B = static_cast<int>(ids.size()), H = v.heads(), kw = v.key_width();
+  const int vw = v.value_width();
+  auto grow = [](std::vector<float>& buf, std::size_t n) {
+    if (buf.size() < n) buf.resize(n);
+  };
+  grow(variant_q_, std::size_t(B) * H * kw);
+  grow(variant_out_, std::size_t(B) * H * vw);
+  grow(variant_k_, kw);
+  grow(variant_v_, vw);
+  tasks_.clear();
+  value_rows_.clear();
+  task_latent_.clear();
+  value_rows_.reserve(B);  // tasks point into it
+  for (int b = 0; b < B; ++b) {
+    const int id = ids[b], p = static_cast<int>(pos[b]);
+    float* q = variant_q_.data() + std::size_t(b) * H * kw;
+    v.prepare(l, static_cast<float>(p), qkv + b * ld_qkv, variant_k_.data(), variant_v_.data(), q);
+    cache_.write_key(id, l, 0, p, variant_k_.data());
+    if (v.values_in_keys()) {
+      PagedRows rows = cache_.keys(id, l, 0);
+      rows.format = leading_elements(rows.format, vw);
+      value_rows_.push_back(rows);
+    } else {
+      cache_.write_value(id, l, 0, p, variant_v_.data());
+      value_rows_.push_back(cache_.values(id, l, 0));
+    }
+    AttentionTask t;
+    t.q = q;
+    t.n_queries = H;
+    t.keys = cache_.keys(id, l, 0);
+    t.values = &value_rows_.back();
+    t.n_values = 1;
+    t.end = p + 1;
+    t.begin = c.sliding_window ? std::max(0, t.end - *c.sliding_window) : 0;
+    t.out = variant_out_.data() + std::size_t(b) * H * vw;
+    tasks_.push_back(t);
+  }
+  splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
+  for (int b = 0; b < B; ++b)
+    v.finish(l, variant_out_.data() + std::size_t(b) * H * vw,
+             att + std::size_t(b) * H * c.head_dim);
 }
 
 void BatchDecoder::check_token(int32_t token) const {

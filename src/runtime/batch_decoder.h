@@ -26,6 +26,7 @@ namespace thinkeys {
 
 struct Model;  // model/weights.h
 struct RopeAngles;
+class VariantRows;
 
 // Logits of the rows one call decoded: rows() rows of `vocab` floats,
 // row-major. A view of the decoder's buffer, valid until its next call.
@@ -115,18 +116,22 @@ class BatchDecoder {
                           std::span<const int64_t> pos);
   at::Tensor layer_attention(int layer, const at::Tensor& h, const RopeAngles& angles,
                              std::span<const int> ids, std::span<const int64_t> pos_of);
+  // MLA / LRKV attention of one layer for rows as forward_rows takes them,
+  // from their fused projections qkv [rows][ld_qkv] (runtime/variant_rows.h):
+  // caches each row's key (and value) and writes att [rows][H * head_dim].
+  void variant_attention(int layer, std::span<const int> ids, std::span<const int64_t> pos,
+                         const float* qkv, std::size_t ld_qkv, float* att);
   void check_token(int32_t token) const;
   void check_context(int64_t tokens) const;
 
   // The decode step on plain buffers and the project's own kernels
   // (runtime/fused_step.cpp): no libtorch dispatch or allocation per layer.
-  // For standard attention (every RoPE mode, or learned positions), any
+  // Every architecture (every RoPE mode, learned positions, MLA, LRKV), any
   // number of rows; writes logits [rows, V] to `logits`.
   struct FusedStep;
-  static bool fused_applies(const ModelConfig& c);
   void fused_rows(std::span<const int> ids, std::span<const int32_t> tokens,
                   std::span<const int64_t> pos, float* logits);
-  std::unique_ptr<FusedStep> fused_;  // null when fused_applies is false
+  std::unique_ptr<FusedStep> fused_;  // null when the options ask for the libtorch pass
 
   const Model* model_;  // never null; a pointer so use_model can swap it
   PagedKVCache cache_;
@@ -137,6 +142,8 @@ class BatchDecoder {
   std::unique_ptr<RopeSteps> rope_steps_;        // latent mode only
   std::vector<at::Tensor> up_t_;                 // latent: per layer [key heads, r, share*d]
   std::vector<std::vector<LatentKeys>> latent_;  // [layer][key head]
+  std::unique_ptr<VariantRows> variant_;         // MLA and LRKV only
+  std::vector<float> variant_q_, variant_out_, variant_k_, variant_v_;  // per-row buffers
   // Reused across steps so the attention call itself does not allocate.
   std::vector<AttentionTask> tasks_;
   std::vector<PagedRows> value_rows_;

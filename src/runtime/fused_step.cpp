@@ -5,8 +5,9 @@
 // kSmallGemmMaxRows rows through oneDNN, see gemm), and attention through
 // the paged kernels, for every RoPE mode of standard attention (full or thin
 // keys rotated in place, Pairs' per-head planes, Post's per-head maps, Latent
-// keys rotated inside the attention kernel). forward_rows, the libtorch
-// version, stays for prefill chunks and MLA/LRKV.
+// keys rotated inside the attention kernel), and MLA and LRKV through
+// runtime/variant_rows.h. forward_rows, the libtorch version, stays for
+// prefill chunks.
 #include "runtime/fused_step.h"
 
 #include <algorithm>
@@ -42,8 +43,6 @@ constexpr std::size_t kOwnTakeBytes = 64 << 10;
 const float* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
 }  // namespace
-
-bool BatchDecoder::fused_applies(const ModelConfig& c) { return c.is_standard_attention(); }
 
 namespace {
 
@@ -185,90 +184,95 @@ void BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t>
     const int r = c.key_width(l), qr = c.q_rows_per_head(l), kr = c.k_rows(l);
     norm(fl.norm1, fl.norm1_b, x, f.h.data());
     gemm(*pool_, xq, f.xb, fl.qkv, D, fl.n_qkv, f.h.data(), B, ptr(fl.b_qkv), f.qkv.data());
-    // A thin key's own table over the key width (RopeTable::KeyWidth).
-    const bool own = rope && mode == RopeMode::Full && fl.inv_freq.defined();
-    if (own) angles(fl.inv_freq, f.layer_cos.data(), f.layer_sin.data());
-    const float* cos_l = own ? f.layer_cos.data() : f.cos.data();
-    const float* sin_l = own ? f.layer_sin.data() : f.sin.data();
-    // The query width attention sees: the thin key's (Full, Pairs, Post) or
-    // the head's (Latent, whose kernel rebuilds and rotates full keys).
-    const int qw = mode == RopeMode::Latent ? d : r;
-    tasks_.clear();
-    value_rows_.clear();
-    task_latent_.clear();
-    value_rows_.reserve(std::size_t(B) * Hkv);  // tasks point into it
-    for (int b = 0; b < B; ++b) {
-      float* q = f.qkv.data() + std::size_t(b) * fl.n_qkv;
-      float* k = q + H * qr;
-      float* v = k + kr;
-      const float* cs = cos_l + b * max_half;
-      const float* sn = sin_l + b * max_half;
-      switch (mode) {
-        case RopeMode::Full:
-          if (rope) {
-            rope_rotate_half(q, H, qr, qr, cs, sn);
-            rope_rotate_half(k, nk, r, r, cs, sn);
+    if (variant_) {
+      variant_attention(l, ids, pos, f.qkv.data(), static_cast<std::size_t>(fl.n_qkv),
+                        f.att.data());
+    } else {
+      // A thin key's own table over the key width (RopeTable::KeyWidth).
+      const bool own = rope && mode == RopeMode::Full && fl.inv_freq.defined();
+      if (own) angles(fl.inv_freq, f.layer_cos.data(), f.layer_sin.data());
+      const float* cos_l = own ? f.layer_cos.data() : f.cos.data();
+      const float* sin_l = own ? f.layer_sin.data() : f.sin.data();
+      // The query width attention sees: the thin key's (Full, Pairs, Post) or
+      // the head's (Latent, whose kernel rebuilds and rotates full keys).
+      const int qw = mode == RopeMode::Latent ? d : r;
+      tasks_.clear();
+      value_rows_.clear();
+      task_latent_.clear();
+      value_rows_.reserve(std::size_t(B) * Hkv);  // tasks point into it
+      for (int b = 0; b < B; ++b) {
+        float* q = f.qkv.data() + std::size_t(b) * fl.n_qkv;
+        float* k = q + H * qr;
+        float* v = k + kr;
+        const float* cs = cos_l + b * max_half;
+        const float* sn = sin_l + b * max_half;
+        switch (mode) {
+          case RopeMode::Full:
+            if (rope) {
+              rope_rotate_half(q, H, qr, qr, cs, sn);
+              rope_rotate_half(k, nk, r, r, cs, sn);
+            }
+            break;
+          case RopeMode::Pairs:
+            // Each KV head rotates its own kept planes; its query heads too.
+            for (int kh = 0; rope && kh < nk; ++kh) {
+              float* lc = f.layer_cos.data() + b * max_half;
+              float* ls = f.layer_sin.data() + b * max_half;
+              rope_angles(static_cast<float>(pos[b]), fl.inv_freq.data_ptr<float>() + kh * (r / 2),
+                          r / 2, lc, ls);
+              rope_rotate_half(q + kh * G * qr, G, qr, qr, lc, ls);
+              rope_rotate_half(k + kh * r, 1, r, r, lc, ls);
+            }
+            break;
+          case RopeMode::Latent:
+            // The cache keeps the unrotated latent; the kernel rotates keys.
+            if (rope) rope_rotate_half(q, H, d, d, cs, sn);
+            break;
+          case RopeMode::Post: {
+            if (rope) {
+              rope_rotate_half(q, H, d, d, cs, sn);
+              rope_rotate_half(k, Hkv, d, d, cs, sn);
+            }
+            float* qm = f.qmap.data() + std::size_t(b) * H * r;
+            float* km = f.kmap.data() + std::size_t(b) * nk * r;
+            const float* qd = fl.q_down_t.data_ptr<float>();
+            const float* kd = fl.k_down_t.data_ptr<float>();
+            for (int h = 0; h < H; ++h)
+              small_gemm(qd + std::size_t(h) * r * d, d, d, q + h * d, d, 1, nullptr, qm + h * r, r,
+                         0, r);
+            const int sd = share * d;
+            for (int kh = 0; kh < nk; ++kh)
+              small_gemm(kd + std::size_t(kh) * r * sd, sd, sd, k + kh * sd, sd, 1, nullptr,
+                         km + kh * r, r, 0, r);
+            q = qm;
+            k = km;
+            break;
           }
-          break;
-        case RopeMode::Pairs:
-          // Each KV head rotates its own kept planes; its query heads too.
-          for (int kh = 0; rope && kh < nk; ++kh) {
-            float* lc = f.layer_cos.data() + b * max_half;
-            float* ls = f.layer_sin.data() + b * max_half;
-            rope_angles(static_cast<float>(pos[b]), fl.inv_freq.data_ptr<float>() + kh * (r / 2),
-                        r / 2, lc, ls);
-            rope_rotate_half(q + kh * G * qr, G, qr, qr, lc, ls);
-            rope_rotate_half(k + kh * r, 1, r, r, lc, ls);
-          }
-          break;
-        case RopeMode::Latent:
-          // The cache keeps the unrotated latent; the kernel rotates keys.
-          if (rope) rope_rotate_half(q, H, d, d, cs, sn);
-          break;
-        case RopeMode::Post: {
-          if (rope) {
-            rope_rotate_half(q, H, d, d, cs, sn);
-            rope_rotate_half(k, Hkv, d, d, cs, sn);
-          }
-          float* qm = f.qmap.data() + std::size_t(b) * H * r;
-          float* km = f.kmap.data() + std::size_t(b) * nk * r;
-          const float* qd = fl.q_down_t.data_ptr<float>();
-          const float* kd = fl.k_down_t.data_ptr<float>();
-          for (int h = 0; h < H; ++h)
-            small_gemm(qd + std::size_t(h) * r * d, d, d, q + h * d, d, 1, nullptr, qm + h * r, r,
-                       0, r);
-          const int sd = share * d;
-          for (int kh = 0; kh < nk; ++kh)
-            small_gemm(kd + std::size_t(kh) * r * sd, sd, sd, k + kh * sd, sd, 1, nullptr,
-                       km + kh * r, r, 0, r);
-          q = qm;
-          k = km;
-          break;
+        }
+        const int id = ids[b], p = static_cast<int>(pos[b]);
+        for (int kh = 0; kh < nk; ++kh) cache_.write_key(id, l, kh, p, k + kh * r);
+        for (int vh = 0; vh < Hkv; ++vh) {
+          cache_.write_value(id, l, vh, p, v + vh * d);
+          value_rows_.push_back(cache_.values(id, l, vh));
+        }
+        const int end = p + 1;
+        const int begin = c.sliding_window ? std::max(0, end - *c.sliding_window) : 0;
+        for (int kh = 0; kh < nk; ++kh) {
+          AttentionTask t;
+          t.q = q + kh * G * qw;
+          t.n_queries = G;
+          t.keys = cache_.keys(id, l, kh);
+          t.values = &value_rows_[std::size_t(b) * Hkv + kh * share];
+          t.n_values = share;
+          t.begin = begin;
+          t.end = end;
+          t.out = f.att.data() + (std::size_t(b) * H + kh * G) * d;
+          tasks_.push_back(t);
+          if (!latent_.empty()) task_latent_.push_back(&latent_[l][kh]);
         }
       }
-      const int id = ids[b], p = static_cast<int>(pos[b]);
-      for (int kh = 0; kh < nk; ++kh) cache_.write_key(id, l, kh, p, k + kh * r);
-      for (int vh = 0; vh < Hkv; ++vh) {
-        cache_.write_value(id, l, vh, p, v + vh * d);
-        value_rows_.push_back(cache_.values(id, l, vh));
-      }
-      const int end = p + 1;
-      const int begin = c.sliding_window ? std::max(0, end - *c.sliding_window) : 0;
-      for (int kh = 0; kh < nk; ++kh) {
-        AttentionTask t;
-        t.q = q + kh * G * qw;
-        t.n_queries = G;
-        t.keys = cache_.keys(id, l, kh);
-        t.values = &value_rows_[std::size_t(b) * Hkv + kh * share];
-        t.n_values = share;
-        t.begin = begin;
-        t.end = end;
-        t.out = f.att.data() + (std::size_t(b) * H + kh * G) * d;
-        tasks_.push_back(t);
-        if (!latent_.empty()) task_latent_.push_back(&latent_[l][kh]);
-      }
+      splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
     }
-    splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
     gemm(*pool_, xq, f.xb, fl.o, H * d, D, f.att.data(), B, ptr(fl.b_o), f.tmp.data());
     add_to(x, f.tmp.data(), B * D);
     norm(fl.norm2, fl.norm2_b, x, f.h.data());

@@ -36,7 +36,7 @@ std::vector<int32_t> generate(const Model& model, std::span<const int32_t> promp
     capacity = c.max_positions;
   }
   Sampler sampler(options.sampling);
-  const bool paged = !options.dense && c.is_standard_attention();
+  const bool paged = !options.dense;
   std::unique_ptr<KVCache> cache;
   std::unique_ptr<BatchDecoder> decoder;
   int id = -1;
