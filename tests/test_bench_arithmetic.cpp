@@ -11,6 +11,7 @@
 #include "bench/relative_time.h"
 #include "bench/round_order.h"
 #include "bench/sweep_selection.h"
+#include "config/cache_layout.h"
 #include "util/error.h"
 
 namespace thinkeys {
@@ -145,6 +146,31 @@ TEST(BenchArithmetic, KernelSweepHasTheWholeModelsLayer) {
     EXPECT_FALSE(k.diagnostic) << name;
   }
   EXPECT_THROW(select_model_decode_caches({"nope"}), Error);
+}
+
+TEST(BenchArithmetic, MlaAndLrkvShapesCacheTheirOwnRows) {
+  // Only by name: the default grid stays gqa and mha.
+  const ModelDecodeShape mla = find_model_decode_shape("mla");
+  const ModelDecodeShape lrkv = find_model_decode_shape("lrkv");
+  const ModelConfig m = model_decode_config(mla, 1), l = model_decode_config(lrkv, 1);
+  // MLA: latent 256 + RoPE key 32 per token and layer, no value rows;
+  // LRKV: shared 64 + 12 heads x rank 16 = 256 for keys and for values.
+  const auto ms = cache_shape(m), ls = cache_shape(l);
+  EXPECT_EQ(ms[0].key_width, 288);
+  EXPECT_EQ(ms[0].value_heads, 0);
+  EXPECT_EQ(ls[0].key_width, 256);
+  EXPECT_EQ(ls[0].value_width, 256);
+  EXPECT_EQ(ms[0].queries_per_key, 12);
+  // Thin layouts do not apply to either; MLA's keys hold its values, so they
+  // stay floats.
+  for (const char* name : {"thin-f16", "thin-int8"}) {
+    EXPECT_FALSE(model_decode_cache_applies(mla, find_model_decode_cache(name))) << name;
+    EXPECT_FALSE(model_decode_cache_applies(lrkv, find_model_decode_cache(name))) << name;
+  }
+  EXPECT_TRUE(model_decode_cache_applies(mla, find_model_decode_cache("full-f16")));
+  EXPECT_TRUE(model_decode_cache_applies(find_model_decode_shape("gqa"),
+                                         find_model_decode_cache("thin-int8")));
+  EXPECT_THROW(model_decode_config(mla, 4), Error);
 }
 
 TEST(BenchArithmetic, RoundOrderGivesEveryCaseEveryPosition) {

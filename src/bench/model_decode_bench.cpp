@@ -37,6 +37,16 @@ std::vector<ModelDecodeShape> model_decode_shapes() { return {{"gqa", 4}, {"mha"
 
 ModelConfig model_decode_config(const ModelDecodeShape& shape, int key_divisor) {
   ModelConfig c = llama_config({32000, 768, 12, 12, shape.kv_heads, 64, 2048, 1 << 17});
+  c.attention.kind = shape.attention;
+  if (shape.attention != AttentionKind::Standard && key_divisor > 1)
+    throw Error("the " + shape.name + " shape caches its own rows: thin-key layouts do not apply");
+  if (shape.attention == AttentionKind::MLA) {
+    c.attention.latent = 256;
+    c.attention.rope_dim = 32;
+    c.attention.nope_dim = 64;
+  } else if (shape.attention == AttentionKind::LRKV) {
+    c.attention.rank = 16;
+  }
   if (key_divisor > 1) c.key_rank.assign(c.n_layers, c.head_dim / key_divisor);
   c.validate();
   return c;
@@ -69,9 +79,18 @@ ModelDecodeCache find_model_decode_cache(const std::string& name) {
 }
 
 ModelDecodeShape find_model_decode_shape(const std::string& name) {
-  for (const auto& s : model_decode_shapes())
+  auto all = model_decode_shapes();
+  all.push_back({"mla", 12, AttentionKind::MLA});
+  all.push_back({"lrkv", 12, AttentionKind::LRKV});
+  for (const auto& s : all)
     if (s.name == name) return s;
-  throw Error("unknown whole-model decode shape '" + name + "' (expected gqa or mha)");
+  throw Error("unknown whole-model decode shape '" + name + "' (expected gqa, mha, mla or lrkv)");
+}
+
+bool model_decode_cache_applies(const ModelDecodeShape& shape, const ModelDecodeCache& cache) {
+  if (shape.attention == AttentionKind::Standard) return true;
+  return cache.key_divisor == 1 &&
+         (shape.attention == AttentionKind::LRKV || !is_quantized(cache.key_dtype));
 }
 
 namespace {

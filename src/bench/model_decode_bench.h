@@ -18,8 +18,9 @@ namespace thinkeys {
 struct Model;  // model/weights.h
 
 struct ModelDecodeShape {
-  std::string name;  // "gqa", "mha"
+  std::string name;  // "gqa", "mha", "mla", "lrkv"
   int kv_heads = 0;
+  AttentionKind attention = AttentionKind::Standard;
 };
 
 struct ModelDecodeCache {
@@ -32,7 +33,10 @@ struct ModelDecodeCache {
 };
 
 // 12 layers, width 768, 12 query heads of 64, SwiGLU 2048, vocab 32000, RoPE,
-// untied head; gqa: 4 KV heads, mha: 12.
+// untied head; gqa: 4 KV heads, mha: 12. Only by name: mla (latent 256 and a
+// 32-wide RoPE key cached, per-head query/key 64 + 32, DeepSeek-V2's latent of
+// four heads' width) and lrkv (rank 16: a 64 + 12 x 16 = 256-wide key and
+// value row cached).
 std::vector<ModelDecodeShape> model_decode_shapes();
 ModelConfig model_decode_config(const ModelDecodeShape& shape, int key_divisor);
 // The benchmarks' random model of that configuration (seed 17, so every weight
@@ -43,6 +47,9 @@ std::shared_ptr<const Model> model_decode_model(const ModelDecodeShape& shape, i
 std::vector<ModelDecodeCache> model_decode_caches();  // full-f16, thin-f16, thin-int8, thin-int4
 ModelDecodeCache find_model_decode_cache(const std::string& name);  // throws Error
 ModelDecodeShape find_model_decode_shape(const std::string& name);  // throws Error
+// Whether a cache layout applies to a shape: MLA and LRKV cache their own
+// rows (full width only), and MLA's values read its keys (float keys only).
+bool model_decode_cache_applies(const ModelDecodeShape& shape, const ModelDecodeCache& cache);
 
 struct ModelDecodeRow {
   std::string shape, cache, weights;  // weights: what the model's matrices are held as

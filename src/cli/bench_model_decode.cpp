@@ -34,14 +34,19 @@ void run_model_decode_bench(const ModelDecodeCliOptions& opt) {
     std::vector<ModelDecodeCase> cases;
     for (int divisor : {1, 4}) {
       bool used = false;
-      for (const auto& cc : caches) used |= cc.key_divisor == divisor;
+      for (const auto& cc : caches)
+        used |= cc.key_divisor == divisor && model_decode_cache_applies(sh, cc);
       if (!used) continue;
       for (const auto& wname : opt.weights) {
         models.push_back(model_decode_model(sh, divisor, wname));
         for (const auto& cc : caches)
-          if (cc.key_divisor == divisor) cases.push_back({models.back().get(), cc, wname});
+          if (cc.key_divisor == divisor && model_decode_cache_applies(sh, cc))
+            cases.push_back({models.back().get(), cc, wname});
       }
     }
+    if (cases.empty())
+      throw Error("no cache layout asked for applies to the " + sh.name +
+                  " shape (it caches its own rows at full width: full-f16)");
     // Weight formats of one layout share its cache (bench_model_decode), so
     // memory is counted per layout; layouts that do not fit together run in
     // groups that do, in order, each group stepped round-robin.

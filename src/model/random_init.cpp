@@ -24,9 +24,27 @@ Model random_model(const ModelConfig& config, uint64_t seed, double stddev) {
       L.attn_norm_bias = normal({D});
       L.mlp_norm_bias = normal({D});
     }
-    L.wq = normal({c.n_heads * r, D});
-    L.wk = normal({c.n_kv_heads * r, D});
-    L.wv = normal({c.n_kv_heads * d, D});
+    if (c.is_standard_attention()) {
+      L.wq = normal({c.n_heads * r, D});
+      L.wk = normal({c.n_kv_heads * r, D});
+      L.wv = normal({c.n_kv_heads * d, D});
+    } else {
+      // MLA / LRKV: their projections' own widths, their maps around attention.
+      const int64_t H = c.n_heads;
+      L.wq = normal({H * c.q_rows_per_head(l), D});
+      L.wk = normal({c.k_rows(l), D});
+      if (c.v_rows() > 0) L.wv = normal({c.v_rows(), D});
+      if (c.is_mla()) {
+        L.kv_norm = ones_ish(c.attention.latent);
+        L.kv_up = normal({H * (c.attention.nope_dim + d), c.attention.latent});
+      } else {
+        const int64_t rank = c.attention.rank;
+        L.k_res_down = normal({H * rank, D});
+        L.v_res_down = normal({H * rank, D});
+        L.k_res_up = normal({H * d, rank});
+        L.v_res_up = normal({H * d, rank});
+      }
+    }
     L.wo = normal({D, c.n_heads * d});
     if (c.qkv_bias) {
       L.bq = normal({c.n_heads * r});

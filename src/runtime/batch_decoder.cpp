@@ -264,24 +264,27 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const RopeA
 void BatchDecoder::variant_attention(int l, std::span<const int> ids, std::span<const int64_t> pos,
                                      const float* qkv, std::size_t ld_qkv, float* att) {
   const ModelConfig& c = model_->config;
-  VariantRows& v = *variant_;
+  const VariantRows& v = *variant_;
   const int B = static_cast<int>(ids.size()), H = v.heads(), kw = v.key_width();
-  const int vw = v.value_width();
+  const int vw = v.value_width(), half = v.rope_half();
   auto grow = [](std::vector<float>& buf, std::size_t n) {
     if (buf.size() < n) buf.resize(n);
   };
   grow(variant_q_, std::size_t(B) * H * kw);
   grow(variant_out_, std::size_t(B) * H * vw);
+  grow(variant_angles_, std::size_t(B) * 2 * half);
   grow(variant_k_, kw);
   grow(variant_v_, vw);
+  auto cos_of = [&](int b) { return variant_angles_.data() + std::size_t(b) * 2 * half; };
   tasks_.clear();
   value_rows_.clear();
   task_latent_.clear();
   value_rows_.reserve(B);  // tasks point into it
   for (int b = 0; b < B; ++b) {
     const int id = ids[b], p = static_cast<int>(pos[b]);
-    float* q = variant_q_.data() + std::size_t(b) * H * kw;
-    v.prepare(l, static_cast<float>(p), qkv + b * ld_qkv, variant_k_.data(), variant_v_.data(), q);
+    v.angles(static_cast<float>(p), cos_of(b), cos_of(b) + half);
+    v.cache_rows(l, qkv + b * ld_qkv, cos_of(b), cos_of(b) + half, variant_k_.data(),
+                 variant_v_.data());
     cache_.write_key(id, l, 0, p, variant_k_.data());
     if (v.values_in_keys()) {
       PagedRows rows = cache_.keys(id, l, 0);
@@ -292,7 +295,7 @@ void BatchDecoder::variant_attention(int l, std::span<const int> ids, std::span<
       value_rows_.push_back(cache_.values(id, l, 0));
     }
     AttentionTask t;
-    t.q = q;
+    t.q = variant_q_.data() + std::size_t(b) * H * kw;
     t.n_queries = H;
     t.keys = cache_.keys(id, l, 0);
     t.values = &value_rows_.back();
@@ -302,10 +305,18 @@ void BatchDecoder::variant_attention(int l, std::span<const int> ids, std::span<
     t.out = variant_out_.data() + std::size_t(b) * H * vw;
     tasks_.push_back(t);
   }
+  // The per-head maps are f32 weights read every step: heads share out over
+  // the pool as the GEMVs' rows do.
+  pool_->run(B * H, [&](int i, int) {
+    const int b = i / H, h = i % H;
+    v.query(l, qkv + b * ld_qkv, cos_of(b), cos_of(b) + half, h,
+            variant_q_.data() + std::size_t(i) * kw);
+  });
   splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
-  for (int b = 0; b < B; ++b)
-    v.finish(l, variant_out_.data() + std::size_t(b) * H * vw,
-             att + std::size_t(b) * H * c.head_dim);
+  pool_->run(B * H, [&](int i, int) {
+    v.output(l, i % H, variant_out_.data() + std::size_t(i) * vw,
+             att + std::size_t(i) * c.head_dim);
+  });
 }
 
 void BatchDecoder::check_token(int32_t token) const {

@@ -143,7 +143,7 @@ class BatchDecoder {
   std::vector<at::Tensor> up_t_;                 // latent: per layer [key heads, r, share*d]
   std::vector<std::vector<LatentKeys>> latent_;  // [layer][key head]
   std::unique_ptr<VariantRows> variant_;         // MLA and LRKV only
-  std::vector<float> variant_q_, variant_out_, variant_k_, variant_v_;  // per-row buffers
+  std::vector<float> variant_q_, variant_out_, variant_angles_, variant_k_, variant_v_;
   // Reused across steps so the attention call itself does not allocate.
   std::vector<AttentionTask> tasks_;
   std::vector<PagedRows> value_rows_;

@@ -12,9 +12,21 @@
 namespace thinkeys {
 namespace {
 
-std::vector<float> floats(const at::Tensor& t) {
-  const at::Tensor c = t.to(at::kFloat).contiguous();
-  return {c.data_ptr<float>(), c.data_ptr<float>() + c.numel()};
+const float* f32_data(const at::Tensor& t, const char* what) {
+  if (!t.defined() || t.scalar_type() != at::kFloat || !t.is_contiguous())
+    throw Error(std::string("MLA / LRKV decoding needs the model's ") + what +
+                " as a contiguous f32 tensor");
+  return t.data_ptr<float>();
+}
+
+// out[j] += sum_i x[i] * w[i * cols + j]: W^T x for W row-major [rows][cols],
+// row after row, so the map is read as stored.
+void add_transposed(const float* w, int rows, int cols, const float* x, float* out) {
+  for (int i = 0; i < rows; ++i) {
+    const float xi = x[i];
+    const float* row = w + static_cast<std::size_t>(i) * cols;
+    for (int j = 0; j < cols; ++j) out[j] += xi * row[j];
+  }
 }
 
 }  // namespace
@@ -33,47 +45,36 @@ VariantRows::VariantRows(const Model& model) {
   r_ = c.attention.rank;
   key_width_ = c.cache_key_width(0);
   value_width_ = mla_ ? dc_ : c.cache_value_width();
-  inv_freq_ = floats(model.rope_inv_freq);
-  cos_.resize(inv_freq_.size());
-  sin_.resize(inv_freq_.size());
+  const at::Tensor f = model.rope_inv_freq.to(at::kFloat).contiguous();
+  inv_freq_.assign(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
   for (const LayerWeights& L : model.weights.layers) {
+    Layer l;
     if (mla_) {
-      // kv_up [H*(dn+d), dc]: per head W_UK's dn rows, then W_UV's d rows.
-      const at::Tensor up = L.kv_up.to(at::kFloat).view({H_, dn_ + d_, dc_});
-      query_maps_.push_back(floats(up.narrow(1, 0, dn_).transpose(1, 2)));
-      out_maps_.push_back(floats(up.narrow(1, dn_, d_)));
-      kv_norm_.push_back(floats(L.kv_norm));
+      l.up = f32_data(L.kv_up, "kv_up");
+      l.kv_norm = f32_data(L.kv_norm, "kv_norm");
     } else {
-      // k_res_up, v_res_up [H*d, r]: head h's map is rows [h*d, (h+1)*d).
-      query_maps_.push_back(floats(L.k_res_up.to(at::kFloat).view({H_, d_, r_}).transpose(1, 2)));
-      out_maps_.push_back(floats(L.v_res_up));
+      l.up = f32_data(L.k_res_up, "k_res_up");
+      l.v_up = f32_data(L.v_res_up, "v_res_up");
     }
+    layers_.push_back(l);
   }
 }
 
-void VariantRows::prepare(int layer, float position, const float* qkv, float* key_row,
-                          float* value_row, float* queries) {
-  const int half = static_cast<int>(inv_freq_.size());
-  rope_angles(position, inv_freq_.data(), half, cos_.data(), sin_.data());
-  const float* qmap = query_maps_[layer].data();
+void VariantRows::angles(float position, float* cos, float* sin) const {
+  rope_angles(position, inv_freq_.data(), rope_half(), cos, sin);
+}
+
+void VariantRows::cache_rows(int layer, const float* qkv, const float* cos, const float* sin,
+                             float* key_row, float* value_row) const {
   if (mla_) {
-    const int qr = dn_ + dr_;
-    const float* k = qkv + H_ * qr;
-    const float* w = kv_norm_[layer].data();
+    const float* k = qkv + H_ * (dn_ + dr_);
+    const float* w = layers_[layer].kv_norm;
     if (rms_)
       rms_norm_row(k, w, dc_, eps_, key_row);
     else
       layer_norm_row(k, w, nullptr, dc_, eps_, key_row);
     std::copy(k + dc_, k + dc_ + dr_, key_row + dc_);
-    rope_rotate_half(key_row + dc_, 1, dr_, dr_, cos_.data(), sin_.data());
-    for (int h = 0; h < H_; ++h) {
-      const float* q = qkv + h * qr;
-      float* out = queries + h * key_width_;
-      small_gemm(qmap + static_cast<std::size_t>(h) * dc_ * dn_, dn_, dn_, q, dn_, 1, nullptr, out,
-                 dc_, 0, dc_);
-      std::copy(q + dn_, q + qr, out + dc_);
-      rope_rotate_half(out + dc_, 1, dr_, dr_, cos_.data(), sin_.data());
-    }
+    rope_rotate_half(key_row + dc_, 1, dr_, dr_, cos, sin);
     return;
   }
   const float* k = qkv + H_ * d_;
@@ -81,33 +82,39 @@ void VariantRows::prepare(int layer, float position, const float* qkv, float* ke
   const float* zk = v + d_;
   const float* zv = zk + H_ * r_;
   std::copy(k, k + d_, key_row);
-  rope_rotate_half(key_row, 1, d_, d_, cos_.data(), sin_.data());
+  rope_rotate_half(key_row, 1, d_, d_, cos, sin);
   std::copy(zk, zk + H_ * r_, key_row + d_);
   std::copy(v, v + d_, value_row);
   std::copy(zv, zv + H_ * r_, value_row + d_);
-  for (int h = 0; h < H_; ++h) {
-    const float* q = qkv + h * d_;
-    float* out = queries + h * key_width_;
-    std::fill(out, out + key_width_, 0.0f);
-    // U_k^T q on the unrotated query, the shared part rotated as its key.
-    small_gemm(qmap + static_cast<std::size_t>(h) * r_ * d_, d_, d_, q, d_, 1, nullptr,
-               out + d_ + h * r_, r_, 0, r_);
-    std::copy(q, q + d_, out);
-    rope_rotate_half(out, 1, d_, d_, cos_.data(), sin_.data());
-  }
 }
 
-void VariantRows::finish(int layer, const float* out, float* att) const {
-  const float* map = out_maps_[layer].data();
-  for (int h = 0; h < H_; ++h) {
-    const float* o = out + h * value_width_;
-    if (mla_)
-      small_gemm(map + static_cast<std::size_t>(h) * d_ * dc_, dc_, dc_, o, dc_, 1, nullptr,
-                 att + h * d_, d_, 0, d_);
-    else  // shared value part plus U_v times the head's own value latent
-      small_gemm(map + static_cast<std::size_t>(h) * d_ * r_, r_, r_, o + d_ + h * r_, r_, 1, o,
-                 att + h * d_, d_, 0, d_);
+void VariantRows::query(int layer, const float* qkv, const float* cos, const float* sin, int h,
+                        float* out) const {
+  const float* up = layers_[layer].up;
+  std::fill(out, out + key_width_, 0.0f);
+  if (mla_) {
+    // [W_UK^T q_nope ; rotated q_rope]: W_UK is head h's first dn rows of kv_up.
+    const float* q = qkv + h * (dn_ + dr_);
+    add_transposed(up + static_cast<std::size_t>(h) * (dn_ + d_) * dc_, dn_, dc_, q, out);
+    std::copy(q + dn_, q + dn_ + dr_, out + dc_);
+    rope_rotate_half(out + dc_, 1, dr_, dr_, cos, sin);
+    return;
   }
+  // [rotated q ; 0 .. U_k^T q (unrotated) at head h's residual channels .. 0].
+  const float* q = qkv + h * d_;
+  add_transposed(up + static_cast<std::size_t>(h) * d_ * r_, d_, r_, q, out + d_ + h * r_);
+  std::copy(q, q + d_, out);
+  rope_rotate_half(out, 1, d_, d_, cos, sin);
+}
+
+void VariantRows::output(int layer, int h, const float* kernel_out, float* att) const {
+  const Layer& l = layers_[layer];
+  if (mla_)  // W_UV (head h's d rows after its dn W_UK rows) times the summed latent
+    small_gemm(l.up + (static_cast<std::size_t>(h) * (dn_ + d_) + dn_) * dc_, dc_, dc_, kernel_out,
+               dc_, 1, nullptr, att, d_, 0, d_);
+  else  // the shared value part plus U_v times the head's own value latent
+    small_gemm(l.v_up + static_cast<std::size_t>(h) * d_ * r_, r_, r_, kernel_out + d_ + h * r_, r_,
+               1, kernel_out, att, d_, 0, d_);
 }
 
 }  // namespace thinkeys

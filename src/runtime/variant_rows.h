@@ -17,7 +17,8 @@ struct Model;
 
 class VariantRows {
  public:
-  explicit VariantRows(const Model& model);  // an MLA or LRKV model
+  // An MLA or LRKV model, which must outlive this (its maps are read in place).
+  explicit VariantRows(const Model& model);
 
   bool values_in_keys() const { return mla_; }
   int heads() const { return H_; }
@@ -26,25 +27,31 @@ class VariantRows {
   // Width of a cached value row (LRKV) or of the keys' latent part (MLA):
   // the kernel's output per query.
   int value_width() const { return value_width_; }
+  int rope_half() const { return static_cast<int>(inv_freq_.size()); }
 
-  // From one token's fused projection row `qkv` at `position` in `layer`:
-  // the rows to cache (value_row only for LRKV) and the H query rows,
-  // [H][key_width].
-  void prepare(int layer, float position, const float* qkv, float* key_row, float* value_row,
-               float* queries);
-  // The kernel's [H][value_width] outputs to the heads' attention outputs
-  // [H][head_dim].
-  void finish(int layer, const float* out, float* att) const;
+  // cos / sin [rope_half] of `position`.
+  void angles(float position, float* cos, float* sin) const;
+  // From one token's fused projection row `qkv`, rotated by cos / sin: the
+  // rows to cache (value_row only for LRKV).
+  void cache_rows(int layer, const float* qkv, const float* cos, const float* sin, float* key_row,
+                  float* value_row) const;
+  // Head h's query row [key_width] from the same projection row.
+  void query(int layer, const float* qkv, const float* cos, const float* sin, int h,
+             float* out) const;
+  // Head h's attention output [head_dim] from its row of the kernel's output.
+  void output(int layer, int h, const float* kernel_out, float* att) const;
 
  private:
+  struct Layer {
+    const float* up = nullptr;       // MLA kv_up [H*(dn+d), dc]; LRKV k_res_up [H*d, r]
+    const float* v_up = nullptr;     // LRKV v_res_up [H*d, r]
+    const float* kv_norm = nullptr;  // MLA [dc]
+  };
   bool mla_ = false, rms_ = true;
   int H_ = 0, d_ = 0, dn_ = 0, dr_ = 0, dc_ = 0, r_ = 0, key_width_ = 0, value_width_ = 0;
   float eps_ = 0;
-  std::vector<float> inv_freq_, cos_, sin_;
-  // Per layer: the maps absorbed into queries, [H][dc][dn] (MLA, W_UK^T) or
-  // [H][r][d] (LRKV, U_k^T); the maps after the sum, [H][d][dc] (W_UV) or
-  // [H][d][r] (U_v); MLA's latent norm weights [dc].
-  std::vector<std::vector<float>> query_maps_, out_maps_, kv_norm_;
+  std::vector<float> inv_freq_;
+  std::vector<Layer> layers_;
 };
 
 }  // namespace thinkeys
