@@ -93,7 +93,7 @@ void ModelConfig::require_standard_attention(const std::string& feature) const {
   if (!is_standard_attention())
     throw Error(feature + " supports MHA, GQA, MQA and thin-key models; this model uses " +
                 to_string(attention.kind) +
-                " attention (the dense runtime, eval and training "
+                " attention (generate, serve, eval and train "
                 "support it)");
 }
 

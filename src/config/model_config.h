@@ -105,8 +105,8 @@ struct ModelConfig {
   bool is_mla() const { return attention.kind == AttentionKind::MLA; }
   bool is_lrkv() const { return attention.kind == AttentionKind::LRKV; }
   bool is_standard_attention() const { return attention.kind == AttentionKind::Standard; }
-  // Throws a clear Error naming `feature` for MLA/LRKV models, which only the
-  // dense runtime, training and evaluation support.
+  // Throws a clear Error naming `feature` for MLA/LRKV models, which decoding,
+  // serving, training and evaluation support but key compression does not.
   void require_standard_attention(const std::string& feature) const;
   // Softmax temperature: 1/sqrt of the width the scores were trained with.
   double score_scale() const;

@@ -21,9 +21,9 @@ struct GenerateOptions {
   // When not empty, these ids end generation instead (the tokenizer's
   // conventions: every eos_token_id of generation_config.json).
   std::vector<int32_t> stop_ids;
-  // Standard-attention models decode through BatchDecoder over a paged cache
-  // of this layout (its budget is sized to the prompt plus max_new_tokens);
-  // MLA/LRKV, or dense = true, use the dense forward pass and an f32 cache.
+  // Every model decodes through BatchDecoder over a paged cache of this
+  // layout (its budget is sized to the prompt plus max_new_tokens); dense =
+  // true uses the dense forward pass and an f32 cache instead.
   CacheSpec cache;
   bool dense = false;
   int threads = 0;  // decode threads; 0: compute_threads()
