@@ -244,6 +244,16 @@ TEST_P(VariantTest, FewTrainingStepsReduceTheLoss) {
   EXPECT_LT(trainer.run().final_val_loss, before - 1.0);
 }
 
+// Row r of a decode step's logits as a tensor of its own.
+at::Tensor logits_row(const LogitRows& rows, int r) {
+  return at::from_blob(const_cast<float*>(rows.row(r).data()), {rows.vocab}).clone();
+}
+
+// One token of sequence `id` through the decoder: its logits.
+at::Tensor step_logits(BatchDecoder& dec, int id, int32_t token) {
+  return logits_row(dec.step(std::span<const int>(&id, 1), std::span<const int32_t>(&token, 1)), 0);
+}
+
 // The paged cache and the fused decode step (runtime/variant_rows.h): a
 // prompt prefilled, then one token a step, each step's logits against the
 // plain per-head reference above; then the libtorch pass over the same cache.
@@ -268,11 +278,7 @@ TEST_P(VariantTest, PagedDecodeMatchesThePlainReference) {
       // rounded to 11 significant bits, so ~2^-11 of the scores' scale.
       const double tol = dtype == CacheDType::F32 ? 1e-5 : 2e-3;
       for (std::size_t t = 5; t < toks.size(); ++t) {
-        const LogitRows rows =
-            dec.step(std::span<const int>(&id, 1), std::span<const int32_t>(&toks[t], 1));
-        const at::Tensor got =
-            at::from_blob(const_cast<float*>(rows.row(0).data()), {m.config.vocab_size}).clone();
-        EXPECT_LT(rel_err(got, want[static_cast<int64_t>(t)]), tol)
+        EXPECT_LT(rel_err(step_logits(dec, id, toks[t]), want[static_cast<int64_t>(t)]), tol)
             << to_string(dtype) << (fused ? " fused" : " libtorch") << ", position " << t;
       }
     }
@@ -309,10 +315,8 @@ TEST_P(VariantTest, BatchedPagedStepsMatchTheDenseRuntime) {
       seqs[i].push_back(next[i]);
       KVCache dense(c, 24);
       const at::Tensor want = forward(m, seqs[i], dense, Logits::Last)[0];
-      const at::Tensor got =
-          at::from_blob(const_cast<float*>(rows.row(static_cast<int>(i)).data()), {c.vocab_size})
-              .clone();
-      EXPECT_LT(rel_err(got, want), 1e-5) << "sequence " << i << ", step " << step;
+      EXPECT_LT(rel_err(logits_row(rows, static_cast<int>(i)), want), 1e-5)
+          << "sequence " << i << ", step " << step;
     }
   }
 }
@@ -339,11 +343,7 @@ TEST(Mla, WideLatentValuesReadInPlace) {
     // bf16 rows keep 8 significant bits: scores and sums to ~2^-8.
     const double tol = dtype == CacheDType::F32 ? 1e-5 : dtype == CacheDType::F16 ? 2e-3 : 2e-2;
     for (std::size_t t = 9; t < toks.size(); ++t) {
-      const LogitRows rows =
-          dec.step(std::span<const int>(&id, 1), std::span<const int32_t>(&toks[t], 1));
-      const at::Tensor got =
-          at::from_blob(const_cast<float*>(rows.row(0).data()), {m.config.vocab_size}).clone();
-      EXPECT_LT(rel_err(got, want[static_cast<int64_t>(t)]), tol)
+      EXPECT_LT(rel_err(step_logits(dec, id, toks[t]), want[static_cast<int64_t>(t)]), tol)
           << to_string(dtype) << ", position " << t;
     }
   }
