@@ -349,6 +349,39 @@ TEST(Mla, WideLatentValuesReadInPlace) {
   }
 }
 
+// Odd and extreme widths (a one-wide latent, rank 1, rank = head_dim, widths
+// that are no whole vector, 3 heads, 5 layers of 5-token blocks) take the
+// same paged steps as the dense runtime.
+TEST(Variants, EdgeShapesPagedStepsMatchTheDenseRuntime) {
+  struct Shape {
+    int latent, rope, rank, heads, head_dim;
+  };
+  for (const Shape& sh : {Shape{1, 2, 0, 4, 8}, Shape{17, 6, 0, 3, 10}, Shape{40, 2, 0, 2, 16},
+                          Shape{0, 0, 1, 4, 8}, Shape{0, 0, 10, 3, 10}, Shape{0, 0, 5, 5, 6}}) {
+    ArchConfig a = variant_arch(sh.latent, sh.rank);
+    a.mla_rope_dim = sh.rope;
+    a.n_heads = sh.heads;
+    a.head_dim = sh.head_dim;
+    a.dim = 30;
+    a.n_layers = 5;
+    Model m = random_variant(a, 6);
+    const auto toks = random_tokens(23, m.config.vocab_size, 4);
+    KVCache dense(m.config, 24);
+    const at::Tensor want = forward(m, toks, dense);
+    BatchDecoderOptions o;
+    o.cache.key_dtype = o.cache.value_dtype = CacheDType::F32;
+    o.cache.block_tokens = 5;
+    o.cache.budget_bytes = 1 << 20;
+    o.threads = 2;
+    BatchDecoder dec(m, o);
+    const int id = dec.add(std::span<const int32_t>(toks.data(), 2));
+    for (std::size_t t = 2; t < toks.size(); ++t)
+      EXPECT_LT(rel_err(step_logits(dec, id, toks[t]), want[static_cast<int64_t>(t)]), 1e-5)
+          << "latent " << sh.latent << " rank " << sh.rank << " heads " << sh.heads << ", position "
+          << t;
+  }
+}
+
 TEST(Mla, QuantizedKeysAreRefusedTheValuesReadThem) {
   Model m = random_variant(variant_arch(12, 0), 2);
   BatchDecoderOptions o;
