@@ -382,6 +382,37 @@ TEST(Variants, EdgeShapesPagedStepsMatchTheDenseRuntime) {
   }
 }
 
+// LRKV's rows quantize like any cache row: int8 keys and values (one f16
+// scale per 20-wide row: 22 bytes each) stay near the dense f32 path, int4
+// keys further off, and the cache holds exactly those bytes.
+TEST(Lrkv, QuantizedRowsCostWhatTheirBitsSay) {
+  Model m = random_variant(variant_arch(0, 3), 3);
+  const auto toks = random_tokens(23, m.config.vocab_size, 4);
+  KVCache dense(m.config, 24);
+  const at::Tensor want = forward(m, toks, dense);
+  auto worst = [&](CacheDType k, CacheDType v, std::size_t payload) {
+    BatchDecoderOptions o;
+    o.cache.key_dtype = k;
+    o.cache.value_dtype = v;
+    o.cache.block_tokens = 4;
+    o.cache.budget_bytes = 1 << 20;
+    BatchDecoder dec(m, o);
+    EXPECT_EQ(dec.cache().payload_bytes_per_token(), payload);
+    const int id = dec.add(std::span<const int32_t>(toks.data(), 2));
+    double e = 0;
+    for (std::size_t t = 2; t < toks.size(); ++t)
+      e = std::max(e, rel_err(step_logits(dec, id, toks[t]), want[static_cast<int64_t>(t)]));
+    return e;
+  };
+  const double f16 = worst(CacheDType::F16, CacheDType::F16, 2 * 20 * 2);
+  const double int8 = worst(CacheDType::Int8, CacheDType::Int8, 2 * (20 + 2));
+  const double int4 = worst(CacheDType::Int4, CacheDType::F16, 10 + 2 + 20 * 2);
+  EXPECT_LT(f16, 2e-3);
+  EXPECT_LT(int8, 5e-2);
+  EXPECT_GT(int8, f16);
+  EXPECT_GT(int4, int8);
+}
+
 TEST(Mla, QuantizedKeysAreRefusedTheValuesReadThem) {
   Model m = random_variant(variant_arch(12, 0), 2);
   BatchDecoderOptions o;
