@@ -223,7 +223,9 @@ CapacityPlan plan_capacity(const ModelConfig& c, const PlanOptions& o) {
     std::string note = std::string(to_string(c.attention.kind)) + ": per layer and token " +
                        std::to_string(w) + " key values";
     note += c.is_mla() ? " whose first " + std::to_string(c.attention.latent) +
-                             " (the latent) are also the values; --cache-v does not apply"
+                             " (the latent) are also the values; --cache-v does not apply, "
+                             "and quantized --cache-k dtypes are left out (the values read "
+                             "the keys in place)"
                        : " and " + std::to_string(c.cache_value_width()) + " values";
     if (!o.keys.empty()) note += "; --key-ratio and --key-rank do not apply";
     p.notes.push_back(note);
