@@ -195,7 +195,9 @@ Command add_info(CLI::App& app) {
               "attention     LRKV: shared key/value head of %d plus rank-%d residuals per "
               "head (RoPE on the shared key)\n",
               c.head_dim, c.attention.rank);
-        std::printf("KV cache (runtime f32, measured from the allocation):\n");
+        std::printf(
+            "dense KV cache (the reference forward pass and eval's window scoring; f32, "
+            "measured from the allocation):\n");
         for (int l = 0; l < c.n_layers; ++l)
           std::printf("  layer %-3d   K %d x %d + V %d x %d per token = %lld B\n", l,
                       c.cache_key_heads(l), c.cache_key_width(l), c.cache_value_heads(),
