@@ -244,6 +244,18 @@ TEST_P(VariantTest, FewTrainingStepsReduceTheLoss) {
   EXPECT_LT(trainer.run().final_val_loss, before - 1.0);
 }
 
+// A small paged cache of `block_tokens`-token blocks (several blocks a
+// sequence, so both threads claim some) with keys and values as given.
+BatchDecoderOptions paged_options(CacheDType keys, CacheDType values, int block_tokens) {
+  BatchDecoderOptions o;
+  o.cache.key_dtype = keys;
+  o.cache.value_dtype = values;
+  o.cache.block_tokens = block_tokens;
+  o.cache.budget_bytes = 1 << 20;
+  o.threads = 2;
+  return o;
+}
+
 // Row r of a decode step's logits as a tensor of its own.
 at::Tensor logits_row(const LogitRows& rows, int r) {
   return at::from_blob(const_cast<float*>(rows.row(r).data()), {rows.vocab}).clone();
@@ -252,6 +264,17 @@ at::Tensor logits_row(const LogitRows& rows, int r) {
 // One token of sequence `id` through the decoder: its logits.
 at::Tensor step_logits(BatchDecoder& dec, int id, int32_t token) {
   return logits_row(dec.step(std::span<const int>(&id, 1), std::span<const int32_t>(&token, 1)), 0);
+}
+
+// A new sequence prefilled with toks[0, prompt), then the rest one token a
+// step: the largest relative error of the steps' logits against want [T, V].
+double worst_step_error(BatchDecoder& dec, const std::vector<int32_t>& toks, int prompt,
+                        const at::Tensor& want) {
+  const int id = dec.add(std::span<const int32_t>(toks.data(), prompt));
+  double e = 0;
+  for (std::size_t t = prompt; t < toks.size(); ++t)
+    e = std::max(e, rel_err(step_logits(dec, id, toks[t]), want[static_cast<int64_t>(t)]));
+  return e;
 }
 
 // The paged cache and the fused decode step (runtime/variant_rows.h): a
@@ -264,23 +287,15 @@ TEST_P(VariantTest, PagedDecodeMatchesThePlainReference) {
   const at::Tensor want = reference_logits(m, toks);
   for (CacheDType dtype : {CacheDType::F32, CacheDType::F16}) {
     for (bool fused : {true, false}) {
-      BatchDecoderOptions o;
-      o.cache.key_dtype = o.cache.value_dtype = dtype;
-      o.cache.block_tokens = 4;  // several blocks, claimed by both threads
-      o.cache.budget_bytes = 1 << 20;
-      o.threads = 2;
+      BatchDecoderOptions o = paged_options(dtype, dtype, 4);
       o.fused = fused;
       BatchDecoder dec(m, o);
       ASSERT_EQ(dec.uses_fused_step(), fused);
-      std::vector<float> first;
-      const int id = dec.add(std::span<const int32_t>(toks.data(), 5), &first);
       // f32 rows: the same sums in another order; f16 rows: keys and values
       // rounded to 11 significant bits, so ~2^-11 of the scores' scale.
       const double tol = dtype == CacheDType::F32 ? 1e-5 : 2e-3;
-      for (std::size_t t = 5; t < toks.size(); ++t) {
-        EXPECT_LT(rel_err(step_logits(dec, id, toks[t]), want[static_cast<int64_t>(t)]), tol)
-            << to_string(dtype) << (fused ? " fused" : " libtorch") << ", position " << t;
-      }
+      EXPECT_LT(worst_step_error(dec, toks, 5, want), tol)
+          << to_string(dtype) << (fused ? " fused" : " libtorch");
     }
   }
 }
@@ -293,12 +308,7 @@ TEST_P(VariantTest, BatchedPagedStepsMatchTheDenseRuntime) {
   a.n_layers = 2;
   Model m = random_variant(a, 5);
   const ModelConfig& c = m.config;
-  BatchDecoderOptions o;
-  o.cache.key_dtype = o.cache.value_dtype = CacheDType::F32;
-  o.cache.block_tokens = 4;
-  o.cache.budget_bytes = 1 << 20;
-  o.threads = 2;
-  BatchDecoder dec(m, o);
+  BatchDecoder dec(m, paged_options(CacheDType::F32, CacheDType::F32, 4));
   // Per layer and token: MLA one 16-float row; LRKV a 20-float key and value.
   EXPECT_EQ(dec.cache().payload_bytes_per_token(), std::size_t{2} * (c.is_mla() ? 16 : 40) * 4);
   std::vector<std::vector<int32_t>> seqs = {random_tokens(7, c.vocab_size, 1),
@@ -331,21 +341,12 @@ TEST(Mla, WideLatentValuesReadInPlace) {
   KVCache dense(m.config, 24);
   const at::Tensor want = forward(m, toks, dense);
   for (CacheDType dtype : {CacheDType::F32, CacheDType::F16, CacheDType::BF16}) {
-    BatchDecoderOptions o;
-    o.cache.key_dtype = dtype;
-    o.cache.block_tokens = 8;
-    o.cache.budget_bytes = 1 << 20;
-    o.threads = 2;
-    BatchDecoder dec(m, o);
+    BatchDecoder dec(m, paged_options(dtype, CacheDType::F16, 8));
     EXPECT_EQ(dec.cache().payload_bytes_per_token(),
               (32u + 16) * (dtype == CacheDType::F32 ? 4 : 2));
-    const int id = dec.add(std::span<const int32_t>(toks.data(), 9));
     // bf16 rows keep 8 significant bits: scores and sums to ~2^-8.
     const double tol = dtype == CacheDType::F32 ? 1e-5 : dtype == CacheDType::F16 ? 2e-3 : 2e-2;
-    for (std::size_t t = 9; t < toks.size(); ++t) {
-      EXPECT_LT(rel_err(step_logits(dec, id, toks[t]), want[static_cast<int64_t>(t)]), tol)
-          << to_string(dtype) << ", position " << t;
-    }
+    EXPECT_LT(worst_step_error(dec, toks, 9, want), tol) << to_string(dtype);
   }
 }
 
@@ -368,17 +369,9 @@ TEST(Variants, EdgeShapesPagedStepsMatchTheDenseRuntime) {
     const auto toks = random_tokens(23, m.config.vocab_size, 4);
     KVCache dense(m.config, 24);
     const at::Tensor want = forward(m, toks, dense);
-    BatchDecoderOptions o;
-    o.cache.key_dtype = o.cache.value_dtype = CacheDType::F32;
-    o.cache.block_tokens = 5;
-    o.cache.budget_bytes = 1 << 20;
-    o.threads = 2;
-    BatchDecoder dec(m, o);
-    const int id = dec.add(std::span<const int32_t>(toks.data(), 2));
-    for (std::size_t t = 2; t < toks.size(); ++t)
-      EXPECT_LT(rel_err(step_logits(dec, id, toks[t]), want[static_cast<int64_t>(t)]), 1e-5)
-          << "latent " << sh.latent << " rank " << sh.rank << " heads " << sh.heads << ", position "
-          << t;
+    BatchDecoder dec(m, paged_options(CacheDType::F32, CacheDType::F32, 5));
+    EXPECT_LT(worst_step_error(dec, toks, 2, want), 1e-5)
+        << "latent " << sh.latent << " rank " << sh.rank << " heads " << sh.heads;
   }
 }
 
@@ -391,18 +384,9 @@ TEST(Lrkv, QuantizedRowsCostWhatTheirBitsSay) {
   KVCache dense(m.config, 24);
   const at::Tensor want = forward(m, toks, dense);
   auto worst = [&](CacheDType k, CacheDType v, std::size_t payload) {
-    BatchDecoderOptions o;
-    o.cache.key_dtype = k;
-    o.cache.value_dtype = v;
-    o.cache.block_tokens = 4;
-    o.cache.budget_bytes = 1 << 20;
-    BatchDecoder dec(m, o);
+    BatchDecoder dec(m, paged_options(k, v, 4));
     EXPECT_EQ(dec.cache().payload_bytes_per_token(), payload);
-    const int id = dec.add(std::span<const int32_t>(toks.data(), 2));
-    double e = 0;
-    for (std::size_t t = 2; t < toks.size(); ++t)
-      e = std::max(e, rel_err(step_logits(dec, id, toks[t]), want[static_cast<int64_t>(t)]));
-    return e;
+    return worst_step_error(dec, toks, 2, want);
   };
   const double f16 = worst(CacheDType::F16, CacheDType::F16, 2 * 20 * 2);
   const double int8 = worst(CacheDType::Int8, CacheDType::Int8, 2 * (20 + 2));
