@@ -610,5 +610,40 @@ TEST(PagedKVCache, FullKeysOfOneQueryGoTokenByToken) {
   }
 }
 
+// MLA's layers: no value rows, the values read as the keys' leading elements.
+TEST(PagedKVCache, ValuesReadInPlaceFromTheKeys) {
+  // 12-wide f16 rows of which the first 8 are the values: 24 bytes a token,
+  // nothing for values; 4-token blocks of 96 bytes (one 128-byte aligned run).
+  const CacheSpec spec{CacheDType::F16, CacheDType::F16, 16, 4, 1 << 20};
+  PagedKVCache cache({{1, 12, 0, 0, 6}}, spec);
+  EXPECT_EQ(cache.payload_bytes_per_token(), 24u);
+  EXPECT_EQ(cache.block_bytes(), 128u);
+  EXPECT_FALSE(cache.keys_by_channel(0));  // the values need whole rows
+  const int id = cache.add_sequence();
+  cache.reserve(id, 6);
+  for (int t = 0; t < 6; ++t) {
+    float row[12];
+    for (int j = 0; j < 12; ++j) row[j] = 0.25f * t + j;  // exact in f16
+    cache.write_key(id, 0, 0, t, row);
+  }
+  PagedRows values = cache.keys(id, 0, 0);
+  values.format = leading_elements(values.format, 8);
+  EXPECT_EQ(values.format.bytes(), 24u);  // the key rows' stride, not 8 x 2
+  for (int t = 0; t < 6; ++t) {
+    float got[8];
+    read_row(values, t, got);
+    for (int j = 0; j < 8; ++j) EXPECT_EQ(got[j], 0.25f * t + j) << t << " " << j;
+  }
+  EXPECT_THROW(cache.values(id, 0, 0), Error);
+  // A view of quantized rows would misplace their scales; too wide a view is
+  // no view.
+  EXPECT_THROW(leading_elements(make_row_format(CacheDType::Int8, 12), 8), Error);
+  EXPECT_THROW(leading_elements(values.format, 9), Error);
+  EXPECT_THROW(PagedKVCache({{1, 12, 0, 0, 6}},
+                            CacheSpec{CacheDType::Int8, CacheDType::F16, 16, 4, 1 << 20}),
+               Error);
+  EXPECT_THROW(PagedKVCache({{1, 12, 0, 8, 6}}, spec), Error);  // values without heads
+}
+
 }  // namespace
 }  // namespace thinkeys
