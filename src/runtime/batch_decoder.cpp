@@ -217,8 +217,10 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const RopeA
   if (variant_) {
     const at::Tensor qkv = project(h, L.wqkv, L.bqkv, L.wqkv_scales).contiguous();
     at::Tensor out = at::empty({B, H * d}, at::kFloat);
-    variant_attention(l, ids, pos_of, qkv.data_ptr<float>(), static_cast<std::size_t>(qkv.size(1)),
-                      out.data_ptr<float>());
+    const at::Tensor cos = angles.cos.contiguous(), sin = angles.sin.contiguous();
+    variant_attention(l, ids, qkv.data_ptr<float>(), static_cast<std::size_t>(qkv.size(1)),
+                      cos.data_ptr<float>(), sin.data_ptr<float>(),
+                      static_cast<std::size_t>(cos.size(-1)), pos_of, out.data_ptr<float>());
     return out;
   }
   QKV p = split_qkv(c, l, project(h, L.wqkv, L.bqkv, L.wqkv_scales));
@@ -261,34 +263,34 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const RopeA
   return out;
 }
 
-void BatchDecoder::variant_attention(int l, std::span<const int> ids, std::span<const int64_t> pos,
-                                     const float* qkv, std::size_t ld_qkv, float* att) {
+void BatchDecoder::variant_attention(int l, std::span<const int> ids, const float* qkv,
+                                     std::size_t ld_qkv, const float* cos, const float* sin,
+                                     std::size_t ld_angles, std::span<const int64_t> pos,
+                                     float* att) {
   const ModelConfig& c = model_->config;
   const VariantRows& v = *variant_;
   const int B = static_cast<int>(ids.size()), H = v.heads(), kw = v.key_width();
-  const int vw = v.value_width(), half = v.rope_half();
+  const int vw = v.value_width();
   auto grow = [](std::vector<float>& buf, std::size_t n) {
     if (buf.size() < n) buf.resize(n);
   };
   grow(variant_q_, std::size_t(B) * H * kw);
   grow(variant_out_, std::size_t(B) * H * vw);
-  grow(variant_angles_, std::size_t(B) * 2 * half);
   grow(variant_k_, kw);
   grow(variant_v_, vw);
-  auto cos_of = [&](int b) { return variant_angles_.data() + std::size_t(b) * 2 * half; };
   tasks_.clear();
   value_rows_.clear();
   task_latent_.clear();
   value_rows_.reserve(B);  // tasks point into it
   for (int b = 0; b < B; ++b) {
     const int id = ids[b], p = static_cast<int>(pos[b]);
-    v.angles(static_cast<float>(p), cos_of(b), cos_of(b) + half);
-    v.cache_rows(l, qkv + b * ld_qkv, cos_of(b), cos_of(b) + half, variant_k_.data(),
+    v.cache_rows(l, qkv + b * ld_qkv, cos + b * ld_angles, sin + b * ld_angles, variant_k_.data(),
                  variant_v_.data());
     cache_.write_key(id, l, 0, p, variant_k_.data());
+    const PagedRows keys = cache_.keys(id, l, 0);
     if (v.values_in_keys()) {
-      PagedRows rows = cache_.keys(id, l, 0);
-      rows.format = leading_elements(rows.format, vw);
+      PagedRows rows = keys;
+      rows.format = leading_elements(keys.format, vw);
       value_rows_.push_back(rows);
     } else {
       cache_.write_value(id, l, 0, p, variant_v_.data());
@@ -297,7 +299,7 @@ void BatchDecoder::variant_attention(int l, std::span<const int> ids, std::span<
     AttentionTask t;
     t.q = variant_q_.data() + std::size_t(b) * H * kw;
     t.n_queries = H;
-    t.keys = cache_.keys(id, l, 0);
+    t.keys = keys;
     t.values = &value_rows_.back();
     t.n_values = 1;
     t.end = p + 1;
@@ -309,7 +311,7 @@ void BatchDecoder::variant_attention(int l, std::span<const int> ids, std::span<
   // the pool as the GEMVs' rows do.
   pool_->run(B * H, [&](int i, int) {
     const int b = i / H, h = i % H;
-    v.query(l, qkv + b * ld_qkv, cos_of(b), cos_of(b) + half, h,
+    v.query(l, qkv + b * ld_qkv, cos + b * ld_angles, sin + b * ld_angles, h,
             variant_q_.data() + std::size_t(i) * kw);
   });
   splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);

@@ -117,10 +117,12 @@ class BatchDecoder {
   at::Tensor layer_attention(int layer, const at::Tensor& h, const RopeAngles& angles,
                              std::span<const int> ids, std::span<const int64_t> pos_of);
   // MLA / LRKV attention of one layer for rows as forward_rows takes them,
-  // from their fused projections qkv [rows][ld_qkv] (runtime/variant_rows.h):
-  // caches each row's key (and value) and writes att [rows][H * head_dim].
-  void variant_attention(int layer, std::span<const int> ids, std::span<const int64_t> pos,
-                         const float* qkv, std::size_t ld_qkv, float* att);
+  // from their fused projections qkv [rows][ld_qkv] and the step's RoPE
+  // angles cos / sin [rows][ld_angles] (runtime/variant_rows.h): caches each
+  // row's key (and value) and writes att [rows][H * head_dim].
+  void variant_attention(int layer, std::span<const int> ids, const float* qkv, std::size_t ld_qkv,
+                         const float* cos, const float* sin, std::size_t ld_angles,
+                         std::span<const int64_t> pos, float* att);
   void check_token(int32_t token) const;
   void check_context(int64_t tokens) const;
 
@@ -143,7 +145,7 @@ class BatchDecoder {
   std::vector<at::Tensor> up_t_;                 // latent: per layer [key heads, r, share*d]
   std::vector<std::vector<LatentKeys>> latent_;  // [layer][key head]
   std::unique_ptr<VariantRows> variant_;         // MLA and LRKV only
-  std::vector<float> variant_q_, variant_out_, variant_angles_, variant_k_, variant_v_;
+  std::vector<float> variant_q_, variant_out_, variant_k_, variant_v_;
   // Reused across steps so the attention call itself does not allocate.
   std::vector<AttentionTask> tasks_;
   std::vector<PagedRows> value_rows_;

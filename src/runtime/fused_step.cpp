@@ -185,8 +185,8 @@ void BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t>
     norm(fl.norm1, fl.norm1_b, x, f.h.data());
     gemm(*pool_, xq, f.xb, fl.qkv, D, fl.n_qkv, f.h.data(), B, ptr(fl.b_qkv), f.qkv.data());
     if (variant_) {
-      variant_attention(l, ids, pos, f.qkv.data(), static_cast<std::size_t>(fl.n_qkv),
-                        f.att.data());
+      variant_attention(l, ids, f.qkv.data(), static_cast<std::size_t>(fl.n_qkv), f.cos.data(),
+                        f.sin.data(), static_cast<std::size_t>(max_half), pos, f.att.data());
     } else {
       // A thin key's own table over the key width (RopeTable::KeyWidth).
       const bool own = rope && mode == RopeMode::Full && fl.inv_freq.defined();

@@ -45,8 +45,6 @@ VariantRows::VariantRows(const Model& model) {
   r_ = c.attention.rank;
   key_width_ = c.cache_key_width(0);
   value_width_ = mla_ ? dc_ : c.cache_value_width();
-  const at::Tensor f = model.rope_inv_freq.to(at::kFloat).contiguous();
-  inv_freq_.assign(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
   for (const LayerWeights& L : model.weights.layers) {
     Layer l;
     if (mla_) {
@@ -58,10 +56,6 @@ VariantRows::VariantRows(const Model& model) {
     }
     layers_.push_back(l);
   }
-}
-
-void VariantRows::angles(float position, float* cos, float* sin) const {
-  rope_angles(position, inv_freq_.data(), rope_half(), cos, sin);
 }
 
 void VariantRows::cache_rows(int layer, const float* qkv, const float* cos, const float* sin,

@@ -27,12 +27,10 @@ class VariantRows {
   // Width of a cached value row (LRKV) or of the keys' latent part (MLA):
   // the kernel's output per query.
   int value_width() const { return value_width_; }
-  int rope_half() const { return static_cast<int>(inv_freq_.size()); }
 
-  // cos / sin [rope_half] of `position`.
-  void angles(float position, float* cos, float* sin) const;
-  // From one token's fused projection row `qkv`, rotated by cos / sin: the
-  // rows to cache (value_row only for LRKV).
+  // From one token's fused projection row `qkv`, rotated by cos / sin (the
+  // model's RoPE table at the token's position): the rows to cache
+  // (value_row only for LRKV).
   void cache_rows(int layer, const float* qkv, const float* cos, const float* sin, float* key_row,
                   float* value_row) const;
   // Head h's query row [key_width] from the same projection row.
@@ -50,7 +48,6 @@ class VariantRows {
   bool mla_ = false, rms_ = true;
   int H_ = 0, d_ = 0, dn_ = 0, dr_ = 0, dc_ = 0, r_ = 0, key_width_ = 0, value_width_ = 0;
   float eps_ = 0;
-  std::vector<float> inv_freq_;
   std::vector<Layer> layers_;
 };
 
