@@ -15,6 +15,7 @@
 #include "io/hf_config.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
+#include "model/weight_format.h"
 #include "runtime/batch_decoder.h"
 #include "runtime/logits_tensor.h"
 #include "test_support.h"
@@ -297,6 +298,44 @@ TEST_P(VariantTest, PagedDecodeMatchesThePlainReference) {
       EXPECT_LT(worst_step_error(dec, toks, 5, want), tol)
           << to_string(dtype) << (fused ? " fused" : " libtorch");
     }
+  }
+}
+
+// MLA's and LRKV's per-head maps keep the model's float dtype when its
+// matrices are converted (bf16 beside int8 ones), so a step reads half
+// their f32 bytes, and decoding reads them as held: against the plain
+// reference widening the same stored values to double (bf16, f16), or, for
+// int8 matrices, whose activations decode rounds to int16, the libtorch
+// dense pass of the same model.
+TEST_P(VariantTest, MapsKeepTheModelsDtypeAndDecodeAsHeld) {
+  const auto toks = random_tokens(19, 53, 6);
+  for (WeightFormat f : {WeightFormat::BF16, WeightFormat::F16, WeightFormat::Int8}) {
+    Model m = random_variant(arch(), 3);
+    m.weights.layers[0].w_down.zero_();
+    convert_weights(m, f);
+    const LayerWeights& L = m.weights.layers[0];
+    int64_t maps = 0;
+    for (const at::Tensor* t : {&L.kv_up, &L.k_res_up, &L.v_res_up}) {
+      if (!t->defined()) continue;
+      EXPECT_EQ(t->scalar_type(), f == WeightFormat::F16 ? at::kHalf : at::kBFloat16);
+      maps += t->numel();
+    }
+    EXPECT_EQ(maps, GetParam() ? 4 * 16 * 12 : 2 * 4 * 8 * 3);
+    BatchDecoder dec(m, paged_options(CacheDType::F32, CacheDType::F32, 4));
+    if (f != WeightFormat::Int8) {
+      EXPECT_LT(worst_step_error(dec, toks, 5, reference_logits(m, toks)), 1e-5)
+          << weight_format_name(f);
+      continue;
+    }
+    // One token at a time, so that the dense pass multiplies the int8
+    // matrices by int16-rounded rows as decode does (many rows would take a
+    // bf16 product). The two passes sum in other orders, so an element may
+    // round to the neighbouring level: 2^-16 (1.5e-5) of its row's largest.
+    KVCache dense(m.config, 24);
+    std::vector<at::Tensor> rows;
+    for (int32_t t : toks)
+      rows.push_back(forward(m, std::vector<int32_t>{t}, dense, Logits::Last)[0]);
+    EXPECT_LT(worst_step_error(dec, toks, 5, at::stack(rows)), 1e-4);
   }
 }
 

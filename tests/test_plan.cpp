@@ -368,6 +368,27 @@ TEST(CapacityPlan, MlaAndLrkvAreCountedInThePagedCache) {
   EXPECT_EQ(lrkv[1].key_bytes_per_token, 4u * (112 + 4 * 2));
 }
 
+// MLA's per-head up maps (kv_b_proj: 4 layers x 4 heads x (64 + 64) x 96
+// = 196,608 weights) are held as bf16 beside int8 or int4 matrices, not
+// packed: 2 bytes each, the rest at int8's 1 + 2/64 or int4's 0.5 + 2/32.
+TEST(CapacityPlan, MlaMapsCountAsBf16BesidePackedWeights) {
+  const ModelConfig c = config_file("mla-small.json");
+  PlanOptions o = options(std::size_t{1} << 30, {1024});
+  o.reserve_bytes = 0;
+  o.weights = "bf16";
+  const CapacityPlan bf16 = plan_capacity(c, o);
+  const double total = static_cast<double>(bf16.weight_bytes) / 2, maps = 196608;
+  EXPECT_EQ(bf16.parameters.float_maps, 196608);
+  o.weights = "int8";
+  EXPECT_EQ(plan_capacity(c, o).weight_bytes,
+            static_cast<std::size_t>((total - maps) * (1 + 2.0 / 64) + maps * 2));
+  o.weights = "int4";
+  EXPECT_EQ(plan_capacity(c, o).weight_bytes,
+            static_cast<std::size_t>((total - maps) * (0.5 + 2.0 / 32) + maps * 2));
+  o.weights = "f32";
+  EXPECT_EQ(plan_capacity(c, o).weight_bytes, bf16.weight_bytes * 2);
+}
+
 TEST(CapacityPlan, DecodeFloorFromTheBytesAStepReads) {
   const ModelConfig c = config_file("llama-2-7b.json");
   PlanOptions o = options(80000000000, {4096});

@@ -94,6 +94,11 @@ TEST(PlanWeights, CountMatchesTheRuntimesTensors) {
     const ParameterCount n = count_parameters(m.config);
     EXPECT_EQ(n.total, m.parameter_count()) << hf_config_json(m.config);
     EXPECT_EQ(n.per_step * 4, m.weight_bytes()) << m.config.architecture;
+    int64_t maps = 0;
+    for (const auto& L : m.weights.layers)
+      for (const at::Tensor* t : {&L.kv_up, &L.k_res_up, &L.v_res_up})
+        if (t->defined()) maps += t->numel();
+    EXPECT_EQ(n.float_maps, maps) << m.config.architecture;
   }
 }
 

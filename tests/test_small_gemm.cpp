@@ -13,6 +13,7 @@
 #include "kernels/small_gemm.h"
 #include "model/engine_threads.h"
 #include "model/layer_ops.h"
+#include "util/error.h"
 #include "util/work_pool.h"
 
 namespace thinkeys {
@@ -47,6 +48,36 @@ TEST(SmallGemm, MatchesLinearForOddShapes) {
                      with_bias ? b.data_ptr<float>() : nullptr, y.data_ptr<float>(), out, o0, o1);
         expect_close(y, with_bias ? at::linear(x, w, b) : at::linear(x, w), x, w, b);
       }
+}
+
+// W^T x added into out, for each float dtype a map can be held in: against
+// libtorch's product of the widened matrix; rows of a larger matrix (ld >
+// cols) and widths that are no whole vector; packed weights refused.
+TEST(SmallGemm, TransposedProductAddsIntoTheOutput) {
+  at::manual_seed(9);
+  for (at::ScalarType st : {at::kFloat, at::kBFloat16, at::kHalf})
+    for (int rows : {1, 3, 64})
+      for (int cols : {1, 7, 16, 33, 256}) {
+        const at::Tensor big = at::randn({rows, cols + 5}).to(st);
+        const at::Tensor w = big.narrow(1, 0, cols);  // a row stride of cols + 5
+        const at::Tensor x = at::randn({rows});
+        const at::Tensor start = at::randn({cols});
+        at::Tensor out = start.clone();
+        const WeightType type = st == at::kFloat      ? WeightType::F32
+                                : st == at::kBFloat16 ? WeightType::BF16
+                                                      : WeightType::F16;
+        small_gemm_transposed(WeightRows{type, big.data_ptr(), static_cast<std::size_t>(cols + 5)},
+                              rows, cols, x.data_ptr<float>(), out.data_ptr<float>());
+        const at::Tensor wf = w.to(at::kFloat);
+        const at::Tensor want = start + at::matmul(x, wf);
+        const at::Tensor scale = start.abs() + at::matmul(x.abs(), wf.abs());
+        EXPECT_LE(((out - want).abs() - (1e-5 * scale + 1e-30)).max().item<float>(), 0.0f)
+            << at::toString(st) << " rows " << rows << " cols " << cols;
+      }
+  const int8_t levels[32] = {};
+  EXPECT_THROW(
+      small_gemm_transposed(WeightRows{WeightType::Int8, levels, 32}, 1, 1, nullptr, nullptr),
+      Error);
 }
 
 TEST(SmallGemm, StridedOperandsAndNothingWrittenOutsideTheRange) {

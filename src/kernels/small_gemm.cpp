@@ -12,6 +12,7 @@
 #include "format/row_codec.h"
 #include "kernels/packed_gemm.h"
 #include "kernels/weight_prefetch.h"
+#include "util/error.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace thinkeys {
@@ -181,6 +182,36 @@ void SmallGemm(const WeightRows& w, int in, const float* x, std::size_t ldx, int
   }
 }
 
+// W^T x row after row: each weight row is read once, as stored, and scaled
+// into the whole output, which stays in L1 (a latent or rank wide).
+template <WeightType T>
+void TransposedTyped(const WeightRows& rows_of_w, int rows, int cols, const float* x, float* out) {
+  const DF df;
+  const int N = static_cast<int>(hn::Lanes(df));
+  const Reader<T> w{rows_of_w.data, rows_of_w.ld};
+  for (int i = 0; i < rows; ++i) {
+    const auto xi = hn::Set(df, x[i]);
+    int j = 0;
+    for (; j + N <= cols; j += N)
+      hn::StoreU(hn::MulAdd(xi, w.vec(df, i, j), hn::LoadU(df, out + j)), df, out + j);
+    for (; j < cols; ++j) out[j] += x[i] * w.scalar(i, j);
+  }
+}
+
+void SmallGemmTransposed(const WeightRows& w, int rows, int cols, const float* x, float* out) {
+  switch (w.type) {
+    case WeightType::F32:
+      return TransposedTyped<WeightType::F32>(w, rows, cols, x, out);
+    case WeightType::BF16:
+      return TransposedTyped<WeightType::BF16>(w, rows, cols, x, out);
+    case WeightType::F16:
+      return TransposedTyped<WeightType::F16>(w, rows, cols, x, out);
+    case WeightType::Int8:
+    case WeightType::Int4:
+      break;  // refused by small_gemm_transposed()
+  }
+}
+
 const char* GemmTargetName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
@@ -191,6 +222,7 @@ HWY_AFTER_NAMESPACE();
 namespace thinkeys {
 
 HWY_EXPORT(SmallGemm);
+HWY_EXPORT(SmallGemmTransposed);
 HWY_EXPORT(GemmTargetName);
 
 void small_gemm(const WeightRows& w, int in, const float* x, std::size_t ldx, int rows,
@@ -222,6 +254,13 @@ void small_gemm(const float* w, std::size_t ldw, int in, const float* x, std::si
                 const float* bias, float* y, std::size_t ldy, int o_begin, int o_end) {
   small_gemm(WeightRows{WeightType::F32, w, ldw, nullptr, 0}, in, x, ldx, rows, bias, y, ldy,
              o_begin, o_end);
+}
+
+void small_gemm_transposed(const WeightRows& w, int rows, int cols, const float* x, float* out) {
+  if (packed_weights(w.type))
+    throw Error(std::string("a transposed product of ") + weight_type_name(w.type) +
+                " weights: their blocks are packed for products by rows");
+  HWY_DYNAMIC_DISPATCH(SmallGemmTransposed)(w, rows, cols, x, out);
 }
 
 const char* small_gemm_target() { return HWY_DYNAMIC_DISPATCH(GemmTargetName)(); }

@@ -43,6 +43,12 @@ void small_gemm(const WeightRows& w, int in, const GemmRows& x, int rows, const 
 void small_gemm(const float* w, std::size_t ldw, int in, const float* x, std::size_t ldx, int rows,
                 const float* bias, float* y, std::size_t ldy, int o_begin, int o_end);
 
+// out[j] += sum_i W(i, j) * x[i] for j in [0, cols), i in [0, rows): W^T x,
+// read row after row as stored. f32, bf16 and f16 weights (packed int8 /
+// int4 blocks are refused); MLA's and LRKV's per-head maps absorbed into a
+// query (runtime/variant_rows.h).
+void small_gemm_transposed(const WeightRows& w, int rows, int cols, const float* x, float* out);
+
 // Name of the instruction set the dispatcher picked on this machine.
 const char* small_gemm_target();
 

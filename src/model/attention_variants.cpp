@@ -28,7 +28,8 @@ at::Tensor mla_attend(const ModelConfig& c, const LayerWeights& L, const at::Ten
   const int64_t B = q.size(0), T = q.size(1), H = c.n_heads, d = c.head_dim;
   const int64_t dn = c.attention.nope_dim, dr = c.attention.rope_dim, dc = c.attention.latent;
   at::Tensor qh = q.view({B, T, H, dn + dr});
-  at::Tensor up = L.kv_up.view({H, dn + d, dc});
+  // The map in the model's dtype (bf16 for a bf16 model), widened for this pass.
+  at::Tensor up = L.kv_up.to(at::kFloat).view({H, dn + d, dc});
   // Absorb W_UK into the query: q_n . (W_UK c) = (W_UK^T q_n) . c.
   at::Tensor q_lat = at::einsum("bthn,hnc->bhtc", {qh.narrow(3, 0, dn), up.narrow(1, 0, dn)});
   at::Tensor q_rope = rotate(qh.narrow(3, dn, dr), cos, sin).permute({0, 2, 1, 3});
@@ -44,7 +45,8 @@ at::Tensor lrkv_attend(const ModelConfig& c, const LayerWeights& L, const at::Te
                        const at::Tensor& sin, const at::Tensor& mask) {
   const int64_t B = q.size(0), T = q.size(1), H = c.n_heads, d = c.head_dim, r = c.attention.rank;
   at::Tensor qh = q.view({B, T, H, d});
-  at::Tensor uk = L.k_res_up.view({H, d, r}), uv = L.v_res_up.view({H, d, r});
+  at::Tensor uk = L.k_res_up.to(at::kFloat).view({H, d, r});
+  at::Tensor uv = L.v_res_up.to(at::kFloat).view({H, d, r});
   at::Tensor q_rot = rotate(qh, cos, sin).permute({0, 2, 1, 3});  // [B, H, T, d]
   at::Tensor q_res = at::einsum("bthd,hdr->bhtr", {qh, uk});      // U_h^T q, unrotated
   at::Tensor k_shared = krows.narrow(2, 0, d).unsqueeze(1);       // [B, 1, S, d]

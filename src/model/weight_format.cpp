@@ -34,6 +34,17 @@ at::Tensor convert_matrix(const at::Tensor& w, WeightFormat format, at::Tensor& 
   return levels;
 }
 
+// MLA's and LRKV's per-head maps: a step reads them whole, as it reads the
+// matrices (MLA's are 9% of the bench MLA model's bf16 step), but applies them
+// on either side of attention (runtime/variant_rows.h), transposed on the
+// query side, which the packed int8 / int4 blocks are not laid out for; so
+// models whose matrices are int8 or int4 hold these maps as bf16.
+at::Tensor convert_map(const at::Tensor& w, WeightFormat format) {
+  if (!w.defined()) return w;
+  const at::ScalarType st = packed_format(format) ? at::kBFloat16 : float_type(format);
+  return w.scalar_type() == st ? w : on_huge_pages(w.to(st).contiguous());
+}
+
 // Views that finalize() made into a fused matrix, made again into its
 // converted copy (the old views would keep the old storage alive).
 void renarrow(const at::Tensor& fused, std::vector<at::Tensor*> parts) {
@@ -165,10 +176,11 @@ void convert_weights(Model& m, WeightFormat format) {
     } else {
       L.w_up = convert_matrix(L.w_up, format, L.w_up_scales);
     }
-    for (at::Tensor* t : {&L.attn_norm, &L.attn_norm_bias, &L.bqkv, &L.bo, &L.mlp_norm,
-                          &L.mlp_norm_bias, &L.b_gate_up, &L.b_down, &L.k_down, &L.q_down, &L.k_up,
-                          &L.kv_norm, &L.kv_up, &L.k_res_up, &L.v_res_up, &L.rope_inv_freq})
+    for (at::Tensor* t :
+         {&L.attn_norm, &L.attn_norm_bias, &L.bqkv, &L.bo, &L.mlp_norm, &L.mlp_norm_bias,
+          &L.b_gate_up, &L.b_down, &L.k_down, &L.q_down, &L.k_up, &L.kv_norm, &L.rope_inv_freq})
       *t = to_f32(*t);
+    for (at::Tensor* t : {&L.kv_up, &L.k_res_up, &L.v_res_up}) *t = convert_map(*t, format);
     // The bias views follow their fused tensor, as finalize() made them.
     if (L.bqkv.defined()) {
       const int64_t nq = L.wq.size(0), nk = L.wk.size(0);

@@ -2,8 +2,9 @@
 // The dtype a model's large matrices are held in while it runs. Decode reads
 // every projection, MLP and head weight once per step, so holding them as the
 // checkpoint stored them (bf16, f16), or as int8 or int4 with per-group
-// scales, divides the bytes a step streams; small tensors (norms, biases, thin-key
-// maps) stay f32.
+// scales, divides the bytes a step streams. MLA's and LRKV's per-head maps
+// follow in a float dtype (bf16 beside int8 / int4 matrices); small tensors
+// (norms, biases, thin-key maps) stay f32.
 #include <ATen/ATen.h>
 
 #include <utility>
@@ -18,7 +19,8 @@ namespace thinkeys {
 WeightFormat current_weight_format(const Model& m);
 
 // Converts the streamed matrices (wqkv, wo, w_gate_up / w_up, w_down, tok_emb,
-// lm_head) to `format` and every other tensor to f32, keeping the views into
+// lm_head) to `format`, MLA's and LRKV's maps to its float dtype (bf16 for
+// int8 / int4) and every other tensor to f32, keeping the views into
 // the fused matrices. Int8 and int4 are one-way: their levels cannot feed
 // training, compression or finalize() again. Call after finalize().
 void convert_weights(Model& m, WeightFormat format);

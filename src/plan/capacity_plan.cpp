@@ -137,9 +137,15 @@ CapacityPlan plan_capacity(const ModelConfig& c, const PlanOptions& o) {
   p.weight_dtype = canonical_dtype(dtype);
   p.parameters = count_parameters(c);
   const double element = weight_element_bytes(p.weight_dtype);
-  p.weight_bytes = static_cast<std::size_t>(static_cast<double>(p.parameters.total) * element);
-  p.weight_read_bytes =
-      static_cast<std::size_t>(static_cast<double>(p.parameters.per_step) * element);
+  const bool packed = p.weight_dtype == "int8" || p.weight_dtype == "int4";
+  const double map_element = packed ? 2.0 : element;
+  auto bytes = [&](int64_t elements) {
+    return static_cast<std::size_t>(static_cast<double>(elements - p.parameters.float_maps) *
+                                        element +
+                                    static_cast<double>(p.parameters.float_maps) * map_element);
+  };
+  p.weight_bytes = bytes(p.parameters.total);
+  p.weight_read_bytes = bytes(p.parameters.per_step);
 
   p.memory_bytes = o.memory_bytes;
   p.reserve_bytes = o.reserve_bytes * static_cast<std::size_t>(o.devices);

@@ -6,6 +6,7 @@
 
 #include "kernels/row_ops.h"
 #include "kernels/small_gemm.h"
+#include "model/weight_format.h"
 #include "model/weights.h"
 #include "util/error.h"
 
@@ -19,14 +20,16 @@ const float* f32_data(const at::Tensor& t, const char* what) {
   return t.data_ptr<float>();
 }
 
-// out[j] += sum_i x[i] * w[i * cols + j]: W^T x for W row-major [rows][cols],
-// row after row, so the map is read as stored.
-void add_transposed(const float* w, int rows, int cols, const float* x, float* out) {
-  for (int i = 0; i < rows; ++i) {
-    const float xi = x[i];
-    const float* row = w + static_cast<std::size_t>(i) * cols;
-    for (int j = 0; j < cols; ++j) out[j] += xi * row[j];
-  }
+// A per-head map as the model holds it (f32, bf16 or f16, convert_weights).
+WeightRows map_rows(const at::Tensor& t, const char* what) {
+  if (!t.defined() || t.dim() != 2 || !t.is_contiguous())
+    throw Error(std::string("MLA / LRKV decoding needs the model's ") + what +
+                " as a contiguous matrix");
+  const WeightRows w = weight_rows(t);
+  if (packed_weights(w.type))
+    throw Error(std::string("MLA / LRKV decoding reads ") + what +
+                " as f32, bf16 or f16, not packed integer levels");
+  return w;
 }
 
 }  // namespace
@@ -48,11 +51,11 @@ VariantRows::VariantRows(const Model& model) {
   for (const LayerWeights& L : model.weights.layers) {
     Layer l;
     if (mla_) {
-      l.up = f32_data(L.kv_up, "kv_up");
+      l.up = map_rows(L.kv_up, "kv_up");
       l.kv_norm = f32_data(L.kv_norm, "kv_norm");
     } else {
-      l.up = f32_data(L.k_res_up, "k_res_up");
-      l.v_up = f32_data(L.v_res_up, "v_res_up");
+      l.up = map_rows(L.k_res_up, "k_res_up");
+      l.v_up = map_rows(L.v_res_up, "v_res_up");
     }
     layers_.push_back(l);
   }
@@ -84,19 +87,20 @@ void VariantRows::cache_rows(int layer, const float* qkv, const float* cos, cons
 
 void VariantRows::query(int layer, const float* qkv, const float* cos, const float* sin, int h,
                         float* out) const {
-  const float* up = layers_[layer].up;
+  const WeightRows& up = layers_[layer].up;
   std::fill(out, out + key_width_, 0.0f);
   if (mla_) {
     // [W_UK^T q_nope ; rotated q_rope]: W_UK is head h's first dn rows of kv_up.
     const float* q = qkv + h * (dn_ + dr_);
-    add_transposed(up + static_cast<std::size_t>(h) * (dn_ + d_) * dc_, dn_, dc_, q, out);
+    small_gemm_transposed(up.from_row(static_cast<std::size_t>(h) * (dn_ + d_)), dn_, dc_, q, out);
     std::copy(q + dn_, q + dn_ + dr_, out + dc_);
     rope_rotate_half(out + dc_, 1, dr_, dr_, cos, sin);
     return;
   }
   // [rotated q ; 0 .. U_k^T q (unrotated) at head h's residual channels .. 0].
   const float* q = qkv + h * d_;
-  add_transposed(up + static_cast<std::size_t>(h) * d_ * r_, d_, r_, q, out + d_ + h * r_);
+  small_gemm_transposed(up.from_row(static_cast<std::size_t>(h) * d_), d_, r_, q,
+                        out + d_ + h * r_);
   std::copy(q, q + d_, out);
   rope_rotate_half(out, 1, d_, d_, cos, sin);
 }
@@ -104,10 +108,10 @@ void VariantRows::query(int layer, const float* qkv, const float* cos, const flo
 void VariantRows::output(int layer, int h, const float* kernel_out, float* att) const {
   const Layer& l = layers_[layer];
   if (mla_)  // W_UV (head h's d rows after its dn W_UK rows) times the summed latent
-    small_gemm(l.up + (static_cast<std::size_t>(h) * (dn_ + d_) + dn_) * dc_, dc_, dc_, kernel_out,
-               dc_, 1, nullptr, att, d_, 0, d_);
+    small_gemm(l.up.from_row(static_cast<std::size_t>(h) * (dn_ + d_) + dn_), dc_, kernel_out, dc_,
+               1, nullptr, att, d_, 0, d_);
   else  // the shared value part plus U_v times the head's own value latent
-    small_gemm(l.v_up + static_cast<std::size_t>(h) * d_ * r_, r_, r_, kernel_out + d_ + h * r_, r_,
+    small_gemm(l.v_up.from_row(static_cast<std::size_t>(h) * d_), r_, kernel_out + d_ + h * r_, r_,
                1, kernel_out, att, d_, 0, d_);
 }
 

@@ -11,6 +11,8 @@
 // dense one: MLA's values are its rows' latent part, read in place.
 #include <vector>
 
+#include "kernels/weight_rows.h"
+
 namespace thinkeys {
 
 struct Model;
@@ -41,8 +43,8 @@ class VariantRows {
 
  private:
   struct Layer {
-    const float* up = nullptr;       // MLA kv_up [H*(dn+d), dc]; LRKV k_res_up [H*d, r]
-    const float* v_up = nullptr;     // LRKV v_res_up [H*d, r]
+    WeightRows up;                   // MLA kv_up [H*(dn+d), dc]; LRKV k_res_up [H*d, r]
+    WeightRows v_up;                 // LRKV v_res_up [H*d, r]
     const float* kv_norm = nullptr;  // MLA [dc]
   };
   bool mla_ = false, rms_ = true;
