@@ -370,6 +370,24 @@ TEST_P(VariantTest, BatchedPagedStepsMatchTheDenseRuntime) {
   }
 }
 
+// More query heads than one attention task takes (72 > kMaxQueries = 64):
+// each cached row gets two tasks, run together; every head still matches
+// the plain per-head reference, on the fused step and the libtorch pass.
+TEST_P(VariantTest, MoreHeadsThanATaskTakes) {
+  ArchConfig a = arch();
+  a.n_heads = 72;
+  Model m = random_variant(a, 12);
+  m.weights.layers[0].w_down.zero_();
+  const auto toks = random_tokens(11, m.config.vocab_size, 4);
+  const at::Tensor want = reference_logits(m, toks);
+  for (bool fused : {true, false}) {
+    BatchDecoderOptions o = paged_options(CacheDType::F32, CacheDType::F32, 4);
+    o.fused = fused;
+    BatchDecoder dec(m, o);
+    EXPECT_LT(worst_step_error(dec, toks, 3, want), 1e-5) << (fused ? "fused" : "libtorch");
+  }
+}
+
 // A latent of whole vectors (32 floats): the kernel reads the value rows in
 // place at the key rows' stride instead of decoding them to scratch first.
 TEST(Mla, WideLatentValuesReadInPlace) {

@@ -62,16 +62,14 @@ BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& option
   shape_.max_share = latent ? c.key_share() : 1;
   shape_.max_heads = c.key_heads();
   if (!c.is_standard_attention()) {
-    if (c.n_heads > kMaxQueries)
-      throw Error(
-          "MLA / LRKV decoding reads one cached row per token with every query head: at "
-          "most " +
-          std::to_string(kMaxQueries) + " heads, not " + std::to_string(c.n_heads));
+    // Every query head reads the one cached row; a task takes at most
+    // kMaxQueries of them, so wider models give a row several tasks, run
+    // together (max_heads) so that each block is read from memory once.
     variant_ = std::make_unique<VariantRows>(model);
     shape_.head_dim = variant_->value_width();
-    shape_.max_queries = c.n_heads;
+    shape_.max_queries = std::min(c.n_heads, kMaxQueries);
     shape_.max_key_width = variant_->key_width();
-    shape_.max_heads = 1;
+    shape_.max_heads = (c.n_heads + kMaxQueries - 1) / kMaxQueries;
   }
   for (int t = 0; t < pool_->threads(); ++t) scratch_.emplace_back(shape_);
   if (latent) {
@@ -296,19 +294,21 @@ void BatchDecoder::variant_attention(int l, std::span<const int> ids, const floa
       cache_.write_value(id, l, 0, p, variant_v_.data());
       value_rows_.push_back(cache_.values(id, l, 0));
     }
-    AttentionTask t;
-    t.q = variant_q_.data() + std::size_t(b) * H * kw;
-    t.n_queries = H;
-    t.keys = keys;
-    t.values = &value_rows_.back();
-    t.n_values = 1;
-    t.end = p + 1;
-    t.begin = c.sliding_window ? std::max(0, t.end - *c.sliding_window) : 0;
-    t.out = variant_out_.data() + std::size_t(b) * H * vw;
-    tasks_.push_back(t);
+    for (int q0 = 0; q0 < H; q0 += kMaxQueries) {
+      AttentionTask t;
+      t.q = variant_q_.data() + (std::size_t(b) * H + q0) * kw;
+      t.n_queries = std::min(kMaxQueries, H - q0);
+      t.keys = keys;
+      t.values = &value_rows_.back();
+      t.n_values = 1;
+      t.end = p + 1;
+      t.begin = c.sliding_window ? std::max(0, t.end - *c.sliding_window) : 0;
+      t.out = variant_out_.data() + (std::size_t(b) * H + q0) * vw;
+      tasks_.push_back(t);
+    }
   }
-  // The per-head maps are f32 weights read every step: heads share out over
-  // the pool as the GEMVs' rows do.
+  // The per-head maps are weights read every step: heads share out over the
+  // pool as the GEMVs' rows do.
   pool_->run(B * H, [&](int i, int) {
     const int b = i / H, h = i % H;
     v.query(l, qkv + b * ld_qkv, cos + b * ld_angles, sin + b * ld_angles, h,
