@@ -133,6 +133,10 @@ class BatchDecoder {
   struct FusedStep;
   void fused_rows(std::span<const int> ids, std::span<const int32_t> tokens,
                   std::span<const int64_t> pos, float* logits);
+  // Its standard attention of one layer (every RoPE mode) into FusedStep::att;
+  // angle tables have rows of max_half floats.
+  void fused_attention(int layer, std::span<const int> ids, std::span<const int64_t> pos,
+                       int max_half);
   std::unique_ptr<FusedStep> fused_;  // null when the options ask for the libtorch pass
 
   const Model* model_;  // never null; a pointer so use_model can swap it

@@ -79,7 +79,116 @@ void gemm(WorkPool& pool, Int16RowBuffer& xq_buffer, std::vector<uint16_t>& bf16
   });
 }
 
+// cos / sin [rows][ld] of each row's position by the table inv_freq.
+void step_angles(const at::Tensor& inv_freq, std::span<const int64_t> pos, int ld, float* cos,
+                 float* sin) {
+  const int half = static_cast<int>(inv_freq.numel());
+  for (std::size_t b = 0; b < pos.size(); ++b)
+    rope_angles(static_cast<float>(pos[b]), inv_freq.data_ptr<float>(), half, cos + b * ld,
+                sin + b * ld);
+}
+
 }  // namespace
+
+// Standard attention (every RoPE mode) of layer l for the step's rows: the
+// rows' queries and keys rotated or mapped as the mode wants, keys and
+// values written to the paged cache, then one task per (row, key head)
+// through the paged kernels into f.att.
+void BatchDecoder::fused_attention(int l, std::span<const int> ids, std::span<const int64_t> pos,
+                                   int max_half) {
+  const ModelConfig& c = model_->config;
+  FusedStep& f = *fused_;
+  const FusedStep::Layer& fl = f.layers[l];
+  const int B = static_cast<int>(ids.size()), H = c.n_heads, Hkv = c.n_kv_heads;
+  const int d = c.head_dim, nk = c.key_heads(), share = c.key_share(), G = H / nk;
+  const int r = c.key_width(l), qr = c.q_rows_per_head(l), kr = c.k_rows(l);
+  const bool rope = c.positions == PositionKind::Rope;
+  const RopeMode mode = c.rope_mode();
+  // A thin key's own table over the key width (RopeTable::KeyWidth).
+  const bool own = rope && mode == RopeMode::Full && fl.inv_freq.defined();
+  if (own) step_angles(fl.inv_freq, pos, max_half, f.layer_cos.data(), f.layer_sin.data());
+  const float* cos_l = own ? f.layer_cos.data() : f.cos.data();
+  const float* sin_l = own ? f.layer_sin.data() : f.sin.data();
+  // The query width attention sees: the thin key's (Full, Pairs, Post) or
+  // the head's (Latent, whose kernel rebuilds and rotates full keys).
+  const int qw = mode == RopeMode::Latent ? d : r;
+  tasks_.clear();
+  value_rows_.clear();
+  task_latent_.clear();
+  value_rows_.reserve(std::size_t(B) * Hkv);  // tasks point into it
+  for (int b = 0; b < B; ++b) {
+    float* q = f.qkv.data() + std::size_t(b) * fl.n_qkv;
+    float* k = q + H * qr;
+    float* v = k + kr;
+    const float* cs = cos_l + b * max_half;
+    const float* sn = sin_l + b * max_half;
+    switch (mode) {
+      case RopeMode::Full:
+        if (rope) {
+          rope_rotate_half(q, H, qr, qr, cs, sn);
+          rope_rotate_half(k, nk, r, r, cs, sn);
+        }
+        break;
+      case RopeMode::Pairs:
+        // Each KV head rotates its own kept planes; its query heads too.
+        for (int kh = 0; rope && kh < nk; ++kh) {
+          float* lc = f.layer_cos.data() + b * max_half;
+          float* ls = f.layer_sin.data() + b * max_half;
+          rope_angles(static_cast<float>(pos[b]), fl.inv_freq.data_ptr<float>() + kh * (r / 2),
+                      r / 2, lc, ls);
+          rope_rotate_half(q + kh * G * qr, G, qr, qr, lc, ls);
+          rope_rotate_half(k + kh * r, 1, r, r, lc, ls);
+        }
+        break;
+      case RopeMode::Latent:
+        // The cache keeps the unrotated latent; the kernel rotates keys.
+        if (rope) rope_rotate_half(q, H, d, d, cs, sn);
+        break;
+      case RopeMode::Post: {
+        if (rope) {
+          rope_rotate_half(q, H, d, d, cs, sn);
+          rope_rotate_half(k, Hkv, d, d, cs, sn);
+        }
+        float* qm = f.qmap.data() + std::size_t(b) * H * r;
+        float* km = f.kmap.data() + std::size_t(b) * nk * r;
+        const float* qd = fl.q_down_t.data_ptr<float>();
+        const float* kd = fl.k_down_t.data_ptr<float>();
+        for (int h = 0; h < H; ++h)
+          small_gemm(qd + std::size_t(h) * r * d, d, d, q + h * d, d, 1, nullptr, qm + h * r, r, 0,
+                     r);
+        const int sd = share * d;
+        for (int kh = 0; kh < nk; ++kh)
+          small_gemm(kd + std::size_t(kh) * r * sd, sd, sd, k + kh * sd, sd, 1, nullptr,
+                     km + kh * r, r, 0, r);
+        q = qm;
+        k = km;
+        break;
+      }
+    }
+    const int id = ids[b], p = static_cast<int>(pos[b]);
+    for (int kh = 0; kh < nk; ++kh) cache_.write_key(id, l, kh, p, k + kh * r);
+    for (int vh = 0; vh < Hkv; ++vh) {
+      cache_.write_value(id, l, vh, p, v + vh * d);
+      value_rows_.push_back(cache_.values(id, l, vh));
+    }
+    const int end = p + 1;
+    const int begin = c.sliding_window ? std::max(0, end - *c.sliding_window) : 0;
+    for (int kh = 0; kh < nk; ++kh) {
+      AttentionTask t;
+      t.q = q + kh * G * qw;
+      t.n_queries = G;
+      t.keys = cache_.keys(id, l, kh);
+      t.values = &value_rows_[std::size_t(b) * Hkv + kh * share];
+      t.n_values = share;
+      t.begin = begin;
+      t.end = end;
+      t.out = f.att.data() + (std::size_t(b) * H + kh * G) * d;
+      tasks_.push_back(t);
+      if (!latent_.empty()) task_latent_.push_back(&latent_[l][kh]);
+    }
+  }
+  splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
+}
 
 void BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t> tokens,
                               std::span<const int64_t> pos, float* logits) {
@@ -124,8 +233,7 @@ void BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t>
     f.pos_emb = keep(w.pos_emb);
     f.inv_freq = keep(model_->rope_inv_freq);
   }
-  const int B = static_cast<int>(ids.size()), D = c.dim, H = c.n_heads, Hkv = c.n_kv_heads;
-  const int d = c.head_dim, nk = c.key_heads(), share = c.key_share(), G = H / nk;
+  const int B = static_cast<int>(ids.size()), D = c.dim, H = c.n_heads, d = c.head_dim;
   const bool rope = c.positions == PositionKind::Rope;
   const int table_half = rope ? static_cast<int>(f.inv_freq.numel()) : 0;
   int max_qkv = 0, max_up = 0, max_half = table_half;
@@ -151,7 +259,7 @@ void BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t>
     int max_r = 0;
     for (int l = 0; l < c.n_layers; ++l) max_r = std::max(max_r, c.key_width(l));
     grow(f.qmap, std::size_t(B) * H * max_r);
-    grow(f.kmap, std::size_t(B) * nk * max_r);
+    grow(f.kmap, std::size_t(B) * c.key_heads() * max_r);
   }
 
   Int16RowBuffer& xq = f.xq;
@@ -161,13 +269,7 @@ void BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t>
     if (c.positions == PositionKind::Learned)
       add_to(x + b * D, f.pos_emb.data_ptr<float>() + pos[b] * D, D);
   }
-  auto angles = [&](const at::Tensor& inv_freq, float* cos, float* sin) {
-    const int half = static_cast<int>(inv_freq.numel());
-    for (int b = 0; b < B; ++b)
-      rope_angles(static_cast<float>(pos[b]), inv_freq.data_ptr<float>(), half, cos + b * max_half,
-                  sin + b * max_half);
-  };
-  if (rope) angles(f.inv_freq, f.cos.data(), f.sin.data());
+  if (rope) step_angles(f.inv_freq, pos, max_half, f.cos.data(), f.sin.data());
   auto norm = [&](const at::Tensor& w, const at::Tensor& bias, const float* in, float* out) {
     for (int b = 0; b < B; ++b) {
       if (c.norm == NormKind::RMSNorm)
@@ -181,97 +283,13 @@ void BatchDecoder::fused_rows(std::span<const int> ids, std::span<const int32_t>
 
   for (int l = 0; l < c.n_layers; ++l) {
     const FusedStep::Layer& fl = f.layers[l];
-    const int r = c.key_width(l), qr = c.q_rows_per_head(l), kr = c.k_rows(l);
     norm(fl.norm1, fl.norm1_b, x, f.h.data());
     gemm(*pool_, xq, f.xb, fl.qkv, D, fl.n_qkv, f.h.data(), B, ptr(fl.b_qkv), f.qkv.data());
     if (variant_) {
       variant_attention(l, ids, f.qkv.data(), static_cast<std::size_t>(fl.n_qkv), f.cos.data(),
                         f.sin.data(), static_cast<std::size_t>(max_half), pos, f.att.data());
     } else {
-      // A thin key's own table over the key width (RopeTable::KeyWidth).
-      const bool own = rope && mode == RopeMode::Full && fl.inv_freq.defined();
-      if (own) angles(fl.inv_freq, f.layer_cos.data(), f.layer_sin.data());
-      const float* cos_l = own ? f.layer_cos.data() : f.cos.data();
-      const float* sin_l = own ? f.layer_sin.data() : f.sin.data();
-      // The query width attention sees: the thin key's (Full, Pairs, Post) or
-      // the head's (Latent, whose kernel rebuilds and rotates full keys).
-      const int qw = mode == RopeMode::Latent ? d : r;
-      tasks_.clear();
-      value_rows_.clear();
-      task_latent_.clear();
-      value_rows_.reserve(std::size_t(B) * Hkv);  // tasks point into it
-      for (int b = 0; b < B; ++b) {
-        float* q = f.qkv.data() + std::size_t(b) * fl.n_qkv;
-        float* k = q + H * qr;
-        float* v = k + kr;
-        const float* cs = cos_l + b * max_half;
-        const float* sn = sin_l + b * max_half;
-        switch (mode) {
-          case RopeMode::Full:
-            if (rope) {
-              rope_rotate_half(q, H, qr, qr, cs, sn);
-              rope_rotate_half(k, nk, r, r, cs, sn);
-            }
-            break;
-          case RopeMode::Pairs:
-            // Each KV head rotates its own kept planes; its query heads too.
-            for (int kh = 0; rope && kh < nk; ++kh) {
-              float* lc = f.layer_cos.data() + b * max_half;
-              float* ls = f.layer_sin.data() + b * max_half;
-              rope_angles(static_cast<float>(pos[b]), fl.inv_freq.data_ptr<float>() + kh * (r / 2),
-                          r / 2, lc, ls);
-              rope_rotate_half(q + kh * G * qr, G, qr, qr, lc, ls);
-              rope_rotate_half(k + kh * r, 1, r, r, lc, ls);
-            }
-            break;
-          case RopeMode::Latent:
-            // The cache keeps the unrotated latent; the kernel rotates keys.
-            if (rope) rope_rotate_half(q, H, d, d, cs, sn);
-            break;
-          case RopeMode::Post: {
-            if (rope) {
-              rope_rotate_half(q, H, d, d, cs, sn);
-              rope_rotate_half(k, Hkv, d, d, cs, sn);
-            }
-            float* qm = f.qmap.data() + std::size_t(b) * H * r;
-            float* km = f.kmap.data() + std::size_t(b) * nk * r;
-            const float* qd = fl.q_down_t.data_ptr<float>();
-            const float* kd = fl.k_down_t.data_ptr<float>();
-            for (int h = 0; h < H; ++h)
-              small_gemm(qd + std::size_t(h) * r * d, d, d, q + h * d, d, 1, nullptr, qm + h * r, r,
-                         0, r);
-            const int sd = share * d;
-            for (int kh = 0; kh < nk; ++kh)
-              small_gemm(kd + std::size_t(kh) * r * sd, sd, sd, k + kh * sd, sd, 1, nullptr,
-                         km + kh * r, r, 0, r);
-            q = qm;
-            k = km;
-            break;
-          }
-        }
-        const int id = ids[b], p = static_cast<int>(pos[b]);
-        for (int kh = 0; kh < nk; ++kh) cache_.write_key(id, l, kh, p, k + kh * r);
-        for (int vh = 0; vh < Hkv; ++vh) {
-          cache_.write_value(id, l, vh, p, v + vh * d);
-          value_rows_.push_back(cache_.values(id, l, vh));
-        }
-        const int end = p + 1;
-        const int begin = c.sliding_window ? std::max(0, end - *c.sliding_window) : 0;
-        for (int kh = 0; kh < nk; ++kh) {
-          AttentionTask t;
-          t.q = q + kh * G * qw;
-          t.n_queries = G;
-          t.keys = cache_.keys(id, l, kh);
-          t.values = &value_rows_[std::size_t(b) * Hkv + kh * share];
-          t.n_values = share;
-          t.begin = begin;
-          t.end = end;
-          t.out = f.att.data() + (std::size_t(b) * H + kh * G) * d;
-          tasks_.push_back(t);
-          if (!latent_.empty()) task_latent_.push_back(&latent_[l][kh]);
-        }
-      }
-      splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
+      fused_attention(l, ids, pos, max_half);
     }
     gemm(*pool_, xq, f.xb, fl.o, H * d, D, f.att.data(), B, ptr(fl.b_o), f.tmp.data());
     add_to(x, f.tmp.data(), B * D);
