@@ -35,10 +35,10 @@ at::Tensor convert_matrix(const at::Tensor& w, WeightFormat format, at::Tensor& 
 }
 
 // MLA's and LRKV's per-head maps: a step reads them whole, as it reads the
-// matrices (MLA's are 9% of the bench MLA model's bf16 step), but applies them
-// on either side of attention (runtime/variant_rows.h), transposed on the
-// query side, which the packed int8 / int4 blocks are not laid out for; so
-// models whose matrices are int8 or int4 hold these maps as bf16.
+// matrices (held as f32, MLA's were 9% of the bench MLA model's bf16 step),
+// but applies them on either side of attention (runtime/variant_rows.h),
+// transposed on the query side, which the packed int8 / int4 blocks are not
+// laid out for; so models whose matrices are int8 or int4 hold them as bf16.
 at::Tensor convert_map(const at::Tensor& w, WeightFormat format) {
   if (!w.defined()) return w;
   const at::ScalarType st = packed_format(format) ? at::kBFloat16 : float_type(format);
