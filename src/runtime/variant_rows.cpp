@@ -20,16 +20,11 @@ const float* f32_data(const at::Tensor& t, const char* what) {
   return t.data_ptr<float>();
 }
 
-// A per-head map as the model holds it (f32, bf16 or f16, convert_weights).
+// A per-head map as the model holds it (f32, bf16 or f16, convert_weights);
+// weight_rows checks the layout, small_gemm_transposed the dtype.
 WeightRows map_rows(const at::Tensor& t, const char* what) {
-  if (!t.defined() || t.dim() != 2 || !t.is_contiguous())
-    throw Error(std::string("MLA / LRKV decoding needs the model's ") + what +
-                " as a contiguous matrix");
-  const WeightRows w = weight_rows(t);
-  if (packed_weights(w.type))
-    throw Error(std::string("MLA / LRKV decoding reads ") + what +
-                " as f32, bf16 or f16, not packed integer levels");
-  return w;
+  if (!t.defined()) throw Error(std::string("MLA / LRKV decoding needs the model's ") + what);
+  return weight_rows(t);
 }
 
 }  // namespace
