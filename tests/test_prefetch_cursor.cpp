@@ -118,17 +118,33 @@ TEST(PrefetchCursor, StopsAtTheEndAndIgnoresRangesPastItsCapacity) {
     EXPECT_EQ(joined[i], reinterpret_cast<std::uintptr_t>(arena + 64 * i));
 }
 
-// The CPUID vendor string is the one Linux reports as vendor_id.
-TEST(PrefetchTuning, VendorIsTheOneLinuxReports) {
+// The CPUID vendor string and family are the ones Linux reports as
+// vendor_id and cpu family.
+TEST(PrefetchTuning, VendorAndFamilyAreTheOnesLinuxReports) {
   std::ifstream info("/proc/cpuinfo");
   std::string line, vendor;
-  while (vendor.empty() && std::getline(info, line))
+  int family = -1;
+  while ((vendor.empty() || family < 0) && std::getline(info, line)) {
     if (line.rfind("vendor_id", 0) == 0) vendor = line.substr(line.find(':') + 2);
-  if (vendor.empty()) GTEST_SKIP() << "no vendor_id in /proc/cpuinfo on this machine";
+    if (line.rfind("cpu family", 0) == 0) family = std::stoi(line.substr(line.find(':') + 2));
+  }
+  if (vendor.empty() || family < 0)
+    GTEST_SKIP() << "no vendor_id or cpu family in /proc/cpuinfo on this machine";
   EXPECT_EQ(cpu_vendor(), vendor);
-  const PrefetchTuning expected = prefetch_tuning_for(vendor);
+  EXPECT_EQ(cpu_family(), family);
+  const PrefetchTuning expected = prefetch_tuning_for(vendor, family);
   EXPECT_EQ(prefetch_tuning().int8_bytes, expected.int8_bytes);
   EXPECT_EQ(prefetch_tuning().int8_into_l1, expected.int8_into_l1);
+}
+
+// Which CPUs request int8 weight lines into L1: only Zen 5 and later, where
+// that was measured faster; Zen 4 (family 25) and Intel into L2.
+TEST(PrefetchTuning, Int8LinesGoIntoL1OnlyFromZen5On) {
+  EXPECT_FALSE(prefetch_tuning_for("AuthenticAMD", 25).int8_into_l1);
+  EXPECT_TRUE(prefetch_tuning_for("AuthenticAMD", 26).int8_into_l1);
+  EXPECT_FALSE(prefetch_tuning_for("GenuineIntel", 6).int8_into_l1);
+  EXPECT_EQ(prefetch_tuning_for("GenuineIntel", 6).int8_bytes, 3072u);
+  EXPECT_EQ(prefetch_tuning_for("AuthenticAMD", 26).int8_bytes, 6144u);
 }
 
 }  // namespace
