@@ -14,9 +14,9 @@ PrefetchTuning prefetch_tuning_for(std::string_view vendor, int family) {
   if (vendor == "AuthenticAMD" && family >= 26) {
     // Zen 5 VM, whole-model int8 steps paired in one process: weight lines
     // into L1 took 0.92-0.99x the time of L2 at 1K (10 cells in two runs),
-    // 0.95-1.01x at 4K-16K. On the Zen 4 VM (family 25) L1 took 1.04-1.15x
-    // the time of L2 at 1K batch 1 and 1.0-1.2x at 4K-16K, level at batch 8
-    // (paired the same way, docs/results/decode.md): there int8's LM head
+    // 0.95-1.01x at 4K-16K. On the Zen 4 VM (family 25) L1 took 1.02-1.21x
+    // the time of L2 at 1K-4K batch 1 and 0.96-1.23x at 16K, about the same at
+    // batch 8 (paired the same way, docs/results/decode.md): there int8's LM head
     // streamed at 26-28 GB/s into L1 against bf16's 30-35, and at 31-34 into
     // L2. L2 is the default.
     t.int8_into_l1 = true;
