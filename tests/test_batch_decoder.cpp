@@ -146,6 +146,65 @@ TEST(BatchDecoder, FullWidthGqaMatchesDense) {
   for (int bt : {1, 4, 16}) EXPECT_LT(max_batched_error(m, f32_spec(bt)), 1e-4) << "block " << bt;
 }
 
+// More query heads per key head than one attention task takes (72 and 130
+// against kMaxQueries = 64, one KV head): a key head's queries go in several
+// tasks over the same rows, and every step still matches the dense forward
+// pass, on the fused step, the libtorch pass and thin keys in every RoPE
+// mode whose value heads are not shared.
+TEST(BatchDecoder, MoreQueryHeadsPerKeyHeadThanATaskTakes) {
+  for (int heads : {72, 130}) {
+    const ModelConfig c = llama_config({61, 64, 2, heads, 1, 4, 96, 512});
+    const Model m = random_model(c, 9, 0.1);
+    BatchDecoder probe(m, {f32_spec(), 1});
+    EXPECT_EQ(probe.attention_shape().max_queries, 64);
+    EXPECT_EQ(probe.attention_shape().max_heads, heads > 128 ? 3 : 2);
+    EXPECT_LT(max_batched_error(m, f32_spec(), 6), 1e-4) << heads << " heads";
+    for (RopeMode mode : {RopeMode::Post, RopeMode::Latent, RopeMode::Pairs}) {
+      CompressOptions o;
+      o.method = CompressMethod::Svd;
+      o.rope = mode;
+      o.ranks.key_rank = 2;
+      o.calibration.show_progress = false;
+      const Model t = compress_model(m, o, {});
+      EXPECT_LT(max_batched_error(t, f32_spec(), 6), 1e-4) << to_string(mode) << " " << heads;
+    }
+  }
+  // The libtorch pass builds its tasks the same way.
+  const Model m = random_model(llama_config({61, 64, 1, 72, 1, 4, 96, 512}), 10, 0.1);
+  std::mt19937 rng(3);
+  const auto prompt = tokens(rng, 9, 61);
+  KVCache dense(m.config, 16);
+  const at::Tensor want = forward(m, prompt, dense, Logits::Last);
+  BatchDecoderOptions o{f32_spec(), 1};
+  o.fused = false;
+  BatchDecoder dec(m, o);
+  std::vector<float> first;
+  dec.add(prompt, &first);
+  EXPECT_LT(rel_err(logits_tensor(first), want), 1e-4);
+}
+
+// Latent keys shared by value heads split a task's queries between them, so
+// past kMaxQueries query heads per key head the decoder refuses the model
+// when it is built, with the reason.
+TEST(BatchDecoder, SharedLatentKeysPastATasksQueriesAreRefused) {
+  const Model m = random_model(llama_config({61, 64, 1, 136, 2, 4, 96, 512}), 11, 0.1);
+  CompressOptions o;
+  o.method = CompressMethod::Svd;
+  o.rope = RopeMode::Latent;
+  o.share = 2;
+  o.ranks.key_rank = 4;
+  o.calibration.show_progress = false;
+  const Model t = compress_model(m, o, {});
+  try {
+    BatchDecoder dec(t, {f32_spec(), 1});
+    FAIL() << "built a decoder for 136 query heads on one shared latent key head";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("at most 64 query heads per key head, not 136"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(BatchDecoder, ThinKeysPerLayerRanksMatchDense) {
   ModelConfig c = tiny_llama();
   c.key_rank = {4, 8};  // RoPE on the thin dimensions (Full mode), rank differs by layer

@@ -54,13 +54,20 @@ BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& option
   const bool latent = c.rope_mode() == RopeMode::Latent;
   if (options.fused) fused_ = std::make_unique<FusedStep>();
   shape_.head_dim = c.head_dim;
-  shape_.max_queries = c.n_heads / c.key_heads();
+  // A key head's queries go in tasks of at most kMaxQueries (add_head_tasks).
+  const int per_key = c.n_heads / c.key_heads();
+  const int chunks = (per_key + kMaxQueries - 1) / kMaxQueries;
+  shape_.max_queries = std::min(per_key, kMaxQueries);
   for (int l = 0; l < c.n_layers; ++l)
     shape_.max_key_width = std::max(shape_.max_key_width, c.key_width(l));
   shape_.block_tokens = options.cache.block_tokens;
   shape_.scale = static_cast<float>(c.score_scale());
   shape_.max_share = latent ? c.key_share() : 1;
-  shape_.max_heads = c.key_heads();
+  shape_.max_heads = c.key_heads() * chunks;
+  if (latent && c.key_share() > 1 && chunks > 1)
+    throw Error("decode attention: latent keys shared by " + std::to_string(c.key_share()) +
+                " value heads take at most " + std::to_string(kMaxQueries) +
+                " query heads per key head, not " + std::to_string(per_key));
   if (!c.is_standard_attention()) {
     // Every query head reads the one cached row; a task takes at most
     // kMaxQueries of them, so wider models give a row several tasks, run
@@ -243,22 +250,35 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const RopeA
     }
     const int end = pos + 1;
     const int begin = c.sliding_window ? std::max(0, end - *c.sliding_window) : 0;
-    for (int64_t kh = 0; kh < nk; ++kh) {
-      AttentionTask t;
-      t.q = q.data_ptr<float>() + (b * H + kh * G) * qw;
-      t.n_queries = G;
-      t.keys = cache_.keys(id, l, static_cast<int>(kh));
-      t.values = &value_rows_[b * Hkv + kh * share];
-      t.n_values = static_cast<int>(share);
-      t.begin = begin;
-      t.end = end;
-      t.out = out.data_ptr<float>() + (b * H + kh * G) * d;
-      tasks_.push_back(t);
-      if (!latent_.empty()) task_latent_.push_back(&latent_[l][kh]);
-    }
+    for (int64_t kh = 0; kh < nk; ++kh)
+      add_head_tasks(l, id, static_cast<int>(kh), q.data_ptr<float>() + (b * H + kh * G) * qw, qw,
+                     &value_rows_[b * Hkv + kh * share], begin, end,
+                     out.data_ptr<float>() + (b * H + kh * G) * d);
   }
   splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
   return out;
+}
+
+void BatchDecoder::add_head_tasks(int l, int id, int kh, const float* q, int qw,
+                                  const PagedRows* values, int begin, int end, float* out) {
+  const ModelConfig& c = model_->config;
+  const int G = c.n_heads / c.key_heads(), share = c.key_share(), d = c.head_dim;
+  // Shared value heads split a task's queries between them: such tasks stay
+  // whole (the constructor refuses them past kMaxQueries).
+  const int step = share > 1 ? G : kMaxQueries;
+  for (int g0 = 0; g0 < G; g0 += step) {
+    AttentionTask t;
+    t.q = q + std::size_t(g0) * qw;
+    t.n_queries = std::min(step, G - g0);
+    t.keys = cache_.keys(id, l, kh);
+    t.values = values;
+    t.n_values = share;
+    t.begin = begin;
+    t.end = end;
+    t.out = out + std::size_t(g0) * d;
+    tasks_.push_back(t);
+    if (!latent_.empty()) task_latent_.push_back(&latent_[l][kh]);
+  }
 }
 
 void BatchDecoder::variant_attention(int l, std::span<const int> ids, const float* qkv,

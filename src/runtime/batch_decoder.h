@@ -123,6 +123,12 @@ class BatchDecoder {
   void variant_attention(int layer, std::span<const int> ids, const float* qkv, std::size_t ld_qkv,
                          const float* cos, const float* sin, std::size_t ld_angles,
                          std::span<const int64_t> pos, float* att);
+  // The attention tasks of one row's key head `kh` in layer `l` over tokens
+  // [begin, end): its G query heads (q, qw floats each) in tasks of at most
+  // kMaxQueries, all reading the same keys and values (run together, so a
+  // block is read once), writing out (head_dim floats a query).
+  void add_head_tasks(int l, int id, int kh, const float* q, int qw, const PagedRows* values,
+                      int begin, int end, float* out);
   void check_token(int32_t token) const;
   void check_context(int64_t tokens) const;
 

@@ -173,19 +173,10 @@ void BatchDecoder::fused_attention(int l, std::span<const int> ids, std::span<co
     }
     const int end = p + 1;
     const int begin = c.sliding_window ? std::max(0, end - *c.sliding_window) : 0;
-    for (int kh = 0; kh < nk; ++kh) {
-      AttentionTask t;
-      t.q = q + kh * G * qw;
-      t.n_queries = G;
-      t.keys = cache_.keys(id, l, kh);
-      t.values = &value_rows_[std::size_t(b) * Hkv + kh * share];
-      t.n_values = share;
-      t.begin = begin;
-      t.end = end;
-      t.out = f.att.data() + (std::size_t(b) * H + kh * G) * d;
-      tasks_.push_back(t);
-      if (!latent_.empty()) task_latent_.push_back(&latent_[l][kh]);
-    }
+    for (int kh = 0; kh < nk; ++kh)
+      add_head_tasks(l, id, kh, q + kh * G * qw, qw,
+                     &value_rows_[std::size_t(b) * Hkv + kh * share], begin, end,
+                     f.att.data() + (std::size_t(b) * H + kh * G) * d);
   }
   splits_.run(shape_, tasks_, task_latent_, *pool_, scratch_);
 }
