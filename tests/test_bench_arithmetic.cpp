@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "bench/bandwidth_probe.h"
 #include "bench/decode_bench.h"
 #include "bench/model_decode_bench.h"
 #include "bench/relative_time.h"
@@ -56,6 +57,24 @@ TEST(BenchArithmetic, AttentionOnlyTokensPerSecondAndBestBandwidth) {
   EXPECT_DOUBLE_EQ(best_read_bandwidth(10, 11, rows), 12.25);
   EXPECT_DOUBLE_EQ(best_read_bandwidth(13, 11, rows), 13.0);
   EXPECT_DOUBLE_EQ(best_read_bandwidth(10, 11, {}), 11.0);
+}
+
+// One kernel cell run for real on a small cache: the row counts the bytes
+// one step reads by hand (512 tokens x 12 KV heads x (64 + 64) f16 values)
+// and carries both timings, evicted and resident.
+TEST(BenchArithmetic, KernelRowHoldsItsBytesAndBothTimings) {
+  const auto shapes = decode_bench_shapes();
+  const auto mha = std::find_if(shapes.begin(), shapes.end(),
+                                [](const DecodeBenchShape& s) { return s.name == "mha-model"; });
+  ASSERT_NE(mha, shapes.end());
+  StreamBuffer flush(1, std::size_t{4} << 20);
+  const DecodeBenchRow r =
+      bench_decode_attention(*mha, find_decode_bench_cache("full-f16"), 512, 1, flush, 2, 64, false);
+  EXPECT_EQ(r.bytes_read, 512 * 12 * (64 + 64) * 2);
+  EXPECT_GT(r.seconds, 0.0);
+  EXPECT_LT(r.seconds, 10.0);
+  EXPECT_GT(r.resident_seconds, 0.0);
+  EXPECT_LT(r.resident_seconds, 10.0);
 }
 
 ModelDecodeRow model_row(std::string cache, std::string weights, int batch, double median,

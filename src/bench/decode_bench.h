@@ -48,6 +48,11 @@ struct DecodeBenchRow {
   // Read bandwidth of the cache-evicting streams run right before each
   // repetition (best of them): the machine's bandwidth next to this cell.
   double probe_gb_per_s = 0;
+  // The same call repeated with nothing evicted in between (best of as many
+  // repetitions): the cache from L2 / L3 where it fits, so set beside
+  // `seconds` it shows how much of the time is the kernel's arithmetic and
+  // how much its loads fail to overlap it.
+  double resident_seconds = 0;
 };
 
 std::vector<DecodeBenchShape>

@@ -79,6 +79,7 @@ void run_decode_bench(const DecodeBenchOptions& o) {
                            {"batch", r.batch},
                            {"bytes_read", r.bytes_read},
                            {"ms", r.seconds * 1e3},
+                           {"resident_ms", r.resident_seconds * 1e3},
                            {"gb_per_s", r.gb_per_s},
                            {"cpu_seconds", r.cpu_seconds},
                            {"probe_gb_per_s", r.probe_gb_per_s},
@@ -100,7 +101,8 @@ void run_decode_bench(const DecodeBenchOptions& o) {
       "software-prefetched): %.1f GB/s before, %.1f GB/s after (plain %.1f / %.1f); the same "
       "stream evicts the caches before every repetition, and its rate there is the 'probe' "
       "column; '%% of probe' is against that, '%% of best' against the best read rate of the "
-      "whole run (%.1f GB/s)\n",
+      "whole run (%.1f GB/s); 'resident ms' is the same call repeated with nothing evicted "
+      "(the cache from L2 / L3 where it fits)\n",
       human_bytes(static_cast<double>(stream.bytes())).c_str(), threads, bw0.gb_per_s, bw1.gb_per_s,
       bw0.plain_gb_per_s, bw1.plain_gb_per_s, bw);
   std::string shape_text;
@@ -113,21 +115,21 @@ void run_decode_bench(const DecodeBenchOptions& o) {
       "cpu util = process CPU time / (wall time x threads) over the timed run\n\n",
       shape_text.c_str(), o.layers);
   std::printf(
-      "| shape | cache | K | V | r | ctx | batch | bytes/step | ms | GB/s | probe GB/s | %% of "
-      "probe "
-      "| %% of best | time vs full-f16 | attn-only tok/s | cpu util |\n");
-  std::printf("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      "| shape | cache | K | V | r | ctx | batch | bytes/step | ms | resident ms | GB/s | probe "
+      "GB/s | %% of probe | %% of best | time vs full-f16 | attn-only tok/s | cpu util |\n");
+  std::printf(
+      "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (size_t i = 0; i < rows.size(); ++i) {
     const DecodeBenchRow& r = rows[i];
     const auto cc = find_decode_bench_cache(r.cache);
     std::printf(
-        "| %s | %s | %s | %s | %d | %d | %d | %s | %.3f | %.1f | %.1f | %.0f%% | %.0f%% | %s | "
-        "%.1f | %.0f%% |\n",
+        "| %s | %s | %s | %s | %d | %d | %d | %s | %.3f | %.3f | %.1f | %.1f | %.0f%% | %.0f%% | "
+        "%s | %.1f | %.0f%% |\n",
         r.shape.c_str(), r.cache.c_str(), to_string(cc.key_dtype), to_string(cc.value_dtype),
         r.key_width, r.ctx, r.batch, human_bytes(static_cast<double>(r.bytes_read)).c_str(),
-        r.seconds * 1e3, r.gb_per_s, r.probe_gb_per_s, 100 * r.gb_per_s / r.probe_gb_per_s,
-        100 * r.gb_per_s / bw, ratio_text(vs_full[i]).c_str(), tok_s(r),
-        100 * r.cpu_seconds / (r.seconds * threads));
+        r.seconds * 1e3, r.resident_seconds * 1e3, r.gb_per_s, r.probe_gb_per_s,
+        100 * r.gb_per_s / r.probe_gb_per_s, 100 * r.gb_per_s / bw, ratio_text(vs_full[i]).c_str(),
+        tok_s(r), 100 * r.cpu_seconds / (r.seconds * threads));
   }
 }
 
