@@ -128,32 +128,30 @@ DecodeBenchRow bench_decode_attention(const DecodeBenchShape& sh, const DecodeBe
       if (cc.latent) latents.push_back(&latent);
     }
 
-  double best = 1e30, best_cpu = 0, probe = 0;
-  for (int rep = 0; rep <= repeats; ++rep) {  // the first run warms up
-    probe = std::max(probe, flush.read(true));
-    // In a decode step the attention call follows the q/k/v projections on
-    // the same pool, whose workers are then still polling for work; after
-    // the flush they are asleep, and waking them (30-130 us on the VM) is
-    // not the kernel's cost.
+  // In a decode step the attention call follows the q/k/v projections on
+  // the same pool, whose workers are then still polling for work; after a
+  // flush they are asleep, and waking them (30-130 us on the VM) is not the
+  // kernel's cost. Returns the call's seconds; `cpu` its process CPU seconds.
+  auto timed_call = [&](double& cpu) {
     pool.run(pool.threads(), [](int, int) {});
     const double c0 = process_cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     splits.run(shape, tasks, latents, pool, scratch);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    cpu = process_cpu_seconds() - c0;
+    return s;
+  };
+  double best = 1e30, best_cpu = 0, probe = 0, cpu = 0;
+  for (int rep = 0; rep <= repeats; ++rep) {  // the first run warms up
+    probe = std::max(probe, flush.read(true));
+    const double s = timed_call(cpu);
     if (rep > 0 && s < best) {
       best = s;
-      best_cpu = process_cpu_seconds() - c0;
+      best_cpu = cpu;
     }
   }
-
-  double resident = 1e30;
-  for (int rep = 0; rep < repeats; ++rep) {  // the last evicted run left the cache loaded
-    pool.run(pool.threads(), [](int, int) {});
-    const auto t0 = std::chrono::steady_clock::now();
-    splits.run(shape, tasks, latents, pool, scratch);
-    resident = std::min(
-        resident, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
+  double resident = 1e30;  // the last evicted run left the cache loaded
+  for (int rep = 0; rep < repeats; ++rep) resident = std::min(resident, timed_call(cpu));
 
   DecodeBenchRow row_out;
   row_out.shape = sh.name;

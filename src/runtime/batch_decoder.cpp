@@ -19,6 +19,28 @@
 namespace thinkeys {
 namespace {
 
+// Tasks of at most kMaxQueries queries that `queries` query heads on one key
+// head take (push_task_queries).
+int query_chunks(int queries) { return (queries + kMaxQueries - 1) / kMaxQueries; }
+
+// `whole` appended to `tasks` as tasks of at most kMaxQueries of its queries
+// (query rows qw floats apart, output rows d), all reading the same keys and
+// values, so that they run together and each block is read once. Queries
+// split between shared value heads stay in one task. Returns how many.
+int push_task_queries(const AttentionTask& whole, int qw, int d,
+                      std::vector<AttentionTask>& tasks) {
+  const int step = whole.n_values > 1 ? whole.n_queries : kMaxQueries;
+  int n = 0;
+  for (int g0 = 0; g0 < whole.n_queries; g0 += step, ++n) {
+    AttentionTask t = whole;
+    t.q = whole.q + std::size_t(g0) * qw;
+    t.n_queries = std::min(step, whole.n_queries - g0);
+    t.out = whole.out + std::size_t(g0) * d;
+    tasks.push_back(t);
+  }
+  return n;
+}
+
 // Row `row` of a [rows, V] float tensor into `out`.
 void copy_logits(const at::Tensor& logits, int64_t row, std::vector<float>& out) {
   const at::Tensor r = logits[row].contiguous();
@@ -54,9 +76,9 @@ BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& option
   const bool latent = c.rope_mode() == RopeMode::Latent;
   if (options.fused) fused_ = std::make_unique<FusedStep>();
   shape_.head_dim = c.head_dim;
-  // A key head's queries go in tasks of at most kMaxQueries (add_head_tasks).
+  // A key head's queries go in tasks of at most kMaxQueries (push_task_queries).
   const int per_key = c.n_heads / c.key_heads();
-  const int chunks = (per_key + kMaxQueries - 1) / kMaxQueries;
+  const int chunks = query_chunks(per_key);
   shape_.max_queries = std::min(per_key, kMaxQueries);
   for (int l = 0; l < c.n_layers; ++l)
     shape_.max_key_width = std::max(shape_.max_key_width, c.key_width(l));
@@ -76,7 +98,7 @@ BatchDecoder::BatchDecoder(const Model& model, const BatchDecoderOptions& option
     shape_.head_dim = variant_->value_width();
     shape_.max_queries = std::min(c.n_heads, kMaxQueries);
     shape_.max_key_width = variant_->key_width();
-    shape_.max_heads = (c.n_heads + kMaxQueries - 1) / kMaxQueries;
+    shape_.max_heads = query_chunks(c.n_heads);
   }
   for (int t = 0; t < pool_->threads(); ++t) scratch_.emplace_back(shape_);
   if (latent) {
@@ -262,23 +284,17 @@ at::Tensor BatchDecoder::layer_attention(int l, const at::Tensor& h, const RopeA
 void BatchDecoder::add_head_tasks(int l, int id, int kh, const float* q, int qw,
                                   const PagedRows* values, int begin, int end, float* out) {
   const ModelConfig& c = model_->config;
-  const int G = c.n_heads / c.key_heads(), share = c.key_share(), d = c.head_dim;
-  // Shared value heads split a task's queries between them: such tasks stay
-  // whole (the constructor refuses them past kMaxQueries).
-  const int step = share > 1 ? G : kMaxQueries;
-  for (int g0 = 0; g0 < G; g0 += step) {
-    AttentionTask t;
-    t.q = q + std::size_t(g0) * qw;
-    t.n_queries = std::min(step, G - g0);
-    t.keys = cache_.keys(id, l, kh);
-    t.values = values;
-    t.n_values = share;
-    t.begin = begin;
-    t.end = end;
-    t.out = out + std::size_t(g0) * d;
-    tasks_.push_back(t);
-    if (!latent_.empty()) task_latent_.push_back(&latent_[l][kh]);
-  }
+  AttentionTask t;
+  t.q = q;
+  t.n_queries = c.n_heads / c.key_heads();
+  t.keys = cache_.keys(id, l, kh);
+  t.values = values;
+  t.n_values = c.key_share();  // shared past kMaxQueries: refused by the constructor
+  t.begin = begin;
+  t.end = end;
+  t.out = out;
+  const int n = push_task_queries(t, qw, c.head_dim, tasks_);
+  if (!latent_.empty()) task_latent_.insert(task_latent_.end(), n, &latent_[l][kh]);
 }
 
 void BatchDecoder::variant_attention(int l, std::span<const int> ids, const float* qkv,
@@ -314,18 +330,16 @@ void BatchDecoder::variant_attention(int l, std::span<const int> ids, const floa
       cache_.write_value(id, l, 0, p, variant_v_.data());
       value_rows_.push_back(cache_.values(id, l, 0));
     }
-    for (int q0 = 0; q0 < H; q0 += kMaxQueries) {
-      AttentionTask t;
-      t.q = variant_q_.data() + (std::size_t(b) * H + q0) * kw;
-      t.n_queries = std::min(kMaxQueries, H - q0);
-      t.keys = keys;
-      t.values = &value_rows_.back();
-      t.n_values = 1;
-      t.end = p + 1;
-      t.begin = c.sliding_window ? std::max(0, t.end - *c.sliding_window) : 0;
-      t.out = variant_out_.data() + (std::size_t(b) * H + q0) * vw;
-      tasks_.push_back(t);
-    }
+    AttentionTask t;
+    t.q = variant_q_.data() + std::size_t(b) * H * kw;
+    t.n_queries = H;
+    t.keys = keys;
+    t.values = &value_rows_.back();
+    t.n_values = 1;
+    t.end = p + 1;
+    t.begin = c.sliding_window ? std::max(0, t.end - *c.sliding_window) : 0;
+    t.out = variant_out_.data() + std::size_t(b) * H * vw;
+    push_task_queries(t, kw, vw, tasks_);
   }
   // The per-head maps are weights read every step: heads share out over the
   // pool as the GEMVs' rows do.

@@ -125,8 +125,8 @@ class BatchDecoder {
                          std::span<const int64_t> pos, float* att);
   // The attention tasks of one row's key head `kh` in layer `l` over tokens
   // [begin, end): its G query heads (q, qw floats each) in tasks of at most
-  // kMaxQueries, all reading the same keys and values (run together, so a
-  // block is read once), writing out (head_dim floats a query).
+  // kMaxQueries over the same keys and values, writing out (head_dim floats
+  // a query).
   void add_head_tasks(int l, int id, int kh, const float* q, int qw, const PagedRows* values,
                       int begin, int end, float* out);
   void check_token(int32_t token) const;
