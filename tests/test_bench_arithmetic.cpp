@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "bench/bandwidth_probe.h"
+#include "bench/cpu_clock.h"
 #include "bench/decode_bench.h"
 #include "bench/model_decode_bench.h"
 #include "bench/relative_time.h"
@@ -68,13 +69,23 @@ TEST(BenchArithmetic, KernelRowHoldsItsBytesAndBothTimings) {
                                 [](const DecodeBenchShape& s) { return s.name == "mha-model"; });
   ASSERT_NE(mha, shapes.end());
   StreamBuffer flush(1, std::size_t{4} << 20);
-  const DecodeBenchRow r =
-      bench_decode_attention(*mha, find_decode_bench_cache("full-f16"), 512, 1, flush, 2, 64, false);
+  const DecodeBenchRow r = bench_decode_attention(*mha, find_decode_bench_cache("full-f16"), 512, 1,
+                                                  flush, 2, 64, false);
   EXPECT_EQ(r.bytes_read, 512 * 12 * (64 + 64) * 2);
   EXPECT_GT(r.seconds, 0.0);
   EXPECT_LT(r.seconds, 10.0);
   EXPECT_GT(r.resident_seconds, 0.0);
   EXPECT_LT(r.resident_seconds, 10.0);
+  EXPECT_GT(r.cpu_seconds, 0.0);
+  EXPECT_GT(r.cpu_util, 0.0);
+  EXPECT_LT(r.cpu_util, 1.5);  // a share of the threads' time, up to the clocks' jitter
+}
+
+TEST(BenchArithmetic, PoolCpuShareIsCpuOverWallTimesThreads) {
+  // 1.5 CPU seconds over 1 wall second on 2 threads: three quarters.
+  EXPECT_DOUBLE_EQ(pool_cpu_share({1.0, 10.0}, {2.5, 11.0}, 2), 0.75);
+  EXPECT_DOUBLE_EQ(pool_cpu_share({0.0, 0.0}, {0.004, 0.002}, 2), 1.0);
+  EXPECT_EQ(pool_cpu_share({1.0, 5.0}, {2.0, 5.0}, 2), 0.0);  // no wall time: no share
 }
 
 ModelDecodeRow model_row(std::string cache, std::string weights, int batch, double median,

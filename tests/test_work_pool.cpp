@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -42,6 +43,35 @@ TEST(WorkPool, RunsEveryItemOnceAndRethrows) {
 // Lost or doubled hand-overs show up as a wrong count (or a hang): runs back
 // to back reach polling workers, runs after a pause longer than the poll
 // reach sleeping ones, and a zero poll always sleeps.
+// Each item spins until its own thread's CPU clock has moved on by `spin`:
+// the pool's clock must count at least the sum, whichever threads ran them.
+// Counting the calling thread alone, it reads about half of it whenever the
+// worker ran an item (the items wait for each other, so it does when it can).
+TEST(WorkPool, CpuSecondsCountEveryThreadsOwnTime) {
+  auto thread_cpu = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  };
+  constexpr double spin = 0.003;
+  WorkPool pool(2);
+  std::atomic<int> arrived{0};
+  std::vector<int> ran_on(2, -1);
+  const double before = pool.cpu_seconds();
+  pool.run(2, [&](int item, int thread) {
+    ran_on[item] = thread;
+    arrived++;
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (arrived.load() < 2 && std::chrono::steady_clock::now() < give_up) {
+    }
+    const double t0 = thread_cpu();
+    while (thread_cpu() - t0 < spin) {
+    }
+  });
+  const double counted = pool.cpu_seconds() - before;
+  EXPECT_GE(counted, 2 * spin) << "items ran on threads " << ran_on[0] << " and " << ran_on[1];
+}
+
 TEST(WorkPool, HandsOverEveryRunToPollingOrSleepingWorkers) {
   using std::chrono::microseconds;
   for (const microseconds poll : {microseconds(0), microseconds(50), WorkPool::kDefaultPoll}) {

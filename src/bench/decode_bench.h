@@ -42,9 +42,10 @@ struct DecodeBenchRow {
   int64_t bytes_read = 0;  // cached bytes per layer-step
   double seconds = 0;      // attention of one layer, one step, all sequences
   double gb_per_s = 0;
-  // Process CPU seconds over the best run: on a shared machine cpu_seconds /
-  // (seconds * threads) below 1 means the kernel did not get its cores.
-  double cpu_seconds = 0;
+  // The pool's CPU seconds over the best run, and their share of its time
+  // on every thread (bench/cpu_clock.h): below 1 on a shared machine means
+  // the kernel did not get its cores.
+  double cpu_seconds = 0, cpu_util = 0;
   // Read bandwidth of the cache-evicting streams run right before each
   // repetition (best of them): the machine's bandwidth next to this cell.
   double probe_gb_per_s = 0;

@@ -252,15 +252,16 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
               lead_ins[i][s - 1] =
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - l0).count();
             for (int b = 0; b < batch; ++b) dec.truncate(ids[i][b], ctx + s);
-            const double c0 = process_cpu_seconds();
+            const PoolCpuSample c0 = pool_cpu_sample(dec.pool());
             const auto t0 = std::chrono::steady_clock::now();
             dec.step(step_ids, toks);
             const double sec =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            const PoolCpuSample c1 = pool_cpu_sample(dec.pool());
             if (s > 0) {
               times[i][s - 1] = sec;
-              wall[i] += sec;
-              cpu[i] += process_cpu_seconds() - c0;
+              wall[i] += c1.wall - c0.wall;
+              cpu[i] += c1.cpu - c0.cpu;
             }
           }
           if (s > 0) {
@@ -282,7 +283,7 @@ std::vector<ModelDecodeRow> bench_model_decode(const std::string& shape_name,
           r.lead_in_median_s = median(lead_ins[i]);
           r.round_probe_gb_s = median(probes);
           r.fraction_of_round_probe = median(fractions[i]);
-          r.cpu_util = cpu[i] / (wall[i] * o.threads);
+          r.cpu_util = pool_cpu_share({0, 0}, {cpu[i], wall[i]}, decs[owner[i]]->pool().threads());
           r.cpu_s_per_step = cpu[i] / steps;
           if (o.progress)
             std::fprintf(stderr, "  %s %s %s ctx %d batch %d: median %.1f ms/step\n",

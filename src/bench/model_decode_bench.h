@@ -64,10 +64,11 @@ struct ModelDecodeRow {
   // steps (whose pages fill the TLB and caches), and its median is kept to
   // show what that costs.
   double lead_in_median_s = 0;
-  // Process CPU seconds / (wall seconds x threads) over the timed steps: below
-  // 1 on a shared machine means the step did not get its cores.
+  // The decoder's threads' CPU seconds / (wall seconds x threads) over the
+  // timed steps (bench/cpu_clock.h): below 1 on a shared machine means the
+  // step did not get its cores.
   double cpu_util = 0;
-  // Process CPU seconds per timed step (mean): the work a step costs, without
+  // Those CPU seconds per timed step (mean): the work a step costs, without
   // the time spent waiting for a core on a loaded machine.
   double cpu_s_per_step = 0;
   // The host's memory bandwidth changes between runs and within one (seen

@@ -106,6 +106,8 @@ class BatchDecoder {
   // Whether decode steps run the fused path (every batch size does).
   bool uses_fused_step() const { return fused_ != nullptr; }
   const AttentionShape& attention_shape() const { return shape_; }
+  // The threads steps run on (benchmarks read their CPU clocks).
+  const WorkPool& pool() const { return *pool_; }
 
  private:
   // Row b is token tokens[b] of sequence ids[b] at position pos[b]; its key

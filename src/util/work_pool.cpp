@@ -1,9 +1,10 @@
 #include "util/work_pool.h"
 
+#include <pthread.h>
+
 #include "util/error.h"
 
 #ifdef __linux__
-#include <pthread.h>
 #include <sched.h>
 #endif
 
@@ -55,7 +56,23 @@ WorkPool::WorkPool(int threads, std::chrono::microseconds poll) : poll_(poll) {
   if (threads < 1) throw Error("a work pool needs at least one thread");
   const int cpus = usable_cpus();
   yield_ = cpus <= 0 || threads > cpus;
-  for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { work(t); });
+  for (int t = 1; t < threads; ++t) {
+    workers_.emplace_back([this, t] { work(t); });
+    clockid_t clock{};
+    if (pthread_getcpuclockid(workers_.back().native_handle(), &clock) == 0)
+      worker_clocks_.push_back(clock);
+  }
+}
+
+double WorkPool::cpu_seconds() const {
+  auto seconds = [](clockid_t clock) {
+    timespec ts{};
+    clock_gettime(clock, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  };
+  double s = seconds(CLOCK_THREAD_CPUTIME_ID);
+  for (clockid_t c : worker_clocks_) s += seconds(c);
+  return s;
 }
 
 WorkPool::~WorkPool() {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <ctime>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -31,6 +32,13 @@ class WorkPool {
   WorkPool& operator=(const WorkPool&) = delete;
 
   int threads() const { return static_cast<int>(workers_.size()) + 1; }
+  // CPU seconds run so far by the calling thread plus each worker, every
+  // thread's own clock. The process clock (CLOCK_PROCESS_CPUTIME_ID) cannot
+  // stand in for calls of a millisecond or less: Linux adds another thread's
+  // time to it only at that thread's scheduler ticks and switches, so a
+  // worker that kept its CPU through a short call counted for almost nothing
+  // (`bench --decode` read ~51% for two busy threads).
+  double cpu_seconds() const;
   // The CPU the last run's caller was on, which the workers were kept off
   // (-1: not done, e.g. only one CPU allowed or not Linux).
   int steered_from() const { return steered_from_; }
@@ -54,7 +62,8 @@ class WorkPool {
   void steer_workers();
 
   std::vector<std::thread> workers_;
-  std::mutex running_;  // held by the caller of the run in progress
+  std::vector<clockid_t> worker_clocks_;  // each worker's CPU-time clock (cpu_seconds)
+  std::mutex running_;                    // held by the caller of the run in progress
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::chrono::microseconds poll_;
