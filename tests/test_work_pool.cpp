@@ -40,9 +40,6 @@ TEST(WorkPool, RunsEveryItemOnceAndRethrows) {
   EXPECT_EQ(after, 1);
 }
 
-// Lost or doubled hand-overs show up as a wrong count (or a hang): runs back
-// to back reach polling workers, runs after a pause longer than the poll
-// reach sleeping ones, and a zero poll always sleeps.
 // Each item spins until its own thread's CPU clock has moved on by `spin`:
 // the pool's clock must count at least the sum, whichever threads ran them.
 // Counting the calling thread alone, it reads about half of it whenever the
@@ -72,6 +69,9 @@ TEST(WorkPool, CpuSecondsCountEveryThreadsOwnTime) {
   EXPECT_GE(counted, 2 * spin) << "items ran on threads " << ran_on[0] << " and " << ran_on[1];
 }
 
+// Lost or doubled hand-overs show up as a wrong count (or a hang): runs back
+// to back reach polling workers, runs after a pause longer than the poll
+// reach sleeping ones, and a zero poll always sleeps.
 TEST(WorkPool, HandsOverEveryRunToPollingOrSleepingWorkers) {
   using std::chrono::microseconds;
   for (const microseconds poll : {microseconds(0), microseconds(50), WorkPool::kDefaultPoll}) {
